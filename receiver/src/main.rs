@@ -1,0 +1,4 @@
+//! The `receiver` command.
+fn main() -> std::process::ExitCode {
+    receiver::cli_main()
+}

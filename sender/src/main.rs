@@ -1,0 +1,4 @@
+//! The `sender` command.
+fn main() -> std::process::ExitCode {
+    sender::cli_main()
+}

@@ -1,0 +1,1 @@
+//! The sender delivering to the real receiver.

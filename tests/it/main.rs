@@ -1,0 +1,14 @@
+//! Integration tests over loopback: the receiver, the sender, and the two together.
+//!
+//! `support` holds what every test needs (spawning receivers, fake endpoints, bounded waits).
+
+mod support;
+
+#[cfg(feature = "receiver-tests")]
+mod receiver;
+
+#[cfg(feature = "sender-tests")]
+mod sender;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod end_to_end;

@@ -1,0 +1,1 @@
+//! Sender tests against fake endpoints.

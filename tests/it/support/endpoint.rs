@@ -1,0 +1,1 @@
+//! A fake Target URL whose answers a test controls.

@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests.
+
+#[cfg(feature = "receiver-tests")]
+pub mod receiver;
+
+#[cfg(feature = "sender-tests")]
+pub mod endpoint;

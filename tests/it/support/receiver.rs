@@ -1,0 +1,1 @@
+//! Helpers to start receivers on port 0, in process or as real processes.

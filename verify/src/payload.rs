@@ -1,0 +1,417 @@
+//! The webhook envelope of SPEC section 1: a reader that accepts every form Learning Manager has
+//! been seen to send, borrowing from the body, and a writer of today's form.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::catalog::{self, EventKind};
+use crate::timestamp::{epoch_to_millis, format_iso_millis, parse_iso_millis};
+use crate::PayloadError;
+
+/// A parsed request body. Strings borrow from the body unless they hold JSON escapes.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// `accountId`.
+    pub account_id: i64,
+    /// `events`, in the order sent; may be empty.
+    pub events: Vec<Event<'a>>,
+}
+
+/// One event of an envelope.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// The event's JSON exactly as it stands in the body.
+    pub raw: &'a RawValue,
+    /// `eventId`: any non-empty string.
+    pub event_id: Cow<'a, str>,
+    /// `eventName`: a catalogue name or not ([`Event::kind`] tells).
+    pub event_name: Cow<'a, str>,
+    /// `timestamp` in whichever form it came.
+    pub timestamp: EventTime<'a>,
+    /// `eventInfo`, when present.
+    pub event_info: Option<Cow<'a, str>>,
+    /// `data`, exactly as it stands in the body (always a JSON object).
+    pub data: &'a RawValue,
+}
+
+impl Event<'_> {
+    /// The catalogue entry of the event's name, or `None` for a name the catalogue lacks
+    /// (accepted and stored all the same, and flagged).
+    pub fn kind(&self) -> Option<&'static EventKind> {
+        catalog::lookup(&self.event_name)
+    }
+}
+
+/// An event's `timestamp` as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTime<'a> {
+    /// An ISO-8601 string (today's form) and its value in epoch milliseconds.
+    Iso {
+        /// The text as sent.
+        text: Cow<'a, str>,
+        /// Its value.
+        epoch_ms: i64,
+    },
+    /// An integer of epoch milliseconds.
+    EpochMillis(i64),
+    /// An integer of epoch seconds.
+    EpochSeconds(i64),
+}
+
+impl EventTime<'_> {
+    /// The timestamp normalised to epoch milliseconds, for indexing.
+    pub fn epoch_millis(&self) -> i64 {
+        match self {
+            Self::Iso { epoch_ms, .. } => *epoch_ms,
+            Self::EpochMillis(ms) => *ms,
+            Self::EpochSeconds(secs) => secs.saturating_mul(1000),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "accountId", borrow)]
+    account_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    events: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "eventId", borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(rename = "eventInfo", borrow)]
+    event_info: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parses a request body as the documented envelope.
+///
+/// Unknown top-level and event fields are ignored here (they stay in the bytes); unknown event
+/// names are accepted.
+///
+/// # Errors
+/// [`PayloadError::InvalidJson`] when the body is not JSON (or not UTF-8),
+/// [`PayloadError::InvalidEnvelope`] naming the first field that breaks the contract, such as
+/// `events[2].eventId must be a non-empty string`.
+pub fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, PayloadError> {
+    let envelope: RawEnvelope<'_> = serde_json::from_slice(body).map_err(|error| {
+        if error.is_data() {
+            PayloadError::InvalidEnvelope("the body must be a JSON object".into())
+        } else {
+            PayloadError::InvalidJson(error.to_string())
+        }
+    })?;
+    let account_id = envelope
+        .account_id
+        .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
+        .ok_or_else(|| invalid("accountId must be an integer"))?;
+    let raw_events = envelope
+        .events
+        .ok_or_else(|| invalid("events must be an array"))?;
+    let events = raw_events
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            parse_event(raw).map_err(|what| invalid(&format!("events[{index}]{what}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Envelope { account_id, events })
+}
+
+fn invalid(detail: &str) -> PayloadError {
+    PayloadError::InvalidEnvelope(detail.to_owned())
+}
+
+/// Parses one event; the error names the field and the rule, without the `events[i].` prefix.
+fn parse_event(raw: &RawValue) -> Result<Event<'_>, &'static str> {
+    let fields: RawEvent<'_> = serde_json::from_str(raw.get()).map_err(|_| " must be an object")?;
+    let event_id = fields
+        .event_id
+        .and_then(json_str)
+        .filter(|id| !id.is_empty())
+        .ok_or(".eventId must be a non-empty string")?;
+    let event_name = fields
+        .event_name
+        .and_then(json_str)
+        .filter(|name| !name.is_empty())
+        .ok_or(".eventName must be a non-empty string")?;
+    let timestamp = fields.timestamp.and_then(parse_event_time).ok_or(
+        ".timestamp must be an ISO-8601 string or an integer of epoch milliseconds or seconds",
+    )?;
+    let event_info = match fields.event_info {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => Some(json_str(raw).ok_or(".eventInfo must be a string")?),
+    };
+    let data = fields
+        .data
+        .filter(|raw| raw.get().starts_with('{'))
+        .ok_or(".data must be an object")?;
+    Ok(Event {
+        raw,
+        event_id,
+        event_name,
+        timestamp,
+        event_info,
+        data,
+    })
+}
+
+/// A JSON string's value, borrowed when it holds no escapes.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(text) {
+        Ok(borrowed) => Some(Cow::Borrowed(borrowed)),
+        Err(_) => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
+}
+
+fn parse_event_time(raw: &RawValue) -> Option<EventTime<'_>> {
+    if let Some(text) = json_str(raw) {
+        // Some exporters quote the epoch number; read it as the number it is.
+        if let Ok(number) = text.parse::<i64>() {
+            return Some(epoch_time(number));
+        }
+        let epoch_ms = parse_iso_millis(&text)?;
+        return Some(EventTime::Iso { text, epoch_ms });
+    }
+    serde_json::from_str::<i64>(raw.get()).ok().map(epoch_time)
+}
+
+fn epoch_time(number: i64) -> EventTime<'static> {
+    if epoch_to_millis(number) == number {
+        EventTime::EpochMillis(number)
+    } else {
+        EventTime::EpochSeconds(number)
+    }
+}
+
+/// How a writer renders times: today's ISO form, or the older epoch forms QA may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeStyle {
+    /// `"2024-11-08T03:49:52.000Z"` for `timestamp` and for date fields in `data`.
+    #[default]
+    Iso,
+    /// Integers of epoch milliseconds.
+    EpochMillis,
+    /// Integers of epoch seconds.
+    EpochSeconds,
+}
+
+impl TimeStyle {
+    /// A JSON value for `epoch_ms` in this style.
+    pub fn render(self, epoch_ms: i64) -> Value {
+        match self {
+            Self::Iso => Value::String(format_iso_millis(epoch_ms)),
+            Self::EpochMillis => Value::from(epoch_ms),
+            Self::EpochSeconds => Value::from(epoch_ms.div_euclid(1000)),
+        }
+    }
+}
+
+/// An event the sender writes, with its fields in the documented order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingEvent {
+    /// `eventId`.
+    #[serde(rename = "eventId")]
+    pub event_id: String,
+    /// `eventName`.
+    #[serde(rename = "eventName")]
+    pub event_name: String,
+    /// `timestamp`, already rendered in the chosen [`TimeStyle`].
+    pub timestamp: Value,
+    /// `eventInfo`.
+    #[serde(rename = "eventInfo", skip_serializing_if = "Option::is_none")]
+    pub event_info: Option<String>,
+    /// `data`, with its fields in insertion order.
+    pub data: Map<String, Value>,
+}
+
+/// A request body the sender writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingEnvelope {
+    /// `accountId`.
+    #[serde(rename = "accountId")]
+    pub account_id: i64,
+    /// `events`.
+    pub events: Vec<OutgoingEvent>,
+}
+
+impl OutgoingEnvelope {
+    /// The body bytes: compact JSON, fields in the documented order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain structs, strings, numbers and maps with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(body: &str) -> String {
+        match parse_envelope(body.as_bytes()) {
+            Ok(_) => "accepted".into(),
+            Err(error) => format!("{}: {}", error.reason_code(), error.detail()),
+        }
+    }
+
+    #[test]
+    fn reads_adobe_documented_sample_with_epoch_millis() {
+        let body = br#"{"accountId": 1010,
+ "events": [{"eventId": "d5fb7071-10a9-46b2-9f9e-79dde346c052",
+             "eventName": "COURSE_ENROLLMENT_BATCH",
+             "timestamp": 1727414643000,
+             "eventInfo": "1727414643000-047210-84242-0",
+             "data": {"userId": 4279332, "loId": "course:7374992",
+                      "loInstanceId": "course:7376092_10250977", "loType": "course",
+                      "enrollmentSource": "ADMIN_ENROLL", "dateEnrolled": 1727414643}}]}"#;
+        let envelope = parse_envelope(body).expect("documented sample");
+        assert_eq!(envelope.account_id, 1010);
+        let event = &envelope.events[0];
+        assert_eq!(event.event_id, "d5fb7071-10a9-46b2-9f9e-79dde346c052");
+        assert!(
+            matches!(event.event_id, Cow::Borrowed(_)),
+            "borrows from the body"
+        );
+        assert_eq!(event.timestamp, EventTime::EpochMillis(1_727_414_643_000));
+        assert_eq!(
+            event.event_info.as_deref(),
+            Some("1727414643000-047210-84242-0")
+        );
+        assert!(event.data.get().contains("\"dateEnrolled\": 1727414643"));
+        assert_eq!(
+            event.kind().map(|kind| kind.name),
+            Some("COURSE_ENROLLMENT_BATCH")
+        );
+        // The raw event is the exact slice of the body.
+        let text = std::str::from_utf8(body).expect("utf8");
+        assert!(text.contains(event.raw.get()));
+    }
+
+    #[test]
+    fn reads_every_timestamp_form_and_lenient_fields() {
+        let body = r#"{"accountId":7,"extra":true,"events":[
+            {"eventId":"a","eventName":"COURSE_COMPLETED","timestamp":"2024-11-08T03:49:52.000Z","data":{"x":1}},
+            {"eventId":"42","eventName":"SOMETHING_NEW","timestamp":1727414643,"eventInfo":null,"data":{}},
+            {"eventId":"c\u0041","eventName":"CI_STATS","timestamp":"1727414643000","data":{"nested":{"k":[1]}}}]}"#;
+        let envelope = parse_envelope(body.as_bytes()).expect("lenient forms");
+        let times: Vec<i64> = envelope
+            .events
+            .iter()
+            .map(|e| e.timestamp.epoch_millis())
+            .collect();
+        assert_eq!(
+            times,
+            [1_731_037_792_000, 1_727_414_643_000, 1_727_414_643_000]
+        );
+        assert_eq!(
+            envelope.events[1].timestamp,
+            EventTime::EpochSeconds(1_727_414_643)
+        );
+        assert!(
+            envelope.events[1].kind().is_none(),
+            "unknown names are flagged, not refused"
+        );
+        assert_eq!(envelope.events[2].event_id, "cA");
+        assert!(envelope.events[1].event_info.is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let check = |body: &str, expected: &str| assert_eq!(refusal(body), expected, "{body}");
+        check(r#"{"accountId":1,"events":[]}"#, "accepted");
+        check(
+            "",
+            "invalid_json: EOF while parsing a value at line 1 column 0",
+        );
+        check(
+            "{\"accountId\":1,",
+            "invalid_json: EOF while parsing a value at line 1 column 15",
+        );
+        check("[1,2]", "invalid_envelope: the body must be a JSON object");
+        check(
+            r#"{"events":[]}"#,
+            "invalid_envelope: accountId must be an integer",
+        );
+        check(
+            r#"{"accountId":"1","events":[]}"#,
+            "invalid_envelope: accountId must be an integer",
+        );
+        check(
+            r#"{"accountId":1}"#,
+            "invalid_envelope: events must be an array",
+        );
+        check(
+            r#"{"accountId":1,"events":{}}"#,
+            "invalid_envelope: the body must be a JSON object",
+        );
+        let event = |fields: &str| format!(r#"{{"accountId":1,"events":[{{{fields}}}]}}"#);
+        check(
+            &event(r#""eventId":"","eventName":"X","timestamp":1,"data":{}"#),
+            "invalid_envelope: events[0].eventId must be a non-empty string",
+        );
+        check(
+            &event(r#""eventId":5,"eventName":"X","timestamp":1,"data":{}"#),
+            "invalid_envelope: events[0].eventId must be a non-empty string",
+        );
+        check(
+            &event(r#""eventId":"e","timestamp":1,"data":{}"#),
+            "invalid_envelope: events[0].eventName must be a non-empty string",
+        );
+        check(
+            &event(r#""eventId":"e","eventName":"X","timestamp":"soon","data":{}"#),
+            "invalid_envelope: events[0].timestamp must be an ISO-8601 string or an integer of epoch milliseconds or seconds",
+        );
+        check(
+            &event(r#""eventId":"e","eventName":"X","timestamp":1.5,"data":{}"#),
+            "invalid_envelope: events[0].timestamp must be an ISO-8601 string or an integer of epoch milliseconds or seconds",
+        );
+        check(
+            &event(r#""eventId":"e","eventName":"X","timestamp":1,"data":[]"#),
+            "invalid_envelope: events[0].data must be an object",
+        );
+        check(
+            &event(r#""eventId":"e","eventName":"X","timestamp":1,"eventInfo":3,"data":{}"#),
+            "invalid_envelope: events[0].eventInfo must be a string",
+        );
+        check(
+            r#"{"accountId":1,"events":[7]}"#,
+            "invalid_envelope: events[0] must be an object",
+        );
+    }
+
+    #[test]
+    fn writer_uses_documented_order_and_reads_back() {
+        let envelope = OutgoingEnvelope {
+            account_id: 1010,
+            events: vec![OutgoingEvent {
+                event_id: "e1".into(),
+                event_name: "COURSE_ENROLLMENT".into(),
+                timestamp: TimeStyle::Iso.render(1_731_037_792_000),
+                event_info: Some("info".into()),
+                data: Map::from_iter([("userId".to_owned(), Value::from(5))]),
+            }],
+        };
+        let bytes = envelope.to_bytes();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).expect("utf8"),
+            r#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2024-11-08T03:49:52.000Z","eventInfo":"info","data":{"userId":5}}]}"#
+        );
+        let parsed = parse_envelope(&bytes).expect("own output parses");
+        assert_eq!(parsed.events[0].timestamp.epoch_millis(), 1_731_037_792_000);
+    }
+}

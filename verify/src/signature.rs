@@ -1,0 +1,431 @@
+//! Signing secrets and the two signature schemes of SPEC section 2.
+//!
+//! Standard Webhooks v1 signs `id "." timestamp "." body` with HMAC-SHA256 and sends
+//! `v1,<base64>` in `webhook-signature`; `body-hmac-sha256` signs the body alone into one
+//! configurable header. Both feed the body to the HMAC in place: it is never copied or
+//! re-encoded, so what is verified is exactly the bytes received.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::VerifyError;
+
+/// HMAC-SHA256, the only algorithm either scheme uses.
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Length in bytes of an HMAC-SHA256 tag.
+pub const SIGNATURE_LEN: usize = 32;
+/// Every Standard Webhooks secret starts with this.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Fewest key bytes a secret may carry.
+pub const MIN_SECRET_BYTES: usize = 24;
+/// Most key bytes a secret may carry.
+pub const MAX_SECRET_BYTES: usize = 64;
+/// Key bytes of a secret the sender generates.
+pub const GENERATED_SECRET_BYTES: usize = 32;
+/// The receiver's default clock tolerance, both ways.
+pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+/// The version tag of Standard Webhooks signatures.
+pub const SIGNATURE_VERSION: &str = "v1";
+/// Default header of the `body-hmac-sha256` scheme.
+pub const DEFAULT_BODY_HMAC_HEADER: &str = "x-alm-signature";
+
+/// A key for HMAC-SHA256, checked once when it is built.
+///
+/// The keyed HMAC state is computed at construction, so signing or verifying costs only the
+/// hash of the message. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SigningSecret {
+    key: Vec<u8>,
+    keyed: HmacSha256,
+}
+
+impl SigningSecret {
+    /// Parses a Standard Webhooks secret: `whsec_` followed by the base64 of 24 to 64 bytes.
+    ///
+    /// # Errors
+    /// [`VerifyError::InvalidSecret`] saying which rule the text breaks (never quoting it).
+    pub fn parse(text: &str) -> Result<Self, VerifyError> {
+        let encoded = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| {
+            VerifyError::InvalidSecret("a secret must start with \"whsec_\"".into())
+        })?;
+        let key = BASE64.decode(encoded).map_err(|_| {
+            VerifyError::InvalidSecret("the text after \"whsec_\" is not standard base64".into())
+        })?;
+        Self::from_bytes(key)
+    }
+
+    /// Builds a secret from raw key bytes (24 to 64 of them).
+    ///
+    /// # Errors
+    /// [`VerifyError::InvalidSecret`] when the length is out of range.
+    pub fn from_bytes(key: Vec<u8>) -> Result<Self, VerifyError> {
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
+            return Err(VerifyError::InvalidSecret(
+                format!(
+                    "a secret must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, this one holds {}",
+                    key.len()
+                )
+                .into(),
+            ));
+        }
+        Ok(Self::from_key_unchecked(key))
+    }
+
+    /// Parses a secret for `body-hmac-sha256`: a `whsec_` secret, or else the text's own bytes
+    /// used as the key, as senders that sign the body alone often hand out plain strings.
+    ///
+    /// # Errors
+    /// [`VerifyError::InvalidSecret`] for an invalid `whsec_` secret or an empty text.
+    pub fn parse_lenient(text: &str) -> Result<Self, VerifyError> {
+        if text.trim().starts_with(SECRET_PREFIX) {
+            return Self::parse(text);
+        }
+        if text.is_empty() {
+            return Err(VerifyError::InvalidSecret(
+                "a secret must not be empty".into(),
+            ));
+        }
+        Ok(Self::from_key_unchecked(text.as_bytes().to_vec()))
+    }
+
+    /// A fresh secret of [`GENERATED_SECRET_BYTES`] bytes from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    /// When the operating system has no random source, which leaves no safe way to go on.
+    pub fn generate() -> Self {
+        let mut key = vec![0u8; GENERATED_SECRET_BYTES];
+        #[allow(clippy::expect_used)] // no secure fallback exists
+        getrandom::fill(&mut key).expect("the operating system's random source failed");
+        Self::from_key_unchecked(key)
+    }
+
+    fn from_key_unchecked(key: Vec<u8>) -> Self {
+        #[allow(clippy::expect_used)] // HMAC accepts keys of any length
+        let keyed = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+        Self { key, keyed }
+    }
+
+    /// The secret as `whsec_<base64>`, for writing a signature file. Never log this.
+    pub fn expose_whsec(&self) -> String {
+        format!("{SECRET_PREFIX}{}", BASE64.encode(&self.key))
+    }
+
+    /// A fresh HMAC state already keyed with this secret.
+    pub(crate) fn mac(&self) -> HmacSha256 {
+        self.keyed.clone()
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret([redacted])")
+    }
+}
+
+/// The raw Standard Webhooks tag: HMAC-SHA256 of `msg_id "." timestamp "." body`.
+pub fn standard_tag(
+    secret: &SigningSecret,
+    msg_id: &[u8],
+    timestamp: &[u8],
+    body: &[u8],
+) -> [u8; SIGNATURE_LEN] {
+    let mut mac = secret.mac();
+    mac.update(msg_id);
+    mac.update(b".");
+    mac.update(timestamp);
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// Signs for Standard Webhooks v1, giving one `v1,<base64>` entry of `webhook-signature`.
+pub fn sign(secret: &SigningSecret, msg_id: &str, timestamp_secs: i64, body: &[u8]) -> String {
+    let timestamp = timestamp_secs.to_string();
+    let tag = standard_tag(secret, msg_id.as_bytes(), timestamp.as_bytes(), body);
+    format!("{SIGNATURE_VERSION},{}", BASE64.encode(tag))
+}
+
+/// Reads the `v1` tags out of a `webhook-signature` value.
+///
+/// Entries of other versions are skipped, as the Standard Webhooks libraries do.
+///
+/// # Errors
+/// [`VerifyError::MalformedSignature`] when no entry has the `version,signature` shape, or a
+/// `v1` entry is not the base64 of 32 bytes.
+pub(crate) fn parse_standard_signatures(
+    value: &[u8],
+) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
+    let mut tags = Vec::new();
+    let mut saw_entry = false;
+    for entry in value.split(|byte| *byte == b' ').filter(|e| !e.is_empty()) {
+        let Some(comma) = entry.iter().position(|byte| *byte == b',') else {
+            continue;
+        };
+        saw_entry = true;
+        let (version, encoded) = (&entry[..comma], &entry[comma + 1..]);
+        if version != SIGNATURE_VERSION.as_bytes() {
+            continue;
+        }
+        tags.push(
+            decode_tag(encoded, Encoding::Base64).ok_or(VerifyError::MalformedSignature(
+                "a v1 signature is not the base64 of 32 bytes",
+            ))?,
+        );
+    }
+    if !saw_entry {
+        return Err(VerifyError::MalformedSignature(
+            "expected space-separated \"v1,<base64>\" entries",
+        ));
+    }
+    Ok(tags)
+}
+
+/// How the `body-hmac-sha256` tag is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// Lowercase hexadecimal (uppercase is accepted when reading).
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+impl Encoding {
+    /// The name used in signature files: `hex` or `base64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hex => "hex",
+            Self::Base64 => "base64",
+        }
+    }
+
+    /// Parses `hex` or `base64`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "hex" => Some(Self::Hex),
+            "base64" => Some(Self::Base64),
+            _ => None,
+        }
+    }
+
+    fn encode(self, tag: &[u8]) -> String {
+        match self {
+            Self::Hex => {
+                use fmt::Write as _;
+                let mut out = String::with_capacity(tag.len() * 2);
+                for byte in tag {
+                    let _ = write!(out, "{byte:02x}");
+                }
+                out
+            }
+            Self::Base64 => BASE64.encode(tag),
+        }
+    }
+}
+
+/// Decodes a tag of exactly 32 bytes, or `None`.
+fn decode_tag(encoded: &[u8], encoding: Encoding) -> Option<[u8; SIGNATURE_LEN]> {
+    let mut tag = [0u8; SIGNATURE_LEN];
+    match encoding {
+        Encoding::Base64 => {
+            // A 32-byte tag is 44 base64 characters; checking first keeps decode_slice from
+            // failing on a too-small buffer and bounds the work an attacker can ask for.
+            if encoded.len() != 44 {
+                return None;
+            }
+            let written = BASE64.decode_slice(encoded, &mut tag).ok()?;
+            (written == SIGNATURE_LEN).then_some(tag)
+        }
+        Encoding::Hex => {
+            if encoded.len() != SIGNATURE_LEN * 2 {
+                return None;
+            }
+            for (byte, pair) in tag.iter_mut().zip(encoded.chunks_exact(2)) {
+                *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+            }
+            Some(tag)
+        }
+    }
+}
+
+fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Where and how the `body-hmac-sha256` scheme writes its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyHmacFormat {
+    /// Lowercase header name, [`DEFAULT_BODY_HMAC_HEADER`] unless configured.
+    pub header: String,
+    /// Hex or base64.
+    pub encoding: Encoding,
+    /// Text before the encoded tag, such as `sha256=`; empty for none.
+    pub prefix: String,
+}
+
+impl Default for BodyHmacFormat {
+    fn default() -> Self {
+        Self {
+            header: DEFAULT_BODY_HMAC_HEADER.to_owned(),
+            encoding: Encoding::Hex,
+            prefix: String::new(),
+        }
+    }
+}
+
+impl BodyHmacFormat {
+    /// The header value for one secret: prefix followed by the encoded HMAC-SHA256 of the body.
+    pub fn sign(&self, secret: &SigningSecret, body: &[u8]) -> String {
+        format!(
+            "{}{}",
+            self.prefix,
+            self.encoding.encode(&body_tag(secret, body))
+        )
+    }
+
+    /// Reads the tags of a header value. Several tags (during a rotation) are separated by
+    /// commas or spaces, each with the prefix.
+    ///
+    /// # Errors
+    /// [`VerifyError::MalformedSignature`] when an entry lacks the prefix or does not decode to
+    /// 32 bytes.
+    pub(crate) fn parse_tags(&self, value: &[u8]) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
+        let mut tags = Vec::new();
+        for entry in value
+            .split(|byte| *byte == b',' || *byte == b' ')
+            .filter(|entry| !entry.is_empty())
+        {
+            let encoded = entry.strip_prefix(self.prefix.as_bytes()).ok_or(
+                VerifyError::MalformedSignature("the signature lacks its configured prefix"),
+            )?;
+            tags.push(decode_tag(encoded, self.encoding).ok_or(
+                VerifyError::MalformedSignature(
+                    "the signature is not 32 bytes in the configured encoding",
+                ),
+            )?);
+        }
+        if tags.is_empty() {
+            return Err(VerifyError::MalformedSignature(
+                "the signature header is empty",
+            ));
+        }
+        Ok(tags)
+    }
+}
+
+/// HMAC-SHA256 of the body alone.
+pub fn body_tag(secret: &SigningSecret, body: &[u8]) -> [u8; SIGNATURE_LEN] {
+    let mut mac = secret.mac();
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// True when `expected` equals any of `candidates`, comparing every candidate in constant time.
+pub(crate) fn matches_any(
+    expected: &[u8; SIGNATURE_LEN],
+    candidates: &[[u8; SIGNATURE_LEN]],
+) -> bool {
+    // Fold with a non-short-circuiting `|` so the time taken does not say which entry matched.
+    candidates
+        .iter()
+        .fold(subtle::Choice::from(0), |found, candidate| {
+            found | expected.ct_eq(candidate)
+        })
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn standard_webhooks_published_vector() {
+        let secret = SigningSecret::parse(SW_SECRET).expect("valid secret");
+        let signature = sign(
+            &secret,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn secret_rules() {
+        let check = |text: &str, ok: bool| {
+            assert_eq!(SigningSecret::parse(text).is_ok(), ok, "{text}");
+        };
+        check(SW_SECRET, true);
+        check("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", false);
+        check("whsec_not base64!", false);
+        check(&format!("whsec_{}", BASE64.encode([7u8; 23])), false);
+        check(&format!("whsec_{}", BASE64.encode([7u8; 24])), true);
+        check(&format!("whsec_{}", BASE64.encode([7u8; 64])), true);
+        check(&format!("whsec_{}", BASE64.encode([7u8; 65])), false);
+    }
+
+    #[test]
+    fn secret_debug_and_errors_do_not_show_the_key() {
+        let secret = SigningSecret::parse(SW_SECRET).expect("valid secret");
+        assert_eq!(format!("{secret:?}"), "SigningSecret([redacted])");
+        let error = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8!").expect_err("bad base64");
+        assert!(!error.to_string().contains("MfKQ9r8"), "{error}");
+    }
+
+    #[test]
+    fn generated_secrets_round_trip_and_differ() {
+        let first = SigningSecret::generate();
+        let second = SigningSecret::generate();
+        assert_ne!(first.expose_whsec(), second.expose_whsec());
+        let again = SigningSecret::parse(&first.expose_whsec()).expect("round trip");
+        assert_eq!(again.expose_whsec(), first.expose_whsec());
+    }
+
+    #[test]
+    fn body_hmac_known_answer() {
+        // HMAC-SHA256(key = "key", "The quick brown fox jumps over the lazy dog"), RFC 4231 style.
+        let secret = SigningSecret::parse_lenient("key").expect("plain secret");
+        let format = BodyHmacFormat {
+            prefix: "sha256=".into(),
+            ..BodyHmacFormat::default()
+        };
+        assert_eq!(
+            format.sign(&secret, b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn signature_header_parsing() {
+        let tag = BASE64.encode([1u8; 32]);
+        let check = |value: String, expected: Result<usize, &str>| {
+            let got = parse_standard_signatures(value.as_bytes())
+                .map(|tags| tags.len())
+                .map_err(|error| error.reason_code().into_owned());
+            assert_eq!(got, expected.map_err(str::to_owned), "{value}");
+        };
+        check(format!("v1,{tag}"), Ok(1));
+        check(format!("v1,{tag} v1,{tag}"), Ok(2));
+        check(format!("v2,{tag}  v1,{tag}"), Ok(1));
+        check(format!("v1a,{tag}"), Ok(0));
+        check("garbage".into(), Err("malformed_signature"));
+        check("v1,notbase64".into(), Err("malformed_signature"));
+        check(
+            format!("v1,{}", BASE64.encode([1u8; 31])),
+            Err("malformed_signature"),
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The signature file an Integration Admin downloads and hands to the receiving team
+//! (SPEC section 2): read, write, rotate, and turn into a [`Keyring`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::keyring::{KeyEntry, Keyring, Scheme};
+use crate::signature::{BodyHmacFormat, Encoding, SigningSecret, DEFAULT_TOLERANCE_SECS};
+use crate::timestamp::{format_iso_seconds, parse_iso_millis};
+use crate::VerifyError;
+
+/// The only version of the format so far.
+pub const SIGNATURE_FILE_VERSION: u32 = 1;
+/// The only algorithm of both schemes.
+pub const ALGORITHM: &str = "HMAC-SHA256";
+
+/// Why a signature file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureFileError {
+    /// Not JSON, or a field of the wrong type.
+    #[error("not a signature file: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A `version` this code does not know.
+    #[error("signature file version {0} is not supported (expected 1)")]
+    UnsupportedVersion(u32),
+    /// A `scheme` other than `standard-webhooks` or `body-hmac-sha256`.
+    #[error("unknown scheme {0:?} (expected \"standard-webhooks\" or \"body-hmac-sha256\")")]
+    UnknownScheme(String),
+    /// An `algorithm` other than `HMAC-SHA256`.
+    #[error("unsupported algorithm {0:?} (expected \"HMAC-SHA256\")")]
+    UnsupportedAlgorithm(String),
+    /// An `encoding` other than `hex` or `base64`.
+    #[error("unknown encoding {0:?} (expected \"hex\" or \"base64\")")]
+    UnknownEncoding(String),
+    /// `secrets` is empty.
+    #[error("the file lists no secrets")]
+    NoSecrets,
+    /// A secret that does not parse.
+    #[error("secrets[{index}]: {source}")]
+    InvalidSecret {
+        /// Position in `secrets`.
+        index: usize,
+        /// What is wrong with it.
+        source: VerifyError,
+    },
+    /// A `createdAt` or `expiresAt` that is not an RFC 3339 date-time.
+    #[error("secrets[{index}].{field} is not an RFC 3339 date-time")]
+    InvalidTime {
+        /// Position in `secrets`.
+        index: usize,
+        /// `createdAt` or `expiresAt`.
+        field: &'static str,
+    },
+    /// A negative `toleranceSeconds`.
+    #[error("toleranceSeconds must not be negative")]
+    NegativeTolerance,
+}
+
+/// One secret of the file. `Debug` hides it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRecord {
+    /// `whsec_…` (or, for `body-hmac-sha256`, a plain shared secret).
+    pub secret: String,
+    /// RFC 3339 date-time the secret was made.
+    pub created_at: String,
+    /// RFC 3339 date-time from which the secret is no longer accepted, or `null`.
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("secret", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The signature file of SPEC section 2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureFile {
+    /// Format version, 1.
+    pub version: u32,
+    /// The webhook's id (`wh_…`).
+    pub webhook_id: String,
+    /// The webhook's name.
+    pub webhook_name: String,
+    /// `standard-webhooks` or `body-hmac-sha256`.
+    pub scheme: String,
+    /// `HMAC-SHA256`.
+    pub algorithm: String,
+    /// Standard Webhooks tolerance; absent means [`DEFAULT_TOLERANCE_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_seconds: Option<i64>,
+    /// `body-hmac-sha256` only: the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// `body-hmac-sha256` only: `hex` or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// `body-hmac-sha256` only: the text before the tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The secrets, oldest first.
+    pub secrets: Vec<SecretRecord>,
+}
+
+impl SignatureFile {
+    /// A new file for a webhook whose secrets sign with `scheme`, holding one secret made at
+    /// `now_secs`.
+    pub fn new(
+        webhook_id: &str,
+        webhook_name: &str,
+        scheme: &Scheme,
+        secret: &SigningSecret,
+        now_secs: i64,
+    ) -> Self {
+        let (tolerance_seconds, header, encoding, prefix) = match scheme {
+            Scheme::StandardWebhooks { tolerance_secs } => {
+                (Some(*tolerance_secs), None, None, None)
+            }
+            Scheme::BodyHmacSha256(format) => (
+                None,
+                Some(format.header.clone()),
+                Some(format.encoding.as_str().to_owned()),
+                Some(format.prefix.clone()),
+            ),
+        };
+        Self {
+            version: SIGNATURE_FILE_VERSION,
+            webhook_id: webhook_id.to_owned(),
+            webhook_name: webhook_name.to_owned(),
+            scheme: scheme.name().to_owned(),
+            algorithm: ALGORITHM.to_owned(),
+            tolerance_seconds,
+            header,
+            encoding,
+            prefix,
+            secrets: vec![SecretRecord {
+                secret: secret.expose_whsec(),
+                created_at: format_iso_seconds(now_secs),
+                expires_at: None,
+            }],
+        }
+    }
+
+    /// Reads and checks a file's bytes.
+    ///
+    /// # Errors
+    /// Any [`SignatureFileError`]: the file is checked whole, so a bad secret is reported when
+    /// the file is read, not at the first request.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SignatureFileError> {
+        let file: Self = serde_json::from_slice(bytes)?;
+        file.keyring()?;
+        Ok(file)
+    }
+
+    /// The file as pretty JSON. It holds secrets: write it with mode 0600.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// The scheme and its settings.
+    ///
+    /// # Errors
+    /// An unknown version, scheme, algorithm or encoding.
+    pub fn scheme(&self) -> Result<Scheme, SignatureFileError> {
+        if self.version != SIGNATURE_FILE_VERSION {
+            return Err(SignatureFileError::UnsupportedVersion(self.version));
+        }
+        if !self.algorithm.eq_ignore_ascii_case(ALGORITHM) {
+            return Err(SignatureFileError::UnsupportedAlgorithm(
+                self.algorithm.clone(),
+            ));
+        }
+        match self.scheme.as_str() {
+            "standard-webhooks" => {
+                let tolerance_secs = self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECS);
+                if tolerance_secs < 0 {
+                    return Err(SignatureFileError::NegativeTolerance);
+                }
+                Ok(Scheme::StandardWebhooks { tolerance_secs })
+            }
+            "body-hmac-sha256" => {
+                let defaults = BodyHmacFormat::default();
+                let encoding = match &self.encoding {
+                    None => defaults.encoding,
+                    Some(name) => Encoding::from_name(name)
+                        .ok_or_else(|| SignatureFileError::UnknownEncoding(name.clone()))?,
+                };
+                Ok(Scheme::BodyHmacSha256(BodyHmacFormat {
+                    header: self
+                        .header
+                        .as_deref()
+                        .map_or(defaults.header, str::to_ascii_lowercase),
+                    encoding,
+                    prefix: self.prefix.clone().unwrap_or_default(),
+                }))
+            }
+            other => Err(SignatureFileError::UnknownScheme(other.to_owned())),
+        }
+    }
+
+    /// The keyring the file describes.
+    ///
+    /// # Errors
+    /// As [`SignatureFile::scheme`], plus no secrets, a secret that does not parse, or a date
+    /// that is not RFC 3339.
+    pub fn keyring(&self) -> Result<Keyring, SignatureFileError> {
+        let scheme = self.scheme()?;
+        if self.secrets.is_empty() {
+            return Err(SignatureFileError::NoSecrets);
+        }
+        let entries = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(index, record)| {
+                let secret = match scheme {
+                    Scheme::StandardWebhooks { .. } => SigningSecret::parse(&record.secret),
+                    Scheme::BodyHmacSha256(_) => SigningSecret::parse_lenient(&record.secret),
+                }
+                .map_err(|source| SignatureFileError::InvalidSecret { index, source })?;
+                let seconds = |field: &'static str, text: &str| {
+                    parse_iso_millis(text)
+                        .map(|ms| ms.div_euclid(1000))
+                        .ok_or(SignatureFileError::InvalidTime { index, field })
+                };
+                Ok(KeyEntry {
+                    secret,
+                    created_at: Some(seconds("createdAt", &record.created_at)?),
+                    expires_at: record
+                        .expires_at
+                        .as_deref()
+                        .map(|text| seconds("expiresAt", text))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, SignatureFileError>>()?;
+        Ok(Keyring::new(scheme, entries))
+    }
+
+    /// Rotates: every secret still in force at `now_secs + overlap_secs` is set to expire
+    /// then, and `new_secret` is added. Until then a sender signs with both, and a receiver
+    /// accepts either.
+    pub fn rotate(&mut self, new_secret: &SigningSecret, now_secs: i64, overlap_secs: i64) {
+        let ends = now_secs.saturating_add(overlap_secs);
+        for record in &mut self.secrets {
+            let expires = record
+                .expires_at
+                .as_deref()
+                .and_then(parse_iso_millis)
+                .map(|ms| ms.div_euclid(1000));
+            if expires.is_none_or(|at| at > ends) {
+                record.expires_at = Some(format_iso_seconds(ends));
+            }
+        }
+        self.secrets.push(SecretRecord {
+            secret: new_secret.expose_whsec(),
+            created_at: format_iso_seconds(now_secs),
+            expires_at: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_000_000;
+
+    #[test]
+    fn reads_the_spec_example() {
+        let text = r#"{"version": 1, "webhookId": "wh_1", "webhookName": "CRM sync",
+ "scheme": "standard-webhooks", "algorithm": "HMAC-SHA256", "toleranceSeconds": 300,
+ "secrets": [{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "createdAt": "2026-11-27T10:00:00Z", "expiresAt": null}]}"#;
+        let file = SignatureFile::from_json(text.as_bytes()).expect("spec example");
+        let keyring = file.keyring().expect("keyring");
+        assert_eq!(
+            keyring.scheme(),
+            &Scheme::StandardWebhooks {
+                tolerance_secs: 300
+            }
+        );
+        assert_eq!(keyring.entries().len(), 1);
+        assert!(
+            !format!("{file:?}").contains("whsec_"),
+            "Debug hides secrets"
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        let base = r#"{"version":1,"webhookId":"w","webhookName":"n","scheme":"standard-webhooks","algorithm":"HMAC-SHA256","secrets":[{"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","createdAt":"2026-11-27T10:00:00Z","expiresAt":null}]}"#;
+        let check = |from: &str, to: &str, expected: &str| {
+            let text = base.replacen(from, to, 1);
+            let error = SignatureFile::from_json(text.as_bytes()).expect_err(to);
+            assert_eq!(error.to_string(), expected);
+        };
+        check(
+            "\"version\":1",
+            "\"version\":2",
+            "signature file version 2 is not supported (expected 1)",
+        );
+        check(
+            "standard-webhooks",
+            "rsa",
+            "unknown scheme \"rsa\" (expected \"standard-webhooks\" or \"body-hmac-sha256\")",
+        );
+        check(
+            "HMAC-SHA256",
+            "HMAC-SHA1",
+            "unsupported algorithm \"HMAC-SHA1\" (expected \"HMAC-SHA256\")",
+        );
+        check(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "secrets[0]: invalid secret: a secret must start with \"whsec_\"",
+        );
+        check(
+            "\"expiresAt\":null",
+            "\"expiresAt\":\"tomorrow\"",
+            "secrets[0].expiresAt is not an RFC 3339 date-time",
+        );
+        assert!(SignatureFile::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn rotation_round_trips_through_json() {
+        let scheme = Scheme::default();
+        let first = SigningSecret::generate();
+        let mut file = SignatureFile::new("wh_1", "CRM", &scheme, &first, NOW);
+        let second = SigningSecret::generate();
+        file.rotate(&second, NOW + 60, 3600);
+        let reread = SignatureFile::from_json(file.to_json_pretty().as_bytes()).expect("reads");
+        let keyring = reread.keyring().expect("keyring");
+        let entries = keyring.entries();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].expires_at, Some(NOW + 60 + 3600));
+        assert_eq!(entries[1].expires_at, None);
+        assert_eq!(entries[1].created_at, Some(NOW + 60));
+        assert_eq!(entries[1].secret.expose_whsec(), second.expose_whsec());
+    }
+
+    #[test]
+    fn body_hmac_file_carries_its_format() {
+        let scheme = Scheme::BodyHmacSha256(BodyHmacFormat {
+            header: "x-alm-signature".into(),
+            encoding: Encoding::Base64,
+            prefix: "sha256=".into(),
+        });
+        let file = SignatureFile::new("wh_2", "Reports", &scheme, &SigningSecret::generate(), NOW);
+        let json = file.to_json_pretty();
+        assert!(
+            json.contains("\"encoding\": \"base64\"") && json.contains("\"prefix\": \"sha256=\"")
+        );
+        assert!(!json.contains("toleranceSeconds"));
+        let keyring = SignatureFile::from_json(json.as_bytes()).and_then(|f| f.keyring());
+        assert_eq!(keyring.expect("reads").scheme(), &scheme);
+    }
+}
