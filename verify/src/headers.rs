@@ -35,7 +35,25 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(K, V)> {
 #[cfg(feature = "http")]
 impl Headers for http::HeaderMap {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.get(name).map(http::HeaderValue::as_bytes)
+        use http::HeaderName;
+        // The scheme's own names are built once: looking up by `&str` would parse and
+        // validate the name on every request.
+        static KNOWN: [(&str, HeaderName); 3] = [
+            (WEBHOOK_ID, HeaderName::from_static(WEBHOOK_ID)),
+            (
+                WEBHOOK_TIMESTAMP,
+                HeaderName::from_static(WEBHOOK_TIMESTAMP),
+            ),
+            (
+                WEBHOOK_SIGNATURE,
+                HeaderName::from_static(WEBHOOK_SIGNATURE),
+            ),
+        ];
+        let value = match KNOWN.iter().find(|(known, _)| *known == name) {
+            Some((_, header_name)) => self.get(header_name),
+            None => self.get(name),
+        };
+        value.map(http::HeaderValue::as_bytes)
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::headers::{self, Headers, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::signature::{
-    self, body_tag, matches_any, parse_standard_signatures, standard_tag, BodyHmacFormat,
-    SigningSecret, DEFAULT_TOLERANCE_SECS,
+    self, body_tag, matches_any, standard_tag, BodyHmacFormat, SigningSecret, StandardSignatures,
+    DEFAULT_TOLERANCE_SECS,
 };
 use crate::VerifyError;
 
@@ -147,7 +147,11 @@ impl Keyring {
             Scheme::BodyHmacSha256(format) => {
                 let value = headers::required(headers, &format.header)?;
                 let tags = format.parse_tags(value)?;
-                self.find_match(&tags, now_secs, |secret| body_tag(secret, body))
+                self.find_match(
+                    now_secs,
+                    |secret| matches_any(&body_tag(secret, body), &tags),
+                    || Ok(()),
+                )
             }
         }
     }
@@ -163,22 +167,26 @@ impl Keyring {
         let timestamp = headers::required(headers, WEBHOOK_TIMESTAMP)?;
         let signatures = headers::required(headers, WEBHOOK_SIGNATURE)?;
         check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
-        let tags = parse_standard_signatures(signatures)?;
-        self.find_match(&tags, now_secs, |secret| {
-            standard_tag(secret, msg_id, timestamp, body)
-        })
+        let signatures = StandardSignatures::new(signatures);
+        self.find_match(
+            now_secs,
+            |secret| signatures.matches(&standard_tag(secret, msg_id, timestamp, body)),
+            || signatures.check_well_formed(),
+        )
     }
 
-    /// Computes the expected tag once per secret and compares it to every candidate.
+    /// Computes the expected tag once per secret (inside `signed_with`) and says which secret
+    /// matched; when none in force did, `check_shape` decides between a malformed header and
+    /// a wrong or expired signature.
     fn find_match(
         &self,
-        candidates: &[[u8; signature::SIGNATURE_LEN]],
         now_secs: i64,
-        expected_tag: impl Fn(&SigningSecret) -> [u8; signature::SIGNATURE_LEN],
+        signed_with: impl Fn(&SigningSecret) -> bool,
+        check_shape: impl Fn() -> Result<(), VerifyError>,
     ) -> Result<Verified, VerifyError> {
         let mut matched_expired = false;
         for (key_index, entry) in self.entries.iter().enumerate() {
-            if !matches_any(&expected_tag(&entry.secret), candidates) {
+            if !signed_with(&entry.secret) {
                 continue;
             }
             if entry.in_force_at(now_secs) {
@@ -186,6 +194,7 @@ impl Keyring {
             }
             matched_expired = true;
         }
+        check_shape()?;
         Err(if matched_expired {
             VerifyError::SecretExpired
         } else {

@@ -1,0 +1,107 @@
+//! Properties over arbitrary input: signing round-trips, and nothing panics on garbage.
+
+use proptest::prelude::*;
+use verify::{
+    parse_envelope, Authentication, BasicCredentials, BodyHmacFormat, CaptureRecord, KeyEntry,
+    Keyring, Scheme, SignatureFile, SigningSecret,
+};
+
+const NOW: i64 = 1_795_000_000;
+
+fn secret_from(bytes: &[u8]) -> SigningSecret {
+    SigningSecret::from_bytes(bytes.to_vec()).expect("24 to 64 bytes")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn sign_then_verify_round_trips(
+        key in proptest::collection::vec(any::<u8>(), 24..=64),
+        msg_id in "[A-Za-z0-9_-]{1,40}",
+        offset in -300i64..=300,
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let keyring = Keyring::single(secret_from(&key));
+        let headers = keyring.sign_headers(&msg_id, NOW + offset, &body);
+        prop_assert!(keyring.verify_at(&headers, &body, NOW).is_ok());
+
+        let body_hmac = Keyring::new(
+            Scheme::BodyHmacSha256(BodyHmacFormat::default()),
+            vec![KeyEntry::new(secret_from(&key))],
+        );
+        let headers = body_hmac.sign_headers(&msg_id, NOW, &body);
+        prop_assert!(body_hmac.verify_at(&headers, &body, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_flipped_bit_is_always_refused(
+        key in proptest::collection::vec(any::<u8>(), 32..=32),
+        body in proptest::collection::vec(any::<u8>(), 1..512),
+        bit in any::<usize>(),
+    ) {
+        let keyring = Keyring::single(secret_from(&key));
+        let headers = keyring.sign_headers("msg_1", NOW, &body);
+        let mut tampered = body.clone();
+        let bit = bit % (tampered.len() * 8);
+        tampered[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(keyring.verify_at(&headers, &tampered, NOW).is_err());
+    }
+
+    #[test]
+    fn verifying_arbitrary_headers_never_panics(
+        headers in proptest::collection::vec(
+            (prop_oneof![
+                Just("webhook-id".to_owned()),
+                Just("webhook-timestamp".to_owned()),
+                Just("webhook-signature".to_owned()),
+                Just("authorization".to_owned()),
+                Just("x-alm-signature".to_owned()),
+                "[a-z-]{1,20}",
+            ], proptest::collection::vec(any::<u8>(), 0..120)),
+            0..6,
+        ),
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+        now in any::<i64>(),
+    ) {
+        let secret = secret_from(&[7u8; 32]);
+        let methods = [
+            Authentication::Signature(vec![Keyring::single(secret.clone())]),
+            Authentication::Signature(vec![Keyring::new(
+                Scheme::BodyHmacSha256(BodyHmacFormat { prefix: "sha256=".into(), ..BodyHmacFormat::default() }),
+                vec![KeyEntry::new(secret)],
+            )]),
+            Authentication::Basic(BasicCredentials::new("u", "p").expect("valid")),
+        ];
+        for method in &methods {
+            let _ = method.verify_at(&headers, &body, now);
+        }
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = parse_envelope(&bytes);
+        let _ = SignatureFile::from_json(&bytes);
+        let _ = CaptureRecord::from_json_line(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn parsing_json_shaped_garbage_never_panics(
+        account in prop_oneof![Just("1".to_owned()), Just("\"x\"".to_owned()), Just("1e400".to_owned()), Just("-9223372036854775809".to_owned())],
+        id in prop_oneof![Just("\"e\"".to_owned()), Just("\"\"".to_owned()), Just("null".to_owned()), Just("\"\\ud800\"".to_owned())],
+        timestamp in prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("\"2024-13-45T99:99:99Z\"".to_owned()),
+            Just("\"+275760-09-13T00:00:00Z\"".to_owned()),
+            Just("1e300".to_owned()),
+        ],
+        data in prop_oneof![Just("{}".to_owned()), Just("[]".to_owned()), Just("{\"a\":[{\"b\":null}]}".to_owned())],
+    ) {
+        let body = format!(r#"{{"accountId":{account},"events":[{{"eventId":{id},"eventName":"X","timestamp":{timestamp},"data":{data}}}]}}"#);
+        if let Ok(envelope) = parse_envelope(body.as_bytes()) {
+            for event in &envelope.events {
+                let _ = event.timestamp.epoch_millis();
+            }
+        }
+    }
+}
