@@ -16,6 +16,16 @@ pub const AUTHORIZATION: &str = "authorization";
 pub trait Headers {
     /// The first value of the header `name` (given in lowercase), as raw bytes.
     fn header(&self, name: &str) -> Option<&[u8]>;
+
+    /// `webhook-id`, `webhook-timestamp` and `webhook-signature`, in that order. Override it
+    /// where the three can be found faster than by three calls of [`Headers::header`].
+    fn standard_webhook_headers(&self) -> [Option<&[u8]>; 3] {
+        [
+            self.header(WEBHOOK_ID),
+            self.header(WEBHOOK_TIMESTAMP),
+            self.header(WEBHOOK_SIGNATURE),
+        ]
+    }
 }
 
 impl<K: AsRef<str>, V: AsRef<[u8]>> Headers for [(K, V)] {
@@ -35,25 +45,21 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(K, V)> {
 #[cfg(feature = "http")]
 impl Headers for http::HeaderMap {
     fn header(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(http::HeaderValue::as_bytes)
+    }
+
+    fn standard_webhook_headers(&self) -> [Option<&[u8]>; 3] {
         use http::HeaderName;
-        // The scheme's own names are built once: looking up by `&str` would parse and
-        // validate the name on every request.
-        static KNOWN: [(&str, HeaderName); 3] = [
-            (WEBHOOK_ID, HeaderName::from_static(WEBHOOK_ID)),
-            (
-                WEBHOOK_TIMESTAMP,
-                HeaderName::from_static(WEBHOOK_TIMESTAMP),
-            ),
-            (
-                WEBHOOK_SIGNATURE,
-                HeaderName::from_static(WEBHOOK_SIGNATURE),
-            ),
+        // Built once: a lookup by `&str` parses and validates the name on every request,
+        // which shows at 1 KiB bodies.
+        static NAMES: [HeaderName; 3] = [
+            HeaderName::from_static(WEBHOOK_ID),
+            HeaderName::from_static(WEBHOOK_TIMESTAMP),
+            HeaderName::from_static(WEBHOOK_SIGNATURE),
         ];
-        let value = match KNOWN.iter().find(|(known, _)| *known == name) {
-            Some((_, header_name)) => self.get(header_name),
-            None => self.get(name),
-        };
-        value.map(http::HeaderValue::as_bytes)
+        NAMES
+            .each_ref()
+            .map(|name| self.get(name).map(http::HeaderValue::as_bytes))
     }
 }
 
@@ -62,7 +68,15 @@ pub(crate) fn required<'h>(
     headers: &'h (impl Headers + ?Sized),
     name: &str,
 ) -> Result<&'h [u8], crate::VerifyError> {
-    match headers.header(name) {
+    present(headers.header(name), name)
+}
+
+/// A looked-up value that must be present and non-empty.
+pub(crate) fn present<'h>(
+    value: Option<&'h [u8]>,
+    name: &str,
+) -> Result<&'h [u8], crate::VerifyError> {
+    match value {
         Some(value) if !value.is_empty() => Ok(value),
         _ => Err(crate::VerifyError::MissingHeader(name.to_owned().into())),
     }

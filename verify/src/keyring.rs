@@ -163,9 +163,10 @@ impl Keyring {
         now_secs: i64,
         tolerance_secs: i64,
     ) -> Result<Verified, VerifyError> {
-        let msg_id = headers::required(headers, WEBHOOK_ID)?;
-        let timestamp = headers::required(headers, WEBHOOK_TIMESTAMP)?;
-        let signatures = headers::required(headers, WEBHOOK_SIGNATURE)?;
+        let [msg_id, timestamp, signatures] = headers.standard_webhook_headers();
+        let msg_id = headers::present(msg_id, WEBHOOK_ID)?;
+        let timestamp = headers::present(timestamp, WEBHOOK_TIMESTAMP)?;
+        let signatures = headers::present(signatures, WEBHOOK_SIGNATURE)?;
         check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
         let signatures = StandardSignatures::new(signatures);
         self.find_match(

@@ -12,7 +12,9 @@
 //! - [`signature`] and [`keyring`]: Standard Webhooks v1 and `body-hmac-sha256`, secrets with
 //!   expiry, rotation;
 //! - [`signature_file`]: the JSON file an admin downloads; [`capture`]: the capture record;
-//! - [`auth`]: one entry point over none, Basic and Signature; [`error`]: the refusals.
+//! - [`auth`]: one entry point over none, Basic and Signature; [`error`]: the refusals;
+//! - [`source`]: reading capture and envelope files; [`diagnose`]: why a captured request was
+//!   refused, for `receiver check`.
 //!
 //! # Example
 //!
@@ -43,6 +45,7 @@ pub mod auth;
 pub mod basic;
 pub mod capture;
 pub mod catalog;
+pub mod diagnose;
 pub mod error;
 pub mod generate;
 pub mod headers;
@@ -50,18 +53,22 @@ pub mod keyring;
 pub mod payload;
 pub mod signature;
 pub mod signature_file;
+pub mod source;
 pub mod timestamp;
 
 pub use auth::Authentication;
 pub use basic::BasicCredentials;
 pub use capture::{CaptureRecord, Verdict};
 pub use catalog::{lookup, EventClass, EventKind, CATALOG};
+pub use diagnose::{diagnose_at, Diagnosis};
 pub use error::{PayloadError, VerifyError};
 pub use generate::EventGenerator;
 pub use headers::Headers;
 pub use keyring::{unix_now, KeyEntry, Keyring, Scheme, Verified};
 pub use payload::{
-    parse_envelope, Envelope, Event, EventTime, OutgoingEnvelope, OutgoingEvent, TimeStyle,
+    parse_envelope, single_event_envelope, Envelope, Event, EventTime, OutgoingEnvelope,
+    OutgoingEvent, TimeStyle,
 };
 pub use signature::{sign, BodyHmacFormat, Encoding, SigningSecret};
 pub use signature_file::{SignatureFile, SignatureFileError};
+pub use source::{parse_source, SourceItem};

@@ -199,6 +199,27 @@ fn epoch_time(number: i64) -> EventTime<'static> {
     }
 }
 
+/// Rebuilds one event of a (batch) body as a one-event envelope: `{"accountId":N,"events":[E]}`
+/// where `E` is the event's bytes exactly as they stand in `body`. `None` when no event has
+/// that `eventId`.
+///
+/// # Errors
+/// As [`parse_envelope`].
+pub fn single_event_envelope(body: &[u8], event_id: &str) -> Result<Option<Vec<u8>>, PayloadError> {
+    let envelope = parse_envelope(body)?;
+    let Some(event) = envelope
+        .events
+        .iter()
+        .find(|event| event.event_id == event_id)
+    else {
+        return Ok(None);
+    };
+    let mut rebuilt = format!("{{\"accountId\":{},\"events\":[", envelope.account_id).into_bytes();
+    rebuilt.extend_from_slice(event.raw.get().as_bytes());
+    rebuilt.extend_from_slice(b"]}");
+    Ok(Some(rebuilt))
+}
+
 /// How a writer renders times: today's ISO form, or the older epoch forms QA may need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimeStyle {
@@ -392,6 +413,20 @@ mod tests {
             r#"{"accountId":1,"events":[7]}"#,
             "invalid_envelope: events[0] must be an object",
         );
+    }
+
+    #[test]
+    fn one_event_is_cut_out_of_a_batch_byte_exact() {
+        let body = br#"{"accountId": 7, "events": [ {"eventId":"a","eventName":"X","timestamp":1,"data":{}},
+            {"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k": [1, 2]}} ]}"#;
+        let single = single_event_envelope(body, "b")
+            .expect("valid")
+            .expect("found");
+        assert_eq!(
+            String::from_utf8(single).expect("utf8"),
+            r#"{"accountId":7,"events":[{"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k": [1, 2]}}]}"#
+        );
+        assert_eq!(single_event_envelope(body, "zz").expect("valid"), None);
     }
 
     #[test]

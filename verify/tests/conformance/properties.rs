@@ -81,6 +81,8 @@ proptest! {
     #[test]
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = parse_envelope(&bytes);
+        let _ = verify::parse_source(&bytes);
+        let _ = verify::single_event_envelope(&bytes, "e");
         let _ = SignatureFile::from_json(&bytes);
         let _ = CaptureRecord::from_json_line(&String::from_utf8_lossy(&bytes));
     }

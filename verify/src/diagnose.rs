@@ -1,0 +1,427 @@
+//! Offline diagnosis of a captured request: the verdict a receiver gave (or would give) at the
+//! time it was received, and the facts a person needs to fix a refusal.
+//!
+//! Used by `receiver check`. Pure: the caller reads the capture and the signature files.
+
+use serde_json::Value;
+
+use crate::auth::Authentication;
+use crate::headers::{Headers, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+use crate::keyring::{Keyring, Scheme};
+use crate::timestamp::format_iso_seconds;
+use crate::VerifyError;
+
+/// The outcome of re-verifying one request, with explanations.
+#[derive(Debug)]
+pub struct Diagnosis {
+    /// What the receiver would answer at the receive time.
+    pub verdict: Result<(), VerifyError>,
+    /// Plain sentences, most useful first; empty when the request was accepted.
+    pub findings: Vec<String>,
+}
+
+impl Diagnosis {
+    /// `accepted`, or the refusal's reason code.
+    pub fn reason_code(&self) -> String {
+        match &self.verdict {
+            Ok(()) => "accepted".to_owned(),
+            Err(error) => error.reason_code().into_owned(),
+        }
+    }
+}
+
+/// Re-verifies a request as a receiver whose clock read `received_at_secs`, and explains a
+/// refusal.
+pub fn diagnose_at<H: Headers + ?Sized>(
+    authentication: &Authentication,
+    headers: &H,
+    body: &[u8],
+    received_at_secs: i64,
+) -> Diagnosis {
+    let verdict = authentication.verify_at(headers, body, received_at_secs);
+    let mut findings = Vec::new();
+    if let Err(error) = &verdict {
+        findings.push(error.to_string());
+        if let Authentication::Signature(keyrings) = authentication {
+            explain_signature(
+                keyrings,
+                headers,
+                body,
+                received_at_secs,
+                error,
+                &mut findings,
+            );
+        }
+    }
+    Diagnosis { verdict, findings }
+}
+
+fn explain_signature<H: Headers + ?Sized>(
+    keyrings: &[Keyring],
+    headers: &H,
+    body: &[u8],
+    at_secs: i64,
+    error: &VerifyError,
+    findings: &mut Vec<String>,
+) {
+    if let VerifyError::MissingHeader(name) = error {
+        let expected = match keyrings.first().map(Keyring::scheme) {
+            Some(Scheme::BodyHmacSha256(format)) => format.header.clone(),
+            _ => format!("{WEBHOOK_ID}, {WEBHOOK_TIMESTAMP} and {WEBHOOK_SIGNATURE}"),
+        };
+        findings.push(format!(
+            "the request has no {name} header; the signature file expects {expected}: was the \
+             webhook registered with another authentication method, or does a proxy strip headers?"
+        ));
+        return;
+    }
+    explain_secrets(keyrings, at_secs, findings);
+    if let Some(signed_at) = signed_timestamp(headers) {
+        let offset = at_secs - signed_at;
+        if matches!(
+            error,
+            VerifyError::TimestampTooOld { .. } | VerifyError::TimestampTooNew { .. }
+        ) {
+            findings.push(format!(
+                "signed at {} and received at {}: {} s {}",
+                format_iso_seconds(signed_at),
+                format_iso_seconds(at_secs),
+                offset.abs(),
+                if offset >= 0 {
+                    "later"
+                } else {
+                    "earlier (the sender's clock runs ahead)"
+                }
+            ));
+            // Judge the signature itself as of the signing time, so the person knows whether
+            // the time is the only problem.
+            let at_signing = keyrings
+                .iter()
+                .any(|keyring| keyring.verify_at(headers, body, signed_at).is_ok());
+            findings.push(if at_signing {
+                "the signature itself is valid: only the time is off (a replay of an old \
+                 capture, a queue that held the request, or a clock out of sync)"
+                    .to_owned()
+            } else {
+                "the signature does not match either, even at the signing time".to_owned()
+            });
+            return;
+        }
+    }
+    if matches!(
+        error,
+        VerifyError::NoMatchingSignature | VerifyError::SecretExpired
+    ) {
+        explain_body_shape(keyrings, headers, body, at_secs, findings);
+    }
+}
+
+/// Whether any secret was in force at the receive time, and which were not.
+fn explain_secrets(keyrings: &[Keyring], at_secs: i64, findings: &mut Vec<String>) {
+    let entries: Vec<_> = keyrings.iter().flat_map(Keyring::entries).collect();
+    let in_force = entries
+        .iter()
+        .filter(|entry| entry.in_force_at(at_secs))
+        .count();
+    if in_force == 0 {
+        findings.push(format!(
+            "no secret of the keyring was in force at {}: every one had expired (rotate, or \
+             add the current secret's signature file)",
+            format_iso_seconds(at_secs)
+        ));
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some(expired) = entry.expires_at.filter(|expiry| *expiry <= at_secs) {
+            findings.push(format!(
+                "secret #{index} expired at {}, before the request was received",
+                format_iso_seconds(expired)
+            ));
+        }
+        if let Some(created) = entry.created_at.filter(|created| *created > at_secs) {
+            findings.push(format!(
+                "secret #{index} was created at {}, after the request was received: the sender \
+                 could not have used it",
+                format_iso_seconds(created)
+            ));
+        }
+    }
+}
+
+/// When the body is JSON, whether it looks re-serialised: whitespace or key order other than
+/// the compact, documented-order form the sender writes, and whether that form verifies.
+fn explain_body_shape<H: Headers + ?Sized>(
+    keyrings: &[Keyring],
+    headers: &H,
+    body: &[u8],
+    at_secs: i64,
+    findings: &mut Vec<String>,
+) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        findings.push(
+            "the body is not JSON, so it cannot be what the sender signed unless the sender \
+             signed a non-JSON body"
+                .to_owned(),
+        );
+        return;
+    };
+    let compact = serde_json::to_vec(&value).unwrap_or_default();
+    let whitespace_differs = compact != body;
+    let ordered = sender_order(&value);
+    let order_differs = ordered != value_key_orders(&value);
+    if whitespace_differs {
+        findings.push(
+            "the body's whitespace differs from the compact form the sender writes: it looks \
+             pretty-printed or re-serialised after signing"
+                .to_owned(),
+        );
+    }
+    if order_differs {
+        findings.push(
+            "the body's keys are not in the order the sender writes (accountId, events; eventId, \
+             eventName, timestamp, eventInfo, data): it looks re-serialised, e.g. with sorted keys"
+                .to_owned(),
+        );
+    }
+    if whitespace_differs || order_differs {
+        let rebuilt = rebuild_in_sender_order(&value);
+        let verifies = keyrings
+            .iter()
+            .any(|keyring| keyring.verify_at(headers, &rebuilt, at_secs).is_ok());
+        if verifies {
+            findings.push(
+                "the body rewritten in the sender's form DOES verify: something between the \
+                 sender and this capture re-serialised the JSON; verify the raw bytes instead"
+                    .to_owned(),
+            );
+        }
+    } else {
+        findings.push(
+            "the body is in the sender's compact form, so it was not re-serialised: the secret \
+             differs from the sender's, or the body was changed"
+                .to_owned(),
+        );
+    }
+}
+
+fn signed_timestamp<H: Headers + ?Sized>(headers: &H) -> Option<i64> {
+    std::str::from_utf8(headers.header(WEBHOOK_TIMESTAMP)?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The documented key order of the envelope and of each event.
+const ENVELOPE_ORDER: &[&str] = &["accountId", "events"];
+const EVENT_ORDER: &[&str] = &["eventId", "eventName", "timestamp", "eventInfo", "data"];
+
+/// The key orders of the envelope and its events, as found.
+fn value_key_orders(value: &Value) -> Vec<Vec<String>> {
+    let mut orders = vec![keys(value)];
+    if let Some(events) = value.get("events").and_then(Value::as_array) {
+        orders.extend(events.iter().map(keys));
+    }
+    orders
+}
+
+/// The same keys, each object's ordered as the sender writes them.
+fn sender_order(value: &Value) -> Vec<Vec<String>> {
+    let mut orders = vec![ordered_keys(value, ENVELOPE_ORDER)];
+    if let Some(events) = value.get("events").and_then(Value::as_array) {
+        orders.extend(events.iter().map(|event| ordered_keys(event, EVENT_ORDER)));
+    }
+    orders
+}
+
+fn keys(value: &Value) -> Vec<String> {
+    value
+        .as_object()
+        .map(|object| object.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Known keys first in the documented order, then the others as they came.
+fn ordered_keys(value: &Value, order: &[&str]) -> Vec<String> {
+    let found = keys(value);
+    let mut ordered: Vec<String> = order
+        .iter()
+        .filter(|key| found.iter().any(|f| f == *key))
+        .map(|key| (*key).to_owned())
+        .collect();
+    ordered.extend(
+        found
+            .into_iter()
+            .filter(|key| !order.contains(&key.as_str())),
+    );
+    ordered
+}
+
+/// The body as the sender would have written it: compact, keys in the documented order.
+fn rebuild_in_sender_order(value: &Value) -> Vec<u8> {
+    fn reorder(value: &Value, order: &[&str]) -> Value {
+        let Some(object) = value.as_object() else {
+            return value.clone();
+        };
+        let mut rebuilt = serde_json::Map::new();
+        for key in ordered_keys(value, order) {
+            if let Some(field) = object.get(&key) {
+                rebuilt.insert(key, field.clone());
+            }
+        }
+        Value::Object(rebuilt)
+    }
+    let mut envelope = reorder(value, ENVELOPE_ORDER);
+    if let Some(Value::Array(events)) = envelope.get_mut("events") {
+        for event in events.iter_mut() {
+            *event = reorder(event, EVENT_ORDER);
+        }
+    }
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyring::KeyEntry;
+    use crate::signature::SigningSecret;
+
+    const NOW: i64 = 1_795_000_000;
+    const BODY: &[u8] = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1}}]}"#;
+
+    fn secret() -> SigningSecret {
+        SigningSecret::from_bytes(vec![9; 32]).expect("valid")
+    }
+
+    fn auth(entries: Vec<KeyEntry>) -> Authentication {
+        Authentication::Signature(vec![Keyring::new(Scheme::default(), entries)])
+    }
+
+    fn signed(body: &[u8], at: i64) -> Vec<(String, String)> {
+        Keyring::single(secret()).sign_headers("msg_1", at, body)
+    }
+
+    fn says(diagnosis: &Diagnosis, needle: &str) -> bool {
+        diagnosis
+            .findings
+            .iter()
+            .any(|finding| finding.contains(needle))
+    }
+
+    #[test]
+    fn accepted_has_no_findings() {
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(secret())]),
+            &signed(BODY, NOW),
+            BODY,
+            NOW,
+        );
+        assert_eq!(diagnosis.reason_code(), "accepted");
+        assert!(diagnosis.findings.is_empty());
+    }
+
+    #[test]
+    fn stale_capture_says_only_the_time_is_off() {
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(secret())]),
+            &signed(BODY, NOW - 3600),
+            BODY,
+            NOW,
+        );
+        assert_eq!(diagnosis.reason_code(), "timestamp_too_old:3600");
+        assert!(
+            says(&diagnosis, "3600 s later"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        assert!(
+            says(&diagnosis, "only the time is off"),
+            "{:#?}",
+            diagnosis.findings
+        );
+    }
+
+    #[test]
+    fn pretty_printed_body_is_called_re_serialised_and_the_original_verifies() {
+        let value: Value = serde_json::from_slice(BODY).expect("json");
+        let pretty = serde_json::to_vec_pretty(&value).expect("pretty");
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(secret())]),
+            &signed(BODY, NOW),
+            &pretty,
+            NOW,
+        );
+        assert_eq!(diagnosis.reason_code(), "no_matching_signature");
+        assert!(
+            says(&diagnosis, "whitespace differs"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
+    }
+
+    #[test]
+    fn sorted_keys_are_called_re_serialised() {
+        let sorted = br#"{"accountId":1010,"events":[{"data":{"userId":1},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(secret())]),
+            &signed(BODY, NOW),
+            sorted,
+            NOW,
+        );
+        assert!(
+            says(&diagnosis, "not in the order"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
+    }
+
+    #[test]
+    fn wrong_secret_with_untouched_body_blames_the_secret() {
+        let other = SigningSecret::from_bytes(vec![1; 32]).expect("valid");
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(other)]),
+            &signed(BODY, NOW),
+            BODY,
+            NOW,
+        );
+        assert_eq!(diagnosis.reason_code(), "no_matching_signature");
+        assert!(
+            says(&diagnosis, "secret differs"),
+            "{:#?}",
+            diagnosis.findings
+        );
+    }
+
+    #[test]
+    fn expired_keyring_is_explained() {
+        let entry = KeyEntry {
+            expires_at: Some(NOW - 10),
+            ..KeyEntry::new(secret())
+        };
+        let diagnosis = diagnose_at(&auth(vec![entry]), &signed(BODY, NOW), BODY, NOW);
+        assert_eq!(diagnosis.reason_code(), "secret_expired");
+        assert!(
+            says(&diagnosis, "no secret of the keyring was in force"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        assert!(
+            says(&diagnosis, "secret #0 expired at"),
+            "{:#?}",
+            diagnosis.findings
+        );
+    }
+
+    #[test]
+    fn missing_header_names_what_was_expected() {
+        let mut headers = signed(BODY, NOW);
+        headers.retain(|(name, _)| name != WEBHOOK_SIGNATURE);
+        let diagnosis = diagnose_at(&auth(vec![KeyEntry::new(secret())]), &headers, BODY, NOW);
+        assert_eq!(diagnosis.reason_code(), "missing_header:webhook-signature");
+        assert!(
+            says(&diagnosis, "another authentication method"),
+            "{:#?}",
+            diagnosis.findings
+        );
+    }
+}
