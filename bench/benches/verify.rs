@@ -29,6 +29,7 @@ fn measure(criterion: &mut Criterion) {
     let key = secret_key();
     let keyring = Keyring::single(secret);
     let peer = standardwebhooks::Webhook::new(SECRET).expect("peer secret");
+    let svix_peer = svix::webhooks::Webhook::new(SECRET).expect("svix secret");
     for (label, size) in SIZES {
         let body = body(*size);
         let now = verify::unix_now();
@@ -60,6 +61,13 @@ fn measure(criterion: &mut Criterion) {
             bench.iter(|| {
                 peer.verify(black_box(&body), black_box(&header_map))
                     .expect("peer verifies")
+            })
+        });
+        group.bench_function(BenchmarkId::from_parameter("svix"), |bench| {
+            bench.iter(|| {
+                svix_peer
+                    .verify(black_box(&body), black_box(&header_map))
+                    .expect("svix verifies")
             })
         });
         group.finish();
@@ -95,17 +103,21 @@ fn main() {
     measure(&mut criterion);
     criterion.final_summary();
 
-    println!("\n| body | raw HMAC | ours | ratio (goal <= {GOAL_RATIO}) | standardwebhooks | ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "\n| body | raw HMAC | ours | ours / raw (goal <= {GOAL_RATIO}) | standardwebhooks | its / raw | svix | its / raw |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for (label, _) in SIZES {
         let group = format!("verify_{label}");
         let read = |name| median_ns(&output, &group, name).unwrap_or(f64::NAN);
-        let (raw, ours, peer) = (read("raw_hmac"), read("ours"), read("standardwebhooks"));
+        let (raw, ours) = (read("raw_hmac"), read("ours"));
+        let (peer, svix) = (read("standardwebhooks"), read("svix"));
         let ratio = ours / raw;
         let met = if ratio <= GOAL_RATIO { "met" } else { "missed" };
         println!(
-            "| {label} | {raw:.0} ns | {ours:.0} ns | {ratio:.3} ({met}) | {peer:.0} ns | {:.3} |",
-            peer / raw
+            "| {label} | {raw:.0} ns | {ours:.0} ns | {ratio:.3} ({met}) | {peer:.0} ns | {:.3} | {svix:.0} ns | {:.3} |",
+            peer / raw,
+            svix / raw
         );
     }
 }
