@@ -1,6 +1,179 @@
-//! The receiver (placeholder until its issue lands).
+//! The receiver: the listener a CRM or reporting team runs at its Learning Manager webhook
+//! Target URL. It verifies each request (none, Basic or Signature), stores it durably before it
+//! answers 2xx, acknowledges duplicates without storing them twice, and keeps refused requests
+//! with their reason (SPEC sections 3 and 4).
+//!
+//! Layout:
+//! - [`config`]: [`Config`] and the parsers of the command-line values;
+//! - `cli` (private): the command line (`listen`, `events`, `export`, `check`), exit codes,
+//!   logging; `check` (private): re-checks captured requests offline;
+//! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
+//! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
+//! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation with group commit;
+//! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
+//!
+//! Invariants: no 2xx before the request and its events are committed with `synchronous=FULL`;
+//! `(accountId, eventId)` stored once; secrets never logged or stored (the `authorization`
+//! header is kept redacted).
+//!
+//! Decisions where SPEC.md is silent:
+//! - a request without `Content-Type` is let through to the JSON parser (some senders omit
+//!   it; the body decides); `application/json` with parameters and `application/*+json` pass;
+//! - checks run cheapest first: 404/405, ambiguous framing (400 `ambiguous_length`), declared
+//!   size (413 before reading), content type (415), body read (413 when a chunked body grows
+//!   past the limit, 408 `body_timeout` when it stalls), auth (401), envelope (400), commit;
+//! - every refusal, 404 and 405 included, is kept in `refused_requests` (newest 10 000 by
+//!   default), best effort: it rides the next group commit and is dropped, and counted, if
+//!   the writer's queue is full, so refusals can never slow down accepted requests;
+//! - the stored headers are those hyper gives, in order of first appearance with repeats;
+//!   the `authorization` value is replaced by `<scheme> [redacted]`;
+//! - `/healthz` does a real write (a one-row update) through the writer, so it reports 503
+//!   exactly when a commit would fail; a store outage heals without a restart because the
+//!   writer reopens its connection after a failed batch;
+//! - the header-read timeout is also the idle keep-alive limit (hyper arms it whenever it
+//!   waits for a request head);
+//! - `events --since/--until` filter on the event's own `timestamp`, not on arrival time;
+//! - output lines go through a bounded queue to a printing thread: a reader that stops
+//!   reading our standard output makes us drop lines (counted), never stall requests.
+//!
+//! # Example
+//!
+//! A receiver in process on a free port, stopped by a oneshot:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = receiver::Config::for_tests("/tmp/receiver-example.db");
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(receiver::run(listener, config, async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... POST to http://<addr>/webhook ...
+//! let _ = stop.send(());
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
 
-/// Runs the command line.
+mod check;
+mod cli;
+pub mod config;
+mod guard;
+pub mod metrics;
+mod output;
+mod response;
+mod server;
+mod service;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+pub use config::{Config, Limits, OutputMode, TlsFiles};
+pub use metrics::Metrics;
+
+use crate::output::Output;
+use crate::service::Shared;
+use crate::store::sqlite::SqliteStore;
+
+/// Runs the command line with the process arguments and environment; returns the exit status
+/// of SPEC section 6 (0 success, 1 the work failed, 2 bad usage or configuration).
 pub fn cli_main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    cli::main()
+}
+
+/// Serves `config` on an already-bound `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish (within `config.limits.shutdown_grace`) and
+/// closes the store.
+///
+/// The same as [`Receiver::start`] followed by [`Receiver::serve`].
+///
+/// # Errors
+/// The store cannot be opened, the TLS files cannot be used, or the store fails to close.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    Receiver::start(config)?.serve(listener, shutdown).await
+}
+
+/// A receiver whose store is open and whose TLS files are loaded, ready to serve.
+///
+/// Starting and serving are two steps so that configuration errors surface (with exit status
+/// 2) before the command announces `listening on`.
+pub struct Receiver {
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Receiver {
+    /// Opens the store, loads the TLS files and starts the output printer.
+    ///
+    /// # Errors
+    /// The store cannot be opened or created, or the TLS files cannot be used.
+    pub fn start(config: Config) -> anyhow::Result<Receiver> {
+        let metrics = Arc::new(Metrics::default());
+        let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let store = SqliteStore::open(
+            &config.store_path,
+            config.keep_refused,
+            Arc::clone(&metrics),
+        )?;
+        let output = Output::start(config.output, Arc::clone(&metrics));
+        Ok(Receiver {
+            shared: Arc::new(Shared {
+                path: config.path,
+                authentication: config.authentication,
+                limits: config.limits,
+                store: Arc::new(store),
+                metrics,
+                output,
+            }),
+            tls,
+        })
+    }
+
+    /// Whether this receiver serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Serves until `shutdown` resolves; then drains and closes the store.
+    ///
+    /// # Errors
+    /// The store failed to close cleanly (what was acknowledged is committed all the same).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let shared = self.shared;
+        server::serve(Arc::clone(&shared), listener, self.tls, shutdown).await;
+        let closed = shared.store.close().await;
+        let printer = Arc::clone(&shared);
+        // Waiting for the printer blocks (bounded), so keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || printer.output.close()).await;
+        closed.context("closing the store")?;
+        tracing::info!("store closed");
+        Ok(())
+    }
+}
+
+/// The system clock in epoch milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }

@@ -1,1 +1,14 @@
-//! Receiver tests over real HTTP on loopback.
+//! Receiver tests over real HTTP on loopback: the answer table, authentication, the stored
+//! bytes, hardening, the command line, crashes, store outages and TLS.
+
+// Test helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod answers;
+mod auth;
+mod crash;
+mod hardening;
+mod outage;
+mod process;
+mod samples;
+mod tls;

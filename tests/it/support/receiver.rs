@@ -1,1 +1,377 @@
-//! Helpers to start receivers on port 0, in process or as real processes.
+//! Helpers to start receivers on port 0, in process or as real processes, and to talk to them
+//! over real HTTP on loopback. Every wait is bounded.
+
+use std::future::Future;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The longest any single helper waits.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A receiver running inside the test process.
+pub struct InProcess {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The SQLite file.
+    pub store_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// Starts `config` on `127.0.0.1:0`.
+    pub async fn start(config: receiver::Config) -> InProcess {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let store_path = config.store_path.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(receiver::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            addr,
+            store_path,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Starts a quiet receiver with default settings on a store in `dir`.
+    pub async fn start_in(dir: &Path) -> InProcess {
+        InProcess::start(receiver::Config::for_tests(dir.join("receiver.db"))).await
+    }
+
+    /// Shuts it down gracefully and returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("receiver stops in time")
+            .expect("receiver task")
+    }
+
+    /// POSTs `body` to `/webhook` with a JSON content type and `headers`.
+    pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        post(self.addr, "/webhook", headers, body).await
+    }
+
+    /// A read-only look at the store file.
+    pub fn db(&self) -> rusqlite::Connection {
+        open_db(&self.store_path)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Opens a store file for assertions.
+pub fn open_db(path: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("open store");
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    connection
+}
+
+/// A whole HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `error` field of a JSON refusal.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Builds a request with a `host` header (hyper's client connection adds none).
+pub fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(body.into())).expect("request")
+}
+
+/// One request on a fresh connection.
+pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
+    let mut connection = Connection::open(addr).await;
+    connection.send(request).await.expect("answer")
+}
+
+/// POSTs with `content-type: application/json` (unless `headers` set one) on a fresh connection.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        all.push(("content-type", "application/json"));
+    }
+    send(addr, request(addr, Method::POST, path, &all, body)).await
+}
+
+/// A GET on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    send(addr, request(addr, Method::GET, path, &[], Bytes::new())).await
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Connects (bounded wait).
+    pub async fn open(addr: SocketAddr) -> Connection {
+        Connection::try_open(addr).await.expect("connect")
+    }
+
+    /// Connects, or says why not.
+    pub async fn try_open(addr: SocketAddr) -> anyhow::Result<Connection> {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await??;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Connection { sender })
+    }
+
+    /// Sends one request and reads the whole answer (bounded wait).
+    pub async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+        tokio::time::timeout(WAIT, async {
+            self.sender.ready().await?;
+            let response = self.sender.send_request(request).await?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+        .await?
+    }
+}
+
+/// Writes `bytes` on a raw TCP connection and reads until the server closes it (or `WAIT`).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    read_to_close(&mut stream).await
+}
+
+/// Reads until the server closes the connection; bounded by `WAIT`.
+pub async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `check` every 10 ms until it is true, for at most `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A body of `accountId` with one event per id, in today's form.
+pub fn envelope(account_id: i64, event_ids: &[&str]) -> String {
+    let events: Vec<String> = event_ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"eventId":"{id}","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-27T10:00:00.000Z","eventInfo":"i","data":{{"userId":1,"loId":"course:1","loInstanceId":"course:1_1","loType":"course","enrollmentSource":"SELF_ENROLL","dateEnrolled":"2026-11-27T10:00:00.000Z"}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"accountId":{account_id},"events":[{}]}}"#,
+        events.join(",")
+    )
+}
+
+/// The `receiver` program run as a real process.
+pub struct Process {
+    /// The child.
+    pub child: Child,
+    /// Where it listens (read from its first line).
+    pub addr: SocketAddr,
+    /// The first line of its standard output.
+    pub first_line: String,
+    /// Later lines of standard output.
+    pub lines: mpsc::Receiver<String>,
+}
+
+/// The path of the receiver binary built for the tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_it-receiver")
+}
+
+impl Process {
+    /// Runs `receiver ARGS` with `envs` and waits (bounded) for its `listening on` line.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env("RUST_LOG", "warn");
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn receiver");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = mpsc::channel();
+        // Reading in a thread keeps the pipe drained, so the receiver never blocks on it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first_line = match lines.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("receiver printed no first line (exit {status:?})");
+            }
+        };
+        let addr = first_line
+            .strip_prefix("listening on http://")
+            .or_else(|| first_line.strip_prefix("listening on https://"))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"));
+        Process {
+            child,
+            addr,
+            first_line,
+            lines,
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("receiver did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The next output line, waiting at most `WAIT`.
+    pub fn next_line(&self) -> Option<String> {
+        self.lines.recv_timeout(WAIT).ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `receiver ARGS` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env("RUST_LOG", "warn");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run receiver");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,576 @@
+//! The command line: `receiver [listen]`, `receiver events list|show|count`, `receiver export`,
+//! `receiver check`.
+//!
+//! Errors are printed once, as `error: ` and the cause chain; the exit status says whose
+//! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
+//! an address in use, a store that cannot be opened), 1 when the work itself failed.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use verify::timestamp::{epoch_to_millis, format_iso_millis, parse_iso_millis};
+
+use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
+use crate::store::sqlite::SqliteReader;
+use crate::store::{EventFilter, EventQuery as _, StoredEvent};
+
+/// The store when `--store` and `RECEIVER_STORE` are both absent.
+const DEFAULT_STORE: &str = "sqlite:./receiver.db";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "receiver",
+    version,
+    about = "Receive Learning Manager webhooks: verify, store durably, deduplicate",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `receiver` alone means `receiver listen`.
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Log format on standard error (`RUST_LOG` filters).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "RECEIVER_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Listen for webhooks (the default).
+    Listen(ListenArgs),
+    /// Read the stored events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Write every kept request (accepted and refused) as capture records, one JSON a line.
+    Export(ExportArgs),
+    /// Check captured requests or envelope files as the listener would, storing nothing.
+    ///
+    /// Uses the same authentication flags as `listen`; exits 1 when any would be refused.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RECEIVER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The webhook path.
+    #[arg(long, env = "RECEIVER_PATH", default_value = "/webhook")]
+    path: String,
+    /// Basic authentication username.
+    #[arg(long, env = "RECEIVER_BASIC_USER")]
+    basic_user: Option<String>,
+    /// Basic authentication password (prefer the environment variable).
+    #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
+    basic_password: Option<String>,
+    /// Signature file(s) downloaded from Learning Manager; repeat, or separate with commas.
+    #[arg(
+        long = "signature-file",
+        env = "RECEIVER_SIGNATURE_FILE",
+        value_delimiter = ','
+    )]
+    signature_files: Vec<PathBuf>,
+    /// Where events are stored.
+    #[arg(long, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
+    store: String,
+    /// Largest accepted body (e.g. 1MiB, 512KiB, 1000).
+    #[arg(long, env = "RECEIVER_MAX_BODY", default_value = "1MiB")]
+    max_body: String,
+    /// What to print per event on standard output.
+    #[arg(long, env = "RECEIVER_OUTPUT", value_enum, default_value = "pretty")]
+    output: OutputMode,
+    /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
+    #[arg(long, env = "RECEIVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "RECEIVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Most connections served at once.
+    #[arg(long, env = "RECEIVER_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Deadline for a request head, and idle limit of a keep-alive connection (e.g. 10s).
+    #[arg(long, env = "RECEIVER_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// Deadline for reading a body (e.g. 30s).
+    #[arg(long, env = "RECEIVER_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: String,
+    /// How long shutdown waits for requests in flight (e.g. 10s).
+    #[arg(long, env = "RECEIVER_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    shutdown_timeout: String,
+    /// How many refused requests to keep (the newest).
+    #[arg(long, env = "RECEIVER_KEEP_REFUSED", default_value_t = config::DEFAULT_KEEP_REFUSED)]
+    keep_refused: u32,
+}
+
+#[derive(Args, Debug)]
+struct StoreArg {
+    /// The store to read.
+    #[arg(long, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
+    store: String,
+}
+
+#[derive(Args, Debug)]
+struct FilterArgs {
+    /// Only events of this name (repeat for several).
+    #[arg(long = "event-name")]
+    event_names: Vec<String>,
+    /// Only events whose timestamp is at or after this (RFC 3339, a date, or epoch ms/s).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events whose timestamp is before this.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this account.
+    #[arg(long)]
+    account: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// List stored events, oldest arrival first.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// A JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the event(s) with this eventId (one per account that sent it).
+    Show {
+        /// The eventId.
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<i64>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count stored events.
+    Count {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// `{"count":N}` instead of the number alone.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Capture records (JSON Lines), an envelope file, JSON Lines of envelopes, or a directory.
+    source: PathBuf,
+    /// Basic authentication username.
+    #[arg(long, env = "RECEIVER_BASIC_USER")]
+    basic_user: Option<String>,
+    /// Basic authentication password.
+    #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
+    basic_password: Option<String>,
+    /// Signature file(s); repeat, or separate with commas.
+    #[arg(
+        long = "signature-file",
+        env = "RECEIVER_SIGNATURE_FILE",
+        value_delimiter = ','
+    )]
+    signature_files: Vec<PathBuf>,
+    /// A JSON array of verdicts instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Whose fault a failure is.
+enum Failure {
+    /// Usage or configuration: exit 2.
+    Config(anyhow::Error),
+    /// The work failed: exit 1.
+    Work(anyhow::Error),
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with status 0, usage errors with 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        None => listen(cli.listen),
+        Some(Command::Listen(args)) => listen(args),
+        Some(Command::Events { command }) => events(command),
+        Some(Command::Export(args)) => export(args),
+        Some(Command::Check(args)) => check(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Work(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
+    if !args.path.starts_with('/') {
+        anyhow::bail!("--path {:?} must start with '/'", args.path);
+    }
+    let authentication = config::authentication_from_flags(
+        args.basic_user.as_deref(),
+        args.basic_password.as_deref(),
+        &args.signature_files,
+    )?;
+    let limits = Limits {
+        max_body_bytes: config::parse_size(&args.max_body).context("--max-body")?,
+        max_connections: args.max_connections,
+        header_read_timeout: config::parse_duration(&args.header_timeout)
+            .context("--header-timeout")?,
+        body_read_timeout: config::parse_duration(&args.body_timeout).context("--body-timeout")?,
+        shutdown_grace: config::parse_duration(&args.shutdown_timeout)
+            .context("--shutdown-timeout")?,
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let config = Config {
+        path: args.path,
+        authentication,
+        store_path: config::parse_store_location(&args.store).context("--store")?,
+        output: args.output,
+        tls,
+        limits,
+        keep_refused: args.keep_refused,
+    };
+    Ok((args.listen, config))
+}
+
+fn listen(args: ListenArgs) -> Result<(), Failure> {
+    let (address, config) = listen_config(args).map_err(Failure::Config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(Failure::Work)?;
+    runtime.block_on(async move {
+        let path = config.path.clone();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("listening on {address}"))
+            .map_err(Failure::Config)?;
+        let local = listener
+            .local_addr()
+            .context("reading the bound address")
+            .map_err(Failure::Work)?;
+        let receiver = crate::Receiver::start(config).map_err(Failure::Config)?;
+        let shutdown = shutdown_signal().map_err(Failure::Work)?;
+        let scheme = if receiver.is_tls() { "https" } else { "http" };
+        // The first line of stdout in every output mode: tests and scripts wait for it.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on {scheme}://{local}{path}");
+        let _ = stdout.flush();
+        drop(stdout);
+        tracing::info!(address = %local, %path, "listening");
+        receiver
+            .serve(listener, shutdown)
+            .await
+            .map_err(Failure::Work)
+    })
+}
+
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on either.
+///
+/// Installing before `listening on` is printed matters: a signal sent right after that line
+/// must stop the receiver gracefully, not kill it with the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+/// A time for `--since` / `--until`: RFC 3339, a date (midnight UTC), or epoch ms or seconds.
+fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
+    if let Ok(number) = text.parse::<i64>() {
+        return Ok(epoch_to_millis(number));
+    }
+    let with_time = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    parse_iso_millis(&with_time).with_context(|| {
+        format!("{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)")
+    })
+}
+
+fn filter_from(args: &FilterArgs) -> anyhow::Result<EventFilter> {
+    Ok(EventFilter {
+        event_names: args.event_names.clone(),
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|text| parse_time("--since", text))
+            .transpose()?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|text| parse_time("--until", text))
+            .transpose()?,
+        account_id: args.account,
+        event_id: None,
+        limit: None,
+    })
+}
+
+fn open_reader(store: &StoreArg) -> Result<SqliteReader, Failure> {
+    let path = config::parse_store_location(&store.store)
+        .context("--store")
+        .map_err(Failure::Config)?;
+    SqliteReader::open(&path).map_err(Failure::Config)
+}
+
+fn event_json(event: &StoredEvent) -> serde_json::Value {
+    json!({
+        "accountId": event.account_id,
+        "eventId": event.event_id,
+        "eventName": event.event_name,
+        "timestamp": event.timestamp_ms,
+        "receivedAt": format_iso_millis(event.received_at_ms),
+        "known": event.known,
+        "auth": event.auth,
+        "requestId": event.request_id,
+        "raw": event.raw,
+    })
+}
+
+fn event_line(event: &StoredEvent) -> String {
+    format!(
+        "{received}  {name}{unknown}  account={account} event={id}  event-time={time}",
+        received = format_iso_millis(event.received_at_ms),
+        name = event.event_name,
+        unknown = if event.known { "" } else { " (unknown name)" },
+        account = event.account_id,
+        id = event.event_id,
+        time = format_iso_millis(event.timestamp_ms),
+    )
+}
+
+fn print(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
+        .map_err(Failure::Work)
+}
+
+fn events(command: EventsCommand) -> Result<(), Failure> {
+    match command {
+        EventsCommand::List {
+            store,
+            filter,
+            limit,
+            json,
+        } => {
+            let mut filter = filter_from(&filter).map_err(Failure::Config)?;
+            filter.limit = limit;
+            let reader = open_reader(&store)?;
+            let events = reader.events(&filter).map_err(Failure::Work)?;
+            if json {
+                let array: Vec<_> = events.iter().map(event_json).collect();
+                print(&serde_json::Value::Array(array).to_string())
+            } else {
+                let lines: Vec<String> = events.iter().map(event_line).collect();
+                if lines.is_empty() {
+                    return Ok(());
+                }
+                print(&lines.join("\n"))
+            }
+        }
+        EventsCommand::Show {
+            id,
+            store,
+            account,
+            json,
+        } => {
+            let reader = open_reader(&store)?;
+            let filter = EventFilter {
+                event_id: Some(id.clone()),
+                account_id: account,
+                ..EventFilter::default()
+            };
+            let events = reader.events(&filter).map_err(Failure::Work)?;
+            if events.is_empty() {
+                return Err(Failure::Work(anyhow::anyhow!(
+                    "no stored event has eventId {id:?}"
+                )));
+            }
+            if json {
+                let array: Vec<_> = events.iter().map(event_json).collect();
+                let value = if array.len() == 1 {
+                    array.into_iter().next().unwrap_or_default()
+                } else {
+                    serde_json::Value::Array(array)
+                };
+                print(&value.to_string())
+            } else {
+                for event in &events {
+                    let raw: serde_json::Value =
+                        serde_json::from_str(&event.raw).unwrap_or(serde_json::Value::Null);
+                    let pretty = serde_json::to_string_pretty(&raw).unwrap_or_default();
+                    print(&format!(
+                        "{}\n  known name: {}  auth: {}  request: {}\n{pretty}",
+                        event_line(event),
+                        event.known,
+                        event.auth,
+                        event.request_id
+                    ))?;
+                }
+                Ok(())
+            }
+        }
+        EventsCommand::Count {
+            store,
+            filter,
+            json,
+        } => {
+            let filter = filter_from(&filter).map_err(Failure::Config)?;
+            let reader = open_reader(&store)?;
+            let count = reader.count(&filter).map_err(Failure::Work)?;
+            if json {
+                print(&json!({ "count": count }).to_string())
+            } else {
+                print(&count.to_string())
+            }
+        }
+    }
+}
+
+fn export(args: ExportArgs) -> Result<(), Failure> {
+    let reader = open_reader(&args.store)?;
+    let records = reader.captures().map_err(Failure::Work)?;
+    let mut text = String::new();
+    for record in &records {
+        text.push_str(&record.to_json_line());
+        text.push('\n');
+    }
+    match &args.out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(Failure::Work),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing to standard output")
+                .map_err(Failure::Work)
+        }
+    }
+}
+
+fn check(args: CheckArgs) -> Result<(), Failure> {
+    let authentication = config::authentication_from_flags(
+        args.basic_user.as_deref(),
+        args.basic_password.as_deref(),
+        &args.signature_files,
+    )
+    .map_err(Failure::Config)?;
+    let items = crate::check::read_items(&args.source).map_err(Failure::Config)?;
+    let mut refused = 0;
+    let mut verdicts = Vec::new();
+    let mut lines = Vec::new();
+    for item in &items {
+        let verdict = crate::check::check(&authentication, item);
+        if verdict.is_err() {
+            refused += 1;
+        }
+        match &verdict {
+            Ok(events) => {
+                lines.push(format!("{}  accepted  {events} events", item.source));
+                verdicts.push(json!({"source": item.source, "verdict": "accepted", "reason": null, "events": events}));
+            }
+            Err(reason) => {
+                lines.push(format!("{}  refused  {reason}", item.source));
+                verdicts.push(json!({"source": item.source, "verdict": "refused", "reason": reason, "events": null}));
+            }
+        }
+    }
+    if args.json {
+        print(&serde_json::Value::Array(verdicts).to_string())?;
+    } else {
+        lines.push(format!(
+            "{} checked, {} accepted, {refused} refused",
+            items.len(),
+            items.len() - refused
+        ));
+        print(&lines.join("\n"))?;
+    }
+    if refused > 0 {
+        return Err(Failure::Work(anyhow::anyhow!(
+            "{refused} of {} requests would be refused",
+            items.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! What a listening receiver is told: the [`Config`] that [`crate::run`] takes, and the
+//! parsers that turn command-line text (sizes, durations, store locations, signature files)
+//! into it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use verify::{Authentication, BasicCredentials, Keyring, SignatureFile};
+
+/// Default `--max-body`: 1 MiB, far above any Learning Manager batch seen.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default cap on open connections; further clients wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send a request head; also the idle keep-alive limit,
+/// because hyper starts this timer whenever it waits for the next head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a whole body once its head arrived.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests before it closes their connections.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How many refused requests the store keeps (the newest).
+pub const DEFAULT_KEEP_REFUSED: u32 = 10_000;
+
+/// How the receiver reports what arrives, on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputMode {
+    /// One readable line per event and per refusal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+    /// Nothing but the `listening on` line.
+    Quiet,
+}
+
+/// Certificate chain and private key files (PEM) for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Resource limits that protect the receiver from slow or greedy clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted body; larger ones get 413 before (or while) they are read.
+    pub max_body_bytes: usize,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Deadline for a request head, and idle limit between keep-alive requests.
+    pub header_read_timeout: Duration,
+    /// Deadline for reading a body.
+    pub body_read_timeout: Duration,
+    /// Deadline for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Everything [`crate::run`] needs besides the listener.
+///
+/// Build one with [`Config::new`] (the defaults of SPEC section 3) or [`Config::for_tests`]
+/// (the same, quiet), then set the public fields. `Debug` never shows a secret: the
+/// credential types of `verify` redact themselves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The webhook path, such as `/webhook`.
+    pub path: String,
+    /// None, Basic or Signature.
+    pub authentication: Authentication,
+    /// The SQLite database file.
+    pub store_path: PathBuf,
+    /// What to print for each event and refusal.
+    pub output: OutputMode,
+    /// Serve HTTPS with these files instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Size, time and connection limits.
+    pub limits: Limits,
+    /// How many refused requests the store keeps.
+    pub keep_refused: u32,
+}
+
+impl Config {
+    /// The defaults: path `/webhook`, no authentication, pretty output, no TLS, the default
+    /// limits, and the store at `store_path`.
+    pub fn new(store_path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: "/webhook".to_owned(),
+            authentication: Authentication::None,
+            store_path: store_path.into(),
+            output: OutputMode::Pretty,
+            tls: None,
+            limits: Limits::default(),
+            keep_refused: DEFAULT_KEEP_REFUSED,
+        }
+    }
+
+    /// [`Config::new`] with quiet output, so tests running many receivers print nothing.
+    pub fn for_tests(store_path: impl Into<PathBuf>) -> Self {
+        Self {
+            output: OutputMode::Quiet,
+            ..Self::new(store_path)
+        }
+    }
+}
+
+/// The SQLite path named by a `--store` value: `sqlite:PATH`, `sqlite://PATH` or a bare path.
+///
+/// # Errors
+/// A store scheme other than `sqlite`, or an empty path.
+pub fn parse_store_location(text: &str) -> anyhow::Result<PathBuf> {
+    let path = if let Some(rest) = text.strip_prefix("sqlite:") {
+        rest.strip_prefix("//").unwrap_or(rest)
+    } else if let Some((scheme, _)) = text.split_once("://") {
+        bail!("store {text:?}: the {scheme:?} store is not supported (use sqlite:PATH)")
+    } else {
+        text
+    };
+    if path.is_empty() {
+        bail!("store {text:?} names no file (use sqlite:PATH)");
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Splits `"512KiB"` into `("512", "KiB")`.
+fn split_number(text: &str) -> (&str, &str) {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    (number, unit.trim())
+}
+
+/// A byte size such as `1MiB`, `512KiB`, `64kb` or `1000`.
+///
+/// # Errors
+/// Text that is not a whole number followed by an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+pub fn parse_size(text: &str) -> anyhow::Result<usize> {
+    let (number, unit) = split_number(text);
+    let number: usize = number
+        .parse()
+        .with_context(|| format!("size {text:?} does not start with a whole number"))?;
+    let multiplier: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1024,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        other => bail!("size {text:?} has an unknown unit {other:?} (use B, KiB, MiB, GiB)"),
+    };
+    number
+        .checked_mul(multiplier)
+        .with_context(|| format!("size {text:?} is too large"))
+}
+
+/// A duration such as `10s`, `500ms`, `2m` or `30` (seconds).
+///
+/// # Errors
+/// Text that is not a whole number followed by an optional unit (ms, s, m, h).
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let (number, unit) = split_number(text);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("duration {text:?} does not start with a whole number"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        other => bail!("duration {text:?} has an unknown unit {other:?} (use ms, s, m, h)"),
+    })
+}
+
+/// The authentication the flags ask for: Basic when a user is given, Signature when signature
+/// files are, none otherwise.
+///
+/// Signature files of the same scheme are merged into one keyring (a rotation may arrive as
+/// two files); files of different schemes stay separate keyrings and a request passes when
+/// any of them accepts it.
+///
+/// # Errors
+/// Both Basic and Signature given, a user without a password (or the reverse), a username
+/// with a colon, or a signature file that cannot be read or used.
+pub fn authentication_from_flags(
+    basic_user: Option<&str>,
+    basic_password: Option<&str>,
+    signature_files: &[PathBuf],
+) -> anyhow::Result<Authentication> {
+    match (basic_user, basic_password, signature_files.is_empty()) {
+        (None, None, true) => Ok(Authentication::None),
+        (Some(_), _, false) | (_, Some(_), false) => {
+            bail!("give either --basic-user/--basic-password or --signature-file, not both")
+        }
+        (Some(user), Some(password), true) => Ok(Authentication::Basic(
+            BasicCredentials::new(user, password).context("--basic-user")?,
+        )),
+        (Some(_), None, true) => bail!("--basic-user needs --basic-password"),
+        (None, Some(_), true) => bail!("--basic-password needs --basic-user"),
+        (None, None, false) => {
+            let mut keyrings: Vec<Keyring> = Vec::new();
+            for path in signature_files {
+                // `merge` hands the keyring back when the schemes differ; what no existing
+                // keyring takes becomes a keyring of its own.
+                let mut pending = Some(read_signature_file(path)?);
+                for existing in &mut keyrings {
+                    if let Some(keyring) = pending.take() {
+                        pending = existing.merge(keyring).err();
+                    }
+                }
+                keyrings.extend(pending);
+            }
+            Ok(Authentication::Signature(keyrings))
+        }
+    }
+}
+
+fn read_signature_file(path: &Path) -> anyhow::Result<Keyring> {
+    let context = || format!("reading signature file {}", path.display());
+    let bytes = std::fs::read(path).with_context(context)?;
+    let file = SignatureFile::from_json(&bytes).with_context(context)?;
+    file.keyring().with_context(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let check = |text: &str, expected: Option<usize>| {
+            assert_eq!(parse_size(text).ok(), expected, "{text}");
+        };
+        check("1MiB", Some(1_048_576));
+        check("512KiB", Some(524_288));
+        check("1000", Some(1000));
+        check("64 kb", Some(64_000));
+        check("2GiB", Some(2_147_483_648));
+        check("MiB", None);
+        check("1.5MiB", None);
+        check("1 parsec", None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7").ok(), Some(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn store_locations() {
+        assert_eq!(
+            parse_store_location("sqlite:./receiver.db").ok(),
+            Some(PathBuf::from("./receiver.db"))
+        );
+        assert_eq!(
+            parse_store_location("sqlite:///var/r.db").ok(),
+            Some(PathBuf::from("/var/r.db"))
+        );
+        assert_eq!(
+            parse_store_location("r.db").ok(),
+            Some(PathBuf::from("r.db"))
+        );
+        assert!(parse_store_location("postgres://db/x").is_err());
+        assert!(parse_store_location("sqlite:").is_err());
+    }
+
+    #[test]
+    fn auth_flags_pick_one_method() {
+        assert!(matches!(
+            authentication_from_flags(None, None, &[]),
+            Ok(Authentication::None)
+        ));
+        assert!(matches!(
+            authentication_from_flags(Some("crm"), Some("pw"), &[]),
+            Ok(Authentication::Basic(_))
+        ));
+        assert!(authentication_from_flags(Some("crm"), None, &[]).is_err());
+        assert!(authentication_from_flags(None, Some("pw"), &[]).is_err());
+        assert!(authentication_from_flags(Some("c"), Some("p"), &[PathBuf::from("x")]).is_err());
+        let missing =
+            authentication_from_flags(None, None, &[PathBuf::from("/nonexistent/s")]).unwrap_err();
+        let message = format!("{missing:#}");
+        assert!(
+            message.contains("reading signature file /nonexistent/s"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! A watch on the raw bytes of a connection, for one thing hyper hides: a request that carries
+//! both `Content-Length` and `Transfer-Encoding`.
+//!
+//! hyper follows RFC 9112 section 6.1 for such a request: it drops `Content-Length`, reads the
+//! body as chunked, and closes the connection afterwards. That defeats the desync, but the
+//! request itself would still be served, and the issue asks for it to be refused. hyper gives
+//! the service no trace of the dropped header, so [`WatchedIo`] counts the `Content-Length`
+//! header lines that pass through the socket, and the service compares that count with the
+//! requests that still show one: a chunked request arriving while the watch saw more
+//! `Content-Length` lines than the service was shown is refused.
+//!
+//! The pattern is `\r\ncontent-length:` (any case). JSON bodies cannot hold a raw CR LF
+//! inside a string, and chunk framing is hex digits, so bodies do not trip it; a pipelined
+//! request read ahead of a chunked one can, and then the chunked one is refused: failing safe.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const PATTERN: &[u8] = b"\r\ncontent-length:";
+
+/// What the watch saw on one connection, shared with that connection's service.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionWatch {
+    content_length_lines: AtomicU64,
+    shown_to_service: AtomicU64,
+}
+
+impl ConnectionWatch {
+    /// Called once per request. Returns `true` when the request is chunked and a
+    /// `Content-Length` line came with it that hyper removed.
+    pub(crate) fn request_is_ambiguous(&self, has_content_length: bool, is_chunked: bool) -> bool {
+        if has_content_length {
+            self.shown_to_service.fetch_add(1, Ordering::Relaxed);
+        }
+        is_chunked
+            && (has_content_length
+                || self.content_length_lines.load(Ordering::Relaxed)
+                    > self.shown_to_service.load(Ordering::Relaxed))
+    }
+}
+
+/// An I/O stream that counts `Content-Length` header lines as they are read.
+pub(crate) struct WatchedIo<T> {
+    inner: T,
+    watch: Arc<ConnectionWatch>,
+    /// How many bytes of [`PATTERN`] the last bytes read have matched.
+    matched: usize,
+}
+
+impl<T> WatchedIo<T> {
+    pub(crate) fn new(inner: T, watch: Arc<ConnectionWatch>) -> Self {
+        Self {
+            inner,
+            watch,
+            matched: 0,
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            let byte = byte.to_ascii_lowercase();
+            if byte == PATTERN[self.matched] {
+                self.matched += 1;
+                if self.matched == PATTERN.len() {
+                    self.watch
+                        .content_length_lines
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.matched = 0;
+                }
+            } else {
+                // `\r` occurs only at the start of the pattern, so a mismatch restarts there.
+                self.matched = usize::from(byte == b'\r');
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.scan(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_in(chunks: &[&[u8]]) -> u64 {
+        let watch = Arc::new(ConnectionWatch::default());
+        let mut io = WatchedIo::new((), Arc::clone(&watch));
+        for chunk in chunks {
+            io.scan(chunk);
+        }
+        watch.content_length_lines.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn counts_header_lines_across_reads_in_any_case() {
+        assert_eq!(
+            lines_in(&[b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"]),
+            1
+        );
+        assert_eq!(
+            lines_in(&[b"POST / HTTP/1.1\r\nCONTENT-", b"LENGTH: 5\r\n"]),
+            1
+        );
+        assert_eq!(
+            lines_in(&[b"POST / HTTP/1.1\r", b"\r\ncontent-length:1\r\n"]),
+            1
+        );
+        assert_eq!(lines_in(&[b"{\"content-length:\":1}"]), 0);
+        assert_eq!(lines_in(&[b"x: content-length:\r\n"]), 0);
+    }
+
+    #[test]
+    fn ambiguity_needs_a_chunked_request_and_a_hidden_length() {
+        let watch = ConnectionWatch::default();
+        watch.content_length_lines.store(1, Ordering::Relaxed);
+        assert!(
+            !watch.request_is_ambiguous(true, false),
+            "plain length request"
+        );
+        assert!(
+            !watch.request_is_ambiguous(false, true),
+            "plain chunked request"
+        );
+        watch.content_length_lines.store(2, Ordering::Relaxed);
+        assert!(
+            watch.request_is_ambiguous(false, true),
+            "length removed by hyper"
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Routing and the checks of `POST <path>`, in the order that refuses cheaply first:
+//! route → framing (smuggling) → declared size → content type → body (size and time capped
+//! while read) → authentication → envelope → durable store → 200.
+//!
+//! Every refusal leaves through [`Shared::refuse`], which counts it, prints it, keeps it in the
+//! store (bounded) and builds the answer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use verify::{Authentication, VerifyError};
+
+use crate::config::Limits;
+use crate::guard::ConnectionWatch;
+use crate::metrics::Metrics;
+use crate::output::Output;
+use crate::response::{self, HttpResponse, Refusal};
+use crate::store::{AcceptedRequest, NewEvent, RefusedRequest, Store};
+
+/// What every connection's service shares.
+pub(crate) struct Shared {
+    pub(crate) path: String,
+    pub(crate) authentication: Authentication,
+    pub(crate) limits: Limits,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) output: Output,
+}
+
+/// A refusal together with the body bytes read before it (for the kept record).
+type Refused = (Refusal, Bytes);
+
+impl Shared {
+    /// Answers one request. Never panics on any input; every error is an answer.
+    pub(crate) async fn handle(
+        &self,
+        watch: &ConnectionWatch,
+        request: Request<Incoming>,
+    ) -> HttpResponse {
+        let received_at_ms = crate::now_ms();
+        let (parts, body) = request.into_parts();
+        let has_length = parts.headers.contains_key(CONTENT_LENGTH);
+        let is_chunked = parts.headers.contains_key(TRANSFER_ENCODING);
+        // Every request passes through the watch, whatever its path, so the counts line up.
+        let ambiguous = watch.request_is_ambiguous(has_length, is_chunked);
+        let webhook_path = parts.uri.path() == self.path;
+        let outcome = match (&parts.method, parts.uri.path()) {
+            _ if ambiguous => Err((
+                Refusal::new(StatusCode::BAD_REQUEST, "ambiguous_length")
+                    .detail("both Content-Length and Transfer-Encoding were sent")
+                    .closing(),
+                Bytes::new(),
+            )),
+            (&Method::POST, _) if webhook_path => self.webhook(&parts, body, received_at_ms).await,
+            (&Method::GET, "/healthz") => return self.healthz().await,
+            (&Method::GET, "/metrics") => return response::metrics_text(self.metrics.render()),
+            _ if webhook_path => Err((Refusal::method_not_allowed("POST"), Bytes::new())),
+            (_, "/healthz" | "/metrics") => Err((Refusal::method_not_allowed("GET"), Bytes::new())),
+            _ => Err((Refusal::not_found(), Bytes::new())),
+        };
+        match outcome {
+            Ok(answer) => {
+                self.metrics.answered(answer.status().as_u16());
+                answer
+            }
+            Err((refusal, body)) => self.refuse(&parts, received_at_ms, body, refusal),
+        }
+    }
+
+    async fn healthz(&self) -> HttpResponse {
+        match self.store.check_health().await {
+            Ok(()) => response::json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Err(error) => {
+                tracing::warn!(%error, "health check failed");
+                Refusal::store_unavailable().into_response()
+            }
+        }
+    }
+
+    fn refuse(
+        &self,
+        parts: &Parts,
+        received_at_ms: i64,
+        body: Bytes,
+        refusal: Refusal,
+    ) -> HttpResponse {
+        let status = refusal.status.as_u16();
+        let method = parts.method.as_str();
+        let target = request_target(parts);
+        if status == 404 || status == 405 {
+            tracing::debug!(status, reason = %refusal.reason, %method, %target, "refused");
+        } else {
+            tracing::info!(status, reason = %refusal.reason, %method, %target, "refused");
+        }
+        self.metrics.answered(status);
+        self.metrics.refused(&refusal.reason);
+        self.output
+            .refused(received_at_ms, method, &target, status, &refusal.reason);
+        self.store.record_refusal(RefusedRequest {
+            received_at_ms,
+            method: method.to_owned(),
+            path: target,
+            headers: header_pairs(parts),
+            body,
+            status,
+            reason: refusal.reason.to_string(),
+        });
+        refusal.into_response()
+    }
+
+    async fn webhook(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        received_at_ms: i64,
+    ) -> Result<HttpResponse, Refused> {
+        let max = self.limits.max_body_bytes;
+        if declared_length(parts).is_some_and(|length| length > max as u64) {
+            // Refused before reading: the connection closes rather than drain the body.
+            return Err((Refusal::too_large(max), Bytes::new()));
+        }
+        check_content_type(parts).map_err(|refusal| (refusal, Bytes::new()))?;
+        let body = self.read_body(body).await?;
+        if let Err(error) = self.authentication.verify(&parts.headers, &body) {
+            let mut refusal = Refusal::new(StatusCode::UNAUTHORIZED, error.reason_code());
+            refusal.challenge_basic = matches!(self.authentication, Authentication::Basic(_));
+            log_auth_detail(&error);
+            return Err((refusal, body));
+        }
+        let request = match build_request(parts, &body, received_at_ms, &self.authentication) {
+            Ok(request) => request,
+            Err(error) => {
+                let refusal = Refusal::new(StatusCode::BAD_REQUEST, error.reason_code())
+                    .detail(error.detail());
+                return Err((refusal, body));
+            }
+        };
+        let received = request.events.len();
+        // The printer needs the request after the store took it; copy it only then.
+        let printed = (!self.output.is_quiet()).then(|| request.clone());
+        match self.store.accept(request).await {
+            Ok(outcome) => {
+                tracing::debug!(
+                    received,
+                    stored = outcome.stored(),
+                    duplicates = outcome.duplicates(),
+                    "accepted"
+                );
+                if let Some(request) = printed {
+                    self.output.accepted(&request, &outcome);
+                }
+                Ok(response::accepted(
+                    received,
+                    outcome.stored(),
+                    outcome.duplicates(),
+                ))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "answering 503");
+                Err((Refusal::store_unavailable(), body))
+            }
+        }
+    }
+
+    /// Reads the body, at most `max_body_bytes` and within `body_read_timeout`.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Refused> {
+        let max = self.limits.max_body_bytes;
+        let reading = Limited::new(body, max).collect();
+        match tokio::time::timeout(self.limits.body_read_timeout, reading).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                Err((Refusal::too_large(max), Bytes::new()))
+            }
+            Ok(Err(error)) => Err((
+                Refusal::new(StatusCode::BAD_REQUEST, "body_unreadable")
+                    .detail(error.to_string())
+                    .closing(),
+                Bytes::new(),
+            )),
+            Err(_) => Err((
+                Refusal::new(StatusCode::REQUEST_TIMEOUT, "body_timeout")
+                    .detail("the body did not arrive in time")
+                    .closing(),
+                Bytes::new(),
+            )),
+        }
+    }
+}
+
+/// The refusal's detail goes to the log at debug level only: it may say which secret
+/// expired, which is for the operator, while the 401 body carries just the reason code.
+fn log_auth_detail(error: &VerifyError) {
+    tracing::debug!(%error, "authentication failed");
+}
+
+fn request_target(parts: &Parts) -> String {
+    parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_owned(),
+        |target| target.as_str().to_owned(),
+    )
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse().ok())
+}
+
+/// JSON content types: `application/json` and `application/*+json`, with any parameters
+/// (`; charset=utf-8`). A request without a content type is let through to the JSON parser,
+/// since the body decides anyway and some senders omit it; anything else is 415.
+fn check_content_type(parts: &Parts) -> Result<(), Refusal> {
+    let Some(value) = parts.headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media_type = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split(';').next())
+        .map(|media| media.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let is_json = match media_type.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    };
+    if is_json {
+        Ok(())
+    } else {
+        Err(
+            Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").detail(
+                format!("content type {media_type:?} is not JSON (send application/json)"),
+            ),
+        )
+    }
+}
+
+/// Headers for the kept record, in hyper's order (by first appearance of each name, repeats
+/// kept). The `authorization` value is redacted after its scheme: the store and the capture
+/// records must not hold the Basic password.
+fn header_pairs(parts: &Parts) -> Vec<(String, String)> {
+    parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let text = if name == http::header::AUTHORIZATION {
+                let scheme = text.split(' ').next().unwrap_or_default();
+                format!("{scheme} [redacted]")
+            } else {
+                text.into_owned()
+            };
+            (name.as_str().to_owned(), text)
+        })
+        .collect()
+}
+
+fn build_request(
+    parts: &Parts,
+    body: &Bytes,
+    received_at_ms: i64,
+    authentication: &Authentication,
+) -> Result<AcceptedRequest, verify::PayloadError> {
+    let envelope = verify::parse_envelope(body)?;
+    let events = envelope
+        .events
+        .iter()
+        .map(|event| NewEvent {
+            event_id: event.event_id.to_string(),
+            event_name: event.event_name.to_string(),
+            timestamp_ms: event.timestamp.epoch_millis(),
+            known: event.kind().is_some(),
+            raw: event.raw.get().to_owned(),
+        })
+        .collect();
+    Ok(AcceptedRequest {
+        received_at_ms,
+        method: parts.method.as_str().to_owned(),
+        path: request_target(parts),
+        headers: header_pairs(parts),
+        body: body.clone(),
+        auth: authentication.method_name(),
+        account_id: envelope.account_id,
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts_with(content_type: Option<&str>) -> Parts {
+        let mut builder = Request::builder().method("POST").uri("/webhook");
+        if let Some(value) = content_type {
+            builder = builder.header(CONTENT_TYPE, value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn json_content_types() {
+        for accepted in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("Application/JSON;charset=UTF-8"),
+            Some("application/cloudevents+json"),
+        ] {
+            assert!(
+                check_content_type(&parts_with(accepted)).is_ok(),
+                "{accepted:?}"
+            );
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "text/json",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(
+                check_content_type(&parts_with(Some(refused))).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorization_is_redacted_in_kept_headers() {
+        let parts = Request::builder()
+            .header("authorization", "Basic Y3JtOnNlY3JldA==")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert_eq!(
+            header_pairs(&parts),
+            vec![
+                ("authorization".to_owned(), "Basic [redacted]".to_owned()),
+                ("x-a".to_owned(), "1".to_owned()),
+                ("x-a".to_owned(), "2".to_owned()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,676 @@
+//! The embedded store: one SQLite file in WAL mode, written by one thread with group commit.
+//!
+//! Why one writer thread: SQLite allows one writer at a time anyway, and a thread that owns the
+//! connection can take every job waiting in its queue, run them all in ONE transaction and
+//! commit once, so N concurrent requests cost one disk sync instead of N (group commit). If
+//! anything in the batch fails (one request's insert, or the commit itself), the whole
+//! transaction is rolled back and every request is retried in a transaction of its own, so no
+//! request is failed or acknowledged because of another; failures are rare, so the common path
+//! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
+//! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
+use tokio::sync::{mpsc, oneshot};
+use verify::{CaptureRecord, Verdict};
+
+use super::{
+    AcceptOutcome, AcceptedRequest, EventFilter, EventQuery, RefusedRequest, Store, StoreError,
+    StoreFuture, StoredEvent,
+};
+use crate::metrics::Metrics;
+
+/// Jobs waiting for the writer; senders wait (back-pressure) when it is full.
+const QUEUE_CAPACITY: usize = 4096;
+/// Most jobs in one transaction, so one huge batch cannot starve its first callers.
+const MAX_BATCH: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id              INTEGER PRIMARY KEY,
+    received_at_ms  INTEGER NOT NULL,
+    method          TEXT    NOT NULL,
+    path            TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,  -- JSON array of [name, value]
+    body            BLOB    NOT NULL,  -- byte for byte
+    auth            TEXT    NOT NULL,  -- none | basic | signature
+    account_id      INTEGER NOT NULL,
+    event_count     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    request_id      INTEGER NOT NULL REFERENCES requests(id),
+    event_name      TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    known           INTEGER NOT NULL,
+    raw             TEXT    NOT NULL,
+    UNIQUE (account_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp_ms);
+CREATE INDEX IF NOT EXISTS events_by_name ON events (event_name, timestamp_ms);
+CREATE TABLE IF NOT EXISTS refused_requests (
+    id              INTEGER PRIMARY KEY,
+    received_at_ms  INTEGER NOT NULL,
+    method          TEXT    NOT NULL,
+    path            TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    status          INTEGER NOT NULL,
+    reason          TEXT    NOT NULL
+);
+-- One row that a health check rewrites, so /healthz proves a real commit works.
+CREATE TABLE IF NOT EXISTS health (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at_ms   INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO health (id, checked_at_ms) VALUES (1, 0);
+";
+
+enum Job {
+    Accept(
+        AcceptedRequest,
+        oneshot::Sender<Result<AcceptOutcome, StoreError>>,
+    ),
+    Refuse(RefusedRequest),
+    Health(oneshot::Sender<Result<(), StoreError>>),
+    Close(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`; the connection lives in the writer thread.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created, or is not a database of this schema.
+    pub fn open(
+        path: &Path,
+        keep_refused: u32,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<SqliteStore> {
+        // Open once here so that a wrong path fails at startup, not at the first request.
+        let connection =
+            open_writer(path).with_context(|| format!("opening the store {}", path.display()))?;
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = Writer {
+            path: path.to_owned(),
+            checkpointer: Checkpointer::start(path),
+            connection: Some(connection),
+            keep_refused,
+            metrics: Arc::clone(&metrics),
+        };
+        std::thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || writer.run(receiver))
+            .context("starting the store writer thread")?;
+        metrics.set_store_up(true);
+        Ok(SqliteStore {
+            jobs: sender,
+            metrics,
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError("the store is closed".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the store writer stopped".to_owned()))?
+    }
+}
+
+impl Store for SqliteStore {
+    fn accept(
+        &self,
+        request: AcceptedRequest,
+    ) -> StoreFuture<'_, Result<AcceptOutcome, StoreError>> {
+        Box::pin(self.submit(|reply| Job::Accept(request, reply)))
+    }
+
+    fn record_refusal(&self, refused: RefusedRequest) {
+        // Never wait: a flood of refusals must not slow down accepted requests.
+        if self.jobs.try_send(Job::Refuse(refused)).is_err() {
+            self.metrics.refusal_not_kept();
+        }
+    }
+
+    fn check_health(&self) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.submit(Job::Health))
+    }
+
+    fn close(&self) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.submit(Job::Close))
+    }
+}
+
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers (`receiver events`) never block the writer. FULL: a commit returns only
+    // after the WAL is synced, which is what "no 2xx before the data is on disk" needs.
+    let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database refused WAL mode (got {mode})"
+        )));
+    }
+    connection.execute_batch(
+        // Checkpoints run in the checkpointer thread; the writer checkpoints itself only as a
+        // backstop when the WAL grows past 10 000 pages (40 MB) because that thread fell behind.
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;",
+    )?;
+    connection.execute_batch(SCHEMA)?;
+    Ok(connection)
+}
+
+struct Writer {
+    path: PathBuf,
+    checkpointer: Option<Checkpointer>,
+    /// `None` after a failure: the next batch reopens, which clears any broken state.
+    connection: Option<Connection>,
+    keep_refused: u32,
+    metrics: Arc<Metrics>,
+}
+
+/// Jobs of one batch, sorted by kind.
+#[derive(Default)]
+struct Batch {
+    accepts: Vec<(
+        AcceptedRequest,
+        oneshot::Sender<Result<AcceptOutcome, StoreError>>,
+    )>,
+    refusals: Vec<RefusedRequest>,
+    health: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    close: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Accept(request, reply) => self.accepts.push((request, reply)),
+            Job::Refuse(refused) => self.refusals.push(refused),
+            Job::Health(reply) => self.health.push(reply),
+            Job::Close(reply) => self.close.push(reply),
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut batch = Batch::default();
+            batch.push(first);
+            let mut taken = 1;
+            while taken < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+                taken += 1;
+            }
+            let closing = std::mem::take(&mut batch.close);
+            self.write_batch(batch);
+            if !closing.is_empty() {
+                // Stop taking jobs; what is still queued gets "the store is closed".
+                jobs.close();
+                let result = self.finish();
+                for reply in closing {
+                    let _ = reply.send(result.clone());
+                }
+                return;
+            }
+        }
+        let _ = self.finish();
+    }
+
+    /// Checkpoints the WAL into the database file and closes the connection.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        // Stop the checkpointer first, so the final TRUNCATE checkpoint does not wait on it.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+        let Some(connection) = self.connection.take() else {
+            return Ok(());
+        };
+        let checkpoint = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        let closed = connection.close().map_err(|(_, error)| error);
+        checkpoint.and(closed).map_err(|error| {
+            tracing::warn!(%error, "closing the store");
+            StoreError(error.to_string())
+        })
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.connection.is_none() {
+            let connection = open_writer(&self.path).map_err(|error| {
+                StoreError(format!("reopening {}: {error}", self.path.display()))
+            })?;
+            self.connection = Some(connection);
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| StoreError("no connection".to_owned()))
+    }
+
+    fn write_batch(&mut self, batch: Batch) {
+        let Batch {
+            accepts,
+            refusals,
+            health,
+            ..
+        } = batch;
+        if accepts.is_empty() && refusals.is_empty() && health.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let keep_refused = self.keep_refused;
+        let now_ms = crate::now_ms();
+        let requests: Vec<&AcceptedRequest> = accepts.iter().map(|(request, _)| request).collect();
+        let result = self.connection().and_then(|connection| {
+            group_transaction(
+                connection,
+                &requests,
+                &refusals,
+                keep_refused,
+                now_ms,
+                !health.is_empty(),
+            )
+        });
+        match result {
+            Ok(outcomes) => {
+                self.metrics
+                    .observe_commit(started.elapsed(), accepts.len());
+                self.metrics.set_store_up(true);
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.wal_grew();
+                }
+                for reply in health {
+                    let _ = reply.send(Ok(()));
+                }
+                for ((_, reply), outcome) in accepts.into_iter().zip(outcomes) {
+                    self.metrics.observe_events(&outcome);
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, jobs = accepts.len(), "group commit failed; retrying each request alone");
+                self.connection = None;
+                self.metrics.set_store_up(false);
+                for reply in health {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                // Retry alone, so one job's failure cannot fail the others; refusals are
+                // best effort and are not retried.
+                for (request, reply) in accepts {
+                    let started = Instant::now();
+                    let single = self.connection().and_then(|connection| {
+                        group_transaction(connection, &[&request], &[], keep_refused, now_ms, false)
+                    });
+                    let answer = match single {
+                        Ok(mut outcomes) => {
+                            self.metrics.observe_commit(started.elapsed(), 1);
+                            self.metrics.set_store_up(true);
+                            outcomes.pop().ok_or_else(|| error.clone())
+                        }
+                        Err(error) => {
+                            self.connection = None;
+                            Err(error)
+                        }
+                    };
+                    if let Ok(outcome) = &answer {
+                        self.metrics.observe_events(outcome);
+                    }
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Least time between two background checkpoints under steady load.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A thread with its own connection that copies the WAL into the database file (PASSIVE
+/// checkpoints), so the page copying and the database file's sync stay off the commit path
+/// and out of the answers' latency. Readers and the writer are never blocked by it.
+struct Checkpointer {
+    signals: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// `None` when the thread or its connection cannot start: the writer's backstop
+    /// autocheckpoint then does the work.
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let connection = Connection::open(path)
+            .and_then(|connection| {
+                connection.busy_timeout(std::time::Duration::from_secs(1))?;
+                connection.execute_batch("PRAGMA synchronous=FULL;")?;
+                Ok(connection)
+            })
+            .map_err(|error| tracing::warn!(%error, "no background checkpointer"))
+            .ok()?;
+        let (signals, receiver) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("store-checkpointer".to_owned())
+            .spawn(move || Self::run(&connection, &receiver))
+            .map_err(|error| tracing::warn!(%error, "no background checkpointer"))
+            .ok()?;
+        Some(Checkpointer { signals, thread })
+    }
+
+    fn run(connection: &Connection, signals: &std::sync::mpsc::Receiver<()>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut dirty = false;
+        let mut last = Instant::now();
+        loop {
+            match signals.recv_timeout(CHECKPOINT_INTERVAL) {
+                Ok(()) => dirty = true,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if dirty && last.elapsed() >= CHECKPOINT_INTERVAL {
+                if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::debug!(%error, "background checkpoint");
+                }
+                dirty = false;
+                last = Instant::now();
+            }
+        }
+    }
+
+    /// A commit added frames to the WAL.
+    fn wal_grew(&self) {
+        let _ = self.signals.send(());
+    }
+
+    fn stop(self) {
+        drop(self.signals);
+        let _ = self.thread.join();
+    }
+}
+
+fn store_error(error: rusqlite::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+/// Runs one transaction over every job and commits once. `Err` when anything in it failed:
+/// then nothing of it is stored, and the caller retries each request alone, so one request's
+/// failure never fails (or acknowledges) another. Refused requests ride along in a savepoint:
+/// keeping them is best effort and must not fail the batch.
+fn group_transaction(
+    connection: &mut Connection,
+    requests: &[&AcceptedRequest],
+    refusals: &[RefusedRequest],
+    keep_refused: u32,
+    now_ms: i64,
+    health_check: bool,
+) -> Result<Vec<AcceptOutcome>, StoreError> {
+    let mut transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(store_error)?;
+    let outcomes = requests
+        .iter()
+        .map(|request| insert_request(&transaction, request))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_error)?;
+    if !refusals.is_empty() {
+        let mut savepoint = transaction.savepoint().map_err(store_error)?;
+        match insert_refusals(&savepoint, refusals, keep_refused) {
+            Ok(()) => savepoint.commit().map_err(store_error)?,
+            Err(error) => {
+                tracing::debug!(%error, "keeping refused requests failed");
+                savepoint.rollback().map_err(store_error)?;
+            }
+        }
+    }
+    if health_check {
+        transaction
+            .execute(
+                "UPDATE health SET checked_at_ms = ?1 WHERE id = 1",
+                [now_ms],
+            )
+            .map_err(store_error)?;
+    }
+    transaction.commit().map_err(store_error)?;
+    Ok(outcomes)
+}
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn insert_request(
+    connection: &Connection,
+    request: &AcceptedRequest,
+) -> rusqlite::Result<AcceptOutcome> {
+    connection
+        .prepare_cached(
+            "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id, event_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            request.received_at_ms,
+            request.method,
+            request.path,
+            headers_json(&request.headers),
+            request.body.as_ref(),
+            request.auth,
+            request.account_id,
+            request.events.len(),
+        ])?;
+    let request_id = connection.last_insert_rowid();
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (account_id, event_id) DO NOTHING",
+    )?;
+    let mut new = Vec::with_capacity(request.events.len());
+    for event in &request.events {
+        // One insert-if-absent: the unique key decides, so two racing requests (or the same
+        // event twice in one request) cannot both store it.
+        let inserted = insert.execute(params![
+            request.account_id,
+            event.event_id,
+            request_id,
+            event.event_name,
+            event.timestamp_ms,
+            request.received_at_ms,
+            event.known,
+            event.raw,
+        ])?;
+        new.push(inserted == 1);
+    }
+    Ok(AcceptOutcome { new })
+}
+
+fn insert_refusals(
+    connection: &Connection,
+    refusals: &[RefusedRequest],
+    keep_refused: u32,
+) -> rusqlite::Result<()> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO refused_requests (received_at_ms, method, path, headers, body, status, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for refused in refusals {
+        insert.execute(params![
+            refused.received_at_ms,
+            refused.method,
+            refused.path,
+            headers_json(&refused.headers),
+            refused.body.as_ref(),
+            refused.status,
+            refused.reason,
+        ])?;
+    }
+    // Keep the newest `keep_refused`: ids only grow, so everything below the cut goes.
+    connection
+        .prepare_cached(
+            "DELETE FROM refused_requests WHERE id <= (SELECT MAX(id) FROM refused_requests) - ?1",
+        )?
+        .execute([keep_refused])?;
+    Ok(())
+}
+
+/// Read access for `receiver events` and `receiver export`, on its own connection.
+pub struct SqliteReader {
+    connection: Connection,
+}
+
+impl SqliteReader {
+    /// Opens an existing store for reading. It may be in use by a listener at the same time.
+    ///
+    /// # Errors
+    /// The file does not exist or is not a store.
+    pub fn open(path: &Path) -> anyhow::Result<SqliteReader> {
+        if !path.exists() {
+            anyhow::bail!("no store at {} (give --store sqlite:PATH)", path.display());
+        }
+        // Read-write without create: a read-only WAL reader would need the -shm file to exist.
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening the store {}", path.display()))?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let has_events: Option<String> = connection
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .with_context(|| format!("reading the store {}", path.display()))?;
+        if has_events.is_none() {
+            anyhow::bail!(
+                "{} is not a receiver store (no events table)",
+                path.display()
+            );
+        }
+        Ok(SqliteReader { connection })
+    }
+}
+
+/// The `WHERE` clause and its parameters for a filter.
+fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conditions = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if !filter.event_names.is_empty() {
+        let marks = vec!["?"; filter.event_names.len()].join(", ");
+        conditions.push(format!("e.event_name IN ({marks})"));
+        values.extend(filter.event_names.iter().cloned().map(Value::Text));
+    }
+    if let Some(since) = filter.since_ms {
+        conditions.push("e.timestamp_ms >= ?".to_owned());
+        values.push(Value::Integer(since));
+    }
+    if let Some(until) = filter.until_ms {
+        conditions.push("e.timestamp_ms < ?".to_owned());
+        values.push(Value::Integer(until));
+    }
+    if let Some(account) = filter.account_id {
+        conditions.push("e.account_id = ?".to_owned());
+        values.push(Value::Integer(account));
+    }
+    if let Some(event_id) = &filter.event_id {
+        conditions.push("e.event_id = ?".to_owned());
+        values.push(Value::Text(event_id.clone()));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, values)
+}
+
+impl EventQuery for SqliteReader {
+    fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
+        let (clause, mut values) = where_clause(filter);
+        let limit = match filter.limit {
+            Some(limit) => {
+                values.push(rusqlite::types::Value::Integer(
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                ));
+                "LIMIT ?"
+            }
+            None => "",
+        };
+        let sql = format!(
+            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, e.received_at_ms,
+                    e.known, e.raw, e.request_id, r.auth
+             FROM events e JOIN requests r ON r.id = e.request_id
+             {clause} ORDER BY e.id {limit}"
+        );
+        let mut statement = self.connection.prepare(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(StoredEvent {
+                account_id: row.get(0)?,
+                event_id: row.get(1)?,
+                event_name: row.get(2)?,
+                timestamp_ms: row.get(3)?,
+                received_at_ms: row.get(4)?,
+                known: row.get(5)?,
+                raw: row.get(6)?,
+                request_id: row.get(7)?,
+                auth: row.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
+        let (clause, values) = where_clause(filter);
+        let sql = format!("SELECT COUNT(*) FROM events e {clause}");
+        let count: i64 =
+            self.connection
+                .query_row(&sql, rusqlite::params_from_iter(values), |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn captures(&self) -> anyhow::Result<Vec<CaptureRecord>> {
+        let mut statement = self.connection.prepare(
+            "SELECT received_at_ms, method, path, headers, body, NULL FROM requests
+             UNION ALL
+             SELECT received_at_ms, method, path, headers, body, reason FROM refused_requests
+             ORDER BY 1",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let headers: String = row.get(3)?;
+            let reason: Option<String> = row.get(5)?;
+            Ok(CaptureRecord {
+                received_at_ms: row.get(0)?,
+                method: row.get(1)?,
+                path: row.get(2)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                body: row.get(4)?,
+                verdict: if reason.is_some() {
+                    Verdict::Refused
+                } else {
+                    Verdict::Accepted
+                },
+                reason,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

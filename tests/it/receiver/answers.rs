@@ -1,0 +1,270 @@
+//! Each row of the SPEC section 3 answer table, over real HTTP (503 is in `outage`).
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+
+use crate::support::receiver::{envelope, get, post, request, send, InProcess};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_counts_received_stored_and_duplicates_only_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = InProcess::start_in(dir.path()).await;
+
+    let first = receiver.post(&[], envelope(1010, &["a", "b"])).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.json(),
+        serde_json::json!({"received": 2, "stored": 2, "duplicates": 0})
+    );
+    // The answer came after the commit: another connection sees the rows at once.
+    let stored: i64 = receiver
+        .db()
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+
+    // b again, c new, c twice in the same request.
+    let second = receiver.post(&[], envelope(1010, &["b", "c", "c"])).await;
+    assert_eq!(
+        second.json(),
+        serde_json::json!({"received": 3, "stored": 1, "duplicates": 2})
+    );
+    // The same eventId in another account is another event.
+    let other = receiver.post(&[], envelope(2020, &["a"])).await;
+    assert_eq!(other.json()["stored"], 1);
+    // An empty batch is acknowledged and stores nothing.
+    let empty = receiver
+        .post(&[], r#"{"accountId":1010,"events":[]}"#)
+        .await;
+    assert_eq!(
+        empty.json(),
+        serde_json::json!({"received": 0, "stored": 0, "duplicates": 0})
+    );
+    let (events, requests): (i64, i64) = receiver
+        .db()
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM requests)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((events, requests), (4, 4));
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_400_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = InProcess::start_in(dir.path()).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("{not json", "invalid_json", "key must be a string"),
+        ("", "invalid_json", "EOF"),
+        ("[1,2]", "invalid_envelope", "JSON object"),
+        (r#"{"events":[]}"#, "invalid_envelope", "accountId"),
+        (
+            // One bad event makes the whole request refused: all or nothing.
+            r#"{"accountId":1,"events":[{"eventId":"ok","eventName":"COURSE_COMPLETED","timestamp":1,"data":{}},{"eventId":"","eventName":"X","timestamp":1,"data":{}}]}"#,
+            "invalid_envelope",
+            "events[1].eventId",
+        ),
+    ];
+    for (body, error, detail) in cases {
+        let reply = receiver.post(&[], body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.error(), *error, "{body}");
+        let got = reply.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(got.contains(detail), "{body}: {got}");
+    }
+    let stored: i64 = receiver
+        .db()
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(stored, 0);
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_paths_methods_sizes_and_content_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+    config.path = "/hooks/alm".to_owned();
+    config.limits.max_body_bytes = 1000;
+    let receiver = InProcess::start(config).await;
+    let addr = receiver.addr;
+    let body = envelope(1, &["e"]);
+
+    let not_found = post(addr, "/webhook", &[], body.clone()).await;
+    assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+    assert_eq!(not_found.error(), "not_found");
+
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
+        let reply = send(
+            addr,
+            request(addr, method.clone(), "/hooks/alm", &[], Bytes::new()),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(reply.headers["allow"], "POST");
+    }
+    let post_health = post(addr, "/healthz", &[], "{}").await;
+    assert_eq!(post_health.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let too_large = post(addr, "/hooks/alm", &[], vec![b' '; 1001]).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.error(), "body_too_large");
+    let just_fits = format!("{body:<1000}");
+    assert_eq!(
+        post(addr, "/hooks/alm", &[], just_fits).await.status,
+        StatusCode::OK
+    );
+
+    for (content_type, expected) in [
+        ("text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "application/x-www-form-urlencoded",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        ("application/json; charset=utf-8", StatusCode::OK),
+        ("application/vnd.alm+json", StatusCode::OK),
+    ] {
+        let reply = post(
+            addr,
+            "/hooks/alm",
+            &[("content-type", content_type)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, expected, "{content_type}");
+        if expected != StatusCode::OK {
+            assert_eq!(reply.error(), "unsupported_media_type");
+        }
+    }
+    // No content type at all: the body decides (documented choice).
+    let bare = send(
+        addr,
+        request(addr, Method::POST, "/hooks/alm", &[], body.clone()),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::OK);
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = InProcess::start_in(dir.path()).await;
+    let health = get(receiver.addr, "/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["status"], "ok");
+
+    receiver.post(&[], envelope(1, &["x", "y"])).await;
+    receiver.post(&[], envelope(1, &["x"])).await;
+    receiver.post(&[("content-type", "text/plain")], "hi").await;
+    let metrics = get(receiver.addr, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    for line in [
+        "receiver_requests_total{answer=\"200\"} 2",
+        "receiver_requests_total{answer=\"415\"} 1",
+        "receiver_refusals_total{reason=\"unsupported_media_type\"} 1",
+        "receiver_events_stored_total 2",
+        "receiver_events_duplicate_total 1",
+        "receiver_store_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+    assert!(text.contains("receiver_commit_seconds_bucket{le=\"+Inf\"}"));
+    assert!(text.contains("receiver_commit_batch_requests_count"));
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_are_kept_bounded_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+    config.keep_refused = 5;
+    let receiver = InProcess::start(config).await;
+    for index in 0..12 {
+        let reply = receiver.post(&[], format!("not json {index}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    }
+    // Refusals are kept off the answer path, so wait (bounded) for the last one.
+    let db = receiver.db();
+    let kept = crate::support::receiver::wait_until(std::time::Duration::from_secs(10), || {
+        let last: Option<Vec<u8>> = db
+            .query_row(
+                "SELECT body FROM refused_requests ORDER BY id DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .ok();
+        async move { last.as_deref() == Some(b"not json 11".as_slice()) }
+    })
+    .await;
+    assert!(kept, "the last refusal is kept");
+    let (rows, reason): (i64, String) = db
+        .query_row(
+            "SELECT COUNT(*), MAX(reason) FROM refused_requests",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, 5, "only the newest 5 are kept");
+    assert_eq!(reason, "invalid_json");
+    receiver.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_commits_and_racing_duplicates_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = InProcess::start_in(dir.path()).await;
+    let addr = receiver.addr;
+    const REQUESTS: usize = 48;
+    // Request i carries events i and i+1, so every event but the ends races with a neighbour.
+    let mut tasks = Vec::new();
+    for index in 0..REQUESTS {
+        tasks.push(tokio::spawn(async move {
+            let ids = [format!("e{index}"), format!("e{}", index + 1)];
+            let body = envelope(1, &[ids[0].as_str(), ids[1].as_str()]);
+            post(addr, "/webhook", &[], body).await.json()
+        }));
+    }
+    let mut stored = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        stored += answer["stored"].as_u64().unwrap();
+        duplicates += answer["duplicates"].as_u64().unwrap();
+    }
+    assert_eq!(
+        stored,
+        REQUESTS as u64 + 1,
+        "each distinct event stored by exactly one request"
+    );
+    assert_eq!(duplicates, REQUESTS as u64 - 1);
+    let rows: i64 = receiver
+        .db()
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, REQUESTS as i64 + 1);
+
+    let metrics = String::from_utf8(get(addr, "/metrics").await.body.to_vec()).unwrap();
+    let commits: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("receiver_commit_batch_requests_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        commits < REQUESTS as u64,
+        "concurrent requests share commits: {commits} commits for {REQUESTS} requests"
+    );
+    receiver.stop().await.unwrap();
+}

@@ -1,0 +1,108 @@
+//! HTTPS with a certificate made at test time (rcgen), in process and as a real process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::TlsConnector;
+
+use crate::support::receiver::{envelope, raw_exchange, request, InProcess, Process};
+
+/// Writes a self-signed certificate for `localhost` and its key; returns the certificate DER.
+fn make_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), certified.key_pair.serialize_pem()).unwrap();
+    certified.cert.der().clone()
+}
+
+/// POSTs over HTTPS, trusting only `certificate`.
+async fn post_tls(
+    addr: SocketAddr,
+    certificate: &rustls::pki_types::CertificateDer<'static>,
+    body: String,
+) -> (StatusCode, serde_json::Value) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the test certificate");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request: http::Request<Full<Bytes>> = request(
+        addr,
+        Method::POST,
+        "/webhook",
+        &[("content-type", "application/json")],
+        body,
+    );
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_certificate_made_at_test_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = make_certificate(dir.path());
+    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+    config.tls = Some(receiver::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    });
+    let receiver = InProcess::start(config).await;
+    let (status, answer) = post_tls(receiver.addr, &certificate, envelope(1, &["tls"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["stored"], 1);
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = raw_exchange(receiver.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    receiver.stop().await.unwrap();
+
+    // The command line: flags, and the https:// first line.
+    let store = format!("sqlite:{}", dir.path().join("p.db").display());
+    let cert = dir.path().join("cert.pem").display().to_string();
+    let key = dir.path().join("key.pem").display().to_string();
+    let process = Process::spawn(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--output",
+            "quiet",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        &[],
+    );
+    assert!(process
+        .first_line
+        .starts_with("listening on https://127.0.0.1:"));
+    let (status, _) = post_tls(process.addr, &certificate, envelope(1, &["tls-cli"])).await;
+    assert_eq!(status, StatusCode::OK);
+    process.kill();
+}
