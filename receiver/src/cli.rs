@@ -5,7 +5,7 @@
 //! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
 //! an address in use, a store that cannot be opened), 1 when the work itself failed.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,8 +15,9 @@ use serde_json::json;
 use verify::timestamp::{epoch_to_millis, format_iso_millis, parse_iso_millis};
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
+use crate::forward::{parse_forward_url, ForwardConfig, RetryPolicy};
 use crate::store::sqlite::SqliteReader;
-use crate::store::{EventFilter, EventQuery as _, StoredEvent};
+use crate::store::{CaptureFilter, EventFilter, EventQuery as _, ForwardingState, StoredEvent};
 
 /// The store when `--store` and `RECEIVER_STORE` are both absent.
 const DEFAULT_STORE: &str = "sqlite:./receiver.db";
@@ -48,17 +49,18 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Listen for webhooks (the default).
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// Read the stored events.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
-    /// Write every kept request (accepted and refused) as capture records, one JSON a line.
+    /// Write the kept requests as capture records (JSON Lines): accepted ones by default.
     Export(ExportArgs),
-    /// Check captured requests or envelope files as the listener would, storing nothing.
+    /// Re-check captured requests or envelope files offline and explain every refusal.
     ///
-    /// Uses the same authentication flags as `listen`; exits 1 when any would be refused.
+    /// A capture is checked at its receive time, a bare envelope at the current time. Uses
+    /// the same authentication flags as `listen`; exits 1 when any is not accepted.
     Check(CheckArgs),
 }
 
@@ -119,6 +121,25 @@ struct ListenArgs {
     /// How many refused requests to keep (the newest).
     #[arg(long, env = "RECEIVER_KEEP_REFUSED", default_value_t = config::DEFAULT_KEEP_REFUSED)]
     keep_refused: u32,
+    /// Forward every stored request, in order, to this http:// URL (your app); durable.
+    #[arg(long, env = "RECEIVER_FORWARD_TO")]
+    forward_to: Option<String>,
+    /// Re-sign forwarded requests with this signature file instead of passing the original
+    /// headers on.
+    #[arg(long, env = "RECEIVER_FORWARD_SIGNATURE_FILE", requires = "forward_to")]
+    forward_signature_file: Option<PathBuf>,
+    /// First retry delay when the app is down or answers non-2xx; doubles each time.
+    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MIN", default_value = "1s")]
+    forward_retry_min: String,
+    /// Longest retry delay.
+    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MAX", default_value = "5m")]
+    forward_retry_max: String,
+    /// Deadline for connecting to the app.
+    #[arg(long, env = "RECEIVER_FORWARD_CONNECT_TIMEOUT", default_value = "10s")]
+    forward_connect_timeout: String,
+    /// Deadline for the app's answer.
+    #[arg(long, env = "RECEIVER_FORWARD_TIMEOUT", default_value = "30s")]
+    forward_timeout: String,
 }
 
 #[derive(Args, Debug)]
@@ -191,11 +212,37 @@ struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Refused requests too (the same as --verdict all).
+    #[arg(long, conflicts_with = "verdict")]
+    include_refused: bool,
+    /// Which requests: accepted (the default), refused, or all.
+    #[arg(long, value_enum)]
+    verdict: Option<VerdictChoice>,
+    /// Only requests with an event of this name (repeat for several).
+    #[arg(long = "event-name")]
+    event_names: Vec<String>,
+    /// Only requests RECEIVED at or after this (RFC 3339, a date, or epoch ms/s).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only requests received before this.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this account.
+    #[arg(long)]
+    account: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VerdictChoice {
+    Accepted,
+    Refused,
+    All,
 }
 
 #[derive(Args, Debug)]
 struct CheckArgs {
-    /// Capture records (JSON Lines), an envelope file, JSON Lines of envelopes, or a directory.
+    /// Capture records (JSON Lines), an envelope file, JSON Lines of envelopes, a directory
+    /// of such files, or `-` for standard input.
     source: PathBuf,
     /// Basic authentication username.
     #[arg(long, env = "RECEIVER_BASIC_USER")]
@@ -235,7 +282,7 @@ pub(crate) fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         None => listen(cli.listen),
-        Some(Command::Listen(args)) => listen(args),
+        Some(Command::Listen(args)) => listen(*args),
         Some(Command::Events { command }) => events(command),
         Some(Command::Export(args)) => export(args),
         Some(Command::Check(args)) => check(args),
@@ -288,6 +335,34 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
+    let forward = match &args.forward_to {
+        None => None,
+        Some(url) => {
+            let mut forward = ForwardConfig::new(parse_forward_url(url).context("--forward-to")?);
+            forward.retry = RetryPolicy {
+                min: config::parse_duration(&args.forward_retry_min)
+                    .context("--forward-retry-min")?,
+                max: config::parse_duration(&args.forward_retry_max)
+                    .context("--forward-retry-max")?,
+            };
+            if forward.retry.min.is_zero() || forward.retry.max < forward.retry.min {
+                anyhow::bail!(
+                    "--forward-retry-min must be above 0 and at most --forward-retry-max"
+                );
+            }
+            forward.connect_timeout = config::parse_duration(&args.forward_connect_timeout)
+                .context("--forward-connect-timeout")?;
+            forward.response_timeout =
+                config::parse_duration(&args.forward_timeout).context("--forward-timeout")?;
+            forward.signing = args
+                .forward_signature_file
+                .as_deref()
+                .map(config::read_signature_file)
+                .transpose()
+                .context("--forward-signature-file")?;
+            Some(forward)
+        }
+    };
     let config = Config {
         path: args.path,
         authentication,
@@ -296,6 +371,7 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
         tls,
         limits,
         keep_refused: args.keep_refused,
+        forward,
     };
     Ok((args.listen, config))
 }
@@ -401,18 +477,23 @@ fn event_json(event: &StoredEvent) -> serde_json::Value {
         "auth": event.auth,
         "requestId": event.request_id,
         "raw": event.raw,
+        "forwarding": event.forwarding.as_str(),
     })
 }
 
 fn event_line(event: &StoredEvent) -> String {
     format!(
-        "{received}  {name}{unknown}  account={account} event={id}  event-time={time}",
+        "{received}  {name}{unknown}  account={account} event={id}  event-time={time}{forwarding}",
         received = format_iso_millis(event.received_at_ms),
         name = event.event_name,
         unknown = if event.known { "" } else { " (unknown name)" },
         account = event.account_id,
         id = event.event_id,
         time = format_iso_millis(event.timestamp_ms),
+        forwarding = match event.forwarding {
+            ForwardingState::None => String::new(),
+            state => format!("  forwarding={}", state.as_str()),
+        },
     )
 }
 
@@ -507,26 +588,54 @@ fn events(command: EventsCommand) -> Result<(), Failure> {
 }
 
 fn export(args: ExportArgs) -> Result<(), Failure> {
+    let verdict = match (args.verdict, args.include_refused) {
+        (Some(verdict), _) => verdict,
+        (None, true) => VerdictChoice::All,
+        (None, false) => VerdictChoice::Accepted,
+    };
+    let time = |flag: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|text| parse_time(flag, text))
+            .transpose()
+            .map_err(Failure::Config)
+    };
+    let filter = CaptureFilter {
+        accepted: verdict != VerdictChoice::Refused,
+        refused: verdict != VerdictChoice::Accepted,
+        received_since_ms: time("--since", &args.since)?,
+        received_until_ms: time("--until", &args.until)?,
+        account_id: args.account,
+        event_names: args.event_names.clone(),
+    };
     let reader = open_reader(&args.store)?;
-    let records = reader.captures().map_err(Failure::Work)?;
-    let mut text = String::new();
-    for record in &records {
-        text.push_str(&record.to_json_line());
-        text.push('\n');
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))
+                .map_err(Failure::Config)?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let target = args.out.as_ref().map_or_else(
+        || "standard output".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let written = reader
+        .captures(&filter, &mut |record| {
+            out.write_all(record.to_json_line().as_bytes())?;
+            out.write_all(b"\n")?;
+            Ok(())
+        })
+        .and_then(|written| {
+            out.flush()?;
+            Ok(written)
+        })
+        .with_context(|| format!("writing to {target}"))
+        .map_err(Failure::Work)?;
+    if args.out.is_some() {
+        eprintln!("exported {written} requests to {target}");
     }
-    match &args.out {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("writing {}", path.display()))
-            .map_err(Failure::Work),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("writing to standard output")
-                .map_err(Failure::Work)
-        }
-    }
+    Ok(())
 }
 
 fn check(args: CheckArgs) -> Result<(), Failure> {
@@ -536,40 +645,46 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
         &args.signature_files,
     )
     .map_err(Failure::Config)?;
-    let items = crate::check::read_items(&args.source).map_err(Failure::Config)?;
-    let mut refused = 0;
-    let mut verdicts = Vec::new();
-    let mut lines = Vec::new();
-    for item in &items {
-        let verdict = crate::check::check(&authentication, item);
-        if verdict.is_err() {
-            refused += 1;
-        }
-        match &verdict {
-            Ok(events) => {
-                lines.push(format!("{}  accepted  {events} events", item.source));
-                verdicts.push(json!({"source": item.source, "verdict": "accepted", "reason": null, "events": events}));
-            }
-            Err(reason) => {
-                lines.push(format!("{}  refused  {reason}", item.source));
-                verdicts.push(json!({"source": item.source, "verdict": "refused", "reason": reason, "events": null}));
-            }
-        }
-    }
+    let items = crate::check::read_source(&args.source).map_err(Failure::Config)?;
+    let now_secs = verify::unix_now();
+    let reports: Vec<crate::check::Report> = items
+        .iter()
+        .map(|item| crate::check::check(&authentication, item, now_secs))
+        .collect();
+    let count = |verdict: crate::check::Verdict| {
+        reports
+            .iter()
+            .filter(|report| report.verdict == verdict)
+            .count()
+    };
+    let refused = count(crate::check::Verdict::Refused);
+    let unchecked = count(crate::check::Verdict::Unchecked);
     if args.json {
-        print(&serde_json::Value::Array(verdicts).to_string())?;
+        let array: Vec<_> = reports.iter().map(crate::check::Report::to_json).collect();
+        print(&serde_json::Value::Array(array).to_string())?;
     } else {
-        lines.push(format!(
+        let mut lines: Vec<String> = reports.iter().map(crate::check::Report::to_text).collect();
+        let mut summary = format!(
             "{} checked, {} accepted, {refused} refused",
-            items.len(),
-            items.len() - refused
-        ));
+            reports.len(),
+            reports.len() - refused - unchecked
+        );
+        if unchecked > 0 {
+            summary.push_str(&format!(", {unchecked} unchecked"));
+        }
+        lines.push(summary);
         print(&lines.join("\n"))?;
     }
     if refused > 0 {
         return Err(Failure::Work(anyhow::anyhow!(
             "{refused} of {} requests would be refused",
-            items.len()
+            reports.len()
+        )));
+    }
+    if unchecked > 0 {
+        return Err(Failure::Work(anyhow::anyhow!(
+            "{unchecked} of {} requests could not be re-checked",
+            reports.len()
         )));
     }
     Ok(())

@@ -91,6 +91,8 @@ pub struct Config {
     pub limits: Limits,
     /// How many refused requests the store keeps.
     pub keep_refused: u32,
+    /// Forward every stored request to the team's app (`--forward-to`); off when `None`.
+    pub forward: Option<crate::forward::ForwardConfig>,
 }
 
 impl Config {
@@ -105,6 +107,7 @@ impl Config {
             tls: None,
             limits: Limits::default(),
             keep_refused: DEFAULT_KEEP_REFUSED,
+            forward: None,
         }
     }
 
@@ -230,7 +233,11 @@ pub fn authentication_from_flags(
     }
 }
 
-fn read_signature_file(path: &Path) -> anyhow::Result<Keyring> {
+/// The keyring of one signature file (for `--forward-signature-file`).
+///
+/// # Errors
+/// The file cannot be read or is not a usable signature file.
+pub fn read_signature_file(path: &Path) -> anyhow::Result<Keyring> {
     let context = || format!("reading signature file {}", path.display());
     let bytes = std::fs::read(path).with_context(context)?;
     let file = SignatureFile::from_json(&bytes).with_context(context)?;

@@ -6,7 +6,9 @@
 //! Layout:
 //! - [`config`]: [`Config`] and the parsers of the command-line values;
 //! - `cli` (private): the command line (`listen`, `events`, `export`, `check`), exit codes,
-//!   logging; `check` (private): re-checks captured requests offline;
+//!   logging; `check` (private): re-checks captured requests offline and explains refusals;
+//! - [`forward`]: `--forward-to`, the durable inbox that forwards stored requests to the
+//!   team's app in order, with retries;
 //! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
@@ -15,7 +17,8 @@
 //!
 //! Invariants: no 2xx before the request and its events are committed with `synchronous=FULL`;
 //! `(accountId, eventId)` stored once; secrets never logged or stored (the `authorization`
-//! header is kept redacted).
+//! header is kept redacted); with `--forward-to`, the forward job commits in the request's
+//! transaction and is marked done only after the app's 2xx.
 //!
 //! Decisions where SPEC.md is silent:
 //! - a request without `Content-Type` is let through to the JSON parser (some senders omit
@@ -34,6 +37,17 @@
 //! - the header-read timeout is also the idle keep-alive limit (hyper arms it whenever it
 //!   waits for a request head);
 //! - `events --since/--until` filter on the event's own `timestamp`, not on arrival time;
+//!   `export --since/--until` filter on the receive time (a capture is a request, which has
+//!   no single event time);
+//! - `export` writes accepted requests by default (what a replay wants), refused ones with
+//!   `--include-refused` or `--verdict refused|all`;
+//! - `check` of a Basic capture: the stored `authorization` is redacted, so it says the
+//!   credentials cannot be re-checked (verdict `unchecked`, exit 1) rather than
+//!   `basic_malformed`;
+//! - forwarding: a request is forwarded when it stored at least one new event (refused and
+//!   all-duplicate requests are not); at least once, strictly in order (see [`forward`]);
+//!   jobs left pending wait for the next start with `--forward-to` (to whatever URL it
+//!   names); events stored while forwarding was off show `forwarding: none` and stay so;
 //! - output lines go through a bounded queue to a printing thread: a reader that stops
 //!   reading our standard output makes us drop lines (counted), never stall requests.
 //!
@@ -59,6 +73,7 @@
 mod check;
 mod cli;
 pub mod config;
+pub mod forward;
 mod guard;
 pub mod metrics;
 mod output;
@@ -76,9 +91,11 @@ use tokio::net::TcpListener;
 pub use config::{Config, Limits, OutputMode, TlsFiles};
 pub use metrics::Metrics;
 
+use crate::forward::{ForwardConfig, Forwarder};
 use crate::output::Output;
 use crate::service::Shared;
 use crate::store::sqlite::SqliteStore;
+use crate::store::ForwardQueue;
 
 /// Runs the command line with the process arguments and environment; returns the exit status
 /// of SPEC section 6 (0 success, 1 the work failed, 2 bad usage or configuration).
@@ -109,6 +126,7 @@ pub async fn run(
 pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
 }
 
 impl Receiver {
@@ -122,8 +140,16 @@ impl Receiver {
         let store = SqliteStore::open(
             &config.store_path,
             config.keep_refused,
+            config.forward.is_some(),
             Arc::clone(&metrics),
         )?;
+        let forwarding = match config.forward {
+            Some(forward) => {
+                let queue: Arc<dyn ForwardQueue> = Arc::new(store.forward_queue()?);
+                Some((queue, forward))
+            }
+            None => None,
+        };
         let output = Output::start(config.output, Arc::clone(&metrics));
         Ok(Receiver {
             shared: Arc::new(Shared {
@@ -135,6 +161,7 @@ impl Receiver {
                 output,
             }),
             tls,
+            forwarding,
         })
     }
 
@@ -148,7 +175,8 @@ impl Receiver {
         Arc::clone(&self.shared.metrics)
     }
 
-    /// Serves until `shutdown` resolves; then drains and closes the store.
+    /// Serves until `shutdown` resolves; then drains, stops the forwarder and closes the
+    /// store, in that order (the forwarder marks its jobs through the store).
     ///
     /// # Errors
     /// The store failed to close cleanly (what was acknowledged is committed all the same).
@@ -158,7 +186,27 @@ impl Receiver {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
+        let forwarder = match self.forwarding {
+            Some((queue, config)) => {
+                // Counted before serving, so the gauge and the writer's increments agree.
+                let pending = queue.pending_count().await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "counting pending forward jobs");
+                    0
+                });
+                shared.metrics.forward_started(pending);
+                Some(Forwarder::spawn(
+                    queue,
+                    config,
+                    Arc::clone(&shared.metrics),
+                    shared.limits.shutdown_grace,
+                ))
+            }
+            None => None,
+        };
         server::serve(Arc::clone(&shared), listener, self.tls, shutdown).await;
+        if let Some(forwarder) = forwarder {
+            forwarder.stop().await;
+        }
         let closed = shared.store.close().await;
         let printer = Arc::clone(&shared);
         // Waiting for the printer blocks (bounded), so keep it off the async workers.

@@ -101,6 +101,10 @@ pub struct Metrics {
     store_up: AtomicBool,
     commit_seconds: Histogram,
     batch_sizes: Histogram,
+    forward_enabled: AtomicBool,
+    forward_pending: AtomicI64,
+    forwarded: AtomicU64,
+    forward_failures: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -117,6 +121,10 @@ impl Default for Metrics {
             store_up: AtomicBool::new(false),
             commit_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
             batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
+            forward_enabled: AtomicBool::new(false),
+            forward_pending: AtomicI64::new(0),
+            forwarded: AtomicU64::new(0),
+            forward_failures: AtomicU64::new(0),
         }
     }
 }
@@ -181,6 +189,32 @@ impl Metrics {
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection_delta(&self, delta: i64) {
         self.connections_open.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Forwarding is on; `pending` jobs were already queued when it started.
+    pub fn forward_started(&self, pending: u64) {
+        self.forward_enabled.store(true, Ordering::Relaxed);
+        self.forward_pending.store(
+            i64::try_from(pending).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A commit queued `jobs` forward jobs.
+    pub fn forward_queued(&self, jobs: u64) {
+        self.forward_pending
+            .fetch_add(i64::try_from(jobs).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// The app acknowledged one request and the job was marked done.
+    pub fn forward_done(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.forward_pending.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// One forwarding attempt failed (no answer, or not 2xx).
+    pub fn forward_failed(&self) {
+        self.forward_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Group-commit batch sizes seen so far: `(upper bound, commits)` per non-empty bucket.
@@ -255,6 +289,23 @@ impl Metrics {
             "# HELP receiver_store_up Whether the last store commit succeeded.\n# TYPE receiver_store_up gauge\nreceiver_store_up {}",
             u8::from(self.store_up.load(Ordering::Relaxed))
         );
+        if self.forward_enabled.load(Ordering::Relaxed) {
+            let _ = writeln!(
+                out,
+                "# HELP receiver_forward_pending Requests stored and waiting to be forwarded.\n# TYPE receiver_forward_pending gauge\nreceiver_forward_pending {}",
+                self.forward_pending.load(Ordering::Relaxed).max(0)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP receiver_forwarded_total Requests the app acknowledged with 2xx.\n# TYPE receiver_forwarded_total counter\nreceiver_forwarded_total {}",
+                self.forwarded.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP receiver_forward_failures_total Forwarding attempts that failed (no answer or not 2xx).\n# TYPE receiver_forward_failures_total counter\nreceiver_forward_failures_total {}",
+                self.forward_failures.load(Ordering::Relaxed)
+            );
+        }
         self.commit_seconds.render(
             &mut out,
             "receiver_commit_seconds",
@@ -285,6 +336,7 @@ mod tests {
         metrics.observe_commit(Duration::from_millis(3), 5);
         metrics.observe_events(&AcceptOutcome {
             new: vec![true, false, true],
+            ..AcceptOutcome::default()
         });
         let text = metrics.render();
         for line in [

@@ -7,8 +7,12 @@
 //! - `(account_id, event_id)` is unique; a second arrival is counted as a duplicate by one
 //!   insert-if-absent, never by a check followed by an insert.
 //!
+//! - with forwarding on, a request that stored at least one new event gets its forward job in
+//!   the SAME transaction, so "2xx" means "stored and queued for forwarding"; a job is marked
+//!   done only after the app answered 2xx ([`ForwardQueue`]).
+//!
 //! [`sqlite::SqliteStore`] is the embedded implementation; a PostgreSQL store (many receivers,
-//! one database) would be a second implementation of the same two traits.
+//! one database) would be a second implementation of the same three traits.
 
 pub mod sqlite;
 
@@ -61,6 +65,9 @@ pub struct AcceptOutcome {
     /// For each event in order: `true` when it was stored now, `false` when it was a
     /// duplicate (already stored, or earlier in the same request).
     pub new: Vec<bool>,
+    /// Whether a forward job was committed with the request (forwarding on, and at least one
+    /// event was new).
+    pub queued_for_forwarding: bool,
 }
 
 impl AcceptOutcome {
@@ -150,6 +157,29 @@ pub struct EventFilter {
     pub limit: Option<u64>,
 }
 
+/// Where a stored event stands with `--forward-to`: the state of the forward job of the
+/// request that first stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardingState {
+    /// No forward job: forwarding was off when the event arrived.
+    None,
+    /// Queued, not yet acknowledged by the app.
+    Pending,
+    /// The app answered 2xx.
+    Forwarded,
+}
+
+impl ForwardingState {
+    /// `none`, `pending` or `forwarded`, as `events list --json` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pending => "pending",
+            Self::Forwarded => "forwarded",
+        }
+    }
+}
+
 /// A stored event as `receiver events` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -171,6 +201,25 @@ pub struct StoredEvent {
     pub request_id: i64,
     /// How that request was authenticated.
     pub auth: String,
+    /// The forwarding state of that request.
+    pub forwarding: ForwardingState,
+}
+
+/// Which kept requests `receiver export` writes.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureFilter {
+    /// Accepted requests.
+    pub accepted: bool,
+    /// Refused requests.
+    pub refused: bool,
+    /// Only requests received at or after this, epoch milliseconds.
+    pub received_since_ms: Option<i64>,
+    /// Only requests received before this, epoch milliseconds.
+    pub received_until_ms: Option<i64>,
+    /// Only requests of this account (a refused body that is not an envelope has none).
+    pub account_id: Option<i64>,
+    /// Only requests with at least one event of one of these names; empty for all.
+    pub event_names: Vec<String>,
 }
 
 /// The read side, used by `receiver events` and `receiver export`. Blocking: the commands
@@ -188,9 +237,61 @@ pub trait EventQuery {
     /// The store cannot be read.
     fn count(&self, filter: &EventFilter) -> anyhow::Result<u64>;
 
-    /// Every kept request, accepted and refused, oldest first, as capture records.
+    /// The kept requests matching `filter`, oldest arrival first, as capture records, handed
+    /// one at a time to `each` (so an export never holds the whole store in memory). Returns
+    /// how many were handed over.
     ///
     /// # Errors
-    /// The store cannot be read.
-    fn captures(&self) -> anyhow::Result<Vec<verify::CaptureRecord>>;
+    /// The store cannot be read, or `each` failed.
+    fn captures(
+        &self,
+        filter: &CaptureFilter,
+        each: &mut dyn FnMut(verify::CaptureRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64>;
+}
+
+/// A stored request waiting to be forwarded to the team's app.
+#[derive(Debug, Clone)]
+pub struct ForwardJob {
+    /// The job; jobs are forwarded in increasing id order (commit order).
+    pub job_id: i64,
+    /// The stored request.
+    pub request_id: i64,
+    /// When the request arrived, epoch milliseconds.
+    pub received_at_ms: i64,
+    /// Its headers as stored (`authorization` redacted).
+    pub headers: Vec<(String, String)>,
+    /// Its body, byte for byte.
+    pub body: bytes::Bytes,
+    /// Attempts made before, as far as they were recorded.
+    pub attempts: u32,
+}
+
+/// The durable forwarding queue the forwarder works from.
+pub trait ForwardQueue: Send + Sync {
+    /// The oldest job not yet forwarded.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn next_pending(&self) -> StoreFuture<'_, Result<Option<ForwardJob>, StoreError>>;
+
+    /// Marks a job done, durably; called only after the app answered 2xx.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the mark could not be committed (the job stays pending).
+    fn mark_forwarded(&self, job_id: i64, attempts: u32)
+        -> StoreFuture<'_, Result<(), StoreError>>;
+
+    /// Records a failed attempt, best effort (for `events` and the operator).
+    fn note_failure(&self, job_id: i64, attempts: u32, error: String);
+
+    /// How many jobs are pending.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn pending_count(&self) -> StoreFuture<'_, Result<u64, StoreError>>;
+
+    /// Resolves when jobs may have been added since the last call (it may also resolve
+    /// spuriously; the forwarder then finds nothing and waits again).
+    fn jobs_added(&self) -> StoreFuture<'_, ()>;
 }

@@ -8,19 +8,25 @@
 //! request is failed or acknowledged because of another; failures are rare, so the common path
 //! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
 //! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
+//!
+//! Forwarding (`--forward-to`) adds the `forward_jobs` table: the job of a request is inserted
+//! by `insert_request`, inside the request's own transaction, and marks of jobs done ride the
+//! next group commit through the same writer, so there is still one writer. The forwarder
+//! reads the queue on a connection of its own ([`SqliteForwardQueue`]); WAL readers never
+//! block the writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use verify::{CaptureRecord, Verdict};
 
 use super::{
-    AcceptOutcome, AcceptedRequest, EventFilter, EventQuery, RefusedRequest, Store, StoreError,
-    StoreFuture, StoredEvent,
+    AcceptOutcome, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob,
+    ForwardQueue, ForwardingState, RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
 };
 use crate::metrics::Metrics;
 
@@ -71,6 +77,17 @@ CREATE TABLE IF NOT EXISTS health (
     checked_at_ms   INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO health (id, checked_at_ms) VALUES (1, 0);
+-- The durable inbox of --forward-to: one job per request to forward, in id order.
+CREATE TABLE IF NOT EXISTS forward_jobs (
+    id               INTEGER PRIMARY KEY,
+    request_id       INTEGER NOT NULL UNIQUE REFERENCES requests(id),
+    queued_at_ms     INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    forwarded_at_ms  INTEGER            -- NULL while pending
+);
+-- Only pending jobs: finding the next one never walks the forwarded history.
+CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
 ";
 
 enum Job {
@@ -81,12 +98,31 @@ enum Job {
     Refuse(RefusedRequest),
     Health(oneshot::Sender<Result<(), StoreError>>),
     Close(oneshot::Sender<Result<(), StoreError>>),
+    ForwardDone(ForwardDone, oneshot::Sender<Result<(), StoreError>>),
+    ForwardNote(ForwardNote),
+}
+
+/// A job the app acknowledged.
+struct ForwardDone {
+    job_id: i64,
+    attempts: u32,
+    at_ms: i64,
+}
+
+/// A failed attempt, kept best effort.
+struct ForwardNote {
+    job_id: i64,
+    attempts: u32,
+    error: String,
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`; the connection lives in the writer thread.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
+    path: PathBuf,
+    /// Woken by the writer after a commit that queued forward jobs.
+    jobs_signal: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -94,21 +130,30 @@ impl SqliteStore {
     ///
     /// # Errors
     /// The file cannot be opened or created, or is not a database of this schema.
+    ///
+    /// With `queue_forwarding`, every request that stores a new event also gets a forward
+    /// job in its transaction (see [`SqliteStore::forward_queue`]).
     pub fn open(
         path: &Path,
         keep_refused: u32,
+        queue_forwarding: bool,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<SqliteStore> {
         // Open once here so that a wrong path fails at startup, not at the first request.
         let connection =
             open_writer(path).with_context(|| format!("opening the store {}", path.display()))?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let jobs_signal = Arc::new(Notify::new());
         let writer = Writer {
             path: path.to_owned(),
             checkpointer: Checkpointer::start(path),
             connection: Some(connection),
-            keep_refused,
+            settings: Settings {
+                keep_refused,
+                queue_forwarding,
+            },
             metrics: Arc::clone(&metrics),
+            jobs_signal: Arc::clone(&jobs_signal),
         };
         std::thread::Builder::new()
             .name("store-writer".to_owned())
@@ -118,6 +163,26 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs: sender,
             metrics,
+            path: path.to_owned(),
+            jobs_signal,
+        })
+    }
+
+    /// The forwarding queue over this store, with a read connection of its own.
+    ///
+    /// # Errors
+    /// The store file cannot be opened again.
+    pub fn forward_queue(&self) -> anyhow::Result<SqliteForwardQueue> {
+        let connection = Connection::open(&self.path)
+            .and_then(|connection| {
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(connection)
+            })
+            .with_context(|| format!("opening the store {} for forwarding", self.path.display()))?;
+        Ok(SqliteForwardQueue {
+            jobs: self.jobs.clone(),
+            reader: Arc::new(Mutex::new(connection)),
+            jobs_signal: Arc::clone(&self.jobs_signal),
         })
     }
 
@@ -180,13 +245,21 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     Ok(connection)
 }
 
+/// What the writer was told at open.
+#[derive(Clone, Copy)]
+struct Settings {
+    keep_refused: u32,
+    queue_forwarding: bool,
+}
+
 struct Writer {
     path: PathBuf,
     checkpointer: Option<Checkpointer>,
     /// `None` after a failure: the next batch reopens, which clears any broken state.
     connection: Option<Connection>,
-    keep_refused: u32,
+    settings: Settings,
     metrics: Arc<Metrics>,
+    jobs_signal: Arc<Notify>,
 }
 
 /// Jobs of one batch, sorted by kind.
@@ -199,6 +272,8 @@ struct Batch {
     refusals: Vec<RefusedRequest>,
     health: Vec<oneshot::Sender<Result<(), StoreError>>>,
     close: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
+    notes: Vec<ForwardNote>,
 }
 
 impl Batch {
@@ -208,8 +283,19 @@ impl Batch {
             Job::Refuse(refused) => self.refusals.push(refused),
             Job::Health(reply) => self.health.push(reply),
             Job::Close(reply) => self.close.push(reply),
+            Job::ForwardDone(done, reply) => self.forwarded.push((done, reply)),
+            Job::ForwardNote(note) => self.notes.push(note),
         }
     }
+}
+
+/// Everything one group transaction writes.
+struct Work<'a> {
+    requests: &'a [&'a AcceptedRequest],
+    refusals: &'a [RefusedRequest],
+    forwarded: &'a [&'a ForwardDone],
+    notes: &'a [ForwardNote],
+    health_check: bool,
 }
 
 impl Writer {
@@ -274,25 +360,33 @@ impl Writer {
             accepts,
             refusals,
             health,
+            forwarded,
+            notes,
             ..
         } = batch;
-        if accepts.is_empty() && refusals.is_empty() && health.is_empty() {
+        if accepts.is_empty()
+            && refusals.is_empty()
+            && health.is_empty()
+            && forwarded.is_empty()
+            && notes.is_empty()
+        {
             return;
         }
         let started = Instant::now();
-        let keep_refused = self.keep_refused;
+        let settings = self.settings;
         let now_ms = crate::now_ms();
         let requests: Vec<&AcceptedRequest> = accepts.iter().map(|(request, _)| request).collect();
-        let result = self.connection().and_then(|connection| {
-            group_transaction(
-                connection,
-                &requests,
-                &refusals,
-                keep_refused,
-                now_ms,
-                !health.is_empty(),
-            )
-        });
+        let done: Vec<&ForwardDone> = forwarded.iter().map(|(done, _)| done).collect();
+        let work = Work {
+            requests: &requests,
+            refusals: &refusals,
+            forwarded: &done,
+            notes: &notes,
+            health_check: !health.is_empty(),
+        };
+        let result = self
+            .connection()
+            .and_then(|connection| group_transaction(connection, &work, settings, now_ms));
         match result {
             Ok(outcomes) => {
                 self.metrics
@@ -301,7 +395,11 @@ impl Writer {
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.wal_grew();
                 }
+                self.forward_jobs_queued(&outcomes);
                 for reply in health {
+                    let _ = reply.send(Ok(()));
+                }
+                for (_, reply) in forwarded {
                     let _ = reply.send(Ok(()));
                 }
                 for ((_, reply), outcome) in accepts.into_iter().zip(outcomes) {
@@ -316,17 +414,29 @@ impl Writer {
                 for reply in health {
                     let _ = reply.send(Err(error.clone()));
                 }
-                // Retry alone, so one job's failure cannot fail the others; refusals are
-                // best effort and are not retried.
+                // The forwarder keeps the job and marks it again later.
+                for (_, reply) in forwarded {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                // Retry alone, so one job's failure cannot fail the others; refusals and
+                // forwarding notes are best effort and are not retried.
                 for (request, reply) in accepts {
                     let started = Instant::now();
+                    let alone = Work {
+                        requests: &[&request],
+                        refusals: &[],
+                        forwarded: &[],
+                        notes: &[],
+                        health_check: false,
+                    };
                     let single = self.connection().and_then(|connection| {
-                        group_transaction(connection, &[&request], &[], keep_refused, now_ms, false)
+                        group_transaction(connection, &alone, settings, now_ms)
                     });
                     let answer = match single {
                         Ok(mut outcomes) => {
                             self.metrics.observe_commit(started.elapsed(), 1);
                             self.metrics.set_store_up(true);
+                            self.forward_jobs_queued(&outcomes);
                             outcomes.pop().ok_or_else(|| error.clone())
                         }
                         Err(error) => {
@@ -340,6 +450,18 @@ impl Writer {
                     let _ = reply.send(answer);
                 }
             }
+        }
+    }
+
+    /// After a commit: counts the forward jobs it queued and wakes the forwarder.
+    fn forward_jobs_queued(&self, outcomes: &[AcceptOutcome]) {
+        let queued = outcomes
+            .iter()
+            .filter(|outcome| outcome.queued_for_forwarding)
+            .count();
+        if queued > 0 {
+            self.metrics.forward_queued(queued as u64);
+            self.jobs_signal.notify_one();
         }
     }
 }
@@ -413,35 +535,46 @@ fn store_error(error: rusqlite::Error) -> StoreError {
 
 /// Runs one transaction over every job and commits once. `Err` when anything in it failed:
 /// then nothing of it is stored, and the caller retries each request alone, so one request's
-/// failure never fails (or acknowledges) another. Refused requests ride along in a savepoint:
-/// keeping them is best effort and must not fail the batch.
+/// failure never fails (or acknowledges) another. Refused requests and notes of failed
+/// forwarding attempts ride along in a savepoint: keeping them is best effort and must not
+/// fail the batch.
 fn group_transaction(
     connection: &mut Connection,
-    requests: &[&AcceptedRequest],
-    refusals: &[RefusedRequest],
-    keep_refused: u32,
+    work: &Work<'_>,
+    settings: Settings,
     now_ms: i64,
-    health_check: bool,
 ) -> Result<Vec<AcceptOutcome>, StoreError> {
     let mut transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(store_error)?;
-    let outcomes = requests
+    let outcomes = work
+        .requests
         .iter()
-        .map(|request| insert_request(&transaction, request))
+        .map(|request| insert_request(&transaction, request, settings.queue_forwarding, now_ms))
         .collect::<Result<Vec<_>, _>>()
         .map_err(store_error)?;
-    if !refusals.is_empty() {
+    for done in work.forwarded {
+        transaction
+            .prepare_cached(
+                "UPDATE forward_jobs SET forwarded_at_ms = ?1, attempts = ?2, last_error = NULL
+                 WHERE id = ?3",
+            )
+            .and_then(|mut update| update.execute(params![done.at_ms, done.attempts, done.job_id]))
+            .map_err(store_error)?;
+    }
+    if !work.refusals.is_empty() || !work.notes.is_empty() {
         let mut savepoint = transaction.savepoint().map_err(store_error)?;
-        match insert_refusals(&savepoint, refusals, keep_refused) {
+        let kept = insert_refusals(&savepoint, work.refusals, settings.keep_refused)
+            .and_then(|()| insert_notes(&savepoint, work.notes));
+        match kept {
             Ok(()) => savepoint.commit().map_err(store_error)?,
             Err(error) => {
-                tracing::debug!(%error, "keeping refused requests failed");
+                tracing::debug!(%error, "keeping refused requests or forwarding notes failed");
                 savepoint.rollback().map_err(store_error)?;
             }
         }
     }
-    if health_check {
+    if work.health_check {
         transaction
             .execute(
                 "UPDATE health SET checked_at_ms = ?1 WHERE id = 1",
@@ -453,6 +586,17 @@ fn group_transaction(
     Ok(outcomes)
 }
 
+fn insert_notes(connection: &Connection, notes: &[ForwardNote]) -> rusqlite::Result<()> {
+    let mut update = connection.prepare_cached(
+        "UPDATE forward_jobs SET attempts = ?1, last_error = ?2
+         WHERE id = ?3 AND forwarded_at_ms IS NULL",
+    )?;
+    for note in notes {
+        update.execute(params![note.attempts, note.error, note.job_id])?;
+    }
+    Ok(())
+}
+
 fn headers_json(headers: &[(String, String)]) -> String {
     serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
 }
@@ -460,6 +604,8 @@ fn headers_json(headers: &[(String, String)]) -> String {
 fn insert_request(
     connection: &Connection,
     request: &AcceptedRequest,
+    queue_forwarding: bool,
+    now_ms: i64,
 ) -> rusqlite::Result<AcceptOutcome> {
     connection
         .prepare_cached(
@@ -498,7 +644,19 @@ fn insert_request(
         ])?;
         new.push(inserted == 1);
     }
-    Ok(AcceptOutcome { new })
+    // The job commits with the request or not at all: a 2xx means "stored AND queued". A
+    // request whose events were all duplicates brings the app nothing new, so it is not
+    // forwarded again (its events went with the request that first stored them).
+    let queued_for_forwarding = queue_forwarding && new.iter().any(|new| *new);
+    if queued_for_forwarding {
+        connection
+            .prepare_cached("INSERT INTO forward_jobs (request_id, queued_at_ms) VALUES (?1, ?2)")?
+            .execute(params![request_id, now_ms])?;
+    }
+    Ok(AcceptOutcome {
+        new,
+        queued_for_forwarding,
+    })
 }
 
 fn insert_refusals(
@@ -530,9 +688,112 @@ fn insert_refusals(
     Ok(())
 }
 
+/// The forwarding queue of a [`SqliteStore`]: reads on its own connection, writes through the
+/// store's writer thread (so marks ride the group commit).
+pub struct SqliteForwardQueue {
+    jobs: mpsc::Sender<Job>,
+    // A std Mutex: locked only inside `spawn_blocking`, never across `.await`.
+    reader: Arc<Mutex<Connection>>,
+    jobs_signal: Arc<Notify>,
+}
+
+impl SqliteForwardQueue {
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let connection = reader
+                .lock()
+                .map_err(|_| StoreError("the forwarding reader is poisoned".to_owned()))?;
+            query(&connection).map_err(store_error)
+        })
+        .await
+        .map_err(|error| StoreError(error.to_string()))?
+    }
+}
+
+impl ForwardQueue for SqliteForwardQueue {
+    fn next_pending(&self) -> StoreFuture<'_, Result<Option<ForwardJob>, StoreError>> {
+        Box::pin(self.read(|connection| {
+            connection
+                .prepare_cached(
+                    "SELECT j.id, j.request_id, r.received_at_ms, r.headers, r.body, j.attempts
+                     FROM forward_jobs j JOIN requests r ON r.id = j.request_id
+                     WHERE j.forwarded_at_ms IS NULL ORDER BY j.id LIMIT 1",
+                )?
+                .query_row([], |row| {
+                    let headers: String = row.get(3)?;
+                    let body: Vec<u8> = row.get(4)?;
+                    Ok(ForwardJob {
+                        job_id: row.get(0)?,
+                        request_id: row.get(1)?,
+                        received_at_ms: row.get(2)?,
+                        headers: serde_json::from_str(&headers).unwrap_or_default(),
+                        body: body.into(),
+                        attempts: row.get(5)?,
+                    })
+                })
+                .optional()
+        }))
+    }
+
+    fn mark_forwarded(
+        &self,
+        job_id: i64,
+        attempts: u32,
+    ) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let done = ForwardDone {
+                job_id,
+                attempts,
+                at_ms: crate::now_ms(),
+            };
+            self.jobs
+                .send(Job::ForwardDone(done, reply))
+                .await
+                .map_err(|_| StoreError("the store is closed".to_owned()))?;
+            answer
+                .await
+                .map_err(|_| StoreError("the store writer stopped".to_owned()))?
+        })
+    }
+
+    fn note_failure(&self, job_id: i64, attempts: u32, error: String) {
+        // Never wait: a note is for people, the attempt count in memory is what matters.
+        let _ = self.jobs.try_send(Job::ForwardNote(ForwardNote {
+            job_id,
+            attempts,
+            error,
+        }));
+    }
+
+    fn pending_count(&self) -> StoreFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.read(|connection| {
+            connection.query_row(
+                "SELECT COUNT(*) FROM forward_jobs WHERE forwarded_at_ms IS NULL",
+                [],
+                |row| {
+                    row.get::<_, i64>(0)
+                        .map(|count| u64::try_from(count).unwrap_or(0))
+                },
+            )
+        }))
+    }
+
+    fn jobs_added(&self) -> StoreFuture<'_, ()> {
+        // `notify_one` keeps a permit when nobody waits, so a wake-up is never lost.
+        Box::pin(self.jobs_signal.notified())
+    }
+}
+
 /// Read access for `receiver events` and `receiver export`, on its own connection.
 pub struct SqliteReader {
     connection: Connection,
+    /// Stores written before forwarding existed have no `forward_jobs` table.
+    has_forward_jobs: bool,
 }
 
 impl SqliteReader {
@@ -565,8 +826,53 @@ impl SqliteReader {
                 path.display()
             );
         }
-        Ok(SqliteReader { connection })
+        let has_forward_jobs = connection
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'forward_jobs'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .with_context(|| format!("reading the store {}", path.display()))?
+            .is_some();
+        Ok(SqliteReader {
+            connection,
+            has_forward_jobs,
+        })
     }
+}
+
+/// `accountId` and the event names of a body, read leniently: a refused body may be anything.
+fn body_account_and_names(body: &[u8]) -> (Option<i64>, Vec<String>) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, Vec::new());
+    };
+    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
+    let names = value
+        .get("events")
+        .and_then(serde_json::Value::as_array)
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|event| event.get("eventName")?.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    (account, names)
+}
+
+/// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
+/// see for refused requests (their body is the only record of them).
+fn capture_matches(filter: &CaptureFilter, account_column: Option<i64>, body: &[u8]) -> bool {
+    if filter.account_id.is_none() && filter.event_names.is_empty() {
+        return true;
+    }
+    let (body_account, names) = body_account_and_names(body);
+    let account = account_column.or(body_account);
+    if filter.account_id.is_some() && account != filter.account_id {
+        return false;
+    }
+    filter.event_names.is_empty() || names.iter().any(|name| filter.event_names.contains(name))
 }
 
 /// The `WHERE` clause and its parameters for a filter.
@@ -615,10 +921,18 @@ impl EventQuery for SqliteReader {
             }
             None => "",
         };
+        let (forwarding, join) = if self.has_forward_jobs {
+            (
+                "CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END",
+                "LEFT JOIN forward_jobs f ON f.request_id = e.request_id",
+            )
+        } else {
+            ("0", "")
+        };
         let sql = format!(
             "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, e.received_at_ms,
-                    e.known, e.raw, e.request_id, r.auth
-             FROM events e JOIN requests r ON r.id = e.request_id
+                    e.known, e.raw, e.request_id, r.auth, {forwarding}
+             FROM events e JOIN requests r ON r.id = e.request_id {join}
              {clause} ORDER BY e.id {limit}"
         );
         let mut statement = self.connection.prepare(&sql)?;
@@ -633,6 +947,11 @@ impl EventQuery for SqliteReader {
                 raw: row.get(6)?,
                 request_id: row.get(7)?,
                 auth: row.get(8)?,
+                forwarding: match row.get::<_, i64>(9)? {
+                    0 => ForwardingState::None,
+                    1 => ForwardingState::Pending,
+                    _ => ForwardingState::Forwarded,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -647,30 +966,70 @@ impl EventQuery for SqliteReader {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    fn captures(&self) -> anyhow::Result<Vec<CaptureRecord>> {
-        let mut statement = self.connection.prepare(
-            "SELECT received_at_ms, method, path, headers, body, NULL FROM requests
-             UNION ALL
-             SELECT received_at_ms, method, path, headers, body, reason FROM refused_requests
-             ORDER BY 1",
-        )?;
-        let rows = statement.query_map([], |row| {
+    fn captures(
+        &self,
+        filter: &CaptureFilter,
+        each: &mut dyn FnMut(CaptureRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        use rusqlite::types::Value;
+        // Time is filtered in SQL on the receive time (both tables have it); account and
+        // event names in Rust, since a refused request has only its body.
+        let mut time = String::new();
+        let mut bounds: Vec<Value> = Vec::new();
+        if let Some(since) = filter.received_since_ms {
+            time.push_str(" AND received_at_ms >= ?");
+            bounds.push(Value::Integer(since));
+        }
+        if let Some(until) = filter.received_until_ms {
+            time.push_str(" AND received_at_ms < ?");
+            bounds.push(Value::Integer(until));
+        }
+        let mut parts = Vec::new();
+        let mut values = Vec::new();
+        if filter.accepted {
+            parts.push(format!(
+                "SELECT received_at_ms, method, path, headers, body, NULL, account_id, 0, id
+                 FROM requests WHERE 1 = 1{time}"
+            ));
+            values.extend(bounds.iter().cloned());
+        }
+        if filter.refused {
+            parts.push(format!(
+                "SELECT received_at_ms, method, path, headers, body, reason, NULL, 1, id
+                 FROM refused_requests WHERE 1 = 1{time}"
+            ));
+            values.extend(bounds.iter().cloned());
+        }
+        if parts.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!("{} ORDER BY 1, 8, 9", parts.join(" UNION ALL "));
+        let mut statement = self.connection.prepare(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+        let mut handed = 0;
+        while let Some(row) = rows.next()? {
+            let body: Vec<u8> = row.get(4)?;
+            let account: Option<i64> = row.get(6)?;
+            if !capture_matches(filter, account, &body) {
+                continue;
+            }
             let headers: String = row.get(3)?;
             let reason: Option<String> = row.get(5)?;
-            Ok(CaptureRecord {
+            each(CaptureRecord {
                 received_at_ms: row.get(0)?,
                 method: row.get(1)?,
                 path: row.get(2)?,
                 headers: serde_json::from_str(&headers).unwrap_or_default(),
-                body: row.get(4)?,
+                body,
                 verdict: if reason.is_some() {
                     Verdict::Refused
                 } else {
                     Verdict::Accepted
                 },
                 reason,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            })?;
+            handed += 1;
+        }
+        Ok(handed)
     }
 }

@@ -6,7 +6,10 @@
 
 mod answers;
 mod auth;
+mod check;
 mod crash;
+mod export;
+mod forward;
 mod hardening;
 mod outage;
 mod process;

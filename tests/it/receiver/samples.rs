@@ -268,7 +268,17 @@ async fn export_then_check_gives_the_same_verdicts_offline() {
     let store = format!("sqlite:{}", dir.path().join("r.db").display());
     let capture = dir.path().join("capture.jsonl");
     let capture_arg = capture.display().to_string();
-    let (code, _, stderr) = run_cli(&["export", "--store", &store, "--out", &capture_arg], &[]);
+    let (code, _, stderr) = run_cli(
+        &[
+            "export",
+            "--store",
+            &store,
+            "--include-refused",
+            "--out",
+            &capture_arg,
+        ],
+        &[],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     let signature_arg = signature_path.display().to_string();
     let (code, stdout, stderr) = run_cli(

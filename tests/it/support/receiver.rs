@@ -375,3 +375,155 @@ pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, St
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A loopback address with nothing listening on it (bound once, then released), for an app
+/// that is down until a test starts a [`FakeApp`] there.
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+/// One request a [`FakeApp`] got, and what it answered.
+#[derive(Debug, Clone)]
+pub struct AppRequest {
+    /// The status answered.
+    pub status: u16,
+    /// The request target.
+    pub path: String,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// The team's own app behind `--forward-to`, faked: it records every request in arrival
+/// order and answers a status (and after a delay) the test can change.
+pub struct FakeApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<AppRequest>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl FakeApp {
+    /// Starts answering `status` at `addr` (bounded retries while the port is released).
+    pub async fn start_at(addr: SocketAddr, status: u16) -> FakeApp {
+        use std::sync::atomic::Ordering;
+        let deadline = Instant::now() + WAIT;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("binding the fake app at {addr}: {error}"),
+            }
+        };
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (log, answer, delay) = (received.clone(), status.clone(), delay_ms.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: Request<hyper::body::Incoming>| {
+                            let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let status = answer.load(Ordering::SeqCst);
+                                log.lock().expect("app log").push(AppRequest {
+                                    status,
+                                    path: parts.uri.path().to_owned(),
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                let pause = delay.load(Ordering::SeqCst);
+                                if pause > 0 {
+                                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                                }
+                                let response = hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from_static(b"{}")))
+                                    .expect("response");
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeApp {
+            addr,
+            received,
+            status,
+            delay_ms,
+            task,
+        }
+    }
+
+    /// Answers `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits this long before each answer from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<AppRequest> {
+        self.received.lock().expect("app log").clone()
+    }
+
+    /// The bodies it answered 2xx, in arrival order.
+    pub fn acknowledged_bodies(&self) -> Vec<Bytes> {
+        self.requests()
+            .into_iter()
+            .filter(|request| (200..300).contains(&request.status))
+            .map(|request| request.body)
+            .collect()
+    }
+
+    /// Waits (bounded by `limit`) until it has answered `count` requests with 2xx.
+    pub async fn wait_acknowledged(&self, count: usize, limit: Duration) -> bool {
+        wait_until(limit, || async {
+            self.acknowledged_bodies().len() >= count
+        })
+        .await
+    }
+}
+
+impl Drop for FakeApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The value of one metric line (`name value`) from `GET /metrics`, if present.
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let reply = get(addr, "/metrics").await;
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
