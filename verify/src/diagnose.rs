@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::auth::Authentication;
+use crate::catalog::lookup;
 use crate::headers::{Headers, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 use crate::keyring::{Keyring, Scheme};
 use crate::timestamp::format_iso_seconds;
@@ -214,11 +215,12 @@ fn signed_timestamp<H: Headers + ?Sized>(headers: &H) -> Option<i64> {
 const ENVELOPE_ORDER: &[&str] = &["accountId", "events"];
 const EVENT_ORDER: &[&str] = &["eventId", "eventName", "timestamp", "eventInfo", "data"];
 
-/// The key orders of the envelope and its events, as found.
+/// The key orders of the envelope, its events and their `data`, as found.
 fn value_key_orders(value: &Value) -> Vec<Vec<String>> {
     let mut orders = vec![keys(value)];
-    if let Some(events) = value.get("events").and_then(Value::as_array) {
-        orders.extend(events.iter().map(keys));
+    for event in events(value) {
+        orders.push(keys(event));
+        orders.push(event.get("data").map(keys).unwrap_or_default());
     }
     orders
 }
@@ -226,10 +228,35 @@ fn value_key_orders(value: &Value) -> Vec<Vec<String>> {
 /// The same keys, each object's ordered as the sender writes them.
 fn sender_order(value: &Value) -> Vec<Vec<String>> {
     let mut orders = vec![ordered_keys(value, ENVELOPE_ORDER)];
-    if let Some(events) = value.get("events").and_then(Value::as_array) {
-        orders.extend(events.iter().map(|event| ordered_keys(event, EVENT_ORDER)));
+    for event in events(value) {
+        orders.push(ordered_keys(event, EVENT_ORDER));
+        let data_order = data_order(event);
+        orders.push(
+            event
+                .get("data")
+                .map(|data| ordered_keys(data, &data_order))
+                .unwrap_or_default(),
+        );
     }
     orders
+}
+
+fn events(value: &Value) -> impl Iterator<Item = &Value> {
+    value
+        .get("events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// The catalogue's order of the `data` fields of this event's name (empty when unknown).
+fn data_order(event: &Value) -> Vec<&'static str> {
+    event
+        .get("eventName")
+        .and_then(Value::as_str)
+        .and_then(lookup)
+        .map(|kind| kind.fields.iter().map(|field| field.json_name()).collect())
+        .unwrap_or_default()
 }
 
 fn keys(value: &Value) -> Vec<String> {
@@ -255,7 +282,8 @@ fn ordered_keys(value: &Value, order: &[&str]) -> Vec<String> {
     ordered
 }
 
-/// The body as the sender would have written it: compact, keys in the documented order.
+/// The body as the sender would have written it: compact, keys in the documented order,
+/// `data` fields in the catalogue's order.
 fn rebuild_in_sender_order(value: &Value) -> Vec<u8> {
     fn reorder(value: &Value, order: &[&str]) -> Value {
         let Some(object) = value.as_object() else {
@@ -272,7 +300,11 @@ fn rebuild_in_sender_order(value: &Value) -> Vec<u8> {
     let mut envelope = reorder(value, ENVELOPE_ORDER);
     if let Some(Value::Array(events)) = envelope.get_mut("events") {
         for event in events.iter_mut() {
+            let data_order = data_order(event);
             *event = reorder(event, EVENT_ORDER);
+            if let Some(data) = event.get_mut("data") {
+                *data = reorder(data, &data_order);
+            }
         }
     }
     serde_json::to_vec(&envelope).unwrap_or_default()
@@ -364,6 +396,24 @@ mod tests {
         let diagnosis = diagnose_at(
             &auth(vec![KeyEntry::new(secret())]),
             &signed(BODY, NOW),
+            sorted,
+            NOW,
+        );
+        assert!(
+            says(&diagnosis, "not in the order"),
+            "{:#?}",
+            diagnosis.findings
+        );
+        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
+    }
+
+    #[test]
+    fn fully_sorted_keys_including_data_still_verify_when_rebuilt() {
+        let body = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1,"loId":"course:1","loType":"course"}}]}"#;
+        let sorted = br#"{"accountId":1010,"events":[{"data":{"loId":"course:1","loType":"course","userId":1},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
+        let diagnosis = diagnose_at(
+            &auth(vec![KeyEntry::new(secret())]),
+            &signed(body, NOW),
             sorted,
             NOW,
         );
