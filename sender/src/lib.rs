@@ -1,6 +1,106 @@
-//! The sender (placeholder until its issue lands).
+//! The Learning Manager side of the webhooks toolkit: webhook registrations, realistic events
+//! from the catalogue, and delivery with Learning Manager's ordering, timeouts and retries.
+//!
+//! Layout:
+//! - [`cli`]: the `sender` command line ([`cli_main`]), a thin layer over the modules below;
+//! - [`config`]: [`config::DeliveryConfig`] (every duration of the engine) and `--state`;
+//! - [`registry`]: registrations, their validation, the [`registry::Registry`] trait;
+//! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
+//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`sqlite`] implements it and
+//!   the registry in one SQLite file;
+//! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
+//! - [`retry`]: the retry schedule as pure functions.
+//!
+//! How `trigger` and `run` cooperate: both work through the same state database. `trigger`
+//! enqueues in one transaction, then (unless `--enqueue-only`) delivers the queues of the
+//! webhooks it enqueued for until they are empty or `--wait` (60 s) passes, and exits 1 if
+//! anything is left. Before delivering to a webhook, a worker takes that webhook's *lease* (a
+//! row naming its process, renewed every third of `--lease-ttl`); a worker that finds the lease
+//! held by a live process leaves the webhook to it. So with `sender run` going, `trigger` only
+//! enqueues in effect, and `run` picks the work up within `--poll-interval`; no two processes
+//! ever deliver to one webhook at once, which keeps the per-webhook order. A lease whose
+//! process is gone (killed, crashed) is free at once; one whose owner stopped renewing is free
+//! after the TTL. `trigger` sends staged batch events at once (no more are coming to it);
+//! `run` sends them every `--batch-interval`, or as soon as `--batch-size` are staged.
+//!
+//! Invariants: a request's body bytes and `webhook-id` are fixed when it is queued, so every
+//! retry, and every restart after a crash, resends the same bytes under the same id; a
+//! webhook's requests go strictly in order unless `--parallel` relaxes it; secrets never
+//! appear in logs, errors, `Debug` output or `list` output.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sender::registry::{Registry, WebhookChanges};
+//! use sender::queue::Queue;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let state = Arc::new(sender::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
+//! let webhook = WebhookChanges {
+//!     name: Some("CRM sync".into()),
+//!     url: Some("http://127.0.0.1:8080/webhook".into()),
+//!     events: Some("COURSE_ENROLLMENT,COURSE_COMPLETED_BATCH".into()),
+//!     ..WebhookChanges::default()
+//! }
+//! .create(0)?;
+//! state.insert_webhook(&webhook)?;
+//!
+//! let recipe = sender::generate::EventRecipe {
+//!     kind: verify::lookup("COURSE_ENROLLMENT").expect("in the catalogue"),
+//!     count: 2,
+//!     account_id: 1010,
+//!     set: Vec::new(),
+//!     data: None,
+//!     seed: 7,
+//!     time_style: verify::TimeStyle::Iso,
+//! };
+//! let events = recipe.events(1_795_000_000_000);
+//! let deliveries = sender::generate::route(&events, 1010, recipe.kind, &state.webhooks()?);
+//! state.enqueue(&deliveries, 1_795_000_000_000)?;
+//! assert_eq!(state.counts(None)?.pending, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-/// Runs the command line.
-pub fn cli_main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod generate;
+pub mod queue;
+pub mod registry;
+pub mod retry;
+pub mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use cli::cli_main;
+
+/// A mistake in the command line or configuration: the process exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A duration the way the command line takes it: `250ms`, `5s`, `5m`, `24h`, `7d`.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    let units: [(u128, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+    for (size, unit) in units {
+        if ms >= size && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }

@@ -1,0 +1,1047 @@
+//! The `sender` command line (SPEC section 5): parsing, output, exit codes.
+//!
+//! Exit status: 0 success, 1 the work failed (a delivery, a test), 2 bad usage or
+//! configuration ([`UsageError`] anywhere in the error chain).
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use verify::{SignatureFile, SigningSecret, TimeStyle};
+
+use crate::config::{parse_duration, DeliveryConfig, StateLocation};
+use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound};
+use crate::generate::{parse_data, parse_set, route, EventRecipe, DEFAULT_ACCOUNT_ID};
+use crate::queue::{DeliveryFilter, Queue};
+use crate::registry::{
+    check_event_name, check_url, Auth, AuthMethod, BasicAuth, Registry, SchemeName, Status,
+    Webhook, WebhookChanges, WebhookId,
+};
+use crate::retry::RetryPolicy;
+use crate::sqlite::SqliteState;
+use crate::{format_duration, UsageError};
+
+/// Plays Adobe Learning Manager against a webhook listener: registrations, realistic events,
+/// delivery with Learning Manager's ordering, timeouts and retries.
+#[derive(Debug, Parser)]
+#[command(name = "sender", version)]
+struct Cli {
+    /// Where registrations and the delivery queue live.
+    #[arg(
+        long,
+        env = "SENDER_STATE",
+        default_value = "sqlite:./sender.db",
+        global = true
+    )]
+    state: String,
+    /// Print records as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register and manage webhooks (at most 5).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+    /// Generate catalogue events and deliver them to every active subscribed webhook.
+    Trigger(TriggerArgs),
+    /// The delivery worker: works the queue until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Show delivery requests and their attempts.
+    Deliveries {
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
+    /// Print the signature headers for a body, and a ready curl command.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Register a webhook; prints its id.
+    Add(WebhookArgs),
+    /// List webhooks (secrets left out).
+    List,
+    /// Show one webhook (secrets left out).
+    Show {
+        /// The webhook id (`wh_…`).
+        id: String,
+    },
+    /// Change a webhook; flags not given keep their value.
+    Edit {
+        /// The webhook id.
+        id: String,
+        #[command(flatten)]
+        args: WebhookArgs,
+    },
+    /// Delete a webhook with its queue and history.
+    Delete {
+        /// The webhook id.
+        id: String,
+    },
+    /// Switch Activation Status off: nothing is delivered until `activate`.
+    Retire {
+        /// The webhook id.
+        id: String,
+    },
+    /// Switch Activation Status on (also re-enables a webhook disabled at retention end).
+    Activate {
+        /// The webhook id.
+        id: String,
+    },
+    /// Write the signature file for the receiving team (mode 0600).
+    Signature {
+        /// The webhook id.
+        id: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Add a new secret; both sign until the overlap ends.
+    RotateSecret {
+        /// The webhook id.
+        id: String,
+        /// How long the old secret stays in force.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        overlap: Duration,
+    },
+    /// Send one realistic event now; exit 0 only on a 2xx.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Target URL (http or https).
+    #[arg(long)]
+    url: Option<String>,
+    /// Trigger events: catalogue names separated by commas, or `all`.
+    #[arg(long)]
+    events: Option<String>,
+    /// Authentication method.
+    #[arg(long, value_enum)]
+    auth: Option<AuthMethod>,
+    /// Basic username.
+    #[arg(long)]
+    username: Option<String>,
+    /// Basic password (or SENDER_BASIC_PASSWORD, to keep it out of the shell history).
+    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Signature scheme.
+    #[arg(long, value_enum)]
+    scheme: Option<SchemeName>,
+    /// body-hmac-sha256: the header (default x-alm-signature).
+    #[arg(long)]
+    signature_header: Option<String>,
+    /// body-hmac-sha256: hex or base64.
+    #[arg(long)]
+    signature_encoding: Option<String>,
+    /// body-hmac-sha256: text before the signature, such as `sha256=`.
+    #[arg(long)]
+    signature_prefix: Option<String>,
+    /// standard-webhooks: the receiver's tolerance written to the signature file, in seconds.
+    #[arg(long)]
+    tolerance: Option<i64>,
+    /// Register with Activation Status off.
+    #[arg(long)]
+    inactive: bool,
+}
+
+impl WebhookArgs {
+    fn changes(self) -> WebhookChanges {
+        WebhookChanges {
+            name: self.name,
+            description: self.description,
+            url: self.url,
+            events: self.events,
+            auth: self.auth,
+            username: self.username,
+            password: self.password,
+            scheme: self.scheme,
+            signature_header: self.signature_header,
+            signature_encoding: self.signature_encoding,
+            signature_prefix: self.signature_prefix,
+            tolerance_secs: self.tolerance,
+            active: self.inactive.then_some(false),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// A registered webhook's id (or give --url).
+    id: Option<String>,
+    /// Send to this URL instead of a registered webhook.
+    #[arg(long, conflicts_with = "id")]
+    url: Option<String>,
+    /// With --url: authentication method.
+    #[arg(long, value_enum, requires = "url")]
+    auth: Option<AuthMethod>,
+    /// With --url --auth basic: username.
+    #[arg(long, requires = "url")]
+    username: Option<String>,
+    /// With --url --auth basic: password (or SENDER_BASIC_PASSWORD).
+    #[arg(
+        long,
+        env = "SENDER_BASIC_PASSWORD",
+        hide_env_values = true,
+        requires = "url"
+    )]
+    password: Option<String>,
+    /// With --url --auth signature: sign with this signature file.
+    #[arg(long, requires = "url")]
+    signature_file: Option<PathBuf>,
+    /// The event to send (default: the webhook's first trigger event).
+    #[arg(long)]
+    event: Option<String>,
+    /// TCP connect timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Response timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    response_timeout: Duration,
+    /// Also trust the CA certificates of this PEM file for https (self-signed listeners).
+    #[arg(long, env = "SENDER_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TimeStyleArg {
+    /// `2024-11-08T03:49:52.000Z` (today's form).
+    Iso,
+    /// Epoch milliseconds (dates in `data` in epoch seconds).
+    EpochMs,
+    /// Epoch seconds.
+    EpochS,
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    /// A catalogue event name, such as COURSE_ENROLLMENT or LEARNER_PROGRESS.
+    event_name: String,
+    /// How many events.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// accountId of the envelope.
+    #[arg(long, default_value_t = DEFAULT_ACCOUNT_ID)]
+    account: i64,
+    /// Set a data field: FIELD=VALUE (VALUE read as JSON when it is JSON). Repeatable.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// A JSON object merged into every event's data.
+    #[arg(long)]
+    data: Option<String>,
+    /// Generator seed (random when absent); the same seed makes the same events.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How times are written.
+    #[arg(long, value_enum, default_value = "iso")]
+    time_style: TimeStyleArg,
+    /// Only enqueue: leave delivery to `sender run`.
+    #[arg(long)]
+    enqueue_only: bool,
+    /// How long trigger keeps delivering (and retrying) before it leaves the rest to
+    /// `sender run` and exits 1.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    wait: Duration,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// The engine's numbers; defaults are Learning Manager's.
+#[derive(Debug, Clone, Args)]
+struct DeliveryArgs {
+    /// TCP connect timeout.
+    #[arg(long, env = "SENDER_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Response timeout.
+    #[arg(long, env = "SENDER_RESPONSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    response_timeout: Duration,
+    /// First retry delay (then doubling).
+    #[arg(long, env = "SENDER_RETRY_INITIAL", default_value = "5s", value_parser = parse_duration)]
+    retry_initial: Duration,
+    /// Largest retry delay (then retries at this interval).
+    #[arg(long, env = "SENDER_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    retry_max: Duration,
+    /// How long a request is retried before its webhook is disabled.
+    #[arg(long, env = "SENDER_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    retention: Duration,
+    /// How long batch events are collected per webhook.
+    #[arg(long, env = "SENDER_BATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    batch_interval: Duration,
+    /// Most events in one batch request.
+    #[arg(long, env = "SENDER_BATCH_SIZE", default_value_t = crate::config::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Requests in flight per webhook. 1 keeps strict order; more relaxes it (load tests).
+    #[arg(long, env = "SENDER_PARALLEL", default_value_t = 1)]
+    parallel: usize,
+    /// How long a worker's claim on a webhook lasts unless renewed.
+    #[arg(long, env = "SENDER_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    lease_ttl: Duration,
+    /// How often `run` looks for work queued by other processes.
+    #[arg(long, env = "SENDER_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// Also trust the CA certificates of this PEM file for https (self-signed listeners).
+    #[arg(long, env = "SENDER_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl DeliveryArgs {
+    fn config(&self) -> Result<DeliveryConfig, UsageError> {
+        if self.parallel == 0 || self.batch_size == 0 {
+            return Err(UsageError(
+                "--parallel and --batch-size must be at least 1".into(),
+            ));
+        }
+        if self.poll_interval.is_zero() || self.lease_ttl.is_zero() {
+            return Err(UsageError(
+                "--poll-interval and --lease-ttl must be above zero".into(),
+            ));
+        }
+        Ok(DeliveryConfig {
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            retry: RetryPolicy {
+                initial: self.retry_initial,
+                cap: self.retry_max,
+                retention: self.retention,
+            },
+            batch_interval: self.batch_interval,
+            batch_size: self.batch_size,
+            parallel: self.parallel,
+            lease_ttl: self.lease_ttl,
+            poll_interval: self.poll_interval,
+            ca_file: self.ca_file.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum DeliveriesCommand {
+    /// Requests, newest first.
+    List {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Only requests in this state: pending, delivered or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// Most rows.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One request (`msg_…` id) with its body and every attempt.
+    Show {
+        /// The `msg_…` id (the `webhook-id` header).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// The signature file (`sender webhooks signature ID --out FILE`).
+    #[arg(long)]
+    signature_file: PathBuf,
+    /// The `webhook-id` (default: a fresh msg_… id).
+    #[arg(long)]
+    id: Option<String>,
+    /// Unix seconds or an ISO-8601 time (default: now).
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// The URL the curl line posts to.
+    #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
+    url: String,
+    /// The file holding the body, sent byte for byte.
+    body_file: PathBuf,
+}
+
+/// Runs the `sender` command line and gives the exit status.
+pub fn cli_main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with status 0, usage errors with 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.chain().any(|cause| cause.is::<UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let json = cli.json;
+    let location = StateLocation::parse(&cli.state)?;
+    let open = || -> anyhow::Result<Arc<SqliteState>> {
+        let StateLocation::Sqlite(path) = &location;
+        Ok(Arc::new(SqliteState::open(path)?))
+    };
+    match cli.command {
+        Command::Webhooks { command } => match command {
+            WebhooksCommand::Test(args) => runtime.block_on(webhook_test(open, args, json)),
+            other => webhooks(&*open()?, other, json),
+        },
+        Command::Trigger(args) => runtime.block_on(trigger(open()?, args, json)),
+        Command::Run(args) => runtime.block_on(run_worker(open()?, args)),
+        Command::Deliveries { command } => deliveries(&*open()?, command, json),
+        Command::Sign(args) => sign(args, json),
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::retry::millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
+    registry.webhook(&WebhookId(id.to_owned()))?.ok_or_else(|| {
+        UsageError(format!(
+            "no webhook {id:?}; `sender webhooks list` shows the ids"
+        ))
+        .into()
+    })
+}
+
+fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
+    match command {
+        WebhooksCommand::Add(args) => {
+            let webhook = args.changes().create(now_ms())?;
+            state.insert_webhook(&webhook)?;
+            if json {
+                print_json(&webhook.to_json());
+            } else {
+                println!("{}", webhook.id);
+            }
+        }
+        WebhooksCommand::List => {
+            let all = state.webhooks()?;
+            if json {
+                print_json(&Value::Array(all.iter().map(Webhook::to_json).collect()));
+            } else {
+                println!(
+                    "{:<20} {:<9} {:<10} {:<24} {:<40} EVENTS",
+                    "ID", "STATUS", "AUTH", "NAME", "URL"
+                );
+                for webhook in &all {
+                    println!(
+                        "{:<20} {:<9} {:<10} {:<24} {:<40} {}",
+                        webhook.id,
+                        webhook.status.as_str(),
+                        webhook.auth.method(),
+                        webhook.name,
+                        webhook.url,
+                        webhook.events.to_text()
+                    );
+                }
+            }
+        }
+        WebhooksCommand::Show { id } => {
+            let webhook = find(state, &id)?;
+            let record = webhook.to_json();
+            if json {
+                print_json(&record);
+            } else if let Value::Object(map) = record {
+                for (key, value) in map {
+                    let text = match value {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    println!("{key:<15} {text}");
+                }
+            }
+        }
+        WebhooksCommand::Edit { id, args } => {
+            let mut webhook = find(state, &id)?;
+            args.changes().apply(&mut webhook, now_ms())?;
+            state.update_webhook(&webhook)?;
+            if json {
+                print_json(&webhook.to_json());
+            } else {
+                println!("updated {}", webhook.id);
+            }
+        }
+        WebhooksCommand::Delete { id } => {
+            let dropped = state
+                .delete_webhook(&WebhookId(id.clone()))?
+                .ok_or_else(|| UsageError(format!("no webhook {id:?}")))?;
+            if json {
+                print_json(&json!({"id": id, "deleted": true, "undeliveredDropped": dropped}));
+            } else {
+                println!("deleted {id} ({dropped} undelivered events dropped)");
+            }
+        }
+        WebhooksCommand::Retire { id } => set_status(state, &id, Status::Retired, json)?,
+        WebhooksCommand::Activate { id } => set_status(state, &id, Status::Active, json)?,
+        WebhooksCommand::Signature { id, out } => {
+            let webhook = find(state, &id)?;
+            let Auth::Signature(file) = &webhook.auth else {
+                return Err(UsageError(format!(
+                    "webhook {id} uses {} authentication; it has no signature file (edit it with --auth signature)",
+                    webhook.auth.method()
+                ))
+                .into());
+            };
+            let text = file.to_json_pretty();
+            match out {
+                Some(path) => {
+                    write_secret_file(&path, text.as_bytes())?;
+                    if json {
+                        print_json(&json!({"id": id, "out": path}));
+                    } else {
+                        println!("wrote {} (mode 0600)", path.display());
+                    }
+                }
+                None => print!("{text}"),
+            }
+        }
+        WebhooksCommand::RotateSecret { id, overlap } => {
+            let mut webhook = find(state, &id)?;
+            let Auth::Signature(file) = &mut webhook.auth else {
+                return Err(UsageError(format!(
+                    "webhook {id} uses {} authentication; only signature webhooks have a secret",
+                    webhook.auth.method()
+                ))
+                .into());
+            };
+            let now = now_ms();
+            let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
+            file.rotate(
+                &SigningSecret::generate(),
+                now.div_euclid(1000),
+                overlap_secs,
+            );
+            let ends = verify::timestamp::format_iso_seconds(
+                now.div_euclid(1000).saturating_add(overlap_secs),
+            );
+            webhook.updated_at_ms = now;
+            state.update_webhook(&webhook)?;
+            if json {
+                print_json(&json!({"id": id, "overlapEnds": ends}));
+            } else {
+                println!(
+                    "rotated the secret of {id}: both secrets sign until {ends}; give the receiving team the new file: sender webhooks signature {id} --out FILE"
+                );
+            }
+        }
+        // `run` sends `test` to the async runtime before calling this.
+        WebhooksCommand::Test(_) => anyhow::bail!("webhooks test runs in the async runtime"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `retire` and `activate`: activation also clears a retention-end disable.
+fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
+    let mut webhook = find(state, id)?;
+    webhook.status = status;
+    webhook.updated_at_ms = now_ms();
+    state.update_webhook(&webhook)?;
+    if json {
+        print_json(&webhook.to_json());
+    } else {
+        println!("{id} is now {}", webhook.status.as_str());
+    }
+    Ok(())
+}
+
+/// Writes a file holding secrets: created (or truncated) with mode 0600.
+fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing signature file {}", path.display()))?;
+    // An existing file keeps its old mode through open(); tighten it explicitly.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing signature file {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("flushing signature file {}", path.display()))?;
+    Ok(())
+}
+
+fn read_signature_file(path: &Path) -> anyhow::Result<SignatureFile> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading signature file {}", path.display()))?;
+    SignatureFile::from_json(&bytes)
+        .map_err(|error| UsageError(format!("signature file {}: {error}", path.display())).into())
+}
+
+async fn webhook_test(
+    open: impl Fn() -> anyhow::Result<Arc<SqliteState>>,
+    args: TestArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (url, auth, subscribed, label) = match (&args.id, &args.url) {
+        (Some(id), None) => {
+            let webhook = find(&*open()?, id)?;
+            let first = match &webhook.events {
+                crate::registry::EventSelection::Names(names) => names.first().cloned(),
+                crate::registry::EventSelection::All => None,
+            };
+            (
+                webhook.url.clone(),
+                webhook.auth.clone(),
+                first,
+                webhook.id.to_string(),
+            )
+        }
+        (None, Some(url)) => {
+            check_url(url)?;
+            let auth = match args.auth.unwrap_or(AuthMethod::None) {
+                AuthMethod::None => Auth::None,
+                AuthMethod::Basic => {
+                    let (Some(username), Some(password)) =
+                        (args.username.clone(), args.password.clone())
+                    else {
+                        return Err(UsageError(
+                            "--auth basic needs --username and --password".into(),
+                        )
+                        .into());
+                    };
+                    Auth::Basic(BasicAuth { username, password })
+                }
+                AuthMethod::Signature => {
+                    let path = args.signature_file.as_ref().ok_or_else(|| {
+                        UsageError("--auth signature needs --signature-file FILE".into())
+                    })?;
+                    Auth::Signature(read_signature_file(path)?)
+                }
+            };
+            (url.clone(), auth, None, url.clone())
+        }
+        _ => {
+            return Err(UsageError(
+                "give a webhook id (`sender webhooks test wh_…`) or --url URL".into(),
+            )
+            .into())
+        }
+    };
+    let name = args
+        .event
+        .or(subscribed)
+        .unwrap_or_else(|| "COURSE_ENROLLMENT".to_owned());
+    let kind = check_event_name(&name)?;
+    let at = now_ms();
+    let envelope =
+        verify::EventGenerator::new(fastrand::u64(..)).envelope(DEFAULT_ACCOUNT_ID, kind, 1, at);
+    let body = bytes::Bytes::from(envelope.to_bytes());
+    let msg_id = crate::sqlite::new_msg_id();
+    let headers = auth.headers(&msg_id, at.div_euclid(1000), &body)?;
+    let transport = HttpTransport::new(args.connect_timeout, args.response_timeout)
+        .with_ca_file(args.ca_file.clone());
+    let (answer, latency) = send_once(
+        &transport,
+        &Outbound {
+            url: url.clone(),
+            headers,
+            body,
+        },
+    )
+    .await;
+    let latency_ms = latency.as_millis();
+    let ok = answer.is_success();
+    let (status, head, error) = match &answer {
+        Answer::Response { status, head, .. } => (Some(*status), head.clone(), None),
+        Answer::Failed(error) => (None, String::new(), Some(error.clone())),
+    };
+    let hint = match status {
+        Some(401 | 403) => Some(format!(
+            "the endpoint refused the credentials: check that its auth matches this webhook's ({}), its secret or password, and its clock",
+            auth.method()
+        )),
+        Some(300..=399) => Some("redirects are not followed: register the final URL".to_owned()),
+        _ => None,
+    };
+    if json {
+        print_json(&json!({
+            "target": label, "url": url, "event": name, "webhookId": msg_id,
+            "status": status, "error": error, "latencyMs": latency_ms,
+            "response": head, "ok": ok, "hint": hint,
+        }));
+    } else {
+        match (status, &error) {
+            (Some(status), _) => println!("{url}: {status} in {latency_ms} ms ({name}, {msg_id})"),
+            (None, Some(error)) => println!("{url}: no response after {latency_ms} ms: {error}"),
+            (None, None) => {}
+        }
+        if !head.is_empty() {
+            println!("response: {head}");
+        }
+        if let Some(hint) = hint {
+            println!("hint: {hint}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn trigger(
+    state: Arc<SqliteState>,
+    args: TriggerArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let kind = check_event_name(&args.event_name)?;
+    let config = args.delivery.config()?;
+    if args.count == 0 {
+        return Err(UsageError("--count must be at least 1".into()).into());
+    }
+    let mut set = Vec::new();
+    for text in &args.set {
+        set.push(parse_set(text)?);
+    }
+    let recipe = EventRecipe {
+        kind,
+        count: args.count,
+        account_id: args.account,
+        set,
+        data: args.data.as_deref().map(parse_data).transpose()?,
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        time_style: match args.time_style {
+            TimeStyleArg::Iso => TimeStyle::Iso,
+            TimeStyleArg::EpochMs => TimeStyle::EpochMillis,
+            TimeStyleArg::EpochS => TimeStyle::EpochSeconds,
+        },
+    };
+    let at = now_ms();
+    let events = recipe.events(at);
+    let webhooks = state.webhooks()?;
+    let deliveries = route(&events, recipe.account_id, kind, &webhooks);
+    let mut targets: Vec<WebhookId> = Vec::new();
+    for delivery in &deliveries {
+        if !targets.contains(&delivery.webhook_id) {
+            targets.push(delivery.webhook_id.clone());
+        }
+    }
+    {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.enqueue(&deliveries, at))
+            .await
+            .context("the enqueue task panicked")??;
+    }
+    let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    if targets.is_empty() {
+        eprintln!(
+            "warning: no active webhook subscribes to {}; nothing was queued",
+            kind.name
+        );
+    } else if !json {
+        eprintln!(
+            "queued {} {} event(s) for {} webhook(s): {}",
+            events.len(),
+            kind.name,
+            targets.len(),
+            targets
+                .iter()
+                .map(WebhookId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut report = crate::delivery::RunReport::default();
+    if !args.enqueue_only && !targets.is_empty() {
+        let engine = Engine::http(state.clone(), config);
+        let wait = args.wait;
+        report = engine
+            .run(Mode::Drain(targets.clone()), async move {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown_signal() => {}
+                }
+            })
+            .await?;
+    }
+    let mut per_webhook = Vec::new();
+    let mut left = 0u64;
+    for id in &targets {
+        let counts = state.counts(Some(id))?;
+        let handed = report
+            .handed_over
+            .iter()
+            .find(|(w, _)| w == id)
+            .map(|(_, o)| o.clone());
+        if handed.is_none() && !args.enqueue_only {
+            left += counts.pending + counts.staged;
+        }
+        per_webhook.push(json!({
+            "webhookId": id.as_str(), "pending": counts.pending, "staged": counts.staged,
+            "delivered": counts.delivered, "expired": counts.expired,
+            "handedOverTo": handed, "disabled": report.disabled.contains(id),
+        }));
+    }
+    if json {
+        print_json(&json!({
+            "eventName": kind.name, "eventIds": event_ids, "webhooks": per_webhook,
+            "enqueueOnly": args.enqueue_only,
+        }));
+    } else {
+        for (id, owner) in &report.handed_over {
+            println!("{id}: queued; `sender run` ({owner}) delivers it");
+        }
+        for id in &report.disabled {
+            println!("{id}: disabled at the end of retention; its pending events expired");
+        }
+        if args.enqueue_only {
+            println!("queued; `sender run` delivers them");
+        } else if left > 0 {
+            println!(
+                "{left} request(s) still queued after --wait {}; `sender run` keeps delivering them",
+                format_duration(args.wait)
+            );
+        } else if !targets.is_empty() {
+            println!("delivered");
+        }
+    }
+    Ok(if left > 0 || !report.disabled.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.delivery.config()?;
+    tracing::info!(
+        parallel = config.parallel,
+        "sender run: working the queue until SIGINT/SIGTERM"
+    );
+    let engine = Engine::http(state, config);
+    let report = engine.run(Mode::Serve, shutdown_signal()).await?;
+    for id in &report.disabled {
+        tracing::warn!(webhook = %id, "disabled at the end of retention");
+    }
+    tracing::info!("sender run: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn deliveries(
+    state: &SqliteState,
+    command: DeliveriesCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        DeliveriesCommand::List {
+            webhook,
+            status: wanted,
+            limit,
+        } => {
+            if let Some(wanted) = &wanted {
+                if !["pending", "delivered", "expired"].contains(&wanted.as_str()) {
+                    return Err(UsageError(format!(
+                        "--status {wanted:?}: use pending, delivered or expired"
+                    ))
+                    .into());
+                }
+            }
+            let rows = state.deliveries(&DeliveryFilter {
+                webhook_id: webhook.map(WebhookId),
+                state: wanted,
+                limit,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else {
+                println!(
+                    "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} EVENTS",
+                    "ID", "WEBHOOK", "STATE", "ATTEMPTS", "LAST", "CREATED"
+                );
+                for row in rows {
+                    let last = row
+                        .last_status
+                        .map(|s| s.to_string())
+                        .or_else(|| row.last_error.as_ref().map(|_| "error".to_owned()))
+                        .unwrap_or_else(|| "-".to_owned());
+                    println!(
+                        "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} {} x{}",
+                        row.id,
+                        row.webhook_id,
+                        row.state,
+                        row.attempts,
+                        last,
+                        row.created_at,
+                        row.event_names,
+                        row.event_count
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let detail = state.delivery(&id)?.ok_or_else(|| {
+                UsageError(format!(
+                    "no delivery {id:?}; `sender deliveries list` shows the ids"
+                ))
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&detail)?);
+            } else {
+                let s = &detail.summary;
+                println!("id          {}", s.id);
+                println!("webhook     {}", s.webhook_id);
+                println!("state       {}", s.state);
+                println!("account     {}", s.account_id);
+                println!("events      {} x{}", s.event_names, s.event_count);
+                println!("created     {}", s.created_at);
+                if let Some(next) = &s.next_attempt_at {
+                    println!("next try    {next}");
+                }
+                println!("event ids   {}", detail.event_ids.join(", "));
+                println!("attempts:");
+                for attempt in &detail.attempt_log {
+                    let outcome = attempt
+                        .status
+                        .map(|s| s.to_string())
+                        .or_else(|| attempt.error.clone())
+                        .unwrap_or_default();
+                    println!(
+                        "  #{:<3} {}  {:<40} {:>6} ms  {}",
+                        attempt.attempt,
+                        attempt.at,
+                        outcome,
+                        attempt.latency_ms,
+                        attempt.response_head.as_deref().unwrap_or("")
+                    );
+                }
+                println!("body:");
+                println!("{}", detail.body);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let file = read_signature_file(&args.signature_file)?;
+    let keyring = file
+        .keyring()
+        .map_err(|error| UsageError(format!("{}: {error}", args.signature_file.display())))?;
+    let body = std::fs::read(&args.body_file)
+        .with_context(|| format!("reading body file {}", args.body_file.display()))?;
+    let timestamp = match &args.timestamp {
+        None => verify::unix_now(),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| verify::timestamp::parse_iso_millis(text).map(|ms| ms.div_euclid(1000)))
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "--timestamp {text:?}: give Unix seconds or an ISO-8601 time"
+                ))
+            })?,
+    };
+    let msg_id = args.id.unwrap_or_else(crate::sqlite::new_msg_id);
+    let headers = keyring.sign_headers(&msg_id, timestamp, &body);
+    let mut curl = format!(
+        "curl -sS -X POST {} -H 'content-type: application/json'",
+        shell_quote(&args.url)
+    );
+    for (name, value) in &headers {
+        curl.push_str(&format!(" -H {}", shell_quote(&format!("{name}: {value}"))));
+    }
+    curl.push_str(&format!(
+        " --data-binary @{}",
+        shell_quote(&args.body_file.display().to_string())
+    ));
+    if json {
+        print_json(&json!({"headers": headers, "curl": curl}));
+    } else {
+        for (name, value) in &headers {
+            println!("{name}: {value}");
+        }
+        println!();
+        println!("{curl}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Quotes for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

@@ -1,0 +1,166 @@
+//! Settings of the delivery engine, where the state lives, and the parsers the command line
+//! uses for them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::retry::RetryPolicy;
+use crate::UsageError;
+
+/// Learning Manager's connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Learning Manager's response timeout.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long batch events are collected before they go out as one request.
+pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Most events in one batch request; a full batch goes out at once.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+/// How long a worker's claim on a webhook lasts unless renewed.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// How often `sender run` looks for work enqueued by other processes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How many bytes of a response body an attempt keeps for the log.
+pub const RESPONSE_HEAD_BYTES: usize = 256;
+/// Largest response body read (and discarded) to keep a connection for reuse.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Every number of the delivery engine. The defaults are Learning Manager's; tests shrink
+/// them to milliseconds.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time from sending a request until its response (head and body) is in.
+    pub response_timeout: Duration,
+    /// Retry schedule and retention.
+    pub retry: RetryPolicy,
+    /// How long batch events are collected per webhook.
+    pub batch_interval: Duration,
+    /// Most events per batch request.
+    pub batch_size: usize,
+    /// Requests in flight per webhook. 1 keeps Learning Manager's strict order; more relaxes
+    /// it (for load tests): requests may then arrive out of order.
+    pub parallel: usize,
+    /// How long a worker's lease on a webhook lasts unless renewed.
+    pub lease_ttl: Duration,
+    /// How often the long-running worker looks for new work from other processes.
+    pub poll_interval: Duration,
+    /// Extra CA certificates (PEM) trusted for `https` Target URLs, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            retry: RetryPolicy::default(),
+            batch_interval: DEFAULT_BATCH_INTERVAL,
+            batch_size: DEFAULT_BATCH_SIZE,
+            parallel: 1,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            ca_file: None,
+        }
+    }
+}
+
+/// Where the sender keeps registrations and its queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+}
+
+impl StateLocation {
+    /// Parses `sqlite:PATH`; a bare path is read as a SQLite file too.
+    ///
+    /// # Errors
+    /// A [`UsageError`] for another scheme (such as `postgres:`), which this build lacks.
+    pub fn parse(text: &str) -> Result<Self, UsageError> {
+        match text.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+                    && scheme.len() > 1 =>
+            {
+                Err(UsageError(format!(
+                    "--state {text:?}: unsupported store {scheme:?}; this build knows sqlite:PATH"
+                )))
+            }
+            _ if !text.is_empty() => Ok(Self::Sqlite(PathBuf::from(text))),
+            _ => Err(UsageError(
+                "--state must not be empty; use sqlite:PATH".into(),
+            )),
+        }
+    }
+}
+
+/// Parses a duration such as `250ms`, `5s`, `5m`, `24h`, `7d`; a bare number is seconds.
+///
+/// # Errors
+/// A message naming the accepted units.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 250ms, 5s, 5m, 24h or 7d"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let check = |text: &str, expected: Option<u64>| {
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_millis() as u64),
+                expected,
+                "{text}"
+            );
+        };
+        check("250ms", Some(250));
+        check("5s", Some(5000));
+        check("5", Some(5000));
+        check("1.5s", Some(1500));
+        check("5m", Some(300_000));
+        check("24h", Some(86_400_000));
+        check("7d", Some(604_800_000));
+        check("5x", None);
+        check("ms", None);
+        check("-1s", None);
+    }
+
+    #[test]
+    fn state_locations() {
+        assert_eq!(
+            StateLocation::parse("sqlite:./sender.db"),
+            Ok(StateLocation::Sqlite("./sender.db".into()))
+        );
+        assert_eq!(
+            StateLocation::parse("/tmp/x.db"),
+            Ok(StateLocation::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(StateLocation::parse("postgres://h/db").is_err());
+        assert!(StateLocation::parse("").is_err());
+    }
+}

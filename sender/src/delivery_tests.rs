@@ -1,0 +1,200 @@
+//! The delivery loop under paused tokio time, with Learning Manager's real numbers: seven days
+//! of retries run in well under a second. (Unit tests of `delivery`: tokio's `test-util`
+//! feature is a dev-dependency of the sender only.)
+//!
+//! The transport here is a script instead of HTTP, because under paused time tokio jumps the
+//! clock to the next timer whenever the runtime is idle, which would fire the response timeout
+//! while a real socket is still talking. Storage is the real SQLite state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::path::PathBuf;
+
+use super::{Answer, Clock, Engine, Mode, Outbound, Transport};
+use crate::config::DeliveryConfig;
+use crate::queue::{DeliveryFilter, Queue};
+use crate::registry::{Registry, Status, Webhook, WebhookChanges};
+use crate::retry::RetryPolicy;
+use crate::sqlite::SqliteState;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: Arc<SqliteState>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("sender.db");
+        let state = Arc::new(SqliteState::open(&path).expect("open"));
+        Self { _dir: dir, state }
+    }
+
+    fn add(&self, url: &str, events: &str) -> Webhook {
+        let webhook = WebhookChanges {
+            name: Some("paused".into()),
+            url: Some(url.into()),
+            events: Some(events.into()),
+            ..WebhookChanges::default()
+        }
+        .create(NOW_MS)
+        .expect("valid");
+        self.state.insert_webhook(&webhook).expect("insert");
+        webhook
+    }
+}
+
+/// Answers from a function of the attempt number, and records when each request came.
+#[derive(Clone)]
+struct Script {
+    answer: Arc<dyn Fn(usize) -> Answer + Send + Sync>,
+    sent: Arc<Mutex<Vec<(tokio::time::Instant, Outbound)>>>,
+}
+
+impl Transport for Script {
+    type Lane = ();
+
+    fn lane(&self) {}
+
+    async fn send(&self, _lane: &mut (), request: &Outbound) -> Answer {
+        let mut sent = self.sent.lock().expect("lock");
+        sent.push((tokio::time::Instant::now(), request.clone()));
+        (self.answer)(sent.len())
+    }
+}
+
+fn status(status: u16, retry_after: Option<&str>) -> Answer {
+    Answer::Response {
+        status,
+        retry_after: retry_after.map(str::to_owned),
+        head: String::new(),
+    }
+}
+
+/// Learning Manager's numbers; the engine wakes rarely so seven days stay cheap to simulate.
+fn real_config() -> DeliveryConfig {
+    DeliveryConfig {
+        retry: RetryPolicy::default(),
+        poll_interval: Duration::from_secs(3600),
+        lease_ttl: Duration::from_secs(3 * 3600),
+        ..DeliveryConfig::default()
+    }
+}
+
+const NOW_MS: i64 = 1_795_824_000_000;
+
+#[tokio::test(start_paused = true)]
+async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
+    // Enqueued "now" in the engine's clock, so retention counts from the engine's start.
+    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
+    let events: Vec<_> = (0..2)
+        .map(|_| verify::EventGenerator::new(1).event(kind, NOW_MS))
+        .collect();
+    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
+    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+
+    let script = Script {
+        answer: Arc::new(|_| status(500, None)),
+        sent: Arc::default(),
+    };
+    let start = tokio::time::Instant::now();
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        real_config(),
+        Clock::starting_at(NOW_MS),
+    );
+    let report = engine
+        .run(
+            Mode::Drain(vec![webhook.id.clone()]),
+            std::future::pending(),
+        )
+        .await
+        .expect("ran");
+    assert_eq!(report.disabled, std::slice::from_ref(&webhook.id));
+
+    let sent = script.sent.lock().expect("lock").clone();
+    let offsets: Vec<u64> = sent
+        .iter()
+        .map(|(at, _)| at.duration_since(start).as_secs())
+        .collect();
+    // 0, 5, 15, 35, 75, 155, 315, then every 300 s until seven days are over.
+    assert_eq!(offsets[..9], [0, 5, 15, 35, 75, 155, 315, 615, 915]);
+    assert!(offsets.windows(2).skip(6).all(|w| w[1] - w[0] == 300));
+    let week = 7 * 24 * 3600;
+    let last = *offsets.last().expect("attempts");
+    assert!(
+        last <= week && last + 300 > week,
+        "last attempt at {last} s"
+    );
+    assert_eq!(sent.len(), 1 + 6 + (week - 315) as usize / 300);
+    // Strict order: the second event was never sent while the first kept failing.
+    assert!(sent
+        .iter()
+        .all(|(_, request)| request.body == sent[0].1.body));
+
+    let stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
+    assert!(matches!(stored.status, Status::Disabled(_)));
+    let counts = harness.state.counts(None).expect("counts");
+    assert_eq!((counts.pending, counts.expired), (0, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_seconds_and_dates_move_the_next_attempt() {
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/never", "all");
+    let kind = verify::lookup("CI_STATS").expect("kind");
+    let event = verify::EventGenerator::new(2).event(kind, NOW_MS);
+    let deliveries = crate::generate::route(&[event], 1010, kind, std::slice::from_ref(&webhook));
+    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    // Attempt 2 is told to come back at an HTTP date one hour after the engine's start.
+    let date = "Sat, 28 Nov 2026 01:00:00 GMT";
+    assert_eq!(
+        verify::timestamp::parse_iso_millis("2026-11-28T00:00:00Z"),
+        Some(NOW_MS)
+    );
+    let script = Script {
+        answer: Arc::new(move |n| match n {
+            1 => status(429, Some("3600")),
+            2 => status(503, Some(date)),
+            3 => status(301, None),
+            _ => status(204, None),
+        }),
+        sent: Arc::default(),
+    };
+    let start = tokio::time::Instant::now();
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        real_config(),
+        Clock::starting_at(NOW_MS),
+    );
+    engine
+        .run(
+            Mode::Drain(vec![webhook.id.clone()]),
+            std::future::pending(),
+        )
+        .await
+        .expect("ran");
+    let offsets: Vec<u64> = script
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(at, _)| at.duration_since(start).as_secs())
+        .collect();
+    // 429 Retry-After 3600 → 3600; the date says 01:00:00 → 3600 again, so come back at once;
+    // 301 is a failure and the schedule's third delay applies: 20 s.
+    assert_eq!(offsets, [0, 3600, 3600, 3620]);
+    let rows = harness
+        .state
+        .deliveries(&DeliveryFilter {
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .expect("rows");
+    assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 4));
+}

@@ -1,0 +1,155 @@
+//! Events for `trigger` and `webhooks test`: the catalogue generator of `verify`, with the
+//! user's overrides, routed to the webhooks subscribed to the event's name.
+
+use serde_json::{Map, Value};
+use verify::{EventGenerator, EventKind, OutgoingEvent, TimeStyle};
+
+use crate::queue::NewDelivery;
+use crate::registry::{Status, Webhook};
+use crate::UsageError;
+
+/// The `accountId` used when none is given: the one of Adobe's documented sample.
+pub const DEFAULT_ACCOUNT_ID: i64 = 1010;
+
+/// What `trigger` makes.
+#[derive(Debug, Clone)]
+pub struct EventRecipe {
+    /// The catalogue entry.
+    pub kind: &'static EventKind,
+    /// How many events.
+    pub count: usize,
+    /// `accountId`.
+    pub account_id: i64,
+    /// `data` fields set with `--set FIELD=VALUE`, in order.
+    pub set: Vec<(String, Value)>,
+    /// An object merged into `data` with `--data JSON`.
+    pub data: Option<Map<String, Value>>,
+    /// Generator seed; the same seed makes the same events.
+    pub seed: u64,
+    /// How times are written.
+    pub time_style: TimeStyle,
+}
+
+impl EventRecipe {
+    /// The events, all dated `at_ms`.
+    pub fn events(&self, at_ms: i64) -> Vec<OutgoingEvent> {
+        let mut generator = EventGenerator::new(self.seed).with_time_style(self.time_style);
+        (0..self.count)
+            .map(|_| {
+                let mut event = generator.event(self.kind, at_ms);
+                if let Some(data) = &self.data {
+                    for (field, value) in data {
+                        event.data.insert(field.clone(), value.clone());
+                    }
+                }
+                for (field, value) in &self.set {
+                    event.data.insert(field.clone(), value.clone());
+                }
+                event
+            })
+            .collect()
+    }
+}
+
+/// Parses `FIELD=VALUE`: the value as JSON when it is JSON (`5`, `true`, `"x"`, `{…}`),
+/// else as a string, so `--set loType=course` and `--set userId=42` both do what they say.
+///
+/// # Errors
+/// A [`UsageError`] when there is no `=` or the field is empty.
+pub fn parse_set(text: &str) -> Result<(String, Value), UsageError> {
+    let (field, value) = text.split_once('=').ok_or_else(|| {
+        UsageError(format!(
+            "--set {text:?}: expected FIELD=VALUE, such as --set userId=42"
+        ))
+    })?;
+    if field.is_empty() {
+        return Err(UsageError(format!(
+            "--set {text:?}: the field name is empty"
+        )));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((field.to_owned(), value))
+}
+
+/// Parses `--data`: a JSON object.
+///
+/// # Errors
+/// A [`UsageError`] when it is not JSON or not an object.
+pub fn parse_data(text: &str) -> Result<Map<String, Value>, UsageError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(UsageError(
+            "--data must be a JSON object such as '{\"userId\":42}'".into(),
+        )),
+        Err(error) => Err(UsageError(format!("--data is not JSON: {error}"))),
+    }
+}
+
+/// One delivery per event per active webhook subscribed to the event's name.
+pub fn route(
+    events: &[OutgoingEvent],
+    account_id: i64,
+    kind: &EventKind,
+    webhooks: &[Webhook],
+) -> Vec<NewDelivery> {
+    let targets: Vec<&Webhook> = webhooks
+        .iter()
+        .filter(|w| w.status == Status::Active && w.events.includes(kind.name))
+        .collect();
+    // Event-major order: each webhook's queue gets the events in the order they happened.
+    events
+        .iter()
+        .flat_map(|event| {
+            targets.iter().map(move |webhook| NewDelivery {
+                webhook_id: webhook.id.clone(),
+                account_id,
+                event: event.clone(),
+                class: kind.class,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_values() {
+        let check = |text: &str, expected: Result<(&str, Value), ()>| {
+            let got = parse_set(text).map_err(|_| ());
+            assert_eq!(got, expected.map(|(f, v)| (f.to_owned(), v)), "{text}");
+        };
+        check("userId=42", Ok(("userId", json!(42))));
+        check("loType=course", Ok(("loType", json!("course"))));
+        check("hasPassed=false", Ok(("hasPassed", json!(false))));
+        check("note=a=b", Ok(("note", json!("a=b"))));
+        check("x={\"a\":1}", Ok(("x", json!({"a": 1}))));
+        check("noequals", Err(()));
+        check("=5", Err(()));
+    }
+
+    #[test]
+    fn overrides_apply_and_ids_differ() {
+        let recipe = EventRecipe {
+            kind: verify::lookup("COURSE_COMPLETED").expect("in catalogue"),
+            count: 3,
+            account_id: 7,
+            set: vec![("userId".into(), json!(42))],
+            data: Some(parse_data(r#"{"hasPassed":true,"extra":"x"}"#).expect("object")),
+            seed: 1,
+            time_style: TimeStyle::Iso,
+        };
+        let events = recipe.events(1_731_037_792_000);
+        assert_eq!(events.len(), 3);
+        for event in &events {
+            assert_eq!(event.data["userId"], json!(42));
+            assert_eq!(event.data["hasPassed"], json!(true));
+            assert_eq!(event.data["extra"], json!("x"));
+            assert_eq!(event.timestamp, json!("2024-11-08T03:49:52.000Z"));
+        }
+        assert_ne!(events[0].event_id, events[1].event_id);
+        assert!(parse_data("[1]").is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! The durable delivery queue: what the engine asks of storage, as a trait.
+//!
+//! Model: a real-time event becomes one *request* row at once; a batch event waits in a
+//! staging table until its webhook's batch is due (interval elapsed or full), then the staged
+//! events become one request. A request's body bytes and its `webhook-id` (`msg_…`) are fixed
+//! when the row is written, so retries and restarts send the same bytes with the same id and
+//! the receiver's deduplication holds. Requests of a webhook are worked in id order.
+//!
+//! Every method is synchronous and short; the engine calls them from `spawn_blocking`.
+
+use verify::OutgoingEvent;
+
+use crate::registry::WebhookId;
+
+/// One event to enqueue for one webhook.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// The webhook it goes to.
+    pub webhook_id: WebhookId,
+    /// `accountId` of the envelope.
+    pub account_id: i64,
+    /// The event.
+    pub event: OutgoingEvent,
+    /// Real-time (own request now) or batch (staged).
+    pub class: verify::EventClass,
+}
+
+/// A request waiting to be (re)sent.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    /// Row id; requests of a webhook go in this order.
+    pub id: i64,
+    /// The `webhook-id` header, fixed at creation.
+    pub msg_id: String,
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// The exact body bytes.
+    pub body: bytes::Bytes,
+    /// Epoch ms the request was made (retention counts from here).
+    pub created_at_ms: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Epoch ms before which it must not be sent.
+    pub next_attempt_at_ms: i64,
+}
+
+/// The outcome of one attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The request.
+    pub request_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Epoch ms the attempt started.
+    pub started_at_ms: i64,
+    /// HTTP status, when a response came.
+    pub status: Option<u16>,
+    /// What went wrong without a response (timeout, refused, …).
+    pub error: Option<String>,
+    /// Milliseconds from start to response (or failure).
+    pub latency_ms: i64,
+    /// The first bytes of the response body, as text.
+    pub response_head: String,
+    /// What happens to the request now.
+    pub next: RequestState,
+}
+
+/// A request's state after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// A 2xx came back.
+    Delivered,
+    /// Try again at this epoch ms.
+    RetryAt(i64),
+    /// Retention ended: the engine gives the webhook up right after recording this.
+    Expired,
+}
+
+/// What trying to take a webhook's lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This worker holds the lease until it releases it or stops renewing it.
+    Acquired,
+    /// Another live worker holds it.
+    HeldBy {
+        /// Its owner tag (`pid:…`).
+        owner: String,
+    },
+}
+
+/// A row of `deliveries list`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySummary {
+    /// `msg_…`, also the `webhook-id` header.
+    pub id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// `accountId`.
+    pub account_id: i64,
+    /// Distinct event names, comma-separated.
+    pub event_names: String,
+    /// Events in the request.
+    pub event_count: i64,
+    /// `pending`, `delivered` or `expired`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Status of the last attempt, if it got a response.
+    pub last_status: Option<i64>,
+    /// Error of the last attempt, if it got none.
+    pub last_error: Option<String>,
+    /// When the request was made (ISO).
+    pub created_at: String,
+    /// When the next attempt is due (ISO), for pending requests.
+    pub next_attempt_at: Option<String>,
+}
+
+/// One attempt as `deliveries show` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    /// 1 for the first.
+    pub attempt: i64,
+    /// When it started (ISO).
+    pub at: String,
+    /// HTTP status, if a response came.
+    pub status: Option<i64>,
+    /// The error, if none came.
+    pub error: Option<String>,
+    /// Milliseconds.
+    pub latency_ms: i64,
+    /// First bytes of the response.
+    pub response_head: Option<String>,
+}
+
+/// A request with its attempts and body, for `deliveries show`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    /// The `eventId`s it carries.
+    pub event_ids: Vec<String>,
+    /// The body as sent (UTF-8 JSON).
+    pub body: String,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// Filter of `deliveries list`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this webhook.
+    pub webhook_id: Option<WebhookId>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Most rows, newest first.
+    pub limit: usize,
+}
+
+/// Counts for `trigger` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Requests waiting to be sent or retried.
+    pub pending: u64,
+    /// Batch events not yet in a request.
+    pub staged: u64,
+    /// Requests acknowledged with a 2xx.
+    pub delivered: u64,
+    /// Requests given up at the end of retention.
+    pub expired: u64,
+}
+
+/// What the delivery engine needs from durable storage.
+pub trait Queue: Send + Sync {
+    /// Enqueues events in one transaction: each real-time event becomes a request with a fresh
+    /// `msg_…` id, each batch event is staged. Nothing is enqueued if anything fails.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn enqueue(&self, deliveries: &[NewDelivery], now_ms: i64) -> anyhow::Result<()>;
+
+    /// Active webhooks with pending requests or staged events.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn webhooks_with_work(&self) -> anyhow::Result<Vec<WebhookId>>;
+
+    /// Takes (or renews) the webhook's lease for `owner` until `now_ms + ttl_ms`, unless a live
+    /// other owner holds it. An owner whose process is gone or whose lease ran out loses it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn try_lease(
+        &self,
+        webhook_id: &WebhookId,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> anyhow::Result<Lease>;
+
+    /// Gives the lease up, if `owner` holds it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn release_lease(&self, webhook_id: &WebhookId, owner: &str) -> anyhow::Result<()>;
+
+    /// Gives the lease up if `owner` holds it and the webhook has no pending request and no
+    /// staged event, checked and released in one transaction; `false` when work is waiting
+    /// (the lease is then kept).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn release_lease_if_idle(&self, webhook_id: &WebhookId, owner: &str) -> anyhow::Result<bool>;
+
+    /// Turns staged batch events into requests of at most `max_events` (per account): all of
+    /// them when `force`, else only when the oldest waited `interval_ms` or a batch is full.
+    /// Gives the epoch ms when the next batch falls due, if events remain staged.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn flush_batches(
+        &self,
+        webhook_id: &WebhookId,
+        now_ms: i64,
+        interval_ms: i64,
+        max_events: usize,
+        force: bool,
+    ) -> anyhow::Result<Option<i64>>;
+
+    /// Up to `limit` pending requests of the webhook in id order: the oldest, due or not
+    /// (`strict`: the head of the line waits), or those due by `now_ms` with an id above
+    /// `after_id` (relaxed order, scanning forward).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn pending(
+        &self,
+        webhook_id: &WebhookId,
+        limit: usize,
+        strict: bool,
+        now_ms: i64,
+        after_id: i64,
+    ) -> anyhow::Result<Vec<PendingRequest>>;
+
+    /// The soonest `next_attempt_at_ms` among the webhook's pending requests.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn next_due(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
+
+    /// Records attempts and the requests' new states, in one transaction.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<()>;
+
+    /// Retention ended: disables the webhook with `reason` and marks every pending request and
+    /// staged event of it expired. Gives the number of events expired.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64>;
+
+    /// Counts of the webhook's queue, or of all webhooks.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn counts(&self, webhook_id: Option<&WebhookId>) -> anyhow::Result<QueueCounts>;
+
+    /// Requests, newest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn deliveries(&self, filter: &DeliveryFilter) -> anyhow::Result<Vec<DeliverySummary>>;
+
+    /// One request by `msg_…` id (or row number) with its attempts.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>>;
+}

@@ -1,0 +1,223 @@
+//! The retry schedule of SPEC section 5 as data and pure functions.
+//!
+//! After the n-th failed attempt the next one waits `initial * 2^(n-1)`, capped at `cap`
+//! (5 s, 10 s, 20 s, … 5 min, then every 5 min), unless the endpoint said `Retry-After`.
+//! A request older than the retention when its next attempt would start is given up: the
+//! engine then disables the webhook and marks its pending events expired.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Learning Manager's first retry delay.
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(5);
+/// Learning Manager's largest retry delay: once reached, retries go every 5 minutes.
+pub const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(5 * 60);
+/// How long an event is kept trying before its webhook is disabled.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The retry schedule: every number configurable so tests can compress it to milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure.
+    pub initial: Duration,
+    /// Largest delay of the doubling sequence.
+    pub cap: Duration,
+    /// How long after its creation a request may still be attempted.
+    pub retention: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial: DEFAULT_RETRY_INITIAL,
+            cap: DEFAULT_RETRY_CAP,
+            retention: DEFAULT_RETENTION,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `failures`-th failed attempt (1 for the first), or the endpoint's
+    /// `Retry-After` when it gave one.
+    ///
+    /// `Retry-After` replaces the schedule rather than adding to it: the endpoint knows when it
+    /// can take the request again. It is not capped; retention still bounds it.
+    pub fn next_delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait;
+        }
+        let doublings = failures.saturating_sub(1).min(32);
+        let factor = 1u32.checked_shl(doublings).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.cap)
+    }
+
+    /// What to do after a failed attempt made at `now_ms` for a request created at
+    /// `created_ms`: retry at a time, or give up because retention would be over by then.
+    pub fn after_failure(
+        &self,
+        failures: u32,
+        retry_after: Option<Duration>,
+        created_ms: i64,
+        now_ms: i64,
+    ) -> NextStep {
+        let delay_ms = millis(self.next_delay(failures, retry_after));
+        let next_ms = now_ms.saturating_add(delay_ms);
+        let ends_ms = created_ms.saturating_add(millis(self.retention));
+        if next_ms > ends_ms {
+            NextStep::GiveUp
+        } else {
+            NextStep::RetryAt(next_ms)
+        }
+    }
+}
+
+/// The decision after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Try again at this epoch millisecond.
+    RetryAt(i64),
+    /// Retention is over: disable the webhook and expire its pending events.
+    GiveUp,
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reads a `Retry-After` value (RFC 9110 section 10.2.3): delay-seconds, or an HTTP-date
+/// (IMF-fixdate, RFC 850 or asctime) taken relative to `now`. A date in the past means
+/// "now"; anything unreadable is ignored, so the schedule applies.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return value.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = parse_http_date(value)?;
+    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now_secs)))
+}
+
+/// Unix seconds of an HTTP-date, in any of the three forms RFC 9110 asks recipients to read.
+fn parse_http_date(value: &str) -> Option<u64> {
+    use time::format_description::FormatItem;
+    use time::macros::format_description;
+    use time::PrimitiveDateTime;
+    const IMF_FIXDATE: &[FormatItem<'_>] = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    const ASCTIME: &[FormatItem<'_>] = format_description!(
+        "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"
+    );
+    let parsed = PrimitiveDateTime::parse(value, IMF_FIXDATE)
+        .or_else(|_| {
+            PrimitiveDateTime::parse(&rfc_850_as_imf(value).unwrap_or_default(), IMF_FIXDATE)
+        })
+        .or_else(|_| PrimitiveDateTime::parse(value, ASCTIME))
+        .ok()?;
+    u64::try_from(parsed.assume_utc().unix_timestamp()).ok()
+}
+
+/// Rewrites an RFC 850 date (`Saturday, 28-Nov-26 00:00:10 GMT`) as IMF-fixdate, reading the
+/// two-digit year in this century as RFC 9110 section 5.6.7 allows for current dates.
+fn rfc_850_as_imf(value: &str) -> Option<String> {
+    let (weekday, rest) = value.split_once(", ")?;
+    let (date, time) = rest.split_once(' ')?;
+    let mut parts = date.split('-');
+    let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
+    if year.len() != 2 || weekday.len() < 3 {
+        return None;
+    }
+    Some(format!(
+        "{}, {day} {month} 20{year} {time}",
+        weekday.get(..3)?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn learning_manager_schedule() {
+        let policy = RetryPolicy::default();
+        let delays: Vec<u64> = (1..=10)
+            .map(|failures| policy.next_delay(failures, None).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+        assert_eq!(policy.next_delay(u32::MAX, None), DEFAULT_RETRY_CAP);
+        assert_eq!(policy.next_delay(0, None), DEFAULT_RETRY_INITIAL);
+    }
+
+    #[test]
+    fn retry_after_replaces_the_schedule() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.next_delay(1, Some(SEC * 42)), SEC * 42);
+        assert_eq!(policy.next_delay(9, Some(Duration::ZERO)), Duration::ZERO);
+        assert_eq!(policy.next_delay(1, Some(SEC * 3600)), SEC * 3600);
+    }
+
+    #[test]
+    fn gives_up_when_the_next_attempt_would_pass_retention() {
+        let policy = RetryPolicy {
+            initial: Duration::from_millis(10),
+            cap: Duration::from_millis(40),
+            retention: Duration::from_millis(100),
+        };
+        let check = |failures, now, expected| {
+            assert_eq!(
+                policy.after_failure(failures, None, 1000, now),
+                expected,
+                "{failures} {now}"
+            );
+        };
+        check(1, 1000, NextStep::RetryAt(1010));
+        check(3, 1030, NextStep::RetryAt(1070));
+        check(5, 1060, NextStep::RetryAt(1100)); // exactly at the end is still in
+        check(5, 1061, NextStep::GiveUp);
+        let after = policy.after_failure(1, Some(SEC), 1000, 1000);
+        assert_eq!(after, NextStep::GiveUp, "Retry-After past retention");
+    }
+
+    #[test]
+    fn seven_days_of_the_real_schedule() {
+        // Count the attempts Learning Manager makes before giving up on an endpoint that is
+        // down for good: 1 + 6 growing retries (5 s … 160 s, 315 s in all) + every 5 min.
+        let policy = RetryPolicy::default();
+        let (mut now, mut failures) = (0i64, 0u32);
+        loop {
+            failures += 1;
+            match policy.after_failure(failures, None, 0, now) {
+                NextStep::RetryAt(at) => now = at,
+                NextStep::GiveUp => break,
+            }
+        }
+        let week_ms = millis(DEFAULT_RETENTION);
+        assert_eq!(now, 315_000 + (week_ms - 315_000) / 300_000 * 300_000);
+        assert_eq!(failures, 1 + 6 + ((week_ms - 315_000) / 300_000) as u32);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        // 2026-11-28T00:00:00Z
+        let now = UNIX_EPOCH + SEC * 1_795_824_000;
+        let check = |value: &str, expected: Option<u64>| {
+            assert_eq!(
+                parse_retry_after(value, now).map(|d| d.as_secs()),
+                expected,
+                "{value}"
+            );
+        };
+        check("120", Some(120));
+        check(" 0 ", Some(0));
+        check("Sat, 28 Nov 2026 00:01:30 GMT", Some(90));
+        check("Saturday, 28-Nov-26 00:00:10 GMT", Some(10));
+        check("Sat Nov 28 00:00:05 2026", Some(5));
+        check("Fri, 27 Nov 2026 23:00:00 GMT", Some(0));
+        check("-5", None);
+        check("soon", None);
+        check("", None);
+        check("1.5", None);
+    }
+}
