@@ -75,6 +75,64 @@ enum Command {
     },
     /// Print the signature headers for a body, and a ready curl command.
     Sign(SignArgs),
+    /// Send captured traffic again: capture JSON Lines, envelope files, or a directory of them.
+    Replay(ReplayArgs),
+}
+
+/// `sender replay SOURCE --to URL …`
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Capture JSON Lines (from `receiver export`), a bare envelope file, JSON Lines of
+    /// envelopes, a directory of such files, or `-` for standard input.
+    source: PathBuf,
+    /// The Target URL to send to (http://).
+    #[arg(long)]
+    to: String,
+    /// `resign`: same body bytes, fresh authentication; `verbatim`: captured headers and bytes
+    /// unchanged (a stale signature stays stale).
+    #[arg(long, value_enum, default_value = "resign")]
+    mode: crate::replay::ReplayMode,
+    /// Resign: authentication method (default: signature with --signature-file, basic with
+    /// --username, none otherwise).
+    #[arg(long, value_enum)]
+    auth: Option<AuthMethod>,
+    /// Resign: sign with the secrets in force of this signature file (repeatable).
+    #[arg(long = "signature-file")]
+    signature_files: Vec<PathBuf>,
+    /// Resign: Basic username.
+    #[arg(long)]
+    username: Option<String>,
+    /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
+    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Only requests with an event of this name (repeatable).
+    #[arg(long = "event-name")]
+    event_names: Vec<String>,
+    /// Only requests from this time on (RFC 3339 or epoch ms): a capture's receive time, a
+    /// bare envelope's first event timestamp.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only requests before this time (RFC 3339 or epoch ms).
+    #[arg(long)]
+    until: Option<String>,
+    /// Replay only this event, cut out of its (batch) request as a one-event envelope.
+    #[arg(long)]
+    event_id: Option<String>,
+    /// Requests per second (open model: request i leaves at i/N s whatever the answers).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Most requests in flight at once (1 keeps the source order).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Bound on one request, connection included.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print what would be sent, send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -445,6 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => runtime.block_on(run_worker(open()?, args)),
         Command::Deliveries { command } => deliveries(&*open()?, command, json),
         Command::Sign(args) => sign(args, json),
+        Command::Replay(args) => runtime.block_on(replay(args, json)),
     }
 }
 
@@ -1044,4 +1103,182 @@ fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
 /// Quotes for a POSIX shell.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Reads `--since` / `--until`: RFC 3339, or an integer of epoch milliseconds or seconds.
+fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .map(verify::timestamp::epoch_to_millis)
+        .or_else(|| verify::timestamp::parse_iso_millis(text.trim()))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{flag} {text:?} is neither an RFC 3339 date-time nor epoch milliseconds"
+            ))
+            .into()
+        })
+}
+
+fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
+    use crate::replay::{ReplayAuth, ReplayMode};
+    let method = args.auth.unwrap_or(if !args.signature_files.is_empty() {
+        AuthMethod::Signature
+    } else if args.username.is_some() {
+        AuthMethod::Basic
+    } else {
+        AuthMethod::None
+    });
+    let gave_credentials = !args.signature_files.is_empty() || args.username.is_some();
+    if args.mode == ReplayMode::Verbatim {
+        if gave_credentials || args.auth.is_some() {
+            return Err(UsageError(
+                "--mode verbatim sends the captured headers as they are; drop --auth, --signature-file and --username, or use --mode resign".into(),
+            )
+            .into());
+        }
+        return Ok(ReplayAuth::default());
+    }
+    let mut auth = ReplayAuth::default();
+    match method {
+        AuthMethod::None => {
+            if gave_credentials {
+                return Err(UsageError("--auth none takes no credentials".into()).into());
+            }
+        }
+        AuthMethod::Basic => {
+            let username = args.username.clone().ok_or_else(|| {
+                UsageError("--auth basic needs --username (and --password)".into())
+            })?;
+            let password = args.password.clone().ok_or_else(|| {
+                UsageError("--auth basic needs --password (or SENDER_BASIC_PASSWORD)".into())
+            })?;
+            auth.basic = Some(
+                verify::BasicCredentials::new(username, password)
+                    .map_err(|error| UsageError(error.to_string()))?,
+            );
+        }
+        AuthMethod::Signature => {
+            if args.signature_files.is_empty() {
+                return Err(
+                    UsageError("--auth signature needs --signature-file FILE".into()).into(),
+                );
+            }
+            for path in &args.signature_files {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading signature file {}", path.display()))
+                    .map_err(|error| UsageError(format!("{error:#}")))?;
+                let keyring = SignatureFile::from_json(&bytes)
+                    .and_then(|file| file.keyring())
+                    .map_err(|error| {
+                        UsageError(format!("signature file {}: {error}", path.display()))
+                    })?;
+                auth.keyrings.push(keyring);
+            }
+        }
+    }
+    Ok(auth)
+}
+
+async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
+    use crate::replay::{load_source, outgoing_headers, plan, send_all, ReplayFilter, SendOptions};
+    let to: http::Uri = args
+        .to
+        .parse()
+        .map_err(|error| UsageError(format!("--to {:?} is not a URL: {error}", args.to)))?;
+    if to.scheme_str() != Some("http") || to.host().is_none() {
+        return Err(UsageError(format!(
+            "--to must be an http:// URL with a host (got {}); replay does not send to https targets",
+            args.to
+        ))
+        .into());
+    }
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        return Err(
+            UsageError("--rate must be a positive number of requests per second".into()).into(),
+        );
+    }
+    let auth = replay_auth(&args)?;
+    let filter = ReplayFilter {
+        event_names: args.event_names.clone(),
+        since_ms: args
+            .since
+            .as_deref()
+            .map(|t| parse_instant_ms("--since", t))
+            .transpose()?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|t| parse_instant_ms("--until", t))
+            .transpose()?,
+        event_id: args.event_id.clone(),
+    };
+    let items = load_source(&args.source).map_err(|error| UsageError(format!("{error:#}")))?;
+    let requests = plan(items, args.mode, &filter)?;
+    if args.dry_run {
+        let now = verify::unix_now();
+        for request in &requests {
+            let headers: Vec<(String, String)> = outgoing_headers(request, args.mode, &auth, now)
+                .into_iter()
+                .map(|(name, value)| {
+                    // Basic credentials are a secret even in a dry run.
+                    if name.eq_ignore_ascii_case("authorization") {
+                        let scheme = value.split(' ').next().unwrap_or("").to_owned();
+                        (name, format!("{scheme} [redacted]"))
+                    } else {
+                        (name, value)
+                    }
+                })
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({"origin": request.origin, "to": args.to, "headers": headers, "bodyBytes": request.body.len()})
+                );
+            } else {
+                println!(
+                    "POST {} ({} bytes) from {}",
+                    args.to,
+                    request.body.len(),
+                    request.origin
+                );
+                for (name, value) in headers {
+                    println!("  {name}: {value}");
+                }
+            }
+        }
+        eprintln!("dry run: {} requests would be sent", requests.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = SendOptions {
+        to,
+        mode: args.mode,
+        auth,
+        rate: args.rate,
+        concurrency: args.concurrency.max(1),
+        request_timeout: args.timeout,
+        progress: !json,
+    };
+    let summary = send_all(requests, &options).await?;
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&summary).context("encoding the report")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing report {}", path.display()))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).context("encoding the summary")?
+        );
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(if summary.all_acknowledged() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

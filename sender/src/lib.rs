@@ -9,7 +9,8 @@
 //! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`sqlite`] implements it and
 //!   the registry in one SQLite file;
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
-//! - [`retry`]: the retry schedule as pure functions.
+//! - [`retry`]: the retry schedule as pure functions;
+//! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
 //! How `trigger` and `run` cooperate: both work through the same state database. `trigger`
 //! enqueues in one transaction, then (unless `--enqueue-only`) delivers the queues of the
@@ -68,6 +69,7 @@ pub mod delivery;
 pub mod generate;
 pub mod queue;
 pub mod registry;
+pub mod replay;
 pub mod retry;
 pub mod sqlite;
 

@@ -12,3 +12,6 @@ mod sender;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod end_to_end;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod replay;
