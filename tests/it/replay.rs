@@ -373,3 +373,61 @@ async fn replay_at_200_per_second_keeps_to_the_schedule() {
     assert_eq!(summary["acknowledged"].as_u64(), Some(COUNT as u64));
     assert_eq!(summary["byStatusClass"]["2xx"].as_u64(), Some(COUNT as u64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_sends_nothing_and_event_id_cuts_one_event_out_of_a_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = r#"{"accountId":7,"events":[{"eventId":"a","eventName":"COURSE_ENROLLMENT_BATCH","timestamp":1795000000000,"data":{"userId":1}}, {"eventId":"b","eventName":"COURSE_ENROLLMENT_BATCH","timestamp":1795000001000,"data":{"userId":2}}]}"#;
+    let source = dir.path().join("batch.json");
+    std::fs::write(&source, batch).expect("write");
+    let endpoint = FakeEndpoint::start().await;
+    let state = dir.path().join("sender.db");
+    let (to, source_arg) = (endpoint.url(), source.display().to_string());
+
+    let dry = {
+        let (state, to, source_arg) = (state.clone(), to.clone(), source_arg.clone());
+        tokio::task::spawn_blocking(move || {
+            run_sender(
+                &state,
+                &[
+                    "replay",
+                    &source_arg,
+                    "--to",
+                    &to,
+                    "--username",
+                    "crm",
+                    "--password",
+                    "hunter22",
+                    "--dry-run",
+                ],
+            )
+        })
+    };
+    let printed = ok(dry.await.expect("join"), "dry run");
+    assert!(
+        printed.contains("authorization: Basic [redacted]"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("hunter22"),
+        "no secret in the dry run: {printed}"
+    );
+
+    let single = tokio::task::spawn_blocking(move || {
+        run_sender(
+            &state,
+            &["replay", &source_arg, "--to", &to, "--event-id", "b"],
+        )
+    });
+    ok(single.await.expect("join"), "replay --event-id");
+    let received = endpoint.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        received.len(),
+        1,
+        "the dry run sent nothing, --event-id sent one request"
+    );
+    assert_eq!(
+        received[0].body,
+        r#"{"accountId":7,"events":[{"eventId":"b","eventName":"COURSE_ENROLLMENT_BATCH","timestamp":1795000001000,"data":{"userId":2}}]}"#.as_bytes()
+    );
+}
