@@ -51,9 +51,10 @@ pub struct CaptureRecord {
 /// Why a line is not a capture record.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// Not JSON, or fields of the wrong type.
+    /// Not JSON, or fields of the wrong type (quoted values left out of the message: a
+    /// captured header may hold credentials).
     #[error("not a capture record: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     /// A `version` this code does not know.
     #[error("capture record version {0} is not supported (expected 1)")]
     UnsupportedVersion(u32),
@@ -105,7 +106,9 @@ impl CaptureRecord {
     /// # Errors
     /// [`CaptureError`] naming what is wrong.
     pub fn from_json_line(line: &str) -> Result<Self, CaptureError> {
-        let wire: Wire = serde_json::from_str(line)?;
+        let wire: Wire = serde_json::from_str(line).map_err(|error| {
+            CaptureError::Json(crate::signature_file::redact_quoted(&error.to_string()))
+        })?;
         if wire.version != CAPTURE_VERSION {
             return Err(CaptureError::UnsupportedVersion(wire.version));
         }

@@ -16,9 +16,10 @@ pub const ALGORITHM: &str = "HMAC-SHA256";
 /// Why a signature file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureFileError {
-    /// Not JSON, or a field of the wrong type.
+    /// Not JSON, or a field of the wrong type. The parser's message is kept without the
+    /// values it quotes, since a misplaced secret would be one of them.
     #[error("not a signature file: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     /// A `version` this code does not know.
     #[error("signature file version {0} is not supported (expected 1)")]
     UnsupportedVersion(u32),
@@ -152,7 +153,8 @@ impl SignatureFile {
     /// Any [`SignatureFileError`]: the file is checked whole, so a bad secret is reported when
     /// the file is read, not at the first request.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SignatureFileError> {
-        let file: Self = serde_json::from_slice(bytes)?;
+        let file: Self = serde_json::from_slice(bytes)
+            .map_err(|error| SignatureFileError::Json(redact_quoted(&error.to_string())))?;
         file.keyring()?;
         Ok(file)
     }
@@ -171,9 +173,9 @@ impl SignatureFile {
             return Err(SignatureFileError::UnsupportedVersion(self.version));
         }
         if !self.algorithm.eq_ignore_ascii_case(ALGORITHM) {
-            return Err(SignatureFileError::UnsupportedAlgorithm(
-                self.algorithm.clone(),
-            ));
+            return Err(SignatureFileError::UnsupportedAlgorithm(shown(
+                &self.algorithm,
+            )));
         }
         match self.scheme.as_str() {
             "standard-webhooks" => {
@@ -188,7 +190,7 @@ impl SignatureFile {
                 let encoding = match &self.encoding {
                     None => defaults.encoding,
                     Some(name) => Encoding::from_name(name)
-                        .ok_or_else(|| SignatureFileError::UnknownEncoding(name.clone()))?,
+                        .ok_or_else(|| SignatureFileError::UnknownEncoding(shown(name)))?,
                 };
                 Ok(Scheme::BodyHmacSha256(BodyHmacFormat {
                     header: self
@@ -199,7 +201,7 @@ impl SignatureFile {
                     prefix: self.prefix.clone().unwrap_or_default(),
                 }))
             }
-            other => Err(SignatureFileError::UnknownScheme(other.to_owned())),
+            other => Err(SignatureFileError::UnknownScheme(shown(other))),
         }
     }
 
@@ -265,9 +267,63 @@ impl SignatureFile {
     }
 }
 
+/// A configuration value as an error may quote it: short plain words only, so a secret pasted
+/// into the wrong field is never echoed.
+fn shown(value: &str) -> String {
+    let plain = value.len() <= 24
+        && !value.contains(crate::signature::SECRET_PREFIX)
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain {
+        value.to_owned()
+    } else {
+        "[redacted]".to_owned()
+    }
+}
+
+/// The text with every double-quoted part replaced by `"[redacted]"`: serde_json quotes the
+/// offending value in its messages (`invalid type: string "whsec_…"`), field names it puts in
+/// backticks, which stay.
+pub(crate) fn redact_quoted(message: &str) -> String {
+    let mut redacted = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        redacted.push_str(first);
+    }
+    let mut inside = true;
+    for part in parts {
+        if inside {
+            redacted.push_str("\"[redacted]");
+        } else {
+            redacted.push('"');
+            redacted.push_str(part);
+        }
+        inside = !inside;
+    }
+    redacted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misplaced_secret_is_not_echoed_in_the_error() {
+        let text = r#"{"version":1,"webhookId":"w","webhookName":"n","scheme":"standard-webhooks","algorithm":"HMAC-SHA256","secrets":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}"#;
+        let error = SignatureFile::from_json(text.as_bytes()).expect_err("strings, not objects");
+        let message = error.to_string();
+        assert!(!message.contains("MfKQ9r8"), "{message}");
+        assert!(
+            message.contains("invalid type: string \"[redacted]\""),
+            "{message}"
+        );
+        let missing = SignatureFile::from_json(br#"{"version":1}"#).expect_err("missing fields");
+        assert!(
+            missing.to_string().contains("missing field `webhookId`"),
+            "{missing}"
+        );
+    }
 
     const NOW: i64 = 1_795_000_000;
 

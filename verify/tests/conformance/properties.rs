@@ -88,6 +88,22 @@ proptest! {
     }
 
     #[test]
+    fn signature_file_errors_never_echo_a_secret(
+        secret in "whsec_[A-Za-z0-9+/]{20,40}",
+        place in 0usize..4,
+    ) {
+        let documents = [
+            format!(r#"{{"version":1,"webhookId":"w","webhookName":"n","scheme":"standard-webhooks","algorithm":"HMAC-SHA256","secrets":["{secret}"]}}"#),
+            format!(r#"{{"version":"{secret}"}}"#),
+            format!(r#"{{"version":1,"webhookId":"w","webhookName":"n","scheme":"{secret}","algorithm":"HMAC-SHA256","secrets":[]}}"#),
+            format!(r#"{{"version":1,"webhookId":"w","webhookName":"n","scheme":"standard-webhooks","algorithm":"HMAC-SHA256","secrets":[{{"secret":"{secret}","createdAt":5,"expiresAt":null}}]}}"#),
+        ];
+        if let Err(error) = SignatureFile::from_json(documents[place].as_bytes()) {
+            prop_assert!(!error.to_string().contains(&secret[6..]), "{}", error);
+        }
+    }
+
+    #[test]
     fn parsing_json_shaped_garbage_never_panics(
         account in prop_oneof![Just("1".to_owned()), Just("\"x\"".to_owned()), Just("1e400".to_owned()), Just("-9223372036854775809".to_owned())],
         id in prop_oneof![Just("\"e\"".to_owned()), Just("\"\"".to_owned()), Just("null".to_owned()), Just("\"\\ud800\"".to_owned())],
