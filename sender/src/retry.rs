@@ -2,8 +2,9 @@
 //!
 //! After the n-th failed attempt the next one waits `initial * 2^(n-1)`, capped at `cap`
 //! (5 s, 10 s, 20 s, … 5 min, then every 5 min), unless the endpoint said `Retry-After`.
-//! A request older than the retention when its next attempt would start is given up: the
-//! engine then disables the webhook and marks its pending events expired.
+//! A wait that would reach past the retention is cut to one last attempt when retention ends;
+//! a failure at or after that moment gives the request up: the engine then disables the
+//! webhook and marks its pending events expired.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,10 +63,13 @@ impl RetryPolicy {
         let delay_ms = millis(self.next_delay(failures, retry_after));
         let next_ms = now_ms.saturating_add(delay_ms);
         let ends_ms = created_ms.saturating_add(millis(self.retention));
-        if next_ms > ends_ms {
+        if now_ms >= ends_ms {
             NextStep::GiveUp
         } else {
-            NextStep::RetryAt(next_ms)
+            // A wait that reaches past the retention (a far `Retry-After`, or the last step of
+            // the schedule) gets one last attempt when retention ends, rather than giving up
+            // days early on the endpoint's word.
+            NextStep::RetryAt(next_ms.min(ends_ms))
         }
     }
 }
@@ -159,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn gives_up_when_the_next_attempt_would_pass_retention() {
+    fn the_last_attempt_is_at_the_end_of_retention_then_it_gives_up() {
         let policy = RetryPolicy {
             initial: Duration::from_millis(10),
             cap: Duration::from_millis(40),
@@ -175,15 +179,21 @@ mod tests {
         check(1, 1000, NextStep::RetryAt(1010));
         check(3, 1030, NextStep::RetryAt(1070));
         check(5, 1060, NextStep::RetryAt(1100)); // exactly at the end is still in
-        check(5, 1061, NextStep::GiveUp);
+        check(5, 1061, NextStep::RetryAt(1100)); // cut to the end, not given up early
+        check(6, 1100, NextStep::GiveUp);
         let after = policy.after_failure(1, Some(SEC), 1000, 1000);
-        assert_eq!(after, NextStep::GiveUp, "Retry-After past retention");
+        assert_eq!(
+            after,
+            NextStep::RetryAt(1100),
+            "a Retry-After past retention does not give up at once"
+        );
     }
 
     #[test]
     fn seven_days_of_the_real_schedule() {
         // Count the attempts Learning Manager makes before giving up on an endpoint that is
-        // down for good: 1 + 6 growing retries (5 s … 160 s, 315 s in all) + every 5 min.
+        // down for good: 1 + 6 growing retries (5 s … 160 s, 315 s in all) + every 5 min +
+        // one last attempt when the retention ends.
         let policy = RetryPolicy::default();
         let (mut now, mut failures) = (0i64, 0u32);
         loop {
@@ -194,8 +204,8 @@ mod tests {
             }
         }
         let week_ms = millis(DEFAULT_RETENTION);
-        assert_eq!(now, 315_000 + (week_ms - 315_000) / 300_000 * 300_000);
-        assert_eq!(failures, 1 + 6 + ((week_ms - 315_000) / 300_000) as u32);
+        assert_eq!(now, week_ms);
+        assert_eq!(failures, 1 + 6 + ((week_ms - 315_000) / 300_000) as u32 + 1);
     }
 
     #[test]
