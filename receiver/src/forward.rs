@@ -134,6 +134,18 @@ impl ForwardConfig {
 /// # Errors
 /// Not a URL, not `http://`, or no host.
 pub fn parse_forward_url(text: &str) -> anyhow::Result<Uri> {
+    // Credentials in the URL would be logged with it; refuse without quoting it back.
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    if after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        anyhow::bail!(
+            "the forwarding URL carries credentials (user:password@host); forwarding sends no \
+             credentials of its own: protect the app with --forward-signature-file instead"
+        );
+    }
     let url: Uri = text
         .parse()
         .map_err(|error| anyhow::anyhow!("{text:?} is not a URL: {error}"))?;
@@ -444,6 +456,10 @@ mod tests {
         assert!(parse_forward_url("ftp://app/x").is_err());
         assert!(parse_forward_url("/just/a/path").is_err());
         assert!(parse_forward_url("not a url").is_err());
+        let credentials = parse_forward_url("http://app:s3cret@app:9/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!credentials.contains("s3cret"), "{credentials}");
     }
 
     #[test]

@@ -1182,6 +1182,12 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
 
 async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     use crate::replay::{load_source, outgoing_headers, plan, send_all, ReplayFilter, SendOptions};
+    if crate::registry::url_has_credentials(&args.to) {
+        return Err(UsageError(
+            "--to carries credentials (user:password@host); give them with --username and --password".into(),
+        )
+        .into());
+    }
     let to: http::Uri = args
         .to
         .parse()

@@ -650,6 +650,13 @@ fn set_file_scheme(file: &mut SignatureFile, scheme: &Scheme) {
 /// # Errors
 /// A [`UsageError`] saying what is wrong and showing the expected shape.
 pub fn check_url(url: &str) -> Result<(), UsageError> {
+    // Credentials in the URL would travel in the Host header and land in logs and listings;
+    // the URL is not quoted back, since it holds them.
+    if url_has_credentials(url) {
+        return Err(UsageError(
+            "--url carries credentials (user:password@host); give them with --auth basic --username U --password P instead".into(),
+        ));
+    }
     let wrong = |why: &str| {
         UsageError(format!(
             "--url {url:?}: {why}; expected an absolute URL such as https://crm.example.com/webhook"
@@ -668,6 +675,13 @@ pub fn check_url(url: &str) -> Result<(), UsageError> {
         Some(host) if !host.is_empty() => Ok(()),
         _ => Err(wrong("it has no host")),
     }
+}
+
+/// Whether a URL's authority holds `user[:password]@`.
+pub fn url_has_credentials(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 /// Storage of registrations. SQLite implements it; a PostgreSQL store would too.
@@ -706,6 +720,19 @@ mod tests {
 
     fn add(flags: WebhookChanges) -> Result<Webhook, String> {
         flags.create(0).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_echoing_them() {
+        for url in [
+            "https://crm:s3cret@crm.example.com/hook",
+            "http://u@127.0.0.1:9/",
+        ] {
+            let error = check_url(url).expect_err(url).0;
+            assert!(error.contains("carries credentials"), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        assert!(check_url("https://crm.example.com/hook?to=a@b").is_ok());
     }
 
     fn base() -> WebhookChanges {
