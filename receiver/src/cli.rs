@@ -83,7 +83,7 @@ struct ListenArgs {
     basic_user: Option<String>,
     /// Basic authentication password (prefer the environment variable).
     #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
-    basic_password: Option<String>,
+    basic_password: Option<verify::RedactedString>,
     /// Signature file(s) downloaded from Learning Manager; repeat, or separate with commas.
     #[arg(
         long = "signature-file",
@@ -249,7 +249,7 @@ struct CheckArgs {
     basic_user: Option<String>,
     /// Basic authentication password.
     #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
-    basic_password: Option<String>,
+    basic_password: Option<verify::RedactedString>,
     /// Signature file(s); repeat, or separate with commas.
     #[arg(
         long = "signature-file",
@@ -319,7 +319,9 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
     }
     let authentication = config::authentication_from_flags(
         args.basic_user.as_deref(),
-        args.basic_password.as_deref(),
+        args.basic_password
+            .as_ref()
+            .map(verify::RedactedString::expose),
         &args.signature_files,
     )?;
     let limits = Limits {
@@ -641,7 +643,9 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
 fn check(args: CheckArgs) -> Result<(), Failure> {
     let authentication = config::authentication_from_flags(
         args.basic_user.as_deref(),
-        args.basic_password.as_deref(),
+        args.basic_password
+            .as_ref()
+            .map(verify::RedactedString::expose),
         &args.signature_files,
     )
     .map_err(Failure::Config)?;

@@ -104,7 +104,7 @@ struct ReplayArgs {
     username: Option<String>,
     /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
     #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<verify::RedactedString>,
     /// Only requests with an event of this name (repeatable).
     #[arg(long = "event-name")]
     event_names: Vec<String>,
@@ -210,7 +210,7 @@ struct WebhookArgs {
     username: Option<String>,
     /// Basic password (or SENDER_BASIC_PASSWORD, to keep it out of the shell history).
     #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<verify::RedactedString>,
     /// Signature scheme.
     #[arg(long, value_enum)]
     scheme: Option<SchemeName>,
@@ -240,7 +240,7 @@ impl WebhookArgs {
             events: self.events,
             auth: self.auth,
             username: self.username,
-            password: self.password,
+            password: self.password.map(|p| p.expose().to_owned()),
             scheme: self.scheme,
             signature_header: self.signature_header,
             signature_encoding: self.signature_encoding,
@@ -271,7 +271,7 @@ struct TestArgs {
         hide_env_values = true,
         requires = "url"
     )]
-    password: Option<String>,
+    password: Option<verify::RedactedString>,
     /// With --url --auth signature: sign with this signature file.
     #[arg(long, requires = "url")]
     signature_file: Option<PathBuf>,
@@ -719,9 +719,10 @@ async fn webhook_test(
             let auth = match args.auth.unwrap_or(AuthMethod::None) {
                 AuthMethod::None => Auth::None,
                 AuthMethod::Basic => {
-                    let (Some(username), Some(password)) =
-                        (args.username.clone(), args.password.clone())
-                    else {
+                    let (Some(username), Some(password)) = (
+                        args.username.clone(),
+                        args.password.as_ref().map(|p| p.expose().to_owned()),
+                    ) else {
                         return Err(UsageError(
                             "--auth basic needs --username and --password".into(),
                         )
@@ -1150,9 +1151,13 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
             let username = args.username.clone().ok_or_else(|| {
                 UsageError("--auth basic needs --username (and --password)".into())
             })?;
-            let password = args.password.clone().ok_or_else(|| {
-                UsageError("--auth basic needs --password (or SENDER_BASIC_PASSWORD)".into())
-            })?;
+            let password = args
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .ok_or_else(|| {
+                    UsageError("--auth basic needs --password (or SENDER_BASIC_PASSWORD)".into())
+                })?;
             auth.basic = Some(
                 verify::BasicCredentials::new(username, password)
                     .map_err(|error| UsageError(error.to_string()))?,

@@ -358,7 +358,8 @@ pub enum SchemeName {
 }
 
 /// The fields `webhooks add` and `webhooks edit` may set; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+/// `Debug` hides the password.
+#[derive(Clone, Default)]
 pub struct WebhookChanges {
     /// `--name`.
     pub name: Option<String>,
@@ -386,6 +387,26 @@ pub struct WebhookChanges {
     pub tolerance_secs: Option<i64>,
     /// `--inactive` (add) or nothing.
     pub active: Option<bool>,
+}
+
+impl std::fmt::Debug for WebhookChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookChanges")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("auth", &self.auth)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("scheme", &self.scheme)
+            .field("signature_header", &self.signature_header)
+            .field("signature_encoding", &self.signature_encoding)
+            .field("signature_prefix", &self.signature_prefix)
+            .field("tolerance_secs", &self.tolerance_secs)
+            .field("active", &self.active)
+            .finish()
+    }
 }
 
 impl WebhookChanges {
@@ -720,6 +741,19 @@ mod tests {
 
     fn add(flags: WebhookChanges) -> Result<Webhook, String> {
         flags.create(0).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let changes = WebhookChanges {
+            password: Some("hunter22".into()),
+            ..base()
+        };
+        let shown = format!("{changes:?}");
+        assert!(
+            !shown.contains("hunter22") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -264,7 +264,15 @@ fn verbatim_replay_of_a_stale_capture_is_refused_and_check_explains_it() {
         "the 401 body names the reason: {stdout}"
     );
 
-    let refused = export(&store, &["--verdict", "refused"]);
+    // A refusal is written by the store after the 401 went out: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let refused = export(&store, &["--verdict", "refused"]);
+        if !refused.trim().is_empty() || std::time::Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let record = CaptureRecord::from_json_line(refused.trim()).expect("one refused capture");
     let reason = record.reason.clone().unwrap_or_default();
     assert!(reason.starts_with("timestamp_too_old:"), "{reason}");

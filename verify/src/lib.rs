@@ -51,6 +51,7 @@ pub mod generate;
 pub mod headers;
 pub mod keyring;
 pub mod payload;
+pub mod redacted;
 pub mod signature;
 pub mod signature_file;
 pub mod source;
@@ -69,6 +70,7 @@ pub use payload::{
     parse_envelope, single_event_envelope, Envelope, Event, EventTime, OutgoingEnvelope,
     OutgoingEvent, TimeStyle,
 };
+pub use redacted::RedactedString;
 pub use signature::{sign, BodyHmacFormat, Encoding, SigningSecret};
 pub use signature_file::{SignatureFile, SignatureFileError};
 pub use source::{parse_source, SourceItem};
