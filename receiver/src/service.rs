@@ -107,7 +107,7 @@ impl Shared {
             method: method.to_owned(),
             path: target,
             headers: header_pairs(parts),
-            body,
+            body: body.slice(..body.len().min(MAX_KEPT_REFUSED_BODY)),
             status,
             reason: refusal.reason.to_string(),
         });
@@ -245,15 +245,34 @@ fn check_content_type(parts: &Parts) -> Result<(), Refusal> {
 /// Headers for the kept record, in hyper's order (by first appearance of each name, repeats
 /// kept). The `authorization` value is redacted after its scheme: the store and the capture
 /// records must not hold the Basic password.
+/// An `Authorization` value with its credentials replaced: the scheme is kept only when it is
+/// a plain word followed by a space (`Basic [redacted]`), so a bare token or an odd separator
+/// never slips through whole.
+fn redacted_credentials(value: &str) -> String {
+    match value.trim_start().split_once(' ') {
+        Some((scheme, _))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            format!("{scheme} [redacted]")
+        }
+        _ => "[redacted]".to_owned(),
+    }
+}
+
+/// Most bytes of a refused request's body kept in the refused table: enough to diagnose it,
+/// while a flood of large refused bodies cannot fill memory and the store.
+const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
+
 fn header_pairs(parts: &Parts) -> Vec<(String, String)> {
     parts
         .headers
         .iter()
         .map(|(name, value)| {
             let text = String::from_utf8_lossy(value.as_bytes());
-            let text = if name == http::header::AUTHORIZATION {
-                let scheme = text.split(' ').next().unwrap_or_default();
-                format!("{scheme} [redacted]")
+            let text = if name == http::header::AUTHORIZATION
+                || name == http::header::PROXY_AUTHORIZATION
+            {
+                redacted_credentials(&text)
             } else {
                 text.into_owned()
             };
@@ -295,6 +314,19 @@ fn build_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_redacted_whatever_their_shape() {
+        for (value, kept) in [
+            ("Basic Y3JtOnB3", "Basic [redacted]"),
+            ("Bearer abc.def", "Bearer [redacted]"),
+            ("Basic\tY3JtOnB3", "[redacted]"),
+            ("Y3JtOnB3", "[redacted]"),
+            ("", "[redacted]"),
+        ] {
+            assert_eq!(redacted_credentials(value), kept, "{value:?}");
+        }
+    }
 
     fn parts_with(content_type: Option<&str>) -> Parts {
         let mut builder = Request::builder().method("POST").uri("/webhook");
