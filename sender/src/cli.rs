@@ -492,7 +492,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let location = StateLocation::parse(&cli.state)?;
     let open = || -> anyhow::Result<Arc<SqliteState>> {
         let StateLocation::Sqlite(path) = &location;
-        Ok(Arc::new(SqliteState::open(path)?))
+        // A state database that cannot be opened is a configuration problem: exit 2.
+        let state = SqliteState::open(path).map_err(|error| {
+            UsageError(format!(
+                "cannot open the state database {}: {error:#}",
+                path.display()
+            ))
+        })?;
+        Ok(Arc::new(state))
     };
     match cli.command {
         Command::Webhooks { command } => match command {
@@ -1062,8 +1069,12 @@ fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
     let keyring = file
         .keyring()
         .map_err(|error| UsageError(format!("{}: {error}", args.signature_file.display())))?;
-    let body = std::fs::read(&args.body_file)
-        .with_context(|| format!("reading body file {}", args.body_file.display()))?;
+    let body = std::fs::read(&args.body_file).map_err(|error| {
+        UsageError(format!(
+            "reading body file {}: {error}",
+            args.body_file.display()
+        ))
+    })?;
     let timestamp = match &args.timestamp {
         None => verify::unix_now(),
         Some(text) => text
@@ -1105,6 +1116,11 @@ fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
+
+/// Slowest `--rate`: one request every 1000 s; slower schedules are not a replay.
+const MIN_REPLAY_RATE: f64 = 0.001;
+/// Fastest `--rate`; beyond it, drop `--rate` and let `--concurrency` set the pace.
+const MAX_REPLAY_RATE: f64 = 1_000_000.0;
 
 /// Reads `--since` / `--until`: RFC 3339, or an integer of epoch milliseconds or seconds.
 fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
@@ -1206,11 +1222,12 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     if args
         .rate
-        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+        .is_some_and(|rate| !(MIN_REPLAY_RATE..=MAX_REPLAY_RATE).contains(&rate))
     {
-        return Err(
-            UsageError("--rate must be a positive number of requests per second".into()).into(),
-        );
+        return Err(UsageError(format!(
+            "--rate must be between {MIN_REPLAY_RATE} and {MAX_REPLAY_RATE} requests per second"
+        ))
+        .into());
     }
     let auth = replay_auth(&args)?;
     let filter = ReplayFilter {

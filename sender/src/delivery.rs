@@ -42,6 +42,10 @@ const SERVE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 /// Longest an outcome waits to share a commit with others (relaxed order only).
 const GROUP_COMMIT_MS: i64 = 5;
 
+/// Most pending requests one query fetches (relaxed order): big pages mean few round trips
+/// to the storage thread, and a page of bodies is still only a few hundred kilobytes.
+const MAX_PAGE: usize = 1024;
+
 /// Registrations and queue together: what the engine reads and writes.
 pub trait State: Registry + Queue {}
 impl<S: Registry + Queue> State for S {}
@@ -232,6 +236,48 @@ fn tls_connector(ca_file: Option<&std::path::Path>) -> anyhow::Result<tokio_rust
 #[derive(Default)]
 pub struct HttpLane {
     connection: Option<LaneConnection>,
+    /// The Target URL of the last request, parsed: a webhook's requests all go to the same
+    /// URL, so it is parsed once per lane rather than once per request.
+    target: Option<Arc<Target>>,
+}
+
+/// A Target URL taken apart for sending.
+struct Target {
+    url: String,
+    uri: hyper::Uri,
+    /// `scheme://authority`: what a kept-alive connection may be reused for.
+    origin: String,
+    authority: hyper::http::uri::Authority,
+    host: hyper::header::HeaderValue,
+    path: hyper::http::uri::PathAndQuery,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let uri: hyper::Uri = url.parse().context("invalid Target URL")?;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        if scheme != "http" && scheme != "https" {
+            anyhow::bail!("{scheme}:// is not http or https");
+        }
+        let authority = uri
+            .authority()
+            .context("the Target URL has no host")?
+            .clone();
+        let host = hyper::header::HeaderValue::from_str(authority.as_str())
+            .context("the Target URL's host is not a header value")?;
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        Ok(Self {
+            url: url.to_owned(),
+            origin: format!("{scheme}://{authority}"),
+            uri,
+            authority,
+            host,
+            path,
+        })
+    }
 }
 
 impl std::fmt::Debug for HttpLane {
@@ -272,30 +318,24 @@ impl Transport for HttpTransport {
 
 impl HttpTransport {
     async fn send_inner(&self, lane: &mut HttpLane, request: &Outbound) -> anyhow::Result<Answer> {
-        let uri: hyper::Uri = request.url.parse().context("invalid Target URL")?;
-        let scheme = uri.scheme_str().unwrap_or("http");
-        if scheme != "http" && scheme != "https" {
-            anyhow::bail!("{scheme}:// is not http or https");
-        }
-        let authority = uri
-            .authority()
-            .context("the Target URL has no host")?
-            .clone();
-        let origin = format!("{scheme}://{authority}");
+        let target = match &lane.target {
+            Some(target) if target.url == request.url => target.clone(),
+            _ => {
+                let target = Arc::new(Target::parse(&request.url)?);
+                lane.target = Some(target.clone());
+                target
+            }
+        };
         // A reused connection may have been closed by the server while idle; the request then
         // fails before anything was answered, so it is sent once more on a new connection.
-        let reused = matches!(&lane.connection, Some(c) if c.origin == origin && !c.ended && !c.sender.is_closed());
+        let reused = matches!(&lane.connection, Some(c) if c.origin == target.origin && !c.ended && !c.sender.is_closed());
         if !reused {
             lane.connection = None;
         }
-        match self
-            .exchange(lane, &origin, &authority, &uri, request)
-            .await
-        {
+        match self.exchange(lane, &target, request).await {
             Err(error) if reused && is_stale_connection(&error) => {
                 lane.connection = None;
-                self.exchange(lane, &origin, &authority, &uri, request)
-                    .await
+                self.exchange(lane, &target, request).await
             }
             other => other,
         }
@@ -304,15 +344,14 @@ impl HttpTransport {
     async fn exchange(
         &self,
         lane: &mut HttpLane,
-        origin: &str,
-        authority: &hyper::http::uri::Authority,
-        uri: &hyper::Uri,
+        target: &Target,
         request: &Outbound,
     ) -> anyhow::Result<Answer> {
         if lane.connection.is_none() {
             // Boxed: connecting (TLS included) is the rare path, and keeping its large state
             // out of the attempt's future keeps every spawned attempt small.
-            let connection = Box::pin(self.connect(origin, authority, uri)).await?;
+            let connection =
+                Box::pin(self.connect(&target.origin, &target.authority, &target.uri)).await?;
             lane.connection = Some(connection);
         }
         let Some(LaneConnection {
@@ -324,13 +363,16 @@ impl HttpTransport {
         else {
             anyhow::bail!("no connection");
         };
-        let path = uri
-            .path_and_query()
-            .map_or("/", hyper::http::uri::PathAndQuery::as_str);
-        let mut builder = hyper::Request::post(path)
-            .header(hyper::header::HOST, authority.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, USER_AGENT);
+        let mut builder = hyper::Request::post(target.path.clone())
+            .header(hyper::header::HOST, target.host.clone())
+            .header(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            )
+            .header(
+                hyper::header::USER_AGENT,
+                hyper::header::HeaderValue::from_static(USER_AGENT),
+            );
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -743,6 +785,10 @@ impl<T: Transport> Engine<T> {
         let mut exit = WorkerExit::Stopped;
         // When the oldest outcome not yet handed to a commit came in.
         let mut recorded_wait_since: Option<i64> = None;
+        // One timer for the whole loop, moved with `reset`: a fresh `sleep_until` on every
+        // turn would register and cancel a timer per completed attempt.
+        let wake_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(wake_timer);
         loop {
             let now = self.clock.now_ms();
             if *stop.borrow() {
@@ -782,7 +828,10 @@ impl<T: Transport> Engine<T> {
                     }
                 }
             }
-            if batch_due_ms.is_some_and(|due| due <= now) || drain {
+            // Draining flushes whatever is staged at once, but only when something may be:
+            // at the start and after each re-read of the registration (`batch_due_ms` is then
+            // set), not on every turn of the loop, which would cost a transaction each.
+            if batch_due_ms.is_some_and(|due| due <= now || drain) {
                 let (state, webhook_id) = (self.state.clone(), id.clone());
                 let (interval, size) = (
                     millis(self.config.batch_interval),
@@ -797,7 +846,11 @@ impl<T: Transport> Engine<T> {
             let may_send =
                 !strict || (in_flight.is_empty() && recording.is_none() && to_record.is_empty());
             if may_send && !lanes.is_empty() && ready.is_empty() {
-                let limit = if strict { 1 } else { parallel * 4 };
+                let limit = if strict {
+                    1
+                } else {
+                    (parallel * 16).min(MAX_PAGE)
+                };
                 let mut found = self.fetch(id, limit, strict, now, cursor).await?;
                 if !strict && found.is_empty() && cursor > 0 {
                     // Back to the start for retries that fell due behind the cursor.
@@ -872,7 +925,7 @@ impl<T: Transport> Engine<T> {
                     Some(due) => wake_ms = wake_ms.min(due.max(now)),
                 }
             }
-            let wake = self.clock.instant_of(wake_ms);
+            wake_timer.as_mut().reset(self.clock.instant_of(wake_ms));
             let committed = async {
                 match recording.as_mut() {
                     Some(handle) => handle.await,
@@ -908,7 +961,7 @@ impl<T: Transport> Engine<T> {
                         break;
                     }
                 }
-                () = tokio::time::sleep_until(wake) => {}
+                () = wake_timer.as_mut() => {}
                 _ = stop.changed() => {}
             }
         }

@@ -630,7 +630,27 @@ fn build_scheme(
                         "--signature-header {header:?} is not a header name (letters, digits, '-')"
                     )));
                 }
-                format.header = header.to_ascii_lowercase();
+                let header = header.to_ascii_lowercase();
+                // Headers the HTTP layer or the other auth methods own would be overwritten,
+                // duplicated or misread.
+                const RESERVED: &[&str] = &[
+                    "host",
+                    "content-length",
+                    "content-type",
+                    "transfer-encoding",
+                    "connection",
+                    "authorization",
+                    "user-agent",
+                    "webhook-id",
+                    "webhook-timestamp",
+                    "webhook-signature",
+                ];
+                if RESERVED.contains(&header.as_str()) {
+                    return Err(UsageError(format!(
+                        "--signature-header {header} is reserved; pick a header of its own such as x-alm-signature"
+                    )));
+                }
+                format.header = header;
             }
             if let Some(encoding) = encoding {
                 format.encoding = Encoding::from_name(&encoding).ok_or_else(|| {
@@ -640,6 +660,16 @@ fn build_scheme(
                 })?;
             }
             if let Some(prefix) = prefix {
+                // The receiver splits several signatures on commas and spaces, and a header
+                // value cannot hold control characters.
+                if prefix
+                    .chars()
+                    .any(|c| c.is_control() || c == ',' || c == ' ')
+                {
+                    return Err(UsageError(
+                        "--signature-prefix must not hold spaces, commas or control characters (e.g. sha256=)".into(),
+                    ));
+                }
                 format.prefix = prefix;
             }
             Ok(Scheme::BodyHmacSha256(format))
@@ -741,6 +771,26 @@ mod tests {
 
     fn add(flags: WebhookChanges) -> Result<Webhook, String> {
         flags.create(0).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn body_hmac_header_and_prefix_are_checked() {
+        let body_hmac = |header: Option<&str>, prefix: Option<&str>| {
+            add(WebhookChanges {
+                auth: Some(AuthMethod::Signature),
+                scheme: Some(SchemeName::BodyHmacSha256),
+                signature_header: header.map(str::to_owned),
+                signature_prefix: prefix.map(str::to_owned),
+                ..base()
+            })
+        };
+        assert!(body_hmac(Some("X-Sig"), Some("sha256=")).is_ok());
+        assert!(body_hmac(Some("Host"), None)
+            .expect_err("reserved")
+            .contains("reserved"));
+        assert!(body_hmac(Some("authorization"), None).is_err());
+        assert!(body_hmac(None, Some("a,b")).is_err());
+        assert!(body_hmac(None, Some("x\r\ny")).is_err());
     }
 
     #[test]

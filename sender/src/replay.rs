@@ -39,6 +39,9 @@ const HOP_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Most bytes of an answer read before the request counts as failed.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
 /// How many bytes of a response body the report keeps.
 const RESPONSE_EXCERPT_BYTES: usize = 200;
 
@@ -509,7 +512,13 @@ async fn send_one(client: &HttpClient, options: &SendOptions, request: PlannedRe
     let exchange = async {
         let response = client.request(http_request).await?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
+        // The answer is read only up to a bound: a listener that streams forever must not
+        // fill memory.
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|error| anyhow::anyhow!("reading the answer: {error}"))?
+            .to_bytes();
         anyhow::Ok((status, body))
     };
     match tokio::time::timeout(options.request_timeout, exchange).await {

@@ -11,7 +11,8 @@ use crate::capture::CaptureRecord;
 pub enum SourceItem {
     /// A capture record: headers, body bytes, time and verdict.
     Capture(CaptureRecord),
-    /// A bare envelope: only the body bytes, exactly as they stand in the file.
+    /// A bare envelope: only the body bytes, exactly as they stand in the file, without the
+    /// whitespace before and after the document (a trailing newline is not part of a body).
     Envelope(Vec<u8>),
 }
 
