@@ -239,6 +239,10 @@ pub struct HttpLane {
     /// The Target URL of the last request, parsed: a webhook's requests all go to the same
     /// URL, so it is parsed once per lane rather than once per request.
     target: Option<Arc<Target>>,
+    /// The response timeout of the request under way. One timer per lane, moved forward with
+    /// `reset` for each request: a later deadline is only noted in the registered timer, where
+    /// a fresh timer per request would be inserted into and removed from the timer wheel.
+    response_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A Target URL taken apart for sending.
@@ -406,16 +410,26 @@ impl HttpTransport {
                 }
             }
         };
-        match tokio::time::timeout(self.response_timeout, driven).await {
-            Err(_) => {
+        let deadline = Instant::now() + self.response_timeout;
+        let timer = lane
+            .response_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().reset(deadline);
+        let finished = tokio::select! {
+            biased;
+            result = driven => Some(result),
+            () = timer.as_mut() => None,
+        };
+        match finished {
+            None => {
                 lane.connection = None;
                 anyhow::bail!(
                     "response timeout: no complete response within {:?}",
                     self.response_timeout
                 )
             }
-            Ok(Err(error)) => Err(anyhow::Error::new(error).context("HTTP exchange")),
-            Ok(Ok((status, retry_after, head, drop_connection))) => {
+            Some(Err(error)) => Err(anyhow::Error::new(error).context("HTTP exchange")),
+            Some(Ok((status, retry_after, head, drop_connection))) => {
                 if drop_connection {
                     lane.connection = None;
                 }
@@ -1006,15 +1020,17 @@ impl<T: Transport> Engine<T> {
         let now = self.clock.now_ms();
         let attempt = request.attempts.saturating_add(1);
         let latency_ms = now.saturating_sub(started_ms);
-        let (status, error, head, retry_after) = match &answer {
+        let success = answer.is_success();
+        // The answer is taken apart, not cloned: this runs once per delivery.
+        let (status, error, head, retry_after) = match answer {
             Answer::Response {
                 status,
                 retry_after,
                 head,
-            } => (Some(*status), None, head.clone(), retry_after.clone()),
-            Answer::Failed(error) => (None, Some(error.clone()), String::new(), None),
+            } => (Some(status), None, head, retry_after),
+            Answer::Failed(error) => (None, Some(error), String::new(), None),
         };
-        let next = if answer.is_success() {
+        let next = if success {
             RequestState::Delivered
         } else {
             let wall =
@@ -1031,18 +1047,24 @@ impl<T: Transport> Engine<T> {
                 NextStep::GiveUp => RequestState::Expired,
             }
         };
-        let outcome = status.map_or_else(|| error.clone().unwrap_or_default(), |s| s.to_string());
+        // Inside the macros, so the text is only made when the event is logged.
+        let outcome = || {
+            status.map_or_else(
+                || error.as_deref().unwrap_or_default().to_owned(),
+                |s| s.to_string(),
+            )
+        };
         match next {
             RequestState::Delivered => tracing::info!(
-                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, status = outcome,
+                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, status = outcome(),
                 latency_ms, "delivered"
             ),
             RequestState::RetryAt(at) => tracing::warn!(
-                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, outcome,
+                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, outcome = outcome(),
                 latency_ms, response = %head, retry_in_ms = at - now, "attempt failed"
             ),
             RequestState::Expired => tracing::error!(
-                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, outcome,
+                webhook = %request.webhook_id, msg_id = %request.msg_id, attempt, outcome = outcome(),
                 latency_ms, "retention ended; giving up"
             ),
         }

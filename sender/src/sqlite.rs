@@ -102,6 +102,9 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 ";
 
+/// Attempt rows written by one multi-row INSERT when outcomes are recorded in a group.
+const ATTEMPT_ROWS: usize = 16;
+
 /// Registrations and queue in a SQLite file.
 ///
 /// One connection behind a std `Mutex`: every method holds it for one short statement or
@@ -892,6 +895,13 @@ impl Queue for SqliteState {
 fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> anyhow::Result<()> {
     let transaction = connection.transaction()?;
     {
+        // Full groups of attempt rows go in one multi-row INSERT: one statement run instead
+        // of `ATTEMPT_ROWS`, which is most of what an INSERT costs besides its B-tree work.
+        let many_sql = format!(
+            "INSERT INTO attempts (request_id, attempt, started_at_ms, status, error, latency_ms,
+             response_head) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?)"; ATTEMPT_ROWS].join(", ")
+        );
         let mut insert = transaction.prepare_cached(
             "INSERT INTO attempts (request_id, attempt, started_at_ms, status, error, latency_ms,
                  response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -901,33 +911,52 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
                  last_status = ?5, last_error = ?6, finished_at_ms = ?7
                  WHERE id = ?1 AND state = 'pending'",
         )?;
-        // `state = 'pending'`: an outcome that comes in after the webhook was given up
-        // (relaxed order has several in flight) must not bring its request back.
-        for record in attempts {
-            insert.execute(params![
-                record.request_id,
-                record.attempt,
-                record.started_at_ms,
-                record.status,
-                record.error,
-                record.latency_ms,
-                record.response_head
-            ])?;
-            let finished = record.started_at_ms.saturating_add(record.latency_ms);
-            let (state, next, finished_at) = match record.next {
-                RequestState::Delivered => ("delivered", finished, Some(finished)),
-                RequestState::RetryAt(at) => ("pending", at, None),
-                RequestState::Expired => ("expired", finished, Some(finished)),
-            };
-            update.execute(params![
-                record.request_id,
-                state,
-                record.attempt,
-                next,
-                record.status,
-                record.error,
-                finished_at
-            ])?;
+        for chunk in attempts.chunks(ATTEMPT_ROWS) {
+            if chunk.len() == ATTEMPT_ROWS {
+                let mut insert_many = transaction.prepare_cached(&many_sql)?;
+                for (row, record) in chunk.iter().enumerate() {
+                    let first = row * 7;
+                    insert_many.raw_bind_parameter(first + 1, record.request_id)?;
+                    insert_many.raw_bind_parameter(first + 2, record.attempt)?;
+                    insert_many.raw_bind_parameter(first + 3, record.started_at_ms)?;
+                    insert_many.raw_bind_parameter(first + 4, record.status)?;
+                    insert_many.raw_bind_parameter(first + 5, &record.error)?;
+                    insert_many.raw_bind_parameter(first + 6, record.latency_ms)?;
+                    insert_many.raw_bind_parameter(first + 7, &record.response_head)?;
+                }
+                insert_many.raw_execute()?;
+            } else {
+                for record in chunk {
+                    insert.execute(params![
+                        record.request_id,
+                        record.attempt,
+                        record.started_at_ms,
+                        record.status,
+                        record.error,
+                        record.latency_ms,
+                        record.response_head
+                    ])?;
+                }
+            }
+            // `state = 'pending'`: an outcome that comes in after the webhook was given up
+            // (relaxed order has several in flight) must not bring its request back.
+            for record in chunk {
+                let finished = record.started_at_ms.saturating_add(record.latency_ms);
+                let (state, next, finished_at) = match record.next {
+                    RequestState::Delivered => ("delivered", finished, Some(finished)),
+                    RequestState::RetryAt(at) => ("pending", at, None),
+                    RequestState::Expired => ("expired", finished, Some(finished)),
+                };
+                update.execute(params![
+                    record.request_id,
+                    state,
+                    record.attempt,
+                    next,
+                    record.status,
+                    record.error,
+                    finished_at
+                ])?;
+            }
         }
     }
     transaction.commit().context("committing attempts")?;
