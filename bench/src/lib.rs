@@ -1,1 +1,291 @@
-//! Shared helpers of the benchmark programs.
+//! Shared helpers of the benchmark programs: the signed 1 KiB event the load generators send,
+//! a closed-loop and an open-loop HTTP/1.1 load generator, and the small statistics the
+//! report needs (median, spread).
+//!
+//! The load generators run in their own process (`load_gen`), so `bench/run` can pin them to a
+//! core of their own, away from the server under test.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use verify::Keyring;
+
+/// Size of the `note` padding that makes an event about 1 KiB.
+pub const PADDING: usize = 760;
+
+/// The body of one request: one event of about 1 KiB with an id unique to `(run, connection,
+/// sequence)`, so runs against the same store never collide as duplicates.
+pub fn event_body(run: &str, connection: usize, sequence: u64) -> Vec<u8> {
+    format!(
+        r#"{{"accountId":1010,"events":[{{"eventId":"bench-{run}-{connection}-{sequence}","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z","note":"{}"}}}}]}}"#,
+        "x".repeat(PADDING)
+    )
+    .into_bytes()
+}
+
+/// What one load run measured.
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// Answers 200 inside the measured window.
+    pub ok: u64,
+    /// Any other answer inside the window.
+    pub failed: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Latency of each 200, microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+}
+
+impl Measured {
+    /// Accepted requests per second.
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+
+    /// The latency at `fraction` (0.5 = p50), milliseconds.
+    pub fn percentile_ms(&self, fraction: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * fraction).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+
+    fn absorb(&mut self, ok: u64, failed: u64, latencies: Vec<u64>) {
+        self.ok += ok;
+        self.failed += failed;
+        self.latencies_us.extend(latencies);
+    }
+}
+
+/// Builds one signed POST of a fresh event.
+fn signed_request(
+    addr: SocketAddr,
+    keyring: &Keyring,
+    run: &str,
+    connection: usize,
+    sequence: u64,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let body = event_body(run, connection, sequence);
+    let headers = keyring.sign_headers(
+        &format!("msg_{run}_{connection}_{sequence}"),
+        verify::unix_now(),
+        &body,
+    );
+    let mut builder = Request::post("/webhook")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    for (name, value) in &headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    Ok(builder.body(Full::new(Bytes::from(body)))?)
+}
+
+/// One keep-alive HTTP/1.1 connection.
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Closed loop: each of `connections` keep-alive connections sends its next request as soon as
+/// the previous answer arrived, for `warmup + duration`; only the last `duration` counts. The
+/// rate it reaches is the server's maximum for that many clients.
+///
+/// # Errors
+/// A connection cannot be made or breaks.
+pub async fn closed_loop(
+    addr: SocketAddr,
+    keyring: Arc<Keyring>,
+    run: &str,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let keyring = Arc::clone(&keyring);
+        let (measuring, stop) = (Arc::clone(&measuring), Arc::clone(&stop));
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await?;
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut sequence = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                sequence += 1;
+                let request = signed_request(addr, &keyring, &run, connection, sequence)?;
+                let started = Instant::now();
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                if measuring.load(Ordering::Relaxed) {
+                    if status == StatusCode::OK {
+                        ok += 1;
+                        latencies.push(started.elapsed().as_micros() as u64);
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let mut measured = Measured {
+        seconds: started.elapsed().as_secs_f64(),
+        ..Measured::default()
+    };
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let (ok, failed, latencies) = task.await??;
+        measured.absorb(ok, failed, latencies);
+    }
+    measured.latencies_us.sort_unstable();
+    Ok(measured)
+}
+
+/// Open loop: requests are due at a fixed `rate` whatever the answers do, spread over
+/// `connections` keep-alive connections that take the next due request when they are free.
+/// A request's latency runs from the moment it was due, not from when a connection took it,
+/// so a slow answer that delays the next requests shows in their latency too (no coordinated
+/// omission).
+///
+/// # Errors
+/// A connection cannot be made or breaks.
+pub async fn open_loop(
+    addr: SocketAddr,
+    keyring: Arc<Keyring>,
+    run: &str,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    // Due times go through one shared queue; an unbounded channel so the dispatcher never
+    // waits for the server (that is the point of an open loop).
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let keyring = Arc::clone(&keyring);
+        let due_rx = Arc::clone(&due_rx);
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await?;
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut sequence = 0u64;
+            loop {
+                // Held only for the `recv`, so free connections take due requests in turn.
+                let Some(due) = due_rx.lock().await.recv().await else {
+                    break;
+                };
+                sequence += 1;
+                let request = signed_request(addr, &keyring, &run, connection, sequence)?;
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                if status == StatusCode::OK {
+                    ok += 1;
+                    latencies.push(due.elapsed().as_micros() as u64);
+                } else {
+                    failed += 1;
+                }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    // Connections are up before the clock starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while started.elapsed() < duration {
+        tick.tick().await;
+        // Every request due by now, stamped with the moment it was due.
+        let due_by_now = (started.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due_by_now {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate);
+            let _ = due_tx.send(due);
+            sent += 1;
+        }
+    }
+    drop(due_tx);
+    let mut measured = Measured::default();
+    for task in tasks {
+        let (ok, failed, latencies) = task.await??;
+        measured.absorb(ok, failed, latencies);
+    }
+    // The window is the sending time plus the drain of what was queued at the end.
+    measured.seconds = duration.as_secs_f64();
+    measured.latencies_us.sort_unstable();
+    Ok(measured)
+}
+
+/// Median, minimum and maximum of several runs' values.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// The median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; NaN for none.
+    pub fn of(values: &[f64]) -> Spread {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        if sorted.is_empty() {
+            return Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len().is_multiple_of(2) {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        } else {
+            sorted[middle]
+        };
+        Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_the_middle() {
+        let spread = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((spread.median, spread.min, spread.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of(&[1.0, 2.0, 3.0, 10.0]).median, 2.5);
+        assert!(Spread::of(&[]).median.is_nan());
+    }
+}
