@@ -9,8 +9,9 @@
 //! requests that still show one: a chunked request arriving while the watch saw more
 //! `Content-Length` lines than the service was shown is refused.
 //!
-//! The pattern is `\r\ncontent-length:` (any case). JSON bodies cannot hold a raw CR LF
-//! inside a string, and chunk framing is hex digits, so bodies do not trip it; a pipelined
+//! The pattern is `\ncontent-length:` (any case): hyper also accepts header lines ended by a
+//! bare LF, so the CR is not required. JSON bodies cannot hold a raw LF inside a string (and a
+//! key is quoted), and chunk framing is hex digits, so bodies do not trip it; a pipelined
 //! request read ahead of a chunked one can, and then the chunked one is refused: failing safe.
 
 use std::io;
@@ -21,7 +22,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PATTERN: &[u8] = b"\r\ncontent-length:";
+const PATTERN: &[u8] = b"\ncontent-length:";
 
 /// What the watch saw on one connection, shared with that connection's service.
 #[derive(Debug, Default)]
@@ -63,10 +64,10 @@ impl<T> WatchedIo<T> {
 
     fn scan(&mut self, mut bytes: &[u8]) {
         // Every read of every body passes here, so skip cheaply what cannot start a match:
-        // with no partial match pending, a block without `\r` holds no pattern start.
+        // with no partial match pending, a block without `\n` holds no pattern start.
         // `<[u8]>::contains` is memchr-backed, many times faster than a byte loop.
         const BLOCK: usize = 64;
-        while self.matched == 0 && bytes.len() >= BLOCK && !bytes[..BLOCK].contains(&b'\r') {
+        while self.matched == 0 && bytes.len() >= BLOCK && !bytes[..BLOCK].contains(&b'\n') {
             bytes = &bytes[BLOCK..];
         }
         for byte in bytes {
@@ -80,8 +81,8 @@ impl<T> WatchedIo<T> {
                     self.matched = 0;
                 }
             } else {
-                // `\r` occurs only at the start of the pattern, so a mismatch restarts there.
-                self.matched = usize::from(byte == b'\r');
+                // `\n` occurs only at the start of the pattern, so a mismatch restarts there.
+                self.matched = usize::from(byte == b'\n');
             }
         }
     }
@@ -155,6 +156,11 @@ mod tests {
         assert_eq!(
             lines_in(&[b"POST / HTTP/1.1\r\nCONTENT-", b"LENGTH: 5\r\n"]),
             1
+        );
+        assert_eq!(
+            lines_in(&[b"POST / HTTP/1.1\nTransfer-Encoding: chunked\nContent-Length: 5\n\n"]),
+            1,
+            "bare LF line ends, which hyper accepts too"
         );
         assert_eq!(
             lines_in(&[b"POST / HTTP/1.1\r", b"\r\ncontent-length:1\r\n"]),

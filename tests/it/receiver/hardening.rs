@@ -52,6 +52,14 @@ async fn content_length_with_transfer_encoding_is_refused_in_either_order() {
             "the smuggled request is never answered: {answer}"
         );
     }
+    // The same with bare LF line ends, which hyper also accepts.
+    let raw = format!(
+        "POST /webhook HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\nContent-Length: 4\n\n{}",
+        chunked(&body)
+    );
+    let answer = raw_exchange(receiver.addr, raw.as_bytes()).await;
+    assert_eq!(status_of(&answer), "400", "bare LF: {answer}");
+    assert!(answer.contains("ambiguous_length"), "{answer}");
     // A plain chunked request (no Content-Length) is fine, also after a length request on
     // the same connection.
     let raw = format!(
