@@ -317,161 +317,136 @@ mod tests {
     use crate::signature::SigningSecret;
 
     const NOW: i64 = 1_795_000_000;
-    const BODY: &[u8] = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1}}]}"#;
+    const BODY: &[u8] = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1,"loId":"course:1","loType":"course"}}]}"#;
 
-    fn secret() -> SigningSecret {
-        SigningSecret::from_bytes(vec![9; 32]).expect("valid")
+    fn secret(fill: u8) -> SigningSecret {
+        SigningSecret::from_bytes(vec![fill; 32]).expect("valid")
     }
 
-    fn auth(entries: Vec<KeyEntry>) -> Authentication {
-        Authentication::Signature(vec![Keyring::new(Scheme::default(), entries)])
+    /// One case: the receiver's secrets, the headers as signed (of `BODY` at `signed_at`, by
+    /// secret 9), the body as captured, the expected code and phrases of the findings.
+    struct Case {
+        name: &'static str,
+        entries: Vec<KeyEntry>,
+        signed_at: i64,
+        drop_header: Option<&'static str>,
+        captured: Vec<u8>,
+        code: &'static str,
+        phrases: &'static [&'static str],
     }
 
-    fn signed(body: &[u8], at: i64) -> Vec<(String, String)> {
-        Keyring::single(secret()).sign_headers("msg_1", at, body)
-    }
-
-    fn says(diagnosis: &Diagnosis, needle: &str) -> bool {
-        diagnosis
-            .findings
-            .iter()
-            .any(|finding| finding.contains(needle))
-    }
-
-    #[test]
-    fn accepted_has_no_findings() {
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(secret())]),
-            &signed(BODY, NOW),
-            BODY,
-            NOW,
-        );
-        assert_eq!(diagnosis.reason_code(), "accepted");
-        assert!(diagnosis.findings.is_empty());
+    fn case(name: &'static str, code: &'static str, phrases: &'static [&'static str]) -> Case {
+        Case {
+            name,
+            entries: vec![KeyEntry::new(secret(9))],
+            signed_at: NOW,
+            drop_header: None,
+            captured: BODY.to_vec(),
+            code,
+            phrases,
+        }
     }
 
     #[test]
-    fn stale_capture_says_only_the_time_is_off() {
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(secret())]),
-            &signed(BODY, NOW - 3600),
-            BODY,
-            NOW,
-        );
-        assert_eq!(diagnosis.reason_code(), "timestamp_too_old:3600");
-        assert!(
-            says(&diagnosis, "3600 s later"),
-            "{:#?}",
-            diagnosis.findings
-        );
-        assert!(
-            says(&diagnosis, "only the time is off"),
-            "{:#?}",
-            diagnosis.findings
-        );
-    }
-
-    #[test]
-    fn pretty_printed_body_is_called_re_serialised_and_the_original_verifies() {
+    fn each_refusal_is_explained() {
         let value: Value = serde_json::from_slice(BODY).expect("json");
         let pretty = serde_json::to_vec_pretty(&value).expect("pretty");
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(secret())]),
-            &signed(BODY, NOW),
-            &pretty,
-            NOW,
-        );
-        assert_eq!(diagnosis.reason_code(), "no_matching_signature");
-        assert!(
-            says(&diagnosis, "whitespace differs"),
-            "{:#?}",
-            diagnosis.findings
-        );
-        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
-    }
-
-    #[test]
-    fn sorted_keys_are_called_re_serialised() {
-        let sorted = br#"{"accountId":1010,"events":[{"data":{"userId":1},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(secret())]),
-            &signed(BODY, NOW),
-            sorted,
-            NOW,
-        );
-        assert!(
-            says(&diagnosis, "not in the order"),
-            "{:#?}",
-            diagnosis.findings
-        );
-        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
-    }
-
-    #[test]
-    fn fully_sorted_keys_including_data_still_verify_when_rebuilt() {
-        let body = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1,"loId":"course:1","loType":"course"}}]}"#;
-        let sorted = br#"{"accountId":1010,"events":[{"data":{"loId":"course:1","loType":"course","userId":1},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(secret())]),
-            &signed(body, NOW),
-            sorted,
-            NOW,
-        );
-        assert!(
-            says(&diagnosis, "not in the order"),
-            "{:#?}",
-            diagnosis.findings
-        );
-        assert!(says(&diagnosis, "DOES verify"), "{:#?}", diagnosis.findings);
-    }
-
-    #[test]
-    fn wrong_secret_with_untouched_body_blames_the_secret() {
-        let other = SigningSecret::from_bytes(vec![1; 32]).expect("valid");
-        let diagnosis = diagnose_at(
-            &auth(vec![KeyEntry::new(other)]),
-            &signed(BODY, NOW),
-            BODY,
-            NOW,
-        );
-        assert_eq!(diagnosis.reason_code(), "no_matching_signature");
-        assert!(
-            says(&diagnosis, "secret differs"),
-            "{:#?}",
-            diagnosis.findings
-        );
-    }
-
-    #[test]
-    fn expired_keyring_is_explained() {
-        let entry = KeyEntry {
-            expires_at: Some(NOW - 10),
-            ..KeyEntry::new(secret())
-        };
-        let diagnosis = diagnose_at(&auth(vec![entry]), &signed(BODY, NOW), BODY, NOW);
-        assert_eq!(diagnosis.reason_code(), "secret_expired");
-        assert!(
-            says(&diagnosis, "no secret of the keyring was in force"),
-            "{:#?}",
-            diagnosis.findings
-        );
-        assert!(
-            says(&diagnosis, "secret #0 expired at"),
-            "{:#?}",
-            diagnosis.findings
-        );
-    }
-
-    #[test]
-    fn missing_header_names_what_was_expected() {
-        let mut headers = signed(BODY, NOW);
-        headers.retain(|(name, _)| name != WEBHOOK_SIGNATURE);
-        let diagnosis = diagnose_at(&auth(vec![KeyEntry::new(secret())]), &headers, BODY, NOW);
-        assert_eq!(diagnosis.reason_code(), "missing_header:webhook-signature");
-        assert!(
-            says(&diagnosis, "another authentication method"),
-            "{:#?}",
-            diagnosis.findings
-        );
+        let sorted_envelope = br#"{"accountId":1010,"events":[{"data":{"userId":1,"loId":"course:1","loType":"course"},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
+        let sorted_everywhere = br#"{"accountId":1010,"events":[{"data":{"loId":"course:1","loType":"course","userId":1},"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z"}]}"#;
+        let cases = [
+            case("accepted", "accepted", &[]),
+            Case {
+                signed_at: NOW - 3600,
+                ..case(
+                    "stale",
+                    "timestamp_too_old:3600",
+                    &["3600 s later", "only the time is off"],
+                )
+            },
+            Case {
+                captured: pretty,
+                ..case(
+                    "pretty",
+                    "no_matching_signature",
+                    &["whitespace differs", "DOES verify"],
+                )
+            },
+            Case {
+                captured: sorted_envelope.to_vec(),
+                ..case(
+                    "sorted keys",
+                    "no_matching_signature",
+                    &["not in the order", "DOES verify"],
+                )
+            },
+            Case {
+                captured: sorted_everywhere.to_vec(),
+                ..case(
+                    "sorted data too",
+                    "no_matching_signature",
+                    &["not in the order", "DOES verify"],
+                )
+            },
+            Case {
+                entries: vec![KeyEntry::new(secret(1))],
+                ..case("wrong secret", "no_matching_signature", &["secret differs"])
+            },
+            Case {
+                entries: vec![KeyEntry {
+                    expires_at: Some(NOW - 10),
+                    ..KeyEntry::new(secret(9))
+                }],
+                ..case(
+                    "expired",
+                    "secret_expired",
+                    &[
+                        "no secret of the keyring was in force",
+                        "secret #0 expired at",
+                    ],
+                )
+            },
+            Case {
+                entries: vec![KeyEntry {
+                    created_at: Some(NOW + 60),
+                    ..KeyEntry::new(secret(1))
+                }],
+                ..case(
+                    "created after",
+                    "no_matching_signature",
+                    &["after the request was received"],
+                )
+            },
+            Case {
+                drop_header: Some(WEBHOOK_SIGNATURE),
+                ..case(
+                    "missing header",
+                    "missing_header:webhook-signature",
+                    &["another authentication method"],
+                )
+            },
+        ];
+        for case in cases {
+            let authentication =
+                Authentication::Signature(vec![Keyring::new(Scheme::default(), case.entries)]);
+            let mut headers =
+                Keyring::single(secret(9)).sign_headers("msg_1", case.signed_at, BODY);
+            headers.retain(|(name, _)| Some(name.as_str()) != case.drop_header);
+            let diagnosis = diagnose_at(&authentication, &headers, &case.captured, NOW);
+            assert_eq!(diagnosis.reason_code(), case.code, "{}", case.name);
+            if case.code == "accepted" {
+                assert!(diagnosis.findings.is_empty(), "{}", case.name);
+            }
+            for phrase in case.phrases {
+                assert!(
+                    diagnosis
+                        .findings
+                        .iter()
+                        .any(|finding| finding.contains(phrase)),
+                    "{}: no {phrase:?} in {:#?}",
+                    case.name,
+                    diagnosis.findings
+                );
+            }
+        }
     }
 }
