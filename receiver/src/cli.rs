@@ -70,14 +70,9 @@ enum LogFormat {
     Json,
 }
 
+/// The flags that choose the auth method: none, Basic, or Signature (`listen` and `check`).
 #[derive(Args, Debug)]
-struct ListenArgs {
-    /// Address to listen on.
-    #[arg(long, env = "RECEIVER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// The webhook path.
-    #[arg(long, env = "RECEIVER_PATH", default_value = "/webhook")]
-    path: String,
+struct AuthArgs {
     /// Basic authentication username.
     #[arg(long, env = "RECEIVER_BASIC_USER")]
     basic_user: Option<String>,
@@ -91,6 +86,34 @@ struct ListenArgs {
         value_delimiter = ','
     )]
     signature_files: Vec<PathBuf>,
+}
+
+impl AuthArgs {
+    /// The authentication these flags describe.
+    ///
+    /// # Errors
+    /// Basic without both parts, or a signature file that cannot be read.
+    fn authentication(&self) -> anyhow::Result<verify::Authentication> {
+        config::authentication_from_flags(
+            self.basic_user.as_deref(),
+            self.basic_password
+                .as_ref()
+                .map(verify::RedactedString::expose),
+            &self.signature_files,
+        )
+    }
+}
+
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RECEIVER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The webhook path.
+    #[arg(long, env = "RECEIVER_PATH", default_value = "/webhook")]
+    path: String,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Where events are stored.
     #[arg(long, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
     store: String,
@@ -244,19 +267,8 @@ struct CheckArgs {
     /// Capture records (JSON Lines), an envelope file, JSON Lines of envelopes, a directory
     /// of such files, or `-` for standard input.
     source: PathBuf,
-    /// Basic authentication username.
-    #[arg(long, env = "RECEIVER_BASIC_USER")]
-    basic_user: Option<String>,
-    /// Basic authentication password.
-    #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
-    basic_password: Option<verify::RedactedString>,
-    /// Signature file(s); repeat, or separate with commas.
-    #[arg(
-        long = "signature-file",
-        env = "RECEIVER_SIGNATURE_FILE",
-        value_delimiter = ','
-    )]
-    signature_files: Vec<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// A JSON array of verdicts instead of lines.
     #[arg(long)]
     json: bool,
@@ -317,13 +329,7 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path {:?} must start with '/'", args.path);
     }
-    let authentication = config::authentication_from_flags(
-        args.basic_user.as_deref(),
-        args.basic_password
-            .as_ref()
-            .map(verify::RedactedString::expose),
-        &args.signature_files,
-    )?;
+    let authentication = args.auth.authentication()?;
     let limits = Limits {
         max_body_bytes: config::parse_size(&args.max_body).context("--max-body")?,
         max_connections: args.max_connections,
@@ -641,14 +647,7 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
 }
 
 fn check(args: CheckArgs) -> Result<(), Failure> {
-    let authentication = config::authentication_from_flags(
-        args.basic_user.as_deref(),
-        args.basic_password
-            .as_ref()
-            .map(verify::RedactedString::expose),
-        &args.signature_files,
-    )
-    .map_err(Failure::Config)?;
+    let authentication = args.auth.authentication().map_err(Failure::Config)?;
     let items = crate::check::read_source(&args.source).map_err(Failure::Config)?;
     let now_secs = verify::unix_now();
     let reports: Vec<crate::check::Report> = items
