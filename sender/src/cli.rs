@@ -881,11 +881,12 @@ async fn trigger(
     if !args.enqueue_only && !targets.is_empty() {
         let engine = Engine::http(state.clone(), config);
         let wait = args.wait;
+        let shutdown = shutdown_signal()?;
         report = engine
             .run(Mode::Drain(targets.clone()), async move {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = shutdown_signal() => {}
+                    () = shutdown => {}
                 }
             })
             .await?;
@@ -938,30 +939,37 @@ async fn trigger(
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives while the worker is
+/// still starting stops it cleanly instead of killing it.
+///
+/// # Errors
+/// The operating system refused to install a handler.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }
 
 async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
-    tracing::info!(
-        parallel = config.parallel,
-        "sender run: working the queue until SIGINT/SIGTERM"
+    let shutdown = shutdown_signal()?;
+    // One line on standard output once the signal handlers are in place, so whoever started
+    // the worker knows that SIGTERM now stops it cleanly.
+    println!(
+        "sender run: working the queue (parallel {}); stop with SIGINT or SIGTERM",
+        config.parallel
     );
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let engine = Engine::http(state, config);
-    let report = engine.run(Mode::Serve, shutdown_signal()).await?;
+    let report = engine.run(Mode::Serve, shutdown).await?;
     for id in &report.disabled {
         tracing::warn!(webhook = %id, "disabled at the end of retention");
     }

@@ -323,8 +323,13 @@ async fn sigkill_at_random_moments_loses_no_event_and_stores_none_twice() {
         }
     }
     assert!(killed_mid_queue >= 1, "at least one kill hit a busy queue");
-    // The last worker finishes the queue.
+    // The last worker finishes the queue; it says when SIGTERM will stop it cleanly.
     let mut worker = run();
+    let ready = worker.next_line(Duration::from_secs(15)).await;
+    assert!(
+        ready.starts_with("sender run: working the queue"),
+        "{ready}"
+    );
     let deadline = started + Duration::from_secs(55);
     while pending() > 0 {
         assert!(Instant::now() < deadline, "{} still queued", pending());

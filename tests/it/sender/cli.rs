@@ -572,6 +572,11 @@ async fn trigger_leaves_work_to_a_running_worker_which_stops_cleanly_on_sigterm(
             ])
             .env("RUST_LOG", "warn"),
     );
+    let ready = run.next_line(Duration::from_secs(15)).await;
+    assert!(
+        ready.starts_with("sender run: working the queue"),
+        "{ready}"
+    );
     ok(sender_async(
         &db,
         &[
