@@ -10,11 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, StatusCode};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use verify::Keyring;
 
 /// Size of the `note` padding that makes an event about 1 KiB.
@@ -238,6 +242,61 @@ pub async fn open_loop(
     measured.seconds = duration.as_secs_f64();
     measured.latencies_us.sort_unstable();
     Ok(measured)
+}
+
+/// The baseline server: hyper 1 answering `200 {}` after reading the body, no other work.
+/// Same runtime, hyper and connection handling as the receiver, so the difference between the
+/// two is what the receiver does per request. Serves until its task is dropped.
+pub async fn serve_plain(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                let _ = request.into_body().collect().await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Queues `count` events of `kind` for `webhook` in the sender's state, in chunks of 5000 (one
+/// transaction each), as `trigger --enqueue-only` would; not timed by the benchmarks.
+///
+/// # Errors
+/// The state database refused a write.
+#[cfg(feature = "sender")]
+pub fn enqueue_events(
+    state: &sender::sqlite::SqliteState,
+    webhook: &sender::registry::Webhook,
+    kind: &'static verify::EventKind,
+    count: usize,
+) -> anyhow::Result<()> {
+    use sender::queue::Queue as _;
+    const CHUNK: usize = 5_000;
+    let now = verify::unix_now() * 1000;
+    let mut queued = 0;
+    while queued < count {
+        let recipe = sender::generate::EventRecipe {
+            kind,
+            count: CHUNK.min(count - queued),
+            account_id: 1010,
+            set: Vec::new(),
+            data: None,
+            seed: queued as u64,
+            time_style: verify::TimeStyle::Iso,
+        };
+        let made = recipe.events(now);
+        let deliveries = sender::generate::route(&made, 1010, kind, std::slice::from_ref(webhook));
+        state.enqueue(&deliveries, now)?;
+        queued += made.len();
+    }
+    Ok(())
 }
 
 /// Median, minimum and maximum of several runs' values.

@@ -13,156 +13,21 @@
 //! server's, the group-commit batch sizes from `/metrics`, and a check that every 200 is a
 //! stored event.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use bench::{closed_loop, event_body, serve_plain, Measured};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use verify::{Authentication, Keyring, SigningSecret};
 
 /// Time the load runs before measuring starts, so connections and caches are warm.
 const WARMUP: Duration = Duration::from_millis(500);
-/// Size of the `note` padding that makes an event about 1 KiB.
-const PADDING: usize = 760;
-
-/// What one load run measured.
-struct Measured {
-    ok: u64,
-    failed: u64,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-}
-
-impl Measured {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.seconds
-    }
-
-    fn percentile(&self, fraction: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * fraction).round() as usize;
-        self.latencies_us[index] as f64 / 1000.0
-    }
-}
-
-/// The body of one request: one event of about 1 KiB with a unique id.
-fn body(connection: usize, sequence: u64) -> Vec<u8> {
-    format!(
-        r#"{{"accountId":1010,"events":[{{"eventId":"bench-{connection}-{sequence}","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z","note":"{}"}}}}]}}"#,
-        "x".repeat(PADDING)
-    )
-    .into_bytes()
-}
-
-/// Drives `addr` with `connections` closed-loop clients for `WARMUP + duration`.
-async fn load(
-    addr: SocketAddr,
-    keyring: Arc<Keyring>,
-    connections: usize,
-    duration: Duration,
-) -> anyhow::Result<Measured> {
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for connection in 0..connections {
-        let keyring = Arc::clone(&keyring);
-        let measuring = Arc::clone(&measuring);
-        let stop = Arc::clone(&stop);
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let mut ok = 0u64;
-            let mut failed = 0u64;
-            let mut latencies = Vec::new();
-            let mut sequence = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                sequence += 1;
-                let body = body(connection, sequence);
-                let headers = keyring.sign_headers(
-                    &format!("msg_{connection}_{sequence}"),
-                    verify::unix_now(),
-                    &body,
-                );
-                let mut builder = Request::post("/webhook")
-                    .header("host", addr.to_string())
-                    .header("content-type", "application/json");
-                for (name, value) in &headers {
-                    builder = builder.header(name.as_str(), value.as_str());
-                }
-                let request = builder.body(Full::new(Bytes::from(body)))?;
-                let started = Instant::now();
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                let elapsed = started.elapsed();
-                if measuring.load(Ordering::Relaxed) {
-                    if status == StatusCode::OK {
-                        ok += 1;
-                        latencies.push(elapsed.as_micros() as u64);
-                    } else {
-                        failed += 1;
-                    }
-                }
-            }
-            anyhow::Ok((ok, failed, latencies))
-        }));
-    }
-    tokio::time::sleep(WARMUP).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(duration).await;
-    measuring.store(false, Ordering::Relaxed);
-    let seconds = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let mut measured = Measured {
-        ok: 0,
-        failed: 0,
-        seconds,
-        latencies_us: Vec::new(),
-    };
-    for task in tasks {
-        let (ok, failed, latencies) = task.await??;
-        measured.ok += ok;
-        measured.failed += failed;
-        measured.latencies_us.extend(latencies);
-    }
-    measured.latencies_us.sort_unstable();
-    Ok(measured)
-}
-
-/// The baseline: reads the body and answers 200, nothing else.
-async fn plain_server(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                let _ = request.into_body().collect().await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
 
 /// Reads `GET /metrics` over a fresh connection.
 async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
@@ -208,8 +73,8 @@ fn report(name: &str, measured: &Measured) {
     println!(
         "{name:<34} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ok, {} failed, {:.1} s)",
         measured.rate(),
-        measured.percentile(0.50),
-        measured.percentile(0.99),
+        measured.percentile_ms(0.50),
+        measured.percentile_ms(0.99),
         measured.ok,
         measured.failed,
         measured.seconds
@@ -234,13 +99,15 @@ fn main() -> anyhow::Result<()> {
         let keyring = Arc::new(Keyring::single(SigningSecret::generate()));
         println!(
             "receiver throughput: {connections} connections, {seconds} s per server, one ~{} B signed event per request",
-            body(0, 0).len()
+            event_body("r", 0, 0).len()
         );
 
         let plain_listener = TcpListener::bind("127.0.0.1:0").await?;
         let plain_addr = plain_listener.local_addr()?;
-        let plain = tokio::spawn(plain_server(plain_listener));
-        let baseline = load(plain_addr, Arc::clone(&keyring), connections, duration).await?;
+        let plain = tokio::spawn(serve_plain(plain_listener));
+        let baseline =
+            closed_loop(plain_addr, Arc::clone(&keyring), "plain", connections, WARMUP, duration)
+                .await?;
         plain.abort();
         report("plain hyper (200, no work)", &baseline);
 
@@ -256,7 +123,9 @@ fn main() -> anyhow::Result<()> {
         let server = tokio::spawn(receiver::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        let measured = load(addr, Arc::clone(&keyring), connections, duration).await?;
+        let measured =
+            closed_loop(addr, Arc::clone(&keyring), "receiver", connections, WARMUP, duration)
+                .await?;
         report("receiver (verify + durable store)", &measured);
         let metrics = metrics_text(addr).await?;
         let _ = stop.send(());

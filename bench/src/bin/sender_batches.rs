@@ -25,7 +25,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::generate::{route, EventRecipe};
 use sender::queue::Queue;
 use sender::registry::{AuthMethod, Registry, WebhookChanges};
 use sender::sqlite::SqliteState;
@@ -99,25 +98,7 @@ fn main() -> anyhow::Result<()> {
         state.insert_webhook(&webhook)?;
         let kind = verify::lookup("COURSE_ENROLLMENT_BATCH").expect("in the catalogue");
         let events = batches * BATCH_SIZE;
-        let now = verify::unix_now() * 1000;
-        let mut queued = 0;
-        while queued < events {
-            let recipe = EventRecipe {
-                kind,
-                count: 5_000.min(events - queued),
-                account_id: 1010,
-                set: Vec::new(),
-                data: None,
-                seed: queued as u64,
-                time_style: verify::TimeStyle::Iso,
-            };
-            let made = recipe.events(now);
-            state.enqueue(
-                &route(&made, 1010, kind, std::slice::from_ref(&webhook)),
-                now,
-            )?;
-            queued += made.len();
-        }
+        bench::enqueue_events(&state, &webhook, kind, events)?;
         let config = DeliveryConfig {
             parallel,
             batch_size: BATCH_SIZE,

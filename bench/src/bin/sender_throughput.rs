@@ -42,7 +42,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::generate::{route, EventRecipe};
 use sender::queue::Queue;
 use sender::registry::{AuthMethod, Registry, WebhookChanges};
 use sender::sqlite::SqliteState;
@@ -146,26 +145,7 @@ async fn run_sender(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     state.insert_webhook(&webhook)?;
     let kind = verify::lookup("COURSE_ENROLLMENT").expect("in the catalogue");
-    let now = verify::unix_now() * 1000;
-    let chunk = 5_000;
-    let mut queued = 0;
-    while queued < events {
-        let recipe = EventRecipe {
-            kind,
-            count: chunk.min(events - queued),
-            account_id: 1010,
-            set: Vec::new(),
-            data: None,
-            seed: queued as u64,
-            time_style: verify::TimeStyle::Iso,
-        };
-        let made = recipe.events(now);
-        state.enqueue(
-            &route(&made, 1010, kind, std::slice::from_ref(&webhook)),
-            now,
-        )?;
-        queued += made.len();
-    }
+    bench::enqueue_events(&state, &webhook, kind, events)?;
     let config = DeliveryConfig {
         parallel,
         ..DeliveryConfig::default()
