@@ -106,9 +106,8 @@ impl CaptureRecord {
     /// # Errors
     /// [`CaptureError`] naming what is wrong.
     pub fn from_json_line(line: &str) -> Result<Self, CaptureError> {
-        let wire: Wire = serde_json::from_str(line).map_err(|error| {
-            CaptureError::Json(crate::signature_file::redact_quoted(&error.to_string()))
-        })?;
+        let wire: Wire = serde_json::from_str(line)
+            .map_err(|error| CaptureError::Json(crate::error::json_error_detail(&error)))?;
         if wire.version != CAPTURE_VERSION {
             return Err(CaptureError::UnsupportedVersion(wire.version));
         }

@@ -108,6 +108,35 @@ impl PayloadError {
     }
 }
 
+/// serde_json's message for a file that holds secrets, without the values it quotes: it
+/// quotes the offending value (`invalid type: string "whsec_…"`), and field names it puts in
+/// backticks, which stay.
+pub(crate) fn json_error_detail(error: &serde_json::Error) -> String {
+    redact_quoted(&error.to_string())
+}
+
+/// The text with every double-quoted part replaced by `"[redacted]"`: serde_json quotes the
+/// offending value in its messages (`invalid type: string "whsec_…"`), field names it puts in
+/// backticks, which stay.
+fn redact_quoted(message: &str) -> String {
+    let mut redacted = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        redacted.push_str(first);
+    }
+    let mut inside = true;
+    for part in parts {
+        if inside {
+            redacted.push_str("\"[redacted]");
+        } else {
+            redacted.push('"');
+            redacted.push_str(part);
+        }
+        inside = !inside;
+    }
+    redacted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,7 +154,7 @@ impl SignatureFile {
     /// the file is read, not at the first request.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SignatureFileError> {
         let file: Self = serde_json::from_slice(bytes)
-            .map_err(|error| SignatureFileError::Json(redact_quoted(&error.to_string())))?;
+            .map_err(|error| SignatureFileError::Json(crate::error::json_error_detail(&error)))?;
         file.keyring()?;
         Ok(file)
     }
@@ -280,28 +280,6 @@ fn shown(value: &str) -> String {
     } else {
         "[redacted]".to_owned()
     }
-}
-
-/// The text with every double-quoted part replaced by `"[redacted]"`: serde_json quotes the
-/// offending value in its messages (`invalid type: string "whsec_…"`), field names it puts in
-/// backticks, which stay.
-pub(crate) fn redact_quoted(message: &str) -> String {
-    let mut redacted = String::with_capacity(message.len());
-    let mut parts = message.split('"');
-    if let Some(first) = parts.next() {
-        redacted.push_str(first);
-    }
-    let mut inside = true;
-    for part in parts {
-        if inside {
-            redacted.push_str("\"[redacted]");
-        } else {
-            redacted.push('"');
-            redacted.push_str(part);
-        }
-        inside = !inside;
-    }
-    redacted
 }
 
 #[cfg(test)]
