@@ -20,8 +20,6 @@ use serde_json::json;
 use verify::timestamp::format_iso_seconds;
 use verify::{Authentication, SourceItem};
 
-/// What the receiver stores instead of Basic credentials (see `service::header_pairs`).
-const REDACTED: &str = "[redacted]";
 /// The reason given for a Basic capture whose credentials were redacted.
 pub(crate) const CREDENTIALS_REDACTED: &str = "credentials_redacted";
 
@@ -132,7 +130,8 @@ pub(crate) fn check(authentication: &Authentication, item: &Item, now_secs: i64)
     };
     let redacted_basic = matches!(authentication, Authentication::Basic(_))
         && headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("authorization") && value.contains(REDACTED)
+            name.eq_ignore_ascii_case(verify::headers::AUTHORIZATION)
+                && value.contains(crate::service::REDACTED)
         });
     if redacted_basic {
         report.verdict = Verdict::Unchecked;

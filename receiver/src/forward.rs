@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use verify::headers::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
-use verify::{Keyring, Scheme};
+use verify::{Headers as _, Keyring};
 
 use crate::metrics::Metrics;
 use crate::store::{ForwardJob, ForwardQueue};
@@ -178,11 +178,14 @@ pub(crate) fn forwarded_headers(
         .collect();
     headers
         .iter()
+        // Compared without regard to case and without a lowercase copy per header.
         .filter(|(name, _)| {
-            let name = name.to_ascii_lowercase();
-            !NOT_FORWARDED.contains(&name.as_str())
-                && !also_drop.contains(&name.as_str())
-                && !connection_named.contains(&name)
+            let named = |list: &[&str]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+            !named(NOT_FORWARDED)
+                && !named(also_drop)
+                && !connection_named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
         })
         .cloned()
         .collect()
@@ -349,7 +352,7 @@ impl Worker {
         )
         .await
         .map_err(|_| "no answer in time".to_owned())?
-        .map_err(|error| error_chain(&error))?;
+        .map_err(|error| format!("{:#}", anyhow::Error::new(error)))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -367,27 +370,23 @@ impl Worker {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.config.url.clone());
-        let mut drop: Vec<&str> = Vec::new();
         let mut signed = Vec::new();
         if let Some(keyring) = &self.config.signing {
-            // The original signature means nothing to the app: drop every signature header
-            // and sign anew, keeping the original `webhook-id` so retries stay recognisable.
-            drop.extend([WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE]);
-            if let Scheme::BodyHmacSha256(format) = keyring.scheme() {
-                drop.push(format.header.as_str());
-            }
-            let msg_id = job
-                .headers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(WEBHOOK_ID))
-                .map_or_else(
-                    || format!("msg_fwd_{}_{}", job.received_at_ms, job.request_id),
-                    |(_, value)| value.clone(),
-                );
+            // Sign anew, keeping the original `webhook-id` so retries stay recognisable.
+            let msg_id = job.headers.header(WEBHOOK_ID).map_or_else(
+                || format!("msg_fwd_{}_{}", job.received_at_ms, job.request_id),
+                |value| String::from_utf8_lossy(value).into_owned(),
+            );
             signed = keyring.sign_headers(&msg_id, verify::unix_now(), &job.body);
-            // A body-hmac keyring signs no webhook-id: keep the original one then.
-            drop.retain(|name| *name != WEBHOOK_ID || signed.iter().any(|(n, _)| n == WEBHOOK_ID));
         }
+        // The original signature means nothing to the app: its headers go, and so does every
+        // header the new signature sets (a body-hmac keyring sets no `webhook-id`, so the
+        // original one stays then).
+        let drop: Vec<&str> = [WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE]
+            .into_iter()
+            .filter(|_| self.config.signing.is_some())
+            .chain(signed.iter().map(|(name, _)| name.as_str()))
+            .collect();
         for (name, value) in forwarded_headers(&job.headers, &drop)
             .into_iter()
             .chain(signed)
@@ -405,18 +404,6 @@ impl Worker {
             .body(Full::new(job.body.clone()))
             .map_err(|error| format!("building the request: {error}"))
     }
-}
-
-/// An error with its causes, `a: b: c`, since the client's own message is terse.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -63,15 +63,23 @@ impl<T> WatchedIo<T> {
     }
 
     fn scan(&mut self, mut bytes: &[u8]) {
-        // Every read of every body passes here, so skip cheaply what cannot start a match:
-        // with no partial match pending, a block without `\n` holds no pattern start.
-        // `<[u8]>::contains` is memchr-backed, many times faster than a byte loop.
+        // Every read of every body passes here. With no partial match pending, only a `\n`
+        // can start one, so jump to the next `\n` a block at a time instead of looking at
+        // every byte; a request head has one every few dozen bytes, a compact body none.
         const BLOCK: usize = 64;
-        while self.matched == 0 && bytes.len() >= BLOCK && !bytes[..BLOCK].contains(&b'\n') {
-            bytes = &bytes[BLOCK..];
-        }
-        for byte in bytes {
-            let byte = byte.to_ascii_lowercase();
+        while !bytes.is_empty() {
+            if self.matched == 0 {
+                let block = &bytes[..bytes.len().min(BLOCK)];
+                match block.iter().position(|byte| *byte == b'\n') {
+                    Some(at) => bytes = &bytes[at..],
+                    None => {
+                        bytes = &bytes[block.len()..];
+                        continue;
+                    }
+                }
+            }
+            let byte = bytes[0].to_ascii_lowercase();
+            bytes = &bytes[1..];
             if byte == PATTERN[self.matched] {
                 self.matched += 1;
                 if self.matched == PATTERN.len() {

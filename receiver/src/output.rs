@@ -73,11 +73,6 @@ impl Output {
         }
     }
 
-    /// Whether nothing is printed.
-    pub(crate) fn is_quiet(&self) -> bool {
-        self.mode == OutputMode::Quiet
-    }
-
     fn emit(&self, line: String) {
         let sent = match self.lines.lock() {
             Ok(lines) => lines.as_ref().map(|lines| lines.try_send(line).is_ok()),

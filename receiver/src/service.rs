@@ -13,8 +13,7 @@ use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
-use serde_json::json;
-use verify::{Authentication, VerifyError};
+use verify::Authentication;
 
 use crate::config::Limits;
 use crate::guard::ConnectionWatch;
@@ -75,7 +74,7 @@ impl Shared {
 
     async fn healthz(&self) -> HttpResponse {
         match self.store.check_health().await {
-            Ok(()) => response::json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Ok(()) => response::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             Err(error) => {
                 tracing::warn!(%error, "health check failed");
                 Refusal::store_unavailable().into_response()
@@ -106,7 +105,7 @@ impl Shared {
             received_at_ms,
             method: method.to_owned(),
             path: target,
-            headers: header_pairs(parts),
+            headers_json: headers_json(parts),
             body: body.slice(..body.len().min(MAX_KEPT_REFUSED_BODY)),
             status,
             reason: refusal.reason.to_string(),
@@ -127,10 +126,18 @@ impl Shared {
         }
         check_content_type(parts).map_err(|refusal| (refusal, Bytes::new()))?;
         let body = self.read_body(body).await?;
-        if let Err(error) = self.authentication.verify(&parts.headers, &body) {
+        // Judged at the moment the head arrived, the time the capture record keeps, so
+        // `receiver check` re-verifying the capture later reaches the same verdict.
+        let received_at_secs = received_at_ms.div_euclid(1000);
+        if let Err(error) = self
+            .authentication
+            .verify_at(&parts.headers, &body, received_at_secs)
+        {
             let mut refusal = Refusal::new(StatusCode::UNAUTHORIZED, error.reason_code());
             refusal.challenge_basic = matches!(self.authentication, Authentication::Basic(_));
-            log_auth_detail(&error);
+            // The detail may say which secret expired: for the operator's log, at debug
+            // level; the 401 body carries just the reason code.
+            tracing::debug!(%error, "authentication failed");
             return Err((refusal, body));
         }
         let request = match build_request(parts, &body, received_at_ms, &self.authentication) {
@@ -142,9 +149,9 @@ impl Shared {
             }
         };
         let received = request.events.len();
-        // The printer needs the request after the store took it; copy it only then.
-        let printed = (!self.output.is_quiet()).then(|| request.clone());
-        match self.store.accept(request).await {
+        // Shared with the store, so the printer can show it after the commit without a copy.
+        let request = Arc::new(request);
+        match self.store.accept(Arc::clone(&request)).await {
             Ok(outcome) => {
                 tracing::debug!(
                     received,
@@ -152,9 +159,7 @@ impl Shared {
                     duplicates = outcome.duplicates(),
                     "accepted"
                 );
-                if let Some(request) = printed {
-                    self.output.accepted(&request, &outcome);
-                }
+                self.output.accepted(&request, &outcome);
                 Ok(response::accepted(
                     received,
                     outcome.stored(),
@@ -193,12 +198,6 @@ impl Shared {
     }
 }
 
-/// The refusal's detail goes to the log at debug level only: it may say which secret
-/// expired, which is for the operator, while the 401 body carries just the reason code.
-fn log_auth_detail(error: &VerifyError) {
-    tracing::debug!(%error, "authentication failed");
-}
-
 fn request_target(parts: &Parts) -> String {
     parts.uri.path_and_query().map_or_else(
         || parts.uri.path().to_owned(),
@@ -225,10 +224,18 @@ fn check_content_type(parts: &Parts) -> Result<(), Refusal> {
         .to_str()
         .ok()
         .and_then(|text| text.split(';').next())
-        .map(|media| media.trim().to_ascii_lowercase())
+        .map(str::trim)
         .unwrap_or_default();
+    // Media types are case-insensitive; compared in place, without a lowercase copy.
     let is_json = match media_type.split_once('/') {
-        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        Some((kind, subtype)) if kind.eq_ignore_ascii_case("application") => {
+            subtype.eq_ignore_ascii_case("json")
+                || subtype
+                    .len()
+                    .checked_sub(5)
+                    .and_then(|start| subtype.get(start..))
+                    .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+        }
         _ => false,
     };
     if is_json {
@@ -242,9 +249,6 @@ fn check_content_type(parts: &Parts) -> Result<(), Refusal> {
     }
 }
 
-/// Headers for the kept record, in hyper's order (by first appearance of each name, repeats
-/// kept). The `authorization` value is redacted after its scheme: the store and the capture
-/// records must not hold the Basic password.
 /// An `Authorization` value with its credentials replaced: the scheme is kept only when it is
 /// a plain word followed by a space (`Basic [redacted]`), so a bare token or an odd separator
 /// never slips through whole.
@@ -253,18 +257,24 @@ fn redacted_credentials(value: &str) -> String {
         Some((scheme, _))
             if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
-            format!("{scheme} [redacted]")
+            format!("{scheme} {REDACTED}")
         }
-        _ => "[redacted]".to_owned(),
+        _ => REDACTED.to_owned(),
     }
 }
+
+/// What stands in place of credentials in the kept headers; `receiver check` recognises it.
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Most bytes of a refused request's body kept in the refused table: enough to diagnose it,
 /// while a flood of large refused bodies cannot fill memory and the store.
 const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
 
-fn header_pairs(parts: &Parts) -> Vec<(String, String)> {
-    parts
+/// Headers for the kept record as a JSON array of `[name, value]`, in hyper's order (by first
+/// appearance of each name, repeats kept), serialised straight from the request. Credentials
+/// are redacted after their scheme: the store and the capture records must not hold them.
+fn headers_json(parts: &Parts) -> String {
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
         .headers
         .iter()
         .map(|(name, value)| {
@@ -272,13 +282,15 @@ fn header_pairs(parts: &Parts) -> Vec<(String, String)> {
             let text = if name == http::header::AUTHORIZATION
                 || name == http::header::PROXY_AUTHORIZATION
             {
-                redacted_credentials(&text)
+                std::borrow::Cow::Owned(redacted_credentials(&text))
             } else {
-                text.into_owned()
+                text
             };
-            (name.as_str().to_owned(), text)
+            (name.as_str(), text)
         })
-        .collect()
+        .collect();
+    // Strings and string pairs always serialise.
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn build_request(
@@ -301,9 +313,9 @@ fn build_request(
         .collect();
     Ok(AcceptedRequest {
         received_at_ms,
-        method: parts.method.as_str().to_owned(),
+        method: "POST",
         path: request_target(parts),
-        headers: header_pairs(parts),
+        headers_json: headers_json(parts),
         body: body.clone(),
         auth: authentication.method_name(),
         account_id: envelope.account_id,
@@ -344,6 +356,7 @@ mod tests {
             Some("application/json; charset=utf-8"),
             Some("Application/JSON;charset=UTF-8"),
             Some("application/cloudevents+json"),
+            Some("application/Vnd.Alm+JSON"),
         ] {
             assert!(
                 check_content_type(&parts_with(accepted)).is_ok(),
@@ -375,12 +388,8 @@ mod tests {
             .into_parts()
             .0;
         assert_eq!(
-            header_pairs(&parts),
-            vec![
-                ("authorization".to_owned(), "Basic [redacted]".to_owned()),
-                ("x-a".to_owned(), "1".to_owned()),
-                ("x-a".to_owned(), "2".to_owned()),
-            ]
+            headers_json(&parts),
+            r#"[["authorization","Basic [redacted]"],["x-a","1"],["x-a","2"]]"#
         );
     }
 }

@@ -24,16 +24,18 @@ use std::pin::Pin;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A request that passed every check, with its parsed events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AcceptedRequest {
     /// When its head arrived, epoch milliseconds.
     pub received_at_ms: i64,
-    /// Method and path (with query) as received.
-    pub method: String,
+    /// The method (`POST`: nothing else reaches the store).
+    pub method: &'static str,
     /// The request target.
     pub path: String,
-    /// Headers in the order hyper gives them; the `authorization` value is redacted.
-    pub headers: Vec<(String, String)>,
+    /// Headers as a JSON array of `[name, value]`, in the order hyper gives them, with
+    /// credentials redacted. Serialised by the request's own task: the store's writer is the
+    /// one serial section of the listener and should only write.
+    pub headers_json: String,
     /// The body, byte for byte.
     pub body: bytes::Bytes,
     /// `none`, `basic` or `signature`: how it was authenticated.
@@ -45,7 +47,7 @@ pub struct AcceptedRequest {
 }
 
 /// One event of an accepted request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NewEvent {
     /// `eventId`.
     pub event_id: String,
@@ -91,8 +93,8 @@ pub struct RefusedRequest {
     pub method: String,
     /// The request target.
     pub path: String,
-    /// Headers as for [`AcceptedRequest::headers`].
-    pub headers: Vec<(String, String)>,
+    /// Headers as for [`AcceptedRequest::headers_json`].
+    pub headers_json: String,
     /// The body as far as it was read (empty when refused before reading).
     pub body: bytes::Bytes,
     /// The HTTP status answered.
@@ -119,9 +121,12 @@ pub trait Store: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when nothing could be committed; nothing of the request is stored then.
+    ///
+    /// The request is shared, not copied: the listener keeps a handle to print it after the
+    /// commit.
     fn accept(
         &self,
-        request: AcceptedRequest,
+        request: std::sync::Arc<AcceptedRequest>,
     ) -> StoreFuture<'_, Result<AcceptOutcome, StoreError>>;
 
     /// Keeps a refused request, best effort: it never delays or fails the answer.

@@ -90,24 +90,16 @@ CREATE TABLE IF NOT EXISTS forward_jobs (
 CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
 ";
 
+/// Where the writer answers an accepted request, once its transaction committed (or not).
+type AcceptReply = oneshot::Sender<Result<AcceptOutcome, StoreError>>;
+
 enum Job {
-    Accept(Prepared, oneshot::Sender<Result<AcceptOutcome, StoreError>>),
+    Accept(Arc<AcceptedRequest>, AcceptReply),
     Refuse(RefusedRequest),
     Health(oneshot::Sender<Result<(), StoreError>>),
     Close(oneshot::Sender<Result<(), StoreError>>),
     ForwardDone(ForwardDone, oneshot::Sender<Result<(), StoreError>>),
     ForwardNote(ForwardNote),
-}
-
-/// An accepted request with what can be made of it before the writer gets it.
-///
-/// Why: the writer thread is the one serial section of the listener, so every microsecond
-/// it spends per request caps the rate on a machine with cores to spare. Serialising the
-/// headers happens in the request's own task instead, in parallel with other requests and
-/// with the writer's disk sync.
-struct Prepared {
-    request: AcceptedRequest,
-    headers_json: String,
 }
 
 /// A job the app acknowledged.
@@ -212,13 +204,9 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn accept(
         &self,
-        request: AcceptedRequest,
+        request: Arc<AcceptedRequest>,
     ) -> StoreFuture<'_, Result<AcceptOutcome, StoreError>> {
-        let prepared = Prepared {
-            headers_json: headers_json(&request.headers),
-            request,
-        };
-        Box::pin(self.submit(|reply| Job::Accept(prepared, reply)))
+        Box::pin(self.submit(|reply| Job::Accept(request, reply)))
     }
 
     fn record_refusal(&self, refused: RefusedRequest) {
@@ -277,7 +265,7 @@ struct Writer {
 /// Jobs of one batch, sorted by kind.
 #[derive(Default)]
 struct Batch {
-    accepts: Vec<(Prepared, oneshot::Sender<Result<AcceptOutcome, StoreError>>)>,
+    accepts: Vec<(Arc<AcceptedRequest>, AcceptReply)>,
     refusals: Vec<RefusedRequest>,
     health: Vec<oneshot::Sender<Result<(), StoreError>>>,
     close: Vec<oneshot::Sender<Result<(), StoreError>>>,
@@ -300,7 +288,7 @@ impl Batch {
 
 /// Everything one group transaction writes.
 struct Work<'a> {
-    requests: &'a [&'a Prepared],
+    requests: &'a [&'a AcceptedRequest],
     refusals: &'a [RefusedRequest],
     forwarded: &'a [&'a ForwardDone],
     notes: &'a [ForwardNote],
@@ -384,7 +372,10 @@ impl Writer {
         let started = Instant::now();
         let settings = self.settings;
         let now_ms = crate::now_ms();
-        let requests: Vec<&Prepared> = accepts.iter().map(|(request, _)| request).collect();
+        let requests: Vec<&AcceptedRequest> = accepts
+            .iter()
+            .map(|(request, _)| request.as_ref())
+            .collect();
         let done: Vec<&ForwardDone> = forwarded.iter().map(|(done, _)| done).collect();
         let work = Work {
             requests: &requests,
@@ -398,13 +389,7 @@ impl Writer {
             .and_then(|connection| group_transaction(connection, &work, settings, now_ms));
         match result {
             Ok(outcomes) => {
-                self.metrics
-                    .observe_commit(started.elapsed(), accepts.len());
-                self.metrics.set_store_up(true);
-                if let Some(checkpointer) = &self.checkpointer {
-                    checkpointer.wal_grew();
-                }
-                self.forward_jobs_queued(&outcomes);
+                self.committed(started, &outcomes);
                 for reply in health {
                     let _ = reply.send(Ok(()));
                 }
@@ -412,7 +397,6 @@ impl Writer {
                     let _ = reply.send(Ok(()));
                 }
                 for ((_, reply), outcome) in accepts.into_iter().zip(outcomes) {
-                    self.metrics.observe_events(&outcome);
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -432,7 +416,7 @@ impl Writer {
                 for (request, reply) in accepts {
                     let started = Instant::now();
                     let alone = Work {
-                        requests: &[&request],
+                        requests: &[request.as_ref()],
                         refusals: &[],
                         forwarded: &[],
                         notes: &[],
@@ -442,23 +426,35 @@ impl Writer {
                         group_transaction(connection, &alone, settings, now_ms)
                     });
                     let answer = match single {
-                        Ok(mut outcomes) => {
-                            self.metrics.observe_commit(started.elapsed(), 1);
-                            self.metrics.set_store_up(true);
-                            self.forward_jobs_queued(&outcomes);
-                            outcomes.pop().ok_or_else(|| error.clone())
+                        Ok(outcomes) => {
+                            self.committed(started, &outcomes);
+                            // One request in, one outcome out.
+                            outcomes.into_iter().next().ok_or_else(|| error.clone())
                         }
                         Err(error) => {
                             self.connection = None;
                             Err(error)
                         }
                     };
-                    if let Ok(outcome) = &answer {
-                        self.metrics.observe_events(outcome);
-                    }
                     let _ = reply.send(answer);
                 }
             }
+        }
+    }
+
+    /// Everything a successful commit of `outcomes` (one per accepted request) means, for the
+    /// group commit and for a request retried alone alike: metrics, the store is up, the WAL
+    /// grew, forward jobs to wake the forwarder for.
+    fn committed(&self, started: Instant, outcomes: &[AcceptOutcome]) {
+        self.metrics
+            .observe_commit(started.elapsed(), outcomes.len());
+        self.metrics.set_store_up(true);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wal_grew();
+        }
+        self.forward_jobs_queued(outcomes);
+        for outcome in outcomes {
+            self.metrics.observe_events(outcome);
         }
     }
 
@@ -609,10 +605,6 @@ fn insert_notes(connection: &Connection, notes: &[ForwardNote]) -> rusqlite::Res
     Ok(())
 }
 
-fn headers_json(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
-}
-
 /// The statements that store accepted requests, taken from the statement cache once per
 /// transaction rather than once per request (each `prepare_cached` hashes the SQL text and
 /// moves the statement out of and back into the cache).
@@ -649,15 +641,14 @@ impl<'c> Inserts<'c> {
 
     fn insert_request(
         &mut self,
-        prepared: &Prepared,
+        request: &AcceptedRequest,
         now_ms: i64,
     ) -> rusqlite::Result<AcceptOutcome> {
-        let request = &prepared.request;
         self.request.execute(params![
             request.received_at_ms,
             request.method,
             request.path,
-            prepared.headers_json,
+            request.headers_json,
             request.body.as_ref(),
             request.auth,
             request.account_id,
@@ -711,7 +702,7 @@ fn insert_refusals(
             refused.received_at_ms,
             refused.method,
             refused.path,
-            headers_json(&refused.headers),
+            refused.headers_json,
             refused.body.as_ref(),
             refused.status,
             refused.reason,
