@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use verify::timestamp::{epoch_to_millis, format_iso_millis, parse_iso_millis};
+use verify::timestamp::format_iso_millis;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_forward_url, ForwardConfig, RetryPolicy};
@@ -435,15 +435,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 /// A time for `--since` / `--until`: RFC 3339, a date (midnight UTC), or epoch ms or seconds.
 fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
-    if let Ok(number) = text.parse::<i64>() {
-        return Ok(epoch_to_millis(number));
-    }
-    let with_time = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_owned()
-    };
-    parse_iso_millis(&with_time).with_context(|| {
+    verify::timestamp::parse_instant_millis(text).with_context(|| {
         format!("{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)")
     })
 }

@@ -216,12 +216,3 @@ impl Receiver {
         Ok(())
     }
 }
-
-/// The system clock in epoch milliseconds (0 before 1970).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}

@@ -42,7 +42,7 @@ impl Shared {
         watch: &ConnectionWatch,
         request: Request<Incoming>,
     ) -> HttpResponse {
-        let received_at_ms = crate::now_ms();
+        let received_at_ms = verify::unix_now_ms();
         let (parts, body) = request.into_parts();
         let has_length = parts.headers.contains_key(CONTENT_LENGTH);
         let is_chunked = parts.headers.contains_key(TRANSFER_ENCODING);

@@ -514,14 +514,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn now_ms() -> i64 {
-    crate::retry::millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
-}
-
 fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
     registry.webhook(&WebhookId(id.to_owned()))?.ok_or_else(|| {
         UsageError(format!(
@@ -538,7 +530,7 @@ fn print_json(value: &Value) {
 fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         WebhooksCommand::Add(args) => {
-            let webhook = args.changes().create(now_ms())?;
+            let webhook = args.changes().create(verify::unix_now_ms())?;
             state.insert_webhook(&webhook)?;
             if json {
                 print_json(&webhook.to_json());
@@ -585,7 +577,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
         }
         WebhooksCommand::Edit { id, args } => {
             let mut webhook = find(state, &id)?;
-            args.changes().apply(&mut webhook, now_ms())?;
+            args.changes().apply(&mut webhook, verify::unix_now_ms())?;
             state.update_webhook(&webhook)?;
             if json {
                 print_json(&webhook.to_json());
@@ -636,7 +628,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
                 ))
                 .into());
             };
-            let now = now_ms();
+            let now = verify::unix_now_ms();
             let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
             file.rotate(
                 &SigningSecret::generate(),
@@ -666,7 +658,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
 fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
     let mut webhook = find(state, id)?;
     webhook.status = status;
-    webhook.updated_at_ms = now_ms();
+    webhook.updated_at_ms = verify::unix_now_ms();
     state.update_webhook(&webhook)?;
     if json {
         print_json(&webhook.to_json());
@@ -758,7 +750,7 @@ async fn webhook_test(
         .or(subscribed)
         .unwrap_or_else(|| "COURSE_ENROLLMENT".to_owned());
     let kind = check_event_name(&name)?;
-    let at = now_ms();
+    let at = verify::unix_now_ms();
     let envelope =
         verify::EventGenerator::new(fastrand::u64(..)).envelope(DEFAULT_ACCOUNT_ID, kind, 1, at);
     let body = bytes::Bytes::from(envelope.to_bytes());
@@ -842,7 +834,7 @@ async fn trigger(
             TimeStyleArg::EpochS => TimeStyle::EpochSeconds,
         },
     };
-    let at = now_ms();
+    let at = verify::unix_now_ms();
     let events = recipe.events(at);
     let webhooks = state.webhooks()?;
     let deliveries = route(&events, recipe.account_id, kind, &webhooks);
@@ -1132,17 +1124,12 @@ const MAX_REPLAY_RATE: f64 = 1_000_000.0;
 
 /// Reads `--since` / `--until`: RFC 3339, or an integer of epoch milliseconds or seconds.
 fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .map(verify::timestamp::epoch_to_millis)
-        .or_else(|| verify::timestamp::parse_iso_millis(text.trim()))
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{flag} {text:?} is neither an RFC 3339 date-time nor epoch milliseconds"
-            ))
-            .into()
-        })
+    verify::timestamp::parse_instant_millis(text).ok_or_else(|| {
+        UsageError(format!(
+            "{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)"
+        ))
+        .into()
+    })
 }
 
 fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {

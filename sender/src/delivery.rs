@@ -60,10 +60,7 @@ pub struct Clock {
 impl Clock {
     /// Starts at the system time. Call inside a tokio runtime.
     pub fn system() -> Self {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Self::starting_at(millis(since_epoch))
+        Self::starting_at(verify::unix_now_ms())
     }
 
     /// Starts at `epoch_ms`.

@@ -74,3 +74,4 @@ pub use redacted::RedactedString;
 pub use signature::{sign, BodyHmacFormat, Encoding, SigningSecret};
 pub use signature_file::{SignatureFile, SignatureFileError};
 pub use source::{parse_source, SourceItem};
+pub use timestamp::unix_now_ms;

@@ -44,6 +44,29 @@ pub fn epoch_to_millis(value: i64) -> i64 {
     }
 }
 
+/// The system clock in epoch milliseconds (0 if it reads before 1970).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Reads a time a person types on a command line (`--since`, `--until`): an integer of epoch
+/// seconds or milliseconds (see [`EPOCH_SECONDS_LIMIT`]), an RFC 3339 date-time, or a bare
+/// date `YYYY-MM-DD` meaning its midnight UTC. Gives epoch milliseconds.
+pub fn parse_instant_millis(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<i64>() {
+        return Some(epoch_to_millis(number));
+    }
+    if text.len() == 10 {
+        return parse_iso_millis(&format!("{text}T00:00:00Z"));
+    }
+    parse_iso_millis(text)
+}
+
 fn datetime(epoch_ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -74,6 +97,19 @@ mod tests {
             "2024-11-08T03:49:52.007Z"
         );
         assert_eq!(format_iso_seconds(1_731_037_792), "2024-11-08T03:49:52Z");
+    }
+
+    #[test]
+    fn command_line_instants() {
+        let check = |text: &str, expected: Option<i64>| {
+            assert_eq!(parse_instant_millis(text), expected, "{text}");
+        };
+        check("1731037792", Some(1_731_037_792_000));
+        check("1731037792000", Some(1_731_037_792_000));
+        check(" 2024-11-08T03:49:52Z ", Some(1_731_037_792_000));
+        check("2024-11-08", Some(1_731_024_000_000));
+        check("2024-13-08", None);
+        check("last week", None);
     }
 
     #[test]

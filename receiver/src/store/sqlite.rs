@@ -371,7 +371,7 @@ impl Writer {
         }
         let started = Instant::now();
         let settings = self.settings;
-        let now_ms = crate::now_ms();
+        let now_ms = verify::unix_now_ms();
         let requests: Vec<&AcceptedRequest> = accepts
             .iter()
             .map(|(request, _)| request.as_ref())
@@ -778,7 +778,7 @@ impl ForwardQueue for SqliteForwardQueue {
             let done = ForwardDone {
                 job_id,
                 attempts,
-                at_ms: crate::now_ms(),
+                at_ms: verify::unix_now_ms(),
             };
             self.jobs
                 .send(Job::ForwardDone(done, reply))

@@ -44,14 +44,11 @@ async fn filters_verdicts_and_byte_identical_bodies() {
     assert_eq!(receiver.post(&[], A2).await.status, StatusCode::OK);
     assert_eq!(receiver.post(&[], R1).await.status, StatusCode::BAD_REQUEST);
     // A point in time strictly between the first three requests and the rest.
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    };
-    let middle = now_ms() + 1;
-    let clock_passed = wait_until(Duration::from_secs(5), || async { now_ms() > middle }).await;
+    let middle = verify::unix_now_ms() + 1;
+    let clock_passed = wait_until(Duration::from_secs(5), || async {
+        verify::unix_now_ms() > middle
+    })
+    .await;
     assert!(clock_passed);
     assert_eq!(receiver.post(&[], A3).await.status, StatusCode::OK);
     // All duplicates: acknowledged and kept as a request, so it is exported too.

@@ -61,7 +61,9 @@ impl Harness {
             ..WebhookChanges::default()
         };
         edit(&mut changes);
-        let webhook = changes.create(now_ms()).expect("valid webhook");
+        let webhook = changes
+            .create(verify::unix_now_ms())
+            .expect("valid webhook");
         self.state.insert_webhook(&webhook).expect("insert");
         webhook
     }
@@ -78,7 +80,7 @@ impl Harness {
             seed,
             time_style: verify::TimeStyle::Iso,
         };
-        let now = now_ms();
+        let now = verify::unix_now_ms();
         let events = recipe.events(now);
         let webhooks = self.state.webhooks().expect("webhooks");
         let deliveries = route(&events, 1010, kind, &webhooks);
@@ -98,13 +100,6 @@ impl Harness {
         .expect("drained within 30 s")
         .expect("engine ran")
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
 }
 
 /// A child process killed when dropped, whose stdout lines arrive on a channel.
