@@ -90,9 +90,10 @@ async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
     let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
     // Enqueued "now" in the engine's clock, so retention counts from the engine's start.
     let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
-    let events: Vec<_> = (0..2)
-        .map(|_| verify::EventGenerator::new(1).event(kind, NOW_MS))
-        .collect();
+    // Two different events (one generator), so the order check below can tell them apart.
+    let mut generator = verify::EventGenerator::new(1);
+    let events: Vec<_> = (0..2).map(|_| generator.event(kind, NOW_MS)).collect();
+    assert_ne!(events[0].event_id, events[1].event_id);
     let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
     harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
 

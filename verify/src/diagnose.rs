@@ -329,7 +329,7 @@ mod tests {
         name: &'static str,
         entries: Vec<KeyEntry>,
         signed_at: i64,
-        drop_header: Option<&'static str>,
+        edit_headers: fn(&mut Vec<(String, String)>),
         captured: Vec<u8>,
         code: &'static str,
         phrases: &'static [&'static str],
@@ -340,10 +340,16 @@ mod tests {
             name,
             entries: vec![KeyEntry::new(secret(9))],
             signed_at: NOW,
-            drop_header: None,
+            edit_headers: |_| {},
             captured: BODY.to_vec(),
             code,
             phrases,
+        }
+    }
+
+    fn set(headers: &mut [(String, String)], name: &str, value: &str) {
+        for (_, kept) in headers.iter_mut().filter(|(n, _)| n == name) {
+            *kept = value.to_owned();
         }
     }
 
@@ -417,7 +423,31 @@ mod tests {
                 )
             },
             Case {
-                drop_header: Some(WEBHOOK_SIGNATURE),
+                signed_at: NOW + 3600,
+                ..case(
+                    "sender clock ahead",
+                    "timestamp_too_new:3600",
+                    &["3600 s earlier", "only the time is off"],
+                )
+            },
+            Case {
+                edit_headers: |headers| set(headers, WEBHOOK_TIMESTAMP, "soon"),
+                ..case(
+                    "timestamp not a number",
+                    "invalid_timestamp",
+                    &["not a whole number"],
+                )
+            },
+            Case {
+                edit_headers: |headers| set(headers, WEBHOOK_SIGNATURE, "v1,AAAA"),
+                ..case(
+                    "signature cut short",
+                    "malformed_signature",
+                    &["base64 of 32 bytes"],
+                )
+            },
+            Case {
+                edit_headers: |headers| headers.retain(|(name, _)| name != WEBHOOK_SIGNATURE),
                 ..case(
                     "missing header",
                     "missing_header:webhook-signature",
@@ -430,7 +460,7 @@ mod tests {
                 Authentication::Signature(vec![Keyring::new(Scheme::default(), case.entries)]);
             let mut headers =
                 Keyring::single(secret(9)).sign_headers("msg_1", case.signed_at, BODY);
-            headers.retain(|(name, _)| Some(name.as_str()) != case.drop_header);
+            (case.edit_headers)(&mut headers);
             let diagnosis = diagnose_at(&authentication, &headers, &case.captured, NOW);
             assert_eq!(diagnosis.reason_code(), case.code, "{}", case.name);
             if case.code == "accepted" {

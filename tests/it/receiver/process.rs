@@ -1,6 +1,8 @@
 //! The `receiver` program as a real process: its first line, its flags and environment
 //! variables, its exit codes, and graceful shutdown on SIGTERM and SIGINT.
 
+use std::time::Duration;
+
 use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -71,7 +73,15 @@ async fn first_line_in_every_output_mode_and_lines_per_event() {
                     "{refusal}"
                 );
             }
-            _ => {}
+            _ => {
+                // Quiet: after a clean stop, nothing followed the `listening on` line.
+                process.signal("TERM");
+                let mut printed = Vec::new();
+                while let Ok(line) = process.lines.recv_timeout(Duration::from_secs(10)) {
+                    printed.push(line);
+                }
+                assert!(printed.is_empty(), "quiet printed {printed:?}");
+            }
         }
         process.kill();
     }
@@ -184,16 +194,18 @@ fn configuration_errors_exit_2_with_one_error_line() {
         stderr.starts_with("error: listening on not-an-address"),
         "{stderr}"
     );
-    // A password never shows in an error.
-    let (_, _, stderr) = run_cli(
-        &[
-            "--basic-password",
-            "hunter2-secret",
-            "--signature-file",
-            "x",
-        ],
-        &[],
-    );
+    // A password never shows in an error, even when the credentials themselves are refused.
+    for args in [
+        &["--basic-user", "a:b", "--basic-password", "hunter2-secret"][..],
+        &["--basic-password", "hunter2-secret"][..],
+    ] {
+        let (code, _, stderr) = run_cli(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+    }
+    let (code, _, stderr) = run_cli(&[], &[("RECEIVER_BASIC_PASSWORD", "hunter2-secret")]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(!stderr.contains("hunter2-secret"), "{stderr}");
 }
 

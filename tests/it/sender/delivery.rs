@@ -496,8 +496,7 @@ async fn two_engines_never_deliver_to_the_same_webhook_at_once() {
         .flat_map(Received::event_ids)
         .collect();
     let expected: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    // Handed over mid-way or not, every event went once and in order.
-    let mut deduped = seen.clone();
-    deduped.dedup();
-    assert_eq!(deduped, expected);
+    // Handed over mid-way or not, every event went exactly once and in order: two engines
+    // on one webhook would show as a repeat or a swap here.
+    assert_eq!(seen, expected);
 }
