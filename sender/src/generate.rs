@@ -116,6 +116,55 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn routes_to_active_subscribed_webhooks_only_event_major() {
+        let webhook = |name: &str, events: &str| {
+            crate::registry::WebhookChanges {
+                name: Some(name.into()),
+                url: Some("http://127.0.0.1:9/hook".into()),
+                events: Some(events.into()),
+                ..crate::registry::WebhookChanges::default()
+            }
+            .create(0)
+            .expect("valid")
+        };
+        let mut retired = webhook("retired", "all");
+        retired.status = Status::Retired;
+        let mut disabled = webhook("disabled", "all");
+        disabled.status = Status::Disabled("retention".into());
+        let webhooks = [
+            webhook("all", "all"),
+            webhook("other", "COURSE_COMPLETED"),
+            webhook("named", "CI_STATS,COURSE_ENROLLMENT"),
+            retired,
+            disabled,
+        ];
+        let kind = verify::lookup("COURSE_ENROLLMENT").expect("in catalogue");
+        let mut generator = verify::EventGenerator::new(3);
+        let events = [generator.event(kind, 0), generator.event(kind, 1000)];
+        let deliveries = route(&events, 1010, kind, &webhooks);
+        let routed: Vec<(&str, &str)> = deliveries
+            .iter()
+            .map(|d| {
+                let name = webhooks
+                    .iter()
+                    .find(|w| w.id == d.webhook_id)
+                    .map_or("?", |w| w.name.as_str());
+                (name, d.event.event_id.as_str())
+            })
+            .collect();
+        let (first, second) = (events[0].event_id.as_str(), events[1].event_id.as_str());
+        assert_eq!(
+            routed,
+            [
+                ("all", first),
+                ("named", first),
+                ("all", second),
+                ("named", second)
+            ]
+        );
+    }
+
+    #[test]
     fn set_values() {
         let check = |text: &str, expected: Result<(&str, Value), ()>| {
             let got = parse_set(text).map_err(|_| ());
