@@ -715,7 +715,15 @@ async fn webhook_test(
         }
         (None, Some(url)) => {
             check_url(url)?;
-            let auth = match args.auth.unwrap_or(AuthMethod::None) {
+            let method = auth_method_from_flags(
+                args.auth,
+                args.signature_file.is_some(),
+                args.username.is_some(),
+            );
+            let auth = match method {
+                AuthMethod::None if args.signature_file.is_some() || args.username.is_some() => {
+                    return Err(UsageError("--auth none takes no credentials".into()).into())
+                }
                 AuthMethod::None => Auth::None,
                 AuthMethod::Basic => {
                     let (Some(username), Some(password)) = (
@@ -727,6 +735,9 @@ async fn webhook_test(
                         )
                         .into());
                     };
+                    // The same rules as a registration (no ':' in the username).
+                    verify::BasicCredentials::new(username.as_str(), password.as_str())
+                        .map_err(|error| UsageError(error.to_string()))?;
                     Auth::Basic(BasicAuth { username, password })
                 }
                 AuthMethod::Signature => {
@@ -1132,15 +1143,30 @@ fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
     })
 }
 
-fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
-    use crate::replay::{ReplayAuth, ReplayMode};
-    let method = args.auth.unwrap_or(if !args.signature_files.is_empty() {
+/// The auth method of a one-off request (`webhooks test --url`, `replay`): `--auth` when
+/// given, else what the credentials given imply (a signature file means signature, a username
+/// Basic), else none, so a flag given alone is never silently ignored.
+fn auth_method_from_flags(
+    explicit: Option<AuthMethod>,
+    signature_file: bool,
+    username: bool,
+) -> AuthMethod {
+    explicit.unwrap_or(if signature_file {
         AuthMethod::Signature
-    } else if args.username.is_some() {
+    } else if username {
         AuthMethod::Basic
     } else {
         AuthMethod::None
-    });
+    })
+}
+
+fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
+    use crate::replay::{ReplayAuth, ReplayMode};
+    let method = auth_method_from_flags(
+        args.auth,
+        !args.signature_files.is_empty(),
+        args.username.is_some(),
+    );
     let gave_credentials = !args.signature_files.is_empty() || args.username.is_some();
     if args.mode == ReplayMode::Verbatim {
         if gave_credentials || args.auth.is_some() {

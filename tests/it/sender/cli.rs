@@ -454,6 +454,56 @@ async fn webhooks_test_reports_status_latency_and_an_auth_hint() {
     .await;
     assert_eq!(down.status.code(), Some(1));
     assert!(stdout(&down).contains("refused"), "{}", stdout(&down));
+
+    // `--url` with a signature file alone signs (the method follows from the flag), and the
+    // report carries the answer's first bytes.
+    endpoint.answer(Reply::ok());
+    let secret = verify::SigningSecret::generate();
+    let file = verify::SignatureFile::new("wh_x", "x", &verify::Scheme::default(), &secret, 0);
+    let file_path = dir.path().join("sig.json");
+    std::fs::write(&file_path, file.to_json_pretty()).expect("write");
+    let signed = json(
+        sender_async(
+            &db,
+            &[
+                "webhooks",
+                "test",
+                "--url",
+                &url,
+                "--signature-file",
+                &file_path.display().to_string(),
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(signed["status"], 200);
+    assert_eq!(signed["response"], "{\"status\":200}");
+    let last = endpoint.received().pop().expect("a request");
+    verify::Keyring::single(secret)
+        .verify(&last.headers, &last.body)
+        .expect("signed with the file's secret");
+    // A username RFC 7617 forbids is refused before anything is sent.
+    let colon = sender_async(
+        &db,
+        &[
+            "webhooks",
+            "test",
+            "--url",
+            &url,
+            "--username",
+            "a:b",
+            "--password",
+            "p",
+        ],
+    )
+    .await;
+    assert_eq!(
+        colon.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&colon.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
