@@ -240,7 +240,7 @@ impl WebhookArgs {
             events: self.events,
             auth: self.auth,
             username: self.username,
-            password: self.password.map(|p| p.expose().to_owned()),
+            password: self.password,
             scheme: self.scheme,
             signature_header: self.signature_header,
             signature_encoding: self.signature_encoding,
@@ -765,7 +765,7 @@ async fn webhook_test(
     let envelope =
         verify::EventGenerator::new(fastrand::u64(..)).envelope(DEFAULT_ACCOUNT_ID, kind, 1, at);
     let body = bytes::Bytes::from(envelope.to_bytes());
-    let msg_id = crate::sqlite::new_msg_id();
+    let msg_id = crate::registry::new_msg_id();
     let headers = auth.headers(&msg_id, at.div_euclid(1000), &body)?;
     let transport = HttpTransport::new(args.connect_timeout, args.response_timeout)
         .with_ca_file(args.ca_file.clone());
@@ -1098,7 +1098,7 @@ fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
                 ))
             })?,
     };
-    let msg_id = args.id.unwrap_or_else(crate::sqlite::new_msg_id);
+    let msg_id = args.id.unwrap_or_else(crate::registry::new_msg_id);
     let headers = keyring.sign_headers(&msg_id, timestamp, &body);
     let mut curl = format!(
         "curl -sS -X POST {} -H 'content-type: application/json'",

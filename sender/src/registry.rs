@@ -44,6 +44,11 @@ pub fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// A fresh `webhook-id` for a request: `msg_` and 24 alphanumerics.
+pub fn new_msg_id() -> String {
+    format!("msg_{}", random_token(24))
+}
+
 /// Which events a webhook receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventSelection {
@@ -359,7 +364,7 @@ pub enum SchemeName {
 
 /// The fields `webhooks add` and `webhooks edit` may set; `None` leaves a field as it is.
 /// `Debug` hides the password.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WebhookChanges {
     /// `--name`.
     pub name: Option<String>,
@@ -374,7 +379,7 @@ pub struct WebhookChanges {
     /// `--username`.
     pub username: Option<String>,
     /// `--password`.
-    pub password: Option<String>,
+    pub password: Option<verify::RedactedString>,
     /// `--scheme`.
     pub scheme: Option<SchemeName>,
     /// `--signature-header` (body-hmac-sha256).
@@ -387,26 +392,6 @@ pub struct WebhookChanges {
     pub tolerance_secs: Option<i64>,
     /// `--inactive` (add) or nothing.
     pub active: Option<bool>,
-}
-
-impl std::fmt::Debug for WebhookChanges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookChanges")
-            .field("name", &self.name)
-            .field("description", &self.description)
-            .field("url", &self.url)
-            .field("events", &self.events)
-            .field("auth", &self.auth)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field("scheme", &self.scheme)
-            .field("signature_header", &self.signature_header)
-            .field("signature_encoding", &self.signature_encoding)
-            .field("signature_prefix", &self.signature_prefix)
-            .field("tolerance_secs", &self.tolerance_secs)
-            .field("active", &self.active)
-            .finish()
-    }
 }
 
 impl WebhookChanges {
@@ -522,6 +507,7 @@ impl WebhookChanges {
                     .ok_or_else(|| UsageError("--auth basic needs --username".into()))?;
                 let password = self
                     .password
+                    .map(|password| password.expose().to_owned())
                     .or_else(|| previous.as_ref().map(|b| b.password.clone()))
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| {

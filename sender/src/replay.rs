@@ -471,19 +471,12 @@ pub fn outgoing_headers(
         let message_id = request
             .message_id
             .clone()
-            .unwrap_or_else(|| format!("msg_{}", random_token()));
+            .unwrap_or_else(crate::registry::new_msg_id);
         for keyring in &auth.keyrings {
             headers.extend(keyring.sign_headers(&message_id, now_secs, &request.body));
         }
     }
     headers
-}
-
-fn random_token() -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    (0..24)
-        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
-        .collect()
 }
 
 async fn send_one(client: &HttpClient, options: &SendOptions, request: PlannedRequest) -> Outcome {

@@ -379,11 +379,6 @@ impl Registry for SqliteState {
     }
 }
 
-/// A fresh `webhook-id` for a request.
-pub fn new_msg_id() -> String {
-    format!("msg_{}", crate::registry::random_token(24))
-}
-
 /// Whether the process that owns a lease still runs on this machine.
 fn process_alive(pid: i64) -> bool {
     // SQLite state is a local file, so every owner runs on this machine; a reaped process
@@ -412,7 +407,7 @@ fn insert_request(
              created_at_ms, state, next_attempt_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
         )?
         .execute(params![
-            new_msg_id(),
+            crate::registry::new_msg_id(),
             webhook_id,
             account_id,
             names.iter().cloned().collect::<Vec<_>>().join(","),

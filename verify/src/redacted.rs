@@ -21,6 +21,18 @@ impl RedactedString {
     }
 }
 
+impl From<String> for RedactedString {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for RedactedString {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
 impl FromStr for RedactedString {
     type Err = std::convert::Infallible;
 
