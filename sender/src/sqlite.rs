@@ -104,6 +104,14 @@ CREATE TABLE IF NOT EXISTS leases (
 
 /// Attempt rows written by one multi-row INSERT when outcomes are recorded in a group.
 const ATTEMPT_ROWS: usize = 16;
+/// The multi-row INSERT of [`ATTEMPT_ROWS`] attempts, built once.
+static INSERT_MANY_ATTEMPTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO attempts (request_id, attempt, started_at_ms, status, error, latency_ms,
+         response_head) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?, ?)"; ATTEMPT_ROWS].join(", ")
+    )
+});
 
 /// Registrations and queue in a SQLite file.
 ///
@@ -427,20 +435,6 @@ fn insert_request(
     Ok(())
 }
 
-/// Builds the envelope bytes around already-serialised events, exactly as
-/// [`verify::OutgoingEnvelope::to_bytes`] writes it, without parsing them again.
-pub fn envelope_bytes<'a>(account_id: i64, events: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut body = format!("{{\"accountId\":{account_id},\"events\":[").into_bytes();
-    for (index, event) in events.enumerate() {
-        if index > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(event);
-    }
-    body.extend_from_slice(b"]}");
-    body
-}
-
 /// Staged events of one webhook, oldest first: (seq, account, id, name, json, enqueued).
 type Staged = (i64, i64, String, String, Vec<u8>, i64);
 
@@ -485,7 +479,8 @@ fn requests_from_staged(
         for chunk in events.chunks(max_events.max(1)) {
             let names: BTreeSet<String> = chunk.iter().map(|e| e.3.clone()).collect();
             let ids: Vec<String> = chunk.iter().map(|e| e.2.clone()).collect();
-            let body = envelope_bytes(account_id, chunk.iter().map(|e| e.4.as_slice()));
+            let body =
+                verify::payload::envelope_bytes(account_id, chunk.iter().map(|e| e.4.as_slice()));
             insert_request(
                 transaction,
                 webhook_id,
@@ -532,8 +527,10 @@ impl Queue for SqliteState {
             let event_json = serde_json::to_vec(&delivery.event)?;
             match delivery.class {
                 verify::EventClass::RealTime => {
-                    let body =
-                        envelope_bytes(delivery.account_id, std::iter::once(&event_json[..]));
+                    let body = verify::payload::envelope_bytes(
+                        delivery.account_id,
+                        std::iter::once(&event_json[..]),
+                    );
                     insert_request(
                         &transaction,
                         delivery.webhook_id.as_str(),
@@ -892,11 +889,6 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
     {
         // Full groups of attempt rows go in one multi-row INSERT: one statement run instead
         // of `ATTEMPT_ROWS`, which is most of what an INSERT costs besides its B-tree work.
-        let many_sql = format!(
-            "INSERT INTO attempts (request_id, attempt, started_at_ms, status, error, latency_ms,
-             response_head) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?)"; ATTEMPT_ROWS].join(", ")
-        );
         let mut insert = transaction.prepare_cached(
             "INSERT INTO attempts (request_id, attempt, started_at_ms, status, error, latency_ms,
                  response_head) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -908,7 +900,7 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
         )?;
         for chunk in attempts.chunks(ATTEMPT_ROWS) {
             if chunk.len() == ATTEMPT_ROWS {
-                let mut insert_many = transaction.prepare_cached(&many_sql)?;
+                let mut insert_many = transaction.prepare_cached(&INSERT_MANY_ATTEMPTS)?;
                 for (row, record) in chunk.iter().enumerate() {
                     let first = row * 7;
                     insert_many.raw_bind_parameter(first + 1, record.request_id)?;

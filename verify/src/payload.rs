@@ -214,10 +214,25 @@ pub fn single_event_envelope(body: &[u8], event_id: &str) -> Result<Option<Vec<u
     else {
         return Ok(None);
     };
-    let mut rebuilt = format!("{{\"accountId\":{},\"events\":[", envelope.account_id).into_bytes();
-    rebuilt.extend_from_slice(event.raw.get().as_bytes());
-    rebuilt.extend_from_slice(b"]}");
-    Ok(Some(rebuilt))
+    Ok(Some(envelope_bytes(
+        envelope.account_id,
+        std::iter::once(event.raw.get().as_bytes()),
+    )))
+}
+
+/// The envelope around events already serialised, exactly as [`OutgoingEnvelope::to_bytes`]
+/// frames them (compact, `accountId` then `events`), without parsing the events again: the
+/// sender joins stored batch events with it, and a one-event replay keeps the event's bytes.
+pub fn envelope_bytes<'a>(account_id: i64, events: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut body = format!("{{\"accountId\":{account_id},\"events\":[").into_bytes();
+    for (index, event) in events.enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(event);
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// How a writer renders times: today's ISO form, or the older epoch forms QA may need.
@@ -427,6 +442,26 @@ mod tests {
             r#"{"accountId":7,"events":[{"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k": [1, 2]}}]}"#
         );
         assert_eq!(single_event_envelope(body, "zz").expect("valid"), None);
+    }
+
+    #[test]
+    fn envelope_framing_matches_the_writer() {
+        let mut generator = crate::EventGenerator::new(4);
+        let kind = crate::lookup("COURSE_ENROLLMENT_BATCH").expect("in catalogue");
+        let envelope = generator.envelope(1010, kind, 3, 1_795_000_000_000);
+        let events: Vec<Vec<u8>> = envelope
+            .events
+            .iter()
+            .map(|event| serde_json::to_vec(event).expect("json"))
+            .collect();
+        assert_eq!(
+            envelope_bytes(1010, events.iter().map(Vec::as_slice)),
+            envelope.to_bytes()
+        );
+        assert_eq!(
+            envelope_bytes(7, std::iter::empty()),
+            br#"{"accountId":7,"events":[]}"#
+        );
     }
 
     #[test]
