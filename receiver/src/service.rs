@@ -308,7 +308,7 @@ fn build_request(
             event_name: event.event_name.to_string(),
             timestamp_ms: event.timestamp.epoch_millis(),
             known: event.kind().is_some(),
-            raw: event.raw.get().to_owned(),
+            raw: range_within(body, event.raw.get().as_bytes()),
         })
         .collect();
     Ok(AcceptedRequest {
@@ -323,9 +323,47 @@ fn build_request(
     })
 }
 
+/// Where `part` stands in `whole`. The parser borrows each raw event from the body, so this
+/// is pointer arithmetic; the search is a fallback that keeps it correct should a parser ever
+/// hand out a copy.
+fn range_within(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let borrowed = (part.as_ptr() as usize)
+        .checked_sub(whole.as_ptr() as usize)
+        .filter(|start| start + part.len() <= whole.len());
+    let start = borrowed
+        .or_else(|| memchr::memmem::find(whole, part))
+        .unwrap_or_default();
+    start..start + part.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_events_are_located_in_their_body() {
+        let body = Bytes::from_static(
+            br#"{"accountId": 1, "events": [ {"eventId":"a","eventName":"X","timestamp":1,"data":{}} ,
+                {"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k":"\u00e9"}}]}"#,
+        );
+        let parts = Request::builder().body(()).unwrap().into_parts().0;
+        let request = build_request(&parts, &body, 0, &Authentication::None).unwrap();
+        let texts: Vec<&[u8]> = request
+            .events
+            .iter()
+            .map(|event| event.raw_text(&body))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                &br#"{"eventId":"a","eventName":"X","timestamp":1,"data":{}}"#[..],
+                &br#"{"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k":"\u00e9"}}"#[..],
+            ]
+        );
+        // A copy (not a borrow) is still found by its bytes.
+        let copy = body[30..85].to_vec();
+        assert_eq!(range_within(&body, &copy), 30..85);
+    }
 
     #[test]
     fn credentials_are_redacted_whatever_their_shape() {

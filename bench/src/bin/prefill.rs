@@ -29,19 +29,23 @@ fn main() -> anyhow::Result<()> {
     let have: i64 = connection.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
     let missing = (total - have).max(0);
     let transaction = connection.transaction()?;
+    // One request holds the one event every prefilled row points into (the store keeps an
+    // event's JSON as offsets into its request's body).
+    let raw = r#"{"eventId":"prefilled","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","data":{"userId":4279332,"loId":"course:7374992"}}"#;
+    let body = format!(r#"{{"accountId":1010,"events":[{raw}]}}"#);
+    let raw_start = body.find(raw).context("the event in its body")?;
     transaction.execute(
-        "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id, event_count)
-         VALUES (0, 'POST', '/webhook', '[]', x'', 'none', 1010, ?1)",
-        [missing],
+        "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
+         VALUES (0, 'POST', '/webhook', '[]', ?1, 'none', 1010)",
+        [body.as_bytes()],
     )?;
     let request_id = transaction.last_insert_rowid();
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, raw)
-         SELECT 1010, lower(hex(randomblob(16))), ?2, 'COURSE_ENROLLMENT', 1764288000000 + i, 0, 1,
-                '{\"eventId\":\"prefilled\",\"eventName\":\"COURSE_ENROLLMENT\",\"timestamp\":\"2026-11-28T00:00:00.000Z\",\"data\":{\"userId\":4279332,\"loId\":\"course:7374992\"}}'
+         INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
+         SELECT 1010, lower(hex(randomblob(16))), ?2, 'COURSE_ENROLLMENT', 1764288000000 + i, 1, ?3, ?4
          FROM n",
-        rusqlite::params![missing, request_id],
+        rusqlite::params![missing, request_id, raw_start, raw.len()],
     )?;
     transaction.commit()?;
     connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;

@@ -57,8 +57,17 @@ pub struct NewEvent {
     pub timestamp_ms: i64,
     /// Whether the name is in the catalogue.
     pub known: bool,
-    /// The event's JSON text exactly as it stands in the body.
-    pub raw: String,
+    /// Where the event's JSON text stands in the request's body, byte offsets. The store
+    /// keeps this instead of a second copy of the text: the body is stored anyway, and the
+    /// copy would double what every commit writes.
+    pub raw: std::ops::Range<usize>,
+}
+
+impl NewEvent {
+    /// The event's JSON text exactly as it stands in `body` (the body of its request).
+    pub fn raw_text<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        body.get(self.raw.clone()).unwrap_or_default()
+    }
 }
 
 /// What [`Store::accept`] did.

@@ -44,8 +44,7 @@ CREATE TABLE IF NOT EXISTS requests (
     headers         TEXT    NOT NULL,  -- JSON array of [name, value]
     body            BLOB    NOT NULL,  -- byte for byte
     auth            TEXT    NOT NULL,  -- none | basic | signature
-    account_id      INTEGER NOT NULL,
-    event_count     INTEGER NOT NULL
+    account_id      INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id              INTEGER PRIMARY KEY,
@@ -54,9 +53,11 @@ CREATE TABLE IF NOT EXISTS events (
     request_id      INTEGER NOT NULL REFERENCES requests(id),
     event_name      TEXT    NOT NULL,
     timestamp_ms    INTEGER NOT NULL,
-    received_at_ms  INTEGER NOT NULL,
     known           INTEGER NOT NULL,
-    raw             TEXT    NOT NULL,
+    -- The event's JSON is the bytes [raw_start, raw_start + raw_length) of its request's
+    -- body: kept once, in the body, rather than copied (see `RAW_TEXT`).
+    raw_start       INTEGER NOT NULL,
+    raw_length      INTEGER NOT NULL,
     UNIQUE (account_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp_ms);
@@ -89,6 +90,13 @@ CREATE TABLE IF NOT EXISTS forward_jobs (
 -- Only pending jobs: finding the next one never walks the forwarded history.
 CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
 ";
+
+/// The layout version in `PRAGMA user_version`: a store of another layout is refused with a
+/// clear message rather than misread. Version 2 keeps events' JSON as offsets into the body.
+const LAYOUT_VERSION: i64 = 2;
+
+/// An event's JSON text, as a SQL expression over `events e JOIN requests r`.
+const RAW_TEXT: &str = "substr(r.body, e.raw_start + 1, e.raw_length)";
 
 /// Where the writer answers an accepted request, once its transaction committed (or not).
 type AcceptReply = oneshot::Sender<Result<AcceptOutcome, StoreError>>;
@@ -241,8 +249,31 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
         // backstop when the WAL grows past 10 000 pages (40 MB) because that thread fell behind.
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;",
     )?;
+    check_layout(&connection, true)?;
     connection.execute_batch(SCHEMA)?;
+    connection.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     Ok(connection)
+}
+
+/// Refuses a store written in another layout. A file with no tables yet is new (when
+/// `may_create`), and gets this layout.
+fn check_layout(connection: &Connection, may_create: bool) -> rusqlite::Result<()> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == LAYOUT_VERSION {
+        return Ok(());
+    }
+    let tables: i64 = connection.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+        [],
+        |row| row.get(0),
+    )?;
+    if version == 0 && tables == 0 && may_create {
+        return Ok(());
+    }
+    Err(rusqlite::Error::InvalidParameterName(format!(
+        "the store has layout version {version}, this receiver reads version {LAYOUT_VERSION}: \
+         start a new store (--store sqlite:NEW_PATH), or read this one with the receiver that wrote it"
+    )))
 }
 
 /// What the writer was told at open.
@@ -620,11 +651,11 @@ impl<'c> Inserts<'c> {
     fn prepare(connection: &'c Connection, queue_forwarding: bool) -> rusqlite::Result<Self> {
         Ok(Inserts {
             request: connection.prepare_cached(
-                "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id, event_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             event: connection.prepare_cached(
-                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, raw)
+                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?,
@@ -652,7 +683,6 @@ impl<'c> Inserts<'c> {
             request.body.as_ref(),
             request.auth,
             request.account_id,
-            request.events.len(),
         ])?;
         let request_id = self.connection.last_insert_rowid();
         let mut new = Vec::with_capacity(request.events.len());
@@ -665,9 +695,9 @@ impl<'c> Inserts<'c> {
                 request_id,
                 event.event_name,
                 event.timestamp_ms,
-                request.received_at_ms,
                 event.known,
-                event.raw,
+                event.raw.start,
+                event.raw.len(),
             ])?;
             new.push(inserted == 1);
         }
@@ -821,8 +851,6 @@ impl ForwardQueue for SqliteForwardQueue {
 /// Read access for `receiver events` and `receiver export`, on its own connection.
 pub struct SqliteReader {
     connection: Connection,
-    /// Stores written before forwarding existed have no `forward_jobs` table.
-    has_forward_jobs: bool,
 }
 
 impl SqliteReader {
@@ -855,19 +883,9 @@ impl SqliteReader {
                 path.display()
             );
         }
-        let has_forward_jobs = connection
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'forward_jobs'",
-                [],
-                |_| Ok(()),
-            )
-            .optional()
-            .with_context(|| format!("reading the store {}", path.display()))?
-            .is_some();
-        Ok(SqliteReader {
-            connection,
-            has_forward_jobs,
-        })
+        check_layout(&connection, false)
+            .with_context(|| format!("reading the store {}", path.display()))?;
+        Ok(SqliteReader { connection })
     }
 }
 
@@ -950,18 +968,12 @@ impl EventQuery for SqliteReader {
             }
             None => "",
         };
-        let (forwarding, join) = if self.has_forward_jobs {
-            (
-                "CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END",
-                "LEFT JOIN forward_jobs f ON f.request_id = e.request_id",
-            )
-        } else {
-            ("0", "")
-        };
         let sql = format!(
-            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, e.received_at_ms,
-                    e.known, e.raw, e.request_id, r.auth, {forwarding}
-             FROM events e JOIN requests r ON r.id = e.request_id {join}
+            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, r.received_at_ms,
+                    e.known, {RAW_TEXT}, e.request_id, r.auth,
+                    CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
+             FROM events e JOIN requests r ON r.id = e.request_id
+             LEFT JOIN forward_jobs f ON f.request_id = e.request_id
              {clause} ORDER BY e.id {limit}"
         );
         let mut statement = self.connection.prepare(&sql)?;
@@ -973,7 +985,7 @@ impl EventQuery for SqliteReader {
                 timestamp_ms: row.get(3)?,
                 received_at_ms: row.get(4)?,
                 known: row.get(5)?,
-                raw: row.get(6)?,
+                raw: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
                 request_id: row.get(7)?,
                 auth: row.get(8)?,
                 forwarding: match row.get::<_, i64>(9)? {

@@ -49,9 +49,14 @@ async fn documented_payloads_are_stored_byte_for_byte() {
     let sent: Vec<Vec<u8>> = SAMPLES.iter().map(|s| s.as_bytes().to_vec()).collect();
     assert_eq!(bodies, sent, "bodies are the received bytes");
 
-    // Each raw event is the exact slice of its body, with its whitespace and escapes.
+    // Each raw event is the exact slice of its body, with its whitespace and escapes (the
+    // store keeps it as offsets into the body).
     let rows: Vec<(String, String, i64, bool, String)> = db
-        .prepare("SELECT event_id, event_name, timestamp_ms, known, raw FROM events ORDER BY id")
+        .prepare(
+            "SELECT e.event_id, e.event_name, e.timestamp_ms, e.known,
+                    CAST(substr(r.body, e.raw_start + 1, e.raw_length) AS TEXT)
+             FROM events e JOIN requests r ON r.id = e.request_id ORDER BY e.id",
+        )
         .unwrap()
         .query_map([], |row| {
             Ok((
