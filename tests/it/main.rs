@@ -15,3 +15,6 @@ mod end_to_end;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod replay;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod logs;

@@ -5,12 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod answers;
+mod answers_with_auth;
 mod auth;
 mod check;
 mod crash;
+mod environment;
+mod events_cli;
 mod export;
 mod forward;
 mod hardening;
+mod layout;
 mod outage;
 mod process;
 mod samples;

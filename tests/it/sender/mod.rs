@@ -3,8 +3,11 @@
 //! tokio time is a unit test of `sender::delivery`), and Python's `standardwebhooks` verifying what the sender signs.
 
 mod cli;
+mod connect_timeout;
 mod delivery;
 mod python;
+mod replay;
+mod run_worker;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -103,6 +103,10 @@ struct Shared {
     default: Reply,
     script: VecDeque<Reply>,
     received: Vec<Received>,
+    /// Requests received and not yet answered.
+    in_flight: usize,
+    /// The most requests ever in flight at once.
+    max_in_flight: usize,
 }
 
 /// The fake endpoint. Dropping it stops the server.
@@ -133,6 +137,8 @@ impl FakeEndpoint {
             default: Reply::ok(),
             script: VecDeque::new(),
             received: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
         }));
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -176,6 +182,12 @@ impl FakeEndpoint {
         self.lock().received.clone()
     }
 
+    /// The most requests that were in the endpoint at once: received (body read) and not yet
+    /// answered. With slow replies this is how many the client had in flight.
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
+    }
+
     /// Waits (bounded) until at least `count` requests have arrived.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
@@ -195,6 +207,17 @@ impl FakeEndpoint {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().expect("endpoint lock")
+    }
+}
+
+/// Takes one request off the in-flight count when dropped.
+struct InFlight(Arc<Mutex<Shared>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.0.lock() {
+            shared.in_flight -= 1;
+        }
     }
 }
 
@@ -232,9 +255,14 @@ async fn handle(
             headers,
             body,
         });
+        shared.in_flight += 1;
+        shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
         let default = shared.default.clone();
         shared.script.pop_front().unwrap_or(default)
     };
+    // Counted as answered when the reply is built, or when hyper drops this future because
+    // the client went away during the delay.
+    let _answered = InFlight(shared.clone());
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -253,4 +281,52 @@ async fn handle(
 pub fn refused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
+}
+
+/// A loopback address that accepts no connection in time: a listener with a backlog of 0
+/// whose one queue slot is taken by a connection never accepted, so the kernel drops every
+/// further SYN and a client's connect hangs until its own timeout. Dropping it frees the port.
+pub struct Unresponsive {
+    /// The address.
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<tokio::net::TcpStream>,
+}
+
+impl Unresponsive {
+    /// Binds `127.0.0.1:0` with a backlog of 0 and fills the accept queue (bounded wait).
+    pub async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let addr = socket.local_addr().expect("local addr");
+        let listener = socket.listen(0).expect("listen");
+        let mut queued = Vec::new();
+        // Linux queues backlog + 1 connections; connect until one hangs (at most a few).
+        for _ in 0..8 {
+            match tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => queued.push(stream),
+                Ok(Err(error)) => panic!("filling the accept queue of {addr}: {error}"),
+                Err(_) => {
+                    return Self {
+                        addr,
+                        _listener: listener,
+                        _queued: queued,
+                    }
+                }
+            }
+        }
+        panic!("{addr} kept accepting connections: the accept queue never filled");
+    }
+
+    /// `http://127.0.0.1:PORT/webhook`.
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
 }

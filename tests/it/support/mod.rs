@@ -5,3 +5,6 @@ pub mod receiver;
 
 #[cfg(feature = "sender-tests")]
 pub mod endpoint;
+
+#[cfg(feature = "sender-tests")]
+pub mod logged;

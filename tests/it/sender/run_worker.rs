@@ -1,0 +1,95 @@
+//! `sender run` as a user stops it: Ctrl-C (SIGINT) while a delivery is in flight. The
+//! attempt finishes and is recorded, the worker says it stopped, and it exits 0 with nothing
+//! on standard output beyond its ready line. (SIGTERM is tested in `cli`.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::endpoint::{FakeEndpoint, Reply};
+use crate::support::logged::Logged;
+
+const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
+
+fn state_arg(db: &Path) -> String {
+    format!("sqlite:{}", db.display())
+}
+
+/// Runs `sender --state DB ARGS` to completion in a blocking thread.
+async fn sender(db: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(SENDER);
+    command
+        .arg("--state")
+        .arg(state_arg(db))
+        .args(args)
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
+        .await
+        .expect("joined");
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_cleanly_on_sigint_after_recording_the_attempt_in_flight() {
+    let endpoint = FakeEndpoint::start().await;
+    // Slow enough that the signal arrives while the request is in flight.
+    endpoint.answer(Reply::ok().delayed(Duration::from_millis(500)));
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("sender.db");
+    let url = endpoint.url();
+    sender(
+        &db,
+        &[
+            "webhooks", "add", "--name", "crm", "--url", &url, "--events", "all",
+        ],
+    )
+    .await;
+    let mut run = Logged::spawn(
+        Command::new(SENDER)
+            .args(["--state", &state_arg(&db), "run", "--poll-interval", "20ms"])
+            .env("RUST_LOG", "info"),
+    );
+    let ready = run
+        .wait_for_line("sender run: working the queue", Duration::from_secs(15))
+        .await;
+    sender(
+        &db,
+        &["trigger", "COURSE_ENROLLMENT", "--enqueue-only", "--json"],
+    )
+    .await;
+    endpoint.wait_for(1, Duration::from_secs(15)).await;
+
+    run.signal("INT");
+    let status = run.wait_exit(Duration::from_secs(10)).await;
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0 after SIGINT, not killed by it: {status:?}\nstderr: {stderr}"
+    );
+    assert_eq!(
+        stdout,
+        format!("{ready}\n"),
+        "only the ready line on stdout"
+    );
+    assert!(stderr.contains("sender run: stopped"), "{stderr}");
+    for alarming in ["ERROR", "error:", "panicked"] {
+        assert!(!stderr.contains(alarming), "{alarming} in: {stderr}");
+    }
+
+    // The request in flight was answered and recorded before the exit: nothing is left to
+    // send twice.
+    let list = sender(&db, &["deliveries", "list", "--json"]).await;
+    let rows: Value = serde_json::from_slice(&list.stdout).expect("JSON rows");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0]["state"].as_str(), rows[0]["attempts"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{rows:?}"
+    );
+    assert_eq!(endpoint.received().len(), 1);
+}
