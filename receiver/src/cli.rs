@@ -302,17 +302,41 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(error)) => {
-            eprintln!("error: {error:#}");
+            tell("ERROR", format_args!("error: {error:#}"));
             ExitCode::from(2)
         }
         Err(Failure::Work(error)) => {
-            eprintln!("error: {error:#}");
+            tell("ERROR", format_args!("error: {error:#}"));
             ExitCode::from(1)
         }
     }
 }
 
+/// Whether stderr carries JSON log records (`--log-format json`).
+static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for the person at the terminal, on stderr, whatever `RUST_LOG` says: plain text, or
+/// with `--log-format json` a record shaped like the log records, so that every stderr line
+/// stays one JSON object. `level` is `INFO` or `ERROR`.
+fn tell(level: &str, message: impl std::fmt::Display) {
+    if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        let record = serde_json::json!({
+            "timestamp": verify::timestamp::format_iso_millis(verify::unix_now_ms()),
+            "level": level,
+            "fields": {"message": message.to_string()},
+            "target": "receiver",
+        });
+        eprintln!("{record}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 fn init_logging(format: LogFormat) {
+    STDERR_JSON.store(
+        matches!(format, LogFormat::Json),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -633,7 +657,10 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
         .with_context(|| format!("writing to {target}"))
         .map_err(Failure::Work)?;
     if args.out.is_some() {
-        eprintln!("exported {written} requests to {target}");
+        tell(
+            "INFO",
+            format_args!("exported {written} requests to {target}"),
+        );
     }
     Ok(())
 }

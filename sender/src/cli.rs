@@ -459,7 +459,7 @@ pub fn cli_main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tell("ERROR", format_args!("error: {error:#}"));
             if error.chain().any(|cause| cause.is::<UsageError>()) {
                 ExitCode::from(2)
             } else {
@@ -469,7 +469,31 @@ pub fn cli_main() -> ExitCode {
     }
 }
 
+/// Whether stderr carries JSON log records (`--log-format json`).
+static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A line for the person at the terminal, on stderr, whatever `RUST_LOG` says: plain text, or
+/// with `--log-format json` a record shaped like the log records, so that every stderr line
+/// stays one JSON object. `level` is `INFO`, `WARN` or `ERROR`.
+pub(crate) fn tell(level: &str, message: impl std::fmt::Display) {
+    if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        let record = serde_json::json!({
+            "timestamp": verify::timestamp::format_iso_millis(verify::unix_now_ms()),
+            "level": level,
+            "fields": {"message": message.to_string()},
+            "target": "sender",
+        });
+        eprintln!("{record}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 fn init_tracing(format: LogFormat) {
+    STDERR_JSON.store(
+        matches!(format, LogFormat::Json),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
@@ -863,21 +887,27 @@ async fn trigger(
     }
     let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     if targets.is_empty() {
-        eprintln!(
-            "warning: no active webhook subscribes to {}; nothing was queued",
-            kind.name
+        tell(
+            "WARN",
+            format_args!(
+                "warning: no active webhook subscribes to {}; nothing was queued",
+                kind.name
+            ),
         );
     } else if !json {
-        eprintln!(
-            "queued {} {} event(s) for {} webhook(s): {}",
-            events.len(),
-            kind.name,
-            targets.len(),
-            targets
-                .iter()
-                .map(WebhookId::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
+        tell(
+            "INFO",
+            format_args!(
+                "queued {} {} event(s) for {} webhook(s): {}",
+                events.len(),
+                kind.name,
+                targets.len(),
+                targets
+                    .iter()
+                    .map(WebhookId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
     }
     let mut report = crate::delivery::RunReport::default();
@@ -1299,7 +1329,10 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        eprintln!("dry run: {} requests would be sent", requests.len());
+        tell(
+            "INFO",
+            format_args!("dry run: {} requests would be sent", requests.len()),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let options = SendOptions {

@@ -586,7 +586,7 @@ impl Progress {
             let mut last = plain.last_line.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() >= Duration::from_secs(1) || done == plain.total {
                 *last = Instant::now();
-                eprintln!("replay: {done}/{} sent", plain.total);
+                crate::cli::tell("INFO", format_args!("replay: {done}/{} sent", plain.total));
             }
         }
     }

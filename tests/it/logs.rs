@@ -150,6 +150,75 @@ async fn log_format_json_writes_one_json_record_per_line() {
     let delivered = with_message(&records, "delivered");
     assert_eq!(delivered.len(), 1, "{records:?}");
     assert_eq!(delivered[0]["fields"]["attempt"], 2);
+
+    // Lines meant for the person at the terminal are records too in JSON mode, even with
+    // RUST_LOG=warn (which hides info records): the queued summary of `trigger` without
+    // `--json`, the progress of `replay`, the summary of `receiver export --out`, errors.
+    let mut quiet = Command::new(SENDER);
+    quiet
+        .arg("--state")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["--log-format", "json", "trigger", "COURSE_COMPLETED"])
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || quiet.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let records = json_lines(&String::from_utf8_lossy(&output.stderr), "trigger");
+    assert!(
+        records.iter().any(|record| record["level"] == "INFO"
+            && record["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("queued 1 COURSE_COMPLETED event(s) for 1 webhook(s)")),
+        "{records:?}"
+    );
+    let envelope = dir.path().join("envelope.json");
+    std::fs::write(
+        &envelope,
+        r#"{"accountId":1,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":1,"data":{}}]}"#,
+    )
+    .unwrap();
+    let envelope_arg = envelope.display().to_string();
+    let output = sender_async(
+        &db,
+        &[
+            "--log-format",
+            "json",
+            "replay",
+            &envelope_arg,
+            "--to",
+            &url,
+            "--mode",
+            "verbatim",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let records = json_lines(&String::from_utf8_lossy(&output.stderr), "replay");
+    assert!(
+        !with_message(&records, "replay: 1/1 sent").is_empty(),
+        "{records:?}"
+    );
+    let output = sender_async(&db, &["--log-format", "json", "webhooks", "show", "nope"]).await;
+    assert!(!output.status.success());
+    let records = json_lines(&String::from_utf8_lossy(&output.stderr), "error");
+    assert_eq!(records.last().unwrap()["level"], "ERROR", "{records:?}");
+    let out = dir.path().join("capture.jsonl");
+    let exported = Command::new(RECEIVER)
+        .args(["export", "--log-format", "json", "--store", &store, "--out"])
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let records = json_lines(&String::from_utf8_lossy(&exported.stderr), "export");
+    assert!(
+        records.iter().any(|record| record["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("exported ")),
+        "{records:?}"
+    );
 }
 
 /// Runs `sender --state DB ARGS` (`RUST_LOG=info`) in a blocking thread, so the endpoint in
