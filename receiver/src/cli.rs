@@ -360,6 +360,7 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
         header_read_timeout: config::parse_duration(&args.header_timeout)
             .context("--header-timeout")?,
         body_read_timeout: config::parse_duration(&args.body_timeout).context("--body-timeout")?,
+        write_stall_timeout: config::DEFAULT_WRITE_STALL_TIMEOUT,
         shutdown_grace: config::parse_duration(&args.shutdown_timeout)
             .context("--shutdown-timeout")?,
     };
@@ -392,6 +393,17 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
                 .map(config::read_signature_file)
                 .transpose()
                 .context("--forward-signature-file")?;
+            // Every secret expired: each forwarded request would carry no signature, the app
+            // would refuse them all and the queue would stall behind the first.
+            if let Some(keyring) = &forward.signing {
+                let now = verify::unix_now();
+                if !keyring.entries().iter().any(|entry| entry.in_force_at(now)) {
+                    anyhow::bail!(
+                        "--forward-signature-file: every secret in it has expired; download the \
+                         app's current signature file"
+                    );
+                }
+            }
             Some(forward)
         }
     };
@@ -509,10 +521,10 @@ fn event_line(event: &StoredEvent) -> String {
     format!(
         "{received}  {name}{unknown}  account={account} event={id}  event-time={time}{forwarding}",
         received = format_iso_millis(event.received_at_ms),
-        name = event.event_name,
+        name = crate::output::printable(&event.event_name),
         unknown = if event.known { "" } else { " (unknown name)" },
         account = event.account_id,
-        id = event.event_id,
+        id = crate::output::printable(&event.event_id),
         time = format_iso_millis(event.timestamp_ms),
         forwarding = match event.forwarding {
             ForwardingState::None => String::new(),

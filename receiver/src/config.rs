@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a whole body once its head arrived.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may leave an answer unread (its socket buffers full, no byte taken)
+/// before its connection is closed: without it, a client that stops reading would hold a
+/// connection slot for ever, since hyper has no write timeout.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests before it closes their connections.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many refused requests the store keeps (the newest).
@@ -54,6 +58,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Deadline for reading a body.
     pub body_read_timeout: Duration,
+    /// Longest a write may wait for the client to take bytes (see
+    /// [`DEFAULT_WRITE_STALL_TIMEOUT`]).
+    pub write_stall_timeout: Duration,
     /// Deadline for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -65,6 +72,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }

@@ -347,7 +347,9 @@ impl Worker {
     async fn attempt(&self, job: &ForwardJob) -> Result<Answer, String> {
         let request = self.build_request(job)?;
         let response = tokio::time::timeout(
-            self.config.connect_timeout + self.config.response_timeout,
+            self.config
+                .connect_timeout
+                .saturating_add(self.config.response_timeout),
             self.client.request(request),
         )
         .await

@@ -9,16 +9,22 @@
 //! requests that still show one: a chunked request arriving while the watch saw more
 //! `Content-Length` lines than the service was shown is refused.
 //!
+//! The same wrapper bounds how long a write may stall: a client that stops reading its
+//! answers would otherwise keep its connection (and one of the capped slots) for ever, since
+//! hyper has no write timeout and no read timer runs while it waits to write.
+//!
 //! The pattern is `\ncontent-length:` (any case): hyper also accepts header lines ended by a
 //! bare LF, so the CR is not required. JSON bodies cannot hold a raw LF inside a string (and a
 //! key is quoted), and chunk framing is hex digits, so bodies do not trip it; a pipelined
 //! request read ahead of a chunked one can, and then the chunked one is refused: failing safe.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -45,20 +51,54 @@ impl ConnectionWatch {
     }
 }
 
-/// An I/O stream that counts `Content-Length` header lines as they are read.
+/// An I/O stream that counts `Content-Length` header lines as they are read, and fails a
+/// write that makes no progress for `write_stall_timeout`.
 pub(crate) struct WatchedIo<T> {
     inner: T,
     watch: Arc<ConnectionWatch>,
     /// How many bytes of [`PATTERN`] the last bytes read have matched.
     matched: usize,
+    write_stall_timeout: Duration,
+    /// Armed when a write found the socket full; disarmed by any progress.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> WatchedIo<T> {
-    pub(crate) fn new(inner: T, watch: Arc<ConnectionWatch>) -> Self {
+    pub(crate) fn new(
+        inner: T,
+        watch: Arc<ConnectionWatch>,
+        write_stall_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             watch,
             matched: 0,
+            write_stall_timeout,
+            write_stall: None,
+        }
+    }
+
+    /// Passes a write's result through, turning a wait longer than the stall timeout into
+    /// an error that ends the connection.
+    fn bound_stall<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.write_stall = None;
+            return polled;
+        }
+        let timeout = self.write_stall_timeout;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes of its answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -114,11 +154,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bound_stall(cx, polled)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bound_stall(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -130,7 +174,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.bound_stall(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -144,7 +190,7 @@ mod tests {
 
     fn lines_in(chunks: &[&[u8]]) -> u64 {
         let watch = Arc::new(ConnectionWatch::default());
-        let mut io = WatchedIo::new((), Arc::clone(&watch));
+        let mut io = WatchedIo::new((), Arc::clone(&watch), Duration::from_secs(1));
         for chunk in chunks {
             io.scan(chunk);
         }

@@ -105,10 +105,10 @@ impl Output {
                 .to_string(),
                 _ => format!(
                     "{at}  {name}{unknown}  account={account} event={id}  event-time={time}  auth={auth}:ok  {state}",
-                    name = event.event_name,
+                    name = printable(&event.event_name),
                     unknown = if event.known { "" } else { " (unknown name)" },
                     account = request.account_id,
-                    id = event.event_id,
+                    id = printable(&event.event_id),
                     time = format_iso_millis(event.timestamp_ms),
                     auth = request.auth,
                     state = if *new { "new" } else { "duplicate" },
@@ -159,5 +159,40 @@ impl Output {
         if let Some(done) = done {
             let _ = done.recv_timeout(CLOSE_WAIT);
         }
+    }
+}
+
+/// A sender-chosen string made safe for a line of text: control characters (line breaks,
+/// terminal escape sequences) are shown escaped, so an `eventId` cannot forge a line of the
+/// output or drive the operator's terminal.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_kept() {
+        assert_eq!(printable("d5fb7071-10a9"), "d5fb7071-10a9");
+        assert_eq!(printable("é-ünïcode"), "é-ünïcode");
+        assert_eq!(
+            printable("x\n2026-11-28 FAKE\u{1b}]0;pwned\u{7}"),
+            "x\\n2026-11-28 FAKE\\u{1b}]0;pwned\\u{7}"
+        );
     }
 }

@@ -73,7 +73,9 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = shared.limits.clone();
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -153,7 +155,11 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let watch = Arc::new(ConnectionWatch::default());
-    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&watch)));
+    let io = TokioIo::new(WatchedIo::new(
+        stream,
+        Arc::clone(&watch),
+        shared.limits.write_stall_timeout,
+    ));
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         let watch = Arc::clone(&watch);

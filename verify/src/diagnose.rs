@@ -78,7 +78,8 @@ fn explain_signature<H: Headers + ?Sized>(
     }
     explain_secrets(keyrings, at_secs, findings);
     if let Some(signed_at) = signed_timestamp(headers) {
-        let offset = at_secs - signed_at;
+        // Saturating: a capture may carry any i64 as its timestamp.
+        let offset = at_secs.saturating_sub(signed_at);
         if matches!(
             error,
             VerifyError::TimestampTooOld { .. } | VerifyError::TimestampTooNew { .. }
@@ -87,7 +88,7 @@ fn explain_signature<H: Headers + ?Sized>(
                 "signed at {} and received at {}: {} s {}",
                 format_iso_seconds(signed_at),
                 format_iso_seconds(at_secs),
-                offset.abs(),
+                offset.unsigned_abs(),
                 if offset >= 0 {
                     "later"
                 } else {
@@ -437,6 +438,11 @@ mod tests {
                     "invalid_timestamp",
                     &["not a whole number"],
                 )
+            },
+            Case {
+                // The extreme timestamps a hostile capture can carry: no overflow.
+                edit_headers: |headers| set(headers, WEBHOOK_TIMESTAMP, "-9223372036854775808"),
+                ..case("timestamp at i64::MIN", "invalid_timestamp", &[])
             },
             Case {
                 edit_headers: |headers| set(headers, WEBHOOK_SIGNATURE, "v1,AAAA"),

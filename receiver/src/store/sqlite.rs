@@ -218,8 +218,10 @@ impl Store for SqliteStore {
     }
 
     fn record_refusal(&self, refused: RefusedRequest) {
-        // Never wait: a flood of refusals must not slow down accepted requests.
-        if self.jobs.try_send(Job::Refuse(refused)).is_err() {
+        // Never wait, and leave half of the queue to accepted requests: a flood of refusals
+        // must not make them wait for a place.
+        let room = self.jobs.capacity() > QUEUE_CAPACITY / 2;
+        if !room || self.jobs.try_send(Job::Refuse(refused)).is_err() {
             self.metrics.refusal_not_kept();
         }
     }
@@ -236,6 +238,8 @@ impl Store for SqliteStore {
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Before anything changes the file: another program's database is refused untouched.
+    check_layout(&connection, true)?;
     // WAL: readers (`receiver events`) never block the writer. FULL: a commit returns only
     // after the WAL is synced, which is what "no 2xx before the data is on disk" needs.
     let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
@@ -249,9 +253,11 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
         // backstop when the WAL grows past 10 000 pages (40 MB) because that thread fell behind.
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;",
     )?;
-    check_layout(&connection, true)?;
-    connection.execute_batch(SCHEMA)?;
-    connection.pragma_update(None, "user_version", LAYOUT_VERSION)?;
+    // One transaction, layout version included: a crash while a new store is created leaves
+    // an empty file (created again at the next start), never tables without their version.
+    connection.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
+    ))?;
     Ok(connection)
 }
 
@@ -320,9 +326,7 @@ impl Batch {
 /// Everything one group transaction writes.
 struct Work<'a> {
     requests: &'a [&'a AcceptedRequest],
-    refusals: &'a [RefusedRequest],
     forwarded: &'a [&'a ForwardDone],
-    notes: &'a [ForwardNote],
     health_check: bool,
 }
 
@@ -402,6 +406,42 @@ impl Writer {
         }
         let started = Instant::now();
         let settings = self.settings;
+        if !accepts.is_empty() || !forwarded.is_empty() || !health.is_empty() {
+            self.commit_durably(accepts, health, forwarded, started);
+        }
+        if !refusals.is_empty() || !notes.is_empty() {
+            let metrics = Arc::clone(&self.metrics);
+            let kept = self
+                .connection()
+                .map_err(|error| error.0)
+                .and_then(|connection| {
+                    keep_best_effort(
+                        connection,
+                        &refusals,
+                        &notes,
+                        settings.keep_refused,
+                        &metrics,
+                    )
+                    .map_err(|error| error.to_string())
+                });
+            if let Err(error) = kept {
+                tracing::debug!(%error, "keeping refused requests or forwarding notes failed");
+                // A connection left in an unknown state is reopened by the next batch.
+                self.connection = None;
+            }
+        }
+    }
+
+    /// The group commit of accepted requests, forwarding marks and a health check, and the
+    /// answers to them once it is on disk.
+    fn commit_durably(
+        &mut self,
+        accepts: Vec<(Arc<AcceptedRequest>, AcceptReply)>,
+        health: Vec<oneshot::Sender<Result<(), StoreError>>>,
+        forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
+        started: Instant,
+    ) {
+        let settings = self.settings;
         let now_ms = verify::unix_now_ms();
         let requests: Vec<&AcceptedRequest> = accepts
             .iter()
@@ -410,9 +450,7 @@ impl Writer {
         let done: Vec<&ForwardDone> = forwarded.iter().map(|(done, _)| done).collect();
         let work = Work {
             requests: &requests,
-            refusals: &refusals,
             forwarded: &done,
-            notes: &notes,
             health_check: !health.is_empty(),
         };
         let result = self
@@ -442,15 +480,12 @@ impl Writer {
                 for (_, reply) in forwarded {
                     let _ = reply.send(Err(error.clone()));
                 }
-                // Retry alone, so one job's failure cannot fail the others; refusals and
-                // forwarding notes are best effort and are not retried.
+                // Retry alone, so one job's failure cannot fail the others.
                 for (request, reply) in accepts {
                     let started = Instant::now();
                     let alone = Work {
                         requests: &[request.as_ref()],
-                        refusals: &[],
                         forwarded: &[],
-                        notes: &[],
                         health_check: false,
                     };
                     let single = self.connection().and_then(|connection| {
@@ -571,16 +606,14 @@ fn store_error(error: rusqlite::Error) -> StoreError {
 
 /// Runs one transaction over every job and commits once. `Err` when anything in it failed:
 /// then nothing of it is stored, and the caller retries each request alone, so one request's
-/// failure never fails (or acknowledges) another. Refused requests and notes of failed
-/// forwarding attempts ride along in a savepoint: keeping them is best effort and must not
-/// fail the batch.
+/// failure never fails (or acknowledges) another.
 fn group_transaction(
     connection: &mut Connection,
     work: &Work<'_>,
     settings: Settings,
     now_ms: i64,
 ) -> Result<Vec<AcceptOutcome>, StoreError> {
-    let mut transaction = connection
+    let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(store_error)?;
     let outcomes = {
@@ -601,18 +634,6 @@ fn group_transaction(
             .and_then(|mut update| update.execute(params![done.at_ms, done.attempts, done.job_id]))
             .map_err(store_error)?;
     }
-    if !work.refusals.is_empty() || !work.notes.is_empty() {
-        let mut savepoint = transaction.savepoint().map_err(store_error)?;
-        let kept = insert_refusals(&savepoint, work.refusals, settings.keep_refused)
-            .and_then(|()| insert_notes(&savepoint, work.notes));
-        match kept {
-            Ok(()) => savepoint.commit().map_err(store_error)?,
-            Err(error) => {
-                tracing::debug!(%error, "keeping refused requests or forwarding notes failed");
-                savepoint.rollback().map_err(store_error)?;
-            }
-        }
-    }
     if work.health_check {
         transaction
             .execute(
@@ -623,6 +644,46 @@ fn group_transaction(
     }
     transaction.commit().map_err(store_error)?;
     Ok(outcomes)
+}
+
+/// Most bytes of refused bodies kept per batch: a flood of large refused requests costs the
+/// writer (and so the accepted requests behind it) a bounded amount of work; the rest is
+/// counted as not kept.
+const MAX_REFUSED_BYTES_PER_BATCH: usize = 4 * 1024 * 1024;
+
+/// Keeps refused requests and notes of failed forwarding attempts, after the batch's answers
+/// went out: they are best effort, so their transaction is not synced (`synchronous=NORMAL`;
+/// the next durable commit syncs them along) and its failure fails nobody.
+fn keep_best_effort(
+    connection: &mut Connection,
+    refusals: &[RefusedRequest],
+    notes: &[ForwardNote],
+    keep_refused: u32,
+    metrics: &Metrics,
+) -> rusqlite::Result<()> {
+    let mut budget = MAX_REFUSED_BYTES_PER_BATCH;
+    let kept: Vec<&RefusedRequest> = refusals
+        .iter()
+        .take_while(|refused| {
+            let fits = refused.body.len() <= budget;
+            budget = budget.saturating_sub(refused.body.len());
+            fits
+        })
+        .collect();
+    for _ in kept.len()..refusals.len() {
+        metrics.refusal_not_kept();
+    }
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let written = (|| {
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        insert_refusals(&transaction, &kept, keep_refused)?;
+        insert_notes(&transaction, notes)?;
+        transaction.commit()
+    })();
+    // Back to FULL whatever happened: accepted requests must never commit unsynced.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    written
 }
 
 fn insert_notes(connection: &Connection, notes: &[ForwardNote]) -> rusqlite::Result<()> {
@@ -720,7 +781,7 @@ impl<'c> Inserts<'c> {
 
 fn insert_refusals(
     connection: &Connection,
-    refusals: &[RefusedRequest],
+    refusals: &[&RefusedRequest],
     keep_refused: u32,
 ) -> rusqlite::Result<()> {
     let mut insert = connection.prepare_cached(

@@ -274,3 +274,41 @@ async fn garbage_never_takes_the_server_down() {
     assert_eq!(get(receiver.addr, "/healthz").await.status, StatusCode::OK);
     receiver.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_slot_after_the_write_stall_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+    config.limits.max_connections = 1;
+    config.limits.write_stall_timeout = Duration::from_millis(300);
+    let receiver = InProcess::start(config).await;
+    let addr = receiver.addr;
+
+    // The only slot: a client with a tiny receive buffer pipelines thousands of requests for
+    // the metrics page (a few KiB each) and never reads an answer, so the server's writes
+    // block once the socket buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    let pipelined = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000);
+    let writer = tokio::spawn(async move {
+        // The server stops reading too once it is stuck writing: this may never finish.
+        let _ = stuck.write_all(pipelined.as_bytes()).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stuck);
+    });
+
+    // Another client waits in the backlog; it is served once the stuck one is cut off.
+    let started = Instant::now();
+    let health = tokio::time::timeout(Duration::from_secs(10), get(addr, "/healthz"))
+        .await
+        .expect("served after the stalled connection was closed");
+    assert_eq!(health.status, StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the slot was really taken until the stall timeout ({:?})",
+        started.elapsed()
+    );
+    writer.abort();
+    receiver.stop().await.unwrap();
+}

@@ -11,8 +11,7 @@ fn old_layout_store(path: &std::path::Path) {
     let connection = rusqlite::Connection::open(path).unwrap();
     connection
         .execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE requests (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+            "CREATE TABLE requests (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
              CREATE TABLE events (id INTEGER PRIMARY KEY, account_id INTEGER, event_id TEXT,
                                   raw TEXT NOT NULL, UNIQUE (account_id, event_id));
              INSERT INTO events (account_id, event_id, raw) VALUES (1010, 'kept', '{}');",
@@ -49,5 +48,12 @@ fn a_store_of_another_layout_is_refused_and_left_as_it_was() {
     assert_eq!(
         version, 0,
         "the old store was not stamped with the new layout"
+    );
+    let journal: String = connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        journal, "delete",
+        "refused before anything changed the file"
     );
 }

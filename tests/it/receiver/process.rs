@@ -143,7 +143,26 @@ fn configuration_errors_exit_2_with_one_error_line() {
     let bad_file = dir.path().join("bad.json");
     std::fs::write(&bad_file, "{\"version\": 9}").unwrap();
     let bad_file = bad_file.display().to_string();
+    let expired_file = dir.path().join("expired.json");
+    std::fs::write(
+        &expired_file,
+        r#"{"version": 1, "webhookId": "wh_app", "webhookName": "app",
+            "scheme": "standard-webhooks", "algorithm": "HMAC-SHA256", "toleranceSeconds": 300,
+            "secrets": [{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                         "createdAt": "2020-01-01T00:00:00Z", "expiresAt": "2020-02-01T00:00:00Z"}]}"#,
+    )
+    .unwrap();
+    let expired_file = expired_file.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--forward-to",
+                "http://127.0.0.1:9/app",
+                "--forward-signature-file",
+                &expired_file,
+            ],
+            "every secret in it has expired",
+        ),
         (vec!["--max-body", "lots"], "--max-body"),
         (
             vec!["--signature-file", "/nonexistent/sig.json"],
