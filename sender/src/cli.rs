@@ -654,6 +654,15 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
             };
             let now = verify::unix_now_ms();
             let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
+            // The signature file writes dates up to the year 9999; a later end would be
+            // written as 1970 and expire the old secret at once, the opposite of the request.
+            const LAST_WRITABLE_SECS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+            if now.div_euclid(1000).saturating_add(overlap_secs) > LAST_WRITABLE_SECS {
+                return Err(UsageError(
+                    "--overlap reaches past the year 9999; give a shorter overlap (e.g. 7d)".into(),
+                )
+                .into());
+            }
             file.rotate(
                 &SigningSecret::generate(),
                 now.div_euclid(1000),
@@ -1245,7 +1254,16 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
                     .map_err(|error| {
                         UsageError(format!("signature file {}: {error}", path.display()))
                     })?;
-                auth.keyrings.push(keyring);
+                // Files of one scheme sign together (one `webhook-signature` header with
+                // every signature), as a rotation does; a second set of headers would be
+                // ignored by receivers, which read the first.
+                let mut pending = Some(keyring);
+                for existing in &mut auth.keyrings {
+                    if let Some(keyring) = pending.take() {
+                        pending = existing.merge(keyring).err();
+                    }
+                }
+                auth.keyrings.extend(pending);
             }
         }
     }

@@ -85,8 +85,9 @@ impl StateLocation {
                     && scheme.chars().all(|c| c.is_ascii_alphanumeric())
                     && scheme.len() > 1 =>
             {
+                // The rest is not echoed: a database URL may hold a password.
                 Err(UsageError(format!(
-                    "--state {text:?}: unsupported store {scheme:?}; this build knows sqlite:PATH"
+                    "--state: unsupported store {scheme:?}; this build knows sqlite:PATH"
                 )))
             }
             _ if !text.is_empty() => Ok(Self::Sqlite(PathBuf::from(text))),

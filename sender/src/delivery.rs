@@ -46,45 +46,61 @@ const GROUP_COMMIT_MS: i64 = 5;
 /// to the storage thread, and a page of bodies is still only a few hundred kilobytes.
 const MAX_PAGE: usize = 1024;
 
+/// A commit of outcomes under way: it gives back its records and the events it expired.
+type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, u64)>>;
+
 /// Registrations and queue together: what the engine reads and writes.
 pub trait State: Registry + Queue {}
 impl<S: Registry + Queue> State for S {}
 
-/// A clock in epoch milliseconds that follows tokio's clock, so paused-time tests move it.
+/// The engine's clock, in epoch milliseconds.
+///
+/// In production it is the wall clock, read at every call: signatures carry
+/// `webhook-timestamp`, leases are compared across processes and `Retry-After` dates are
+/// absolute, so it must not drift from the system time (a monotonic clock stops during a
+/// suspend and ignores NTP steps). Tests use a clock that follows tokio's, so paused time
+/// moves it.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    base_ms: i64,
-    start: Instant,
+    /// `None` for the wall clock.
+    tokio_base: Option<(i64, Instant)>,
 }
 
 impl Clock {
-    /// Starts at the system time. Call inside a tokio runtime.
+    /// The system's wall clock.
     pub fn system() -> Self {
-        Self::starting_at(verify::unix_now_ms())
+        Self { tokio_base: None }
     }
 
-    /// Starts at `epoch_ms`.
+    /// A clock that reads `epoch_ms` now and then advances with tokio's clock (paused-time
+    /// tests). Call inside a tokio runtime.
     pub fn starting_at(epoch_ms: i64) -> Self {
         Self {
-            base_ms: epoch_ms,
-            start: Instant::now(),
+            tokio_base: Some((epoch_ms, Instant::now())),
         }
     }
 
     /// Now, in epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
-        self.base_ms.saturating_add(millis(self.start.elapsed()))
+        match self.tokio_base {
+            None => verify::unix_now_ms(),
+            Some((base_ms, start)) => base_ms.saturating_add(millis(start.elapsed())),
+        }
     }
 
     /// The tokio instant of an epoch millisecond (now, if it is past).
     fn instant_of(&self, epoch_ms: i64) -> Instant {
         let ahead = epoch_ms.saturating_sub(self.now_ms()).max(0);
-        Instant::now() + Duration::from_millis(u64::try_from(ahead).unwrap_or(0))
+        let ahead = Duration::from_millis(u64::try_from(ahead).unwrap_or(0));
+        // A year stands for "practically never" where the sum would overflow `Instant`.
+        let now = Instant::now();
+        now.checked_add(ahead)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
     }
 }
 
 /// A request ready to go on the wire.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outbound {
     /// The Target URL.
     pub url: String,
@@ -92,6 +108,33 @@ pub struct Outbound {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("url", &self.url)
+            .field("headers", &redacted_headers(&self.headers))
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// Headers for `Debug` output: credentials and signatures replaced, so that a request printed
+/// while debugging never carries a password or a token that could be replayed.
+pub(crate) fn redacted_headers(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let hidden = name.eq_ignore_ascii_case("authorization")
+                || name.eq_ignore_ascii_case("proxy-authorization")
+                || name.to_ascii_lowercase().contains("signature");
+            (
+                name.as_str(),
+                if hidden { "[redacted]" } else { value.as_str() },
+            )
+        })
+        .collect()
 }
 
 /// What one attempt got.
@@ -785,8 +828,7 @@ impl<T: Transport> Engine<T> {
         // Outcomes waiting for the next commit, and the commit under way (one at a time, so
         // outcomes are written in the order they came and many share a transaction).
         let mut to_record: Vec<AttemptRecord> = Vec::new();
-        let mut recording: Option<tokio::task::JoinHandle<anyhow::Result<Vec<AttemptRecord>>>> =
-            None;
+        let mut recording: Option<Recording> = None;
         let mut ready: VecDeque<PendingRequest> = VecDeque::new();
         // Relaxed order scans forward from here, so rows in flight are not fetched again.
         let mut cursor: i64 = 0;
@@ -830,8 +872,9 @@ impl<T: Transport> Engine<T> {
                             .signer()
                             .with_context(|| format!("webhook {id}"))?;
                         webhook = Some((found, signer, now));
-                        // Another process may have staged batch events meanwhile.
-                        batch_due_ms.get_or_insert(i64::MIN);
+                        // Another process may have staged batch events meanwhile, enough
+                        // to fill a batch before the due time this worker knows of: look now.
+                        batch_due_ms = Some(i64::MIN);
                     }
                     _ => {
                         exit = WorkerExit::Inactive;
@@ -919,7 +962,7 @@ impl<T: Transport> Engine<T> {
                 recorded_wait_since = None;
                 let (state, records) = (self.state.clone(), std::mem::take(&mut to_record));
                 recording = Some(tokio::task::spawn_blocking(move || {
-                    state.record(&records).map(|()| records)
+                    state.record(&records).map(|expired| (records, expired))
                 }));
             }
             let busy = !in_flight.is_empty()
@@ -962,12 +1005,13 @@ impl<T: Transport> Engine<T> {
                 }
                 result = committed => {
                     recording = None;
-                    let records = result.context("a storage task panicked")??;
+                    let (records, expired_events) = result.context("a storage task panicked")??;
                     for record in &records {
                         unsettled.remove(&record.request_id);
                     }
                     if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
-                        self.give_up(id, expired.request_id).await?;
+                        // `record` disabled the webhook in the same transaction.
+                        Self::gave_up(id, expired.request_id, expired_events);
                         exit = WorkerExit::Disabled;
                         break;
                     }
@@ -979,7 +1023,11 @@ impl<T: Transport> Engine<T> {
         // Let attempts in flight finish (the timeouts bound them) and record every outcome,
         // so a clean stop repeats nothing.
         if let Some(handle) = recording.take() {
-            handle.await.context("a storage task panicked")??;
+            let (records, expired_events) = handle.await.context("a storage task panicked")??;
+            if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
+                Self::gave_up(id, expired.request_id, expired_events);
+                exit = WorkerExit::Disabled;
+            }
         }
         while let Some(joined) = in_flight.join_next().await {
             let (_, request, started, answer) = joined.context("an attempt task panicked")?;
@@ -991,9 +1039,9 @@ impl<T: Transport> Engine<T> {
                 .find(|r| r.next == RequestState::Expired)
                 .map(|r| r.request_id);
             let (state, records) = (self.state.clone(), to_record);
-            blocking(move || state.record(&records)).await?;
-            if let (Some(request_id), false) = (expired, matches!(exit, WorkerExit::Disabled)) {
-                self.give_up(id, request_id).await?;
+            let expired_events = blocking(move || state.record(&records)).await?;
+            if let Some(request_id) = expired {
+                Self::gave_up(id, request_id, expired_events);
                 exit = WorkerExit::Disabled;
             }
         }
@@ -1077,16 +1125,14 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    async fn give_up(&self, id: &WebhookId, request_id: i64) -> anyhow::Result<()> {
-        let retention = self.config.retry.retention;
-        let reason = format!(
-            "retention of {} ended with request {request_id} undelivered",
-            crate::format_duration(retention)
+    /// Reports a webhook that `record` disabled because a request's retention ended.
+    fn gave_up(id: &WebhookId, request_id: i64, expired_events: u64) {
+        tracing::error!(
+            webhook = %id,
+            request = request_id,
+            expired_events,
+            "webhook disabled: retention ended"
         );
-        let (state, webhook_id, now) = (self.state.clone(), id.clone(), self.clock.now_ms());
-        let expired = blocking(move || state.give_up(&webhook_id, &reason, now)).await?;
-        tracing::error!(webhook = %id, expired_events = expired, "webhook disabled: retention ended");
-        Ok(())
     }
 }
 

@@ -188,9 +188,9 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt() {
         .iter()
         .map(|(at, _)| at.duration_since(start).as_secs())
         .collect();
-    // 429 Retry-After 3600 → 3600; the date says 01:00:00 → 3600 again, so come back at once;
-    // 301 is a failure and the schedule's third delay applies: 20 s.
-    assert_eq!(offsets, [0, 3600, 3600, 3620]);
+    // 429 Retry-After 3600 → 3600; the date says 01:00:00, which is now: no sooner than the
+    // schedule's first step, 5 s; 301 is a failure and the schedule's third delay applies: 20 s.
+    assert_eq!(offsets, [0, 3600, 3605, 3625]);
     let rows = harness
         .state
         .deliveries(&DeliveryFilter {
@@ -199,4 +199,120 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt() {
         })
         .expect("rows");
     assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 4));
+}
+
+#[test]
+fn debug_output_hides_credentials_and_signatures() {
+    let outbound = Outbound {
+        url: "https://crm.example/hook".to_owned(),
+        headers: vec![
+            (
+                "authorization".to_owned(),
+                "Basic Y3JtOnMzY3JldA==".to_owned(),
+            ),
+            ("webhook-signature".to_owned(), "v1,c2lnbmF0dXJl".to_owned()),
+            ("webhook-id".to_owned(), "msg_1".to_owned()),
+        ],
+        body: bytes::Bytes::from_static(b"{}"),
+    };
+    let printed = format!("{outbound:?}");
+    assert!(!printed.contains("Y3JtOnMzY3JldA") && !printed.contains("c2lnbmF0dXJl"));
+    assert!(printed.contains("msg_1") && printed.contains("[redacted]"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_system_clock_is_the_wall_clock_whatever_tokio_time_does() {
+    // A monotonic clock stops during a suspend and ignores NTP steps; signatures and leases
+    // need the wall clock. Here tokio's clock jumps an hour, as a suspend looks from inside.
+    let system = Clock::system();
+    let test_clock = Clock::starting_at(NOW_MS);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let drift = (system.now_ms() - verify::unix_now_ms()).abs();
+    assert!(drift < 1000, "system clock drifted {drift} ms");
+    assert_eq!(
+        test_clock.now_ms(),
+        NOW_MS + 3_600_000,
+        "test clock follows tokio"
+    );
+}
+
+#[test]
+fn a_registration_waits_for_another_process_writing_instead_of_failing() {
+    // Another process (here a second connection) holds the write lock and commits a change
+    // while this one registers a webhook: registering reads (the count of five) and then
+    // writes, so it must take the write lock first and wait, not fail with "database is
+    // locked" when its read snapshot turns stale.
+    let harness = Harness::new();
+    let path = harness._dir.path().join("sender.db");
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let other = std::thread::spawn(move || {
+        let mut connection = rusqlite::Connection::open(&path).expect("open");
+        let transaction = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .expect("lock");
+        transaction
+            .execute("UPDATE webhooks SET updated_at_ms = updated_at_ms", [])
+            .expect("write");
+        locked.send(()).expect("signal");
+        std::thread::sleep(Duration::from_millis(300));
+        transaction.commit().expect("commit");
+    });
+    is_locked.recv().expect("the other writer holds the lock");
+    let webhook = WebhookChanges {
+        name: Some("second".into()),
+        url: Some("http://127.0.0.1:9/hook".into()),
+        events: Some("all".into()),
+        ..WebhookChanges::default()
+    }
+    .create(NOW_MS)
+    .expect("valid");
+    harness
+        .state
+        .insert_webhook(&webhook)
+        .expect("registered after waiting for the other writer");
+    other.join().expect("other writer");
+    assert!(harness.state.webhook(&webhook.id).expect("read").is_some());
+}
+
+#[test]
+fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
+    // A crash right after the outcome is committed must not leave the webhook active with
+    // requests queued behind the expired one: `record` itself gives the webhook up.
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
+    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
+    let mut generator = verify::EventGenerator::new(7);
+    let events: Vec<_> = (0..3).map(|_| generator.event(kind, NOW_MS)).collect();
+    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
+    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    let head = harness
+        .state
+        .pending(&webhook.id, 1, true, NOW_MS, 0)
+        .expect("pending")
+        .remove(0);
+    let expired = harness
+        .state
+        .record(&[crate::queue::AttemptRecord {
+            request_id: head.id,
+            attempt: 2016,
+            started_at_ms: NOW_MS + 604_800_000,
+            status: Some(500),
+            error: None,
+            latency_ms: 3,
+            response_head: String::new(),
+            next: crate::queue::RequestState::Expired,
+        }])
+        .expect("recorded");
+    assert_eq!(expired, 3, "the request itself and the two behind it");
+    let stored = harness
+        .state
+        .webhook(&webhook.id)
+        .expect("read")
+        .expect("kept");
+    let Status::Disabled(reason) = stored.status else {
+        panic!("still {:?}", stored.status);
+    };
+    assert!(reason.contains("retention ended"), "{reason}");
+    let counts = harness.state.counts(None).expect("counts");
+    assert_eq!((counts.pending, counts.expired), (0, 3));
 }

@@ -251,11 +251,14 @@ pub trait Queue: Send + Sync {
     /// Storage errors.
     fn next_due(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
 
-    /// Records attempts and the requests' new states, in one transaction.
+    /// Records attempts and the requests' new states, in one transaction. A record whose
+    /// request expired (retention over) also disables its webhook and expires the webhook's
+    /// pending requests and staged events in that same transaction, so a crash cannot leave
+    /// the webhook active behind an expired request. Gives the number of events expired so.
     ///
     /// # Errors
     /// Storage errors.
-    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<()>;
+    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<u64>;
 
     /// Retention ended: disables the webhook with `reason` and marks every pending request and
     /// staged event of it expired. Gives the number of events expired.

@@ -78,7 +78,7 @@ pub struct ReplayFilter {
 }
 
 /// One request ready to send.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PlannedRequest {
     /// Where it came from: `file:line`.
     pub origin: String,
@@ -88,6 +88,18 @@ pub struct PlannedRequest {
     pub body: Bytes,
     /// The captured `webhook-id`, kept when re-signing so the receiver sees the same message.
     pub message_id: Option<String>,
+}
+
+impl std::fmt::Debug for PlannedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Verbatim mode carries the captured `Authorization`: never print it.
+        f.debug_struct("PlannedRequest")
+            .field("origin", &self.origin)
+            .field("headers", &crate::delivery::redacted_headers(&self.headers))
+            .field("body_bytes", &self.body.len())
+            .field("message_id", &self.message_id)
+            .finish()
+    }
 }
 
 /// Reads a source path: a file, or a directory of `.json` / `.jsonl` / `.ndjson` files read in

@@ -41,10 +41,13 @@ impl RetryPolicy {
     /// `Retry-After` when it gave one.
     ///
     /// `Retry-After` replaces the schedule rather than adding to it: the endpoint knows when it
-    /// can take the request again. It is not capped; retention still bounds it.
+    /// can take the request again. It is not capped (retention still bounds it), but it never
+    /// brings the next attempt closer than the schedule's first step: an endpoint answering
+    /// `Retry-After: 0` (or a date already past) on every attempt would otherwise be hammered
+    /// back to back for the whole retention, and the attempt log with it.
     pub fn next_delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait;
+            return wait.max(self.initial);
         }
         let doublings = failures.saturating_sub(1).min(32);
         let factor = 1u32.checked_shl(doublings).unwrap_or(u32::MAX);
@@ -94,7 +97,10 @@ pub fn millis(duration: Duration) -> i64 {
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
+        // More digits than a u64 holds still means "very long": retention bounds it.
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     let at = parse_http_date(value)?;
     let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
@@ -158,8 +164,35 @@ mod tests {
     fn retry_after_replaces_the_schedule() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.next_delay(1, Some(SEC * 42)), SEC * 42);
-        assert_eq!(policy.next_delay(9, Some(Duration::ZERO)), Duration::ZERO);
+        assert_eq!(
+            policy.next_delay(7, Some(SEC * 42)),
+            SEC * 42,
+            "shorter than 5 min"
+        );
         assert_eq!(policy.next_delay(1, Some(SEC * 3600)), SEC * 3600);
+        // Never closer than the first step: `Retry-After: 0` on every answer would otherwise
+        // mean back-to-back attempts for seven days.
+        assert_eq!(
+            policy.next_delay(9, Some(Duration::ZERO)),
+            DEFAULT_RETRY_INITIAL
+        );
+        assert_eq!(policy.next_delay(1, Some(SEC * 2)), DEFAULT_RETRY_INITIAL);
+    }
+
+    #[test]
+    fn retry_after_too_large_for_a_u64_is_very_long_not_ignored() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let policy = RetryPolicy::default();
+        let week_ms = millis(DEFAULT_RETENTION);
+        assert_eq!(
+            policy.after_failure(1, Some(Duration::from_secs(u64::MAX)), 0, 1000),
+            NextStep::RetryAt(week_ms),
+            "retention bounds it: one last attempt at its end"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context as _};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use verify::timestamp::format_iso_millis;
 
 use crate::queue::{
@@ -256,7 +256,7 @@ fn columns(webhook: &Webhook) -> WebhookColumns {
 impl Registry for SqliteState {
     fn insert_webhook(&self, webhook: &Webhook) -> anyhow::Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let count: i64 =
             transaction.query_row("SELECT COUNT(*) FROM webhooks", [], |r| r.get(0))?;
         if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_WEBHOOKS {
@@ -352,7 +352,7 @@ impl Registry for SqliteState {
 
     fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let pending: i64 = transaction.query_row(
             "SELECT COUNT(*) FROM requests WHERE webhook_id = ?1 AND state = 'pending'",
             [id.as_str()],
@@ -522,7 +522,7 @@ fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
 impl Queue for SqliteState {
     fn enqueue(&self, deliveries: &[NewDelivery], now_ms: i64) -> anyhow::Result<()> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for delivery in deliveries {
             let event_json = serde_json::to_vec(&delivery.event)?;
             match delivery.class {
@@ -654,7 +654,7 @@ impl Queue for SqliteState {
         force: bool,
     ) -> anyhow::Result<Option<i64>> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let staged = staged_events(&transaction, webhook_id.as_str())?;
         let Some(oldest) = staged.first().map(|e| e.5) else {
             return Ok(None);
@@ -750,7 +750,7 @@ impl Queue for SqliteState {
         Ok(next)
     }
 
-    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<()> {
+    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<u64> {
         let mut connection = self.lock();
         // Outcomes need not survive a power cut (see the module docs): not synced, and the
         // connection goes back to FULL before the lock is released, whatever happens.
@@ -762,34 +762,10 @@ impl Queue for SqliteState {
 
     fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
-        transaction.execute(
-            "UPDATE webhooks SET status = 'disabled', disabled_reason = ?2, updated_at_ms = ?3
-             WHERE id = ?1",
-            params![webhook_id.as_str(), reason, now_ms],
-        )?;
-        let staged = staged_events(&transaction, webhook_id.as_str())?;
-        requests_from_staged(
-            &transaction,
-            webhook_id.as_str(),
-            staged,
-            usize::MAX,
-            now_ms,
-            "expired",
-        )?;
-        let expired: i64 = transaction.query_row(
-            "SELECT COALESCE(SUM(event_count), 0) FROM requests
-             WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
-            [webhook_id.as_str()],
-            |row| row.get(0),
-        )?;
-        transaction.execute(
-            "UPDATE requests SET state = 'expired', finished_at_ms = ?2
-             WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
-            params![webhook_id.as_str(), now_ms],
-        )?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired = expire_webhook(&transaction, webhook_id.as_str(), reason, now_ms)?;
         transaction.commit().context("committing the expiry")?;
-        Ok(u64::try_from(expired).unwrap_or(0))
+        Ok(expired)
     }
 
     fn counts(&self, webhook_id: Option<&WebhookId>) -> anyhow::Result<QueueCounts> {
@@ -883,9 +859,46 @@ impl Queue for SqliteState {
     }
 }
 
-/// The body of [`Queue::record`]: attempts and new states in one transaction.
-fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> anyhow::Result<()> {
-    let transaction = connection.transaction()?;
+/// Disables a webhook whose retention ended and expires its pending requests and staged
+/// events, inside the caller's transaction. Gives the number of events expired.
+fn expire_webhook(
+    transaction: &Transaction<'_>,
+    webhook_id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> anyhow::Result<u64> {
+    transaction.execute(
+        "UPDATE webhooks SET status = 'disabled', disabled_reason = ?2, updated_at_ms = ?3
+         WHERE id = ?1",
+        params![webhook_id, reason, now_ms],
+    )?;
+    let staged = staged_events(transaction, webhook_id)?;
+    requests_from_staged(
+        transaction,
+        webhook_id,
+        staged,
+        usize::MAX,
+        now_ms,
+        "expired",
+    )?;
+    let expired: i64 = transaction.query_row(
+        "SELECT COALESCE(SUM(event_count), 0) FROM requests
+         WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
+        [webhook_id],
+        |row| row.get(0),
+    )?;
+    transaction.execute(
+        "UPDATE requests SET state = 'expired', finished_at_ms = ?2
+         WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
+        params![webhook_id, now_ms],
+    )?;
+    Ok(u64::try_from(expired).unwrap_or(0))
+}
+
+/// The body of [`Queue::record`]: attempts and new states in one transaction, and the expiry
+/// of the webhook of any request whose retention ended.
+fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> anyhow::Result<u64> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         // Full groups of attempt rows go in one multi-row INSERT: one statement run instead
         // of `ATTEMPT_ROWS`, which is most of what an INSERT costs besides its B-tree work.
@@ -946,6 +959,26 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
             }
         }
     }
+    let mut expired_events = 0;
+    for record in attempts
+        .iter()
+        .filter(|record| record.next == RequestState::Expired)
+    {
+        let (webhook_id, events, created_ms): (String, i64, i64) = transaction.query_row(
+            "SELECT webhook_id, event_count, created_at_ms FROM requests WHERE id = ?1",
+            [record.request_id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let reason = format!(
+            "retention ended: request {} (queued {}) undelivered after {} attempts",
+            record.request_id,
+            format_iso_millis(created_ms),
+            record.attempt
+        );
+        let now_ms = record.started_at_ms.saturating_add(record.latency_ms);
+        expired_events += u64::try_from(events).unwrap_or(0)
+            + expire_webhook(&transaction, &webhook_id, &reason, now_ms)?;
+    }
     transaction.commit().context("committing attempts")?;
-    Ok(())
+    Ok(expired_events)
 }

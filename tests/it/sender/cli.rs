@@ -322,6 +322,13 @@ fn signature_file_is_written_0600_rotates_and_signs_curl_ready_headers() {
         + &ok(sender(&db, &["webhooks", "show", &id]));
     assert!(!shown.contains(&secret), "{shown}");
 
+    // An overlap past the year 9999 cannot be written in the file: refused, nothing rotated.
+    let too_long = sender(
+        &db,
+        &["webhooks", "rotate-secret", &id, "--overlap", "3000000d"],
+    );
+    assert_eq!(too_long.status.code(), Some(2), "{too_long:?}");
+    assert!(stderr(&too_long).contains("past the year 9999"));
     ok(sender(
         &db,
         &["webhooks", "rotate-secret", &id, "--overlap", "1h"],

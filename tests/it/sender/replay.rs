@@ -273,3 +273,68 @@ async fn resign_with_basic_sends_the_given_credentials_instead_of_the_captured_o
         assert_eq!(request.body, captured_body.as_bytes(), "same bytes");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resign_with_two_signature_files_of_one_scheme_sends_one_set_of_headers_both_verify() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Two files of the same scheme, as during a rotation handed over as two downloads.
+    let keyrings: Vec<verify::Keyring> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let secret = verify::SigningSecret::generate();
+            let keyring = verify::Keyring::single(secret.clone());
+            let file = verify::SignatureFile::new(
+                name,
+                name,
+                keyring.scheme(),
+                &secret,
+                verify::unix_now() - 60,
+            );
+            let path = dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, file.to_json_pretty()).expect("write");
+            keyring
+        })
+        .collect();
+    let source = dir.path().join("envelope.json");
+    let sent_body = body("two-files", 0);
+    std::fs::write(&source, &sent_body).expect("write");
+    let endpoint = FakeEndpoint::start().await;
+    let db = dir.path().join("sender.db");
+    let (source, to) = (source.display().to_string(), endpoint.url());
+    let (a, b) = (
+        dir.path().join("a.json").display().to_string(),
+        dir.path().join("b.json").display().to_string(),
+    );
+    let output = sender(
+        &db,
+        &[
+            "replay",
+            &source,
+            "--to",
+            &to,
+            "--signature-file",
+            &a,
+            "--signature-file",
+            &b,
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let received = endpoint.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let count = request.headers.iter().filter(|(n, _)| n == name).count();
+        assert_eq!(count, 1, "one {name} header");
+    }
+    let signatures = request.header("webhook-signature").expect("signed");
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    // A receiver holding either file alone accepts the request.
+    for keyring in &keyrings {
+        keyring
+            .verify(&request.headers, &request.body)
+            .expect("verifies with each file's secret");
+    }
+    assert_eq!(request.body, sent_body.as_bytes());
+}
