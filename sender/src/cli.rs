@@ -601,8 +601,9 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
         }
         WebhooksCommand::Edit { id, args } => {
             let mut webhook = find(state, &id)?;
+            let read_at_ms = webhook.updated_at_ms;
             args.changes().apply(&mut webhook, verify::unix_now_ms())?;
-            state.update_webhook(&webhook)?;
+            state.update_webhook(&webhook, read_at_ms)?;
             if json {
                 print_json(&webhook.to_json());
             } else {
@@ -645,6 +646,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
         }
         WebhooksCommand::RotateSecret { id, overlap } => {
             let mut webhook = find(state, &id)?;
+            let read_at_ms = webhook.updated_at_ms;
             let Auth::Signature(file) = &mut webhook.auth else {
                 return Err(UsageError(format!(
                     "webhook {id} uses {} authentication; only signature webhooks have a secret",
@@ -672,7 +674,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
                 now.div_euclid(1000).saturating_add(overlap_secs),
             );
             webhook.updated_at_ms = now;
-            state.update_webhook(&webhook)?;
+            state.update_webhook(&webhook, read_at_ms)?;
             if json {
                 print_json(&json!({"id": id, "overlapEnds": ends}));
             } else {
@@ -690,9 +692,10 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
 /// `retire` and `activate`: activation also clears a retention-end disable.
 fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
     let mut webhook = find(state, id)?;
+    let read_at_ms = webhook.updated_at_ms;
     webhook.status = status;
     webhook.updated_at_ms = verify::unix_now_ms();
-    state.update_webhook(&webhook)?;
+    state.update_webhook(&webhook, read_at_ms)?;
     if json {
         print_json(&webhook.to_json());
     } else {
@@ -922,6 +925,9 @@ async fn trigger(
     let mut report = crate::delivery::RunReport::default();
     if !args.enqueue_only && !targets.is_empty() {
         let engine = Engine::http(state.clone(), config);
+        engine
+            .check_tls()
+            .map_err(|error| UsageError(format!("{error:#}")))?;
         let wait = args.wait;
         let shutdown = shutdown_signal()?;
         report = engine
@@ -1002,15 +1008,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
+    let parallel = config.parallel;
+    let engine = Engine::http(state, config);
+    engine
+        .check_tls()
+        .map_err(|error| UsageError(format!("{error:#}")))?;
     let shutdown = shutdown_signal()?;
     // One line on standard output once the signal handlers are in place, so whoever started
     // the worker knows that SIGTERM now stops it cleanly.
-    println!(
-        "sender run: working the queue (parallel {}); stop with SIGINT or SIGTERM",
-        config.parallel
-    );
+    println!("sender run: working the queue (parallel {parallel}); stop with SIGINT or SIGTERM");
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    let engine = Engine::http(state, config);
     let report = engine.run(Mode::Serve, shutdown).await?;
     for id in &report.disabled {
         tracing::warn!(webhook = %id, "disabled at the end of retention");

@@ -621,6 +621,27 @@ impl Engine<HttpTransport> {
             .with_ca_file(config.ca_file.clone());
         Self::new(state, transport, config, Clock::system())
     }
+
+    /// Reads the CA certificates now, when a `--ca-file` was given or a registered webhook
+    /// uses https: a broken certificate file is a local configuration error to report at
+    /// start, not a failed delivery that would count against the customer's webhook until its
+    /// retention ends and it is disabled.
+    ///
+    /// # Errors
+    /// The certificates cannot be read.
+    pub fn check_tls(&self) -> anyhow::Result<()> {
+        let webhooks = self.state.webhooks()?;
+        let https = webhooks.iter().any(|webhook| {
+            webhook
+                .url
+                .get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        });
+        if https || self.config.ca_file.is_some() {
+            self.transport.tls()?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a worker stopped.

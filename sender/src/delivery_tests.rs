@@ -316,3 +316,46 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
     let counts = harness.state.counts(None).expect("counts");
     assert_eq!((counts.pending, counts.expired), (0, 3));
 }
+
+#[test]
+fn an_edit_does_not_undo_a_disable_that_happened_after_it_read_the_webhook() {
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/hook", "all");
+    // The command reads the webhook...
+    let mut edited = harness
+        .state
+        .webhook(&webhook.id)
+        .expect("read")
+        .expect("kept");
+    let read_at_ms = edited.updated_at_ms;
+    // ...a worker gives it up at the end of retention meanwhile...
+    harness
+        .state
+        .give_up(&webhook.id, "retention ended", read_at_ms + 10)
+        .expect("given up");
+    // ...and the command writes its whole record back.
+    edited.description = "renamed".into();
+    edited.updated_at_ms = read_at_ms + 20;
+    let error = harness
+        .state
+        .update_webhook(&edited, read_at_ms)
+        .expect_err("refused");
+    assert!(error.to_string().contains("changed meanwhile"), "{error:#}");
+    let stored = harness
+        .state
+        .webhook(&webhook.id)
+        .expect("read")
+        .expect("kept");
+    assert!(
+        matches!(stored.status, Status::Disabled(_)),
+        "still disabled"
+    );
+    // Read again, the edit goes through.
+    let mut again = stored;
+    let read_at_ms = again.updated_at_ms;
+    again.description = "renamed".into();
+    harness
+        .state
+        .update_webhook(&again, read_at_ms)
+        .expect("written");
+}

@@ -728,11 +728,14 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// A [`UsageError`] for a sixth webhook; storage errors otherwise.
     fn insert_webhook(&self, webhook: &Webhook) -> anyhow::Result<()>;
-    /// Replaces a stored webhook's fields.
+    /// Replaces a stored webhook's fields, provided it is still as it was read: its stored
+    /// `updated_at_ms` is `read_at_ms`. Otherwise someone changed it meanwhile (a worker
+    /// disabling it at the end of retention, another edit), and writing every field back
+    /// would silently undo that change.
     ///
     /// # Errors
-    /// Storage errors.
-    fn update_webhook(&self, webhook: &Webhook) -> anyhow::Result<()>;
+    /// The webhook changed or was deleted meanwhile; storage errors.
+    fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()>;
     /// The webhook with this id.
     ///
     /// # Errors

@@ -292,14 +292,14 @@ impl Registry for SqliteState {
         Ok(())
     }
 
-    fn update_webhook(&self, webhook: &Webhook) -> anyhow::Result<()> {
+    fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()> {
         let c = columns(webhook);
-        let changed = self
-            .lock()
+        let connection = self.lock();
+        let changed = connection
             .execute(
                 "UPDATE webhooks SET name = ?2, description = ?3, url = ?4, events = ?5, auth = ?6,
                  basic_username = ?7, basic_password = ?8, signature_file = ?9, status = ?10,
-                 disabled_reason = ?11, updated_at_ms = ?12 WHERE id = ?1",
+                 disabled_reason = ?11, updated_at_ms = ?12 WHERE id = ?1 AND updated_at_ms = ?13",
                 params![
                     webhook.id.as_str(),
                     webhook.name,
@@ -312,11 +312,29 @@ impl Registry for SqliteState {
                     c.signature_file,
                     webhook.status.as_str(),
                     c.reason,
-                    webhook.updated_at_ms
+                    webhook.updated_at_ms,
+                    read_at_ms
                 ],
             )
             .context("updating the webhook")?;
         if changed == 0 {
+            let exists = connection
+                .query_row(
+                    "SELECT 1 FROM webhooks WHERE id = ?1",
+                    [webhook.id.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if exists {
+                bail!(
+                    "webhook {} was changed meanwhile (by `sender run` or another command); \
+                     nothing was written: look at it with `sender webhooks show {}` and run the \
+                     command again",
+                    webhook.id,
+                    webhook.id
+                );
+            }
             bail!("webhook {} was deleted meanwhile", webhook.id);
         }
         Ok(())

@@ -86,7 +86,10 @@ fn signature_file(harness: &Harness, webhook: &Webhook, dir: &Path) -> PathBuf {
 fn set_url(harness: &Harness, webhook: &Webhook, url: &str) {
     let mut stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
     stored.url = url.to_owned();
-    harness.state.update_webhook(&stored).expect("update");
+    harness
+        .state
+        .update_webhook(&stored, stored.updated_at_ms)
+        .expect("update");
 }
 
 /// The stored events' ids, checking each is there once and carries its name.
@@ -159,7 +162,10 @@ async fn every_catalogue_event_reaches_the_receiver_once_for_every_auth_method()
     if let Auth::Signature(file) = &mut stored.auth {
         file.rotate(&verify::SigningSecret::generate(), verify::unix_now(), 3600);
     }
-    harness.state.update_webhook(&stored).expect("rotate");
+    harness
+        .state
+        .update_webhook(&stored, stored.updated_at_ms)
+        .expect("rotate");
     let [none_rx, basic_rx, standard_rx, hmac_rx] = receivers;
     standard_rx.process.signal("TERM");
     let rotated_file = signature_file(&harness, &standard, dir.path());

@@ -357,7 +357,10 @@ async fn signed_requests_verify_with_both_schemes_and_during_a_rotation() {
     if let sender::registry::Auth::Signature(file) = &mut webhook.auth {
         file.rotate(&verify::SigningSecret::generate(), verify::unix_now(), 3600);
     }
-    harness.state.update_webhook(&webhook).expect("update");
+    harness
+        .state
+        .update_webhook(&webhook, webhook.updated_at_ms)
+        .expect("update");
     let rotated_file = file_of(&standard.id);
     harness.enqueue("COURSE_ENROLLMENT", 2, 11);
     harness

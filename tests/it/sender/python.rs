@@ -73,7 +73,10 @@ async fn python_standardwebhooks_verifies_every_signed_request() {
 
     let mut stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
     stored.url = url;
-    harness.state.update_webhook(&stored).expect("update");
+    harness
+        .state
+        .update_webhook(&stored, stored.updated_at_ms)
+        .expect("update");
     let mut names = 0;
     for (index, kind) in verify::CATALOG.iter().enumerate() {
         harness.enqueue(kind.name, 2, index as u64);
@@ -81,7 +84,10 @@ async fn python_standardwebhooks_verifies_every_signed_request() {
     }
     harness.drain(fast_config(), &[&webhook.id]).await;
     stored.auth = Auth::Signature(rotated);
-    harness.state.update_webhook(&stored).expect("rotate");
+    harness
+        .state
+        .update_webhook(&stored, stored.updated_at_ms)
+        .expect("rotate");
     harness.enqueue("COURSE_ENROLLMENT", 3, 99);
     harness.drain(fast_config(), &[&webhook.id]).await;
 

@@ -93,3 +93,50 @@ async fn run_stops_cleanly_on_sigint_after_recording_the_attempt_in_flight() {
     );
     assert_eq!(endpoint.received().len(), 1);
 }
+
+#[test]
+fn unreadable_certificates_stop_run_and_trigger_at_start_not_the_deliveries() {
+    // A broken CA file is the operator's to fix: exit 2 before anything is sent, rather than
+    // failed deliveries that would disable the customer's https webhook after retention.
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("sender.db");
+    let state = state_arg(&db);
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut command = Command::new(SENDER);
+        command.arg("--state").arg(&state).args(args);
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        command.output().expect("run sender")
+    };
+    let added = run(
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "crm",
+            "--url",
+            "https://crm.example/hook",
+            "--events",
+            "all",
+        ],
+        &[],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let missing = dir.path().join("missing-ca.pem");
+    let missing = missing.to_str().expect("utf8");
+    for (args, envs) in [
+        (vec!["run", "--ca-file", missing], vec![]),
+        (vec!["run"], vec![("SSL_CERT_FILE", missing)]),
+        (
+            vec!["trigger", "COURSE_ENROLLMENT"],
+            vec![("SSL_CERT_FILE", missing)],
+        ),
+    ] {
+        let output = run(&args, &envs);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("missing-ca.pem"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing started: {output:?}");
+    }
+}
