@@ -896,6 +896,10 @@ impl<T: Transport> Engine<T> {
                         // Another process may have staged batch events meanwhile, enough
                         // to fill a batch before the due time this worker knows of: look now.
                         batch_due_ms = Some(i64::MIN);
+                        // Relaxed order scans forward from the cursor; retries that fell due
+                        // behind it are found again from the start at least this often, even
+                        // while new requests keep the forward scan busy.
+                        cursor = 0;
                     }
                     _ => {
                         exit = WorkerExit::Inactive;

@@ -359,3 +359,81 @@ fn an_edit_does_not_undo_a_disable_that_happened_after_it_read_the_webhook() {
         .update_webhook(&again, read_at_ms)
         .expect("written");
 }
+
+/// Answers after `delay` (tokio time), failing the very first request once, and records
+/// when each body was sent.
+#[derive(Clone)]
+struct Slow {
+    delay: Duration,
+    sent: Arc<Mutex<Vec<(tokio::time::Instant, bytes::Bytes)>>>,
+}
+
+impl Transport for Slow {
+    type Lane = ();
+
+    fn lane(&self) {}
+
+    async fn send(&self, _lane: &mut (), request: &Outbound) -> Answer {
+        tokio::time::sleep(self.delay).await;
+        let mut sent = self.sent.lock().expect("lock");
+        let first_of_all = sent.is_empty();
+        sent.push((tokio::time::Instant::now(), request.body.clone()));
+        status(if first_of_all { 500 } else { 200 }, None)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it() {
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
+    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
+    let mut generator = verify::EventGenerator::new(3);
+    // 4 lanes at 10 ms a request: the queue takes about 20 s to go through.
+    let events: Vec<_> = (0..8000).map(|_| generator.event(kind, NOW_MS)).collect();
+    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
+    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    let transport = Slow {
+        delay: Duration::from_millis(10),
+        sent: Arc::default(),
+    };
+    let start = tokio::time::Instant::now();
+    let engine = Engine::new(
+        harness.state.clone(),
+        transport.clone(),
+        DeliveryConfig {
+            parallel: 4,
+            poll_interval: Duration::from_millis(250),
+            lease_ttl: Duration::from_secs(3600),
+            ..DeliveryConfig::default()
+        },
+        Clock::starting_at(NOW_MS),
+    );
+    engine
+        .run(
+            Mode::Drain(vec![webhook.id.clone()]),
+            std::future::pending(),
+        )
+        .await
+        .expect("ran");
+    let sent = transport.sent.lock().expect("lock").clone();
+    let first_body = sent[0].1.clone();
+    let retried: Vec<f64> = sent
+        .iter()
+        .skip(1)
+        .filter(|(_, body)| *body == first_body)
+        .map(|(at, _)| at.duration_since(start).as_secs_f64())
+        .collect();
+    let queue_took = sent
+        .last()
+        .expect("sent")
+        .0
+        .duration_since(start)
+        .as_secs_f64();
+    assert_eq!(retried.len(), 1, "retried once, then delivered");
+    // Due 5 s after the failure: found within a poll interval or so, not after the queue.
+    assert!(
+        retried[0] < 6.0 && queue_took > 15.0,
+        "retry at {:.2} s, queue done at {queue_took:.2} s",
+        retried[0]
+    );
+}
