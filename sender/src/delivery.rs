@@ -853,7 +853,9 @@ impl<T: Transport> Engine<T> {
         let mut ready: VecDeque<PendingRequest> = VecDeque::new();
         // Relaxed order scans forward from here, so rows in flight are not fetched again.
         let mut cursor: i64 = 0;
-        let mut lease_renewed_ms = self.clock.now_ms();
+        // Renewed on the first turn: `work` runs this again and again while it finds work
+        // waiting, and the stored lease must not lapse across short passes.
+        let mut lease_renewed_ms = self.clock.now_ms().saturating_sub(renew_every_ms);
         let mut webhook: Option<(Webhook, Signer, i64)> = None;
         let mut batch_due_ms: Option<i64> = Some(i64::MIN);
         let mut exit = WorkerExit::Stopped;
