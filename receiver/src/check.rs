@@ -169,6 +169,13 @@ pub(crate) fn check(authentication: &Authentication, item: &Item, now_secs: i64)
             }
         }
     }
+    if let Some(declared) = declared_length(headers).filter(|length| *length > body.len() as u64) {
+        report.findings.push(format!(
+            "the capture keeps {} of the {declared} bytes that arrived (refused bodies are kept \
+             cut short): this verdict is for the kept part, not for the request as it came",
+            body.len()
+        ));
+    }
     if let Some((verdict, reason)) = &captured {
         let same = match (verdict, report.verdict) {
             (verify::Verdict::Accepted, Verdict::Accepted) => true,
@@ -188,6 +195,14 @@ pub(crate) fn check(authentication: &Authentication, item: &Item, now_secs: i64)
         }
     }
     report
+}
+
+/// The `Content-Length` a captured request declared, if any.
+fn declared_length(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
 }
 
 /// Reads every item of `source`: a file, a directory of files (in name order, hidden files
@@ -328,6 +343,32 @@ mod tests {
         assert!(report
             .to_text()
             .contains("on arrival the receiver accepted it"));
+    }
+
+    #[test]
+    fn a_body_kept_cut_short_is_said_to_be() {
+        let mut item = capture(
+            vec![("content-length".into(), "200000".into())],
+            1_700_000_000,
+        );
+        let report = check(&Authentication::None, &item, 0);
+        assert!(
+            report
+                .to_text()
+                .contains(&format!("keeps {} of the 200000 bytes", BODY.len())),
+            "{}",
+            report.to_text()
+        );
+        // A whole body says nothing of the kind.
+        if let SourceItem::Capture(record) = &mut item.item {
+            record.headers = vec![("content-length".into(), record.body.len().to_string())];
+        }
+        let report = check(&Authentication::None, &item, 0);
+        assert!(
+            !report.to_text().contains("cut short"),
+            "{}",
+            report.to_text()
+        );
     }
 
     #[test]
