@@ -437,3 +437,84 @@ async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it() {
         retried[0]
     );
 }
+
+#[test]
+fn a_lease_from_another_pid_namespace_is_judged_by_its_expiry_not_by_its_pid() {
+    use crate::queue::Lease;
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/hook", "all");
+    let path = harness._dir.path().join("sender.db");
+    let connection = rusqlite::Connection::open(&path).expect("open");
+    // A pid that runs nowhere here, held until far in the future.
+    let write = |host: &str| {
+        connection
+            .execute(
+                "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host)
+                 VALUES (?1, 'pid:999999999:other', 999999999, ?2, ?3)
+                 ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner,
+                     pid = excluded.pid, expires_at_ms = excluded.expires_at_ms,
+                     host = excluded.host",
+                rusqlite::params![webhook.id.as_str(), NOW_MS + 60_000, host],
+            )
+            .expect("lease");
+    };
+    // Written from another container (another pid namespace): its pid means nothing here,
+    // so the lease holds until it expires.
+    write("another-boot/pid:[1]");
+    let lease = harness
+        .state
+        .try_lease(&webhook.id, "pid:1:me", NOW_MS, 15_000)
+        .expect("lease");
+    assert!(matches!(lease, Lease::HeldBy { .. }), "{lease:?}");
+    assert!(matches!(
+        harness
+            .state
+            .try_lease(&webhook.id, "pid:1:me", NOW_MS + 60_001, 15_000)
+            .expect("lease"),
+        Lease::Acquired
+    ));
+    // Written in this pid space by a process that is gone: taken at once.
+    let here: String = connection
+        .query_row(
+            "SELECT host FROM leases WHERE webhook_id = ?1",
+            [webhook.id.as_str()],
+            |row| row.get(0),
+        )
+        .expect("host");
+    write(&here);
+    assert!(matches!(
+        harness
+            .state
+            .try_lease(&webhook.id, "pid:1:me", NOW_MS, 15_000)
+            .expect("lease"),
+        Lease::Acquired
+    ));
+}
+
+#[test]
+fn a_state_file_from_before_lease_hosts_is_brought_up_to_date() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("old.db");
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute_batch(
+            "CREATE TABLE leases (webhook_id TEXT PRIMARY KEY, owner TEXT NOT NULL,
+                                  pid INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL);
+             INSERT INTO leases VALUES ('wh_old', 'pid:1:old', 1, 0);",
+        )
+        .expect("old layout");
+    let state = SqliteState::open(&path).expect("opened and updated");
+    let lease = state
+        .try_lease(
+            &crate::registry::WebhookId("wh_old".into()),
+            "pid:2:new",
+            NOW_MS,
+            1000,
+        )
+        .expect("lease");
+    assert_eq!(
+        lease,
+        crate::queue::Lease::Acquired,
+        "the expired old lease is taken"
+    );
+}

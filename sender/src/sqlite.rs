@@ -98,7 +98,9 @@ CREATE TABLE IF NOT EXISTS leases (
     webhook_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL
+    expires_at_ms INTEGER NOT NULL,
+    -- Where `pid` means something: see `process_identity_space`.
+    host TEXT NOT NULL DEFAULT ''
 );
 ";
 
@@ -154,6 +156,8 @@ impl SqliteState {
         connection
             .execute_batch(SCHEMA)
             .with_context(|| format!("creating the tables of {}", path.display()))?;
+        add_lease_host_column(&connection)
+            .with_context(|| format!("updating the tables of {}", path.display()))?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -405,11 +409,39 @@ impl Registry for SqliteState {
     }
 }
 
-/// Whether the process that owns a lease still runs on this machine.
-fn process_alive(pid: i64) -> bool {
-    // SQLite state is a local file, so every owner runs on this machine; a reaped process
-    // has no /proc entry. Elsewhere than Linux the lease's expiry alone decides.
-    if !Path::new("/proc/self").exists() {
+/// State files written before leases recorded their host get the column (leases are
+/// short-lived, so old rows simply carry none and are judged by their expiry).
+fn add_lease_host_column(connection: &Connection) -> rusqlite::Result<()> {
+    let has_host = connection
+        .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'host'")?
+        .exists([])?;
+    if !has_host {
+        connection.execute_batch("ALTER TABLE leases ADD COLUMN host TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
+
+/// The space in which this process's pid names it: the boot and the pid namespace. Two
+/// processes sharing the state file from two containers see different pid namespaces, where
+/// the other's pid means nothing; `""` when it cannot be told (not Linux).
+fn process_identity_space() -> &'static str {
+    static SPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPACE.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
+        let namespace = std::fs::read_link("/proc/self/ns/pid");
+        match (boot, namespace) {
+            (Ok(boot), Ok(namespace)) => format!("{}/{}", boot.trim(), namespace.display()),
+            _ => String::new(),
+        }
+    })
+}
+
+/// Whether the process that owns a lease still runs. Its pid is judged only when it was
+/// written in this process's pid space (same boot, same pid namespace), where a reaped
+/// process has no /proc entry; otherwise the lease's expiry alone decides.
+fn process_alive(pid: i64, host: &str) -> bool {
+    let here = process_identity_space();
+    if here.is_empty() || host != here {
         return true;
     }
     Path::new(&format!("/proc/{pid}")).exists()
@@ -608,26 +640,29 @@ impl Queue for SqliteState {
         // IMMEDIATE: take the write lock first so two processes cannot both see the lease free.
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<(String, i64, i64)> = transaction
+        let current: Option<(String, i64, i64, String)> = transaction
             .query_row(
-                "SELECT owner, pid, expires_at_ms FROM leases WHERE webhook_id = ?1",
+                "SELECT owner, pid, expires_at_ms, host FROM leases WHERE webhook_id = ?1",
                 [webhook_id.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .optional()?;
-        if let Some((holder, pid, expires_at_ms)) = current {
-            if holder != owner && expires_at_ms > now_ms && process_alive(pid) {
+        if let Some((holder, pid, expires_at_ms, host)) = current {
+            if holder != owner && expires_at_ms > now_ms && process_alive(pid, &host) {
                 return Ok(Lease::HeldBy { owner: holder });
             }
         }
         transaction.execute(
-            "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (webhook_id) DO UPDATE SET owner = ?2, pid = ?3, expires_at_ms = ?4",
+            "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (webhook_id) DO UPDATE SET owner = ?2, pid = ?3, expires_at_ms = ?4,
+                 host = ?5",
             params![
                 webhook_id.as_str(),
                 owner,
                 i64::from(std::process::id()),
-                now_ms.saturating_add(ttl_ms)
+                now_ms.saturating_add(ttl_ms),
+                process_identity_space()
             ],
         )?;
         transaction.commit()?;
