@@ -924,7 +924,7 @@ async fn trigger(
     }
     let mut report = crate::delivery::RunReport::default();
     if !args.enqueue_only && !targets.is_empty() {
-        let engine = Engine::http(state.clone(), config);
+        let engine = Engine::http(state.clone(), config).with_role("trigger");
         engine
             .check_tls()
             .map_err(|error| UsageError(format!("{error:#}")))?;
@@ -964,7 +964,13 @@ async fn trigger(
         }));
     } else {
         for (id, owner) in &report.handed_over {
-            println!("{id}: queued; `sender run` ({owner}) delivers it");
+            if owner.starts_with("trigger/") {
+                println!(
+                    "{id}: queued; another `sender trigger` ({owner}) is delivering to this webhook and takes it along; what that one cannot deliver stays queued for `sender run`"
+                );
+            } else {
+                println!("{id}: queued; `sender run` ({owner}) delivers it");
+            }
         }
         for id in &report.disabled {
             println!("{id}: disabled at the end of retention; its pending events expired");
@@ -1009,7 +1015,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let parallel = config.parallel;
-    let engine = Engine::http(state, config);
+    let engine = Engine::http(state, config).with_role("run");
     engine
         .check_tls()
         .map_err(|error| UsageError(format!("{error:#}")))?;

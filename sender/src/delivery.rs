@@ -679,6 +679,14 @@ impl<T: Transport> Engine<T> {
         }
     }
 
+    /// Names the program that runs this engine in its lease owner tag (`run/pid:…`,
+    /// `trigger/pid:…`), so that whoever finds a lease taken can say who delivers.
+    #[must_use]
+    pub fn with_role(mut self, role: &str) -> Self {
+        self.owner = format!("{role}/{}", self.owner);
+        self
+    }
+
     /// The engine's clock.
     pub fn clock(&self) -> Clock {
         self.clock

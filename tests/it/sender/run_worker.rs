@@ -140,3 +140,56 @@ fn unreadable_certificates_stop_run_and_trigger_at_start_not_the_deliveries() {
         assert!(output.stdout.is_empty(), "nothing started: {output:?}");
     }
 }
+
+#[test]
+fn trigger_says_who_delivers_when_another_worker_holds_the_webhook() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("sender.db");
+    let state = state_arg(&db);
+    let run = |args: &[&str]| {
+        Command::new(SENDER)
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run sender")
+    };
+    let added = run(&[
+        "webhooks",
+        "add",
+        "--name",
+        "crm",
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "all",
+        "--json",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let id = serde_json::from_slice::<Value>(&added.stdout).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let connection = rusqlite::Connection::open(&db).expect("open");
+    for (holder, expected) in [
+        ("run/pid:1:x", "`sender run` (run/pid:1:x) delivers it"),
+        (
+            "trigger/pid:1:y",
+            "another `sender trigger` (trigger/pid:1:y) is delivering to this webhook",
+        ),
+    ] {
+        // A live-looking lease for an hour (no pid space recorded: judged by its expiry).
+        connection
+            .execute(
+                "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner",
+                rusqlite::params![id, holder, verify::unix_now_ms() + 3_600_000],
+            )
+            .expect("lease");
+        let output = run(&["trigger", "COURSE_ENROLLMENT"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{output:?}");
+        assert!(stdout.contains(expected), "{stdout}");
+    }
+}
