@@ -153,6 +153,10 @@ impl SqliteState {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .context("setting synchronous=FULL")?;
+        // On macOS a plain fsync does not reach the disk; elsewhere SQLite ignores these.
+        connection
+            .execute_batch("PRAGMA fullfsync=ON; PRAGMA checkpoint_fullfsync=ON;")
+            .context("setting fullfsync")?;
         connection
             .execute_batch(SCHEMA)
             .with_context(|| format!("creating the tables of {}", path.display()))?;
