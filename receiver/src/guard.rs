@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::wire_order::{HeadOrders, HeadTracker};
+
 const PATTERN: &[u8] = b"\ncontent-length:";
 
 /// What the watch saw on one connection, shared with that connection's service.
@@ -35,6 +37,8 @@ const PATTERN: &[u8] = b"\ncontent-length:";
 pub(crate) struct ConnectionWatch {
     content_length_lines: AtomicU64,
     shown_to_service: AtomicU64,
+    /// The header order of each request head, as it arrived ([`crate::wire_order`]).
+    pub(crate) orders: HeadOrders,
 }
 
 impl ConnectionWatch {
@@ -61,6 +65,8 @@ pub(crate) struct WatchedIo<T> {
     write_stall_timeout: Duration,
     /// Armed when a write found the socket full; disarmed by any progress.
     write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Follows the framing to record each head's header order.
+    heads: HeadTracker,
 }
 
 impl<T> WatchedIo<T> {
@@ -75,6 +81,7 @@ impl<T> WatchedIo<T> {
             matched: 0,
             write_stall_timeout,
             write_stall: None,
+            heads: HeadTracker::default(),
         }
     }
 
@@ -142,7 +149,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            this.scan(&buf.filled()[before..]);
+            let read = &buf.filled()[before..];
+            this.scan(read);
+            this.heads.feed(read, &this.watch.orders);
         }
         polled
     }

@@ -81,6 +81,7 @@ mod response;
 mod server;
 mod service;
 pub mod store;
+mod wire_order;
 
 use std::future::Future;
 use std::sync::Arc;

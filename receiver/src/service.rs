@@ -43,7 +43,13 @@ impl Shared {
         request: Request<Incoming>,
     ) -> HttpResponse {
         let received_at_ms = verify::unix_now_ms();
+        // Taken for every request, whatever its path, so heads and requests stay paired.
+        let wire_order = watch.orders.next();
         let (parts, body) = request.into_parts();
+        let kept = KeptHeaders {
+            parts: &parts,
+            wire_order: wire_order.as_deref(),
+        };
         let has_length = parts.headers.contains_key(CONTENT_LENGTH);
         let is_chunked = parts.headers.contains_key(TRANSFER_ENCODING);
         // Every request passes through the watch, whatever its path, so the counts line up.
@@ -56,7 +62,7 @@ impl Shared {
                     .closing(),
                 Bytes::new(),
             )),
-            (&Method::POST, _) if webhook_path => self.webhook(&parts, body, received_at_ms).await,
+            (&Method::POST, _) if webhook_path => self.webhook(&kept, body, received_at_ms).await,
             (&Method::GET, "/healthz") => return self.healthz().await,
             (&Method::GET, "/metrics") => return response::metrics_text(self.metrics.render()),
             _ if webhook_path => Err((Refusal::method_not_allowed("POST"), Bytes::new())),
@@ -68,7 +74,7 @@ impl Shared {
                 self.metrics.answered(answer.status().as_u16());
                 answer
             }
-            Err((refusal, body)) => self.refuse(&parts, received_at_ms, body, refusal),
+            Err((refusal, body)) => self.refuse(&kept, received_at_ms, body, refusal),
         }
     }
 
@@ -84,11 +90,12 @@ impl Shared {
 
     fn refuse(
         &self,
-        parts: &Parts,
+        kept: &KeptHeaders<'_>,
         received_at_ms: i64,
         body: Bytes,
         refusal: Refusal,
     ) -> HttpResponse {
+        let parts = kept.parts;
         let status = refusal.status.as_u16();
         let method = parts.method.as_str();
         let target = request_target(parts);
@@ -105,7 +112,7 @@ impl Shared {
             received_at_ms,
             method: method.to_owned(),
             path: target,
-            headers_json: headers_json(parts),
+            headers_json: kept.json(),
             body: body.slice(..body.len().min(MAX_KEPT_REFUSED_BODY)),
             status,
             reason: refusal.reason.to_string(),
@@ -115,10 +122,11 @@ impl Shared {
 
     async fn webhook(
         &self,
-        parts: &Parts,
+        kept: &KeptHeaders<'_>,
         body: Incoming,
         received_at_ms: i64,
     ) -> Result<HttpResponse, Refused> {
+        let parts = kept.parts;
         let max = self.limits.max_body_bytes;
         if declared_length(parts).is_some_and(|length| length > max as u64) {
             // Refused before reading: the connection closes rather than drain the body.
@@ -140,7 +148,7 @@ impl Shared {
             tracing::debug!(%error, "authentication failed");
             return Err((refusal, body));
         }
-        let request = match build_request(parts, &body, received_at_ms, &self.authentication) {
+        let request = match build_request(kept, &body, received_at_ms, &self.authentication) {
             Ok(request) => request,
             Err(error) => {
                 let refusal = Refusal::new(StatusCode::BAD_REQUEST, error.reason_code())
@@ -270,13 +278,35 @@ pub(crate) const REDACTED: &str = "[redacted]";
 /// while a flood of large refused bodies cannot fill memory and the store.
 const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
 
-/// Headers for the kept record as a JSON array of `[name, value]`, in hyper's order (by first
-/// appearance of each name, repeats kept), serialised straight from the request. Credentials
-/// are redacted after their scheme: the store and the capture records must not hold them.
-fn headers_json(parts: &Parts) -> String {
-    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
-        .headers
-        .iter()
+/// A request's headers as the kept record holds them.
+struct KeptHeaders<'a> {
+    parts: &'a Parts,
+    /// The header names as they arrived, when the connection's bytes were followed.
+    wire_order: Option<&'a str>,
+}
+
+impl KeptHeaders<'_> {
+    /// The headers as a JSON array of `[name, value]`, in the order they arrived when that is
+    /// known ([`crate::wire_order`]), else in hyper's (by first appearance of each name,
+    /// repeats kept).
+    fn json(&self) -> String {
+        let ordered = self
+            .wire_order
+            .and_then(|names| crate::wire_order::in_wire_order(&self.parts.headers, names));
+        match ordered {
+            Some(pairs) => headers_json(pairs.into_iter()),
+            None => headers_json(self.parts.headers.iter()),
+        }
+    }
+}
+
+/// Headers as a JSON array of `[name, value]`, serialised straight from the request.
+/// Credentials are redacted after their scheme: the store and the capture records must not
+/// hold them.
+fn headers_json<'h>(
+    headers: impl Iterator<Item = (&'h http::HeaderName, &'h http::HeaderValue)>,
+) -> String {
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
         .map(|(name, value)| {
             let text = String::from_utf8_lossy(value.as_bytes());
             let text = if name == http::header::AUTHORIZATION
@@ -294,7 +324,7 @@ fn headers_json(parts: &Parts) -> String {
 }
 
 fn build_request(
-    parts: &Parts,
+    kept: &KeptHeaders<'_>,
     body: &Bytes,
     received_at_ms: i64,
     authentication: &Authentication,
@@ -314,8 +344,8 @@ fn build_request(
     Ok(AcceptedRequest {
         received_at_ms,
         method: "POST",
-        path: request_target(parts),
-        headers_json: headers_json(parts),
+        path: request_target(kept.parts),
+        headers_json: kept.json(),
         body: body.clone(),
         auth: authentication.method_name(),
         account_id: envelope.account_id,
@@ -347,7 +377,11 @@ mod tests {
                 {"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k":"\u00e9"}}]}"#,
         );
         let parts = Request::builder().body(()).unwrap().into_parts().0;
-        let request = build_request(&parts, &body, 0, &Authentication::None).unwrap();
+        let kept = KeptHeaders {
+            parts: &parts,
+            wire_order: None,
+        };
+        let request = build_request(&kept, &body, 0, &Authentication::None).unwrap();
         let texts: Vec<&[u8]> = request
             .events
             .iter()
@@ -426,7 +460,7 @@ mod tests {
             .into_parts()
             .0;
         assert_eq!(
-            headers_json(&parts),
+            headers_json(parts.headers.iter()),
             r#"[["authorization","Basic [redacted]"],["x-a","1"],["x-a","2"]]"#
         );
     }

@@ -324,3 +324,42 @@ async fn export_then_check_gives_the_same_verdicts_offline() {
 
 /// Two events on one line, for JSON Lines input.
 const BATCH_LINE: &str = r#"{"accountId":5,"events":[{"eventId":"l1","eventName":"CI_STATS","timestamp":1,"data":{}},{"eventId":"l2","eventName":"CI_STATS","timestamp":2,"data":{}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_headers_keep_the_order_they_arrived_in_with_repeats_interleaved() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = crate::support::receiver::InProcess::start_in(dir.path()).await;
+    // Two pipelined requests on one connection, the second with a chunked body, then a close.
+    let first = crate::support::receiver::envelope(1010, &["order-1"]);
+    let second = crate::support::receiver::envelope(1010, &["order-2"]);
+    let wire = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-Trace: a\r\nContent-Type: application/json\r\n\
+         X-Other: 1\r\nX-Trace: b\r\nContent-Length: {}\r\n\r\n{first}\
+         POST /webhook HTTP/1.1\r\nX-Trace: c\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+         Content-Type: application/json\r\nX-Trace: d\r\nConnection: close\r\n\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    let answers = crate::support::receiver::raw_exchange(receiver.addr, wire.as_bytes()).await;
+    assert_eq!(answers.matches("HTTP/1.1 200").count(), 2, "{answers}");
+    let headers: Vec<String> = receiver
+        .db()
+        .prepare("SELECT headers FROM requests ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        headers[0],
+        format!(
+            r#"[["host","x"],["x-trace","a"],["content-type","application/json"],["x-other","1"],["x-trace","b"],["content-length","{}"]]"#,
+            first.len()
+        )
+    );
+    assert_eq!(
+        headers[1],
+        r#"[["x-trace","c"],["host","x"],["transfer-encoding","chunked"],["content-type","application/json"],["x-trace","d"],["connection","close"]]"#
+    );
+    receiver.stop().await.unwrap();
+}
