@@ -175,6 +175,15 @@ pub(crate) fn check(authentication: &Authentication, item: &Item, now_secs: i64)
              cut short): this verdict is for the kept part, not for the request as it came",
             body.len()
         ));
+    } else if matches!(captured, Some((verify::Verdict::Refused, _)))
+        && body.len() == crate::service::MAX_KEPT_REFUSED_BODY
+    {
+        // Chunked, or a Content-Length list: no declared size to compare with.
+        report.findings.push(format!(
+            "the capture keeps exactly the {} bytes a refused body is cut to: it was probably \
+             longer, and this verdict is for the kept part",
+            body.len()
+        ));
     }
     if let Some((verdict, reason)) = &captured {
         let same = match (verdict, report.verdict) {
@@ -366,6 +375,19 @@ mod tests {
         let report = check(&Authentication::None, &item, 0);
         assert!(
             !report.to_text().contains("cut short"),
+            "{}",
+            report.to_text()
+        );
+        // A refused chunked body kept at the cut length has no size to compare with.
+        if let SourceItem::Capture(record) = &mut item.item {
+            record.headers = vec![("transfer-encoding".into(), "chunked".into())];
+            record.body = vec![b' '; crate::service::MAX_KEPT_REFUSED_BODY];
+            record.verdict = verify::Verdict::Refused;
+            record.reason = Some("invalid_json".into());
+        }
+        let report = check(&Authentication::None, &item, 0);
+        assert!(
+            report.to_text().contains("it was probably longer"),
             "{}",
             report.to_text()
         );

@@ -9,9 +9,9 @@
 //! requests that still show one: a chunked request arriving while the watch saw more
 //! `Content-Length` lines than the service was shown is refused.
 //!
-//! The same wrapper bounds how long a write may stall: a client that stops reading its
-//! answers would otherwise keep its connection (and one of the capped slots) for ever, since
-//! hyper has no write timeout and no read timer runs while it waits to write.
+//! [`StallBound`], on the socket itself, bounds how long a write may stall: a client that
+//! stops reading its answers would otherwise keep its connection (and one of the capped slots)
+//! for ever, since hyper has no write timeout and no read timer runs while it waits to write.
 //!
 //! The pattern is `\ncontent-length:` (any case): hyper also accepts header lines ended by a
 //! bare LF, so the CR is not required. JSON bodies cannot hold a raw LF inside a string (and a
@@ -55,57 +55,24 @@ impl ConnectionWatch {
     }
 }
 
-/// An I/O stream that counts `Content-Length` header lines as they are read, and fails a
-/// write that makes no progress for `write_stall_timeout`.
+/// An I/O stream that counts `Content-Length` header lines as they are read and follows the
+/// heads' header order ([`crate::wire_order`]). It sees the plain bytes (above TLS).
 pub(crate) struct WatchedIo<T> {
     inner: T,
     watch: Arc<ConnectionWatch>,
     /// How many bytes of [`PATTERN`] the last bytes read have matched.
     matched: usize,
-    write_stall_timeout: Duration,
-    /// Armed when a write found the socket full; disarmed by any progress.
-    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Follows the framing to record each head's header order.
     heads: HeadTracker,
 }
 
 impl<T> WatchedIo<T> {
-    pub(crate) fn new(
-        inner: T,
-        watch: Arc<ConnectionWatch>,
-        write_stall_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(inner: T, watch: Arc<ConnectionWatch>) -> Self {
         Self {
             inner,
             watch,
             matched: 0,
-            write_stall_timeout,
-            write_stall: None,
             heads: HeadTracker::default(),
-        }
-    }
-
-    /// Passes a write's result through, turning a wait longer than the stall timeout into
-    /// an error that ends the connection.
-    fn bound_stall<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
-        if polled.is_ready() {
-            self.write_stall = None;
-            return polled;
-        }
-        let timeout = self.write_stall_timeout;
-        let stall = self
-            .write_stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stall.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no bytes of its answer in time",
-            ))),
-            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -163,15 +130,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.bound_stall(cx, polled)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.bound_stall(cx, polled)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -183,9 +146,99 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The socket itself (under TLS when there is TLS, so it sees real progress), failing any
+/// write, flush or shutdown that makes no progress for `timeout`: a client that stops reading
+/// would otherwise keep its connection, and one of the capped slots, for ever.
+pub(crate) struct StallBound<T> {
+    inner: T,
+    timeout: Duration,
+    /// Armed when a write found the socket full; disarmed by any progress.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallBound<T> {
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stall: None,
+        }
+    }
+
+    /// Passes a write's result through, turning a wait longer than the timeout into an error
+    /// that ends the connection.
+    fn bound<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.stall = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes of its answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallBound<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallBound<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.bound(cx, polled)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.bound(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.bound(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.bound_stall(cx, polled)
+        this.bound(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -199,7 +252,7 @@ mod tests {
 
     fn lines_in(chunks: &[&[u8]]) -> u64 {
         let watch = Arc::new(ConnectionWatch::default());
-        let mut io = WatchedIo::new((), Arc::clone(&watch), Duration::from_secs(1));
+        let mut io = WatchedIo::new((), Arc::clone(&watch));
         for chunk in chunks {
             io.scan(chunk);
         }

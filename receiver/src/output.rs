@@ -145,7 +145,11 @@ impl Output {
                 "reason": reason,
             })
             .to_string(),
-            OutputMode::Pretty => format!("{at}  REFUSED {status} {reason}  {method} {path}"),
+            OutputMode::Pretty => format!(
+                "{at}  REFUSED {status} {reason}  {} {}",
+                printable(method),
+                printable(path)
+            ),
         };
         self.emit(line);
     }
@@ -163,13 +167,21 @@ impl Output {
 }
 
 /// A sender-chosen string made safe for a line of text: control characters (line breaks,
-/// terminal escape sequences) are shown escaped, so an `eventId` cannot forge a line of the
-/// output or drive the operator's terminal.
+/// terminal escape sequences, C1 controls such as CSI) and the characters that reorder or
+/// break a line on display (bidirectional overrides and isolates, line and paragraph
+/// separators) are shown escaped, so an `eventId` or a path cannot forge a line of the output
+/// or drive the operator's terminal.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(char::is_control) {
+    fn unsafe_to_show(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    }
+    if text.chars().any(unsafe_to_show) {
         text.chars()
             .map(|c| {
-                if c.is_control() {
+                if unsafe_to_show(c) {
                     c.escape_default().to_string()
                 } else {
                     c.to_string()
@@ -193,6 +205,11 @@ mod tests {
         assert_eq!(
             printable("x\n2026-11-28 FAKE\u{1b}]0;pwned\u{7}"),
             "x\\n2026-11-28 FAKE\\u{1b}]0;pwned\\u{7}"
+        );
+        assert_eq!(printable("/\u{9b}2J"), "/\\u{9b}2J", "C1 CSI");
+        assert_eq!(
+            printable("a\u{202e}b\u{2066}c\u{2028}d"),
+            "a\\u{202e}b\\u{2066}c\\u{2028}d"
         );
     }
 }

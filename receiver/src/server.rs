@@ -21,7 +21,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
-use crate::guard::{ConnectionWatch, WatchedIo};
+use crate::guard::{ConnectionWatch, StallBound, WatchedIo};
 use crate::service::Shared;
 
 /// Largest request head hyper buffers; anything bigger is refused by hyper with 431.
@@ -107,6 +107,8 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Under TLS too, so the stall watch sees the socket's real progress.
+        let stream = StallBound::new(stream, limits.write_stall_timeout);
         let shared = Arc::clone(&shared);
         let http = Arc::clone(&http);
         let watcher = graceful.watcher();
@@ -155,11 +157,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let watch = Arc::new(ConnectionWatch::default());
-    let io = TokioIo::new(WatchedIo::new(
-        stream,
-        Arc::clone(&watch),
-        shared.limits.write_stall_timeout,
-    ));
+    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&watch)));
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         let watch = Arc::clone(&watch);

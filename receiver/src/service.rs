@@ -46,9 +46,17 @@ impl Shared {
         // Taken for every request, whatever its path, so heads and requests stay paired.
         let wire_order = watch.orders.next();
         let (parts, body) = request.into_parts();
+        let ordered = wire_order.as_deref().and_then(|names| {
+            let ordered = crate::wire_order::in_wire_order(&parts.headers, names);
+            if ordered.is_none() {
+                // Out of step with hyper: hyper's order from now on for this connection.
+                watch.orders.give_up();
+            }
+            ordered
+        });
         let kept = KeptHeaders {
             parts: &parts,
-            wire_order: wire_order.as_deref(),
+            wire_order: ordered,
         };
         let has_length = parts.headers.contains_key(CONTENT_LENGTH);
         let is_chunked = parts.headers.contains_key(TRANSFER_ENCODING);
@@ -276,13 +284,13 @@ pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Most bytes of a refused request's body kept in the refused table: enough to diagnose it,
 /// while a flood of large refused bodies cannot fill memory and the store.
-const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
+pub(crate) const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
 
 /// A request's headers as the kept record holds them.
 struct KeptHeaders<'a> {
     parts: &'a Parts,
-    /// The header names as they arrived, when the connection's bytes were followed.
-    wire_order: Option<&'a str>,
+    /// The headers as they arrived, when the connection's bytes were followed.
+    wire_order: Option<Vec<(&'a http::HeaderName, &'a http::HeaderValue)>>,
 }
 
 impl KeptHeaders<'_> {
@@ -290,11 +298,8 @@ impl KeptHeaders<'_> {
     /// known ([`crate::wire_order`]), else in hyper's (by first appearance of each name,
     /// repeats kept).
     fn json(&self) -> String {
-        let ordered = self
-            .wire_order
-            .and_then(|names| crate::wire_order::in_wire_order(&self.parts.headers, names));
-        match ordered {
-            Some(pairs) => headers_json(pairs.into_iter()),
+        match &self.wire_order {
+            Some(pairs) => headers_json(pairs.iter().copied()),
             None => headers_json(self.parts.headers.iter()),
         }
     }

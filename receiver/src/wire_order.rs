@@ -16,8 +16,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Longest head followed; hyper refuses longer ones anyway.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Bytes of a header line kept to read its name and a framing value.
+/// Bytes of a line kept to read a header name or a framing value; a line kept whole is at most
+/// this long, so a longer one shows as cut (and a framing value read from it is not trusted).
 const MAX_LINE_KEPT: usize = 256;
+/// Most heads waiting for their request: hyper serves one request at a time and reads ahead
+/// little, so more means the tracker lost step with hyper.
+const MAX_QUEUED_HEADS: usize = 16;
 
 /// One head's header names in arrival order, lowercase, each followed by `\n` (one
 /// allocation per head rather than one per name: this runs for every request).
@@ -26,19 +30,46 @@ pub(crate) type Names = String;
 /// Header names per request head, in arrival order, shared with the connection's service.
 #[derive(Debug, Default)]
 pub(crate) struct HeadOrders {
-    heads: Mutex<VecDeque<Names>>,
+    heads: Mutex<Heads>,
+}
+
+#[derive(Debug, Default)]
+struct Heads {
+    queue: VecDeque<Names>,
+    /// Out of step with hyper: no more orders on this connection.
+    given_up: bool,
 }
 
 impl HeadOrders {
     fn push(&self, names: Names) {
         if let Ok(mut heads) = self.heads.lock() {
-            heads.push_back(names);
+            if heads.given_up {
+                return;
+            }
+            if heads.queue.len() >= MAX_QUEUED_HEADS {
+                heads.given_up = true;
+                heads.queue.clear();
+                return;
+            }
+            heads.queue.push_back(names);
         }
     }
 
     /// The names of the next request's head, if they were followed.
     pub(crate) fn next(&self) -> Option<Names> {
-        self.heads.lock().ok()?.pop_front()
+        let mut heads = self.heads.lock().ok()?;
+        if heads.given_up {
+            return None;
+        }
+        heads.queue.pop_front()
+    }
+
+    /// A head did not match its request: the queue is out of step; stop using it.
+    pub(crate) fn give_up(&self) {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.given_up = true;
+            heads.queue.clear();
+        }
     }
 }
 
@@ -174,6 +205,12 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
                 }
                 let name = &line[..colon];
                 let value = String::from_utf8_lossy(&line[colon + 1..]);
+                let framing = name.eq_ignore_ascii_case(b"content-length")
+                    || name.eq_ignore_ascii_case(b"transfer-encoding");
+                if framing && line.len() > MAX_LINE_KEPT {
+                    // The value was cut: what hyper reads from it cannot be known here.
+                    return (State::Lost, rest);
+                }
                 if name.eq_ignore_ascii_case(b"content-length") {
                     match value.trim().parse() {
                         Ok(declared) => length = Some(declared),
@@ -212,7 +249,10 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
         }
         State::ChunkSize(mut line) => match take_line(&mut line, bytes) {
             None => (State::ChunkSize(line), &[]),
-            Some(rest) => {
+            // hyper ends the lines of a chunked body only at CRLF.
+            Some((rest, false)) => (State::Lost, rest),
+            Some(_) if line.len() > MAX_LINE_KEPT => (State::Lost, &[]),
+            Some((rest, true)) => {
                 let text = String::from_utf8_lossy(&line);
                 let digits = text.split(';').next().unwrap_or_default().trim();
                 match u64::from_str_radix(digits, 16) {
@@ -234,33 +274,37 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
         }
         State::ChunkEnd(mut line) => match take_line(&mut line, bytes) {
             None => (State::ChunkEnd(line), &[]),
-            Some(rest) if line.is_empty() => (State::ChunkSize(Vec::new()), rest),
-            Some(rest) => (State::Lost, rest),
+            Some((rest, true)) if line.is_empty() => (State::ChunkSize(Vec::new()), rest),
+            Some((rest, _)) => (State::Lost, rest),
         },
         State::Trailers(mut line) => match take_line(&mut line, bytes) {
             None => (State::Trailers(line), &[]),
-            Some(rest) if line.is_empty() => (State::head(), rest),
-            Some(rest) => (State::Trailers(Vec::new()), rest),
+            Some((rest, false)) => (State::Lost, rest),
+            Some((rest, true)) if line.is_empty() => (State::head(), rest),
+            Some((rest, true)) => (State::Trailers(Vec::new()), rest),
         },
         State::Lost => (State::Lost, &[]),
     }
 }
 
-/// Appends to a line buffer, keeping at most [`MAX_LINE_KEPT`] bytes.
+/// Appends to a line buffer, keeping at most one byte more than [`MAX_LINE_KEPT`]: a kept
+/// line longer than that limit was cut.
 fn keep(line: &mut Vec<u8>, bytes: &[u8]) {
-    let room = MAX_LINE_KEPT.saturating_sub(line.len());
+    let room = (MAX_LINE_KEPT + 1).saturating_sub(line.len());
     line.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
-/// Reads up to the end of a line (LF, CR dropped) into `line`; `Some(rest)` once it ended.
-fn take_line<'b>(line: &mut Vec<u8>, bytes: &'b [u8]) -> Option<&'b [u8]> {
+/// Reads up to the end of a line into `line`; once it ended, the rest of the bytes and whether
+/// it ended with CRLF (the CR is dropped from `line`).
+fn take_line<'b>(line: &mut Vec<u8>, bytes: &'b [u8]) -> Option<(&'b [u8], bool)> {
     match memchr::memchr(b'\n', bytes) {
         Some(end) => {
             keep(line, &bytes[..end]);
-            if line.last() == Some(&b'\r') {
+            let crlf = line.last() == Some(&b'\r');
+            if crlf {
                 line.pop();
             }
-            Some(&bytes[end + 1..])
+            Some((&bytes[end + 1..], crlf))
         }
         None => {
             keep(line, bytes);
@@ -336,6 +380,40 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = PIPELINED.chunks(1).collect();
         assert_eq!(heads_of(&bytes), expected(), "byte by byte");
+    }
+
+    #[test]
+    fn input_hyper_reads_otherwise_stops_the_tracking() {
+        // A bare LF ends no line of a chunked body for hyper: the heads it would make up
+        // here must not be queued.
+        let mut trailer_flood =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\n".to_vec();
+        trailer_flood.extend(b"x\n\n".repeat(100));
+        assert_eq!(heads_of(&[&trailer_flood]).len(), 1, "only the real head");
+        // A framing value longer than what is kept is not trusted.
+        let zeros = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}5\r\n\r\nx\n\nx\n\n",
+            "0".repeat(300)
+        );
+        assert_eq!(heads_of(&[zeros.as_bytes()]).len(), 0);
+        let spaces = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding:{}chunked\r\n\r\n",
+            " ".repeat(300)
+        );
+        assert_eq!(heads_of(&[spaces.as_bytes()]).len(), 0);
+        let long_size = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{}2\r\n{{}}\r\n0\r\n\r\n",
+            "0".repeat(300)
+        );
+        assert_eq!(heads_of(&[long_size.as_bytes()]).len(), 1);
+        // However the tracker errs, the queue stays short.
+        let orders = HeadOrders::default();
+        let mut tracker = HeadTracker::default();
+        tracker.feed(&b"GET / HTTP/1.1\r\n\r\n".repeat(1000), &orders);
+        assert!(
+            orders.next().is_none(),
+            "more heads than hyper reads ahead: given up"
+        );
     }
 
     #[test]

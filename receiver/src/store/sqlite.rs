@@ -258,9 +258,18 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     // One transaction, layout version included: a crash while a new store is created leaves
     // an empty file (created again at the next start), never tables without their version.
-    connection.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
-    ))?;
+    // The layout is checked again inside it, under the write lock: another program may have
+    // created tables since the first look.
+    connection.execute_batch("BEGIN IMMEDIATE;")?;
+    let created = check_layout(&connection, true).and_then(|()| {
+        connection.execute_batch(&format!(
+            "{SCHEMA} PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
+        ))
+    });
+    if let Err(error) = created {
+        let _ = connection.execute_batch("ROLLBACK;");
+        return Err(error);
+    }
     Ok(connection)
 }
 

@@ -106,3 +106,56 @@ async fn https_with_a_certificate_made_at_test_time() {
     assert_eq!(status, StatusCode::OK);
     process.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_client_that_stops_reading_loses_its_slot_too() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = make_certificate(dir.path());
+    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+    config.tls = Some(receiver::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    });
+    config.limits.max_connections = 1;
+    config.limits.write_stall_timeout = std::time::Duration::from_millis(300);
+    let receiver = InProcess::start(config).await;
+    let addr = receiver.addr;
+
+    // The only slot: a TLS client with a tiny receive buffer that pipelines requests for the
+    // metrics page and never reads an answer (rustls buffers the plaintext, so only the
+    // socket shows whether bytes move).
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut stuck = TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        let pipelined = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000);
+        let _ = stuck.write_all(pipelined.as_bytes()).await;
+        let _ = stuck.flush().await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(stuck);
+    });
+
+    let (status, answer) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post_tls(addr, &certificate, envelope(1, &["after-stall"])),
+    )
+    .await
+    .expect("served after the stalled TLS connection was closed");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["stored"], 1);
+    writer.abort();
+    receiver.stop().await.unwrap();
+}
