@@ -46,17 +46,10 @@ impl Shared {
         // Taken for every request, whatever its path, so heads and requests stay paired.
         let wire_order = watch.orders.next();
         let (parts, body) = request.into_parts();
-        let ordered = wire_order.as_deref().and_then(|names| {
-            let ordered = crate::wire_order::in_wire_order(&parts.headers, names);
-            if ordered.is_none() {
-                // Out of step with hyper: hyper's order from now on for this connection.
-                watch.orders.give_up();
-            }
-            ordered
-        });
         let kept = KeptHeaders {
             parts: &parts,
-            wire_order: ordered,
+            wire_order,
+            orders: &watch.orders,
         };
         let has_length = parts.headers.contains_key(CONTENT_LENGTH);
         let is_chunked = parts.headers.contains_key(TRANSFER_ENCODING);
@@ -287,10 +280,14 @@ pub(crate) const REDACTED: &str = "[redacted]";
 pub(crate) const MAX_KEPT_REFUSED_BODY: usize = 64 * 1024;
 
 /// A request's headers as the kept record holds them.
+/// Only requests that are kept (accepted or refused) need the order worked out, so `/healthz`
+/// and `/metrics` never pay for it.
 struct KeptHeaders<'a> {
     parts: &'a Parts,
-    /// The headers as they arrived, when the connection's bytes were followed.
-    wire_order: Option<Vec<(&'a http::HeaderName, &'a http::HeaderValue)>>,
+    /// The header names as they arrived, when the connection's bytes were followed.
+    wire_order: Option<crate::wire_order::Names>,
+    /// The connection's queue of orders, given up when one does not match its request.
+    orders: &'a crate::wire_order::HeadOrders,
 }
 
 impl KeptHeaders<'_> {
@@ -298,9 +295,16 @@ impl KeptHeaders<'_> {
     /// known ([`crate::wire_order`]), else in hyper's (by first appearance of each name,
     /// repeats kept).
     fn json(&self) -> String {
-        match &self.wire_order {
-            Some(pairs) => headers_json(pairs.iter().copied()),
-            None => headers_json(self.parts.headers.iter()),
+        let Some(names) = &self.wire_order else {
+            return headers_json(self.parts.headers.iter());
+        };
+        match crate::wire_order::in_wire_order(&self.parts.headers, names) {
+            Some(pairs) => headers_json(pairs.into_iter()),
+            None => {
+                // Out of step with hyper: hyper's order from now on for this connection.
+                self.orders.give_up();
+                headers_json(self.parts.headers.iter())
+            }
         }
     }
 }
@@ -382,9 +386,11 @@ mod tests {
                 {"eventId" : "b", "eventName":"Y","timestamp":2,"data":{"k":"\u00e9"}}]}"#,
         );
         let parts = Request::builder().body(()).unwrap().into_parts().0;
+        let orders = crate::wire_order::HeadOrders::default();
         let kept = KeptHeaders {
             parts: &parts,
             wire_order: None,
+            orders: &orders,
         };
         let request = build_request(&kept, &body, 0, &Authentication::None).unwrap();
         let texts: Vec<&[u8]> = request

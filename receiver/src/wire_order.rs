@@ -204,20 +204,23 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
                     return (State::Lost, rest);
                 }
                 let name = &line[..colon];
-                let value = String::from_utf8_lossy(&line[colon + 1..]);
-                let framing = name.eq_ignore_ascii_case(b"content-length")
-                    || name.eq_ignore_ascii_case(b"transfer-encoding");
-                if framing && line.len() > MAX_LINE_KEPT {
-                    // The value was cut: what hyper reads from it cannot be known here.
-                    return (State::Lost, rest);
-                }
-                if name.eq_ignore_ascii_case(b"content-length") {
-                    match value.trim().parse() {
-                        Ok(declared) => length = Some(declared),
-                        Err(_) => return (State::Lost, rest),
+                let is_length = name.eq_ignore_ascii_case(b"content-length");
+                let is_encoding = name.eq_ignore_ascii_case(b"transfer-encoding");
+                if is_length || is_encoding {
+                    if line.len() > MAX_LINE_KEPT {
+                        // The value was cut: what hyper reads from it cannot be known here.
+                        return (State::Lost, rest);
                     }
-                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                    chunked = value.to_ascii_lowercase().contains("chunked");
+                    // Only the two framing values are read; every other value is skipped.
+                    let value = String::from_utf8_lossy(&line[colon + 1..]);
+                    if is_length {
+                        match value.trim().parse() {
+                            Ok(declared) => length = Some(declared),
+                            Err(_) => return (State::Lost, rest),
+                        }
+                    } else {
+                        chunked = value.to_ascii_lowercase().contains("chunked");
+                    }
                 }
                 // Header names are ASCII tokens; anything else is hyper's to refuse.
                 let Ok(name) = std::str::from_utf8(name) else {
@@ -237,16 +240,10 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
             };
             (head, rest)
         }
-        State::Fixed(remaining) => {
-            let taken = usize::try_from(remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
-            let left = remaining - taken as u64;
-            let next = if left == 0 {
-                State::head()
-            } else {
-                State::Fixed(left)
-            };
-            (next, &bytes[taken..])
-        }
+        State::Fixed(remaining) => match skip(remaining, bytes) {
+            (0, rest) => (State::head(), rest),
+            (left, rest) => (State::Fixed(left), rest),
+        },
         State::ChunkSize(mut line) => match take_line(&mut line, bytes) {
             None => (State::ChunkSize(line), &[]),
             // hyper ends the lines of a chunked body only at CRLF.
@@ -262,16 +259,10 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
                 }
             }
         },
-        State::ChunkData(remaining) => {
-            let taken = usize::try_from(remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
-            let left = remaining - taken as u64;
-            let next = if left == 0 {
-                State::ChunkEnd(Vec::new())
-            } else {
-                State::ChunkData(left)
-            };
-            (next, &bytes[taken..])
-        }
+        State::ChunkData(remaining) => match skip(remaining, bytes) {
+            (0, rest) => (State::ChunkEnd(Vec::new()), rest),
+            (left, rest) => (State::ChunkData(left), rest),
+        },
         State::ChunkEnd(mut line) => match take_line(&mut line, bytes) {
             None => (State::ChunkEnd(line), &[]),
             Some((rest, true)) if line.is_empty() => (State::ChunkSize(Vec::new()), rest),
@@ -285,6 +276,12 @@ fn step<'b>(state: State, bytes: &'b [u8], orders: &HeadOrders) -> (State, &'b [
         },
         State::Lost => (State::Lost, &[]),
     }
+}
+
+/// Skips up to `remaining` body bytes: what is left to skip after `bytes`, and the rest.
+fn skip(remaining: u64, bytes: &[u8]) -> (u64, &[u8]) {
+    let taken = usize::try_from(remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
+    (remaining - taken as u64, &bytes[taken..])
 }
 
 /// Appends to a line buffer, keeping at most one byte more than [`MAX_LINE_KEPT`]: a kept
