@@ -230,16 +230,11 @@ fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Str
     }))
 }
 
-/// The columns of a webhook, secrets included, for INSERT and UPDATE.
-struct WebhookColumns {
-    auth: &'static str,
-    username: Option<String>,
-    password: Option<String>,
-    signature_file: Option<String>,
-    reason: Option<String>,
-}
-
-fn columns(webhook: &Webhook) -> WebhookColumns {
+/// A webhook's stored fields, secrets included, bound as `?1` … `?11` in this order (id,
+/// name, description, url, events, auth, basic_username, basic_password, signature_file,
+/// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
+fn column_values(webhook: &Webhook) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
     let (username, password, signature_file) = match &webhook.auth {
         Auth::None => (None, None, None),
         Auth::Basic(basic) => (
@@ -249,16 +244,23 @@ fn columns(webhook: &Webhook) -> WebhookColumns {
         ),
         Auth::Signature(file) => (None, None, Some(file.to_json_pretty())),
     };
-    WebhookColumns {
-        auth: webhook.auth.method(),
-        username,
-        password,
-        signature_file,
-        reason: match &webhook.status {
-            Status::Disabled(reason) => Some(reason.clone()),
-            _ => None,
-        },
-    }
+    let reason = match &webhook.status {
+        Status::Disabled(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    vec![
+        Value::Text(webhook.id.as_str().to_owned()),
+        Value::Text(webhook.name.clone()),
+        Value::Text(webhook.description.clone()),
+        Value::Text(webhook.url.clone()),
+        Value::Text(webhook.events.to_text()),
+        Value::Text(webhook.auth.method().to_owned()),
+        Value::from(username),
+        Value::from(password),
+        Value::from(signature_file),
+        Value::Text(webhook.status.as_str().to_owned()),
+        Value::from(reason),
+    ]
 }
 
 impl Registry for SqliteState {
@@ -273,27 +275,14 @@ impl Registry for SqliteState {
             ))
             .into());
         }
-        let c = columns(webhook);
+        let mut values = column_values(webhook);
+        values.extend([webhook.created_at_ms.into(), webhook.updated_at_ms.into()]);
         transaction
             .execute(
                 "INSERT INTO webhooks (id, name, description, url, events, auth, basic_username,
                  basic_password, signature_file, status, disabled_reason, created_at_ms, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    webhook.id.as_str(),
-                    webhook.name,
-                    webhook.description,
-                    webhook.url,
-                    webhook.events.to_text(),
-                    c.auth,
-                    c.username,
-                    c.password,
-                    c.signature_file,
-                    webhook.status.as_str(),
-                    c.reason,
-                    webhook.created_at_ms,
-                    webhook.updated_at_ms
-                ],
+                rusqlite::params_from_iter(values),
             )
             .context("storing the webhook")?;
         transaction.commit().context("committing the webhook")?;
@@ -301,28 +290,15 @@ impl Registry for SqliteState {
     }
 
     fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()> {
-        let c = columns(webhook);
+        let mut values = column_values(webhook);
+        values.extend([webhook.updated_at_ms.into(), read_at_ms.into()]);
         let connection = self.lock();
         let changed = connection
             .execute(
                 "UPDATE webhooks SET name = ?2, description = ?3, url = ?4, events = ?5, auth = ?6,
                  basic_username = ?7, basic_password = ?8, signature_file = ?9, status = ?10,
                  disabled_reason = ?11, updated_at_ms = ?12 WHERE id = ?1 AND updated_at_ms = ?13",
-                params![
-                    webhook.id.as_str(),
-                    webhook.name,
-                    webhook.description,
-                    webhook.url,
-                    webhook.events.to_text(),
-                    c.auth,
-                    c.username,
-                    c.password,
-                    c.signature_file,
-                    webhook.status.as_str(),
-                    c.reason,
-                    webhook.updated_at_ms,
-                    read_at_ms
-                ],
+                rusqlite::params_from_iter(values),
             )
             .context("updating the webhook")?;
         if changed == 0 {
