@@ -43,6 +43,23 @@ impl Harness {
         self.state.insert_webhook(&webhook).expect("insert");
         webhook
     }
+
+    /// Queues `count` distinct events of `name` (generator `seed`, account 1010) for `webhook`
+    /// at `NOW_MS`, and gives them.
+    fn enqueue(
+        &self,
+        webhook: &Webhook,
+        name: &str,
+        count: usize,
+        seed: u64,
+    ) -> Vec<verify::OutgoingEvent> {
+        let kind = verify::lookup(name).expect("kind");
+        let mut generator = verify::EventGenerator::new(seed);
+        let events: Vec<_> = (0..count).map(|_| generator.event(kind, NOW_MS)).collect();
+        let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(webhook));
+        self.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+        events
+    }
 }
 
 /// Answers from a function of the attempt number, and records when each request came.
@@ -88,14 +105,10 @@ const NOW_MS: i64 = 1_795_824_000_000;
 async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
     let harness = Harness::new();
     let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
-    // Enqueued "now" in the engine's clock, so retention counts from the engine's start.
-    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
-    // Two different events (one generator), so the order check below can tell them apart.
-    let mut generator = verify::EventGenerator::new(1);
-    let events: Vec<_> = (0..2).map(|_| generator.event(kind, NOW_MS)).collect();
+    // Enqueued "now" in the engine's clock, so retention counts from the engine's start. Two
+    // different events (one generator), so the order check below can tell them apart.
+    let events = harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 1);
     assert_ne!(events[0].event_id, events[1].event_id);
-    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
-    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
 
     let script = Script {
         answer: Arc::new(|_| status(500, None)),
@@ -148,10 +161,7 @@ async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
 async fn retry_after_seconds_and_dates_move_the_next_attempt() {
     let harness = Harness::new();
     let webhook = harness.add("http://127.0.0.1:9/never", "all");
-    let kind = verify::lookup("CI_STATS").expect("kind");
-    let event = verify::EventGenerator::new(2).event(kind, NOW_MS);
-    let deliveries = crate::generate::route(&[event], 1010, kind, std::slice::from_ref(&webhook));
-    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    harness.enqueue(&webhook, "CI_STATS", 1, 2);
     // Attempt 2 is told to come back at an HTTP date one hour after the engine's start.
     let date = "Sat, 28 Nov 2026 01:00:00 GMT";
     assert_eq!(
@@ -280,11 +290,7 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
     // requests queued behind the expired one: `record` itself gives the webhook up.
     let harness = Harness::new();
     let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
-    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
-    let mut generator = verify::EventGenerator::new(7);
-    let events: Vec<_> = (0..3).map(|_| generator.event(kind, NOW_MS)).collect();
-    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
-    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 3, 7);
     let head = harness
         .state
         .pending(&webhook.id, 1, true, NOW_MS, 0)
@@ -386,12 +392,8 @@ impl Transport for Slow {
 async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it() {
     let harness = Harness::new();
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
-    let kind = verify::lookup("COURSE_ENROLLMENT").expect("kind");
-    let mut generator = verify::EventGenerator::new(3);
     // 4 lanes at 10 ms a request: the queue takes about 20 s to go through.
-    let events: Vec<_> = (0..8000).map(|_| generator.event(kind, NOW_MS)).collect();
-    let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(&webhook));
-    harness.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 8000, 3);
     let transport = Slow {
         delay: Duration::from_millis(10),
         sent: Arc::default(),
@@ -516,5 +518,52 @@ fn a_state_file_from_before_lease_hosts_is_brought_up_to_date() {
         lease,
         crate::queue::Lease::Acquired,
         "the expired old lease is taken"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_interval() {
+    let harness = Harness::new();
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT_BATCH");
+    // One batch event staged before the worker starts: due at the end of the 60 s interval.
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT_BATCH", 1, 4);
+    let script = Script {
+        answer: Arc::new(|_| status(200, None)),
+        sent: Arc::default(),
+    };
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        DeliveryConfig {
+            batch_interval: Duration::from_secs(60),
+            batch_size: 100,
+            poll_interval: Duration::from_millis(250),
+            lease_ttl: Duration::from_secs(3600),
+            ..DeliveryConfig::default()
+        },
+        Clock::starting_at(NOW_MS),
+    );
+    let start = tokio::time::Instant::now();
+    // A second process (here: the same state file) fills the batch one second in.
+    let other_process = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        harness.enqueue(&webhook, "COURSE_ENROLLMENT_BATCH", 99, 5);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    };
+    engine.run(Mode::Serve, other_process).await.expect("ran");
+    let sent = script.sent.lock().expect("lock").clone();
+    assert!(
+        !sent.is_empty(),
+        "the full batch went out before the interval ended"
+    );
+    let first = sent[0].0.duration_since(start).as_secs_f64();
+    let events = serde_json::from_slice::<serde_json::Value>(&sent[0].1.body).expect("json")
+        ["events"]
+        .as_array()
+        .expect("events")
+        .len();
+    assert!(
+        first < 3.0 && events == 100,
+        "{events} events at {first:.2} s"
     );
 }
