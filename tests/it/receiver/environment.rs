@@ -4,21 +4,14 @@
 //! the default would not have. (`process` covers LISTEN, PATH, STORE, SIGNATURE_FILE, OUTPUT
 //! and MAX_BODY.)
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, StatusCode};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, pki_types::ServerName};
-use tokio_rustls::TlsConnector;
+use http::StatusCode;
 use verify::{unix_now, BasicCredentials, Keyring, Scheme, SignatureFile, SigningSecret};
 
+use super::tls::{make_certificate, post_tls};
 use crate::support::receiver::{
-    envelope, free_addr, post, raw_exchange, request, run_cli, wait_until, FakeApp, Process,
+    envelope, free_addr, post, raw_exchange, run_cli, wait_until, FakeApp, Process,
 };
 
 fn store_in(dir: &std::path::Path) -> String {
@@ -73,53 +66,12 @@ async fn basic_credentials_from_the_environment_are_enforced() {
     assert_eq!(events[0]["auth"], "basic");
 }
 
-/// POSTs `body` over HTTPS trusting only `certificate`: (status, answer JSON).
-async fn post_tls(
-    addr: SocketAddr,
-    certificate: &rustls::pki_types::CertificateDer<'static>,
-    body: String,
-) -> (StatusCode, serde_json::Value) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("TLS handshake with the certificate of RECEIVER_TLS_CERT");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request: http::Request<Full<Bytes>> = request(
-        addr,
-        Method::POST,
-        "/webhook",
-        &[("content-type", "application/json")],
-        body,
-    );
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_files_from_the_environment_serve_https() {
     let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let certificate = make_certificate(dir.path());
+    let cert = dir.path().join("cert.pem").display().to_string();
+    let key = dir.path().join("key.pem").display().to_string();
     let store = store_in(dir.path());
     let process = Process::spawn(
         &["listen", "--listen", "127.0.0.1:0", "--output", "quiet"],
@@ -133,12 +85,7 @@ async fn tls_files_from_the_environment_serve_https() {
         process.first_line,
         format!("listening on https://{}/webhook", process.addr)
     );
-    let (status, answer) = post_tls(
-        process.addr,
-        certified.cert.der(),
-        envelope(1, &["env-tls"]),
-    )
-    .await;
+    let (status, answer) = post_tls(process.addr, &certificate, envelope(1, &["env-tls"])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["stored"], 1);
     // Plain HTTP gets no HTTP answer on that port.

@@ -14,8 +14,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::support::receiver::{envelope, raw_exchange, request, InProcess, Process};
 
-/// Writes a self-signed certificate for `localhost` and its key; returns the certificate DER.
-fn make_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
+/// Writes a self-signed certificate for `localhost` and its key (`cert.pem`, `key.pem` in
+/// `dir`); returns the certificate DER.
+pub(super) fn make_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -24,12 +25,8 @@ fn make_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<'static> {
     certified.cert.der().clone()
 }
 
-/// POSTs over HTTPS, trusting only `certificate`.
-async fn post_tls(
-    addr: SocketAddr,
-    certificate: &rustls::pki_types::CertificateDer<'static>,
-    body: String,
-) -> (StatusCode, serde_json::Value) {
+/// A TLS client trusting only `certificate`.
+fn connector(certificate: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certificate.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -38,9 +35,17 @@ async fn post_tls(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = TlsConnector::from(Arc::new(config));
+    TlsConnector::from(Arc::new(config))
+}
+
+/// POSTs over HTTPS, trusting only `certificate`.
+pub(super) async fn post_tls(
+    addr: SocketAddr,
+    certificate: &rustls::pki_types::CertificateDer<'static>,
+    body: String,
+) -> (StatusCode, serde_json::Value) {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector
+    let tls = connector(certificate)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake with the test certificate");
@@ -125,18 +130,10 @@ async fn over_tls_a_client_that_stops_reading_loses_its_slot_too() {
     // The only slot: a TLS client with a tiny receive buffer that pipelines requests for the
     // metrics page and never reads an answer (rustls buffers the plaintext, so only the
     // socket shows whether bytes move).
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(addr).await.unwrap();
-    let mut stuck = TlsConnector::from(Arc::new(client))
+    let mut stuck = connector(&certificate)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
