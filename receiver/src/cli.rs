@@ -16,8 +16,7 @@ use verify::timestamp::format_iso_millis;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_forward_url, ForwardConfig, RetryPolicy};
-use crate::store::sqlite::SqliteReader;
-use crate::store::{CaptureFilter, EventFilter, EventQuery as _, ForwardingState, StoredEvent};
+use crate::store::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
 
 /// The store when `--store` and `RECEIVER_STORE` are both absent.
 const DEFAULT_STORE: &str = "sqlite:./receiver.db";
@@ -410,7 +409,7 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
     let config = Config {
         path: args.path,
         authentication,
-        store_path: config::parse_store_location(&args.store).context("--store")?,
+        store: config::parse_store_location(&args.store).context("--store")?,
         output: args.output,
         tls,
         limits,
@@ -495,11 +494,11 @@ fn filter_from(args: &FilterArgs) -> anyhow::Result<EventFilter> {
     })
 }
 
-fn open_reader(store: &StoreArg) -> Result<SqliteReader, Failure> {
-    let path = config::parse_store_location(&store.store)
+fn open_reader(store: &StoreArg) -> Result<Box<dyn crate::store::EventQuery>, Failure> {
+    let location = config::parse_store_location(&store.store)
         .context("--store")
         .map_err(Failure::Config)?;
-    SqliteReader::open(&path).map_err(Failure::Config)
+    crate::store::open_reader(&location).map_err(Failure::Config)
 }
 
 fn event_json(event: &StoredEvent) -> serde_json::Value {

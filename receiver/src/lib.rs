@@ -12,7 +12,8 @@
 //! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation with group commit;
+//! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
+//!   both with group commit;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
 //!
 //! Invariants: no 2xx before the request and its events are committed with `synchronous=FULL`;
@@ -95,7 +96,6 @@ pub use metrics::Metrics;
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::output::Output;
 use crate::service::Shared;
-use crate::store::sqlite::SqliteStore;
 use crate::store::ForwardQueue;
 
 /// Runs the command line with the process arguments and environment; returns the exit status
@@ -138,26 +138,20 @@ impl Receiver {
     pub fn start(config: Config) -> anyhow::Result<Receiver> {
         let metrics = Arc::new(Metrics::default());
         let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
-        let store = SqliteStore::open(
-            &config.store_path,
+        let opened = store::open(
+            &config.store,
             config.keep_refused,
             config.forward.is_some(),
             Arc::clone(&metrics),
         )?;
-        let forwarding = match config.forward {
-            Some(forward) => {
-                let queue: Arc<dyn ForwardQueue> = Arc::new(store.forward_queue()?);
-                Some((queue, forward))
-            }
-            None => None,
-        };
+        let forwarding = opened.forward_queue.zip(config.forward);
         let output = Output::start(config.output, Arc::clone(&metrics));
         Ok(Receiver {
             shared: Arc::new(Shared {
                 path: config.path,
                 authentication: config.authentication,
                 limits: config.limits,
-                store: Arc::new(store),
+                store: opened.store,
                 metrics,
                 output,
             }),

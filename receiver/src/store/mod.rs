@@ -11,14 +11,21 @@
 //!   the SAME transaction, so "2xx" means "stored and queued for forwarding"; a job is marked
 //!   done only after the app answered 2xx ([`ForwardQueue`]).
 //!
-//! [`sqlite::SqliteStore`] is the embedded implementation; a PostgreSQL store (many receivers,
-//! one database) would be a second implementation of the same three traits.
+//! [`sqlite::SqliteStore`] is the embedded implementation; [`postgres::PostgresStore`] is the
+//! second (many receivers, one database; SPEC section 7). What they share is here and in
+//! `query` (the read queries); [`open`] and [`open_reader`] pick one by [`StoreLocation`].
 
+pub mod postgres;
+mod query;
 pub mod sqlite;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::StoreLocation;
+use crate::metrics::Metrics;
 
 /// A boxed future, so the traits stay object safe without a macro crate.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -308,4 +315,89 @@ pub trait ForwardQueue: Send + Sync {
     /// Resolves when jobs may have been added since the last call (it may also resolve
     /// spuriously; the forwarder then finds nothing and waits again).
     fn jobs_added(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Most bytes of refused bodies kept per batch: a flood of large refused requests costs the
+/// writer (and so the accepted requests behind it) a bounded amount of work; the rest is
+/// counted as not kept.
+pub(crate) const MAX_REFUSED_BYTES_PER_BATCH: usize = 4 * 1024 * 1024;
+
+/// The refusals of one batch that fit [`MAX_REFUSED_BYTES_PER_BATCH`], oldest first; the
+/// others are counted as not kept.
+pub(crate) fn within_refusal_budget<'r>(
+    refusals: &'r [RefusedRequest],
+    metrics: &Metrics,
+) -> Vec<&'r RefusedRequest> {
+    let mut budget = MAX_REFUSED_BYTES_PER_BATCH;
+    let kept: Vec<&RefusedRequest> = refusals
+        .iter()
+        .take_while(|refused| {
+            let fits = refused.body.len() <= budget;
+            budget = budget.saturating_sub(refused.body.len());
+            fits
+        })
+        .collect();
+    for _ in kept.len()..refusals.len() {
+        metrics.refusal_not_kept();
+    }
+    kept
+}
+
+/// An open store for the listener, and its forwarding queue when `queue_forwarding`.
+pub struct OpenStore {
+    /// The write side.
+    pub store: Arc<dyn Store>,
+    /// The forwarding queue, with forwarding on.
+    pub forward_queue: Option<Arc<dyn ForwardQueue>>,
+}
+
+/// Opens the store at `location` for a listener: a SQLite file is opened (created) at once; a
+/// PostgreSQL database is reached at the first commit, so a database that is down at start
+/// gives 503 until it comes up, like any later outage. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The SQLite file cannot be opened or is of another layout; no tokio runtime.
+pub fn open(
+    location: &StoreLocation,
+    keep_refused: u32,
+    queue_forwarding: bool,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<OpenStore> {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?;
+            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+                Some(Arc::new(store.forward_queue()?))
+            } else {
+                None
+            };
+            Ok(OpenStore {
+                store: Arc::new(store),
+                forward_queue,
+            })
+        }
+        StoreLocation::Postgres(url) => {
+            let store = postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
+            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+                Some(Arc::new(store.forward_queue()))
+            } else {
+                None
+            };
+            Ok(OpenStore {
+                store: Arc::new(store),
+                forward_queue,
+            })
+        }
+    }
+}
+
+/// Opens the store at `location` for reading (`events`, `export`). Blocking.
+///
+/// # Errors
+/// No store there, or one of another layout, or the database cannot be reached.
+pub fn open_reader(location: &StoreLocation) -> anyhow::Result<Box<dyn EventQuery>> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteReader::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(postgres::PostgresReader::open(url)?),
+    })
 }
