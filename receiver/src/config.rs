@@ -150,6 +150,12 @@ impl From<&Path> for StoreLocation {
     }
 }
 
+impl From<&PathBuf> for StoreLocation {
+    fn from(path: &PathBuf) -> Self {
+        Self::Sqlite(path.clone())
+    }
+}
+
 impl From<&str> for StoreLocation {
     /// A SQLite path (use [`parse_store_location`] for text that may be a URL).
     fn from(path: &str) -> Self {

@@ -214,10 +214,26 @@ impl CommitError {
 
     fn database(error: &tokio_postgres::Error) -> Self {
         Self {
-            error: StoreError(error.to_string()),
+            error: store_error(error),
             retry_alone: error.as_db_error().is_some() && !error.is_closed(),
         }
     }
+}
+
+/// The client's error in words: the server's message and code when it sent one (the
+/// client's own `Display` says only "db error"), else the cause. Neither holds the password.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+fn store_error(error: &tokio_postgres::Error) -> StoreError {
+    StoreError(describe(error))
 }
 
 /// Creates the tables when the database has none of them, or checks their version. Under an
@@ -423,7 +439,7 @@ impl Inner {
                     &[&verify::unix_now_ms()],
                 )
                 .await
-                .map_err(|error| StoreError(error.to_string()))?;
+                .map_err(|error| store_error(&error))?;
             Ok(())
         };
         let result = tokio::time::timeout(COMMIT_TIMEOUT, checked)
@@ -436,7 +452,7 @@ impl Inner {
     /// Keeps refused requests, unsynced, and trims the table to the newest `keep_refused`
     /// for the whole database.
     async fn keep_refusals(&self, refusals: &[&RefusedRequest]) -> Result<(), StoreError> {
-        let failed = |error: tokio_postgres::Error| StoreError(error.to_string());
+        let failed = |error: tokio_postgres::Error| store_error(&error);
         let mut client = self.client().await.map_err(|failed| failed.error)?;
         let transaction = client.transaction().await.map_err(failed)?;
         transaction
@@ -600,6 +616,12 @@ impl PostgresStore {
                 Arc::clone(&accept_queue),
             )));
         }
+        // Create (or check) the tables now rather than at the first request, so `events` and
+        // `export` find them; a database that is down now is tried again at first use.
+        let preparing = Arc::clone(&inner);
+        runtime.spawn(async move {
+            let _ = preparing.client().await;
+        });
         let (refusals, refusal_queue) = mpsc::channel(REFUSAL_QUEUE);
         tasks.push(runtime.spawn(write_refusals(Arc::clone(&inner), refusal_queue)));
         metrics.set_store_up(true);
@@ -741,7 +763,7 @@ pub struct PostgresForwardQueue {
 impl PostgresForwardQueue {
     /// The next job, if this receiver holds (or now takes) the lease.
     async fn next_if_leased(&self) -> Result<Option<ForwardJob>, StoreError> {
-        let failed = |error: tokio_postgres::Error| StoreError(error.to_string());
+        let failed = |error: tokio_postgres::Error| store_error(&error);
         let mut lease = self.lease.lock().await;
         if lease.as_ref().is_some_and(|session| session.is_closed()) {
             // The session ended, and its lock with it.
@@ -816,7 +838,7 @@ impl ForwardQueue for PostgresForwardQueue {
                     ],
                 )
                 .await
-                .map_err(|error| StoreError(error.to_string()))?;
+                .map_err(|error| store_error(&error))?;
             Ok(())
         })
     }
@@ -847,7 +869,7 @@ impl ForwardQueue for PostgresForwardQueue {
                     &[],
                 )
                 .await
-                .map_err(|error| StoreError(error.to_string()))?
+                .map_err(|error| store_error(&error))?
                 .get(0);
             Ok(u64::try_from(count).unwrap_or(0))
         })

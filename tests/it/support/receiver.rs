@@ -26,7 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct InProcess {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The SQLite file.
+    /// The SQLite file (empty on a PostgreSQL store).
     pub store_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -37,17 +37,30 @@ impl InProcess {
     pub async fn start(config: receiver::Config) -> InProcess {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let store_path = config.store_path.clone();
+        let (store_path, on_postgres) = match &config.store {
+            receiver::config::StoreLocation::Sqlite(path) => (path.clone(), false),
+            receiver::config::StoreLocation::Postgres(_) => (PathBuf::new(), true),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(receiver::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        InProcess {
+        let receiver = InProcess {
             addr,
             store_path,
             stop: Some(stop),
             task: Some(task),
+        };
+        if on_postgres {
+            // A PostgreSQL store creates its tables in the background: wait until it can
+            // commit, so the test's own queries find them.
+            let ready = wait_until(WAIT, || async {
+                get(addr, "/healthz").await.status == StatusCode::OK
+            })
+            .await;
+            assert!(ready, "the receiver's PostgreSQL store is ready");
         }
+        receiver
     }
 
     /// Starts a quiet receiver with default settings on a store in `dir`.
