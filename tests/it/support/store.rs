@@ -44,6 +44,16 @@ impl TestStore {
         }
     }
 
+    /// A SQLite store at `path` (on a file system of the test's choosing).
+    pub fn sqlite_at(path: &Path) -> TestStore {
+        TestStore {
+            kind: StoreKind::Sqlite,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            location: StoreLocation::Sqlite(path.to_owned()),
+            url: None,
+        }
+    }
+
     /// A fresh PostgreSQL database, or `None` (after a loud SKIPPED) without PostgreSQL.
     pub fn postgres(what: &str) -> Option<TestStore> {
         common::test_postgres::test_database(what).map(|url| TestStore::at_url(&url))
