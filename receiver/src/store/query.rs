@@ -158,10 +158,15 @@ pub(crate) fn captures(tables: &Tables, filter: &CaptureFilter) -> Option<Query>
     let branches = [
         (
             filter.accepted,
-            "NULL, account_id, 0",
+            "CAST(NULL AS TEXT), account_id, 0",
             tables.requests,
         ),
-        (filter.refused, "reason, NULL, 1", tables.refused),
+        (
+            filter.refused,
+            // Typed NULLs: PostgreSQL types a branch on its own when it is the only one.
+            "reason, CAST(NULL AS BIGINT), 1",
+            tables.refused,
+        ),
     ];
     for (wanted, columns, table) in branches {
         if !wanted {
