@@ -10,28 +10,12 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use crate::support::receiver::{open_db, request, wait_until, Connection, Process};
+use crate::support::receiver::{open_db, request, wait_until, Connection, Process, Rng};
 
 const KILLS: usize = 20;
 const CLIENTS: usize = 8;
 /// The whole test stays well under a minute even on a loaded two-core machine.
 const BUDGET: Duration = Duration::from_secs(60);
-
-/// A small xorshift generator: the test prints its seed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
 
 /// What the clients were told was stored: `account/eventId`.
 type Acked = Arc<Mutex<Vec<(i64, String)>>>;

@@ -18,4 +18,5 @@ mod layout;
 mod outage;
 mod process;
 mod samples;
+mod scale_out;
 mod tls;

@@ -65,7 +65,7 @@ fn big_envelope(id: &str) -> String {
 /// The store going away and coming back.
 enum Outage {
     /// The SQLite file's tmpfs, and the file that fills it.
-    FullDisk { disk: SmallDisk, filler: PathBuf },
+    FullDisk { _disk: SmallDisk, filler: PathBuf },
     /// The PostgreSQL server, stopped and started again.
     DatabaseDown(common::test_postgres::TestCluster),
 }
@@ -92,7 +92,7 @@ async fn full_disk_gives_503_and_the_receiver_recovers() {
     let disk = SmallDisk::mount(&dir.path().join("disk"), "4m");
     let store = TestStore::sqlite_at(&disk.path.join("receiver.db"));
     let filler = disk.path.join("filler");
-    store_outage_gives_503_and_the_receiver_recovers(store, Outage::FullDisk { disk, filler })
+    store_outage_gives_503_and_the_receiver_recovers(store, Outage::FullDisk { _disk: disk, filler })
         .await;
 }
 
