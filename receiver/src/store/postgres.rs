@@ -236,6 +236,16 @@ fn store_error(error: &tokio_postgres::Error) -> StoreError {
     StoreError(describe(error))
 }
 
+/// A pool's error in words: the connection's own error when connecting failed.
+fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => {
+            format!("connecting to the database: {}", describe(error))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Creates the tables when the database has none of them, or checks their version. Under an
 /// advisory lock, so receivers starting together create them once.
 ///
@@ -306,7 +316,11 @@ struct Inner {
 impl Inner {
     /// A pooled connection on which the tables are known to exist.
     async fn client(&self) -> Result<Object, CommitError> {
-        let mut client = self.pool.get().await.map_err(CommitError::connection)?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| CommitError::connection(describe_pool_error(&error)))?;
         if self.schema.get().is_none() {
             let prepared = prepare_schema(&mut client).await;
             match prepared {

@@ -16,6 +16,7 @@ mod forward;
 mod hardening;
 mod layout;
 mod outage;
+mod postgres_secrets;
 mod process;
 mod samples;
 mod scale_out;
