@@ -3,8 +3,8 @@
 //! PostgreSQL database, so each promise is written once and checked on both stores. Without
 //! PostgreSQL the second call says SKIPPED loudly (and fails under `CI=true`).
 //!
-//! Assertions read the tables with SQL in which `{events}`, `{requests}` and `{refused}`
-//! stand for the store's table names.
+//! Assertions read the tables with SQL in which `{events}`, `{requests}`, `{refused}`
+//! and `{forward_jobs}` stand for the store's table names.
 
 use std::path::Path;
 use std::time::Duration;
@@ -104,16 +104,18 @@ impl TestStore {
 
     /// `sql` with the table placeholders replaced by this store's names.
     fn sql(&self, sql: &str) -> String {
-        let names: [(&str, &str); 3] = match self.kind {
+        let names: [(&str, &str); 4] = match self.kind {
             StoreKind::Sqlite => [
                 ("{events}", "events"),
                 ("{requests}", "requests"),
                 ("{refused}", "refused_requests"),
+                ("{forward_jobs}", "forward_jobs"),
             ],
             StoreKind::Postgres => [
                 ("{events}", "receiver_events"),
                 ("{requests}", "receiver_requests"),
                 ("{refused}", "receiver_refused_requests"),
+                ("{forward_jobs}", "receiver_forward_jobs"),
             ],
         };
         names
