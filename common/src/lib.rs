@@ -13,6 +13,7 @@
 //! the binaries call.
 
 pub mod postgres;
+mod postgres_tls;
 
 #[cfg(feature = "test-postgres")]
 pub mod test_postgres;

@@ -17,6 +17,7 @@ mod hardening;
 mod layout;
 mod outage;
 mod postgres_secrets;
+mod postgres_tls;
 mod process;
 mod samples;
 mod scale_out;

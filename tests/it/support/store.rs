@@ -123,16 +123,17 @@ impl TestStore {
             .fold(sql.to_owned(), |sql, (from, to)| sql.replace(from, to))
     }
 
-    /// A connection to the PostgreSQL database.
+    /// A connection to the PostgreSQL database (over TLS when its URL says so).
     async fn client(&self) -> tokio_postgres::Client {
-        let url = self.url.as_deref().expect("a PostgreSQL store");
-        let (client, connection) = tokio::time::timeout(
-            Duration::from_secs(15),
-            tokio_postgres::connect(url, tokio_postgres::NoTls),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect to the test database");
+        let StoreLocation::Postgres(url) = &self.location else {
+            panic!("not a PostgreSQL store");
+        };
+        let tls = url.tls_connector().expect("TLS settings");
+        let (client, connection) =
+            tokio::time::timeout(Duration::from_secs(15), url.config().connect(tls))
+                .await
+                .expect("connect in time")
+                .expect("connect to the test database");
         tokio::spawn(connection);
         client
     }
