@@ -299,6 +299,20 @@ async fn prepare_schema(client: &mut Object) -> anyhow::Result<()> {
     }
 }
 
+/// A server with `synchronous_commit = off` acknowledges commits it may still lose: every 2xx
+/// would break the promise, so say so loudly (the setting is the database owner's to change).
+async fn warn_if_not_durable(client: &Object) {
+    if let Ok(row) = client.query_one("SHOW synchronous_commit", &[]).await {
+        let setting: String = row.get(0);
+        if setting == "off" {
+            tracing::error!(
+                "the database has synchronous_commit = off: a commit may be lost in a crash after \
+                 the receiver answered 2xx; set it to on for the receiver's role or database"
+            );
+        }
+    }
+}
+
 /// What the store's tasks share.
 struct Inner {
     pool: Pool,
@@ -326,6 +340,7 @@ impl Inner {
             match prepared {
                 Ok(()) => {
                     let _ = self.schema.set(());
+                    warn_if_not_durable(&client).await;
                 }
                 Err(error) => {
                     tracing::error!(store = %self.url, "{error:#}");
