@@ -415,21 +415,7 @@ fn main() -> anyhow::Result<()> {
             let baseline = limit(&limit_url, count, options.connections, options.seconds).await?;
             let url = cluster.create_database()?;
             let figure = receivers(&options, &url, count, &keyring, &signature).await?;
-            println!(
-                "{count} receiver(s): {:>7.0} events/s (p50 {:.1} ms, p99 {:.1} ms), limit {:>7.0}/s = {:.0}%; batch {:.1} vs {:.1} requests/commit; {:.2} transactions per commit; CPU/event: receivers {:.0} us, postgres {:.0} us (limit: driver {:.0} us, postgres {:.0} us)",
-                figure.events_per_second,
-                figure.p50_ms,
-                figure.p99_ms,
-                baseline.events_per_second,
-                100.0 * figure.events_per_second / baseline.events_per_second,
-                figure.batch(),
-                baseline.batch(),
-                figure.transactions_per_commit(),
-                figure.cpu_us_front,
-                figure.cpu_us_postgres,
-                baseline.cpu_us_front,
-                baseline.cpu_us_postgres,
-            );
+            println!("{}", table_row(count, &figure, &baseline));
             rows.push((count, figure, baseline));
         }
         anyhow::Ok(())
@@ -440,6 +426,25 @@ fn main() -> anyhow::Result<()> {
     println!("{report}");
     drop(cluster);
     Ok(())
+}
+
+/// One line of the report's table.
+fn table_row(count: usize, figure: &Figure, baseline: &Figure) -> String {
+    format!(
+        "| {count} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.1} / {:.1} | {:.2} | {:.0} | {:.0} | {:.0}, {:.0} |",
+        figure.events_per_second,
+        figure.p50_ms,
+        figure.p99_ms,
+        baseline.events_per_second,
+        100.0 * figure.events_per_second / baseline.events_per_second,
+        figure.batch(),
+        baseline.batch(),
+        figure.transactions_per_commit(),
+        figure.cpu_us_front,
+        figure.cpu_us_postgres,
+        baseline.cpu_us_front,
+        baseline.cpu_us_postgres,
+    )
 }
 
 fn render(options: &Options, rows: &[(usize, Figure, Figure)]) -> String {
@@ -456,21 +461,8 @@ fn render(options: &Options, rows: &[(usize, Figure, Figure)]) -> String {
     ));
     out.push_str("| receivers | events/s | p50 ms | p99 ms | limit events/s | % of limit | requests per commit (receivers / limit) | transactions per commit | CPU µs/event receivers | CPU µs/event PostgreSQL | limit: CPU µs/event driver, PostgreSQL |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (count, figure, baseline) in rows {
-        out.push_str(&format!(
-            "| {count} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0}% | {:.1} / {:.1} | {:.2} | {:.0} | {:.0} | {:.0}, {:.0} |\n",
-            figure.events_per_second,
-            figure.p50_ms,
-            figure.p99_ms,
-            baseline.events_per_second,
-            100.0 * figure.events_per_second / baseline.events_per_second,
-            figure.batch(),
-            baseline.batch(),
-            figure.transactions_per_commit(),
-            figure.cpu_us_front,
-            figure.cpu_us_postgres,
-            baseline.cpu_us_front,
-            baseline.cpu_us_postgres,
-        ));
+        out.push_str(&table_row(*count, figure, baseline));
+        out.push('\n');
     }
     let rate = |count: usize| {
         rows.iter()

@@ -784,9 +784,10 @@ impl Store for PostgresStore {
 /// forwarder's next poll, so one takes over within a second of the holder's end.
 pub struct PostgresForwardQueue {
     inner: Arc<Inner>,
-    /// The session that holds, or tries for, the lease. A tokio Mutex: held across the
-    /// queries made on that session.
-    lease: tokio::sync::Mutex<Option<Object>>,
+    /// The session that holds the lease, taken out of the pool for good: it is never handed
+    /// to other work, and dropping it ends the session, which frees the lock. A tokio Mutex:
+    /// held across the queries made on that session.
+    lease: tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>,
 }
 
 impl PostgresForwardQueue {
@@ -814,7 +815,7 @@ impl PostgresForwardQueue {
                     return Ok(None);
                 }
                 tracing::info!("this receiver holds the forwarding lease");
-                session
+                Object::take(session)
             }
         };
         let row = session

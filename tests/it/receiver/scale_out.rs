@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use verify::{unix_now, Keyring, Scheme, SignatureFile, SigningSecret};
 
-use crate::support::receiver::{get, request, wait_until, Connection, Process, Rng};
+use crate::support::receiver::{
+    completed_envelope as body_of, get, request, wait_until, Connection, Process, Rng,
+};
 
 const RECEIVERS: usize = 3;
 const CLIENTS: usize = 6;
@@ -66,21 +68,6 @@ impl Sent {
             .iter()
             .any(|attempt| matches!(attempt.outcome, Ok((status, _)) if status.is_success()))
     }
-}
-
-fn body_of(account: i64, ids: &[String]) -> String {
-    let events: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            format!(
-                r#"{{"eventId":"{id}","eventName":"COURSE_COMPLETED","timestamp":"2026-11-28T00:00:00.000Z","data":{{"userId":1,"loId":"course:1","loInstanceId":"course:1_1","loType":"course","enrollmentSource":"SELF_ENROLL","dateCompleted":"2026-11-28T00:00:00.000Z","hasPassed":true}}}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"accountId":{account},"events":[{}]}}"#,
-        events.join(",")
-    )
 }
 
 /// One signed POST on a fresh connection.

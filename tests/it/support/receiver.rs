@@ -263,6 +263,23 @@ pub fn envelope(account_id: i64, event_ids: &[&str]) -> String {
     )
 }
 
+/// A body of `accountId` with one `COURSE_COMPLETED` event per id (the load of the crash and
+/// scale-out tests).
+pub fn completed_envelope(account: i64, ids: &[String]) -> String {
+    let events: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"eventId":"{id}","eventName":"COURSE_COMPLETED","timestamp":"2026-11-28T00:00:00.000Z","data":{{"userId":1,"loId":"course:1","loInstanceId":"course:1_1","loType":"course","enrollmentSource":"SELF_ENROLL","dateCompleted":"2026-11-28T00:00:00.000Z","hasPassed":true}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"accountId":{account},"events":[{}]}}"#,
+        events.join(",")
+    )
+}
+
 /// The `receiver` program run as a real process.
 pub struct Process {
     /// The child.

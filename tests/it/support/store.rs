@@ -138,29 +138,16 @@ impl TestStore {
         client
     }
 
-    /// The first column of the first row of `sql` as an integer (`COUNT(*)` and the like).
-    pub async fn scalar(&self, sql: &str) -> i64 {
+    /// The first column of the first row of `sql` (`None` without a row, or on NULL), read
+    /// from whichever store this is.
+    async fn first<T>(&self, sql: &str) -> Option<T>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
         let sql = self.sql(sql);
         match &self.location {
             StoreLocation::Sqlite(path) => crate::support::receiver::open_db(path)
-                .query_row(&sql, [], |row| row.get(0))
-                .unwrap_or_else(|error| panic!("{sql}: {error}")),
-            StoreLocation::Postgres(_) => self
-                .client()
-                .await
-                .query_one(&sql, &[])
-                .await
-                .unwrap_or_else(|error| panic!("{sql}: {error}"))
-                .get(0),
-        }
-    }
-
-    /// The first column of the first row of `sql` as text, `None` without a row or on NULL.
-    pub async fn text(&self, sql: &str) -> Option<String> {
-        let sql = self.sql(sql);
-        match &self.location {
-            StoreLocation::Sqlite(path) => crate::support::receiver::open_db(path)
-                .query_row(&sql, [], |row| row.get(0))
+                .query_row(&sql, [], |row| row.get::<_, Option<T>>(0))
                 .ok()
                 .flatten(),
             StoreLocation::Postgres(_) => self
@@ -169,25 +156,25 @@ impl TestStore {
                 .query_opt(&sql, &[])
                 .await
                 .unwrap_or_else(|error| panic!("{sql}: {error}"))
-                .and_then(|row| row.get(0)),
+                .and_then(|row| row.get::<_, Option<T>>(0)),
         }
+    }
+
+    /// The first column of the first row of `sql` as an integer (`COUNT(*)` and the like).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.first(sql)
+            .await
+            .unwrap_or_else(|| panic!("{sql} gave no number"))
+    }
+
+    /// The first column of the first row of `sql` as text, `None` without a row or on NULL.
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        self.first(sql).await
     }
 
     /// The first column of the first row of `sql` as bytes, `None` without a row.
     pub async fn bytes(&self, sql: &str) -> Option<Vec<u8>> {
-        let sql = self.sql(sql);
-        match &self.location {
-            StoreLocation::Sqlite(path) => crate::support::receiver::open_db(path)
-                .query_row(&sql, [], |row| row.get(0))
-                .ok(),
-            StoreLocation::Postgres(_) => self
-                .client()
-                .await
-                .query_opt(&sql, &[])
-                .await
-                .unwrap_or_else(|error| panic!("{sql}: {error}"))
-                .map(|row| row.get(0)),
-        }
+        self.first(sql).await
     }
 }
 
