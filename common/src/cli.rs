@@ -211,7 +211,9 @@ impl TypedValueParser for EventNames {
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
         let names = verify::CATALOG.iter().map(|kind| kind.name);
         Some(Box::new(
-            names.chain(self.extra.iter().copied()).map(PossibleValue::new),
+            names
+                .chain(self.extra.iter().copied())
+                .map(PossibleValue::new),
         ))
     }
 }
@@ -242,8 +244,7 @@ mod tests {
             .iter()
             .map(|value| value.get_name().to_owned())
             .collect();
-        let mut expected: Vec<String> =
-            verify::CATALOG.iter().map(|k| k.name.to_owned()).collect();
+        let mut expected: Vec<String> = verify::CATALOG.iter().map(|k| k.name.to_owned()).collect();
         expected.push("all".to_owned());
         assert_eq!(offered, expected);
         let script = completion_script(clap_complete::Shell::Fish, command);

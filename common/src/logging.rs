@@ -74,6 +74,8 @@ mod tests {
         assert_eq!(value["level"], "WARN");
         assert_eq!(value["target"], "sender");
         assert_eq!(value["fields"]["message"], "careful \"now\"");
-        assert!(value["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(value["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
     }
 }
