@@ -182,6 +182,27 @@ fn man_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> 
     Ok(())
 }
 
+/// `--event-name`, `--since`, `--until`: which events or requests a reading command takes.
+/// What the times are compared with (an event's own timestamp, a request's receive time) is
+/// said in each command's help.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    /// Only those with an event of this name (repeat for several).
+    #[arg(
+        long = "event-name",
+        value_name = "NAME",
+        value_parser = event_names(&[]),
+        hide_possible_values = true
+    )]
+    pub event_names: Vec<String>,
+    /// Only from this time on: RFC 3339, a date (midnight UTC), or epoch ms or s.
+    #[arg(long, value_name = "TIME", value_parser = crate::parse::instant_ms)]
+    pub since: Option<i64>,
+    /// Only before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = crate::parse::instant_ms)]
+    pub until: Option<i64>,
+}
+
 /// The value parser of an argument that takes an event name: any text is accepted (unknown
 /// names are for the command to judge), and the catalogue's names, plus `extra`, are offered
 /// to shell completion. Pair it with `hide_possible_values = true`: 31 names do not belong in

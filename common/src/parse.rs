@@ -72,10 +72,10 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// UTC), or epoch milliseconds or seconds.
 ///
 /// # Errors
-/// A message naming the flag and the accepted forms.
-pub fn instant_ms(flag: &str, text: &str) -> Result<i64, String> {
+/// A message naming the accepted forms.
+pub fn instant_ms(text: &str) -> Result<i64, String> {
     verify::timestamp::parse_instant_millis(text).ok_or_else(|| {
-        format!("{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)")
+        format!("{text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)")
     })
 }
 
@@ -168,15 +168,11 @@ mod tests {
 
     #[test]
     fn instants() {
-        assert_eq!(
-            instant_ms("--since", "1795824000000"),
-            Ok(1_795_824_000_000)
-        );
-        assert_eq!(
-            instant_ms("--since", "2026-11-28T00:00:00Z"),
-            Ok(1_795_824_000_000)
-        );
-        let message = instant_ms("--until", "soon").unwrap_err();
-        assert!(message.starts_with("--until \"soon\""), "{message}");
+        assert_eq!(instant_ms("1795824000000"), Ok(1_795_824_000_000));
+        assert_eq!(instant_ms("1795824000"), Ok(1_795_824_000_000));
+        assert_eq!(instant_ms("2026-11-28T00:00:00Z"), Ok(1_795_824_000_000));
+        assert_eq!(instant_ms("2026-11-28"), Ok(1_795_824_000_000));
+        let message = instant_ms("soon").unwrap_err();
+        assert!(message.starts_with("\"soon\" is not a time"), "{message}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
-use common::cli::{event_names, CompletionsArgs, ManArgs};
+use common::cli::{CompletionsArgs, ManArgs, Selection};
 use common::logging::{tell, LogFormat};
 use common::outln;
 use serde_json::json;
@@ -63,6 +63,8 @@ enum Command {
         command: EventsCommand,
     },
     /// Write the kept requests as capture records (JSON Lines): accepted ones by default.
+    ///
+    /// --since and --until compare with the time each request was received.
     Export(ExportArgs),
     /// Re-check captured requests or envelope files offline and explain every refusal.
     ///
@@ -167,17 +169,11 @@ struct ListenArgs {
     forward_timeout: Duration,
 }
 
+/// `--since` / `--until` compare with the event's own timestamp.
 #[derive(Args, Debug)]
 struct FilterArgs {
-    /// Only events of this name (repeat for several).
-    #[arg(long = "event-name", value_parser = event_names(&[]), hide_possible_values = true)]
-    event_names: Vec<String>,
-    /// Only events whose timestamp is at or after this (RFC 3339, a date, or epoch ms/s).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only events whose timestamp is before this.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Only this account.
     #[arg(long)]
     account: Option<i64>,
@@ -186,6 +182,8 @@ struct FilterArgs {
 #[derive(Subcommand, Debug)]
 enum EventsCommand {
     /// List stored events, oldest arrival first.
+    ///
+    /// --since and --until compare with each event's own timestamp.
     List {
         #[command(flatten)]
         filter: FilterArgs,
@@ -208,6 +206,8 @@ enum EventsCommand {
         json: bool,
     },
     /// Count stored events.
+    ///
+    /// --since and --until compare with each event's own timestamp.
     Count {
         #[command(flatten)]
         filter: FilterArgs,
@@ -228,15 +228,8 @@ struct ExportArgs {
     /// Which requests: accepted (the default), refused, or all.
     #[arg(long, value_enum)]
     verdict: Option<VerdictChoice>,
-    /// Only requests with an event of this name (repeat for several).
-    #[arg(long = "event-name", value_parser = event_names(&[]), hide_possible_values = true)]
-    event_names: Vec<String>,
-    /// Only requests RECEIVED at or after this (RFC 3339, a date, or epoch ms/s).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only requests received before this.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Only this account.
     #[arg(long)]
     account: Option<i64>,
@@ -432,28 +425,15 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
     })
 }
 
-/// A time for `--since` / `--until`: RFC 3339, a date (midnight UTC), or epoch ms or seconds.
-fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
-    common::parse::instant_ms(flag, text).map_err(anyhow::Error::msg)
-}
-
-fn filter_from(args: &FilterArgs) -> anyhow::Result<EventFilter> {
-    Ok(EventFilter {
-        event_names: args.event_names.clone(),
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|text| parse_time("--since", text))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|text| parse_time("--until", text))
-            .transpose()?,
+fn filter_from(args: &FilterArgs) -> EventFilter {
+    EventFilter {
+        event_names: args.selection.event_names.clone(),
+        since_ms: args.selection.since,
+        until_ms: args.selection.until,
         account_id: args.account,
         event_id: None,
         limit: None,
-    })
+    }
 }
 
 fn open_reader(store: &str) -> Result<SqliteReader, Failure> {
@@ -505,7 +485,7 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
             limit,
             json,
         } => {
-            let mut filter = filter_from(&filter).map_err(Failure::Config)?;
+            let mut filter = filter_from(&filter);
             filter.limit = limit;
             let reader = open_reader(store)?;
             let events = reader.events(&filter).map_err(Failure::Work)?;
@@ -558,7 +538,7 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
             }
         }
         EventsCommand::Count { filter, json } => {
-            let filter = filter_from(&filter).map_err(Failure::Config)?;
+            let filter = filter_from(&filter);
             let reader = open_reader(store)?;
             let count = reader.count(&filter).map_err(Failure::Work)?;
             if json {
@@ -576,19 +556,13 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         (None, true) => VerdictChoice::All,
         (None, false) => VerdictChoice::Accepted,
     };
-    let time = |flag: &str, text: &Option<String>| {
-        text.as_deref()
-            .map(|text| parse_time(flag, text))
-            .transpose()
-            .map_err(Failure::Config)
-    };
     let filter = CaptureFilter {
         accepted: verdict != VerdictChoice::Refused,
         refused: verdict != VerdictChoice::Accepted,
-        received_since_ms: time("--since", &args.since)?,
-        received_until_ms: time("--until", &args.until)?,
+        received_since_ms: args.selection.since,
+        received_until_ms: args.selection.until,
         account_id: args.account,
-        event_names: args.event_names.clone(),
+        event_names: args.selection.event_names.clone(),
     };
     let reader = open_reader(store)?;
     let mut out: Box<dyn Write> = match &args.out {

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
-use common::cli::{event_names, CompletionsArgs, ManArgs};
+use common::cli::{event_names, CompletionsArgs, ManArgs, Selection};
 use common::logging::LogFormat;
+use common::parse::duration as parse_duration;
 use common::{out, outln};
 use serde_json::{json, Value};
 use verify::{SignatureFile, SigningSecret, TimeStyle};
@@ -82,6 +83,9 @@ enum Command {
     /// Print the signature headers for a body, and a ready curl command.
     Sign(SignArgs),
     /// Send captured traffic again: capture JSON Lines, envelope files, or a directory of them.
+    ///
+    /// --since and --until compare with a capture's receive time, or a bare envelope's first
+    /// event timestamp.
     Replay(ReplayArgs),
     /// List the event catalogue: every event name, real-time or batch, and its data fields.
     Events,
@@ -117,16 +121,8 @@ struct ReplayArgs {
     /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
     #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
     password: Option<verify::RedactedString>,
-    /// Only requests with an event of this name (repeatable).
-    #[arg(long = "event-name", value_parser = event_names(&[]), hide_possible_values = true)]
-    event_names: Vec<String>,
-    /// Only requests from this time on (RFC 3339 or epoch ms): a capture's receive time, a
-    /// bare envelope's first event timestamp.
-    #[arg(long)]
-    since: Option<String>,
-    /// Only requests before this time (RFC 3339 or epoch ms).
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Replay only this event, cut out of its (batch) request as a one-event envelope.
     #[arg(long)]
     event_id: Option<String>,
@@ -137,7 +133,7 @@ struct ReplayArgs {
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// Bound on one request, connection included.
-    #[arg(long, default_value = "15s", value_parser = common::parse::duration)]
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     timeout: Duration,
     /// Print what would be sent, send nothing.
     #[arg(long)]
@@ -193,7 +189,7 @@ enum WebhooksCommand {
         /// The webhook id.
         id: String,
         /// How long the old secret stays in force.
-        #[arg(long, default_value = "24h", value_parser = common::parse::duration)]
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
         overlap: Duration,
     },
     /// Send one realistic event now; exit 0 only on a 2xx.
@@ -293,10 +289,10 @@ struct TestArgs {
     #[arg(long, value_parser = event_names(&[]), hide_possible_values = true)]
     event: Option<String>,
     /// TCP connect timeout.
-    #[arg(long, default_value = "10s", value_parser = common::parse::duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
     /// Response timeout.
-    #[arg(long, default_value = "5s", value_parser = common::parse::duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     response_timeout: Duration,
     /// Also trust the CA certificates of this PEM file for https (self-signed listeners).
     #[arg(long, env = "SENDER_CA_FILE")]
@@ -343,7 +339,7 @@ struct TriggerArgs {
     enqueue_only: bool,
     /// How long trigger keeps delivering (and retrying) before it leaves the rest to
     /// `sender run` and exits 1.
-    #[arg(long, default_value = "60s", value_parser = common::parse::duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     wait: Duration,
     #[command(flatten)]
     delivery: DeliveryArgs,
@@ -359,22 +355,22 @@ struct RunArgs {
 #[derive(Debug, Clone, Args)]
 struct DeliveryArgs {
     /// TCP connect timeout.
-    #[arg(long, env = "SENDER_CONNECT_TIMEOUT", default_value = "10s", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
     /// Response timeout.
-    #[arg(long, env = "SENDER_RESPONSE_TIMEOUT", default_value = "5s", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_RESPONSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     response_timeout: Duration,
     /// First retry delay (then doubling).
-    #[arg(long, env = "SENDER_RETRY_INITIAL", default_value = "5s", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_RETRY_INITIAL", default_value = "5s", value_parser = parse_duration)]
     retry_initial: Duration,
     /// Largest retry delay (then retries at this interval).
-    #[arg(long, env = "SENDER_RETRY_MAX", default_value = "5m", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     retry_max: Duration,
     /// How long a request is retried before its webhook is disabled.
-    #[arg(long, env = "SENDER_RETENTION", default_value = "7d", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_RETENTION", default_value = "7d", value_parser = parse_duration)]
     retention: Duration,
     /// How long batch events are collected per webhook.
-    #[arg(long, env = "SENDER_BATCH_INTERVAL", default_value = "60s", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_BATCH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     batch_interval: Duration,
     /// Most events in one batch request.
     #[arg(long, env = "SENDER_BATCH_SIZE", default_value_t = crate::config::DEFAULT_BATCH_SIZE)]
@@ -383,10 +379,10 @@ struct DeliveryArgs {
     #[arg(long, env = "SENDER_PARALLEL", default_value_t = 1)]
     parallel: usize,
     /// How long a worker's claim on a webhook lasts unless renewed.
-    #[arg(long, env = "SENDER_LEASE_TTL", default_value = "15s", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
     lease_ttl: Duration,
     /// How often `run` looks for work queued by other processes.
-    #[arg(long, env = "SENDER_POLL_INTERVAL", default_value = "250ms", value_parser = common::parse::duration)]
+    #[arg(long, env = "SENDER_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
     poll_interval: Duration,
     /// Also trust the CA certificates of this PEM file for https (self-signed listeners).
     #[arg(long, env = "SENDER_CA_FILE")]
@@ -1196,11 +1192,6 @@ const MIN_REPLAY_RATE: f64 = 0.001;
 /// Fastest `--rate`; beyond it, drop `--rate` and let `--concurrency` set the pace.
 const MAX_REPLAY_RATE: f64 = 1_000_000.0;
 
-/// Reads `--since` / `--until`: RFC 3339, or an integer of epoch milliseconds or seconds.
-fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
-    Ok(common::parse::instant_ms(flag, text).map_err(UsageError)?)
-}
-
 /// The auth method of a one-off request (`webhooks test --url`, `replay`): `--auth` when
 /// given, else what the credentials given imply (a signature file means signature, a username
 /// Basic), else none, so a flag given alone is never silently ignored.
@@ -1319,17 +1310,9 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     let auth = replay_auth(&args)?;
     let filter = ReplayFilter {
-        event_names: args.event_names.clone(),
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|t| parse_instant_ms("--since", t))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|t| parse_instant_ms("--until", t))
-            .transpose()?,
+        event_names: args.selection.event_names.clone(),
+        since_ms: args.selection.since,
+        until_ms: args.selection.until,
         event_id: args.event_id.clone(),
     };
     let items = load_source(&args.source).map_err(|error| UsageError(format!("{error:#}")))?;

@@ -4,6 +4,9 @@
 //! with status 0, global flags before or after the subcommand, and `sender events` equal to
 //! the library's catalogue.
 
+// Test helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
