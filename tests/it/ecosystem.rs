@@ -399,39 +399,32 @@ async fn a_closed_pipe_ends_every_printing_command_quietly() {
     .unwrap();
 }
 
-/// Standard error's one line, read as a JSON log record: its message.
-fn json_error_message(output: &Output) -> String {
+/// Runs `program ARGS` where ARGS name a store that cannot exist and ask for JSON logs:
+/// status 2, and standard error is one JSON error record naming that store, which proves
+/// both flags were read wherever they stood.
+fn refuses_the_missing_store_in_json(program: &str, args: &[&str], missing: &str) {
+    let output = run(program, args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let record: Value = serde_json::from_str(stderr.trim())
-        .unwrap_or_else(|_| panic!("not one JSON record: {stderr}"));
+        .unwrap_or_else(|_| panic!("{args:?}: not one JSON record: {stderr}"));
     assert_eq!(record["level"], "ERROR", "{record}");
-    record["fields"]["message"].as_str().unwrap().to_owned()
+    let message = record["fields"]["message"].as_str().unwrap();
+    assert!(message.contains(missing), "{args:?}: {message}");
 }
 
 #[test]
 fn global_flags_go_before_or_after_the_subcommand() {
-    let missing = "sqlite:/nonexistent/dir/store.db";
+    let store = "sqlite:/nonexistent/dir/store.db";
+    let json = ["--log-format", "json"];
     for args in [
-        &["--log-format", "json", "--store", missing, "export"][..],
-        &["--log-format", "json", "export", "--store", missing],
-        &["export", "--log-format", "json", "--store", missing],
-        &[
-            "--store",
-            missing,
-            "events",
-            "count",
-            "--log-format",
-            "json",
-        ],
-        &["events", "--log-format", "json", "list", "--store", missing],
+        &[&json[..], &["--store", store, "export"]].concat(),
+        &[&json[..], &["export", "--store", store]].concat(),
+        &[&["export"][..], &json, &["--store", store]].concat(),
+        &[&["--store", store, "events", "count"][..], &json].concat(),
+        &[&["events"][..], &json, &["list", "--store", store]].concat(),
     ] {
-        let output = run(RECEIVER, args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let message = json_error_message(&output);
-        assert!(
-            message.contains("/nonexistent/dir/store.db"),
-            "{args:?}: {message}"
-        );
+        refuses_the_missing_store_in_json(RECEIVER, args, "/nonexistent/dir/store.db");
     }
     // The flags of the implicit `listen` go before no other subcommand, and clap says so.
     let output = run(RECEIVER, &["--listen", "127.0.0.1:0", "export"]);
@@ -442,40 +435,13 @@ fn global_flags_go_before_or_after_the_subcommand() {
         "{stderr}"
     );
 
-    let missing = "sqlite:/nonexistent/dir/state.db";
+    let state = "sqlite:/nonexistent/dir/state.db";
     for args in [
-        &[
-            "--log-format",
-            "json",
-            "--state",
-            missing,
-            "webhooks",
-            "list",
-        ][..],
-        &[
-            "webhooks",
-            "--state",
-            missing,
-            "list",
-            "--log-format",
-            "json",
-        ],
-        &[
-            "webhooks",
-            "list",
-            "--log-format",
-            "json",
-            "--state",
-            missing,
-        ],
+        &[&json[..], &["--state", state, "webhooks", "list"]].concat(),
+        &[&["webhooks", "--state", state, "list"][..], &json].concat(),
+        &[&["webhooks", "list"][..], &json, &["--state", state]].concat(),
     ] {
-        let output = run(SENDER, args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let message = json_error_message(&output);
-        assert!(
-            message.contains("/nonexistent/dir/state.db"),
-            "{args:?}: {message}"
-        );
+        refuses_the_missing_store_in_json(SENDER, args, "/nonexistent/dir/state.db");
     }
 }
 
