@@ -537,10 +537,12 @@ fn print_catalogue(json: bool) -> anyhow::Result<ExitCode> {
             .collect();
         print_json(&Value::Array(entries))?;
     } else {
-        outln!("{:<45} {:<9} DATA FIELDS", "EVENT", "KIND")?;
+        let width = verify::CATALOG.iter().map(|kind| kind.name.len()).max();
+        let width = width.unwrap_or_default() + 2;
+        outln!("{:<width$}{:<11}DATA FIELDS", "EVENT", "KIND")?;
         for kind in verify::CATALOG {
             outln!(
-                "{:<45} {:<9} {}",
+                "{:<width$}{:<11}{}",
                 kind.name,
                 kind_name(kind),
                 fields(kind).join(", ")
