@@ -352,18 +352,25 @@ mod tests {
             assert_eq!(url.tls().mode, expected, "{mode}");
         }
         assert_eq!(
-            DatabaseUrl::parse("postgres://a@db/x").expect("valid").tls().mode,
+            DatabaseUrl::parse("postgres://a@db/x")
+                .expect("valid")
+                .tls()
+                .mode,
             SslMode::Prefer
         );
         let error = DatabaseUrl::parse("postgres://a:s3cret@db/x?sslmode=always").expect_err("bad");
         assert!(format!("{error:#}").contains("verify-full"));
         assert!(!format!("{error:#}").contains("s3cret"));
-        let missing = DatabaseUrl::parse("postgres://a@db/x?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
-            .expect("parses")
-            .pool("t", 1)
-            .map(|_| ())
-            .expect_err("no such root file");
-        assert!(format!("{missing:#}").contains("/nonexistent.pem"), "{missing:#}");
+        let missing =
+            DatabaseUrl::parse("postgres://a@db/x?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+                .expect("parses")
+                .pool("t", 1)
+                .map(|_| ())
+                .expect_err("no such root file");
+        assert!(
+            format!("{missing:#}").contains("/nonexistent.pem"),
+            "{missing:#}"
+        );
     }
 
     #[tokio::test]

@@ -147,7 +147,11 @@ impl TlsSettings {
         if roots.is_empty() {
             anyhow::bail!(
                 "no trusted root certificate for sslmode={}: give sslrootcert=FILE in the URL",
-                if self.mode == SslMode::VerifyFull { "verify-full" } else { "verify-ca" }
+                if self.mode == SslMode::VerifyFull {
+                    "verify-full"
+                } else {
+                    "verify-ca"
+                }
             );
         }
         Ok(roots)

@@ -377,7 +377,8 @@ pub fn open(
             })
         }
         StoreLocation::Postgres(url) => {
-            let store = postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
+            let store =
+                postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
             let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
                 Some(Arc::new(store.forward_queue()))
             } else {

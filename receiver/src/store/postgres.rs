@@ -602,11 +602,14 @@ impl<'a> BatchColumns<'a> {
 /// Where a writer answers an accepted request, once its batch committed (or not).
 type AcceptReply = oneshot::Sender<Result<AcceptOutcome, StoreError>>;
 
+/// An accepted request waiting for a writer, and where to answer it.
+type AcceptJob = (Arc<AcceptedRequest>, AcceptReply);
+
 /// The PostgreSQL store of one receiver. Cheap to share behind an `Arc`.
 pub struct PostgresStore {
     inner: Arc<Inner>,
     /// `None` once closed.
-    accepts: Mutex<Option<mpsc::Sender<(Arc<AcceptedRequest>, AcceptReply)>>>,
+    accepts: Mutex<Option<mpsc::Sender<AcceptJob>>>,
     refusals: Mutex<Option<mpsc::Sender<RefusedRequest>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -640,10 +643,7 @@ impl PostgresStore {
         let accept_queue = Arc::new(tokio::sync::Mutex::new(accept_queue));
         let mut tasks = Vec::new();
         for _ in 0..WRITERS {
-            tasks.push(runtime.spawn(write_accepts(
-                Arc::clone(&inner),
-                Arc::clone(&accept_queue),
-            )));
+            tasks.push(runtime.spawn(write_accepts(Arc::clone(&inner), Arc::clone(&accept_queue))));
         }
         // Create (or check) the tables now rather than at the first request, so `events` and
         // `export` find them; a database that is down now is tried again at first use.
@@ -676,7 +676,7 @@ impl PostgresStore {
 /// A writer: takes every request waiting (up to [`MAX_BATCH`]) and commits them together.
 async fn write_accepts(
     inner: Arc<Inner>,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<(Arc<AcceptedRequest>, AcceptReply)>>>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<AcceptJob>>>,
 ) {
     loop {
         let mut batch = Vec::new();
@@ -884,7 +884,11 @@ impl ForwardQueue for PostgresForwardQueue {
                 .execute(
                     "UPDATE receiver_forward_jobs SET attempts = $1, last_error = $2
                      WHERE id = $3 AND forwarded_at_ms IS NULL",
-                    &[&i32::try_from(attempts).unwrap_or(i32::MAX), &error, &job_id],
+                    &[
+                        &i32::try_from(attempts).unwrap_or(i32::MAX),
+                        &error,
+                        &job_id,
+                    ],
                 )
                 .await;
         });
@@ -1026,7 +1030,8 @@ impl EventQuery for PostgresReader {
         let runtime = &self.runtime;
         // A portal in a read-only transaction: the export is read in pages, never whole.
         let transaction = runtime.block_on(client.transaction())?;
-        let portal = runtime.block_on(transaction.bind(&query.sql, &postgres_values(&query.values)))?;
+        let portal =
+            runtime.block_on(transaction.bind(&query.sql, &postgres_values(&query.values)))?;
         let mut handed = 0;
         loop {
             let rows = runtime.block_on(transaction.query_portal(&portal, CAPTURE_PAGE))?;

@@ -289,7 +289,11 @@ mod tests {
             ..EventFilter::default()
         };
         let query = events(&TABLES, &filter);
-        assert!(query.sql.contains("e.event_name IN ($1, $2)"), "{}", query.sql);
+        assert!(
+            query.sql.contains("e.event_name IN ($1, $2)"),
+            "{}",
+            query.sql
+        );
         assert!(query.sql.contains("e.timestamp_ms >= $3"));
         assert!(query.sql.contains("e.account_id = $4"));
         assert!(query.sql.contains("LIMIT $5"));
@@ -303,8 +307,12 @@ mod tests {
             ..CaptureFilter::default()
         };
         let query = captures(&TABLES, &both).expect("a query");
-        assert!(query.sql.contains("received_at_ms >= $1 AND received_at_ms < $2"));
-        assert!(query.sql.contains("received_at_ms >= $3 AND received_at_ms < $4"));
+        assert!(query
+            .sql
+            .contains("received_at_ms >= $1 AND received_at_ms < $2"));
+        assert!(query
+            .sql
+            .contains("received_at_ms >= $3 AND received_at_ms < $4"));
         assert_eq!(query.values.len(), 4);
         assert!(captures(&TABLES, &CaptureFilter::default()).is_none());
     }

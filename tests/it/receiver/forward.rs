@@ -213,10 +213,16 @@ async fn two_receivers_on_one_database_forward_through_one_lease_in_commit_order
         let body = body("lease", index);
         // Alternating receivers, each answer awaited: commit order is this order.
         let receiver = if index % 2 == 0 { &first } else { &second };
-        assert_eq!(receiver.post(&[], body.clone()).await.status, StatusCode::OK);
+        assert_eq!(
+            receiver.post(&[], body.clone()).await.status,
+            StatusCode::OK
+        );
         sent.push(Bytes::from(body));
     }
-    assert!(app.wait_acknowledged(sent.len(), Duration::from_secs(15)).await);
+    assert!(
+        app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+            .await
+    );
     // The holder stops: its session ends, the other receiver takes the lease.
     let holder_forwarded = metric(first.addr, "receiver_forwarded_total").await;
     let (holder, other) = if holder_forwarded > Some(0.0) {
@@ -236,10 +242,15 @@ async fn two_receivers_on_one_database_forward_through_one_lease_in_commit_order
         sent.push(Bytes::from(body));
     }
     assert!(
-        app.wait_acknowledged(sent.len(), Duration::from_secs(15)).await,
+        app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+            .await,
         "the other receiver takes over"
     );
-    assert_eq!(app.acknowledged_bodies(), sent, "every request once, in commit order");
+    assert_eq!(
+        app.acknowledged_bodies(),
+        sent,
+        "every request once, in commit order"
+    );
     other.stop().await.unwrap();
 }
 

@@ -92,8 +92,14 @@ async fn full_disk_gives_503_and_the_receiver_recovers() {
     let disk = SmallDisk::mount(&dir.path().join("disk"), "4m");
     let store = TestStore::sqlite_at(&disk.path.join("receiver.db"));
     let filler = disk.path.join("filler");
-    store_outage_gives_503_and_the_receiver_recovers(store, Outage::FullDisk { _disk: disk, filler })
-        .await;
+    store_outage_gives_503_and_the_receiver_recovers(
+        store,
+        Outage::FullDisk {
+            _disk: disk,
+            filler,
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

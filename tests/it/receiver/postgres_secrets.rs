@@ -73,18 +73,29 @@ async fn the_database_password_never_shows() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(health, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.contains(WRONG_PASSWORD));
-    assert!(printed.contains("password authentication failed"), "{printed}");
+    assert!(
+        printed.contains("password authentication failed"),
+        "{printed}"
+    );
     assert!(!printed.contains(WRONG_PASSWORD), "{printed}");
 
     // The reading commands: a clear error, exit 2, no password.
     for args in [
         &["events", "count", "--store", wrong.as_str()][..],
         &["export", "--store", wrong.as_str()][..],
-        &["events", "list", "--store", "postgres://crm:Wr0ng-s3cret-pw@127.0.0.1:1/x"][..],
+        &[
+            "events",
+            "list",
+            "--store",
+            "postgres://crm:Wr0ng-s3cret-pw@127.0.0.1:1/x",
+        ][..],
     ] {
         let (code, stdout, stderr) = run_cli(args, &[("RUST_LOG", "debug")]);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains("error: opening the store postgres://"), "{stderr}");
+        assert!(
+            stderr.contains("error: opening the store postgres://"),
+            "{stderr}"
+        );
         assert!(stderr.contains(":***@"), "{stderr}");
         assert!(!stderr.contains(WRONG_PASSWORD) && !stdout.contains(WRONG_PASSWORD));
     }

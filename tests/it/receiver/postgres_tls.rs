@@ -26,7 +26,8 @@ fn certificate(dir: &Path, file: &str, names: &[&str]) {
 /// Opening the store for reading, off the async workers: `Ok` or the error in words.
 async fn read_store(url: String) -> Result<(), String> {
     tokio::task::spawn_blocking(move || {
-        let location = receiver::config::parse_store_location(&url).map_err(|e| format!("{e:#}"))?;
+        let location =
+            receiver::config::parse_store_location(&url).map_err(|e| format!("{e:#}"))?;
         receiver::store::open_reader(&location)
             .map(drop)
             .map_err(|error| format!("{error:#}"))

@@ -336,9 +336,9 @@ async fn three_receivers_one_database_kills_and_an_outage_lose_nothing_and_count
             .all(|attempt| !matches!(attempt.outcome, Ok((status, _)) if status.is_success())),
         "a 2xx while the database was down"
     );
-    assert!(during_outage.iter().any(
-        |attempt| matches!(attempt.outcome, Ok((StatusCode::SERVICE_UNAVAILABLE, _)))
-    ));
+    assert!(during_outage
+        .iter()
+        .any(|attempt| matches!(attempt.outcome, Ok((StatusCode::SERVICE_UNAVAILABLE, _)))));
 
     // The answers add up.
     let mut clean_twins = 0;
@@ -347,14 +347,24 @@ async fn three_receivers_one_database_kills_and_an_outage_lose_nothing_and_count
         let answers: Vec<[u64; 3]> = sent
             .attempts
             .iter()
-            .filter_map(|attempt| attempt.outcome.as_ref().ok().and_then(|(_, counts)| *counts))
+            .filter_map(|attempt| {
+                attempt
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|(_, counts)| *counts)
+            })
             .collect();
         for [received, stored, duplicates] in &answers {
             assert_eq!(*received, events);
             assert_eq!(stored + duplicates, events, "{:?}", sent.ids);
         }
         let stored: u64 = answers.iter().map(|[_, stored, _]| stored).sum();
-        assert!(stored <= events, "events claimed stored twice: {:?}", sent.ids);
+        assert!(
+            stored <= events,
+            "events claimed stored twice: {:?}",
+            sent.ids
+        );
         let every_attempt_answered_2xx = answers.len() == sent.attempts.len();
         if every_attempt_answered_2xx {
             // Nothing of it was committed by an attempt whose answer was lost.
@@ -364,7 +374,10 @@ async fn three_receivers_one_database_kills_and_an_outage_lose_nothing_and_count
             }
         }
     }
-    assert!(clean_twins >= 5, "only {clean_twins} requests raced on two receivers");
+    assert!(
+        clean_twins >= 5,
+        "only {clean_twins} requests raced on two receivers"
+    );
 
     // Every event stored exactly once, nothing else stored.
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

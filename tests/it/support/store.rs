@@ -65,7 +65,7 @@ impl TestStore {
         TestStore {
             kind: StoreKind::Postgres,
             dir: tempfile::tempdir().expect("temporary directory"),
-            location: StoreLocation::Postgres(parsed),
+            location: parsed.into(),
             url: Some(url.to_owned()),
         }
     }
