@@ -176,7 +176,13 @@ fn configuration_errors_exit_2_with_one_error_line() {
             vec!["--basic-user", "crm"],
             "--basic-user needs --basic-password",
         ),
-        (vec!["--store", "postgres://db/x"], "--store"),
+        (vec!["--store", "mysql://db/x"], "--store"),
+        // A PostgreSQL URL that does not parse; one that parses but whose server is down is
+        // no configuration error: the receiver starts and answers 503 until it comes up.
+        (
+            vec!["--store", "postgres://crm:pw@db:port/x"],
+            "invalid PostgreSQL URL",
+        ),
         (
             vec!["--store", "sqlite:/nonexistent/dir/r.db"],
             "opening the store",
