@@ -16,7 +16,8 @@
 //!   both with group commit;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
 //!
-//! Invariants: no 2xx before the request and its events are committed with `synchronous=FULL`;
+//! Invariants: no 2xx before the request and its events are committed (SQLite with
+//! `synchronous=FULL`; PostgreSQL: the batch's statement committed);
 //! `(accountId, eventId)` stored once; secrets never logged or stored (the `authorization`
 //! header is kept redacted); with `--forward-to`, the forward job commits in the request's
 //! transaction and is marked done only after the app's 2xx.

@@ -479,6 +479,6 @@ fn render(options: &Options, rows: &[(usize, Figure, Figure)]) -> String {
             if two >= 1.6 * one { "met" } else { "not met" },
         ));
     }
-    out.push_str("\nEach batch is one statement in its own transaction (autocommit): one round trip per commit. Transactions per commit above 1 are health checks and refusals.\n");
+    out.push_str("\nEach batch is one statement in its own transaction (autocommit): one round trip per commit. Transactions per commit come from `pg_stat_database`, whose counters the server publishes with a delay of up to a second, hence values a little off 1.\n");
     out
 }
