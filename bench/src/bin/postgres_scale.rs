@@ -49,7 +49,9 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--receiver" => options.receiver = value.into(),
             "--seconds" => options.seconds = value.parse().context("--seconds")?,
@@ -148,7 +150,12 @@ impl Figure {
 
 /// The store driven directly: `stores` instances, `connections` tasks each storing one new
 /// 1 KiB event after another.
-async fn limit(url: &str, stores: usize, connections: usize, seconds: u64) -> anyhow::Result<Figure> {
+async fn limit(
+    url: &str,
+    stores: usize,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Figure> {
     let database = common::postgres::DatabaseUrl::parse(url)?;
     let metrics: Vec<Arc<receiver::Metrics>> = (0..stores)
         .map(|_| Arc::new(receiver::Metrics::default()))
@@ -248,13 +255,15 @@ async fn limit(url: &str, stores: usize, connections: usize, seconds: u64) -> an
 
 /// (commits, requests in them) summed over in-process stores.
 fn batches(metrics: &[Arc<receiver::Metrics>]) -> (f64, f64) {
-    metrics.iter().fold((0.0, 0.0), |(commits, requests), metrics| {
-        let text = metrics.render();
-        (
-            commits + metric_value(&text, "receiver_commit_batch_requests_count"),
-            requests + metric_value(&text, "receiver_commit_batch_requests_sum"),
-        )
-    })
+    metrics
+        .iter()
+        .fold((0.0, 0.0), |(commits, requests), metrics| {
+            let text = metrics.render();
+            (
+                commits + metric_value(&text, "receiver_commit_batch_requests_count"),
+                requests + metric_value(&text, "receiver_commit_batch_requests_sum"),
+            )
+        })
 }
 
 /// A `receiver listen` process on the database.
@@ -309,7 +318,12 @@ async fn metrics_of(addr: SocketAddr) -> anyhow::Result<String> {
     let request = hyper::Request::get("/metrics")
         .header("host", addr.to_string())
         .body(http_body_util::Full::new(Bytes::new()))?;
-    let body = sender.send_request(request).await?.into_body().collect().await?;
+    let body = sender
+        .send_request(request)
+        .await?
+        .into_body()
+        .collect()
+        .await?;
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
@@ -345,8 +359,15 @@ async fn receivers(
             let keyring = Arc::clone(keyring);
             let addr = *addr;
             tokio::spawn(async move {
-                closed_loop(addr, keyring, &format!("r{count}-{index}"), per_receiver, WARMUP, duration)
-                    .await
+                closed_loop(
+                    addr,
+                    keyring,
+                    &format!("r{count}-{index}"),
+                    per_receiver,
+                    WARMUP,
+                    duration,
+                )
+                .await
             })
         })
         .collect();
@@ -403,8 +424,14 @@ fn main() -> anyhow::Result<()> {
     let signature_path = work.path().join("signature.json");
     std::fs::write(
         &signature_path,
-        SignatureFile::new("wh_bench", "bench", &verify::Scheme::default(), &secret, verify::unix_now())
-            .to_json_pretty(),
+        SignatureFile::new(
+            "wh_bench",
+            "bench",
+            &verify::Scheme::default(),
+            &secret,
+            verify::unix_now(),
+        )
+        .to_json_pretty(),
     )?;
     let signature = signature_path.display().to_string();
     let keyring = Arc::new(Keyring::single(secret));
@@ -470,7 +497,10 @@ fn render(options: &Options, rows: &[(usize, Figure, Figure)]) -> String {
             .map(|(_, figure, _)| figure.events_per_second)
     };
     if let (Some(one), Some(two)) = (rate(1), rate(2)) {
-        let limit_one = rows.iter().find(|(n, _, _)| *n == 1).map_or(f64::NAN, |(_, _, b)| b.events_per_second);
+        let limit_one = rows
+            .iter()
+            .find(|(n, _, _)| *n == 1)
+            .map_or(f64::NAN, |(_, _, b)| b.events_per_second);
         out.push_str(&format!(
             "\nGoals: one receiver ≥ 50% of the limit: {:.0}% ({}); two receivers ≥ 1.6× one: {:.2}× ({}).\n",
             100.0 * one / limit_one,
