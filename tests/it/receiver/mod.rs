@@ -18,4 +18,5 @@ mod layout;
 mod outage;
 mod process;
 mod samples;
+mod schemes;
 mod tls;
