@@ -2,7 +2,13 @@
 //! 1 KiB, 64 KiB and 1 MiB bodies. After criterion has measured, prints each ratio against the
 //! raw HMAC measured in the same run, and whether the goal (at most 1.1 times) is met.
 //!
-//! Run: `cd bench && cargo bench --bench verify` (add `-- --quick` for a shorter run).
+//! Then every other scheme at 1 KiB and 64 KiB: each HMAC preset (svix, github, shopify,
+//! stripe, slack) against raw HMAC-SHA256 of the same bytes it signs, and Standard Webhooks
+//! `v1a` sign and verify against the raw Ed25519 of `ring` (the crate `verify` uses) over the
+//! same message, all in the same run (goal: at most 1.1 times).
+//!
+//! Run: `cd bench && cargo bench --bench verify` (add `-- --quick` for a shorter run, or a
+//! filter such as `-- schemes_` for the schemes alone).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -11,6 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
+use bench::SCHEME_FIGURES;
 use verify::{Keyring, SigningSecret};
 
 const SIZES: &[(&str, usize)] = &[("1KiB", 1024), ("64KiB", 65_536), ("1MiB", 1_048_576)];
@@ -77,6 +84,110 @@ fn measure(criterion: &mut Criterion) {
     }
 }
 
+/// The sizes the scheme comparison runs at.
+const SCHEME_SIZES: &[(&str, usize)] = &[("1KiB", 1024), ("64KiB", 65_536)];
+/// The HMAC presets, each with the bytes it signs before the body.
+const PRESETS: &[&str] = &["svix", "github", "shopify", "stripe", "slack"];
+
+/// What each preset signs before the body, given the timestamp text.
+fn signed_prefix(scheme: &str, timestamp: &str) -> Vec<u8> {
+    match scheme {
+        "svix" => format!("{MSG_ID}.{timestamp}.").into_bytes(),
+        "stripe" => format!("{timestamp}.").into_bytes(),
+        "slack" => format!("v0:{timestamp}:").into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn header_map(headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(value).expect("value"),
+        );
+    }
+    map
+}
+
+fn measure_schemes(criterion: &mut Criterion) {
+    use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+    use verify::{KeyEntry, Scheme};
+
+    let seed = [42u8; 32];
+    let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("seed");
+    let public = pair.public_key().as_ref().to_vec();
+    let signing = Keyring::single(verify::Key::Ed25519Secret(
+        verify::ed25519::SecretKey::parse(&format!(
+            "whsk_{}",
+            base64::engine::general_purpose::STANDARD.encode(seed)
+        ))
+        .expect("whsk_"),
+    ));
+    let receiving = Keyring::new(
+        Scheme::default(),
+        vec![KeyEntry::new(
+            signing.entries()[0].key.for_receiver(),
+        )],
+    );
+    for (label, size) in SCHEME_SIZES {
+        let body = body(*size);
+        let now = verify::unix_now();
+        let timestamp = now.to_string();
+        let mut group = criterion.benchmark_group(format!("schemes_{label}"));
+        group.throughput(Throughput::Bytes(*size as u64));
+        for scheme_name in PRESETS {
+            let scheme = Scheme::from_name(scheme_name).expect("known scheme");
+            let secret = scheme.generate_secret();
+            let key = secret.expose_key_bytes().to_vec();
+            let keyring = Keyring::new(scheme, vec![KeyEntry::new(secret)]);
+            let headers = header_map(&keyring.sign_headers(MSG_ID, now, &body));
+            let prefix = signed_prefix(scheme_name, &timestamp);
+            group.bench_function(BenchmarkId::new("raw_hmac", scheme_name), |bench| {
+                bench.iter(|| {
+                    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+                    mac.update(black_box(&prefix));
+                    mac.update(black_box(&body));
+                    black_box(mac.finalize().into_bytes())
+                })
+            });
+            group.bench_function(BenchmarkId::new("ours", scheme_name), |bench| {
+                bench.iter(|| {
+                    keyring
+                        .verify_at(black_box(&headers), black_box(&body), now)
+                        .expect("verifies")
+                })
+            });
+        }
+        // v1a: the raw crate signs and verifies the message `id.timestamp.body` already in
+        // one buffer; ours parses the headers, assembles that message and encodes base64.
+        let message = [format!("{MSG_ID}.{timestamp}.").as_bytes(), &body].concat();
+        let signature = pair.sign(&message);
+        let headers = header_map(&signing.sign_headers(MSG_ID, now, &body));
+        group.bench_function(BenchmarkId::new("raw_ed25519", "sign"), |bench| {
+            bench.iter(|| black_box(pair.sign(black_box(&message))))
+        });
+        group.bench_function(BenchmarkId::new("ours", "v1a_sign"), |bench| {
+            bench.iter(|| black_box(signing.sign_headers(MSG_ID, now, black_box(&body))))
+        });
+        group.bench_function(BenchmarkId::new("raw_ed25519", "verify"), |bench| {
+            bench.iter(|| {
+                UnparsedPublicKey::new(&ED25519, &public)
+                    .verify(black_box(&message), black_box(signature.as_ref()))
+                    .expect("raw verifies")
+            })
+        });
+        group.bench_function(BenchmarkId::new("ours", "v1a_verify"), |bench| {
+            bench.iter(|| {
+                receiving
+                    .verify_at(black_box(&headers), black_box(&body), now)
+                    .expect("verifies")
+            })
+        });
+        group.finish();
+    }
+}
+
 fn secret_key() -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
@@ -106,6 +217,7 @@ fn main() {
             .sample_size(20);
     }
     measure(&mut criterion);
+    measure_schemes(&mut criterion);
     criterion.final_summary();
 
     println!(
@@ -124,5 +236,18 @@ fn main() {
             peer / raw,
             svix / raw
         );
+    }
+
+    println!("\n| scheme figure | body | ours | baseline | ours / baseline (goal <= {GOAL_RATIO}) |");
+    println!("|---|---|---|---|---|");
+    for (label, _) in SCHEME_SIZES {
+        let group = format!("schemes_{label}");
+        for (figure, ours, baseline) in SCHEME_FIGURES {
+            let ours = median_ns(&output, &group, ours).unwrap_or(f64::NAN);
+            let baseline = median_ns(&output, &group, baseline).unwrap_or(f64::NAN);
+            let ratio = ours / baseline;
+            let met = if ratio <= GOAL_RATIO { "met" } else { "missed" };
+            println!("| {figure} | {label} | {ours:.0} ns | {baseline:.0} ns | {ratio:.3} ({met}) |");
+        }
     }
 }

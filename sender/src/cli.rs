@@ -680,7 +680,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
             let fresh = file
                 .fresh_key()
                 .map_err(|error| UsageError(format!("webhook {id}: {error}")))?;
-            file.rotate(fresh, now.div_euclid(1000), overlap_secs);
+            file.rotate_key(fresh, now.div_euclid(1000), overlap_secs);
             let ends = verify::timestamp::format_iso_seconds(
                 now.div_euclid(1000).saturating_add(overlap_secs),
             );

@@ -573,7 +573,10 @@ impl WebhookChanges {
                 };
                 let current_scheme = current.as_ref().and_then(|file| file.scheme().ok());
                 let current_name = current.as_ref().and_then(SchemeName::of_file);
-                let name = self.scheme.or(current_name).unwrap_or(SchemeName::StandardWebhooks);
+                let name = self
+                    .scheme
+                    .or(current_name)
+                    .unwrap_or(SchemeName::StandardWebhooks);
                 let scheme = build_scheme(
                     name,
                     current_scheme,
@@ -592,7 +595,7 @@ impl WebhookChanges {
                         } else {
                             scheme.generate_secret().into()
                         };
-                        SignatureFile::new(
+                        SignatureFile::with_key(
                             webhook.id.as_str(),
                             &webhook.name,
                             &scheme,
@@ -623,7 +626,9 @@ fn build_scheme(
 ) -> Result<Scheme, UsageError> {
     let current = current.filter(|scheme| scheme.name() == name.file_scheme());
     match name {
-        SchemeName::BodyHmacSha256 => build_body_hmac(current, header, encoding, prefix, tolerance_secs),
+        SchemeName::BodyHmacSha256 => {
+            build_body_hmac(current, header, encoding, prefix, tolerance_secs)
+        }
         _ => {
             if let Some(flag) = [
                 header.as_ref().map(|_| "--signature-header"),
@@ -664,69 +669,68 @@ fn build_body_hmac(
     prefix: Option<String>,
     tolerance_secs: Option<i64>,
 ) -> Result<Scheme, UsageError> {
-            if tolerance_secs.is_some() {
-                return Err(UsageError(
-                    "--tolerance does not apply to body-hmac-sha256: it has no replay window"
-                        .into(),
-                ));
-            }
-            let mut format = match current {
-                Some(Scheme::BodyHmacSha256(format)) => format,
-                _ => BodyHmacFormat::default(),
-            };
-            if let Some(header) = header {
-                let valid = !header.is_empty()
-                    && header
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !valid {
-                    return Err(UsageError(format!(
-                        "--signature-header {header:?} is not a header name (letters, digits, '-')"
-                    )));
-                }
-                let header = header.to_ascii_lowercase();
-                // Headers the HTTP layer or the other auth methods own would be overwritten,
-                // duplicated or misread.
-                const RESERVED: &[&str] = &[
-                    "host",
-                    "content-length",
-                    "content-type",
-                    "transfer-encoding",
-                    "connection",
-                    "authorization",
-                    "user-agent",
-                    "webhook-id",
-                    "webhook-timestamp",
-                    "webhook-signature",
-                ];
-                if RESERVED.contains(&header.as_str()) {
-                    return Err(UsageError(format!(
+    if tolerance_secs.is_some() {
+        return Err(UsageError(
+            "--tolerance does not apply to body-hmac-sha256: it has no replay window".into(),
+        ));
+    }
+    let mut format = match current {
+        Some(Scheme::BodyHmacSha256(format)) => format,
+        _ => BodyHmacFormat::default(),
+    };
+    if let Some(header) = header {
+        let valid = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(UsageError(format!(
+                "--signature-header {header:?} is not a header name (letters, digits, '-')"
+            )));
+        }
+        let header = header.to_ascii_lowercase();
+        // Headers the HTTP layer or the other auth methods own would be overwritten,
+        // duplicated or misread.
+        const RESERVED: &[&str] = &[
+            "host",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "connection",
+            "authorization",
+            "user-agent",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        ];
+        if RESERVED.contains(&header.as_str()) {
+            return Err(UsageError(format!(
                         "--signature-header {header} is reserved; pick a header of its own such as x-alm-signature"
                     )));
-                }
-                format.header = header;
-            }
-            if let Some(encoding) = encoding {
-                format.encoding = Encoding::from_name(&encoding).ok_or_else(|| {
-                    UsageError(format!(
-                        "--signature-encoding {encoding:?}: use hex or base64"
-                    ))
-                })?;
-            }
-            if let Some(prefix) = prefix {
-                // The receiver splits several signatures on commas and spaces, and a header
-                // value cannot hold control characters.
-                if prefix
-                    .chars()
-                    .any(|c| c.is_control() || c == ',' || c == ' ')
-                {
-                    return Err(UsageError(
+        }
+        format.header = header;
+    }
+    if let Some(encoding) = encoding {
+        format.encoding = Encoding::from_name(&encoding).ok_or_else(|| {
+            UsageError(format!(
+                "--signature-encoding {encoding:?}: use hex or base64"
+            ))
+        })?;
+    }
+    if let Some(prefix) = prefix {
+        // The receiver splits several signatures on commas and spaces, and a header
+        // value cannot hold control characters.
+        if prefix
+            .chars()
+            .any(|c| c.is_control() || c == ',' || c == ' ')
+        {
+            return Err(UsageError(
                         "--signature-prefix must not hold spaces, commas or control characters (e.g. sha256=)".into(),
                     ));
-                }
-                format.prefix = prefix;
-            }
-            Ok(Scheme::BodyHmacSha256(format))
+        }
+        format.prefix = prefix;
+    }
+    Ok(Scheme::BodyHmacSha256(format))
 }
 
 /// Refuses anything but an absolute `http` or `https` URL with a host.

@@ -153,7 +153,11 @@ fn explain_signature<H: Headers + ?Sized>(
 
 /// A body-HMAC signature that does not parse in the configured encoding: whether it is the
 /// other encoding, or lacks or has another prefix.
-fn explain_encoding<H: Headers + ?Sized>(keyrings: &[Keyring], headers: &H, findings: &mut Vec<String>) {
+fn explain_encoding<H: Headers + ?Sized>(
+    keyrings: &[Keyring],
+    headers: &H,
+    findings: &mut Vec<String>,
+) {
     for keyring in keyrings {
         let format: &BodyHmacFormat = match keyring.scheme() {
             Scheme::BodyHmacSha256(format) => format,
@@ -164,11 +168,15 @@ fn explain_encoding<H: Headers + ?Sized>(keyrings: &[Keyring], headers: &H, find
         let Some(value) = headers.header(&format.header) else {
             continue;
         };
-        let Some(entry) = value.split(|b| *b == b',' || *b == b' ').find(|e| !e.is_empty()) else {
+        let Some(entry) = value
+            .split(|b| *b == b',' || *b == b' ')
+            .find(|e| !e.is_empty())
+        else {
             continue;
         };
         let decodes = |bytes: &[u8]| {
-            decode_tag(bytes, Encoding::Hex).is_some() || decode_tag(bytes, Encoding::Base64).is_some()
+            decode_tag(bytes, Encoding::Hex).is_some()
+                || decode_tag(bytes, Encoding::Base64).is_some()
         };
         let bare = match entry.strip_prefix(format.prefix.as_bytes()) {
             Some(bare) => bare,
@@ -232,10 +240,12 @@ fn explain_other_reading<H: Headers + ?Sized>(
         }
         let other = Keyring::new(keyring.scheme().clone(), entries);
         if other.verify_at(headers, body, at_secs).is_ok() {
-            let decoded_here = keyring
-                .entries()
-                .iter()
-                .any(|entry| entry.key.hmac().is_some_and(SigningSecret::is_base64_decoded));
+            let decoded_here = keyring.entries().iter().any(|entry| {
+                entry
+                    .key
+                    .hmac()
+                    .is_some_and(SigningSecret::is_base64_decoded)
+            });
             findings.push(format!(
                 "the signature matches the secret read another way: the sender {} while {} \
                  {}; it treats the secret as another scheme's (check the file's \"scheme\")",
@@ -341,7 +351,6 @@ fn explain_body_shape<H: Headers + ?Sized>(
         );
     }
 }
-
 
 /// The documented key order of the envelope and of each event.
 const ENVELOPE_ORDER: &[&str] = &["accountId", "events"];

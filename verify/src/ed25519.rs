@@ -159,7 +159,9 @@ fn decode_prefixed(text: &str, prefix: &'static str) -> Result<Vec<u8>, VerifyEr
         VerifyError::InvalidSecret(format!("the key must start with {prefix:?}").into())
     })?;
     BASE64.decode(encoded).map_err(|_| {
-        VerifyError::InvalidSecret(format!("the text after {prefix:?} is not standard base64").into())
+        VerifyError::InvalidSecret(
+            format!("the text after {prefix:?} is not standard base64").into(),
+        )
     })
 }
 
@@ -195,14 +197,23 @@ mod tests {
     fn key_rules_and_redaction() {
         let key = SecretKey::generate();
         let mut text = key.expose_text();
-        assert!(PublicKey::parse(&text).is_err(), "a secret key is not a public key");
+        assert!(
+            PublicKey::parse(&text).is_err(),
+            "a secret key is not a public key"
+        );
         assert!(SecretKey::parse(&key.public_key().to_text()).is_err());
         assert!(SecretKey::parse("whsk_AAAA").is_err());
         assert!(PublicKey::parse("whpk_not base64").is_err());
         // A 64-byte key whose public half belongs to another seed.
         text = format!(
             "{SECRET_PREFIX}{}",
-            BASE64.encode([&[1u8; 32][..], SecretKey::generate().public_key().as_bytes()].concat())
+            BASE64.encode(
+                [
+                    &[1u8; 32][..],
+                    SecretKey::generate().public_key().as_bytes()
+                ]
+                .concat()
+            )
         );
         let error = SecretKey::parse(&text).expect_err("mismatched halves");
         assert!(error.to_string().contains("does not belong"), "{error}");

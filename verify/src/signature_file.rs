@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keyring::{Key, KeyEntry, Keyring, Scheme};
-use crate::signature::{BodyHmacFormat, Encoding};
+use crate::signature::{BodyHmacFormat, Encoding, SigningSecret};
 use crate::timestamp::{format_iso_seconds, parse_iso_millis};
 use crate::VerifyError;
 
@@ -117,16 +117,33 @@ pub struct SignatureFile {
 }
 
 impl SignatureFile {
-    /// A new file for a webhook whose keys sign with `scheme`, holding one key made at
-    /// `now_secs`.
+    /// A new file for a webhook whose secrets sign with `scheme`, holding one HMAC secret
+    /// made at `now_secs`. See [`SignatureFile::with_key`] for any kind of key.
     pub fn new(
         webhook_id: &str,
         webhook_name: &str,
         scheme: &Scheme,
-        key: impl Into<Key>,
+        secret: &SigningSecret,
         now_secs: i64,
     ) -> Self {
-        let key = key.into();
+        Self::with_key(
+            webhook_id,
+            webhook_name,
+            scheme,
+            Key::from(secret),
+            now_secs,
+        )
+    }
+
+    /// A new file for a webhook whose keys sign with `scheme`, holding one key (an HMAC
+    /// secret or an Ed25519 key) made at `now_secs`.
+    pub fn with_key(
+        webhook_id: &str,
+        webhook_name: &str,
+        scheme: &Scheme,
+        key: Key,
+        now_secs: i64,
+    ) -> Self {
         let mut file = Self {
             version: SIGNATURE_FILE_VERSION,
             webhook_id: webhook_id.to_owned(),
@@ -295,7 +312,12 @@ impl SignatureFile {
     /// Rotates: every secret still in force at `now_secs + overlap_secs` is set to expire
     /// then, and `new_secret` is added. Until then a sender signs with both, and a receiver
     /// accepts either.
-    pub fn rotate(&mut self, new_key: impl Into<Key>, now_secs: i64, overlap_secs: i64) {
+    pub fn rotate(&mut self, new_secret: &SigningSecret, now_secs: i64, overlap_secs: i64) {
+        self.rotate_key(Key::from(new_secret), now_secs, overlap_secs);
+    }
+
+    /// [`SignatureFile::rotate`] with any kind of key (an Ed25519 key after Ed25519 keys).
+    pub fn rotate_key(&mut self, new_key: Key, now_secs: i64, overlap_secs: i64) {
         let ends = now_secs.saturating_add(overlap_secs);
         for record in &mut self.secrets {
             let expires = record
@@ -308,7 +330,7 @@ impl SignatureFile {
             }
         }
         self.secrets.push(SecretRecord {
-            secret: new_key.into().expose_text(),
+            secret: new_key.expose_text(),
             created_at: format_iso_seconds(now_secs),
             expires_at: None,
         });
@@ -333,7 +355,6 @@ fn shown(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::SigningSecret;
 
     #[test]
     fn a_misplaced_secret_is_not_echoed_in_the_error() {

@@ -521,6 +521,40 @@ fn verify_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
     Value::Array(out)
 }
 
+/// The scheme figures of the verify benchmark (each HMAC preset against raw HMAC, v1a sign and
+/// verify against raw Ed25519), ratios of criterion medians of the same run.
+fn scheme_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
+    let mut out = Vec::new();
+    for size in ["1KiB", "64KiB"] {
+        let group = format!("schemes_{size}");
+        for (figure, ours, baseline) in bench::SCHEME_FIGURES {
+            let (Some(ours), Some(baseline)) = (
+                criterion_median(criterion, &group, ours),
+                criterion_median(criterion, &group, baseline),
+            ) else {
+                out.push(json!({ "figure": figure, "body": size, "error": "criterion estimates missing" }));
+                continue;
+            };
+            let ratio = ours.0 / baseline.0;
+            out.push(json!({
+                "figure": figure, "body": size,
+                "ours_median_ns": ours.0, "baseline_median_ns": baseline.0,
+                "ratio": ratio, "goal": "<= 1.1", "goal_met": ratio <= 1.1,
+            }));
+            rows.push(Row {
+                figure: format!("{figure} ({size})"),
+                ours: format!("{:.0} ns ({:.0}–{:.0})", ours.0, ours.1, ours.2),
+                baseline: format!("{:.0} ns ({:.0}–{:.0})", baseline.0, baseline.1, baseline.2),
+                ratio,
+                ratio_label: "ours / raw".into(),
+                goal: "≤ 1.1".into(),
+                goal_met: ratio <= 1.1,
+            });
+        }
+    }
+    Value::Array(out)
+}
+
 /// Disk syncs per second of a file next to the stores.
 fn disk_syncs(context: &mut Context) -> anyhow::Result<Vec<f64>> {
     let mut rates = Vec::new();
@@ -648,6 +682,7 @@ fn main() -> anyhow::Result<()> {
     // verify (criterion ran before this program; see bench/run).
     log("verify: reading criterion estimates");
     report.insert("verify".into(), verify_figures(&criterion, &mut rows));
+    report.insert("schemes".into(), scheme_figures(&criterion, &mut rows));
 
     // Disk syncs.
     log("disk syncs");

@@ -17,7 +17,7 @@ fn files(dir: &Path, name: &str, v1a: bool) -> (SignatureFile, String) {
     } else {
         scheme.generate_secret().into()
     };
-    let sender = SignatureFile::new("wh_1", name, &scheme, key, unix_now() - 60);
+    let sender = SignatureFile::with_key("wh_1", name, &scheme, key, unix_now() - 60);
     let receiver = sender.for_receiver().unwrap();
     if v1a {
         let text = receiver.to_json_pretty();
@@ -60,10 +60,18 @@ async fn one_listener_accepts_every_scheme_at_once_and_refuses_tampering() {
         let keyring = sender.keyring().unwrap();
         let body = envelope(1, &[&format!("e{index}")]);
         let signed = keyring.sign_headers(&format!("msg_{index}"), unix_now(), body.as_bytes());
-        let headers: Vec<(&str, &str)> =
-            signed.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let reply = post(process.addr, "/webhook", &headers, body.clone()).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}: {}", sender.scheme, reply.error());
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            sender.scheme,
+            reply.error()
+        );
         let tampered = body.replace("\"accountId\":1", "\"accountId\":2");
         let reply = post(process.addr, "/webhook", &headers, tampered).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", sender.scheme);
@@ -109,8 +117,13 @@ fn check_explains_each_scheme_precisely() {
 
     // GitHub signature written in base64 instead of hex.
     let (github, github_file) = files(dir.path(), "github", false);
-    let secret = github.keyring().unwrap().entries()[0].key.hmac().unwrap().clone();
-    let base64 = verify::Encoding::Base64.encode(&verify::signature::body_tag(&secret, body.as_bytes()));
+    let secret = github.keyring().unwrap().entries()[0]
+        .key
+        .hmac()
+        .unwrap()
+        .clone();
+    let base64 =
+        verify::Encoding::Base64.encode(&verify::signature::body_tag(&secret, body.as_bytes()));
     let line = capture(
         vec![("x-hub-signature-256".into(), format!("sha256={base64}"))],
         &body,
@@ -118,16 +131,25 @@ fn check_explains_each_scheme_precisely() {
     );
     assert_says(
         &check(dir.path(), line, &github_file),
-        &["malformed_signature", "x-hub-signature-256 is base64 but the signature file says hex"],
+        &[
+            "malformed_signature",
+            "x-hub-signature-256 is base64 but the signature file says hex",
+        ],
     );
 
     // A Stripe request checked with the GitHub file: the headers of another scheme.
     let (stripe, stripe_file) = files(dir.path(), "stripe", false);
-    let stripe_headers = stripe.keyring().unwrap().sign_headers("m", now, body.as_bytes());
+    let stripe_headers = stripe
+        .keyring()
+        .unwrap()
+        .sign_headers("m", now, body.as_bytes());
     let line = capture(stripe_headers.clone(), &body, now);
     assert_says(
         &check(dir.path(), line, &github_file),
-        &["missing_header:x-hub-signature-256", "carries the headers of stripe"],
+        &[
+            "missing_header:x-hub-signature-256",
+            "carries the headers of stripe",
+        ],
     );
 
     // A Stripe request whose signer base64-decoded the whsec_ secret, as Standard Webhooks does.
@@ -140,13 +162,20 @@ fn check_explains_each_scheme_precisely() {
     let line = capture(wrong.sign_headers("m", now, body.as_bytes()), &body, now);
     assert_says(
         &check(dir.path(), line, &stripe_file),
-        &["no_matching_signature", "base64-decodes the whsec_ text", "stripe uses it byte for byte"],
+        &[
+            "no_matching_signature",
+            "base64-decodes the whsec_ text",
+            "stripe uses it byte for byte",
+        ],
     );
 
     // A Slack request replayed an hour later: only the time is off.
     let (slack, slack_file) = files(dir.path(), "slack", false);
     let line = capture(
-        slack.keyring().unwrap().sign_headers("m", now - 3600, body.as_bytes()),
+        slack
+            .keyring()
+            .unwrap()
+            .sign_headers("m", now - 3600, body.as_bytes()),
         &body,
         now,
     );
@@ -157,7 +186,10 @@ fn check_explains_each_scheme_precisely() {
 
     // A v1a request whose body was pretty-printed after signing, checked with the public key.
     let (v1a, v1a_file) = files(dir.path(), "standard-webhooks", true);
-    let signed = v1a.keyring().unwrap().sign_headers("m", now, body.as_bytes());
+    let signed = v1a
+        .keyring()
+        .unwrap()
+        .sign_headers("m", now, body.as_bytes());
     let value: serde_json::Value = serde_json::from_str(&body).unwrap();
     let pretty = serde_json::to_string_pretty(&value).unwrap();
     let line = capture(signed, &pretty, now);

@@ -422,25 +422,54 @@ fn every_scheme_signs_and_the_receiver_file_verifies_it() {
         let id = ok(sender(
             &db,
             &[
-                "webhooks", "add", "--name", scheme, "--url", "http://127.0.0.1:9/h",
-                "--events", "all", "--auth", "signature", "--scheme", scheme,
+                "webhooks",
+                "add",
+                "--name",
+                scheme,
+                "--url",
+                "http://127.0.0.1:9/h",
+                "--events",
+                "all",
+                "--auth",
+                "signature",
+                "--scheme",
+                scheme,
             ],
         ))
         .trim()
         .to_owned();
-        ok(sender(&db, &["webhooks", "rotate-secret", &id, "--overlap", "1h"]));
+        ok(sender(
+            &db,
+            &["webhooks", "rotate-secret", &id, "--overlap", "1h"],
+        ));
         let receiver_file = dir.path().join(format!("receiver-{index}.json"));
         let signing_file = dir.path().join(format!("signing-{index}.json"));
         let (receiver_path, signing_path) = (
             receiver_file.to_str().expect("utf8"),
             signing_file.to_str().expect("utf8"),
         );
-        ok(sender(&db, &["webhooks", "signature", &id, "--out", receiver_path]));
-        ok(sender(&db, &["webhooks", "signature", &id, "--signing", "--out", signing_path]));
+        ok(sender(
+            &db,
+            &["webhooks", "signature", &id, "--out", receiver_path],
+        ));
+        ok(sender(
+            &db,
+            &[
+                "webhooks",
+                "signature",
+                &id,
+                "--signing",
+                "--out",
+                signing_path,
+            ],
+        ));
         let receiver = verify::SignatureFile::from_json(&std::fs::read(&receiver_file).expect("r"))
             .expect("receiver file");
         assert_eq!(receiver.secrets.len(), 2, "{scheme}: rotated");
-        let signed = json(sender(&db, &["sign", "--json", "--signature-file", signing_path, body]));
+        let signed = json(sender(
+            &db,
+            &["sign", "--json", "--signature-file", signing_path, body],
+        ));
         let headers: Vec<(String, String)> =
             serde_json::from_value(signed["headers"].clone()).expect("pairs");
         let found = receiver
@@ -448,11 +477,20 @@ fn every_scheme_signs_and_the_receiver_file_verifies_it() {
             .expect("keyring")
             .verify(&headers, bytes)
             .unwrap_or_else(|error| panic!("{scheme}: {error}"));
-        assert_eq!(found.key_index, 0, "{scheme}: both keys sign during the overlap");
+        assert_eq!(
+            found.key_index, 0,
+            "{scheme}: both keys sign during the overlap"
+        );
         let curl = signed["curl"].as_str().expect("curl");
         assert!(curl.contains(signature_header), "{scheme}: {curl}");
-        let text = ok(sender(&db, &["sign", "--signature-file", signing_path, body]));
-        assert!(text.contains(signature_header) && text.contains("curl "), "{scheme}: {text}");
+        let text = ok(sender(
+            &db,
+            &["sign", "--signature-file", signing_path, body],
+        ));
+        assert!(
+            text.contains(signature_header) && text.contains("curl "),
+            "{scheme}: {text}"
+        );
         if scheme == "standard-webhooks-v1a" {
             let receiver_text = std::fs::read_to_string(&receiver_file).expect("r");
             assert!(
@@ -461,7 +499,11 @@ fn every_scheme_signs_and_the_receiver_file_verifies_it() {
             );
             let refused = sender(&db, &["sign", "--signature-file", receiver_path, body]);
             assert_eq!(refused.status.code(), Some(2), "{refused:?}");
-            assert!(stderr(&refused).contains("only verifies"), "{}", stderr(&refused));
+            assert!(
+                stderr(&refused).contains("only verifies"),
+                "{}",
+                stderr(&refused)
+            );
         }
     }
 }

@@ -61,7 +61,10 @@ pub(crate) fn verify(
         now_secs,
         |key| {
             key.hmac().is_some_and(|secret| {
-                matches_any(&tag_of(secret, &[VERSION, b":", timestamp, b":", body]), &tags)
+                matches_any(
+                    &tag_of(secret, &[VERSION, b":", timestamp, b":", body]),
+                    &tags,
+                )
             })
         },
         || Ok(()),

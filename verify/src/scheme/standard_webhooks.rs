@@ -83,13 +83,9 @@ pub(crate) fn verify(
     keyring.find_match(
         now_secs,
         |key| match key {
-            Key::Hmac(secret) => {
-                signatures.matches(&standard_tag(secret, msg_id, timestamp, body))
-            }
+            Key::Hmac(secret) => signatures.matches(&standard_tag(secret, msg_id, timestamp, body)),
             Key::Ed25519Public(public) => signatures.matches_v1a(public, message()),
-            Key::Ed25519Secret(secret) => {
-                signatures.matches_v1a(secret.public_key(), message())
-            }
+            Key::Ed25519Secret(secret) => signatures.matches_v1a(secret.public_key(), message()),
         },
         || signatures.check_well_formed(),
     )
@@ -108,16 +104,10 @@ pub(crate) fn sign<'k>(
     let message = OnceCell::new();
     let signatures: Vec<String> = keys
         .filter_map(|key| match key {
-            Key::Hmac(secret) => Some(crate::signature::sign(
-                secret,
-                msg_id,
-                timestamp_secs,
-                body,
-            )),
+            Key::Hmac(secret) => Some(crate::signature::sign(secret, msg_id, timestamp_secs, body)),
             Key::Ed25519Secret(secret) => {
-                let message = message.get_or_init(|| {
-                    signed_message(msg_id.as_bytes(), timestamp.as_bytes(), body)
-                });
+                let message = message
+                    .get_or_init(|| signed_message(msg_id.as_bytes(), timestamp.as_bytes(), body));
                 Some(format!(
                     "{},{}",
                     ed25519::SIGNATURE_VERSION,

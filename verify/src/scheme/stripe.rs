@@ -23,7 +23,9 @@ fn elements(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// The `t=` value of a header, if any.
 pub(crate) fn timestamp_field(value: &[u8]) -> Option<&[u8]> {
-    elements(value).find(|(key, _)| *key == b"t").map(|(_, t)| t)
+    elements(value)
+        .find(|(key, _)| *key == b"t")
+        .map(|(_, t)| t)
 }
 
 /// Verifies a Stripe event delivery.
@@ -60,9 +62,8 @@ pub(crate) fn verify(
     keyring.find_match(
         now_secs,
         |key| {
-            key.hmac().is_some_and(|secret| {
-                matches_any(&tag_of(secret, &[timestamp, b".", body]), &tags)
-            })
+            key.hmac()
+                .is_some_and(|secret| matches_any(&tag_of(secret, &[timestamp, b".", body]), &tags))
         },
         || Ok(()),
     )

@@ -87,8 +87,14 @@ fn vendor_libraries_and_we_verify_each_other_and_refuse_tampering() {
     let results = answer["results"].as_array().expect("results");
     assert_eq!(results.len(), keyrings.len());
     for ((name, keyring), result) in keyrings.iter().zip(results) {
-        assert_eq!(result["oursVerified"], true, "{name}: the peer refused our signature");
-        assert_eq!(result["tamperedRefused"], true, "{name}: the peer took a tampered body");
+        assert_eq!(
+            result["oursVerified"], true,
+            "{name}: the peer refused our signature"
+        );
+        assert_eq!(
+            result["tamperedRefused"], true,
+            "{name}: the peer took a tampered body"
+        );
         let theirs: Vec<(String, String)> =
             serde_json::from_value(result["theirs"].clone()).expect("their headers");
         keyring

@@ -81,20 +81,28 @@ fn every_scheme_has_refusals_and_cited_vendor_vectors() {
     let cases = vectors["cases"].as_array().expect("cases");
     for scheme in verify::scheme::SCHEME_NAMES.iter().chain(&["basic"]) {
         let of_scheme: Vec<&Value> = cases.iter().filter(|c| c["scheme"] == *scheme).collect();
-        let refusals = of_scheme.iter().filter(|c| c["expected"] != "accepted").count();
+        let refusals = of_scheme
+            .iter()
+            .filter(|c| c["expected"] != "accepted")
+            .count();
         assert!(refusals >= 4, "{scheme}: {refusals} refusals");
-        assert!(of_scheme.iter().any(|c| c["expected"] == "accepted"), "{scheme}");
+        assert!(
+            of_scheme.iter().any(|c| c["expected"] == "accepted"),
+            "{scheme}"
+        );
     }
     for vendor in ["github", "slack", "stripe", "svix"] {
         assert!(
             cases.iter().any(|c| c["scheme"] == vendor
                 && c["expected"] == "accepted"
-                && c["source"].as_str().is_some_and(|s| s.contains("http") || s.contains("stripe-python"))),
+                && c["source"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("http") || s.contains("stripe-python"))),
             "{vendor} has no cited known-answer vector"
         );
     }
-    let v1a = cases.iter().filter(|c| {
-        c["headers"].to_string().contains("v1a,") && c["expected"] == "accepted"
-    });
+    let v1a = cases
+        .iter()
+        .filter(|c| c["headers"].to_string().contains("v1a,") && c["expected"] == "accepted");
     assert!(v1a.count() >= 2, "v1a accepted cases");
 }
