@@ -17,6 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
+use base64::Engine as _;
 use bench::SCHEME_FIGURES;
 use verify::{Keyring, SigningSecret};
 

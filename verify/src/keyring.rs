@@ -225,8 +225,9 @@ impl Keyring {
             Scheme::BodyHmacSha256(format) => {
                 body_hmac::verify(self, format, headers, body, now_secs)
             }
-            Scheme::Github => github::verify(self, headers, body, now_secs),
-            Scheme::Shopify => shopify::verify(self, headers, body, now_secs),
+            // The presets are body-HMAC formats fixed by the vendor.
+            Scheme::Github => body_hmac::verify(self, &github::FORMAT, headers, body, now_secs),
+            Scheme::Shopify => body_hmac::verify(self, &shopify::FORMAT, headers, body, now_secs),
             Scheme::Stripe { tolerance_secs } => {
                 stripe::verify(self, headers, body, now_secs, *tolerance_secs)
             }
@@ -300,8 +301,8 @@ impl Keyring {
                 body,
             ),
             Scheme::BodyHmacSha256(format) => body_hmac::sign(keys, format, body),
-            Scheme::Github => github::sign(keys, body),
-            Scheme::Shopify => shopify::sign(keys, body),
+            Scheme::Github => body_hmac::sign(keys, &github::FORMAT, body),
+            Scheme::Shopify => body_hmac::sign(keys, &shopify::FORMAT, body),
             Scheme::Stripe { .. } => stripe::sign(keys, timestamp_secs, body),
             Scheme::Slack { .. } => slack::sign(keys, timestamp_secs, body),
         }

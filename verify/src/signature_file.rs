@@ -464,4 +464,38 @@ mod tests {
         let keyring = SignatureFile::from_json(json.as_bytes()).and_then(|f| f.keyring());
         assert_eq!(keyring.expect("reads").scheme(), &scheme);
     }
+
+    #[test]
+    fn v1a_files_hand_out_public_keys_and_ed25519_stays_in_standard_webhooks() {
+        let key = crate::ed25519::SecretKey::generate();
+        let mut file = SignatureFile::with_key("wh_3", "v1a", &Scheme::default(), key.into(), NOW);
+        assert_eq!(file.algorithm, ED25519_ALGORITHM);
+        file.rotate_key(file.fresh_key().expect("fresh"), NOW + 1, 60);
+        assert!(file.secrets.iter().all(|r| r.secret.starts_with("whsk_")));
+        let public = file.for_receiver().expect("public form");
+        let json = public.to_json_pretty();
+        assert!(
+            !json.contains("whsk_") && json.matches("whpk_").count() == 2,
+            "{json}"
+        );
+        let keyring = SignatureFile::from_json(json.as_bytes()).and_then(|f| f.keyring());
+        let keyring = keyring.expect("reads");
+        assert!(!keyring.can_sign_at(NOW));
+        let signed = file.keyring().expect("k").sign_headers("m", NOW, b"{}");
+        assert!(keyring.verify_at(&signed, b"{}", NOW).is_ok());
+
+        let mut github = SignatureFile::new(
+            "wh_4",
+            "gh",
+            &Scheme::Github,
+            &SigningSecret::generate_text(""),
+            NOW,
+        );
+        github.secrets[0].secret = public.secrets[0].secret.clone();
+        let error = github.keyring().expect_err("Ed25519 in a github file");
+        assert!(
+            error.to_string().contains("only standard-webhooks v1a"),
+            "{error}"
+        );
+    }
 }

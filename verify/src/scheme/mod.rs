@@ -1,9 +1,11 @@
 //! The signature schemes a receiver meets, one module each, all of the same shape:
 //! `verify(keyring, …, headers, body, now_secs) -> Result<Verified, VerifyError>` and
-//! `sign(keys, …, msg_id, timestamp_secs, body) -> headers`.
+//! `sign(keys, …, msg_id, timestamp_secs, body) -> headers`. GitHub and Shopify are fixed
+//! formats of [`body_hmac`], so their modules hold only that format.
 //!
 //! What they share is written once: the keyring walk with expiry ([`Keyring`]), HMAC and the
-//! constant-time compare ([`crate::signature`]), and the timestamp rules below.
+//! constant-time compare ([`crate::signature`]), the timestamp rules and the hex tags of the
+//! timestamped HMAC schemes below.
 //!
 //! | scheme | signed bytes | headers | replay window |
 //! |---|---|---|---|
@@ -22,8 +24,11 @@ pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 
-use crate::keyring::Key;
-use crate::signature::{BodyHmacFormat, SigningSecret, DEFAULT_TOLERANCE_SECS};
+use crate::keyring::{Key, Keyring, Verified};
+use crate::signature::{
+    decode_tag, matches_any, tag_of, BodyHmacFormat, Encoding, SigningSecret,
+    DEFAULT_TOLERANCE_SECS, SIGNATURE_LEN,
+};
 use crate::VerifyError;
 
 /// A signature scheme with its settings.
@@ -213,6 +218,63 @@ pub(crate) fn check_timestamp(
         });
     }
     Ok(())
+}
+
+/// Decodes the hex tags of a header's entries (Stripe's `v1=`, Slack's `v0=`).
+///
+/// # Errors
+/// The first entry's own error, [`VerifyError::MalformedSignature`] with `not_hex` for an
+/// entry that is not 64 hex digits, or with `none` when there is no entry.
+pub(crate) fn hex_tags<'a>(
+    entries: impl Iterator<Item = Result<&'a [u8], VerifyError>>,
+    not_hex: &'static str,
+    none: &'static str,
+) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
+    let mut tags = Vec::new();
+    for entry in entries {
+        tags.push(
+            decode_tag(entry?, Encoding::Hex).ok_or(VerifyError::MalformedSignature(not_hex))?,
+        );
+    }
+    if tags.is_empty() {
+        return Err(VerifyError::MalformedSignature(none));
+    }
+    Ok(tags)
+}
+
+/// The timestamped HMAC schemes' last step (Stripe, Slack): the timestamp within the
+/// tolerance, then the key in force whose HMAC of `parts` is one of `tags`.
+///
+/// # Errors
+/// `invalid_timestamp`, `timestamp_too_old` / `timestamp_too_new`, `no_matching_signature`,
+/// `secret_expired`.
+pub(crate) fn verify_timed_tags(
+    keyring: &Keyring,
+    tags: &[[u8; SIGNATURE_LEN]],
+    timestamp: &[u8],
+    parts: &[&[u8]],
+    now_secs: i64,
+    tolerance_secs: i64,
+) -> Result<Verified, VerifyError> {
+    check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
+    keyring.find_match(
+        now_secs,
+        |key| {
+            key.hmac()
+                .is_some_and(|secret| matches_any(&tag_of(secret, parts), tags))
+        },
+        || Ok(()),
+    )
+}
+
+/// The lowercase hex HMAC of `parts` under each HMAC key (Ed25519 keys are skipped).
+pub(crate) fn hex_signatures<'k>(
+    keys: impl Iterator<Item = &'k Key>,
+    parts: &[&[u8]],
+) -> Vec<String> {
+    keys.filter_map(Key::hmac)
+        .map(|secret| Encoding::Hex.encode(&tag_of(secret, parts)))
+        .collect()
 }
 
 /// The timestamp a request carries for its scheme, if it has one that parses (for diagnosis).

@@ -3,11 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::body_hmac;
-use crate::headers::Headers;
-use crate::keyring::{Key, Keyring, Verified};
 use crate::signature::{BodyHmacFormat, Encoding};
-use crate::VerifyError;
 
 /// The signature header, lowercase.
 pub const HEADER: &str = "x-shopify-hmac-sha256";
@@ -18,22 +14,3 @@ pub(crate) static FORMAT: LazyLock<BodyHmacFormat> = LazyLock::new(|| BodyHmacFo
     encoding: Encoding::Base64,
     prefix: String::new(),
 });
-
-/// Verifies a Shopify delivery.
-///
-/// # Errors
-/// As [`body_hmac`]: `missing_header:x-shopify-hmac-sha256`, `malformed_signature` (not the
-/// base64 of 32 bytes), `no_matching_signature`, `secret_expired`.
-pub(crate) fn verify(
-    keyring: &Keyring,
-    headers: &(impl Headers + ?Sized),
-    body: &[u8],
-    now_secs: i64,
-) -> Result<Verified, VerifyError> {
-    body_hmac::verify(keyring, &FORMAT, headers, body, now_secs)
-}
-
-/// The `x-shopify-hmac-sha256` header.
-pub(crate) fn sign<'k>(keys: impl Iterator<Item = &'k Key>, body: &[u8]) -> Vec<(String, String)> {
-    body_hmac::sign(keys, &FORMAT, body)
-}

@@ -4,10 +4,9 @@
 //! Slack sends one signature; during a rotation this toolkit's sender lists one `v0=` per
 //! secret, comma-separated, and the verifier accepts any of them.
 
-use super::{check_timestamp, parse_unix_secs};
+use super::{hex_signatures, hex_tags, verify_timed_tags};
 use crate::headers::{self, Headers};
 use crate::keyring::{Key, Keyring, Verified};
-use crate::signature::{decode_tag, matches_any, tag_of, Encoding, SIGNATURE_LEN};
 use crate::VerifyError;
 
 /// The signature header, lowercase.
@@ -33,41 +32,30 @@ pub(crate) fn verify(
 ) -> Result<Verified, VerifyError> {
     let value = headers::required(headers, SIGNATURE_HEADER)?;
     let timestamp = headers::required(headers, TIMESTAMP_HEADER)?;
-    let mut tags: Vec<[u8; SIGNATURE_LEN]> = Vec::new();
-    for entry in value
+    let entries = value
         .split(|byte| *byte == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|entry| !entry.is_empty())
-    {
-        let encoded = entry
-            .strip_prefix(VERSION)
-            .and_then(|rest| rest.strip_prefix(b"="))
-            .ok_or(VerifyError::MalformedSignature(
-                "X-Slack-Signature does not start with v0=",
-            ))?;
-        tags.push(
-            decode_tag(encoded, Encoding::Hex).ok_or(VerifyError::MalformedSignature(
-                "the v0= signature is not 64 hex digits",
-            ))?,
-        );
-    }
-    if tags.is_empty() {
-        return Err(VerifyError::MalformedSignature(
-            "X-Slack-Signature holds no v0= signature",
-        ));
-    }
-    check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
-    keyring.find_match(
+        .map(|entry| {
+            entry
+                .strip_prefix(VERSION)
+                .and_then(|rest| rest.strip_prefix(b"="))
+                .ok_or(VerifyError::MalformedSignature(
+                    "X-Slack-Signature does not start with v0=",
+                ))
+        });
+    let tags = hex_tags(
+        entries,
+        "the v0= signature is not 64 hex digits",
+        "X-Slack-Signature holds no v0= signature",
+    )?;
+    verify_timed_tags(
+        keyring,
+        &tags,
+        timestamp,
+        &[VERSION, b":", timestamp, b":", body],
         now_secs,
-        |key| {
-            key.hmac().is_some_and(|secret| {
-                matches_any(
-                    &tag_of(secret, &[VERSION, b":", timestamp, b":", body]),
-                    &tags,
-                )
-            })
-        },
-        || Ok(()),
+        tolerance_secs,
     )
 }
 
@@ -78,13 +66,11 @@ pub(crate) fn sign<'k>(
     body: &[u8],
 ) -> Vec<(String, String)> {
     let timestamp = timestamp_secs.to_string();
-    let signatures: Vec<String> = keys
-        .filter_map(Key::hmac)
-        .map(|secret| {
-            let tag = tag_of(secret, &[VERSION, b":", timestamp.as_bytes(), b":", body]);
-            format!("v0={}", Encoding::Hex.encode(&tag))
-        })
-        .collect();
+    let signatures: Vec<String> =
+        hex_signatures(keys, &[VERSION, b":", timestamp.as_bytes(), b":", body])
+            .into_iter()
+            .map(|signature| format!("v0={signature}"))
+            .collect();
     vec![
         (SIGNATURE_HEADER.to_owned(), signatures.join(",")),
         (TIMESTAMP_HEADER.to_owned(), timestamp),

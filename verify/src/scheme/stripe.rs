@@ -3,10 +3,9 @@
 //! `v1` entries come during a secret roll; `v0` and unknown entries are ignored, as Stripe's
 //! libraries do. The timestamp must lie within the tolerance (Stripe's default: 300 s).
 
-use super::{check_timestamp, parse_unix_secs};
+use super::{hex_signatures, hex_tags, verify_timed_tags};
 use crate::headers::{self, Headers};
 use crate::keyring::{Key, Keyring, Verified};
-use crate::signature::{decode_tag, matches_any, tag_of, Encoding, SIGNATURE_LEN};
 use crate::VerifyError;
 
 /// The signature header, lowercase.
@@ -45,27 +44,20 @@ pub(crate) fn verify(
     let timestamp = timestamp_field(value).ok_or(VerifyError::MalformedSignature(
         "Stripe-Signature has no t= timestamp",
     ))?;
-    let mut tags: Vec<[u8; SIGNATURE_LEN]> = Vec::new();
-    for (_, encoded) in elements(value).filter(|(key, _)| *key == b"v1") {
-        tags.push(
-            decode_tag(encoded, Encoding::Hex).ok_or(VerifyError::MalformedSignature(
-                "a v1= signature is not 64 hex digits",
-            ))?,
-        );
-    }
-    if tags.is_empty() {
-        return Err(VerifyError::MalformedSignature(
-            "Stripe-Signature has no v1= signature",
-        ));
-    }
-    check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
-    keyring.find_match(
+    let tags = hex_tags(
+        elements(value)
+            .filter(|(key, _)| *key == b"v1")
+            .map(|(_, encoded)| Ok(encoded)),
+        "a v1= signature is not 64 hex digits",
+        "Stripe-Signature has no v1= signature",
+    )?;
+    verify_timed_tags(
+        keyring,
+        &tags,
+        timestamp,
+        &[timestamp, b".", body],
         now_secs,
-        |key| {
-            key.hmac()
-                .is_some_and(|secret| matches_any(&tag_of(secret, &[timestamp, b".", body]), &tags))
-        },
-        || Ok(()),
+        tolerance_secs,
     )
 }
 
@@ -77,10 +69,9 @@ pub(crate) fn sign<'k>(
 ) -> Vec<(String, String)> {
     let timestamp = timestamp_secs.to_string();
     let mut value = format!("t={timestamp}");
-    for secret in keys.filter_map(Key::hmac) {
-        let tag = tag_of(secret, &[timestamp.as_bytes(), b".", body]);
+    for signature in hex_signatures(keys, &[timestamp.as_bytes(), b".", body]) {
         value.push_str(",v1=");
-        value.push_str(&Encoding::Hex.encode(&tag));
+        value.push_str(&signature);
     }
     vec![(HEADER.to_owned(), value)]
 }
