@@ -26,13 +26,37 @@ use verify::Keyring;
 /// them, each a ratio measured in the same run.
 pub const SCHEME_FIGURES: &[(&str, &str, &str)] = &[
     ("svix verify vs raw HMAC", "ours/svix", "raw_hmac/svix"),
-    ("github verify vs raw HMAC", "ours/github", "raw_hmac/github"),
-    ("shopify verify vs raw HMAC", "ours/shopify", "raw_hmac/shopify"),
-    ("stripe verify vs raw HMAC", "ours/stripe", "raw_hmac/stripe"),
+    (
+        "github verify vs raw HMAC",
+        "ours/github",
+        "raw_hmac/github",
+    ),
+    (
+        "shopify verify vs raw HMAC",
+        "ours/shopify",
+        "raw_hmac/shopify",
+    ),
+    (
+        "stripe verify vs raw HMAC",
+        "ours/stripe",
+        "raw_hmac/stripe",
+    ),
     ("slack verify vs raw HMAC", "ours/slack", "raw_hmac/slack"),
-    ("v1a sign vs raw Ed25519", "ours/v1a_sign", "raw_ed25519/sign"),
-    ("v1a verify vs raw Ed25519", "ours/v1a_verify", "raw_ed25519/verify"),
+    (
+        "v1a sign vs raw Ed25519",
+        "ours/v1a_sign",
+        "raw_ed25519/sign",
+    ),
+    (
+        "v1a verify vs raw Ed25519",
+        "ours/v1a_verify",
+        "raw_ed25519/verify",
+    ),
 ];
+
+/// The file, in criterion's output directory, where the verify benchmark writes the scheme
+/// figures measured interleaved (ours and the baseline in alternating rounds).
+pub const SCHEMES_FILE: &str = "schemes_interleaved.json";
 
 /// Size of the `note` padding that makes an event about 1 KiB.
 pub const PADDING: usize = 760;

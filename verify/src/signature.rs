@@ -399,10 +399,18 @@ pub(crate) fn decode_tag(encoded: &[u8], encoding: Encoding) -> Option<[u8; SIGN
             if encoded.len() != SIGNATURE_LEN * 2 {
                 return None;
             }
+            // Table lookups without a branch per digit; one check at the end says whether any
+            // digit was invalid (its table entry has the high bit set).
+            let mut invalid = 0u8;
             for (byte, pair) in tag.iter_mut().zip(encoded.chunks_exact(2)) {
-                *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+                let (high, low) = (
+                    HEX_VALUES[usize::from(pair[0])],
+                    HEX_VALUES[usize::from(pair[1])],
+                );
+                invalid |= high | low;
+                *byte = (high << 4) | (low & 0x0f);
             }
-            Some(tag)
+            (invalid & 0x80 == 0).then_some(tag)
         }
     }
 }
@@ -418,14 +426,22 @@ fn decode_v1a(encoded: &[u8]) -> Option<[u8; ed25519::SIGNATURE_LEN]> {
     (written == ed25519::SIGNATURE_LEN).then_some(signature)
 }
 
-fn hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
+/// The value of each hex digit (either case); 0x80 marks a byte that is not one.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
     }
-}
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        table[b'A' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
 
 /// Where and how the `body-hmac-sha256` scheme writes its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -464,8 +480,8 @@ impl BodyHmacFormat {
     /// # Errors
     /// [`VerifyError::MalformedSignature`] when an entry lacks the prefix or does not decode to
     /// 32 bytes.
-    pub(crate) fn parse_tags(&self, value: &[u8]) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
-        let mut tags = Vec::new();
+    pub(crate) fn parse_tags(&self, value: &[u8]) -> Result<Tags, VerifyError> {
+        let mut tags = Tags::default();
         for entry in value
             .split(|byte| *byte == b',' || *byte == b' ')
             .filter(|entry| !entry.is_empty())
@@ -477,14 +493,48 @@ impl BodyHmacFormat {
                 VerifyError::MalformedSignature(
                     "the signature is not 32 bytes in the configured encoding",
                 ),
-            )?);
+            )?)?;
         }
-        if tags.is_empty() {
+        if tags.as_slice().is_empty() {
             return Err(VerifyError::MalformedSignature(
                 "the signature header is empty",
             ));
         }
         Ok(tags)
+    }
+}
+
+/// Most signatures one header may carry. A rotation needs two; the bound keeps the tags on
+/// the stack (no allocation per request) and limits the work a request can ask for.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// The decoded tags of one header, at most [`MAX_SIGNATURES`], held on the stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tags {
+    tags: [[u8; SIGNATURE_LEN]; MAX_SIGNATURES],
+    len: usize,
+}
+
+impl Tags {
+    /// Adds a tag.
+    ///
+    /// # Errors
+    /// [`VerifyError::MalformedSignature`] beyond [`MAX_SIGNATURES`].
+    pub(crate) fn push(&mut self, tag: [u8; SIGNATURE_LEN]) -> Result<(), VerifyError> {
+        let slot = self
+            .tags
+            .get_mut(self.len)
+            .ok_or(VerifyError::MalformedSignature(
+                "more than 8 signatures in one header",
+            ))?;
+        *slot = tag;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The tags read so far.
+    pub(crate) fn as_slice(&self) -> &[[u8; SIGNATURE_LEN]] {
+        &self.tags[..self.len]
     }
 }
 

@@ -522,35 +522,36 @@ fn verify_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
 }
 
 /// The scheme figures of the verify benchmark (each HMAC preset against raw HMAC, v1a sign and
-/// verify against raw Ed25519), ratios of criterion medians of the same run.
+/// verify against raw Ed25519): ratios of the fastest of many short rounds of each side, the
+/// two sides measured in alternating rounds of the same run.
 fn scheme_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
+    let read = std::fs::read(criterion.join(bench::SCHEMES_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<Value>>(&bytes).ok());
+    let Some(figures) = read else {
+        return json!({ "error": "scheme figures missing (run the verify benchmark)" });
+    };
     let mut out = Vec::new();
-    for size in ["1KiB", "64KiB"] {
-        let group = format!("schemes_{size}");
-        for (figure, ours, baseline) in bench::SCHEME_FIGURES {
-            let (Some(ours), Some(baseline)) = (
-                criterion_median(criterion, &group, ours),
-                criterion_median(criterion, &group, baseline),
-            ) else {
-                out.push(json!({ "figure": figure, "body": size, "error": "criterion estimates missing" }));
-                continue;
-            };
-            let ratio = ours.0 / baseline.0;
-            out.push(json!({
-                "figure": figure, "body": size,
-                "ours_median_ns": ours.0, "baseline_median_ns": baseline.0,
-                "ratio": ratio, "goal": "<= 1.1", "goal_met": ratio <= 1.1,
-            }));
-            rows.push(Row {
-                figure: format!("{figure} ({size})"),
-                ours: format!("{:.0} ns ({:.0}–{:.0})", ours.0, ours.1, ours.2),
-                baseline: format!("{:.0} ns ({:.0}–{:.0})", baseline.0, baseline.1, baseline.2),
-                ratio,
-                ratio_label: "ours / raw".into(),
-                goal: "≤ 1.1".into(),
-                goal_met: ratio <= 1.1,
-            });
-        }
+    for figure in figures {
+        let ratio = figure["ratio"].as_f64().unwrap_or(f64::NAN);
+        let ns = |field: &str| figure[field].as_f64().unwrap_or(f64::NAN);
+        rows.push(Row {
+            figure: format!(
+                "{} ({})",
+                figure["figure"].as_str().unwrap_or(""),
+                figure["body"].as_str().unwrap_or("")
+            ),
+            ours: format!("{:.0} ns (fastest round)", ns("ours_ns")),
+            baseline: format!("{:.0} ns (fastest round)", ns("baseline_ns")),
+            ratio,
+            ratio_label: "ours / raw".into(),
+            goal: "≤ 1.1".into(),
+            goal_met: ratio <= 1.1,
+        });
+        let mut figure = figure;
+        figure["goal"] = json!("<= 1.1");
+        figure["goal_met"] = json!(ratio <= 1.1);
+        out.push(figure);
     }
     Value::Array(out)
 }

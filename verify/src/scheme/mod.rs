@@ -26,7 +26,7 @@ pub mod stripe;
 
 use crate::keyring::{Key, Keyring, Verified};
 use crate::signature::{
-    decode_tag, matches_any, tag_of, BodyHmacFormat, Encoding, SigningSecret,
+    decode_tag, matches_any, tag_of, BodyHmacFormat, Encoding, SigningSecret, Tags,
     DEFAULT_TOLERANCE_SECS, SIGNATURE_LEN,
 };
 use crate::VerifyError;
@@ -229,14 +229,14 @@ pub(crate) fn hex_tags<'a>(
     entries: impl Iterator<Item = Result<&'a [u8], VerifyError>>,
     not_hex: &'static str,
     none: &'static str,
-) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
-    let mut tags = Vec::new();
+) -> Result<Tags, VerifyError> {
+    let mut tags = Tags::default();
     for entry in entries {
         tags.push(
             decode_tag(entry?, Encoding::Hex).ok_or(VerifyError::MalformedSignature(not_hex))?,
-        );
+        )?;
     }
-    if tags.is_empty() {
+    if tags.as_slice().is_empty() {
         return Err(VerifyError::MalformedSignature(none));
     }
     Ok(tags)

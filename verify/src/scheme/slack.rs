@@ -51,7 +51,7 @@ pub(crate) fn verify(
     )?;
     verify_timed_tags(
         keyring,
-        &tags,
+        tags.as_slice(),
         timestamp,
         &[VERSION, b":", timestamp, b":", body],
         now_secs,

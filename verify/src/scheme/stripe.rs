@@ -53,7 +53,7 @@ pub(crate) fn verify(
     )?;
     verify_timed_tags(
         keyring,
-        &tags,
+        tags.as_slice(),
         timestamp,
         &[timestamp, b".", body],
         now_secs,
