@@ -374,6 +374,13 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
                          app's current signature file"
                     );
                 }
+                // A file of whpk_ public keys verifies but cannot sign: same stall.
+                if !keyring.can_sign_at(now) {
+                    anyhow::bail!(
+                        "--forward-signature-file: it holds only whpk_ public keys, which cannot \
+                         sign; give the file with the whsk_ secret key"
+                    );
+                }
             }
             Some(forward)
         }

@@ -22,4 +22,5 @@ mod postgres_tls;
 mod process;
 mod samples;
 mod scale_out;
+mod schemes;
 mod tls;
