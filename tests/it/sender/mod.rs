@@ -8,6 +8,7 @@ mod delivery;
 mod python;
 mod replay;
 mod run_worker;
+mod two_workers;
 
 use std::sync::Arc;
 use std::time::Duration;
