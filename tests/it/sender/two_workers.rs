@@ -16,9 +16,13 @@ use crate::support::logged::Logged;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
 
-/// The lease TTL the workers run with: long enough that a takeover within it cannot come from
-/// the dead holder's lease merely running out mid-test by luck, short enough for a test.
+/// The lease TTL the workers run with.
 const LEASE_TTL: Duration = Duration::from_secs(4);
+/// How much later than the lease TTL after the kill the survivor may take over: a holder
+/// killed right after renewing leaves a lease that lapses a whole TTL later, which is what a
+/// store that cannot see the dead process (another host) waits for, plus one look. (SQLite
+/// sees the dead pid and takes over within a poll interval or so.)
+const TAKEOVER_SLACK: Duration = Duration::from_millis(500);
 /// How often the workers look for work (and the waiting one at the lease).
 const POLL: &str = "100ms";
 /// Failed attempts the holder makes before the endpoint recovers: at one per 300 ms retry,
@@ -135,7 +139,7 @@ pub async fn two_run_workers_share_one_webhook(state: &str) {
     let taken_over = endpoint.received()[attempts_at_kill].at - killed_at;
     eprintln!("the survivor's first attempt came {taken_over:?} after the SIGKILL");
     assert!(
-        taken_over < LEASE_TTL,
+        taken_over < LEASE_TTL + TAKEOVER_SLACK,
         "the survivor took over after {taken_over:?}, past the lease TTL {LEASE_TTL:?}\n{}",
         survivor.stderr()
     );
