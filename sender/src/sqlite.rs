@@ -631,12 +631,12 @@ impl Queue for SqliteState {
                     })
                     .optional()?;
                 Ok(row.and_then(|(holder, pid, expires_at_ms, host)| {
-                    (holder != owner && expires_at_ms > now_ms && process_alive(pid, &host)).then(
-                        || crate::lease::HeldLease {
-                            owner: holder,
-                            expires_at_ms,
-                        },
-                    )
+                    let live =
+                        holder != owner && expires_at_ms > now_ms && process_alive(pid, &host);
+                    live.then_some(crate::lease::HeldLease {
+                        owner: holder,
+                        expires_at_ms,
+                    })
                 }))
             };
         if let Some(held) = read_lease(&connection)? {
