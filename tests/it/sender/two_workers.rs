@@ -148,15 +148,7 @@ pub async fn two_run_workers_share_one_webhook(state: &str) {
 
 /// `sender --state STATE ARGS` run to success; its standard output as JSON.
 async fn sender(state: &str, args: &[&str]) -> Value {
-    let mut command = Command::new(SENDER);
-    command
-        .args(["--state", state])
-        .args(args)
-        .env("RUST_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
-        .await
-        .expect("joined");
-    assert!(output.status.success(), "{args:?}: {output:?}");
+    let output = super::run_sender(state, args).await;
     serde_json::from_slice(&output.stdout).expect("JSON output")
 }
 
