@@ -81,11 +81,8 @@ pub enum RequestState {
 pub enum Lease {
     /// This worker holds the lease until it releases it or stops renewing it.
     Acquired,
-    /// Another live worker holds it.
-    HeldBy {
-        /// Its owner tag (`pid:…`).
-        owner: String,
-    },
+    /// Another live worker holds it (its owner tag and expiry).
+    HeldBy(crate::lease::HeldLease),
 }
 
 /// A row of `deliveries list`.
@@ -190,6 +187,11 @@ pub trait Queue: Send + Sync {
 
     /// Takes (or renews) the webhook's lease for `owner` until `now_ms + ttl_ms`, unless a live
     /// other owner holds it. An owner whose process is gone or whose lease ran out loses it.
+    ///
+    /// Finding the lease held must be cheap and must not block the holder: a worker that waits
+    /// for the lease calls this once per poll interval (see [`crate::lease`]), so a store
+    /// answers `HeldBy` from a plain read and takes its write lock only when the lease looks
+    /// free (checking again under the lock).
     ///
     /// # Errors
     /// Storage errors.

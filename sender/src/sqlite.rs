@@ -617,20 +617,37 @@ impl Queue for SqliteState {
         ttl_ms: i64,
     ) -> anyhow::Result<Lease> {
         let mut connection = self.lock();
-        // IMMEDIATE: take the write lock first so two processes cannot both see the lease free.
+        // A plain read first (WAL: it never waits for, nor holds up, the holder's writes): a
+        // worker waiting for the lease asks once per poll interval, and nearly always finds it
+        // still held.
+        let read_lease =
+            |connection: &Connection| -> rusqlite::Result<Option<crate::lease::HeldLease>> {
+                let row: Option<(String, i64, i64, String)> = connection
+                    .prepare_cached(
+                        "SELECT owner, pid, expires_at_ms, host FROM leases WHERE webhook_id = ?1",
+                    )?
+                    .query_row([webhook_id.as_str()], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .optional()?;
+                Ok(row.and_then(|(holder, pid, expires_at_ms, host)| {
+                    let live =
+                        holder != owner && expires_at_ms > now_ms && process_alive(pid, &host);
+                    live.then_some(crate::lease::HeldLease {
+                        owner: holder,
+                        expires_at_ms,
+                    })
+                }))
+            };
+        if let Some(held) = read_lease(&connection)? {
+            return Ok(Lease::HeldBy(held));
+        }
+        // IMMEDIATE: take the write lock, then look again, so two processes cannot both see
+        // the lease free.
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<(String, i64, i64, String)> = transaction
-            .query_row(
-                "SELECT owner, pid, expires_at_ms, host FROM leases WHERE webhook_id = ?1",
-                [webhook_id.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .optional()?;
-        if let Some((holder, pid, expires_at_ms, host)) = current {
-            if holder != owner && expires_at_ms > now_ms && process_alive(pid, &host) {
-                return Ok(Lease::HeldBy { owner: holder });
-            }
+        if let Some(held) = read_lease(&transaction)? {
+            return Ok(Lease::HeldBy(held));
         }
         transaction.execute(
             "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host)

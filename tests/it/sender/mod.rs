@@ -8,6 +8,7 @@ mod delivery;
 mod python;
 mod replay;
 mod run_worker;
+mod two_workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,4 +175,18 @@ pub fn send_signal(pid: u32, signal: &str) -> i32 {
         .expect("kill")
         .code()
         .unwrap_or(-1)
+}
+
+/// Runs `sender --state STATE ARGS` (logging warnings only) to success in a blocking thread.
+pub async fn run_sender(state: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
+    command
+        .args(["--state", state])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
+        .await
+        .expect("joined");
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    output
 }

@@ -71,6 +71,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The exact body bytes.
     pub body: Bytes,
+    /// The status the endpoint answered it with (chosen as it arrived).
+    pub status: u16,
 }
 
 impl Received {
@@ -249,16 +251,18 @@ async fn handle(
     // The lock is released before the delay: std Mutex, never held across an await.
     let reply = {
         let mut shared = shared.lock().expect("endpoint lock");
+        let default = shared.default.clone();
+        let reply = shared.script.pop_front().unwrap_or(default);
         shared.received.push(Received {
             at,
             path,
             headers,
             body,
+            status: reply.status,
         });
         shared.in_flight += 1;
         shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
-        let default = shared.default.clone();
-        shared.script.pop_front().unwrap_or(default)
+        reply
     };
     // Counted as answered when the reply is built, or when hyper drops this future because
     // the client went away during the delay.

@@ -36,6 +36,11 @@ impl Logged {
         }
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything written to standard output so far.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
