@@ -52,6 +52,7 @@ pub mod headers;
 pub mod keyring;
 pub mod payload;
 pub mod redacted;
+pub mod resend;
 pub mod signature;
 pub mod signature_file;
 pub mod source;

@@ -30,6 +30,8 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+mod requests;
+
 /// Jobs waiting for the writer; senders wait (back-pressure) when it is full.
 const QUEUE_CAPACITY: usize = 4096;
 /// Most jobs in one transaction, so one huge batch cannot starve its first callers.
@@ -966,21 +968,40 @@ impl SqliteReader {
 
 /// `accountId` and the event names of a body, read leniently: a refused body may be anything.
 fn body_account_and_names(body: &[u8]) -> (Option<i64>, Vec<String>) {
+    let (account, events) = body_account_and_events(body);
+    (account, events.into_iter().map(|(name, _)| name).collect())
+}
+
+/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
+/// leniently: a refused body may be anything.
+fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, Vec::new());
     };
     let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let names = value
+    let text = |event: &serde_json::Value, field: &str| {
+        event
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let events = value
         .get("events")
         .and_then(serde_json::Value::as_array)
         .map(|events| {
             events
                 .iter()
-                .filter_map(|event| event.get("eventName")?.as_str().map(str::to_owned))
+                .filter(|event| {
+                    event
+                        .get("eventName")
+                        .is_some_and(serde_json::Value::is_string)
+                })
+                .map(|event| (text(event, "eventName"), text(event, "eventId")))
                 .collect()
         })
         .unwrap_or_default();
-    (account, names)
+    (account, events)
 }
 
 /// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
