@@ -75,6 +75,7 @@ mod cli;
 pub mod config;
 pub mod forward;
 mod guard;
+pub mod inspector;
 pub mod metrics;
 mod output;
 mod response;
@@ -128,6 +129,8 @@ pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
+    /// Where the store is, for the inspector's readers.
+    store_path: std::path::PathBuf,
 }
 
 impl Receiver {
@@ -163,7 +166,27 @@ impl Receiver {
             }),
             tls,
             forwarding,
+            store_path: config.store_path,
         })
+    }
+
+    /// What the inspector needs to show this receiver's store: a reader per page, the
+    /// authentication for the `check` diagnosis, and `webhook_url` for Copy as curl.
+    pub fn inspector_settings(
+        &self,
+        token: common::web::Token,
+        webhook_url: String,
+    ) -> inspector::InspectorSettings {
+        let store_path = self.store_path.clone();
+        inspector::InspectorSettings {
+            token,
+            webhook_url,
+            authentication: self.shared.authentication.clone(),
+            open_reader: Arc::new(move || {
+                let reader = store::sqlite::SqliteReader::open(&store_path)?;
+                Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
+            }),
+        }
     }
 
     /// Whether this receiver serves HTTPS.

@@ -41,6 +41,8 @@ enum Side {
 struct Walk {
     /// Matching rows in walk order, at most the limit asked.
     found: Vec<RequestSummary>,
+    /// Where the walk started.
+    bound: i64,
     /// The id of the last row looked at (the bound when none was).
     last_looked: i64,
     /// No row is left beyond `last_looked`.
@@ -59,6 +61,7 @@ impl SqliteReader {
     ) -> anyhow::Result<Walk> {
         let mut walk = Walk {
             found: Vec::new(),
+            bound,
             last_looked: bound,
             exhausted: false,
         };
@@ -274,7 +277,7 @@ fn merge(
             (walk.last_looked, walk.exhausted)
         } else {
             let last_taken = rows.iter().filter_map(|row| of_side(row.key)).last();
-            (last_taken.unwrap_or(walk.last_looked), false)
+            (last_taken.unwrap_or(walk.bound), false)
         }
     };
     let (accepted_next, accepted_done) = next(&accepted, |key| match key {
