@@ -14,6 +14,7 @@ mod events_cli;
 mod export;
 mod forward;
 mod hardening;
+mod inspector;
 mod layout;
 mod outage;
 mod process;

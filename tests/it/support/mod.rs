@@ -3,6 +3,9 @@
 #[cfg(feature = "receiver-tests")]
 pub mod receiver;
 
+#[cfg(feature = "receiver-tests")]
+pub mod inspector;
+
 #[cfg(feature = "sender-tests")]
 pub mod endpoint;
 
