@@ -15,6 +15,7 @@ mod export;
 mod forward;
 mod hardening;
 mod inspector;
+mod inspector_browser;
 mod layout;
 mod outage;
 mod process;

@@ -6,6 +6,9 @@ pub mod receiver;
 #[cfg(feature = "receiver-tests")]
 pub mod inspector;
 
+#[cfg(feature = "receiver-tests")]
+pub mod browser;
+
 #[cfg(feature = "sender-tests")]
 pub mod endpoint;
 
