@@ -42,6 +42,8 @@ const PAGE_ROWS: usize = 50;
 const MAX_PAGE_ROWS: usize = 500;
 /// How often a live stream looks for new requests: well under the one second promised.
 const STREAM_POLL: Duration = Duration::from_millis(250);
+/// Most rows one stream event carries.
+const STREAM_BATCH: usize = 500;
 /// A comment line this often keeps proxies and the browser from closing an idle stream.
 const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Largest form a page accepts (a pasted signature file fits many times).
@@ -398,12 +400,16 @@ async fn follow(
         let looked = {
             let filter = filter.clone();
             read_store(&state, move |reader| {
-                reader.requests_after(&filter, cursor, 200)
+                reader.requests_after(&filter, cursor, STREAM_BATCH)
             })
             .await
         };
+        let mut behind = false;
         match looked {
             Ok((rows, next)) => {
+                // A full batch, or a walk that moved without a match, means more may be
+                // waiting: look again at once, not after a pause.
+                behind = rows.len() == STREAM_BATCH || (rows.is_empty() && next != cursor);
                 cursor = next;
                 if !rows.is_empty() {
                     let html = pages::rows_newest_first(&rows);
@@ -425,6 +431,10 @@ async fn follow(
                 return;
             }
             quiet = tokio::time::Instant::now();
+        }
+        if behind && !*stopping.borrow() {
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             () = tokio::time::sleep(STREAM_POLL) => {}
