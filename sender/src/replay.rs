@@ -590,7 +590,7 @@ mod tests {
             &ReplayFilter::default(),
         )
         .expect("plans");
-        let keyring = Keyring::single(verify::SigningSecret::generate());
+        let keyring = verify::Keyring::single(verify::SigningSecret::generate());
         let auth = ReplayAuth {
             basic: None,
             keyrings: vec![keyring.clone()],

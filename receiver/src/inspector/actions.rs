@@ -28,7 +28,7 @@ enum Wanted {
     /// One request (the detail page's link).
     One(RequestKey),
     /// The page this query shows.
-    Page(super::ListQuery),
+    Page(Box<super::ListQuery>),
 }
 
 /// `GET /download`: `?request=KEY` for one request, else the page the same query shows.
@@ -39,7 +39,7 @@ pub(super) async fn download(state: &Arc<State>, query: &[(String, String)]) -> 
             None => return web::text(StatusCode::BAD_REQUEST, "400 no such request\n".to_owned()),
         },
         None => match list_query(query) {
-            Ok(asked) => Wanted::Page(asked),
+            Ok(asked) => Wanted::Page(Box::new(asked)),
             Err(message) => return web::text(StatusCode::BAD_REQUEST, format!("400 {message}\n")),
         },
     };

@@ -30,6 +30,13 @@ fn attribute_after(page: &str, marker: &str, attribute: &str) -> String {
     value[..value.find('"').unwrap()].replace("&amp;", "&")
 }
 
+/// Asserts that `page` holds every one of `parts`.
+fn assert_shows(page: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(page.contains(part), "{part} is not in {page}");
+    }
+}
+
 /// The `href` of the link whose text is `text`, unescaped of `&amp;`.
 fn link(page: &str, text: &str) -> String {
     let end = page
@@ -302,19 +309,15 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
     );
     assert_eq!(inspected.post(&[], again).await.json()["duplicates"], 1);
     let page = inspected.page("/requests/a2").await;
-    assert!(
-        page.contains("data-verdict=\"accepted\">accepted<"),
-        "{page}"
+    assert_shows(
+        &page,
+        &[
+            "data-verdict=\"accepted\">accepted<",
+            "<td><code>d-2</code></td><td>duplicate</td><td>none</td>",
+            "<td><code>d-3</code></td><td>new</td><td>none</td>",
+            "receiver check: <strong>accepted</strong>",
+        ],
     );
-    assert!(
-        page.contains("<td><code>d-2</code></td><td>duplicate</td><td>none</td>"),
-        "{page}"
-    );
-    assert!(
-        page.contains("<td><code>d-3</code></td><td>new</td><td>none</td>"),
-        "{page}"
-    );
-    assert!(page.contains("receiver check: <strong>accepted</strong>"));
     let first = inspected.page("/requests/a1").await;
     let order: Vec<usize> = ["x-first", "x-second", "x-third"]
         .iter()
@@ -352,15 +355,14 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
     );
     refused_kept(&inspected, 1).await;
     let refused = inspected.page("/requests/r1").await;
-    assert!(
-        refused.contains("data-verdict=\"refused\">invalid_envelope (answered 400)<"),
-        "{refused}"
+    assert_shows(
+        &refused,
+        &[
+            "data-verdict=\"refused\">invalid_envelope (answered 400)<",
+            "receiver check: <strong>refused</strong> <code>invalid_envelope</code>",
+            "<p>No events.</p>",
+        ],
     );
-    assert!(
-        refused.contains("receiver check: <strong>refused</strong> <code>invalid_envelope</code>"),
-        "{refused}"
-    );
-    assert!(refused.contains("<p>No events.</p>"));
     inspected.stop().await;
 }
 

@@ -307,17 +307,6 @@ impl Browser {
             .to_owned()
     }
 
-    /// An attribute's value.
-    pub fn attribute(&self, element: &Element, name: &str) -> Option<String> {
-        self.command(
-            "GET",
-            &format!("/element/{}/attribute/{name}", element.0),
-            None,
-        )
-        .as_str()
-        .map(str::to_owned)
-    }
-
     /// The accessible name the browser computes.
     pub fn computed_label(&self, element: &Element) -> String {
         self.command(

@@ -276,7 +276,7 @@ fn merge(
         if taken == walk.found.len() {
             (walk.last_looked, walk.exhausted)
         } else {
-            let last_taken = rows.iter().filter_map(|row| of_side(row.key)).last();
+            let last_taken = rows.iter().rev().find_map(|row| of_side(row.key));
             (last_taken.unwrap_or(walk.bound), false)
         }
     };
