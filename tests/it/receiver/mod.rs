@@ -17,6 +17,7 @@ mod hardening;
 mod inspector;
 mod inspector_browser;
 mod layout;
+mod metrics_format;
 mod outage;
 mod process;
 mod samples;
