@@ -438,3 +438,192 @@ impl RequestQuery for SqliteReader {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    /// A store of `accepted` one-event requests (every 3000th named `RARE`, the rest
+    /// `COURSE_ENROLLMENT`) and a refusal after every 250th, received 1 ms apart.
+    fn store(dir: &std::path::Path, accepted: i64) -> SqliteReader {
+        let path = dir.join("r.db");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+            let store = SqliteStore::open(&path, 10_000, false, metrics).unwrap();
+            crate::store::Store::close(&store).await.unwrap();
+        });
+        let mut connection = Connection::open(&path).unwrap();
+        let transaction = connection.transaction().unwrap();
+        let mut at = 0;
+        for i in 1..=accepted {
+            let name = if i % 3000 == 0 {
+                "RARE"
+            } else {
+                "COURSE_ENROLLMENT"
+            };
+            let event =
+                format!(r#"{{"eventId":"e{i}","eventName":"{name}","timestamp":1,"data":{{}}}}"#);
+            let body = format!(r#"{{"accountId":1,"events":[{event}]}}"#);
+            at += 1;
+            transaction
+                .execute(
+                    "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
+                     VALUES (?1, 'POST', '/webhook', '[]', ?2, 'none', 1)",
+                    params![at, body.as_bytes()],
+                )
+                .unwrap();
+            let request_id = transaction.last_insert_rowid();
+            transaction
+                .execute(
+                    "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
+                     VALUES (1, ?1, ?2, ?3, 1, 1, 28, ?4)",
+                    params![format!("e{i}"), request_id, name, event.len()],
+                )
+                .unwrap();
+            if i % 250 == 0 {
+                at += 1;
+                transaction
+                    .execute(
+                        "INSERT INTO refused_requests (received_at_ms, method, path, headers, body, status, reason)
+                         VALUES (?1, 'POST', '/webhook', '[]', x'7b7d', 401, 'no_matching_signature')",
+                        [at],
+                    )
+                    .unwrap();
+            }
+        }
+        transaction.commit().unwrap();
+        SqliteReader::open(&path).unwrap()
+    }
+
+    /// Every page in turn from the newest, until the list says nothing older is left.
+    fn all_pages(
+        reader: &SqliteReader,
+        filter: &RequestFilter,
+        limit: usize,
+    ) -> (Vec<RequestSummary>, usize) {
+        let (mut rows, mut pages, mut before) = (Vec::new(), 0, Cursor::NEWEST);
+        loop {
+            let page = reader.requests(filter, before, limit).unwrap();
+            assert!(page.rows.len() <= limit);
+            pages += 1;
+            rows.extend(page.rows);
+            match page.older {
+                Some(older) => before = older,
+                None => return (rows, pages),
+            }
+        }
+    }
+
+    fn is_newest_first(rows: &[RequestSummary]) -> bool {
+        rows.windows(2)
+            .all(|pair| pair[0].received_at_ms > pair[1].received_at_ms)
+    }
+
+    #[test]
+    fn pages_cover_every_request_once_newest_first_and_filters_cross_the_scan_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = store(dir.path(), 12_000);
+        let (rows, _) = all_pages(&reader, &RequestFilter::default(), 97);
+        assert_eq!(rows.len(), 12_000 + 48);
+        assert!(is_newest_first(&rows));
+        // The rare name: 4 requests, far apart, each further than one page's budget.
+        let rare = RequestFilter {
+            event_name: Some("RARE".to_owned()),
+            ..RequestFilter::default()
+        };
+        let (rows, pages) = all_pages(&reader, &rare, 2);
+        let keys: Vec<RequestKey> = rows.iter().map(|row| row.key).collect();
+        assert_eq!(
+            keys,
+            [12_000, 9_000, 6_000, 3_000].map(RequestKey::Accepted),
+            "every match once, newest first"
+        );
+        assert!(pages > 2, "the walk was cut by its budget and continued");
+        let refused = RequestFilter {
+            verdict: Some("no_matching_signature".to_owned()),
+            ..RequestFilter::default()
+        };
+        let (rows, _) = all_pages(&reader, &refused, 10);
+        assert_eq!(rows.len(), 48);
+        assert!(rows
+            .iter()
+            .all(|row| matches!(row.key, RequestKey::Refused(_))));
+    }
+
+    #[test]
+    fn the_stream_reads_everything_after_a_cursor_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = store(dir.path(), 1_000);
+        let newest = reader.newest().unwrap();
+        assert_eq!(
+            newest,
+            Cursor {
+                accepted: 1_000,
+                refused: 4
+            }
+        );
+        let mut cursor = Cursor {
+            accepted: 500,
+            refused: 2,
+        };
+        let mut rows = Vec::new();
+        loop {
+            let (batch, next) = reader
+                .requests_after(&RequestFilter::default(), cursor, 64)
+                .unwrap();
+            if batch.is_empty() && next == cursor {
+                break;
+            }
+            rows.extend(batch);
+            cursor = next;
+        }
+        assert_eq!(cursor, newest);
+        assert_eq!(rows.len(), 500 + 2);
+        assert!(rows
+            .windows(2)
+            .all(|pair| pair[0].received_at_ms < pair[1].received_at_ms));
+        assert_eq!(rows[0].key, RequestKey::Accepted(501));
+    }
+
+    #[test]
+    fn duplicates_and_refusals_are_told_apart_in_the_list_and_the_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = store(dir.path(), 3);
+        // A second request carrying e2 again and a new e9.
+        let body = r#"{"accountId":1,"events":[{"eventId":"e2","eventName":"COURSE_ENROLLMENT","timestamp":1,"data":{}}]}"#;
+        reader
+            .connection
+            .execute(
+                "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
+                 VALUES (10, 'POST', '/webhook', '[[\"x-a\",\"1\"],[\"x-b\",\"2\"]]', ?1, 'none', 1)",
+                [body.as_bytes()],
+            )
+            .unwrap();
+        let page = reader
+            .requests(&RequestFilter::default(), Cursor::NEWEST, 10)
+            .unwrap();
+        assert_eq!(page.rows[0].verdict, RequestVerdict::Duplicate);
+        assert_eq!(page.rows[1].verdict, RequestVerdict::Accepted);
+        let detail = reader.request(RequestKey::Accepted(4)).unwrap().unwrap();
+        assert!(!detail.events[0].new);
+        assert_eq!(detail.record.headers[1], ("x-b".to_owned(), "2".to_owned()));
+        assert_eq!(detail.record.body, body.as_bytes());
+        assert!(reader.request(RequestKey::Refused(9)).unwrap().is_none());
+        assert_eq!(RequestKey::parse("a4"), Some(RequestKey::Accepted(4)));
+        assert_eq!(RequestKey::parse("r0"), None);
+        assert_eq!(
+            Cursor::parse("3.4"),
+            Some(Cursor {
+                accepted: 3,
+                refused: 4
+            })
+        );
+    }
+}
