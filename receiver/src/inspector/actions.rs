@@ -171,6 +171,9 @@ pub(super) async fn send_again(
         SEND_TIMEOUT,
     )
     .await;
-    tracing::info!(request = %key_text, to = %to, status = ?answer.status, "inspector: sent again");
+    // The host only: a URL may carry credentials (`http://user:pass@…`), never logged.
+    let host = to.authority().map_or("", |authority| authority.as_str());
+    let host = host.rsplit('@').next().unwrap_or_default();
+    tracing::info!(request = %key_text, to = %host, status = ?answer.status, "inspector: sent again");
     web::html(StatusCode::OK, pages::sent(&key_text, &to_text, &answer))
 }

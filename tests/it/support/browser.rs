@@ -118,7 +118,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// A headless Chromium session.
 pub struct Browser {
-    driver: Child,
+    driver: Driver,
     addr: SocketAddr,
     session: String,
     /// Where downloads land.
@@ -134,12 +134,15 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium with a fresh profile.
     pub fn start(downloads: &Path) -> Browser {
         let addr = super::receiver::free_addr();
-        let mut driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={}", addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        // Owned by a guard from here on: a panic anywhere below still stops it.
+        let driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={}", addr.port()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if TcpStream::connect(addr).is_ok()
@@ -147,11 +150,7 @@ impl Browser {
             {
                 break;
             }
-            if Instant::now() > deadline {
-                let _ = driver.kill();
-                let _ = driver.wait();
-                panic!("chromedriver did not get ready");
-            }
+            assert!(Instant::now() < deadline, "chromedriver did not get ready");
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().expect("profile dir");
@@ -172,11 +171,7 @@ impl Browser {
             },
         }}});
         let (status, answer) = exchange(addr, "POST", "/session", Some(&capabilities));
-        if status != 200 {
-            let _ = driver.kill();
-            let _ = driver.wait();
-            panic!("no browser session: {answer}");
-        }
+        assert_eq!(status, 200, "no browser session: {answer}");
         let session = answer["value"]["sessionId"]
             .as_str()
             .expect("session id")
@@ -380,8 +375,17 @@ impl Drop for Browser {
                 None,
             )
         });
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // `driver` drops after this, which stops chromedriver.
+    }
+}
+
+/// The chromedriver process, stopped when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
