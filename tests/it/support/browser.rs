@@ -118,7 +118,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// A headless Chromium session.
 pub struct Browser {
-    driver: Driver,
+    /// Held for its `Drop`: chromedriver stops with the browser.
+    _driver: Driver,
     addr: SocketAddr,
     session: String,
     /// Where downloads land.
@@ -177,7 +178,7 @@ impl Browser {
             .expect("session id")
             .to_owned();
         Browser {
-            driver,
+            _driver: driver,
             addr,
             session,
             downloads: downloads.to_owned(),
@@ -375,7 +376,7 @@ impl Drop for Browser {
                 None,
             )
         });
-        // `driver` drops after this, which stops chromedriver.
+        // `_driver` drops after this, which stops chromedriver.
     }
 }
 
