@@ -144,6 +144,9 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
         "//*[@role='status' and normalize-space()='Answered 200']",
         Duration::from_secs(10),
     );
+    // The second receiver's inspector shows it.
+    browser.goto(&format!("http://{}/?token={TOKEN}", second.ui));
+    browser.wait_for(&row_of("enrol-1"), Duration::from_secs(5));
     let stored_there = runtime.block_on(second.page("/requests/a1"));
     assert!(stored_there.contains("enrol-1"));
     assert!(
