@@ -77,6 +77,7 @@ mod cli;
 pub mod config;
 pub mod forward;
 mod guard;
+pub mod inspector;
 pub mod metrics;
 mod output;
 mod response;
@@ -129,6 +130,8 @@ pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
+    /// Where the store is, for the inspector's readers.
+    store_location: config::StoreLocation,
 }
 
 impl Receiver {
@@ -158,7 +161,36 @@ impl Receiver {
             }),
             tls,
             forwarding,
+            store_location: config.store.clone(),
         })
+    }
+
+    /// What the inspector needs to show this receiver's store: a reader per page, the
+    /// authentication for the `check` diagnosis, and `webhook_url` for Copy as curl.
+    pub fn inspector_settings(
+        &self,
+        token: common::web::Token,
+        webhook_url: String,
+    ) -> inspector::InspectorSettings {
+        let store_location = self.store_location.clone();
+        inspector::InspectorSettings {
+            token,
+            webhook_url,
+            authentication: self.shared.authentication.clone(),
+            open_reader: Arc::new(move || {
+                match &store_location {
+                    config::StoreLocation::Sqlite(path) => {
+                        let reader = store::sqlite::SqliteReader::open(path)?;
+                        Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
+                    }
+                    // The PostgreSQL store does not implement the inspector's reads yet: the
+                    // pages say so instead of showing an empty list.
+                    config::StoreLocation::Postgres(_) => anyhow::bail!(
+                        "the inspector reads SQLite stores only for now; use `receiver events` and `receiver export` with a PostgreSQL store"
+                    ),
+                }
+            }),
+        }
     }
 
     /// Whether this receiver serves HTTPS.

@@ -46,7 +46,7 @@ pub fn random_token(len: usize) -> String {
 
 /// A fresh `webhook-id` for a request: `msg_` and 24 alphanumerics.
 pub fn new_msg_id() -> String {
-    format!("msg_{}", random_token(24))
+    verify::resend::new_message_id()
 }
 
 /// Which events a webhook receives.

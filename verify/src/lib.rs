@@ -55,6 +55,7 @@ pub mod headers;
 pub mod keyring;
 pub mod payload;
 pub mod redacted;
+pub mod resend;
 pub mod scheme;
 pub mod signature;
 pub mod signature_file;

@@ -14,6 +14,8 @@ mod events_cli;
 mod export;
 mod forward;
 mod hardening;
+mod inspector;
+mod inspector_browser;
 mod layout;
 mod metrics_format;
 mod outage;

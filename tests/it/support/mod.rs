@@ -5,8 +5,12 @@ pub mod external;
 #[cfg(feature = "receiver-tests")]
 pub mod receiver;
 
+pub mod inspector;
 #[cfg(feature = "receiver-tests")]
 pub mod store;
+
+#[cfg(feature = "receiver-tests")]
+pub mod browser;
 
 #[cfg(feature = "sender-tests")]
 pub mod endpoint;

@@ -288,6 +288,8 @@ pub struct Process {
     pub addr: SocketAddr,
     /// The first line of its standard output.
     pub first_line: String,
+    /// The second, `inspector on http://ADDR/?token=TOKEN` (`None` with `--ui off`).
+    pub inspector_line: Option<String>,
     /// Later lines of standard output.
     pub lines: mpsc::Receiver<String>,
 }
@@ -330,6 +332,14 @@ impl Process {
                 panic!("receiver printed no first line (exit {status:?})");
             }
         };
+        // The inspector's line comes second unless it is off.
+        let ui_off = args.windows(2).any(|pair| pair == ["--ui", "off"])
+            || envs.contains(&("RECEIVER_UI", "off"));
+        let inspector_line = if ui_off {
+            None
+        } else {
+            lines.recv_timeout(WAIT).ok()
+        };
         let addr = first_line
             .strip_prefix("listening on http://")
             .or_else(|| first_line.strip_prefix("listening on https://"))
@@ -340,6 +350,7 @@ impl Process {
             child,
             addr,
             first_line,
+            inspector_line,
             lines,
         }
     }
