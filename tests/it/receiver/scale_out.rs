@@ -336,9 +336,14 @@ async fn three_receivers_one_database_kills_and_an_outage_lose_nothing_and_count
             .all(|attempt| !matches!(attempt.outcome, Ok((status, _)) if status.is_success())),
         "a 2xx while the database was down"
     );
-    assert!(during_outage
-        .iter()
-        .any(|attempt| matches!(attempt.outcome, Ok((StatusCode::SERVICE_UNAVAILABLE, _)))));
+    // The outage was seen: a 503 only arises from it. Any attempt counts, not only those wholly
+    // inside the window, because on a loaded machine an attempt may straddle its edges.
+    assert!(
+        done.iter()
+            .flat_map(|sent| &sent.attempts)
+            .any(|attempt| matches!(attempt.outcome, Ok((StatusCode::SERVICE_UNAVAILABLE, _)))),
+        "no 503 during the outage"
+    );
 
     // The answers add up.
     let mut clean_twins = 0;
