@@ -23,6 +23,11 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use subtle::ConstantTimeEq as _;
 
+mod serve;
+pub use serve::{
+    bind, choose_token, is_loopback, not_found, read_body, read_form, same_origin, serve, TokenRule,
+};
+
 /// The body type of every page, file and stream.
 pub type WebBody = BoxBody<Bytes, Infallible>;
 
@@ -131,6 +136,8 @@ impl Token {
 pub enum Access {
     /// The cookie carried the token.
     ByCookie,
+    /// The token header carried it (scripts calling an API).
+    ByHeader,
     /// The URL carried the token: answer with the cookie so links need not carry it.
     ByUrl,
     /// No token, or a wrong one: answer 401.
@@ -143,16 +150,41 @@ pub enum Access {
 pub struct Guard {
     token: Token,
     cookie: &'static str,
+    header: Option<&'static str>,
 }
 
 impl Guard {
     /// A guard for `token` keeping it in the cookie `cookie`.
     pub fn new(token: Token, cookie: &'static str) -> Guard {
-        Guard { token, cookie }
+        Guard {
+            token,
+            cookie,
+            header: None,
+        }
     }
 
-    /// Checks the `token` query parameter, then the cookie.
+    /// Also takes the token from the request header `name` (for scripts; a header is never
+    /// sent by a browser on its own, so it also proves a request is not a forged form).
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str) -> Guard {
+        self.header = Some(name);
+        self
+    }
+
+    /// Whether the request carries the token in the guard's header.
+    pub fn header_matches(&self, parts: &http::request::Parts) -> bool {
+        self.header
+            .and_then(|name| parts.headers.get(name))
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|candidate| self.token.matches(candidate))
+    }
+
+    /// Checks the token header (when the guard has one), the `token` query parameter, then
+    /// the cookie.
     pub fn check(&self, parts: &http::request::Parts) -> Access {
+        if self.header_matches(parts) {
+            return Access::ByHeader;
+        }
         let from_url = parts.uri.query().and_then(|query| {
             parse_query(query)
                 .into_iter()

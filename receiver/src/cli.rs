@@ -348,15 +348,15 @@ fn ui_choice(ui: Option<&str>, token: Option<&str>) -> anyhow::Result<Option<UiC
         return Ok(None);
     }
     let address = ui.unwrap_or(crate::inspector::DEFAULT_ADDRESS).to_owned();
-    let loopback = crate::inspector::is_loopback(&address).context("--ui")?;
-    let token = match token {
-        Some(token) => common::web::Token::given(token).context("--ui-token")?,
-        None if !loopback => anyhow::bail!(
-            "--ui {address} is not a loopback address: give the inspector a token with \
-             --ui-token (or RECEIVER_UI_TOKEN) to serve it there"
-        ),
-        None => common::web::Token::random()?,
-    };
+    let token = common::web::choose_token(
+        &address,
+        token,
+        common::web::TokenRule {
+            what: "the inspector",
+            address_flag: "--ui",
+            token_flags: "--ui-token (or RECEIVER_UI_TOKEN)",
+        },
+    )?;
     Ok(Some(UiChoice {
         address,
         explicit: ui.is_some(),

@@ -21,12 +21,13 @@ use serde_json::{json, Value};
 use verify::{SignatureFile, TimeStyle};
 
 use crate::config::{DeliveryConfig, StateLocation};
-use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound};
-use crate::generate::{parse_data, parse_set, route, EventRecipe, DEFAULT_ACCOUNT_ID};
+use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::generate::DEFAULT_ACCOUNT_ID;
+use crate::manage::{TestOutcome, TestTarget, TriggerRequest, Triggered};
 use crate::queue::{DeliveryFilter, Queue};
 use crate::registry::{
-    check_event_name, check_url, Auth, AuthMethod, BasicAuth, Registry, SchemeName, Status,
-    Webhook, WebhookChanges, WebhookId,
+    check_url, Auth, AuthMethod, BasicAuth, Registry, SchemeName, Status, Webhook, WebhookChanges,
+    WebhookId,
 };
 use crate::retry::RetryPolicy;
 use crate::sqlite::SqliteState;
@@ -75,6 +76,9 @@ enum Command {
     Trigger(TriggerArgs),
     /// The delivery worker: works the queue until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// The Integration Admin pages and their JSON API (webhooks, deliveries, trigger), with
+    /// the delivery worker running in the same process.
+    Admin(AdminArgs),
     /// Show delivery requests and their attempts.
     Deliveries {
         #[command(subcommand)]
@@ -350,6 +354,20 @@ struct TriggerArgs {
 }
 
 #[derive(Debug, Args)]
+struct AdminArgs {
+    /// Where the pages listen. Default 127.0.0.1:8082, or another free port when that one is
+    /// taken.
+    #[arg(long, env = "SENDER_ADMIN_LISTEN")]
+    listen: Option<String>,
+    /// The pages' access token (a random one per start when not given); needed for any address
+    /// that is not loopback.
+    #[arg(long, env = "SENDER_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Debug, Args)]
 struct RunArgs {
     #[command(flatten)]
     delivery: DeliveryArgs,
@@ -472,7 +490,12 @@ pub fn cli_main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            let usage = error.chain().any(|cause| cause.is::<UsageError>());
+            let usage = error.chain().any(|cause| {
+                cause.is::<UsageError>()
+                    || cause
+                        .downcast_ref::<crate::manage::Refusal>()
+                        .is_some_and(crate::manage::Refusal::is_usage)
+            });
             common::cli::failure(&error, if usage { 2 } else { 1 })
         }
     }
@@ -515,6 +538,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Trigger(args) => runtime.block_on(trigger(open()?, args, json)),
         Command::Run(args) => runtime.block_on(run_worker(open()?, args)),
+        Command::Admin(args) => runtime.block_on(run_admin(open()?, args)),
         Command::Deliveries { command } => deliveries(&*open()?, command, json),
         Command::Sign(args) => sign(args, json),
         Command::Replay(args) => runtime.block_on(replay(args, json)),
@@ -557,12 +581,7 @@ fn print_catalogue(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
-    registry.webhook(&WebhookId(id.to_owned()))?.ok_or_else(|| {
-        UsageError(format!(
-            "no webhook {id:?}; `sender webhooks list` shows the ids"
-        ))
-        .into()
-    })
+    crate::manage::find(registry, id)
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -572,8 +591,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         WebhooksCommand::Add(args) => {
-            let webhook = args.changes().create(verify::unix_now_ms())?;
-            state.insert_webhook(&webhook)?;
+            let webhook = crate::manage::add(state, args.changes())?;
             if json {
                 print_json(&webhook.to_json())?;
             } else {
@@ -622,10 +640,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
             }
         }
         WebhooksCommand::Edit { id, args } => {
-            let mut webhook = find(state, &id)?;
-            let read_at_ms = webhook.updated_at_ms;
-            args.changes().apply(&mut webhook, verify::unix_now_ms())?;
-            state.update_webhook(&webhook, read_at_ms)?;
+            let webhook = crate::manage::edit(state, &id, args.changes(), None)?;
             if json {
                 print_json(&webhook.to_json())?;
             } else {
@@ -633,9 +648,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
             }
         }
         WebhooksCommand::Delete { id } => {
-            let dropped = state
-                .delete_webhook(&WebhookId(id.clone()))?
-                .ok_or_else(|| UsageError(format!("no webhook {id:?}")))?;
+            let dropped = crate::manage::delete(state, &id)?;
             if json {
                 print_json(&json!({"id": id, "deleted": true, "undeliveredDropped": dropped}))?;
             } else {
@@ -645,23 +658,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
         WebhooksCommand::Retire { id } => set_status(state, &id, Status::Retired, json)?,
         WebhooksCommand::Activate { id } => set_status(state, &id, Status::Active, json)?,
         WebhooksCommand::Signature { id, out, signing } => {
-            let webhook = find(state, &id)?;
-            let Auth::Signature(file) = &webhook.auth else {
-                return Err(UsageError(format!(
-                    "webhook {id} uses {} authentication; it has no signature file (edit it with --auth signature)",
-                    webhook.auth.method()
-                ))
-                .into());
-            };
-            // The receiving team gets public keys only; the sender's own whsk_ keys leave the
-            // state only when asked for, to sign with `sender sign` or `replay`.
-            let text = if signing {
-                file.to_json_pretty()
-            } else {
-                file.for_receiver()
-                    .map_err(|error| UsageError(format!("webhook {id}: {error}")))?
-                    .to_json_pretty()
-            };
+            let text = crate::manage::signature_file(state, &id, signing)?;
             match out {
                 Some(path) => {
                     write_secret_file(&path, text.as_bytes())?;
@@ -675,35 +672,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
             }
         }
         WebhooksCommand::RotateSecret { id, overlap } => {
-            let mut webhook = find(state, &id)?;
-            let read_at_ms = webhook.updated_at_ms;
-            let Auth::Signature(file) = &mut webhook.auth else {
-                return Err(UsageError(format!(
-                    "webhook {id} uses {} authentication; only signature webhooks have a secret",
-                    webhook.auth.method()
-                ))
-                .into());
-            };
-            let now = verify::unix_now_ms();
-            let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
-            // The signature file writes dates up to the year 9999; a later end would be
-            // written as 1970 and expire the old secret at once, the opposite of the request.
-            const LAST_WRITABLE_SECS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-            if now.div_euclid(1000).saturating_add(overlap_secs) > LAST_WRITABLE_SECS {
-                return Err(UsageError(
-                    "--overlap reaches past the year 9999; give a shorter overlap (e.g. 7d)".into(),
-                )
-                .into());
-            }
-            let fresh = file
-                .fresh_key()
-                .map_err(|error| UsageError(format!("webhook {id}: {error}")))?;
-            file.rotate_key(fresh, now.div_euclid(1000), overlap_secs);
-            let ends = verify::timestamp::format_iso_seconds(
-                now.div_euclid(1000).saturating_add(overlap_secs),
-            );
-            webhook.updated_at_ms = now;
-            state.update_webhook(&webhook, read_at_ms)?;
+            let (ends, _) = crate::manage::rotate_secret(state, &id, overlap, None)?;
             if json {
                 print_json(&json!({"id": id, "overlapEnds": ends}))?;
             } else {
@@ -720,11 +689,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
 
 /// `retire` and `activate`: activation also clears a retention-end disable.
 fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
-    let mut webhook = find(state, id)?;
-    let read_at_ms = webhook.updated_at_ms;
-    webhook.status = status;
-    webhook.updated_at_ms = verify::unix_now_ms();
-    state.update_webhook(&webhook, read_at_ms)?;
+    let webhook = crate::manage::set_status(state, id, status, None)?;
     if json {
         print_json(&webhook.to_json())?;
     } else {
@@ -778,19 +743,10 @@ async fn webhook_test(
     args: TestArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (url, auth, subscribed, label) = match (&args.id, &args.url) {
+    let (target, label) = match (&args.id, &args.url) {
         (Some(id), None) => {
             let webhook = find(&*open()?, id)?;
-            let first = match &webhook.events {
-                crate::registry::EventSelection::Names(names) => names.first().cloned(),
-                crate::registry::EventSelection::All => None,
-            };
-            (
-                webhook.url.clone(),
-                webhook.auth.clone(),
-                first,
-                webhook.id.to_string(),
-            )
+            (TestTarget::of(&webhook), webhook.id.to_string())
         }
         (None, Some(url)) => {
             check_url(url)?;
@@ -826,7 +782,12 @@ async fn webhook_test(
                     Auth::Signature(read_signature_file(path)?)
                 }
             };
-            (url.clone(), auth, None, url.clone())
+            let target = TestTarget {
+                url: url.clone(),
+                auth,
+                default_event: None,
+            };
+            (target, url.clone())
         }
         _ => {
             return Err(UsageError(
@@ -835,42 +796,20 @@ async fn webhook_test(
             .into())
         }
     };
-    let name = args
-        .event
-        .or(subscribed)
-        .unwrap_or_else(|| "COURSE_ENROLLMENT".to_owned());
-    let kind = check_event_name(&name)?;
-    let at = verify::unix_now_ms();
-    let envelope =
-        verify::EventGenerator::new(fastrand::u64(..)).envelope(DEFAULT_ACCOUNT_ID, kind, 1, at);
-    let body = bytes::Bytes::from(envelope.to_bytes());
-    let msg_id = crate::registry::new_msg_id();
-    let headers = auth.headers(&msg_id, at.div_euclid(1000), &body)?;
     let transport = HttpTransport::new(args.connect_timeout, args.response_timeout)
         .with_ca_file(args.ca_file.clone());
-    let (answer, latency) = send_once(
-        &transport,
-        &Outbound {
-            url: url.clone(),
-            headers,
-            body,
-        },
-    )
-    .await;
-    let latency_ms = latency.as_millis();
-    let ok = answer.is_success();
-    let (status, head, error) = match &answer {
-        Answer::Response { status, head, .. } => (Some(*status), head.clone(), None),
-        Answer::Failed(error) => (None, String::new(), Some(error.clone())),
-    };
-    let hint = match status {
-        Some(401 | 403) => Some(format!(
-            "the endpoint refused the credentials: check that its auth matches this webhook's ({}), its secret or password, and its clock",
-            auth.method()
-        )),
-        Some(300..=399) => Some("redirects are not followed: register the final URL".to_owned()),
-        _ => None,
-    };
+    let outcome = crate::manage::send_test(&target, args.event, &transport).await?;
+    let TestOutcome {
+        url,
+        event: name,
+        webhook_id: msg_id,
+        status,
+        error,
+        latency_ms,
+        response: head,
+        ok,
+        hint,
+    } = outcome;
     if json {
         print_json(&json!({
             "target": label, "url": url, "event": name, "webhookId": msg_id,
@@ -902,21 +841,13 @@ async fn trigger(
     args: TriggerArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let kind = check_event_name(&args.event_name)?;
     let config = args.delivery.config()?;
-    if args.count == 0 {
-        return Err(UsageError("--count must be at least 1".into()).into());
-    }
-    let mut set = Vec::new();
-    for text in &args.set {
-        set.push(parse_set(text)?);
-    }
-    let recipe = EventRecipe {
-        kind,
+    let request = TriggerRequest {
+        event_name: args.event_name.clone(),
         count: args.count,
         account_id: args.account,
-        set,
-        data: args.data.as_deref().map(parse_data).transpose()?,
+        set: args.set.clone(),
+        data: args.data.clone(),
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
         time_style: match args.time_style {
             TimeStyleArg::Iso => TimeStyle::Iso,
@@ -924,22 +855,18 @@ async fn trigger(
             TimeStyleArg::EpochS => TimeStyle::EpochSeconds,
         },
     };
-    let at = verify::unix_now_ms();
-    let events = recipe.events(at);
-    let webhooks = state.webhooks()?;
-    let deliveries = route(&events, recipe.account_id, kind, &webhooks);
-    let mut targets: Vec<WebhookId> = Vec::new();
-    for delivery in &deliveries {
-        if !targets.contains(&delivery.webhook_id) {
-            targets.push(delivery.webhook_id.clone());
-        }
-    }
-    {
+    // Checked before the blocking task, so a bad request is a usage error at once.
+    request.recipe()?;
+    let Triggered {
+        kind,
+        events,
+        targets,
+    } = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || state.enqueue(&deliveries, at))
+        tokio::task::spawn_blocking(move || crate::manage::trigger(state.as_ref(), &request))
             .await
-            .context("the enqueue task panicked")??;
-    }
+            .context("the enqueue task panicked")??
+    };
     let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     if targets.is_empty() {
         tell(
@@ -1061,6 +988,42 @@ async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+async fn run_admin(state: Arc<SqliteState>, args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let config = args.delivery.config()?;
+    let address = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| crate::admin::DEFAULT_ADDRESS.to_owned());
+    let token = common::web::choose_token(
+        &address,
+        args.token.as_deref(),
+        common::web::TokenRule {
+            what: "the admin pages",
+            address_flag: "--listen",
+            token_flags: "--token (or SENDER_ADMIN_TOKEN)",
+        },
+    )
+    .map_err(|error| UsageError(format!("{error:#}")))?;
+    Engine::http(state.clone(), config.clone())
+        .check_tls()
+        .map_err(|error| UsageError(format!("{error:#}")))?;
+    let listener = common::web::bind("the admin pages", &address, args.listen.is_some())
+        .await
+        .map_err(|error| UsageError(format!("{error:#}")))?;
+    let local = listener
+        .local_addr()
+        .context("reading the admin pages' address")?;
+    let shutdown = common::signal::shutdown_signal()?;
+    // The first line of standard output: whoever started the pages opens this address.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "admin on http://{local}/?token={}", token.expose());
+    let _ = stdout.flush();
+    tracing::info!(address = %local, "admin pages and delivery worker started");
+    crate::admin::run(listener, token, state, config, shutdown).await?;
+    tracing::info!("sender admin: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn deliveries(
     state: &SqliteState,
     command: DeliveriesCommand,
@@ -1072,14 +1035,7 @@ fn deliveries(
             status: wanted,
             limit,
         } => {
-            if let Some(wanted) = &wanted {
-                if !["pending", "delivered", "expired"].contains(&wanted.as_str()) {
-                    return Err(UsageError(format!(
-                        "--status {wanted:?}: use pending, delivered or expired"
-                    ))
-                    .into());
-                }
-            }
+            crate::manage::check_delivery_state(wanted.as_deref())?;
             let rows = state.deliveries(&DeliveryFilter {
                 webhook_id: webhook.map(WebhookId),
                 state: wanted,

@@ -2,9 +2,12 @@
 //! from the catalogue, and delivery with Learning Manager's ordering, timeouts and retries.
 //!
 //! Layout:
+//! - [`admin`]: `sender admin`, the Integration Admin pages and their JSON API;
 //! - [`cli`]: the `sender` command line ([`cli_main`]), a thin layer over the modules below;
 //! - [`config`]: [`config::DeliveryConfig`] (every duration of the engine) and `--state`;
 //! - [`registry`]: registrations, their validation, the [`registry::Registry`] trait;
+//! - [`manage`]: what an Integration Admin does to webhooks, written once for the command line
+//!   and the admin pages;
 //! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
 //! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`sqlite`] implements it and
 //!   the registry in one SQLite file;
@@ -66,11 +69,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod generate;
 pub mod lease;
+pub mod manage;
 pub mod queue;
 pub mod registry;
 pub mod replay;

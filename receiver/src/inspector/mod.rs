@@ -13,7 +13,6 @@ mod actions;
 mod pages;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +21,6 @@ use common::web::{self, Access, Guard, Token, WebBody};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use verify::Authentication;
@@ -48,8 +43,6 @@ const STREAM_BATCH: usize = 500;
 const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Largest form a page accepts (a pasted signature file fits many times).
 const MAX_FORM_BYTES: usize = 256 * 1024;
-/// How long draining waits for open pages at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens a reader of the store; called on a blocking thread, once per page or stream.
 pub type OpenReader = Arc<dyn Fn() -> anyhow::Result<Box<dyn RequestQuery + Send>> + Send + Sync>;
@@ -95,46 +88,16 @@ pub async fn serve(
         client: common::client::http_client(Duration::from_secs(10)),
         stopping,
     });
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "inspector: accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let handler = move |request| {
         let state = Arc::clone(&state);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |request| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
-                }),
-            );
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%error, "inspector connection ended");
-            }
-        });
-    }
-    let _ = stop.send(true);
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::debug!("inspector: pages still open at shutdown were cut");
-    }
+        async move { handle(&state, request).await }
+    };
+    web::serve(listener, handler, async move {
+        shutdown.await;
+        // Live streams end on this before the connections are drained.
+        let _ = stop.send(true);
+    })
+    .await;
     Ok(())
 }
 
@@ -144,32 +107,7 @@ pub async fn serve(
 /// # Errors
 /// An explicit address that cannot be bound, or no port at all.
 pub async fn bind(address: &str, explicit: bool) -> anyhow::Result<TcpListener> {
-    use anyhow::Context as _;
-    match TcpListener::bind(address).await {
-        Ok(listener) => Ok(listener),
-        Err(error) if explicit => {
-            Err(error).with_context(|| format!("the inspector cannot listen on {address}"))
-        }
-        Err(_) => {
-            let host: SocketAddr = address
-                .parse()
-                .with_context(|| format!("the inspector address {address}"))?;
-            TcpListener::bind(SocketAddr::new(host.ip(), 0))
-                .await
-                .context("the inspector cannot find a free port")
-        }
-    }
-}
-
-/// Whether an inspector address is on the loopback interface.
-///
-/// # Errors
-/// The address is not `IP:PORT`.
-pub fn is_loopback(address: &str) -> anyhow::Result<bool> {
-    let parsed: SocketAddr = address
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{address:?} is not an IP:PORT address (or off)"))?;
-    Ok(parsed.ip().is_loopback())
+    web::bind("the inspector", address, explicit).await
 }
 
 /// Guard, then route. Every answer, refusals included, carries the security headers.
@@ -215,22 +153,12 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
 }
 
 fn not_found() -> Response<WebBody> {
-    web::text(StatusCode::NOT_FOUND, "404 not found\n".to_owned())
+    web::not_found()
 }
 
 /// Reads a urlencoded form body, bounded.
 async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Response<WebBody>> {
-    let bytes = http_body_util::Limited::new(body, MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|_| {
-            web::text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "413 the form is too large\n".to_owned(),
-            )
-        })?
-        .to_bytes();
-    Ok(web::parse_query(&String::from_utf8_lossy(&bytes)))
+    web::read_form(body, MAX_FORM_BYTES).await
 }
 
 /// Runs `read` with a fresh store reader on a blocking thread.

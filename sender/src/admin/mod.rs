@@ -1,0 +1,302 @@
+//! `sender admin` (SPEC section 8): Learning Manager's Integration Admin pages for webhooks,
+//! and the JSON API under `/api/` behind them, served while the delivery worker runs in the
+//! same process.
+//!
+//! Every change goes through [`crate::manage`], the same code as the command line, so the
+//! pages, the API and `sender webhooks …` keep one set of rules over one state. The token
+//! guard, the layout, the stylesheet and the script are `common::web`, shared with the
+//! receiver's inspector.
+//!
+//! Protection: the token (URL once, then an HttpOnly SameSite=Strict cookie, or the
+//! `x-admin-token` header) on every request; a request that changes state must also prove it
+//! is no forged cross-site request: the token in the `x-admin-token` header (scripts), or an
+//! `Origin` naming this server (the pages' own forms; browsers send it with every POST).
+//!
+//! Layout: this file serves, guards and routes; `api` answers JSON; `pages` renders HTML;
+//! `input` turns API bodies and forms into [`crate::registry::WebhookChanges`].
+
+mod api;
+mod input;
+mod pages;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::web::{self, Access, Guard, Token, WebBody};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::config::DeliveryConfig;
+use crate::delivery::{Engine, HttpTransport, Mode, State};
+
+/// Where the pages listen unless told otherwise.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8082";
+/// The header a script sends the token in; it also passes the cross-site check.
+pub const TOKEN_HEADER: &str = "x-admin-token";
+/// The cookie that keeps the token after the first visit (apart from the inspector's).
+const COOKIE: &str = "sender_admin";
+/// Largest request body (a form or a JSON webhook).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The OpenAPI 3 document of `/api/`, kept in the repository beside this file.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the admin pages share between requests.
+pub struct Admin {
+    guard: Guard,
+    state: Arc<dyn State>,
+    /// For **Test webhook**: the engine's timeouts and CA file.
+    transport: HttpTransport,
+}
+
+impl Admin {
+    /// The pages over `state`, guarded by `token`; tests use `config`'s timeouts.
+    pub fn new(token: Token, state: Arc<dyn State>, config: &DeliveryConfig) -> Admin {
+        Admin {
+            guard: Guard::new(token, COOKIE).with_header(TOKEN_HEADER),
+            state,
+            transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
+                .with_ca_file(config.ca_file.clone()),
+        }
+    }
+}
+
+/// Serves the pages on `listener` and runs the delivery worker (as `sender run`) until
+/// `shutdown` resolves; in-flight attempts are recorded before it returns.
+///
+/// # Errors
+/// Storage errors of the worker.
+pub async fn run(
+    listener: TcpListener,
+    token: Token,
+    state: Arc<dyn State>,
+    config: DeliveryConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let admin = Arc::new(Admin::new(token, state.clone(), &config));
+    let engine = Engine::http(state, config).with_role("admin");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.changed().await;
+    };
+    let pages = tokio::spawn(serve(listener, admin, wait(stopped.clone())));
+    let worker = engine.run(Mode::Serve, wait(stopped));
+    tokio::pin!(worker);
+    // One signal stops both: the worker finishes its attempts in flight, the pages drain.
+    let report = tokio::select! {
+        report = &mut worker => report,
+        () = shutdown => {
+            let _ = stop.send(true);
+            worker.await
+        }
+    };
+    let _ = stop.send(true);
+    let _ = pages.await;
+    for id in &report?.disabled {
+        tracing::warn!(webhook = %id, "disabled at the end of retention");
+    }
+    Ok(())
+}
+
+/// Serves the pages alone on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
+    let handler = move |request| {
+        let admin = Arc::clone(&admin);
+        async move { handle(&admin, request).await }
+    };
+    web::serve(listener, handler, shutdown).await;
+}
+
+/// A parsed request: what the handlers look at.
+pub(crate) struct Asked {
+    method: Method,
+    /// The path's segments after the leading `/`.
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    body: bytes::Bytes,
+}
+
+impl Asked {
+    /// The value of a query parameter.
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Guard, cross-site check, then route. Every answer carries the security headers.
+async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebBody> {
+    let (parts, body) = request.into_parts();
+    let access = admin.guard.check(&parts);
+    if access == Access::Refused {
+        return web::unauthorized();
+    }
+    let api = parts.uri.path().starts_with("/api/");
+    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
+    if changes_state && access != Access::ByHeader && !web::same_origin(&parts) {
+        return forged(api);
+    }
+    let body = if changes_state {
+        match web::read_body(body, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        }
+    } else {
+        bytes::Bytes::new()
+    };
+    let asked = Asked {
+        method: parts.method.clone(),
+        segments: parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        query: web::parse_query(parts.uri.query().unwrap_or_default()),
+        body,
+    };
+    let path = parts.uri.path();
+    let mut response = if path == web::STYLESHEET_PATH || path == web::SCRIPT_PATH {
+        web::asset(path).unwrap_or_else(web::not_found)
+    } else if api {
+        api::route(admin, &asked).await
+    } else {
+        pages::route(admin, &asked).await
+    };
+    admin.guard.remember(access, &mut response);
+    response
+}
+
+/// The answer to a state-changing request that may come from another site.
+fn forged(api: bool) -> Response<WebBody> {
+    let message =
+        "a change needs the token in the x-admin-token header, or a form posted from these pages";
+    if api {
+        api::error(StatusCode::FORBIDDEN, "cross_site", message, None)
+    } else {
+        web::text(StatusCode::FORBIDDEN, format!("403 {message}\n"))
+    }
+}
+
+/// Runs a blocking storage call off the async threads.
+async fn blocking<R: Send + 'static>(
+    admin: &Admin,
+    call: impl FnOnce(&dyn State) -> anyhow::Result<R> + Send + 'static,
+) -> anyhow::Result<R> {
+    let state = Arc::clone(&admin.state);
+    tokio::task::spawn_blocking(move || call(state.as_ref()))
+        .await
+        .map_err(|error| anyhow::anyhow!("a storage task stopped: {error}"))?
+}
+
+/// The `Duration` of a rotation overlap as a person writes it (`24h`), default 24 h.
+fn overlap(text: Option<&str>) -> Result<Duration, crate::UsageError> {
+    match text.map(str::trim).filter(|text| !text.is_empty()) {
+        None => Ok(Duration::from_secs(24 * 3600)),
+        Some(text) => common::parse::duration(text).map_err(|error| {
+            crate::UsageError(format!(
+                "--overlap {text:?}: {error}; write it like 24h or 7d"
+            ))
+        }),
+    }
+}
+
+/// A webhook with its newest request, as the **Webhooks** list shows it.
+pub(crate) struct Listed {
+    webhook: crate::registry::Webhook,
+    last: Option<crate::queue::DeliverySummary>,
+}
+
+/// Every webhook with its newest request.
+async fn listed(admin: &Admin) -> anyhow::Result<Vec<Listed>> {
+    blocking(admin, |state| {
+        let mut all = Vec::new();
+        for webhook in state.webhooks()? {
+            let last = state
+                .deliveries(&crate::queue::DeliveryFilter {
+                    webhook_id: Some(webhook.id.clone()),
+                    state: None,
+                    limit: 1,
+                })?
+                .pop();
+            all.push(Listed { webhook, last });
+        }
+        Ok(all)
+    })
+    .await
+}
+
+/// Most requests the **Deliveries** page and its API show, the newest.
+const DELIVERIES_SHOWN: usize = 50;
+
+/// A webhook's newest requests, each with its attempts, in the order they were made.
+async fn deliveries_of(
+    admin: &Admin,
+    id: String,
+) -> anyhow::Result<(crate::registry::Webhook, Vec<crate::queue::DeliveryDetail>)> {
+    blocking(admin, move |state| {
+        let webhook = crate::manage::find(state, &id)?;
+        let newest = state.deliveries(&crate::queue::DeliveryFilter {
+            webhook_id: Some(webhook.id.clone()),
+            state: None,
+            limit: DELIVERIES_SHOWN,
+        })?;
+        let mut details = Vec::new();
+        for summary in newest.iter().rev() {
+            if let Some(detail) = state.delivery(&summary.id)? {
+                details.push(detail);
+            }
+        }
+        Ok((webhook, details))
+    })
+    .await
+}
+
+/// **Test webhook**: one realistic event to a registered webhook now, outside the queue.
+async fn test_webhook(
+    admin: &Admin,
+    id: &str,
+    event: Option<String>,
+) -> anyhow::Result<crate::manage::TestOutcome> {
+    let id = id.to_owned();
+    let webhook = blocking(admin, move |state| crate::manage::find(state, &id)).await?;
+    let target = crate::manage::TestTarget::of(&webhook);
+    crate::manage::send_test(&target, event, &admin.transport).await
+}
+
+/// **Download signature**: the signature file as a download named after the webhook.
+async fn signature_download(
+    admin: &Admin,
+    id: &str,
+    signing: bool,
+) -> anyhow::Result<Response<WebBody>> {
+    let owned = id.to_owned();
+    let text = blocking(admin, move |state| {
+        crate::manage::signature_file(state, &owned, signing)
+    })
+    .await?;
+    let mut response = web::respond(StatusCode::OK, "application/json", text);
+    // The id is `wh_` and alphanumerics (it was found), so it needs no quoting.
+    if let Ok(value) =
+        http::HeaderValue::from_str(&format!("attachment; filename=\"signature-{id}.json\""))
+    {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// **Trigger**: makes the events and queues them; the worker of this process delivers them.
+async fn fire(
+    admin: &Admin,
+    request: crate::manage::TriggerRequest,
+) -> anyhow::Result<crate::manage::Triggered> {
+    request.recipe()?;
+    blocking(admin, move |state| crate::manage::trigger(state, &request)).await
+}
