@@ -60,7 +60,7 @@ impl Refusal {
             return Some(refusal.clone());
         }
         let text = format!("{error:#}");
-        text.contains("meanwhile").then(|| Refusal::Changed(text))
+        text.contains("meanwhile").then_some(Refusal::Changed(text))
     }
 }
 

@@ -21,3 +21,6 @@ mod logs;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod ecosystem;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod admin;

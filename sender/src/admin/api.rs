@@ -114,26 +114,26 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
 }
 
 /// Reads a JSON body; an empty body is `{}`.
-fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> Result<T, Response<WebBody>> {
+fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
     if asked.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&asked.body).map_err(|failure| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("the body is not the JSON this operation takes: {failure}"),
-            None,
-        )
-    })
+    serde_json::from_slice(&asked.body)
 }
 
-/// The body read as JSON, or the handler returns the body's error answer.
+/// The body read as JSON, or the handler returns the 400 that says why it is not.
 macro_rules! read_body {
     ($asked:expr) => {
         match body($asked) {
             Ok(value) => value,
-            Err(response) => return Ok(response),
+            Err(failure) => {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("the body is not the JSON this operation takes: {failure}"),
+                    None,
+                ))
+            }
         }
     };
 }

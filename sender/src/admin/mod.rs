@@ -12,10 +12,12 @@
 //! is no forged cross-site request: the token in the `x-admin-token` header (scripts), or an
 //! `Origin` naming this server (the pages' own forms; browsers send it with every POST).
 //!
-//! Layout: this file serves, guards and routes; `api` answers JSON; `pages` renders HTML;
-//! `input` turns API bodies and forms into [`crate::registry::WebhookChanges`].
+//! Layout: this file serves, guards and routes, with the reads and actions both views share;
+//! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
+//! API bodies and forms into [`crate::registry::WebhookChanges`].
 
 mod api;
+mod html;
 mod input;
 mod pages;
 

@@ -17,3 +17,9 @@ pub mod endpoint;
 
 #[cfg(feature = "sender-tests")]
 pub mod logged;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+pub mod admin;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+pub mod openapi;

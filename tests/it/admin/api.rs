@@ -1,0 +1,566 @@
+//! The admin JSON API over real HTTP, against a real `sender admin` process: every operation
+//! and every refusal, each answer checked against the OpenAPI document (`support::openapi`).
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{json, Value};
+
+use crate::support::admin::{AdminProcess, TOKEN};
+use crate::support::endpoint::{FakeEndpoint, Reply};
+
+/// A webhook body for `POST /api/webhooks`.
+fn webhook(name: &str, url: &str) -> Value {
+    json!({"name": name, "url": url, "events": ["COURSE_ENROLLMENT"]})
+}
+
+/// Polls (bounded) the webhook's deliveries until `done` holds.
+async fn deliveries_until(
+    admin: &AdminProcess,
+    id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = admin
+            .json(
+                Method::GET,
+                &format!("/api/webhooks/{id}/deliveries"),
+                None,
+                200,
+            )
+            .await;
+        let deliveries = answer["deliveries"].as_array().cloned().unwrap_or_default();
+        if done(&deliveries) {
+            return deliveries;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries never reached the expected state: {deliveries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_answers_as_its_openapi_document_says() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    let endpoint = FakeEndpoint::start().await;
+    let admin = AdminProcess::start(&state).await;
+
+    // Add a Signature webhook with two trigger events.
+    let added = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(
+                json!({"name": "CRM sync", "description": "first", "url": endpoint.url(),
+                "auth": "signature", "events": ["COURSE_ENROLLMENT", "COURSE_COMPLETED"]}),
+            ),
+            201,
+        )
+        .await;
+    let id = added["id"].as_str().expect("id").to_owned();
+    assert_eq!(added["scheme"], "standard-webhooks");
+    assert_eq!(added["secrets"], 1);
+    assert_eq!(added["active"], true);
+    let listed = admin.json(Method::GET, "/api/webhooks", None, 200).await;
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["lastDelivery"], Value::Null);
+    let shown = admin
+        .json(Method::GET, &format!("/api/webhooks/{id}"), None, 200)
+        .await;
+    let path = format!("/api/webhooks/{id}");
+
+    // Edit the description, naming the version read.
+    let edited = admin
+        .json(
+            Method::PATCH,
+            &path,
+            Some(json!({"description": "second", "version": shown["version"]})),
+            200,
+        )
+        .await;
+    assert_eq!(edited["description"], "second");
+    assert_eq!(
+        edited["events"],
+        json!(["COURSE_ENROLLMENT", "COURSE_COMPLETED"])
+    );
+    assert!(edited["version"].as_i64() > shown["version"].as_i64());
+
+    // Retire and activate.
+    let retired = admin
+        .json(Method::POST, &format!("{path}/retire"), None, 200)
+        .await;
+    assert_eq!(
+        (retired["status"].clone(), retired["active"].clone()),
+        (json!("retired"), json!(false))
+    );
+    let active = admin
+        .json(
+            Method::POST,
+            &format!("{path}/activate"),
+            Some(json!({"version": retired["version"]})),
+            200,
+        )
+        .await;
+    assert_eq!(active["status"], "active");
+
+    // The signature file verifies what Test webhook sends.
+    let file = admin
+        .call(Method::GET, &format!("{path}/signature"), None)
+        .await;
+    assert_eq!(file.status, http::StatusCode::OK);
+    assert!(file.headers["content-disposition"]
+        .to_str()
+        .expect("text")
+        .starts_with("attachment"));
+    let file = verify::SignatureFile::from_json(&file.body).expect("a signature file");
+    assert_eq!(file.webhook_id, id);
+    let tested = admin
+        .json(Method::POST, &format!("{path}/test"), None, 200)
+        .await;
+    assert_eq!(
+        (tested["ok"].clone(), tested["status"].clone()),
+        (json!(true), json!(200))
+    );
+    let received = endpoint.wait_for(1, Duration::from_secs(10)).await;
+    file.keyring()
+        .expect("keyring")
+        .verify(&received[0].headers, &received[0].body)
+        .expect("the test event verifies with the downloaded file");
+    assert_eq!(
+        tested["webhookId"],
+        received[0].header("webhook-id").expect("id")
+    );
+
+    // A refusal of the credentials comes with the auth hint.
+    endpoint.script([Reply::status(401)]);
+    let refused = admin
+        .json(
+            Method::POST,
+            &format!("{path}/test"),
+            Some(json!({"event": "COURSE_COMPLETED"})),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (refused["ok"].clone(), refused["status"].clone()),
+        (json!(false), json!(401))
+    );
+    assert!(
+        refused["hint"]
+            .as_str()
+            .expect("hint")
+            .contains("credentials"),
+        "{refused}"
+    );
+
+    // Trigger: the worker of the same process delivers, retrying a failure; every attempt shows.
+    endpoint.script([Reply::status(503)]);
+    let triggered = admin
+        .json(
+            Method::POST,
+            "/api/trigger",
+            Some(
+                json!({"event": "COURSE_ENROLLMENT", "count": 2, "account": 2020,
+                "set": {"userId": 42}}),
+            ),
+            202,
+        )
+        .await;
+    assert_eq!(triggered["webhooks"], json!([id]));
+    let event_ids = triggered["eventIds"].as_array().expect("ids").clone();
+    assert_eq!(event_ids.len(), 2);
+    let deliveries = deliveries_until(&admin, &id, |all| {
+        all.len() == 2 && all.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let first = &deliveries[0];
+    assert_eq!(first["eventIds"], json!([event_ids[0]]), "oldest first");
+    assert_eq!(first["accountId"], 2020);
+    let attempts = first["attemptLog"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{first:#}");
+    assert_eq!(
+        (attempts[0]["status"].clone(), attempts[1]["status"].clone()),
+        (json!(503), json!(200))
+    );
+    assert!(first["body"]
+        .as_str()
+        .expect("body")
+        .contains("\"userId\":42"));
+    let one = admin
+        .json(
+            Method::GET,
+            &format!("/api/deliveries/{}", first["id"].as_str().expect("id")),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(one["attemptLog"], first["attemptLog"].clone());
+    let listed = admin.json(Method::GET, "/api/webhooks", None, 200).await;
+    assert_eq!(listed[0]["lastDelivery"]["state"], "delivered");
+
+    // Rotate: two secrets sign until the overlap ends; the new file holds both.
+    let rotated = admin
+        .json(
+            Method::POST,
+            &format!("{path}/rotate"),
+            Some(json!({"overlap": "1h"})),
+            200,
+        )
+        .await;
+    assert_eq!(rotated["secrets"], 2);
+    assert!(rotated["overlapEnds"].is_string());
+    let file = admin
+        .call(Method::GET, &format!("{path}/signature"), None)
+        .await;
+    let file = verify::SignatureFile::from_json(&file.body).expect("a signature file");
+    assert_eq!(file.secrets.len(), 2);
+    assert!(file.secrets[0].expires_at.is_some() && file.secrets[1].expires_at.is_none());
+
+    // Delete: gone for every view.
+    let deleted = admin.json(Method::DELETE, &path, None, 200).await;
+    assert_eq!(deleted["deleted"], true);
+    admin.json(Method::GET, &path, None, 404).await;
+    let (code, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
+    assert_eq!((code, listed.trim()), (Some(0), "[]"));
+
+    assert_eq!(
+        admin.uncovered(),
+        Vec::<String>::new(),
+        "operations never called"
+    );
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_say_which_field_and_why() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    let admin = AdminProcess::start(&state).await;
+    let url = "http://127.0.0.1:9/webhook";
+
+    let refused = |field: &'static str, contains: &'static str| {
+        move |answer: Value| {
+            assert_eq!(answer["error"], "invalid", "{answer}");
+            assert_eq!(answer["field"], field, "{answer}");
+            let message = answer["message"].as_str().expect("message");
+            assert!(message.contains(contains), "{message:?} lacks {contains:?}");
+        }
+    };
+    // A bad URL, an unknown event name, Basic without a password: 422, field named.
+    let mut bad = webhook("x", "ftp://127.0.0.1/hook");
+    refused("url", "not http or https")(
+        admin
+            .json(Method::POST, "/api/webhooks", Some(bad.clone()), 422)
+            .await,
+    );
+    bad = webhook("x", url);
+    bad["events"] = json!(["COURSE_ENROLMENT"]);
+    refused("events", "did you mean COURSE_ENROLLMENT")(
+        admin
+            .json(Method::POST, "/api/webhooks", Some(bad), 422)
+            .await,
+    );
+    bad = webhook("x", url);
+    bad["auth"] = json!("basic");
+    bad["username"] = json!("crm");
+    refused("password", "Password")(
+        admin
+            .json(Method::POST, "/api/webhooks", Some(bad), 422)
+            .await,
+    );
+    bad = webhook("x", url);
+    bad["events"] = json!([]);
+    refused("events", "Trigger events")(
+        admin
+            .json(Method::POST, "/api/webhooks", Some(bad), 422)
+            .await,
+    );
+    let answer = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"colour": "red"})),
+            400,
+        )
+        .await;
+    assert_eq!(answer["error"], "bad_request");
+
+    // Five webhooks, then the sixth is refused.
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let added = admin
+            .json(
+                Method::POST,
+                "/api/webhooks",
+                Some(webhook(&format!("hook {n}"), url)),
+                201,
+            )
+            .await;
+        ids.push(added["id"].as_str().expect("id").to_owned());
+    }
+    let sixth = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(webhook("sixth", url)),
+            409,
+        )
+        .await;
+    assert_eq!(sixth["error"], "limit");
+    assert!(
+        sixth["message"].as_str().expect("message").contains('5'),
+        "{sixth}"
+    );
+
+    // Changed meanwhile: a version read before a change by the command line is refused, and
+    // nothing is written.
+    let path = format!("/api/webhooks/{}", ids[0]);
+    let read = admin.json(Method::GET, &path, None, 200).await;
+    let (code, _, stderr) =
+        admin.cli(&["webhooks", "edit", &ids[0], "--description", "by the CLI"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for (method, target, body) in [
+        (
+            Method::PATCH,
+            path.clone(),
+            json!({"name": "stale", "version": read["version"]}),
+        ),
+        (
+            Method::POST,
+            format!("{path}/retire"),
+            json!({"version": read["version"]}),
+        ),
+        (
+            Method::POST,
+            format!("{path}/rotate"),
+            json!({"version": read["version"]}),
+        ),
+    ] {
+        let answer = admin.json(method, &target, Some(body), 409).await;
+        assert_eq!(answer["error"], "changed", "{target}: {answer}");
+    }
+    let now = admin.json(Method::GET, &path, None, 200).await;
+    assert_eq!(
+        (now["name"].clone(), now["description"].clone()),
+        (json!("hook 0"), json!("by the CLI"))
+    );
+    // Rotating a webhook without a signature says why.
+    refused("form", "only signature webhooks")(
+        admin
+            .json(Method::POST, &format!("{path}/rotate"), None, 422)
+            .await,
+    );
+    admin
+        .json(Method::GET, "/api/webhooks/wh_nothing", None, 404)
+        .await;
+    refused("events", "unknown event")(
+        admin
+            .json(
+                Method::POST,
+                "/api/trigger",
+                Some(json!({"event": "NO_SUCH_EVENT"})),
+                422,
+            )
+            .await,
+    );
+    refused("count", "Count")(
+        admin
+            .json(
+                Method::POST,
+                "/api/trigger",
+                Some(json!({"event": "COURSE_ENROLLMENT", "count": 0})),
+                422,
+            )
+            .await,
+    );
+
+    // A wrong token, or none: 401, reads and changes alike.
+    for headers in [vec![("x-admin-token", "wrong")], vec![]] {
+        let answer = admin.raw(Method::GET, "/api/webhooks", &headers, "").await;
+        assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+        admin.conforms(&Method::GET, "/api/webhooks", &answer);
+        let answer = admin.raw(Method::DELETE, &path, &headers, "").await;
+        assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+        admin.conforms(&Method::DELETE, &path, &answer);
+    }
+    let answer = admin
+        .raw(Method::GET, "/api/webhooks?token=wrong", &[], "")
+        .await;
+    assert_eq!(answer.status, http::StatusCode::UNAUTHORIZED);
+
+    // The cookie alone reads, but a change needs the header or an Origin of this server: a
+    // form posted from another site is refused.
+    let cookie = format!("sender_admin={TOKEN}");
+    let reads = admin
+        .raw(Method::GET, "/api/webhooks", &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(reads.status, http::StatusCode::OK);
+    let evil = "http://evil.example";
+    for headers in [
+        vec![("cookie", cookie.as_str())],
+        vec![("cookie", cookie.as_str()), ("origin", evil)],
+    ] {
+        let answer = admin.raw(Method::DELETE, &path, &headers, "").await;
+        assert_eq!(answer.status, http::StatusCode::FORBIDDEN);
+        assert_eq!(answer.json()["error"], "cross_site");
+        admin.conforms(&Method::DELETE, &path, &answer);
+        let answer = admin
+            .raw(Method::GET, &format!("{path}/delete"), &headers, "")
+            .await;
+        assert_ne!(
+            answer.status,
+            http::StatusCode::FORBIDDEN,
+            "a GET changes nothing"
+        );
+    }
+    admin.json(Method::GET, &path, None, 200).await;
+    let origin = format!("http://{}", admin.addr);
+    let answer = admin
+        .raw(
+            Method::DELETE,
+            &path,
+            &[("cookie", &cookie), ("origin", &origin)],
+            "",
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        http::StatusCode::OK,
+        "same origin with the cookie"
+    );
+    admin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_and_the_api_are_two_views_of_one_state() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    let admin = AdminProcess::start(&state).await;
+    let (code, id, stderr) = admin.cli(&[
+        "webhooks",
+        "add",
+        "--name",
+        "from the CLI",
+        "--url",
+        "http://127.0.0.1:9/a",
+        "--events",
+        "CI_STATS",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let listed = admin.json(Method::GET, "/api/webhooks", None, 200).await;
+    assert_eq!(listed[0]["id"], id.trim());
+    assert_eq!(listed[0]["name"], "from the CLI");
+    let added = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(webhook("from the API", "http://127.0.0.1:9/b")),
+            201,
+        )
+        .await;
+    let (code, shown, _) = admin.cli(&[
+        "webhooks",
+        "show",
+        added["id"].as_str().expect("id"),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0));
+    let shown: Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["name"], "from the API");
+    assert_eq!(shown["events"], json!(["COURSE_ENROLLMENT"]));
+    admin.stop().await;
+}
+
+#[test]
+fn the_token_rules_are_the_inspectors() {
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
+        let dir = tempfile::tempdir().expect("dir");
+        command
+            .args([
+                "--state",
+                &format!("sqlite:{}", dir.path().join("s.db").display()),
+                "admin",
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("SENDER_ADMIN_TOKEN");
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        command.output().expect("run sender")
+    };
+    // Beyond loopback without a token: a configuration error, exit 2.
+    let output = run(&["--listen", "0.0.0.0:0"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not a loopback address") && stderr.contains("--token"),
+        "{stderr}"
+    );
+    // An address given explicitly that is taken: exit 2.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let output = run(&["--listen", &address], &[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on"));
+    // A token that would need escaping is refused.
+    let output = run(&["--listen", "127.0.0.1:0", "--token", "a b"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_random_token_per_start_guards_every_request() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
+    command
+        .args([
+            "--state",
+            &format!("sqlite:{}", dir.path().join("s.db").display()),
+        ])
+        .args(["admin", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("SENDER_ADMIN_TOKEN");
+    let mut process = crate::sender::Spawned::spawn(&mut command);
+    let line = process.next_line(Duration::from_secs(20)).await;
+    let (addr, token) = line
+        .strip_prefix("admin on http://")
+        .and_then(|rest| rest.split_once("/?token="))
+        .unwrap_or_else(|| panic!("first line {line:?}"));
+    assert_eq!(token.len(), 48);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let get = |path: String| async move {
+        crate::support::receiver::send(
+            addr,
+            crate::support::receiver::request(addr, Method::GET, &path, &[], ""),
+        )
+        .await
+    };
+    let first = get(format!("/?token={token}")).await;
+    assert_eq!(first.status, http::StatusCode::OK);
+    let cookie = first.headers["set-cookie"].to_str().expect("cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    for path in [
+        "/",
+        "/api/webhooks",
+        "/api/openapi.json",
+        "/assets/web.css",
+        "/trigger",
+    ] {
+        assert_eq!(
+            get(path.to_owned()).await.status,
+            http::StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    crate::sender::send_signal(process.child.id(), "TERM");
+    assert!(process.wait(Duration::from_secs(15)).await.success());
+}

@@ -1,0 +1,4 @@
+//! `sender admin`, the Integration Admin pages and their JSON API, run as a real process:
+//! the API over HTTP against its OpenAPI document, and the pages in a headless Chromium.
+
+mod api;

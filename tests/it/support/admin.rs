@@ -1,0 +1,198 @@
+//! `sender admin` run as a real process, and a client of its JSON API that checks every
+//! answer against the OpenAPI document the server itself serves (and the repository keeps).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+
+use super::openapi;
+use super::receiver::{request, send, Reply};
+use crate::sender::Spawned;
+
+/// The token the admin processes of the tests get.
+pub const TOKEN: &str = "admin-test-token-42";
+
+/// The delivery worker's numbers, shrunk so that retries show within a test.
+const FAST: &[&str] = &[
+    "--retry-initial",
+    "100ms",
+    "--retry-max",
+    "200ms",
+    "--poll-interval",
+    "20ms",
+    "--batch-interval",
+    "200ms",
+    "--response-timeout",
+    "2s",
+];
+
+/// A `sender admin` process over a state, stopped when dropped.
+pub struct AdminProcess {
+    process: Spawned,
+    /// Where the pages listen.
+    pub addr: SocketAddr,
+    /// The first line it printed.
+    pub first_line: String,
+    /// `--state` as given.
+    pub state: String,
+    /// The OpenAPI document it served.
+    document: Value,
+    /// The operations answered so far: (method, path template, status).
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+}
+
+impl AdminProcess {
+    /// Starts `sender --state STATE admin --listen 127.0.0.1:0 --token TOKEN`, waits for its
+    /// first line and reads `/api/openapi.json`.
+    pub async fn start(state: &str) -> AdminProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
+        command
+            .args(["--state", state, "admin", "--listen", "127.0.0.1:0"])
+            .args(["--token", TOKEN])
+            .args(FAST)
+            .env("RUST_LOG", "warn");
+        let mut process = Spawned::spawn(&mut command);
+        let first_line = process.next_line(Duration::from_secs(20)).await;
+        let addr = first_line
+            .strip_prefix("admin on http://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"));
+        let mut admin = AdminProcess {
+            process,
+            addr,
+            first_line,
+            state: state.to_owned(),
+            document: Value::Null,
+            seen: Mutex::new(BTreeSet::new()),
+        };
+        let served = admin.call(Method::GET, "/api/openapi.json", None).await;
+        assert_eq!(served.status, http::StatusCode::OK);
+        admin.document = served.json();
+        // The document itself is an operation of the document.
+        let template = openapi::check(&admin.document, "GET", "/api/openapi.json", &served)
+            .unwrap_or_else(|error| panic!("GET /api/openapi.json: {error}"));
+        admin
+            .seen
+            .lock()
+            .expect("seen")
+            .insert(("get".to_owned(), template, 200));
+        assert_eq!(
+            admin.document,
+            serde_json::from_str::<Value>(include_str!("../../../sender/src/admin/openapi.json"))
+                .expect("the repository's document is JSON"),
+            "the served document is the repository's"
+        );
+        admin
+    }
+
+    /// The URL that opens the pages, with the token.
+    pub fn url(&self) -> String {
+        format!("http://{}/?token={TOKEN}", self.addr)
+    }
+
+    /// One request with any headers, unchecked.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        send(self.addr, request(self.addr, method, path, headers, body)).await
+    }
+
+    /// Calls the API with the token header; the answer is checked against the document
+    /// (its status is one the operation declares, its body matches that status's schema).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        let reply = self
+            .raw(
+                method.clone(),
+                path,
+                &[
+                    ("x-admin-token", TOKEN),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await;
+        if !self.document.is_null() {
+            let template = openapi::check(&self.document, method.as_str(), path, &reply)
+                .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+            self.seen.lock().expect("seen").insert((
+                method.as_str().to_ascii_lowercase(),
+                template,
+                reply.status.as_u16(),
+            ));
+        }
+        reply
+    }
+
+    /// Asserts that an answer got with [`AdminProcess::raw`] conforms to the document.
+    pub fn conforms(&self, method: &Method, path: &str, reply: &Reply) {
+        if let Err(error) = openapi::check(&self.document, method.as_str(), path, reply) {
+            panic!("{method} {path}: {error}");
+        }
+    }
+
+    /// `call` for a JSON answer of the expected status.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let reply = self.call(method.clone(), path, body).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+
+    /// The operations of the document never called with a 2xx answer, and the statuses
+    /// answered.
+    pub fn uncovered(&self) -> Vec<String> {
+        let seen = self.seen.lock().expect("seen");
+        openapi::operations(&self.document)
+            .into_iter()
+            .filter(|(method, path)| {
+                !seen
+                    .iter()
+                    .any(|(m, p, status)| m == method && p == path && (200..300).contains(status))
+            })
+            .map(|(method, path)| format!("{method} {path}"))
+            .collect()
+    }
+
+    /// Runs `sender --state STATE ARGS` to completion: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"))
+            .args(["--state", &self.state])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run sender");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Stops it with SIGTERM and waits (bounded) for a clean exit.
+    pub async fn stop(mut self) {
+        crate::sender::send_signal(self.process.child.id(), "TERM");
+        let status = self.process.wait(Duration::from_secs(15)).await;
+        assert!(status.success(), "sender admin exited with {status}");
+    }
+}
