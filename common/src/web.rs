@@ -25,7 +25,8 @@ use subtle::ConstantTimeEq as _;
 
 mod serve;
 pub use serve::{
-    bind, choose_token, is_loopback, not_found, read_body, read_form, same_origin, serve, TokenRule,
+    bind, choose_token, is_loopback, not_found, read_body, read_form, same_origin, serve,
+    TokenRule, SAME_ORIGIN_REFERRER,
 };
 
 /// The body type of every page, file and stream.

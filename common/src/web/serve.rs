@@ -175,17 +175,23 @@ pub fn not_found() -> Response<WebBody> {
     text(StatusCode::NOT_FOUND, "404 not found\n".to_owned())
 }
 
-/// Whether a request's `Origin` header names the server it was sent to (`Host`): a browser
-/// sends `Origin` with every POST, so a form posted from another site is told apart even
-/// though the SameSite cookie would already stay home.
+/// Whether a request comes from a page of this same server: the browser says so in
+/// `Sec-Fetch-Site: same-origin`, or its `Origin` names the server it was sent to (`Host`).
+/// Pages cannot set either header themselves, so a form posted from another site is told
+/// apart even where the SameSite cookie would not already stay home. A page served with
+/// `Referrer-Policy: no-referrer` makes browsers send `Origin: null`; the pages that post
+/// forms are served with [`SAME_ORIGIN_REFERRER`].
 pub fn same_origin(parts: &http::request::Parts) -> bool {
-    let header = |name: http::header::HeaderName| {
+    let header = |name: &str| {
         parts
             .headers
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    match (header(http::header::ORIGIN), header(http::header::HOST)) {
+    if header("sec-fetch-site") == Some("same-origin") {
+        return true;
+    }
+    match (header("origin"), header("host")) {
         (Some(origin), Some(host)) => {
             origin.strip_prefix("http://") == Some(host)
                 || origin.strip_prefix("https://") == Some(host)
@@ -193,6 +199,10 @@ pub fn same_origin(parts: &http::request::Parts) -> bool {
         _ => false,
     }
 }
+
+/// The `Referrer-Policy` of pages whose forms post back to their server: the origin goes
+/// along to the same origin only (nothing leaves for other sites).
+pub const SAME_ORIGIN_REFERRER: &str = "same-origin";
 
 #[cfg(test)]
 mod tests {
@@ -231,5 +241,12 @@ mod tests {
         assert!(!same_origin(&parts(Some("http://evil.example"))));
         assert!(!same_origin(&parts(Some("null"))));
         assert!(!same_origin(&parts(None)));
+        let fetched = http::Request::post("/")
+            .header("sec-fetch-site", "same-origin")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        assert!(same_origin(&fetched));
     }
 }

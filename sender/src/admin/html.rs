@@ -288,15 +288,17 @@ fn test_result(outcome: &TestOutcome) -> String {
     html
 }
 
-/// The generated secrets of a Signature webhook: their start, dates, and the download.
-fn signature_section(webhook: &Webhook) -> String {
+/// The generated secrets of a Signature webhook, inside the Signature choice: their start,
+/// dates, the download, and the rotation (its controls belong to the `rotate` form, which
+/// HTML cannot nest in the main one).
+fn secrets(webhook: &Webhook) -> String {
     let Auth::Signature(file) = &webhook.auth else {
-        return String::new();
+        return secrets_to_come();
     };
     let id = escape(webhook.id.as_str());
     let mut html = String::from(
-        "<section aria-label=\"Signature\"><h2>Signature</h2><table aria-label=\"Secrets\">\
-         <thead><tr><th>Generated secret</th><th>Created</th><th>Expires</th></tr></thead><tbody>",
+        "<table aria-label=\"Secrets\"><thead><tr><th>Generated secret</th><th>Created</th>\
+         <th>Expires</th></tr></thead><tbody>",
     );
     for secret in &file.secrets {
         // Enough to tell two secrets apart; the whole secret is only in the downloaded file.
@@ -312,17 +314,21 @@ fn signature_section(webhook: &Webhook) -> String {
     let _ = write!(
         html,
         "</tbody></table><p><a href=\"/webhooks/{id}/signature.json\" download>Download signature</a> \
-         <span class=\"muted\">(the signature file for the receiving team, scheme <code>{}</code>)</span></p>\
-         <form method=\"post\" action=\"/webhooks/{id}/rotate\" class=\"bar\">\
-         <input type=\"hidden\" name=\"version\" value=\"{}\">\
-         <label for=\"overlap\">Overlap</label>\
-         <input type=\"text\" id=\"overlap\" name=\"overlap\" value=\"24h\" size=\"6\">\
-         <button type=\"submit\">Rotate secret</button>\
-         <span class=\"muted\">a new secret; both sign until the overlap ends</span></form></section>",
+         <span class=\"muted\">the signature file for the receiving team (scheme <code>{}</code>)</span></p>\
+         <p class=\"bar\"><label for=\"overlap\">Overlap</label>\
+         <input type=\"text\" id=\"overlap\" name=\"overlap\" value=\"24h\" size=\"6\" form=\"rotate\">\
+         <button type=\"submit\" form=\"rotate\">Rotate secret</button>\
+         <span class=\"muted\">a new secret; old and new both sign until the overlap ends</span></p>",
         escape(&file.scheme),
-        webhook.updated_at_ms
     );
     html
+}
+
+/// What the Signature choice says before a webhook has a secret.
+fn secrets_to_come() -> String {
+    "<p class=\"muted\">A secret is generated when the webhook is saved with Signature; \
+     <strong>Download signature</strong> then gives the file for the receiving team.</p>"
+        .to_owned()
 }
 
 /// **Add webhook** (no `webhook`) or **Edit**.
@@ -348,6 +354,9 @@ pub(super) fn webhook_form(
             "<p role=\"alert\" class=\"problem\">{}</p>",
             escape(message)
         );
+    }
+    if let Some(outcome) = tested {
+        main.push_str(&test_result(outcome));
     }
     let _ = write!(main, "<form method=\"post\" action=\"{action}\">");
     if let Some(webhook) = webhook {
@@ -390,7 +399,7 @@ pub(super) fn webhook_form(
         );
     }
     main.push_str(&message);
-    main.push_str("<fieldset><legend>Basic</legend>");
+    main.push_str("<fieldset><legend>Basic</legend><div class=\"pair\">");
     main.push_str(&text_field(
         "username",
         "Username",
@@ -412,7 +421,7 @@ pub(super) fn webhook_form(
             " autocomplete=\"new-password\""
         },
     ));
-    main.push_str("</fieldset><fieldset><legend>Signature</legend>");
+    main.push_str("</div></fieldset><fieldset><legend>Signature</legend>");
     let (invalid, message) = error_of(error, "scheme");
     let _ = write!(
         main,
@@ -429,12 +438,7 @@ pub(super) fn webhook_form(
         );
     }
     let _ = write!(main, "</select>{message}</p>");
-    if webhook.is_none_or(|webhook| !matches!(webhook.auth, Auth::Signature(_))) {
-        main.push_str(
-            "<p class=\"muted\">A secret is generated when the webhook is saved with Signature; \
-             <strong>Download signature</strong> then gives the file for the receiving team.</p>",
-        );
-    }
+    main.push_str(&webhook.map(secrets).unwrap_or_else(secrets_to_come));
     main.push_str("</fieldset></fieldset>");
 
     // Trigger events: the whole catalogue, real-time and batch apart.
@@ -474,11 +478,18 @@ pub(super) fn webhook_form(
     }
     main.push_str("</fieldset>");
 
+    let test_button = match webhook {
+        Some(_) => {
+            " <button type=\"submit\" form=\"test\">Test webhook</button> \
+             <span class=\"muted\">sends one realistic event of its first trigger event now</span>"
+        }
+        None => " <span class=\"muted\">Test webhook is here once the webhook is saved</span>",
+    };
     let _ = write!(
         main,
         "<p><input type=\"checkbox\" role=\"switch\" id=\"active\" name=\"active\"{}>\
          <label for=\"active\">Activation status</label> <span class=\"muted\">{}</span></p>\
-         <p><button type=\"submit\">Save</button></p></form>",
+         <p class=\"bar\"><button type=\"submit\">Save</button>{test_button}</p></form>",
         if values.active { " checked" } else { "" },
         match webhook {
             Some(webhook) => format!("now {}", escape(&activation(&webhook.status))),
@@ -489,18 +500,15 @@ pub(super) fn webhook_form(
     let title = match webhook {
         Some(webhook) => {
             let id = escape(webhook.id.as_str());
+            // The forms of Test webhook and Rotate secret, whose controls sit in the main form.
             let _ = write!(
                 main,
-                "<section aria-label=\"Test webhook\"><form method=\"post\" action=\"/webhooks/{id}/test\">\
-                 <button type=\"submit\">Test webhook</button> \
-                 <span class=\"muted\">sends one realistic event of its first trigger event now</span></form>{}</section>",
-                tested.map(test_result).unwrap_or_default()
-            );
-            main.push_str(&signature_section(webhook));
-            let _ = write!(
-                main,
-                "<p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Deliveries</a> \
-                 <a href=\"/webhooks/{id}/delete\">Delete</a></p>"
+                "<form id=\"test\" method=\"post\" action=\"/webhooks/{id}/test\"></form>\
+                 <form id=\"rotate\" method=\"post\" action=\"/webhooks/{id}/rotate\">\
+                 <input type=\"hidden\" name=\"version\" value=\"{}\"></form>\
+                 <p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Deliveries</a> \
+                 <a href=\"/webhooks/{id}/delete\">Delete</a></p>",
+                webhook.updated_at_ms
             );
             format!("Edit {}", webhook.name)
         }

@@ -171,6 +171,11 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebB
         pages::route(admin, &asked).await
     };
     admin.guard.remember(access, &mut response);
+    // The pages post forms back here: let the browser send their Origin (see `same_origin`).
+    response.headers_mut().insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static(web::SAME_ORIGIN_REFERRER),
+    );
     response
 }
 

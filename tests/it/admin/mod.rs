@@ -2,3 +2,4 @@
 //! the API over HTTP against its OpenAPI document, and the pages in a headless Chromium.
 
 mod api;
+mod browser;

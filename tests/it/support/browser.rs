@@ -257,6 +257,11 @@ impl Browser {
         )
     }
 
+    /// Reloads the page.
+    pub fn refresh(&self) {
+        self.command("POST", "/refresh", Some(json!({})));
+    }
+
     /// The form field labelled `label` (a `<label for>` whose own text starts with it).
     pub fn field(&self, label: &str) -> Element {
         let xpath = format!(
@@ -399,7 +404,14 @@ fn literal(text: &str) -> String {
     }
 }
 
-/// Where the screenshots go: `target/inspector-screenshots/`.
+/// Where the inspector's screenshots go: `target/inspector-screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/inspector-screenshots")
+    screenshots("inspector-screenshots")
+}
+
+/// A directory for screenshots under the workspace's `target/`.
+pub fn screenshots(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(name)
 }

@@ -1,0 +1,378 @@
+//! The Integration Admin pages in a real headless Chromium, clicked through as an admin
+//! would, controls found by role, label and text, against real `receiver` processes: every
+//! flow of the seed. Screenshots of each page go to `target/admin-screenshots/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::support::admin::AdminProcess;
+use crate::support::browser::{self, Browser};
+use crate::support::receiver::{free_addr, run_cli, Process};
+
+/// A `receiver listen` on `addr` with its own store and the given auth flags.
+fn receiver(dir: &Path, name: &str, addr: SocketAddr, auth: &[&str]) -> (Process, PathBuf) {
+    let store = dir.join(format!("{name}.db"));
+    let store_arg = format!("sqlite:{}", store.display());
+    let listen = addr.to_string();
+    let mut args = vec![
+        "listen", "--listen", &listen, "--path", "/webhook", "--store", &store_arg, "--ui", "off",
+        "--output", "quiet",
+    ];
+    args.extend_from_slice(auth);
+    (Process::spawn(&args, &[]), store)
+}
+
+/// A signature file of the same scheme with a secret of its own.
+fn other_secret_file(path: &Path) {
+    let secret = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let file = serde_json::json!({"version": 1, "webhookId": "wh_other", "webhookName": "other",
+        "scheme": "standard-webhooks", "algorithm": "HMAC-SHA256", "toleranceSeconds": 300,
+        "secrets": [{"secret": format!("whsec_{secret}"), "createdAt": "2026-01-01T00:00:00Z",
+                     "expiresAt": null}]});
+    std::fs::write(path, file.to_string()).expect("write the other file");
+}
+
+fn shot(browser: &Browser, name: &str) {
+    browser.screenshot(&browser::screenshots("admin-screenshots").join(format!("{name}.png")));
+}
+
+/// Waits for a status line starting with `text`.
+fn status(browser: &Browser, text: &str) {
+    browser.wait_for(
+        &format!("//*[@role='status' and starts-with(normalize-space(), '{text}')]"),
+        Duration::from_secs(15),
+    );
+}
+
+/// Fills the Add webhook form (Name, Target URL, trigger events) and leaves it unsaved.
+fn fill(browser: &Browser, name: &str, url: &str, events: &[&str]) {
+    browser.type_into(&browser.field("Name"), name);
+    browser.type_into(&browser.field("Target URL"), url);
+    for event in events {
+        browser.click(&browser.field(event));
+    }
+}
+
+/// Opens the Edit page of the webhook named `name` from the list.
+fn open_edit(browser: &Browser, admin: &AdminProcess, name: &str) {
+    browser.goto(&format!("http://{}/", admin.addr));
+    browser.click(&browser.link(name));
+    browser.button("Test webhook");
+}
+
+/// Points the webhook being edited at `url` and saves.
+fn retarget(browser: &Browser, url: &str) {
+    browser.type_into(&browser.field("Target URL"), url);
+    browser.click(&browser.button("Save"));
+    status(browser, "Saved.");
+}
+
+#[test]
+fn an_integration_admin_clicks_through_every_flow_in_chromium() {
+    if !browser::available("admin browser test") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    let admin = runtime.block_on(AdminProcess::start(&state));
+    assert!(admin.first_line.starts_with("admin on http://127.0.0.1:"));
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    let browser = Browser::start(&downloads);
+    let crm_addr = free_addr();
+    let crm_url = format!("http://{crm_addr}/webhook");
+
+    // Add webhook: a mistake is shown beside its field, in words.
+    browser.goto(&admin.url());
+    browser.click(&browser.button("Add webhook"));
+    fill(
+        &browser,
+        "CRM sync",
+        "ftp://crm.example.com/hook",
+        &["COURSE_ENROLLMENT"],
+    );
+    browser.click(&browser.button("Save"));
+    let url_error = browser.wait_for("//p[@id='url-error']", Duration::from_secs(5));
+    assert!(browser.text(&url_error).contains("not http or https"));
+    let url_field = browser.field("Target URL");
+    browser.wait_for(
+        "//input[@id='url' and @aria-invalid='true']",
+        Duration::from_secs(1),
+    );
+    shot(&browser, "add-webhook-error");
+
+    // Fixed: a Signature webhook with two trigger events.
+    browser.type_into(&url_field, &crm_url);
+    browser.click(&browser.field("COURSE_COMPLETED"));
+    browser.type_into(&browser.field("Description"), "first description");
+    browser.click(&browser.field("Signature"));
+    browser.click(&browser.button("Save"));
+    status(&browser, "Saved.");
+    let edit_url = browser.url();
+    let id = edit_url
+        .split("/webhooks/")
+        .nth(1)
+        .and_then(|rest| rest.split('?').next())
+        .expect("the edit page's URL names the id")
+        .to_owned();
+    browser.wait_for(
+        "//input[@id='event-COURSE_ENROLLMENT' and @checked]",
+        Duration::from_secs(1),
+    );
+    browser.wait_for(
+        "//input[@id='event-COURSE_COMPLETED' and @checked]",
+        Duration::from_secs(1),
+    );
+
+    // Download signature, and start the CRM's receiver with that file.
+    browser.click(&browser.link("Download signature"));
+    let file_name = format!("signature-{id}.json");
+    let file = browser.downloaded(&file_name, Duration::from_secs(10));
+    let parsed = verify::SignatureFile::from_json(&file).expect("a signature file");
+    assert_eq!(
+        (parsed.webhook_id.as_str(), parsed.secrets.len()),
+        (id.as_str(), 1)
+    );
+    let first_file = downloads.join(&file_name);
+    let first_file_arg = first_file.display().to_string();
+    let (crm, crm_store) = receiver(
+        dir.path(),
+        "crm",
+        crm_addr,
+        &["--signature-file", &first_file_arg],
+    );
+    // Test webhook: the receiver accepts it.
+    browser.click(&browser.button("Test webhook"));
+    status(&browser, "Answered 200");
+    shot(&browser, "edit-tested");
+
+    // Against a receiver with another secret: refused, with the auth hint.
+    let other = dir.path().join("other.json");
+    other_secret_file(&other);
+    let other_arg = other.display().to_string();
+    let (other_receiver, _) = receiver(
+        dir.path(),
+        "other",
+        free_addr(),
+        &["--signature-file", &other_arg],
+    );
+    retarget(&browser, &format!("http://{}/webhook", other_receiver.addr));
+    browser.click(&browser.button("Test webhook"));
+    status(&browser, "Answered 401");
+    let hint = browser.wait_for(
+        "//*[@role='alert' and starts-with(normalize-space(), 'Hint:')]",
+        Duration::from_secs(5),
+    );
+    assert!(
+        browser.text(&hint).contains("credentials"),
+        "{}",
+        browser.text(&hint)
+    );
+    retarget(&browser, &crm_url);
+
+    // Edit the description.
+    browser.type_into(&browser.field("Description"), "second description");
+    browser.click(&browser.button("Save"));
+    status(&browser, "Saved.");
+    assert!(browser
+        .try_find("//textarea[@id='description' and normalize-space()='second description']")
+        .is_some());
+
+    // Retire and activate from the list's Activation status switch.
+    browser.goto(&format!("http://{}/", admin.addr));
+    let switch = "//button[@role='switch' and @aria-label='Activation status of CRM sync']";
+    browser.click(&browser.wait_for(switch, Duration::from_secs(5)));
+    let off = browser.wait_for(
+        &format!("{switch}[@aria-checked='false']"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(browser.text(&off), "Inactive");
+    assert_eq!(browser.computed_role(&off), "switch");
+    let (_, shown, _) = admin.cli(&["webhooks", "show", &id, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).expect("JSON")["status"],
+        "retired"
+    );
+    browser.click(&browser.wait_for(switch, Duration::from_secs(5)));
+    let on = browser.wait_for(
+        &format!("{switch}[@aria-checked='true']"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(browser.text(&on), "Active");
+
+    // Trigger an event and watch its delivery and attempts appear.
+    browser.click(&browser.link("Trigger"));
+    browser.click(&browser.wait_for(
+        "//select[@id='event']//option[normalize-space()='COURSE_ENROLLMENT']",
+        Duration::from_secs(5),
+    ));
+    browser.type_into(&browser.field("Count"), "2");
+    browser.type_into(&browser.field("Field values"), "userId=42");
+    browser.click(&browser.button("Trigger"));
+    status(&browser, "Queued 2 COURSE_ENROLLMENT event(s)");
+    shot(&browser, "trigger");
+    browser.goto(&format!("http://{}/webhooks/{id}/deliveries", admin.addr));
+    let delivered =
+        "//section[starts-with(@aria-label, 'Request msg_') and .//h2[contains(., 'delivered')]]";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = (1..=3)
+            .filter(|n| browser.try_find(&format!("({delivered})[{n}]")).is_some())
+            .count();
+        if count >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two delivered requests never showed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        browser.refresh();
+    }
+    browser.wait_for(
+        &format!("({delivered})[1]//table[starts-with(@aria-label, 'Attempts of')]//td[normalize-space()='200']"),
+        Duration::from_secs(1),
+    );
+    shot(&browser, "deliveries");
+    let (code, events, stderr) = run_cli(
+        &[
+            "events",
+            "list",
+            "--store",
+            &format!("sqlite:{}", crm_store.display()),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let events: Vec<Value> = serde_json::from_str(&events).expect("JSON");
+    let triggered = events
+        .iter()
+        .filter(|event| {
+            event["raw"]
+                .as_str()
+                .is_some_and(|raw| raw.contains("\"userId\":42"))
+        })
+        .count();
+    assert_eq!(triggered, 2, "{events:#?}");
+
+    // Rotate the secret: the receiver with the old file still accepts (both secrets sign),
+    // and so does one given the new file.
+    open_edit(&browser, &admin, "CRM sync");
+    browser.type_into(&browser.field("Overlap"), "1h");
+    browser.click(&browser.button("Rotate secret"));
+    status(&browser, "Rotated: both secrets sign until");
+    browser.wait_for(
+        "//table[@aria-label='Secrets']/tbody/tr[2]",
+        Duration::from_secs(1),
+    );
+    browser.click(&browser.button("Test webhook"));
+    status(&browser, "Answered 200");
+    browser.click(&browser.link("Download signature"));
+    let rotated_name = format!("signature-{id} (1).json");
+    let rotated = verify::SignatureFile::from_json(
+        &browser.downloaded(&rotated_name, Duration::from_secs(10)),
+    )
+    .expect("the rotated file");
+    assert_eq!(rotated.secrets.len(), 2);
+    let rotated_arg = downloads.join(&rotated_name).display().to_string();
+    let (new_receiver, _) = receiver(
+        dir.path(),
+        "new",
+        free_addr(),
+        &["--signature-file", &rotated_arg],
+    );
+    retarget(&browser, &format!("http://{}/webhook", new_receiver.addr));
+    browser.click(&browser.button("Test webhook"));
+    status(&browser, "Answered 200");
+    drop(crm);
+
+    // A Basic webhook, tested against a receiver that checks Basic.
+    let (basic_receiver, _) = receiver(
+        dir.path(),
+        "basic",
+        free_addr(),
+        &["--basic-user", "crm", "--basic-password", "s3cret-pw"],
+    );
+    browser.goto(&format!("http://{}/webhooks/new", admin.addr));
+    fill(
+        &browser,
+        "Reporting",
+        &format!("http://{}/webhook", basic_receiver.addr),
+        &["LEARNER_PROGRESS"],
+    );
+    browser.click(&browser.field("Basic"));
+    browser.type_into(&browser.field("Username"), "crm");
+    browser.type_into(&browser.field("Password"), "s3cret-pw");
+    browser.click(&browser.button("Save"));
+    status(&browser, "Saved.");
+    browser.click(&browser.button("Test webhook"));
+    status(&browser, "Answered 200");
+    assert!(!browser
+        .text(&browser.wait_for("//main", Duration::from_secs(1)))
+        .contains("s3cret-pw"));
+
+    // Up to 5 webhooks; then the page says so and a sixth is refused.
+    for n in 3..=5 {
+        browser.goto(&format!("http://{}/webhooks/new", admin.addr));
+        fill(
+            &browser,
+            &format!("Extra {n}"),
+            "http://127.0.0.1:9/hook",
+            &["CI_STATS"],
+        );
+        browser.click(&browser.field("None"));
+        browser.click(&browser.button("Save"));
+        status(&browser, "Saved.");
+    }
+    browser.goto(&format!("http://{}/", admin.addr));
+    status(&browser, "The limit of 5 webhooks is reached");
+    let add = browser.button("Add webhook");
+    assert!(browser
+        .try_find("//button[normalize-space()='Add webhook' and @disabled]")
+        .is_some());
+    let _ = add;
+    shot(&browser, "webhooks");
+    browser.goto(&format!("http://{}/webhooks/new", admin.addr));
+    fill(&browser, "Sixth", "http://127.0.0.1:9/hook", &["CI_STATS"]);
+    browser.click(&browser.button("Save"));
+    let refused = browser.wait_for(
+        "//*[@role='alert' and contains(., 'the most allowed is 5')]",
+        Duration::from_secs(5),
+    );
+    assert!(browser.text(&refused).contains("5 webhooks are registered"));
+
+    // Delete with a confirmation.
+    browser.goto(&format!("http://{}/", admin.addr));
+    browser.click(&browser.wait_for(
+        "//tr[.//a[normalize-space()='Extra 5']]//a[normalize-space()='Delete']",
+        Duration::from_secs(5),
+    ));
+    browser.wait_for(
+        "//p[contains(., 'Delete the webhook')]",
+        Duration::from_secs(5),
+    );
+    shot(&browser, "delete-confirmation");
+    browser.click(&browser.button("Delete"));
+    status(&browser, "The webhook was deleted.");
+    assert!(browser
+        .try_find("//a[normalize-space()='Extra 5']")
+        .is_none());
+    let (_, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed)
+            .expect("JSON")
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+
+    drop(browser);
+    drop((other_receiver, new_receiver, basic_receiver));
+    runtime.block_on(admin.stop());
+}
