@@ -472,6 +472,44 @@ async fn the_command_line_and_the_api_are_two_views_of_one_state() {
     let shown: Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(shown["name"], "from the API");
     assert_eq!(shown["events"], json!(["COURSE_ENROLLMENT"]));
+
+    // The pages too: what the command line added is on the Webhooks page, and what the Add
+    // webhook form saves is in `sender webhooks list`.
+    let cookie = format!("sender_admin={TOKEN}");
+    let page = admin
+        .raw(Method::GET, "/", &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(page.status, http::StatusCode::OK);
+    let page = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(
+        page.contains(">from the CLI</a>") && page.contains(">from the API</a>"),
+        "{page}"
+    );
+    let origin = format!("http://{}", admin.addr);
+    let form = "name=from+the+page&url=http%3A%2F%2F127.0.0.1%3A9%2Fc&auth=none&events=LEARNER_PROGRESS&active=on";
+    let saved = admin
+        .raw(
+            Method::POST,
+            "/webhooks",
+            &[
+                ("cookie", &cookie),
+                ("origin", &origin),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            form,
+        )
+        .await;
+    assert_eq!(saved.status, http::StatusCode::SEE_OTHER, "{saved:?}");
+    let (code, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let listed: Value = serde_json::from_str(&listed).expect("JSON");
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|webhook| webhook["name"].as_str())
+        .collect();
+    assert_eq!(names, ["from the CLI", "from the API", "from the page"]);
     admin.stop().await;
 }
 
