@@ -1095,11 +1095,7 @@ fn deliveries(
                 outln!("event ids   {}", detail.event_ids.join(", "))?;
                 outln!("attempts:")?;
                 for attempt in &detail.attempt_log {
-                    let outcome = attempt
-                        .status
-                        .map(|s| s.to_string())
-                        .or_else(|| attempt.error.clone())
-                        .unwrap_or_default();
+                    let outcome = attempt.outcome();
                     outln!(
                         "  #{:<3} {}  {:<40} {:>6} ms  {}",
                         attempt.attempt,

@@ -131,6 +131,16 @@ pub struct AttemptView {
     pub response_head: Option<String>,
 }
 
+impl AttemptView {
+    /// The status when a response came, else the error.
+    pub fn outcome(&self) -> String {
+        self.status
+            .map(|status| status.to_string())
+            .or_else(|| self.error.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A request with its attempts and body, for `deliveries show`.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,6 @@
 //! - `--rate 200` for 5 seconds sends 1000 requests on schedule.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,19 +18,7 @@ use crate::support::receiver::{run_cli, Process};
 
 /// Runs `sender ARGS` to completion: (exit code, stdout, stderr).
 fn run_sender(state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_it-sender"))
-        .arg("--state")
-        .arg(format!("sqlite:{}", state.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run sender");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    crate::sender::sender_output(&format!("sqlite:{}", state.display()), args)
 }
 
 fn ok(result: (Option<i32>, String, String), what: &str) -> String {

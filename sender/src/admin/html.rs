@@ -576,17 +576,12 @@ pub(super) fn deliveries(webhook: &Webhook, details: &[DeliveryDetail]) -> Strin
             escape(&summary.id)
         );
         for attempt in &detail.attempt_log {
-            let outcome = attempt
-                .status
-                .map(|status| status.to_string())
-                .or_else(|| attempt.error.clone())
-                .unwrap_or_default();
             let _ = write!(
                 main,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td><code>{}</code></td></tr>",
                 attempt.attempt,
                 escape(&attempt.at),
-                escape(&outcome),
+                escape(&attempt.outcome()),
                 attempt.latency_ms,
                 escape(attempt.response_head.as_deref().unwrap_or(""))
             );

@@ -14,6 +14,12 @@ fn webhook(name: &str, url: &str) -> Value {
     json!({"name": name, "url": url, "events": ["COURSE_ENROLLMENT"]})
 }
 
+/// Runs a test on a fresh SQLite state (`sqlite:PATH`).
+async fn on_sqlite<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
+    let dir = tempfile::tempdir().expect("dir");
+    test(format!("sqlite:{}", dir.path().join("sender.db").display())).await;
+}
+
 /// Polls (bounded) the webhook's deliveries until `done` holds.
 async fn deliveries_until(
     admin: &AdminProcess,
@@ -44,8 +50,10 @@ async fn deliveries_until(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_its_openapi_document_says() {
-    let dir = tempfile::tempdir().expect("dir");
-    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    on_sqlite(every_operation).await;
+}
+
+async fn every_operation(state: String) {
     let endpoint = FakeEndpoint::start().await;
     let admin = AdminProcess::start(&state).await;
 
@@ -237,8 +245,10 @@ async fn every_operation_answers_as_its_openapi_document_says() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_say_which_field_and_why() {
-    let dir = tempfile::tempdir().expect("dir");
-    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    on_sqlite(refusals).await;
+}
+
+async fn refusals(state: String) {
     let admin = AdminProcess::start(&state).await;
     let url = "http://127.0.0.1:9/webhook";
 
@@ -437,8 +447,10 @@ async fn refusals_say_which_field_and_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_and_the_api_are_two_views_of_one_state() {
-    let dir = tempfile::tempdir().expect("dir");
-    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    on_sqlite(two_views).await;
+}
+
+async fn two_views(state: String) {
     let admin = AdminProcess::start(&state).await;
     let (code, id, stderr) = admin.cli(&[
         "webhooks",

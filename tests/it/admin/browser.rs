@@ -26,6 +26,12 @@ fn receiver(dir: &Path, name: &str, addr: SocketAddr, auth: &[&str]) -> (Process
     (Process::spawn(&args, &[]), store)
 }
 
+/// A receiver that verifies with the signature file at `file`.
+fn signed_receiver(dir: &Path, name: &str, addr: SocketAddr, file: &Path) -> (Process, PathBuf) {
+    let file = file.display().to_string();
+    receiver(dir, name, addr, &["--signature-file", &file])
+}
+
 /// A signature file of the same scheme with a secret of its own.
 fn other_secret_file(path: &Path) {
     let secret = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
@@ -138,14 +144,8 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         (parsed.webhook_id.as_str(), parsed.secrets.len()),
         (id.as_str(), 1)
     );
-    let first_file = downloads.join(&file_name);
-    let first_file_arg = first_file.display().to_string();
-    let (crm, crm_store) = receiver(
-        dir.path(),
-        "crm",
-        crm_addr,
-        &["--signature-file", &first_file_arg],
-    );
+    let (crm, crm_store) =
+        signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
     // Test webhook: the receiver accepts it.
     browser.click(&browser.button("Test webhook"));
     status(&browser, "Answered 200");
@@ -154,13 +154,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     // Against a receiver with another secret: refused, with the auth hint.
     let other = dir.path().join("other.json");
     other_secret_file(&other);
-    let other_arg = other.display().to_string();
-    let (other_receiver, _) = receiver(
-        dir.path(),
-        "other",
-        free_addr(),
-        &["--signature-file", &other_arg],
-    );
+    let (other_receiver, _) = signed_receiver(dir.path(), "other", free_addr(), &other);
     retarget(&browser, &format!("http://{}/webhook", other_receiver.addr));
     browser.click(&browser.button("Test webhook"));
     status(&browser, "Answered 401");
@@ -280,12 +274,11 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     )
     .expect("the rotated file");
     assert_eq!(rotated.secrets.len(), 2);
-    let rotated_arg = downloads.join(&rotated_name).display().to_string();
-    let (new_receiver, _) = receiver(
+    let (new_receiver, _) = signed_receiver(
         dir.path(),
         "new",
         free_addr(),
-        &["--signature-file", &rotated_arg],
+        &downloads.join(&rotated_name),
     );
     retarget(&browser, &format!("http://{}/webhook", new_receiver.addr));
     browser.click(&browser.button("Test webhook"));

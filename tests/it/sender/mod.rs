@@ -177,6 +177,23 @@ pub fn send_signal(pid: u32, signal: &str) -> i32 {
         .unwrap_or(-1)
 }
 
+/// Runs `sender --state STATE ARGS` (logging warnings only) to completion: (exit code,
+/// stdout, stderr).
+pub fn sender_output(state: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"))
+        .args(["--state", state])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sender");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs `sender --state STATE ARGS` (logging warnings only) to success in a blocking thread.
 pub async fn run_sender(state: &str, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));

@@ -176,17 +176,7 @@ impl AdminProcess {
 
     /// Runs `sender --state STATE ARGS` to completion: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"))
-            .args(["--state", &self.state])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run sender");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        crate::sender::sender_output(&self.state, args)
     }
 
     /// Stops it with SIGTERM and waits (bounded) for a clean exit.
