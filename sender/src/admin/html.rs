@@ -301,12 +301,10 @@ fn secrets(webhook: &Webhook) -> String {
          <th>Expires</th></tr></thead><tbody>",
     );
     for secret in &file.secrets {
-        // Enough to tell two secrets apart; the whole secret is only in the downloaded file.
-        let start: String = secret.secret.chars().take(10).collect();
         let _ = write!(
             html,
-            "<tr><td><code>{}…</code></td><td>{}</td><td>{}</td></tr>",
-            escape(&start),
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(&secret_shown(&secret.secret)),
             escape(&secret.created_at),
             escape(secret.expires_at.as_deref().unwrap_or("never"))
         );
@@ -322,6 +320,24 @@ fn secrets(webhook: &Webhook) -> String {
         escape(&file.scheme),
     );
     html
+}
+
+/// A secret as the page shows it: its kind (`whsec_`) and a fingerprint, the first 8 hex
+/// digits of its SHA-256. Enough to tell two secrets apart and to match the downloaded file,
+/// without a single bit of the secret on the page.
+fn secret_shown(secret: &str) -> String {
+    use sha2::Digest as _;
+    // Only the prefixes of the key formats: a plain-text secret's own text stays hidden.
+    let kind = ["whsec_", "whsk_", "whpk_"]
+        .into_iter()
+        .find(|prefix| secret.starts_with(prefix))
+        .unwrap_or("");
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    let fingerprint: String = digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("{kind}… (fingerprint {fingerprint})")
 }
 
 /// What the Signature choice says before a webhook has a secret.
@@ -673,4 +689,37 @@ pub(super) fn trigger(
         escape(&values.fields)
     );
     page("Trigger", notice, &main)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_shows_its_kind_and_fingerprint_only() {
+        let shown = secret_shown("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert!(shown.starts_with("whsec_… (fingerprint "), "{shown}");
+        assert!(!shown.contains("MfKQ"), "{shown}");
+        assert_ne!(shown, secret_shown("whsec_other"));
+        let plain = secret_shown("my_plain_text_secret");
+        assert!(
+            plain.starts_with("… (fingerprint") && !plain.contains("my_"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn typed_values_are_escaped_in_the_form() {
+        let values = FormValues {
+            name: "<script>x</script>".into(),
+            url: "\"><img>".into(),
+            ..FormValues::new_webhook()
+        };
+        let page = webhook_form(None, &values, None, None, None);
+        assert!(
+            !page.contains("<script>x") && !page.contains("\"><img>"),
+            "{page}"
+        );
+        assert!(page.contains("&lt;script&gt;x"));
+    }
 }

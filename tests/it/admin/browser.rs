@@ -144,6 +144,9 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         (parsed.webhook_id.as_str(), parsed.secrets.len()),
         (id.as_str(), 1)
     );
+    let page = browser.text(&browser.wait_for("//main", Duration::from_secs(1)));
+    let secret = &parsed.secrets[0].secret;
+    assert!(page.contains("whsec_… (fingerprint") && !page.contains(&secret[6..14]));
     let (crm, crm_store) =
         signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
     // Test webhook: the receiver accepts it.
