@@ -116,6 +116,11 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One browser at a time: two Chromiums starting and rendering at once on a small machine
+/// (the inspector's and the admin pages' tests run in parallel) slow each other past the
+/// command timeout.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A headless Chromium session.
 pub struct Browser {
     /// Held for its `Drop`: chromedriver stops with the browser.
@@ -125,6 +130,8 @@ pub struct Browser {
     /// Where downloads land.
     pub downloads: PathBuf,
     _profile: tempfile::TempDir,
+    /// Dropped last: the next browser starts only after this one is gone.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// A found element.
@@ -134,6 +141,10 @@ pub struct Element(String);
 impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium with a fresh profile.
     pub fn start(downloads: &Path) -> Browser {
+        // A test that failed while holding the turn leaves it poisoned; the turn is still free.
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let addr = super::receiver::free_addr();
         // Owned by a guard from here on: a panic anywhere below still stops it.
         let driver = Driver(
@@ -183,6 +194,7 @@ impl Browser {
             session,
             downloads: downloads.to_owned(),
             _profile: profile,
+            _turn: turn,
         }
     }
 
