@@ -6,6 +6,8 @@
 // - j / k move through rows with data-href, Enter opens the selected row, Esc follows the
 //   link marked data-back;
 // - a button with data-copy="ID" copies the text of the element with that id.
+// - an element with data-refresh="MS" reloads the page after that many milliseconds (a page
+//   that shows work in progress, such as pending deliveries).
 "use strict";
 
 function rows() {
@@ -36,6 +38,12 @@ function followStream(body) {
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const body of document.querySelectorAll("[data-stream]")) followStream(body);
+
+  const refresh = document.querySelector("[data-refresh]");
+  if (refresh) {
+    const delay = Number(refresh.getAttribute("data-refresh")) || 2000;
+    setTimeout(() => window.location.reload(), delay);
+  }
 
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {

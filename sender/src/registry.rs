@@ -389,7 +389,7 @@ impl SchemeName {
     }
 
     /// The name a stored file's scheme and newest key amount to.
-    fn of_file(file: &SignatureFile) -> Option<Self> {
+    pub(crate) fn of_file(file: &SignatureFile) -> Option<Self> {
         let keyring = file.keyring().ok()?;
         let ed25519 = matches!(
             keyring.entries().last().map(|entry| &entry.key),

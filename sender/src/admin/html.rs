@@ -178,7 +178,14 @@ impl FormValues {
     pub(super) fn of(webhook: &Webhook) -> FormValues {
         let (username, scheme) = match &webhook.auth {
             Auth::Basic(basic) => (basic.username.clone(), String::new()),
-            Auth::Signature(file) => (String::new(), file.scheme.clone()),
+            // The name `--scheme` gives it: v1a shares its file's scheme with v1, and a save
+            // must not turn one into the other.
+            Auth::Signature(file) => (
+                String::new(),
+                SchemeName::of_file(file)
+                    .map(scheme_label)
+                    .unwrap_or_else(|| file.scheme.clone()),
+            ),
             Auth::None => (String::new(), String::new()),
         };
         FormValues {
@@ -445,8 +452,7 @@ pub(super) fn webhook_form(
     );
     for name in SchemeName::value_variants() {
         let label = scheme_label(*name);
-        let chosen = values.scheme == label
-            || (values.scheme == "standard-webhooks" && *name == SchemeName::StandardWebhooks);
+        let chosen = values.scheme == label;
         let _ = write!(
             main,
             "<option value=\"{label}\"{}>{label}</option>",
@@ -561,6 +567,15 @@ pub(super) fn deliveries(webhook: &Webhook, details: &[DeliveryDetail]) -> Strin
     );
     if details.is_empty() {
         main.push_str("<p>No request yet: <a href=\"/trigger\">Trigger</a> fires an event.</p>");
+    }
+    if details
+        .iter()
+        .any(|detail| detail.summary.state == "pending")
+    {
+        main.push_str(
+            "<p role=\"status\" data-refresh=\"1000\">Requests are pending: this page \
+             refreshes every second.</p>",
+        );
     }
     for detail in details {
         let summary = &detail.summary;
@@ -705,6 +720,25 @@ mod tests {
         assert!(
             plain.starts_with("… (fingerprint") && !plain.contains("my_"),
             "{plain}"
+        );
+    }
+
+    #[test]
+    fn the_form_keeps_a_v1a_webhook_v1a() {
+        let webhook = crate::registry::WebhookChanges {
+            name: Some("CRM".into()),
+            url: Some("http://127.0.0.1:9/hook".into()),
+            events: Some("all".into()),
+            auth: Some(crate::registry::AuthMethod::Signature),
+            scheme: Some(SchemeName::StandardWebhooksV1a),
+            ..Default::default()
+        }
+        .create(0)
+        .expect("valid");
+        let page = webhook_form(Some(&webhook), &FormValues::of(&webhook), None, None, None);
+        assert!(
+            page.contains("<option value=\"standard-webhooks-v1a\" selected>"),
+            "{page}"
         );
     }
 

@@ -269,11 +269,6 @@ impl Browser {
         )
     }
 
-    /// Reloads the page.
-    pub fn refresh(&self) {
-        self.command("POST", "/refresh", Some(json!({})));
-    }
-
     /// The form field labelled `label` (a `<label for>` whose own text starts with it).
     pub fn field(&self, label: &str) -> Element {
         let xpath = format!(
