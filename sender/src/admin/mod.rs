@@ -273,7 +273,16 @@ async fn test_webhook(
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| crate::manage::find(state, &id)).await?;
     let target = crate::manage::TestTarget::of(&webhook);
-    crate::manage::send_test(&target, event, &admin.transport).await
+    let outcome = crate::manage::send_test(&target, event, &admin.transport).await?;
+    // The host only: a URL may carry a token in its query.
+    tracing::info!(
+        webhook = %webhook.id,
+        host = webhook.url.parse::<http::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned)).unwrap_or_default(),
+        status = ?outcome.status,
+        latency_ms = outcome.latency_ms,
+        "test webhook"
+    );
+    Ok(outcome)
 }
 
 /// **Download signature**: the signature file as a download named after the webhook.

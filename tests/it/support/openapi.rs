@@ -40,16 +40,30 @@ fn template_of<'a>(document: &'a Value, path: &str) -> Option<&'a str> {
     })
 }
 
-/// Checks `reply` to `method path` against the document; gives the path template.
+/// Checks `reply` to `method path` against the document, and, when the request was accepted
+/// (2xx), its JSON `sent` against the declared request body; gives the path template.
 ///
 /// # Errors
 /// What does not conform, in words.
-pub fn check(document: &Value, method: &str, path: &str, reply: &Reply) -> Result<String, String> {
+pub fn check(
+    document: &Value,
+    method: &str,
+    path: &str,
+    sent: Option<&Value>,
+    reply: &Reply,
+) -> Result<String, String> {
     let template = template_of(document, path)
         .ok_or_else(|| format!("no path of the document matches {path}"))?;
     let operation = &document["paths"][template][method.to_ascii_lowercase()];
     if operation.is_null() {
         return Err(format!("{template} declares no {method}"));
+    }
+    if let (Some(sent), true) = (sent, reply.status.is_success()) {
+        let schema = operation["requestBody"]["content"]["application/json"]["schema"].clone();
+        if schema.is_null() {
+            return Err(format!("{method} {template} declares no JSON request body"));
+        }
+        validate(document, &schema, sent, "request")?;
     }
     let status = reply.status.as_u16().to_string();
     let declared = operation["responses"]
