@@ -14,7 +14,8 @@
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
 //!   suites of both programs and of `tests/`;
 //! - `web` (feature `web`): the token-guarded web pages' shared layer: guard, layout,
-//!   stylesheet, script, escaping, server-sent events;
+//!   stylesheet, script, escaping, server-sent events, and serving (binding, the token rules,
+//!   the accept loop, forms, the same-origin check of changes);
 //! - `client` (feature `client`): sending one HTTP request and reading its answer, for replay
 //!   and the inspector's Send again.
 //!
