@@ -133,6 +133,10 @@ async fn list(admin: &Admin, asked: &Asked) -> Answer {
     let all = super::listed(admin).await?;
     let notice = match asked.query("done") {
         Some("deleted") => Some(Notice::Done("The webhook was deleted.".into())),
+        Some("changed") => Some(Notice::Problem(
+            "That webhook was changed meanwhile (by the delivery worker, another page or a command), so nothing was switched: here is the list as it is now."
+                .into(),
+        )),
         _ => None,
     };
     Ok(page(html::webhooks(&all, notice.as_ref())))
@@ -215,11 +219,18 @@ async fn switch(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
     };
     let version = version(form);
     let owned = id.to_owned();
-    blocking(admin, move |state| {
+    let switched = blocking(admin, move |state| {
         manage::set_status(state, &owned, status, version)
     })
-    .await?;
-    Ok(see_other("/"))
+    .await;
+    match switched {
+        Ok(_) => Ok(see_other("/")),
+        // The list was out of date: show it as it is now, saying so.
+        Err(failure) if matches!(Refusal::of(&failure), Some(Refusal::Changed(_))) => {
+            Ok(see_other("/?done=changed"))
+        }
+        Err(failure) => Err(failure),
+    }
 }
 
 async fn test(admin: &Admin, id: &str) -> Answer {

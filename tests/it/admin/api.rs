@@ -512,6 +512,29 @@ async fn two_views(state: String) {
         )
         .await;
     assert_eq!(saved.status, http::StatusCode::SEE_OTHER, "{saved:?}");
+    // The list's switch, rendered before a change by the command line, is refused and says so.
+    let stale = listed[0]["version"].as_i64().expect("version").to_string();
+    let (code, _, _) = admin.cli(&["webhooks", "retire", id.trim()]);
+    assert_eq!(code, Some(0));
+    let form = format!("version={stale}&active=off");
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("origin", origin.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let switched = admin
+        .raw(
+            Method::POST,
+            &format!("/webhooks/{}/status", id.trim()),
+            &headers,
+            form,
+        )
+        .await;
+    assert_eq!(switched.headers["location"], "/?done=changed");
+    let page = admin
+        .raw(Method::GET, "/?done=changed", &[("cookie", &cookie)], "")
+        .await;
+    assert!(String::from_utf8_lossy(&page.body).contains("changed meanwhile"));
     let (code, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
     assert_eq!(code, Some(0));
     let listed: Value = serde_json::from_str(&listed).expect("JSON");
