@@ -261,8 +261,8 @@ fn text_field(
 ) -> String {
     let (invalid, message) = error_of(errors, id);
     format!(
-        "<p class=\"field\"><label for=\"{id}\">{label}</label>\
-         <input type=\"{kind}\" id=\"{id}\" name=\"{id}\" value=\"{}\"{invalid}{extra}>{message}</p>",
+        "<div class=\"field\"><label for=\"{id}\">{label}</label>\
+         <input type=\"{kind}\" id=\"{id}\" name=\"{id}\" value=\"{}\"{invalid}{extra}>{message}</div>",
         escape(value)
     )
 }
@@ -393,8 +393,8 @@ pub(super) fn webhook_form(
     let (invalid, message) = error_of(error, "description");
     let _ = write!(
         main,
-        "<p class=\"field\"><label for=\"description\">Description</label>\
-         <textarea id=\"description\" name=\"description\" rows=\"2\"{invalid}>{}</textarea>{message}</p>",
+        "<div class=\"field\"><label for=\"description\">Description</label>\
+         <textarea id=\"description\" name=\"description\" rows=\"2\"{invalid}>{}</textarea>{message}</div>",
         escape(&values.description)
     );
     main.push_str(&text_field(
@@ -448,7 +448,7 @@ pub(super) fn webhook_form(
     let (invalid, message) = error_of(error, "scheme");
     let _ = write!(
         main,
-        "<p class=\"field\"><label for=\"scheme\">Scheme</label><select id=\"scheme\" name=\"scheme\"{invalid}>"
+        "<div class=\"field\"><label for=\"scheme\">Scheme</label><select id=\"scheme\" name=\"scheme\"{invalid}>"
     );
     for name in SchemeName::value_variants() {
         let label = scheme_label(*name);
@@ -459,7 +459,7 @@ pub(super) fn webhook_form(
             if chosen { " selected" } else { "" }
         );
     }
-    let _ = write!(main, "</select>{message}</p>");
+    let _ = write!(main, "</select>{message}</div>");
     main.push_str(&webhook.map(secrets).unwrap_or_else(secrets_to_come));
     main.push_str("</fieldset></fieldset>");
 
@@ -656,7 +656,7 @@ pub(super) fn trigger(
     let (invalid, message) = error_of(error, "events");
     let _ = write!(
         main,
-        "<p class=\"field\"><label for=\"event\">Event</label><select id=\"event\" name=\"event\"{invalid}>"
+        "<div class=\"field\"><label for=\"event\">Event</label><select id=\"event\" name=\"event\"{invalid}>"
     );
     for (class, group) in [
         (EventClass::RealTime, "Real-time"),
@@ -677,7 +677,7 @@ pub(super) fn trigger(
         }
         main.push_str("</optgroup>");
     }
-    let _ = write!(main, "</select>{message}</p>");
+    let _ = write!(main, "</select>{message}</div>");
     main.push_str(&text_field(
         "count",
         "Count",
@@ -697,9 +697,9 @@ pub(super) fn trigger(
     let (invalid, message) = error_of(error, "set");
     let _ = write!(
         main,
-        "<p class=\"field\"><label for=\"set\">Field values</label>\
+        "<div class=\"field\"><label for=\"set\">Field values</label>\
          <textarea id=\"set\" name=\"set\" rows=\"3\" placeholder=\"userId=42\"{invalid}>{}</textarea>\
-         <span class=\"muted\">one FIELD=VALUE a line; a value that is JSON is read as JSON</span>{message}</p>\
+         <span class=\"muted\">one FIELD=VALUE a line; a value that is JSON is read as JSON</span>{message}</div>\
          <p><button type=\"submit\">Trigger</button></p></form>",
         escape(&values.fields)
     );

@@ -103,12 +103,17 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         &["COURSE_ENROLLMENT"],
     );
     browser.click(&browser.button("Save"));
-    let url_error = browser.wait_for("//p[@id='url-error']", Duration::from_secs(5));
+    // The error is an alert right after the field, which names it as its description.
+    let url_error = browser.wait_for(
+        "//label[normalize-space()='Target URL']/following-sibling::*[@role='alert']",
+        Duration::from_secs(5),
+    );
     assert!(browser.text(&url_error).contains("not http or https"));
     let url_field = browser.field("Target URL");
-    browser.wait_for(
-        "//input[@id='url' and @aria-invalid='true']",
-        Duration::from_secs(1),
+    assert_eq!(browser.attribute(&url_field, "aria-invalid"), "true");
+    assert_eq!(
+        browser.attribute(&url_field, "aria-describedby"),
+        browser.attribute(&url_error, "id")
     );
     shot(&browser, "add-webhook-error");
 
@@ -126,14 +131,18 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         .and_then(|rest| rest.split('?').next())
         .expect("the edit page's URL names the id")
         .to_owned();
-    browser.wait_for(
-        "//input[@id='event-COURSE_ENROLLMENT' and @checked]",
-        Duration::from_secs(1),
-    );
-    browser.wait_for(
-        "//input[@id='event-COURSE_COMPLETED' and @checked]",
-        Duration::from_secs(1),
-    );
+    for (event, chosen) in [
+        ("COURSE_ENROLLMENT", true),
+        ("COURSE_COMPLETED", true),
+        ("COURSE_UNENROLLMENT", false),
+    ] {
+        assert_eq!(
+            browser.is_selected(&browser.field(event)),
+            chosen,
+            "{event}"
+        );
+    }
+    assert!(browser.is_selected(&browser.field("Activation status")));
 
     // Download signature, and start the CRM's receiver with that file.
     browser.click(&browser.link("Download signature"));
@@ -176,9 +185,10 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.type_into(&browser.field("Description"), "second description");
     browser.click(&browser.button("Save"));
     status(&browser, "Saved.");
-    assert!(browser
-        .try_find("//textarea[@id='description' and normalize-space()='second description']")
-        .is_some());
+    assert_eq!(
+        browser.value(&browser.field("Description")),
+        "second description"
+    );
 
     // Retire and activate from the list's Activation status switch.
     browser.goto(&format!("http://{}/", admin.addr));
@@ -206,10 +216,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     // succeed once it is back: the Deliveries page refreshes itself while requests are pending.
     drop(crm);
     browser.click(&browser.link("Trigger"));
-    browser.click(&browser.wait_for(
-        "//select[@id='event']//option[normalize-space()='COURSE_ENROLLMENT']",
-        Duration::from_secs(5),
-    ));
+    browser.choose(&browser.field("Event"), "COURSE_ENROLLMENT");
     browser.type_into(&browser.field("Count"), "2");
     browser.type_into(&browser.field("Field values"), "userId=42");
     browser.click(&browser.button("Trigger"));

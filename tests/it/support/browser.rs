@@ -307,6 +307,48 @@ impl Browser {
         );
     }
 
+    /// An attribute's value (empty when absent).
+    pub fn attribute(&self, element: &Element, name: &str) -> String {
+        self.command(
+            "GET",
+            &format!("/element/{}/attribute/{name}", element.0),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// A form field's current value (what a person typed or the page put there).
+    pub fn value(&self, element: &Element) -> String {
+        self.command(
+            "GET",
+            &format!("/element/{}/property/value", element.0),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Whether a checkbox, radio button or option is checked / selected.
+    pub fn is_selected(&self, element: &Element) -> bool {
+        self.command("GET", &format!("/element/{}/selected", element.0), None) == true
+    }
+
+    /// Chooses the option whose text is `text` in the list box `select`.
+    pub fn choose(&self, select: &Element, text: &str) {
+        let option = self.command(
+            "POST",
+            &format!("/element/{}/element", select.0),
+            Some(json!({"using": "xpath",
+                        "value": format!(".//option[normalize-space()={}]", literal(text))})),
+        );
+        let option = Element(option[ELEMENT].as_str().unwrap_or_default().to_owned());
+        self.click(&option);
+        assert!(self.is_selected(&option), "{text} is not chosen");
+    }
+
     /// The visible text.
     pub fn text(&self, element: &Element) -> String {
         self.command("GET", &format!("/element/{}/text", element.0), None)
