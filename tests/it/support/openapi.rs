@@ -176,6 +176,55 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Every `$ref` of `value`, anywhere in it.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("$ref") {
+                    found.push(reference.clone());
+                }
+                map.values().for_each(|inner| references(inner, found));
+            }
+            Value::Array(items) => items.iter().for_each(|inner| references(inner, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_admin_document_is_openapi_3_with_every_reference_resolved() {
+        let document: Value =
+            serde_json::from_str(include_str!("../../../sender/src/admin/openapi.json"))
+                .expect("JSON");
+        assert!(document["openapi"]
+            .as_str()
+            .is_some_and(|version| version.starts_with("3.")));
+        assert!(document["info"]["title"].is_string() && document["info"]["version"].is_string());
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(!found.is_empty());
+        for reference in found {
+            let pointer = reference.strip_prefix('#').expect("a local reference");
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{reference} does not resolve"
+            );
+        }
+        for (method, path) in operations(&document) {
+            let operation = &document["paths"][&path][&method];
+            assert!(operation["operationId"].is_string(), "{method} {path}");
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{method} {path}: 401"
+            );
+            if method != "get" {
+                assert!(
+                    operation["responses"]["403"].is_object(),
+                    "{method} {path}: 403"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_checker_refuses_what_does_not_match() {
         let document = json!({"components": {"schemas": {"E": {
