@@ -117,6 +117,15 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
     if access == Access::Refused {
         return web::unauthorized();
     }
+    // Send again makes the receiver send requests: only the inspector's own form may ask,
+    // never a page of another site (the SameSite cookie already stays home; this holds even
+    // where it would not).
+    if parts.method == Method::POST && !web::same_origin(&parts) {
+        return web::text(
+            StatusCode::FORBIDDEN,
+            "403 Send again must come from the inspector's own page\n".to_owned(),
+        );
+    }
     let path = parts.uri.path().to_owned();
     let query = web::parse_query(parts.uri.query().unwrap_or_default());
     let mut response = match (&parts.method, path.as_str()) {

@@ -634,6 +634,24 @@ async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed() {
             "{says}"
         );
     }
+    // A form posted from another site is refused, token cookie or not.
+    let cookie = format!("receiver_inspector={TOKEN}");
+    let forged = crate::support::receiver::send(
+        inspected.ui,
+        crate::support::receiver::request(
+            inspected.ui,
+            http::Method::POST,
+            "/requests/a1/send",
+            &[
+                ("cookie", cookie.as_str()),
+                ("origin", "http://evil.example"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            format!("to={}&mode=verbatim", common::web::encode_query_value(&to)),
+        ),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
     second.stop().await;
     inspected.stop().await;
 }

@@ -106,8 +106,11 @@ impl Inspected {
             .map(|(name, value)| format!("{name}={}", common::web::encode_query_value(value)))
             .collect();
         let cookie = format!("receiver_inspector={TOKEN}");
+        // What a browser sends with a form posted from the inspector's own page.
+        let origin = format!("http://{}", self.ui);
         let headers = [
             ("cookie", cookie.as_str()),
+            ("origin", origin.as_str()),
             ("content-type", "application/x-www-form-urlencoded"),
         ];
         send(
