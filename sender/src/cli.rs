@@ -580,7 +580,7 @@ fn print_catalogue(json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
+fn find<R: Registry + ?Sized>(registry: &R, id: &str) -> anyhow::Result<Webhook> {
     crate::manage::find(registry, id)
 }
 

@@ -4,6 +4,10 @@
 //! print or render the outcome, so a rule (a URL, an event name, Basic's password, the 5-webhook
 //! limit, a webhook changed meanwhile) is checked in one place.
 //!
+//! The functions are generic over the store rather than taking `&dyn Registry`, so that a
+//! `&dyn State` (registrations and queue) is accepted without trait upcasting, which needs a
+//! newer Rust than the workspace's `rust-version`.
+//!
 //! Errors are [`UsageError`]s for input the user can fix (exit 2 on the command line, 422 on
 //! the API) or [`Refusal`]s for the state refusing a change (no such webhook, the limit, a
 //! webhook changed meanwhile).
@@ -68,7 +72,7 @@ impl Refusal {
 ///
 /// # Errors
 /// [`Refusal::NotFound`], or storage errors.
-pub fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
+pub fn find<R: Registry + ?Sized>(registry: &R, id: &str) -> anyhow::Result<Webhook> {
     registry.webhook(&WebhookId(id.to_owned()))?.ok_or_else(|| {
         Refusal::NotFound(format!(
             "no webhook {id:?}; `sender webhooks list` shows the ids"
@@ -82,8 +86,8 @@ pub fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
 ///
 /// # Errors
 /// [`Refusal::NotFound`], [`Refusal::Changed`], or storage errors.
-fn find_version(
-    registry: &dyn Registry,
+fn find_version<R: Registry + ?Sized>(
+    registry: &R,
     id: &str,
     version: Option<i64>,
 ) -> anyhow::Result<Webhook> {
@@ -101,7 +105,7 @@ fn find_version(
 ///
 /// # Errors
 /// A [`UsageError`] for a bad field, [`Refusal::Limit`] for a sixth webhook, storage errors.
-pub fn add(registry: &dyn Registry, changes: WebhookChanges) -> anyhow::Result<Webhook> {
+pub fn add<R: Registry + ?Sized>(registry: &R, changes: WebhookChanges) -> anyhow::Result<Webhook> {
     let webhook = changes.create(verify::unix_now_ms())?;
     registry.insert_webhook(&webhook).map_err(|error| {
         // The store's only refusal of a valid webhook is the limit, checked in its transaction.
@@ -117,8 +121,8 @@ pub fn add(registry: &dyn Registry, changes: WebhookChanges) -> anyhow::Result<W
 ///
 /// # Errors
 /// A [`UsageError`] for a bad field; [`Refusal`]s; storage errors.
-pub fn edit(
-    registry: &dyn Registry,
+pub fn edit<R: Registry + ?Sized>(
+    registry: &R,
     id: &str,
     changes: WebhookChanges,
     version: Option<i64>,
@@ -135,8 +139,8 @@ pub fn edit(
 ///
 /// # Errors
 /// [`Refusal`]s; storage errors.
-pub fn set_status(
-    registry: &dyn Registry,
+pub fn set_status<R: Registry + ?Sized>(
+    registry: &R,
     id: &str,
     status: Status,
     version: Option<i64>,
@@ -153,7 +157,7 @@ pub fn set_status(
 ///
 /// # Errors
 /// [`Refusal::NotFound`]; storage errors.
-pub fn delete(registry: &dyn Registry, id: &str) -> anyhow::Result<u64> {
+pub fn delete<R: Registry + ?Sized>(registry: &R, id: &str) -> anyhow::Result<u64> {
     registry
         .delete_webhook(&WebhookId(id.to_owned()))?
         .ok_or_else(|| Refusal::NotFound(format!("no webhook {id:?}")).into())
@@ -164,7 +168,11 @@ pub fn delete(registry: &dyn Registry, id: &str) -> anyhow::Result<u64> {
 ///
 /// # Errors
 /// A [`UsageError`] for a webhook without signature authentication; [`Refusal`]s.
-pub fn signature_file(registry: &dyn Registry, id: &str, signing: bool) -> anyhow::Result<String> {
+pub fn signature_file<R: Registry + ?Sized>(
+    registry: &R,
+    id: &str,
+    signing: bool,
+) -> anyhow::Result<String> {
     let webhook = find(registry, id)?;
     let Auth::Signature(file) = &webhook.auth else {
         return Err(UsageError(format!(
@@ -191,8 +199,8 @@ const LAST_WRITABLE_SECS: i64 = 253_402_300_799;
 /// # Errors
 /// A [`UsageError`] for a webhook without a secret or an overlap past the year 9999;
 /// [`Refusal`]s; storage errors.
-pub fn rotate_secret(
-    registry: &dyn Registry,
+pub fn rotate_secret<R: Registry + ?Sized>(
+    registry: &R,
     id: &str,
     overlap: Duration,
     version: Option<i64>,
@@ -403,7 +411,10 @@ impl TriggerRequest {
 ///
 /// # Errors
 /// A [`UsageError`] for a bad request; storage errors.
-pub fn trigger(state: &dyn State, request: &TriggerRequest) -> anyhow::Result<Triggered> {
+pub fn trigger<S: State + ?Sized>(
+    state: &S,
+    request: &TriggerRequest,
+) -> anyhow::Result<Triggered> {
     let recipe = request.recipe()?;
     let at = verify::unix_now_ms();
     let events = recipe.events(at);
