@@ -55,7 +55,8 @@ impl AdminProcess {
             .args(["--state", state, "admin", "--listen", "127.0.0.1:0"])
             .args(["--token", TOKEN])
             .args(FAST)
-            .env("RUST_LOG", "warn");
+            // The failed attempts the tests provoke are warnings; errors still show.
+            .env("RUST_LOG", "error");
         let mut process = Spawned::spawn(&mut command);
         let first_line = process.next_line(Duration::from_secs(20)).await;
         let addr = first_line
