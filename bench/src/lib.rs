@@ -272,7 +272,7 @@ pub async fn serve_plain(listener: TcpListener) {
 /// The state database refused a write.
 #[cfg(feature = "sender")]
 pub fn enqueue_events(
-    state: &sender::sqlite::SqliteState,
+    state: &sender::store::sqlite::SqliteState,
     webhook: &sender::registry::Webhook,
     kind: &'static verify::EventKind,
     count: usize,

@@ -17,15 +17,14 @@ use serde_json::{json, Value};
 use verify::{SignatureFile, SigningSecret, TimeStyle};
 
 use crate::config::{parse_duration, DeliveryConfig, StateLocation};
-use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound};
+use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound, State};
 use crate::generate::{parse_data, parse_set, route, EventRecipe, DEFAULT_ACCOUNT_ID};
-use crate::queue::{DeliveryFilter, Queue};
+use crate::queue::DeliveryFilter;
 use crate::registry::{
     check_event_name, check_url, Auth, AuthMethod, BasicAuth, Registry, SchemeName, Status,
     Webhook, WebhookChanges, WebhookId,
 };
 use crate::retry::RetryPolicy;
-use crate::sqlite::SqliteState;
 use crate::{format_duration, UsageError};
 
 /// Plays Adobe Learning Manager against a webhook listener: registrations, realistic events,
@@ -33,7 +32,8 @@ use crate::{format_duration, UsageError};
 #[derive(Debug, Parser)]
 #[command(name = "sender", version)]
 struct Cli {
-    /// Where registrations and the delivery queue live.
+    /// Where registrations and the delivery queue live: sqlite:PATH, or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared by many workers.
     #[arg(
         long,
         env = "SENDER_STATE",
@@ -514,16 +514,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let json = cli.json;
     let location = StateLocation::parse(&cli.state)?;
-    let open = || -> anyhow::Result<Arc<SqliteState>> {
-        let StateLocation::Sqlite(path) = &location;
+    let open = || -> anyhow::Result<Arc<dyn State>> {
         // A state database that cannot be opened is a configuration problem: exit 2.
-        let state = SqliteState::open(path).map_err(|error| {
+        crate::store::open(&location).map_err(|error| {
             UsageError(format!(
-                "cannot open the state database {}: {error:#}",
-                path.display()
+                "cannot open the state database {location}: {error:#}"
             ))
-        })?;
-        Ok(Arc::new(state))
+            .into()
+        })
     };
     match cli.command {
         Command::Webhooks { command } => match command {
@@ -551,7 +549,7 @@ fn print_json(value: &Value) {
     println!("{value}");
 }
 
-fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
+fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         WebhooksCommand::Add(args) => {
             let webhook = args.changes().create(verify::unix_now_ms())?;
@@ -690,7 +688,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
 }
 
 /// `retire` and `activate`: activation also clears a retention-end disable.
-fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
+fn set_status(state: &dyn State, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
     let mut webhook = find(state, id)?;
     let read_at_ms = webhook.updated_at_ms;
     webhook.status = status;
@@ -731,7 +729,7 @@ fn read_signature_file(path: &Path) -> anyhow::Result<SignatureFile> {
 }
 
 async fn webhook_test(
-    open: impl Fn() -> anyhow::Result<Arc<SqliteState>>,
+    open: impl Fn() -> anyhow::Result<Arc<dyn State>>,
     args: TestArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -854,11 +852,7 @@ async fn webhook_test(
     })
 }
 
-async fn trigger(
-    state: Arc<SqliteState>,
-    args: TriggerArgs,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow::Result<ExitCode> {
     let kind = check_event_name(&args.event_name)?;
     let config = args.delivery.config()?;
     if args.count == 0 {
@@ -1012,7 +1006,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let parallel = config.parallel;
     let engine = Engine::http(state, config).with_role("run");
@@ -1033,7 +1027,7 @@ async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<Ex
 }
 
 fn deliveries(
-    state: &SqliteState,
+    state: &dyn State,
     command: DeliveriesCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {

@@ -29,7 +29,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, MAX_RESPONSE_BODY, RESPONSE_HEAD_BYTES};
-use crate::queue::{AttemptRecord, Lease, PendingRequest, Queue, RequestState};
+use crate::queue::{
+    AttemptRecord, Lease, LeaseToken, PendingRequest, Queue, Recorded, RequestState,
+};
 use crate::registry::{Registry, Signer, Status, Webhook, WebhookId};
 use crate::retry::{millis, parse_retry_after, NextStep};
 
@@ -46,8 +48,8 @@ const GROUP_COMMIT_MS: i64 = 5;
 /// to the storage thread, and a page of bodies is still only a few hundred kilobytes.
 const MAX_PAGE: usize = 1024;
 
-/// A commit of outcomes under way: it gives back its records and the events it expired.
-type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, u64)>>;
+/// A commit of outcomes under way: it gives back its records and what was written.
+type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, Recorded)>>;
 
 /// Registrations and queue together: what the engine reads and writes.
 pub trait State: Registry + Queue {}
@@ -652,6 +654,8 @@ enum WorkerExit {
     Stopped,
     HandedOver(String),
     Disabled,
+    /// A commit found the lease's fence changed: another worker holds the webhook now.
+    Fenced,
 }
 
 /// Runs a blocking storage call off the async threads.
@@ -711,11 +715,30 @@ impl<T: Transport> Engine<T> {
         // Serve mode: a worker that failed (storage trouble, an unusable stored signature file)
         // is started again only after a pause, so an error is not repeated every poll.
         let mut cooldown: Vec<(WebhookId, Instant)> = Vec::new();
+        // Set while the state database cannot be read, so the outage is logged once.
+        let mut outage: Option<()> = None;
         tokio::pin!(shutdown);
         loop {
             cooldown.retain(|(_, until)| *until > Instant::now());
             let state = self.state.clone();
-            let with_work = blocking(move || state.webhooks_with_work()).await?;
+            let with_work = match blocking(move || state.webhooks_with_work()).await {
+                Ok(ids) => {
+                    if outage.take().is_some() {
+                        tracing::warn!("the state database answers again; deliveries resume");
+                    }
+                    ids
+                }
+                // `run` outlives an outage of the state database: deliveries pause (nothing
+                // is sent that cannot be recorded) and resume by themselves.
+                Err(error) if matches!(mode, Mode::Serve) => {
+                    if outage.is_none() {
+                        tracing::error!("state database unavailable, deliveries paused: {error:#}");
+                    }
+                    outage = Some(());
+                    Vec::new()
+                }
+                Err(error) => return Err(error),
+            };
             let wanted: Vec<WebhookId> = match &mode {
                 Mode::Serve => with_work,
                 Mode::Drain(ids) => with_work
@@ -783,7 +806,9 @@ impl<T: Transport> Engine<T> {
     ) {
         running.remove(&id);
         match result {
-            Ok(WorkerExit::Idle | WorkerExit::Inactive | WorkerExit::Stopped) => {}
+            Ok(
+                WorkerExit::Idle | WorkerExit::Inactive | WorkerExit::Stopped | WorkerExit::Fenced,
+            ) => {}
             Ok(WorkerExit::HandedOver(owner)) => {
                 settled.insert(id.clone());
                 if !report.handed_over.iter().any(|(w, _)| *w == id) {
@@ -819,12 +844,19 @@ impl<T: Transport> Engine<T> {
             );
             blocking(move || state.try_lease(&id, &owner, now, ttl_ms)).await?
         };
-        if let Lease::HeldBy { owner } = lease {
-            tracing::info!(webhook = %id, %owner, "another worker delivers to this webhook");
-            return Ok(WorkerExit::HandedOver(owner));
-        }
+        let fence = match lease {
+            Lease::Acquired { fence } => fence,
+            Lease::HeldBy { owner } => {
+                tracing::info!(webhook = %id, %owner, "another worker delivers to this webhook");
+                return Ok(WorkerExit::HandedOver(owner));
+            }
+        };
+        let lease = LeaseToken {
+            webhook_id: id.clone(),
+            fence,
+        };
         loop {
-            let result = self.work_leased(&id, &mut stop, drain).await;
+            let result = self.work_leased(&lease, &mut stop, drain).await;
             let (state, lease_id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
             if let Ok(WorkerExit::Idle) = result {
                 // Give the lease up only if the queue is still empty, in one transaction: work
@@ -841,10 +873,11 @@ impl<T: Transport> Engine<T> {
 
     async fn work_leased(
         &self,
-        id: &WebhookId,
+        lease: &LeaseToken,
         stop: &mut watch::Receiver<bool>,
         drain: bool,
     ) -> anyhow::Result<WorkerExit> {
+        let id = &lease.webhook_id;
         let parallel = self.config.parallel.max(1);
         let strict = parallel == 1;
         let ttl_ms = millis(self.config.lease_ttl);
@@ -880,12 +913,21 @@ impl<T: Transport> Engine<T> {
             }
             if now - lease_renewed_ms >= renew_every_ms {
                 let (state, lease_id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
-                let lease =
+                let renewed =
                     blocking(move || state.try_lease(&lease_id, &owner, now, ttl_ms)).await?;
-                if let Lease::HeldBy { owner } = lease {
-                    tracing::warn!(webhook = %id, %owner, "lost the lease to another worker");
-                    exit = WorkerExit::HandedOver(owner);
-                    break;
+                match renewed {
+                    Lease::Acquired { fence } if fence == lease.fence => {}
+                    // Taken by another and given back meanwhile: what this worker holds in
+                    // memory may be stale, so it starts over under the new fence.
+                    Lease::Acquired { .. } => {
+                        exit = WorkerExit::Fenced;
+                        break;
+                    }
+                    Lease::HeldBy { owner } => {
+                        tracing::warn!(webhook = %id, %owner, "lost the lease to another worker");
+                        exit = WorkerExit::HandedOver(owner);
+                        break;
+                    }
                 }
                 lease_renewed_ms = now;
             }
@@ -996,8 +1038,11 @@ impl<T: Transport> Engine<T> {
             if recording.is_none() && !to_record.is_empty() && (strict || group_full || group_old) {
                 recorded_wait_since = None;
                 let (state, records) = (self.state.clone(), std::mem::take(&mut to_record));
+                let lease = lease.clone();
                 recording = Some(tokio::task::spawn_blocking(move || {
-                    state.record(&records).map(|expired| (records, expired))
+                    state
+                        .record(&lease, &records)
+                        .map(|recorded| (records, recorded))
                 }));
             }
             let busy = !in_flight.is_empty()
@@ -1040,14 +1085,12 @@ impl<T: Transport> Engine<T> {
                 }
                 result = committed => {
                     recording = None;
-                    let (records, expired_events) = result.context("a storage task panicked")??;
+                    let (records, recorded) = result.context("a storage task panicked")??;
                     for record in &records {
                         unsettled.remove(&record.request_id);
                     }
-                    if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
-                        // `record` disabled the webhook in the same transaction.
-                        Self::gave_up(id, expired.request_id, expired_events);
-                        exit = WorkerExit::Disabled;
+                    if let Some(settled) = Self::settled(id, &records, recorded) {
+                        exit = settled;
                         break;
                     }
                 }
@@ -1058,26 +1101,25 @@ impl<T: Transport> Engine<T> {
         // Let attempts in flight finish (the timeouts bound them) and record every outcome,
         // so a clean stop repeats nothing.
         if let Some(handle) = recording.take() {
-            let (records, expired_events) = handle.await.context("a storage task panicked")??;
-            if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
-                Self::gave_up(id, expired.request_id, expired_events);
-                exit = WorkerExit::Disabled;
+            let (records, recorded) = handle.await.context("a storage task panicked")??;
+            if let Some(settled) = Self::settled(id, &records, recorded) {
+                exit = settled;
             }
         }
         while let Some(joined) = in_flight.join_next().await {
             let (_, request, started, answer) = joined.context("an attempt task panicked")?;
             to_record.push(self.judge(&request, started, answer));
         }
-        if !to_record.is_empty() {
-            let expired = to_record
-                .iter()
-                .find(|r| r.next == RequestState::Expired)
-                .map(|r| r.request_id);
-            let (state, records) = (self.state.clone(), to_record);
-            let expired_events = blocking(move || state.record(&records)).await?;
-            if let Some(request_id) = expired {
-                Self::gave_up(id, request_id, expired_events);
-                exit = WorkerExit::Disabled;
+        if !to_record.is_empty() && !matches!(exit, WorkerExit::Fenced) {
+            let (state, records, token) = (self.state.clone(), to_record, lease.clone());
+            let (records, recorded) = blocking(move || {
+                state
+                    .record(&token, &records)
+                    .map(|recorded| (records, recorded))
+            })
+            .await?;
+            if let Some(settled) = Self::settled(id, &records, recorded) {
+                exit = settled;
             }
         }
         Ok(exit)
@@ -1157,6 +1199,31 @@ impl<T: Transport> Engine<T> {
             latency_ms,
             response_head: head,
             next,
+        }
+    }
+
+    /// How a commit of `records` ends the worker, if it does: the lease changed hands (nothing
+    /// was written), or a request's retention ended and `record` disabled the webhook in the
+    /// same transaction.
+    fn settled(
+        id: &WebhookId,
+        records: &[AttemptRecord],
+        recorded: Recorded,
+    ) -> Option<WorkerExit> {
+        match recorded {
+            Recorded::Fenced => {
+                tracing::warn!(
+                    webhook = %id,
+                    outcomes = records.len(),
+                    "the lease changed hands while this worker stalled; its outcomes are not recorded, the new holder sends those requests again"
+                );
+                Some(WorkerExit::Fenced)
+            }
+            Recorded::Written { expired_events } => {
+                let expired = records.iter().find(|r| r.next == RequestState::Expired)?;
+                Self::gave_up(id, expired.request_id, expired_events);
+                Some(WorkerExit::Disabled)
+            }
         }
     }
 

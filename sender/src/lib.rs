@@ -6,8 +6,9 @@
 //! - [`config`]: [`config::DeliveryConfig`] (every duration of the engine) and `--state`;
 //! - [`registry`]: registrations, their validation, the [`registry::Registry`] trait;
 //! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
-//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`sqlite`] implements it and
-//!   the registry in one SQLite file;
+//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`store`] implements it and
+//!   the registry twice: in one SQLite file ([`store::sqlite`]) and in a PostgreSQL database
+//!   shared by many workers ([`store::postgres`]);
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
 //! - [`retry`]: the retry schedule as pure functions;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
@@ -37,7 +38,7 @@
 //! use sender::queue::Queue;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let state = Arc::new(sender::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
+//! let state = Arc::new(sender::store::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
 //! let webhook = WebhookChanges {
 //!     name: Some("CRM sync".into()),
 //!     url: Some("http://127.0.0.1:8080/webhook".into()),
@@ -71,7 +72,7 @@ pub mod queue;
 pub mod registry;
 pub mod replay;
 pub mod retry;
-pub mod sqlite;
+pub mod store;
 
 use std::fmt;
 use std::time::Duration;

@@ -44,7 +44,7 @@ use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
 use sender::queue::Queue;
 use sender::registry::{AuthMethod, Registry, WebhookChanges};
-use sender::sqlite::SqliteState;
+use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 
 fn main() -> anyhow::Result<()> {

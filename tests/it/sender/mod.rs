@@ -18,7 +18,7 @@ use sender::generate::{route, EventRecipe};
 use sender::queue::Queue;
 use sender::registry::{Registry, Webhook, WebhookChanges, WebhookId};
 use sender::retry::RetryPolicy;
-use sender::sqlite::SqliteState;
+use sender::store::sqlite::SqliteState;
 use verify::OutgoingEvent;
 
 /// Every duration of the engine shrunk to milliseconds.
