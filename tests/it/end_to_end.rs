@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use sender::queue::Queue;
-use sender::registry::{Auth, AuthMethod, Registry, SchemeName, Webhook};
+use sender::registry::{Auth, AuthMethod, SchemeName, Webhook};
 
 use crate::sender::{fast_config, Harness, Spawned};
 use crate::support::receiver::{run_cli, Process};

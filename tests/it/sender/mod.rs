@@ -2,22 +2,49 @@
 //! its retry schedule over real HTTP (compressed durations; the seven-day schedule under paused
 //! tokio time is a unit test of `sender::delivery`), and Python's `standardwebhooks` verifying what the sender signs.
 
+/// Writes a suite case once and runs it on each store: the case is an async function of the
+/// [`Harness`], and the macro makes a test `sqlite` and a test `postgres` in a module named
+/// after it (the latter skipped loudly without PostgreSQL, failed under `CI=true`).
+macro_rules! on_each_store {
+    (#[$test:meta] async fn $name:ident($harness:ident: Harness) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn case($harness: Harness) $body
+
+            #[$test]
+            async fn sqlite() {
+                case(Harness::sqlite()).await;
+            }
+
+            #[$test]
+            async fn postgres() {
+                if let Some(harness) = Harness::postgres(concat!("sender ", stringify!($name))) {
+                    case(harness).await;
+                }
+            }
+        }
+    };
+}
+
 mod cli;
 mod connect_timeout;
 mod delivery;
 mod python;
 mod replay;
 mod run_worker;
+mod scale_out;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sender::config::DeliveryConfig;
-use sender::delivery::{Engine, Mode, RunReport};
+use sender::delivery::{Engine, Mode, RunReport, State};
 use sender::generate::{route, EventRecipe};
-use sender::queue::Queue;
-use sender::registry::{Registry, Webhook, WebhookChanges, WebhookId};
+use sender::registry::{Webhook, WebhookChanges, WebhookId};
 use sender::retry::RetryPolicy;
+use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
 use verify::OutgoingEvent;
 
@@ -40,19 +67,44 @@ pub fn fast_config() -> DeliveryConfig {
     }
 }
 
-/// A state database in a temporary directory.
+/// A state: a SQLite file in a temporary directory, or a fresh PostgreSQL database.
 pub struct Harness {
     _dir: tempfile::TempDir,
     /// The state.
-    pub state: Arc<SqliteState>,
+    pub state: Arc<dyn State>,
+    /// What `--state` names it as.
+    pub location: String,
 }
 
 impl Harness {
+    /// A SQLite state.
     pub fn new() -> Self {
+        Self::sqlite()
+    }
+
+    /// A SQLite state in a temporary directory.
+    pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sender.db");
         let state = Arc::new(SqliteState::open(&path).expect("open state"));
-        Self { _dir: dir, state }
+        let location = format!("sqlite:{}", path.display());
+        Self {
+            _dir: dir,
+            state,
+            location,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without PostgreSQL.
+    pub fn postgres(what: &str) -> Option<Self> {
+        let location = common::test_postgres::test_database(what)?;
+        let url = common::postgres::DatabaseUrl::parse(&location).expect("test URL");
+        let state = Arc::new(PostgresState::open(&url).expect("open state"));
+        Some(Self {
+            _dir: tempfile::tempdir().expect("temp dir"),
+            state,
+            location,
+        })
     }
 
     /// Registers a webhook for `url` and `events`, with further changes from `edit`.
