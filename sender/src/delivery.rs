@@ -770,6 +770,12 @@ impl<T: Transport> Engine<T> {
                     if matches!(mode, Mode::Serve) && finished.1.is_err() {
                         cooldown.push((finished.0.clone(), Instant::now() + SERVE_ERROR_PAUSE));
                     }
+                    if matches!(mode, Mode::Serve)
+                        && matches!(finished.1, Ok(WorkerExit::HandedOver(_)))
+                    {
+                        // Another worker holds it: look again at the next poll, not at once.
+                        cooldown.push((finished.0.clone(), Instant::now() + self.config.poll_interval));
+                    }
                     self.settle(finished, &mut running, &mut settled, &mut report, &mut first_error);
                     if matches!(mode, Mode::Serve) {
                         // `run` keeps going: the error is logged, the webhook tried again later.

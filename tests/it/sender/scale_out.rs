@@ -1,1 +1,281 @@
+//! Many `sender run` workers on one PostgreSQL database (SPEC section 7), as real processes:
+//! killed and restarted at random, or stopped past their lease and resumed. Per webhook the
+//! requests still go one at a time and in order, and every event arrives at least once with
+//! its `webhook-id`.
+//!
+//! Each test makes its own database on the throwaway cluster of `common::test_postgres`
+//! (skipped loudly without PostgreSQL, failed under `CI=true`).
 
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sender::queue::Queue;
+use sender::store::postgres::PostgresState;
+use serde_json::Value;
+
+use crate::support::endpoint::{FakeEndpoint, Received, Reply};
+use crate::support::logged::Logged;
+
+const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
+
+/// `sender --state STATE …` with the engine's durations shrunk for a test.
+fn sender(state: &str) -> Command {
+    let mut command = Command::new(SENDER);
+    command
+        .arg("--state")
+        .arg(state)
+        .env("RUST_LOG", "warn")
+        .env("SENDER_POLL_INTERVAL", "20ms")
+        .env("SENDER_RETRY_INITIAL", "10ms")
+        .env("SENDER_RETRY_MAX", "40ms")
+        .env("SENDER_RESPONSE_TIMEOUT", "3s");
+    command
+}
+
+/// Runs a sender command to its end; it must succeed.
+async fn finish(mut command: Command) -> Output {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
+        .await
+        .expect("joined");
+    assert!(output.status.success(), "{output:?}");
+    output
+}
+
+/// Registers a signed webhook for COURSE_ENROLLMENT at `url`; gives its id.
+async fn add_webhook(state: &str, name: &str, url: &str) -> String {
+    let mut command = sender(state);
+    command.args([
+        "webhooks", "add", "--name", name, "--url", url, "--auth", "signature", "--events",
+        "COURSE_ENROLLMENT", "--json",
+    ]);
+    let output = finish(command).await;
+    let record: Value = serde_json::from_slice(&output.stdout).expect("JSON record");
+    record["id"].as_str().expect("id").to_owned()
+}
+
+/// Enqueues `count` COURSE_ENROLLMENT events; gives their ids in trigger order.
+async fn trigger(state: &str, count: usize) -> Vec<String> {
+    let mut command = sender(state);
+    command.args([
+        "trigger",
+        "COURSE_ENROLLMENT",
+        "--count",
+        &count.to_string(),
+        "--enqueue-only",
+        "--json",
+    ]);
+    let output = finish(command).await;
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    summary["eventIds"]
+        .as_array()
+        .expect("event ids")
+        .iter()
+        .map(|id| id.as_str().expect("text").to_owned())
+        .collect()
+}
+
+/// A `sender run` worker with this lease TTL.
+fn worker(state: &str, lease_ttl: &str) -> Logged {
+    Logged::spawn(sender(state).args(["run", "--lease-ttl", lease_ttl]))
+}
+
+/// The event ids in the order they first arrived.
+fn first_arrivals(received: &[Received]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    received
+        .iter()
+        .flat_map(Received::event_ids)
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
+/// Every arrival carries a `webhook-id`, the same one for every arrival of an event, and no
+/// two events share one.
+fn check_message_ids(received: &[Received]) {
+    let mut by_event: HashMap<String, String> = HashMap::new();
+    for request in received {
+        let msg_id = request
+            .header("webhook-id")
+            .expect("every request carries its webhook-id")
+            .to_owned();
+        for event in request.event_ids() {
+            let first = by_event.entry(event.clone()).or_insert_with(|| msg_id.clone());
+            assert_eq!(*first, msg_id, "event {event} came under two webhook-ids");
+        }
+    }
+    let mut ids: Vec<&String> = by_event.values().collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), by_event.len(), "one webhook-id per event");
+}
+
+/// Waits (bounded) until `endpoint` has seen each of `count` events at least once.
+async fn wait_all_arrived(endpoint: &FakeEndpoint, count: usize, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if first_arrivals(&endpoint.received()).len() >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A small xorshift generator: which worker to kill and when.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_killed_at_random_deliver_every_event_in_order_one_request_at_a_time() {
+    let Some(state) = common::test_postgres::test_database("sender scale-out under SIGKILL")
+    else {
+        return;
+    };
+    let endpoints = [FakeEndpoint::start().await, FakeEndpoint::start().await];
+    for endpoint in &endpoints {
+        endpoint.fail_at_random(150);
+    }
+    add_webhook(&state, "crm", &endpoints[0].url()).await;
+    add_webhook(&state, "reporting", &endpoints[1].url()).await;
+    let mut events = trigger(&state, 1000).await;
+
+    let mut workers: Vec<Logged> = (0..3).map(|_| worker(&state, "2s")).collect();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(50);
+    let seed = u64::from(started.elapsed().subsec_nanos()) | 1;
+    let mut dice = Dice(0x2545_f491_4f6c_dd1d ^ seed);
+    let (mut kills, mut kills_mid_delivery) = (0, 0);
+    let total = 2000;
+    while kills < 12 {
+        tokio::time::sleep(Duration::from_millis(100 + dice.below(150))).await;
+        let victim = usize::try_from(dice.below(3)).expect("small");
+        workers[victim].signal("KILL");
+        workers[victim].wait_exit(Duration::from_secs(10)).await;
+        kills += 1;
+        if endpoints
+            .iter()
+            .any(|endpoint| first_arrivals(&endpoint.received()).len() < total)
+        {
+            kills_mid_delivery += 1;
+        }
+        workers[victim] = worker(&state, "2s");
+        if kills == 3 {
+            // More events while the workers run and die.
+            events.extend(trigger(&state, 1000).await);
+        }
+    }
+    for endpoint in &endpoints {
+        assert!(
+            wait_all_arrived(endpoint, total, deadline).await,
+            "only {} of {total} events arrived",
+            first_arrivals(&endpoint.received()).len()
+        );
+    }
+    let took = started.elapsed();
+    for worker in &workers {
+        worker.signal("TERM");
+    }
+    for worker in &mut workers {
+        let status = worker.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status:?}: {}", worker.stderr());
+    }
+
+    assert!(
+        kills_mid_delivery >= 10,
+        "{kills_mid_delivery} of {kills} kills came while events were still on their way"
+    );
+    for endpoint in &endpoints {
+        let received = endpoint.received();
+        assert_eq!(
+            endpoint.max_in_flight(),
+            1,
+            "a request started before the previous one to that webhook was answered"
+        );
+        assert_eq!(first_arrivals(&received), events, "first deliveries in trigger order");
+        check_message_ids(&received);
+        assert!(
+            received.len() > total,
+            "random failures were retried: {} requests",
+            received.len()
+        );
+    }
+    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
+    let store = PostgresState::open(&url).expect("open");
+    let counts = store.counts(None).expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (0, 2 * 2000));
+    eprintln!("scale-out: {kills} kills, all delivered in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
+    let Some(state) = common::test_postgres::test_database("sender fencing under SIGSTOP") else {
+        return;
+    };
+    let endpoint = FakeEndpoint::start().await;
+    // Slow answers: the stopped worker has a request in flight when it stops.
+    endpoint.answer(Reply::ok().delayed(Duration::from_millis(300)));
+    add_webhook(&state, "crm", &endpoint.url()).await;
+    let events = trigger(&state, 12).await;
+
+    let mut stalled = worker(&state, "1s");
+    endpoint.wait_for(1, Duration::from_secs(20)).await;
+    stalled.signal("STOP");
+    let in_flight = endpoint.received()[0]
+        .header("webhook-id")
+        .expect("id")
+        .to_owned();
+    // The new worker waits for the stopped one's lease to run out (its process still exists),
+    // then sends the request in flight again and goes on.
+    let mut holder = worker(&state, "1s");
+    endpoint.wait_for(4, Duration::from_secs(20)).await;
+    stalled.signal("CONT");
+    assert!(
+        wait_all_arrived(&endpoint, events.len(), Instant::now() + Duration::from_secs(30)).await,
+        "not every event arrived"
+    );
+    // Until the stalled worker has tried to record its outcome.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stalled.stderr().contains("lease changed hands") {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled worker never noticed: {}",
+            stalled.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for worker in [&stalled, &holder] {
+        worker.signal("TERM");
+    }
+    for worker in [&mut stalled, &mut holder] {
+        let status = worker.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status:?}: {}", worker.stderr());
+    }
+
+    let received = endpoint.received();
+    assert_eq!(endpoint.max_in_flight(), 1, "two requests to one webhook at once");
+    assert_eq!(first_arrivals(&received), events);
+    let sent_twice = received
+        .iter()
+        .filter(|request| request.header("webhook-id") == Some(in_flight.as_str()))
+        .count();
+    assert_eq!(sent_twice, 2, "the stalled worker's request, then the new holder's");
+    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
+    let store = PostgresState::open(&url).expect("open");
+    let detail = store.delivery(&in_flight).expect("read").expect("kept");
+    assert_eq!(
+        (detail.summary.state.as_str(), detail.attempt_log.len()),
+        ("delivered", 1),
+        "only the holder's attempt is recorded, not the stalled worker's: {:?}",
+        detail.attempt_log
+    );
+    let counts = store.counts(None).expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (0, 12));
+}

@@ -107,6 +107,10 @@ struct Shared {
     in_flight: usize,
     /// The most requests ever in flight at once.
     max_in_flight: usize,
+    /// Per mille of the requests not scripted answered 500 instead of the default.
+    failures_per_mille: u64,
+    /// The state of the xorshift generator that picks them.
+    random: u64,
 }
 
 /// The fake endpoint. Dropping it stops the server.
@@ -139,6 +143,8 @@ impl FakeEndpoint {
             received: Vec::new(),
             in_flight: 0,
             max_in_flight: 0,
+            failures_per_mille: 0,
+            random: 0x9e37_79b9_7f4a_7c15 ^ u64::from(addr.port()),
         }));
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -170,6 +176,11 @@ impl FakeEndpoint {
     /// Answers every request not scripted with `reply`.
     pub fn answer(&self, reply: Reply) {
         self.lock().default = reply;
+    }
+
+    /// Answers `per_mille` of the requests not scripted with 500, picked at random.
+    pub fn fail_at_random(&self, per_mille: u64) {
+        self.lock().failures_per_mille = per_mille;
     }
 
     /// Answers the next requests with these replies, in order, then with the default.
@@ -257,7 +268,19 @@ async fn handle(
         });
         shared.in_flight += 1;
         shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
-        let default = shared.default.clone();
+        let default = if shared.failures_per_mille > 0 {
+            // xorshift64: enough to scatter failures, no dependency.
+            shared.random ^= shared.random << 13;
+            shared.random ^= shared.random >> 7;
+            shared.random ^= shared.random << 17;
+            if shared.random % 1000 < shared.failures_per_mille {
+                Reply::status(500)
+            } else {
+                shared.default.clone()
+            }
+        } else {
+            shared.default.clone()
+        };
         shared.script.pop_front().unwrap_or(default)
     };
     // Counted as answered when the reply is built, or when hyper drops this future because
