@@ -71,7 +71,7 @@ pub enum StateLocation {
     /// A SQLite database file.
     Sqlite(PathBuf),
     /// A PostgreSQL database (`postgres://…` or `postgresql://…`), shared by many workers.
-    Postgres(common::postgres::DatabaseUrl),
+    Postgres(Box<common::postgres::DatabaseUrl>),
 }
 
 impl PartialEq for StateLocation {
@@ -94,7 +94,7 @@ impl StateLocation {
     pub fn parse(text: &str) -> Result<Self, UsageError> {
         if common::postgres::is_postgres_url(text) {
             return common::postgres::DatabaseUrl::parse(text)
-                .map(Self::Postgres)
+                .map(|url| Self::Postgres(Box::new(url)))
                 .map_err(|error| UsageError(format!("--state: {error:#}")));
         }
         match text.split_once(':') {

@@ -306,3 +306,66 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
     let counts = store.counts(None).expect("counts");
     assert_eq!((counts.pending, counts.delivered), (0, 12));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() {
+    let cluster = match common::test_postgres::TestCluster::start() {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            common::test_postgres::skip_or_fail("sender through a database outage", &error);
+            return;
+        }
+    };
+    let state = cluster.create_database().expect("database");
+    let endpoint = FakeEndpoint::start().await;
+    endpoint.answer(Reply::ok().delayed(Duration::from_millis(50)));
+    add_webhook(&state, "crm", &endpoint.url()).await;
+    let events = trigger(&state, 20).await;
+    let mut run = worker(&state, "2s");
+    endpoint.wait_for(5, Duration::from_secs(20)).await;
+
+    cluster.stop().expect("database stopped");
+    let seen_at_stop = endpoint.received().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run.stderr().contains("deliveries paused") {
+        assert!(
+            Instant::now() < deadline,
+            "no pause logged: {}",
+            run.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing goes out that could not be recorded: at most the request in flight at the stop.
+    assert!(
+        endpoint.received().len() <= seen_at_stop + 1,
+        "{} requests after the stop",
+        endpoint.received().len() - seen_at_stop
+    );
+    cluster.restart().expect("database back");
+    assert!(
+        wait_all_arrived(
+            &endpoint,
+            events.len(),
+            Instant::now() + Duration::from_secs(30)
+        )
+        .await,
+        "deliveries did not resume: {}",
+        run.stderr()
+    );
+    run.signal("TERM");
+    let status = run.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}: {}", run.stderr());
+    assert!(
+        run.stderr().contains("deliveries resume"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(first_arrivals(&endpoint.received()), events);
+    assert_eq!(endpoint.max_in_flight(), 1);
+    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
+    let counts = PostgresState::open(&url)
+        .expect("open")
+        .counts(None)
+        .expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (0, 20));
+}
