@@ -4,6 +4,11 @@
 //! logs and output, the same PostgreSQL connection strings, the same token-guarded web pages).
 //! What they do alike lives here, one module per job:
 //!
+//! - [`cli`]: clap's exits, standard output that a closed pipe ends quietly (`out!`,
+//!   `outln!`), the `completions` and `man` subcommands, event-name completion;
+//! - [`logging`]: the `tracing` set-up and `tell`, the lines meant for a person;
+//! - [`parse`]: durations, byte sizes, instants and HTTP dates, read by well-kept crates;
+//! - [`signal`]: the SIGINT / SIGTERM future of the long-running commands;
 //! - `postgres`: connection strings (`postgres://…`), TLS to the database, a small pool, and a
 //!   printable form of the URL that never shows the password;
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
@@ -12,7 +17,11 @@
 //! This crate does no work of its own at start-up: each module is a set of functions and types
 //! the binaries call.
 
+pub mod cli;
+pub mod logging;
+pub mod parse;
 pub mod postgres;
+pub mod signal;
 
 #[cfg(feature = "test-postgres")]
 pub mod test_postgres;

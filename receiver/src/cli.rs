@@ -1,5 +1,5 @@
 //! The command line: `receiver [listen]`, `receiver events list|show|count`, `receiver export`,
-//! `receiver check`.
+//! `receiver check`, `receiver completions SHELL`, `receiver man`.
 //!
 //! Errors are printed once, as `error: ` and the cause chain; the exit status says whose
 //! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
@@ -8,9 +8,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use common::cli::{CompletionsArgs, ManArgs, Selection};
+use common::logging::{tell, LogFormat};
+use common::outln;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -26,15 +30,18 @@ const DEFAULT_STORE: &str = "sqlite:./receiver.db";
 #[command(
     name = "receiver",
     version,
-    about = "Receive Learning Manager webhooks: verify, store durably, deduplicate",
-    args_conflicts_with_subcommands = true
+    about = "Receive Learning Manager webhooks: verify, store durably, deduplicate"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// `receiver` alone means `receiver listen`.
+    /// `receiver` alone means `receiver listen` (these flags are refused before another
+    /// subcommand: see `listen_flags_before`).
     #[command(flatten)]
     listen: ListenArgs,
+    /// Where events are stored (`listen` writes it, `events` and `export` read it).
+    #[arg(long, global = true, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
+    store: String,
     /// Log format on standard error (`RUST_LOG` filters).
     #[arg(
         long,
@@ -56,18 +63,18 @@ enum Command {
         command: EventsCommand,
     },
     /// Write the kept requests as capture records (JSON Lines): accepted ones by default.
+    ///
+    /// --since and --until compare with the time each request was received.
     Export(ExportArgs),
     /// Re-check captured requests or envelope files offline and explain every refusal.
     ///
     /// A capture is checked at its receive time, a bare envelope at the current time. Uses
     /// the same authentication flags as `listen`; exits 1 when any is not accepted.
     Check(CheckArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    /// Print the shell completion script (e.g. `source <(receiver completions bash)`).
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one per subcommand with --out DIR.
+    Man(ManArgs),
 }
 
 /// The flags that choose the auth method: none, Basic, or Signature (`listen` and `check`).
@@ -114,12 +121,9 @@ struct ListenArgs {
     path: String,
     #[command(flatten)]
     auth: AuthArgs,
-    /// Where events are stored.
-    #[arg(long, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
-    store: String,
-    /// Largest accepted body (e.g. 1MiB, 512KiB, 1000).
-    #[arg(long, env = "RECEIVER_MAX_BODY", default_value = "1MiB")]
-    max_body: String,
+    /// Largest accepted body (e.g. 1MiB, 512KiB, 64kb, 1000).
+    #[arg(long, env = "RECEIVER_MAX_BODY", default_value = "1MiB", value_parser = common::parse::byte_size)]
+    max_body: u64,
     /// What to print per event on standard output.
     #[arg(long, env = "RECEIVER_OUTPUT", value_enum, default_value = "pretty")]
     output: OutputMode,
@@ -133,14 +137,14 @@ struct ListenArgs {
     #[arg(long, env = "RECEIVER_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Deadline for a request head, and idle limit of a keep-alive connection (e.g. 10s).
-    #[arg(long, env = "RECEIVER_HEADER_TIMEOUT", default_value = "10s")]
-    header_timeout: String,
+    #[arg(long, env = "RECEIVER_HEADER_TIMEOUT", default_value = "10s", value_parser = common::parse::duration)]
+    header_timeout: Duration,
     /// Deadline for reading a body (e.g. 30s).
-    #[arg(long, env = "RECEIVER_BODY_TIMEOUT", default_value = "30s")]
-    body_timeout: String,
+    #[arg(long, env = "RECEIVER_BODY_TIMEOUT", default_value = "30s", value_parser = common::parse::duration)]
+    body_timeout: Duration,
     /// How long shutdown waits for requests in flight (e.g. 10s).
-    #[arg(long, env = "RECEIVER_SHUTDOWN_TIMEOUT", default_value = "10s")]
-    shutdown_timeout: String,
+    #[arg(long, env = "RECEIVER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = common::parse::duration)]
+    shutdown_timeout: Duration,
     /// How many refused requests to keep (the newest).
     #[arg(long, env = "RECEIVER_KEEP_REFUSED", default_value_t = config::DEFAULT_KEEP_REFUSED)]
     keep_refused: u32,
@@ -152,37 +156,24 @@ struct ListenArgs {
     #[arg(long, env = "RECEIVER_FORWARD_SIGNATURE_FILE", requires = "forward_to")]
     forward_signature_file: Option<PathBuf>,
     /// First retry delay when the app is down or answers non-2xx; doubles each time.
-    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MIN", default_value = "1s")]
-    forward_retry_min: String,
+    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MIN", default_value = "1s", value_parser = common::parse::duration)]
+    forward_retry_min: Duration,
     /// Longest retry delay.
-    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MAX", default_value = "5m")]
-    forward_retry_max: String,
+    #[arg(long, env = "RECEIVER_FORWARD_RETRY_MAX", default_value = "5m", value_parser = common::parse::duration)]
+    forward_retry_max: Duration,
     /// Deadline for connecting to the app.
-    #[arg(long, env = "RECEIVER_FORWARD_CONNECT_TIMEOUT", default_value = "10s")]
-    forward_connect_timeout: String,
+    #[arg(long, env = "RECEIVER_FORWARD_CONNECT_TIMEOUT", default_value = "10s", value_parser = common::parse::duration)]
+    forward_connect_timeout: Duration,
     /// Deadline for the app's answer.
-    #[arg(long, env = "RECEIVER_FORWARD_TIMEOUT", default_value = "30s")]
-    forward_timeout: String,
+    #[arg(long, env = "RECEIVER_FORWARD_TIMEOUT", default_value = "30s", value_parser = common::parse::duration)]
+    forward_timeout: Duration,
 }
 
-#[derive(Args, Debug)]
-struct StoreArg {
-    /// The store to read.
-    #[arg(long, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
-    store: String,
-}
-
+/// `--since` / `--until` compare with the event's own timestamp.
 #[derive(Args, Debug)]
 struct FilterArgs {
-    /// Only events of this name (repeat for several).
-    #[arg(long = "event-name")]
-    event_names: Vec<String>,
-    /// Only events whose timestamp is at or after this (RFC 3339, a date, or epoch ms/s).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only events whose timestamp is before this.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Only this account.
     #[arg(long)]
     account: Option<i64>,
@@ -191,9 +182,9 @@ struct FilterArgs {
 #[derive(Subcommand, Debug)]
 enum EventsCommand {
     /// List stored events, oldest arrival first.
+    ///
+    /// --since and --until compare with each event's own timestamp.
     List {
-        #[command(flatten)]
-        store: StoreArg,
         #[command(flatten)]
         filter: FilterArgs,
         /// At most this many.
@@ -207,8 +198,6 @@ enum EventsCommand {
     Show {
         /// The eventId.
         id: String,
-        #[command(flatten)]
-        store: StoreArg,
         /// Only this account.
         #[arg(long)]
         account: Option<i64>,
@@ -217,9 +206,9 @@ enum EventsCommand {
         json: bool,
     },
     /// Count stored events.
+    ///
+    /// --since and --until compare with each event's own timestamp.
     Count {
-        #[command(flatten)]
-        store: StoreArg,
         #[command(flatten)]
         filter: FilterArgs,
         /// `{"count":N}` instead of the number alone.
@@ -230,8 +219,6 @@ enum EventsCommand {
 
 #[derive(Args, Debug)]
 struct ExportArgs {
-    #[command(flatten)]
-    store: StoreArg,
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -241,15 +228,8 @@ struct ExportArgs {
     /// Which requests: accepted (the default), refused, or all.
     #[arg(long, value_enum)]
     verdict: Option<VerdictChoice>,
-    /// Only requests with an event of this name (repeat for several).
-    #[arg(long = "event-name")]
-    event_names: Vec<String>,
-    /// Only requests RECEIVED at or after this (RFC 3339, a date, or epoch ms/s).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only requests received before this.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Only this account.
     #[arg(long)]
     account: Option<i64>,
@@ -283,86 +263,82 @@ enum Failure {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        refuse_listen_flags_before_a_subcommand(&matches)?;
+        Cli::from_arg_matches(&matches)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(error) => {
-            // clap prints help and version to stdout with status 0, usage errors with 2.
-            let _ = error.print();
-            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
-        }
+        Err(error) => return common::cli::clap_exit(&error),
     };
-    init_logging(cli.log_format);
+    common::logging::init("receiver", cli.log_format);
+    let store = cli.store;
     let result = match cli.command {
-        None => listen(cli.listen),
-        Some(Command::Listen(args)) => listen(*args),
-        Some(Command::Events { command }) => events(command),
-        Some(Command::Export(args)) => export(args),
+        None => listen(cli.listen, &store),
+        Some(Command::Listen(args)) => listen(*args, &store),
+        Some(Command::Events { command }) => events(command, &store),
+        Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
+        Some(Command::Completions(args)) => args.print(Cli::command()).map_err(Failure::Work),
+        Some(Command::Man(args)) => args.write(Cli::command()).map_err(Failure::Work),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Config(error)) => {
-            tell("ERROR", format_args!("error: {error:#}"));
-            ExitCode::from(2)
-        }
-        Err(Failure::Work(error)) => {
-            tell("ERROR", format_args!("error: {error:#}"));
-            ExitCode::from(1)
-        }
+        Err(Failure::Config(error)) => common::cli::failure(&error, 2),
+        Err(Failure::Work(error)) => common::cli::failure(&error, 1),
     }
 }
 
-/// Whether stderr carries JSON log records (`--log-format json`).
-static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// A line for the person at the terminal, on stderr, whatever `RUST_LOG` says: plain text, or
-/// with `--log-format json` a record shaped like the log records, so that every stderr line
-/// stays one JSON object. `level` is `INFO` or `ERROR`.
-fn tell(level: &str, message: impl std::fmt::Display) {
-    if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
-        let record = serde_json::json!({
-            "timestamp": verify::timestamp::format_iso_millis(verify::unix_now_ms()),
-            "level": level,
-            "fields": {"message": message.to_string()},
-            "target": "receiver",
-        });
-        eprintln!("{record}");
-    } else {
-        eprintln!("{message}");
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    STDERR_JSON.store(
-        matches!(format, LogFormat::Json),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+/// `receiver --listen X export` would ignore `--listen`: the flags of the implicit `listen`
+/// go before no other subcommand (global flags such as `--store` and `--log-format` go
+/// anywhere). clap's `args_conflicts_with_subcommands` would say so too, but it also refuses
+/// global flags before a subcommand.
+///
+/// # Errors
+/// Names the flags and where they belong.
+fn refuse_listen_flags_before_a_subcommand(matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let Some((subcommand, _)) = matches.subcommand() else {
+        return Ok(());
     };
+    let listen_flags = ListenArgs::augment_args(clap::Command::new("listen"));
+    let given: Vec<String> = listen_flags
+        .get_arguments()
+        .filter(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| format!("--{}", arg.get_long().unwrap_or_default()))
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    let verb = if given.len() == 1 {
+        "belongs"
+    } else {
+        "belong"
+    };
+    Err(Cli::command().error(
+        clap::error::ErrorKind::ArgumentConflict,
+        format!(
+            "{} {verb} to `receiver listen` and cannot come before `{subcommand}`; \
+             `receiver {subcommand} --help` lists its flags",
+            given.join(", ")
+        ),
+    ))
 }
 
-fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
+fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Config)> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path {:?} must start with '/'", args.path);
     }
     let authentication = args.auth.authentication()?;
     let limits = Limits {
-        max_body_bytes: config::parse_size(&args.max_body).context("--max-body")?,
+        max_body_bytes: usize::try_from(args.max_body).context("--max-body is too large")?,
         max_connections: args.max_connections,
-        header_read_timeout: config::parse_duration(&args.header_timeout)
-            .context("--header-timeout")?,
-        body_read_timeout: config::parse_duration(&args.body_timeout).context("--body-timeout")?,
+        header_read_timeout: args.header_timeout,
+        body_read_timeout: args.body_timeout,
         write_stall_timeout: config::DEFAULT_WRITE_STALL_TIMEOUT,
-        shutdown_grace: config::parse_duration(&args.shutdown_timeout)
-            .context("--shutdown-timeout")?,
+        shutdown_grace: args.shutdown_timeout,
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -373,20 +349,16 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
         Some(url) => {
             let mut forward = ForwardConfig::new(parse_forward_url(url).context("--forward-to")?);
             forward.retry = RetryPolicy {
-                min: config::parse_duration(&args.forward_retry_min)
-                    .context("--forward-retry-min")?,
-                max: config::parse_duration(&args.forward_retry_max)
-                    .context("--forward-retry-max")?,
+                min: args.forward_retry_min,
+                max: args.forward_retry_max,
             };
             if forward.retry.min.is_zero() || forward.retry.max < forward.retry.min {
                 anyhow::bail!(
                     "--forward-retry-min must be above 0 and at most --forward-retry-max"
                 );
             }
-            forward.connect_timeout = config::parse_duration(&args.forward_connect_timeout)
-                .context("--forward-connect-timeout")?;
-            forward.response_timeout =
-                config::parse_duration(&args.forward_timeout).context("--forward-timeout")?;
+            forward.connect_timeout = args.forward_connect_timeout;
+            forward.response_timeout = args.forward_timeout;
             forward.signing = args
                 .forward_signature_file
                 .as_deref()
@@ -410,7 +382,7 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
     let config = Config {
         path: args.path,
         authentication,
-        store_path: config::parse_store_location(&args.store).context("--store")?,
+        store_path: config::parse_store_location(store).context("--store")?,
         output: args.output,
         tls,
         limits,
@@ -420,8 +392,8 @@ fn listen_config(args: ListenArgs) -> anyhow::Result<(String, Config)> {
     Ok((args.listen, config))
 }
 
-fn listen(args: ListenArgs) -> Result<(), Failure> {
-    let (address, config) = listen_config(args).map_err(Failure::Config)?;
+fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
+    let (address, config) = listen_config(args, store).map_err(Failure::Config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -438,7 +410,7 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
             .context("reading the bound address")
             .map_err(Failure::Work)?;
         let receiver = crate::Receiver::start(config).map_err(Failure::Config)?;
-        let shutdown = shutdown_signal().map_err(Failure::Work)?;
+        let shutdown = common::signal::shutdown_signal().map_err(Failure::Work)?;
         let scheme = if receiver.is_tls() { "https" } else { "http" };
         // The first line of stdout in every output mode: tests and scripts wait for it.
         let mut stdout = std::io::stdout().lock();
@@ -453,50 +425,19 @@ fn listen(args: ListenArgs) -> Result<(), Failure> {
     })
 }
 
-/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on either.
-///
-/// Installing before `listening on` is printed matters: a signal sent right after that line
-/// must stop the receiver gracefully, not kill it with the default action.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        }
-    })
-}
-
-/// A time for `--since` / `--until`: RFC 3339, a date (midnight UTC), or epoch ms or seconds.
-fn parse_time(flag: &str, text: &str) -> anyhow::Result<i64> {
-    verify::timestamp::parse_instant_millis(text).with_context(|| {
-        format!("{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)")
-    })
-}
-
-fn filter_from(args: &FilterArgs) -> anyhow::Result<EventFilter> {
-    Ok(EventFilter {
-        event_names: args.event_names.clone(),
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|text| parse_time("--since", text))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|text| parse_time("--until", text))
-            .transpose()?,
+fn filter_from(args: &FilterArgs) -> EventFilter {
+    EventFilter {
+        event_names: args.selection.event_names.clone(),
+        since_ms: args.selection.since,
+        until_ms: args.selection.until,
         account_id: args.account,
         event_id: None,
         limit: None,
-    })
+    }
 }
 
-fn open_reader(store: &StoreArg) -> Result<SqliteReader, Failure> {
-    let path = config::parse_store_location(&store.store)
+fn open_reader(store: &str) -> Result<SqliteReader, Failure> {
+    let path = config::parse_store_location(store)
         .context("--store")
         .map_err(Failure::Config)?;
     SqliteReader::open(&path).map_err(Failure::Config)
@@ -534,24 +475,19 @@ fn event_line(event: &StoredEvent) -> String {
 }
 
 fn print(text: &str) -> Result<(), Failure> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}")
-        .and_then(|()| stdout.flush())
-        .context("writing to standard output")
-        .map_err(Failure::Work)
+    outln!("{text}").map_err(Failure::Work)
 }
 
-fn events(command: EventsCommand) -> Result<(), Failure> {
+fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
     match command {
         EventsCommand::List {
-            store,
             filter,
             limit,
             json,
         } => {
-            let mut filter = filter_from(&filter).map_err(Failure::Config)?;
+            let mut filter = filter_from(&filter);
             filter.limit = limit;
-            let reader = open_reader(&store)?;
+            let reader = open_reader(store)?;
             let events = reader.events(&filter).map_err(Failure::Work)?;
             if json {
                 let array: Vec<_> = events.iter().map(event_json).collect();
@@ -564,13 +500,8 @@ fn events(command: EventsCommand) -> Result<(), Failure> {
                 print(&lines.join("\n"))
             }
         }
-        EventsCommand::Show {
-            id,
-            store,
-            account,
-            json,
-        } => {
-            let reader = open_reader(&store)?;
+        EventsCommand::Show { id, account, json } => {
+            let reader = open_reader(store)?;
             let filter = EventFilter {
                 event_id: Some(id.clone()),
                 account_id: account,
@@ -606,13 +537,9 @@ fn events(command: EventsCommand) -> Result<(), Failure> {
                 Ok(())
             }
         }
-        EventsCommand::Count {
-            store,
-            filter,
-            json,
-        } => {
-            let filter = filter_from(&filter).map_err(Failure::Config)?;
-            let reader = open_reader(&store)?;
+        EventsCommand::Count { filter, json } => {
+            let filter = filter_from(&filter);
+            let reader = open_reader(store)?;
             let count = reader.count(&filter).map_err(Failure::Work)?;
             if json {
                 print(&json!({ "count": count }).to_string())
@@ -623,34 +550,28 @@ fn events(command: EventsCommand) -> Result<(), Failure> {
     }
 }
 
-fn export(args: ExportArgs) -> Result<(), Failure> {
+fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
     let verdict = match (args.verdict, args.include_refused) {
         (Some(verdict), _) => verdict,
         (None, true) => VerdictChoice::All,
         (None, false) => VerdictChoice::Accepted,
     };
-    let time = |flag: &str, text: &Option<String>| {
-        text.as_deref()
-            .map(|text| parse_time(flag, text))
-            .transpose()
-            .map_err(Failure::Config)
-    };
     let filter = CaptureFilter {
         accepted: verdict != VerdictChoice::Refused,
         refused: verdict != VerdictChoice::Accepted,
-        received_since_ms: time("--since", &args.since)?,
-        received_until_ms: time("--until", &args.until)?,
+        received_since_ms: args.selection.since,
+        received_until_ms: args.selection.until,
         account_id: args.account,
-        event_names: args.event_names.clone(),
+        event_names: args.selection.event_names.clone(),
     };
-    let reader = open_reader(&args.store)?;
+    let reader = open_reader(store)?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))
                 .map_err(Failure::Config)?,
         )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::new(common::cli::stdout())),
     };
     let target = args.out.as_ref().map_or_else(
         || "standard output".to_owned(),

@@ -1,6 +1,6 @@
 //! What a listening receiver is told: the [`Config`] that [`crate::run`] takes, and the
-//! parsers that turn command-line text (sizes, durations, store locations, signature files)
-//! into it.
+//! parsers that turn command-line text (store locations, signature files) into it; sizes and
+//! durations are read by `common::parse`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -146,58 +146,6 @@ pub fn parse_store_location(text: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Splits `"512KiB"` into `("512", "KiB")`.
-fn split_number(text: &str) -> (&str, &str) {
-    let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(digits_end);
-    (number, unit.trim())
-}
-
-/// A byte size such as `1MiB`, `512KiB`, `64kb` or `1000`.
-///
-/// # Errors
-/// Text that is not a whole number followed by an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
-pub fn parse_size(text: &str) -> anyhow::Result<usize> {
-    let (number, unit) = split_number(text);
-    let number: usize = number
-        .parse()
-        .with_context(|| format!("size {text:?} does not start with a whole number"))?;
-    let multiplier: usize = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "kib" => 1024,
-        "mb" | "m" => 1000 * 1000,
-        "mib" => 1024 * 1024,
-        "gb" | "g" => 1000 * 1000 * 1000,
-        "gib" => 1024 * 1024 * 1024,
-        other => bail!("size {text:?} has an unknown unit {other:?} (use B, KiB, MiB, GiB)"),
-    };
-    number
-        .checked_mul(multiplier)
-        .with_context(|| format!("size {text:?} is too large"))
-}
-
-/// A duration such as `10s`, `500ms`, `2m` or `30` (seconds).
-///
-/// # Errors
-/// Text that is not a whole number followed by an optional unit (ms, s, m, h).
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = split_number(text);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("duration {text:?} does not start with a whole number"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        "h" => Duration::from_secs(number.saturating_mul(3600)),
-        other => bail!("duration {text:?} has an unknown unit {other:?} (use ms, s, m, h)"),
-    })
-}
-
 /// The authentication the flags ask for: Basic when a user is given, Signature when signature
 /// files are, none otherwise.
 ///
@@ -255,33 +203,6 @@ pub fn read_signature_file(path: &Path) -> anyhow::Result<Keyring> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        let check = |text: &str, expected: Option<usize>| {
-            assert_eq!(parse_size(text).ok(), expected, "{text}");
-        };
-        check("1MiB", Some(1_048_576));
-        check("512KiB", Some(524_288));
-        check("1000", Some(1000));
-        check("64 kb", Some(64_000));
-        check("2GiB", Some(2_147_483_648));
-        check("MiB", None);
-        check("1.5MiB", None);
-        check("1 parsec", None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").ok(), Some(Duration::from_secs(10)));
-        assert_eq!(
-            parse_duration("250ms").ok(),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7").ok(), Some(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn store_locations() {

@@ -360,8 +360,8 @@ impl Worker {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // Seconds or an HTTP date, read as the sender's delivery engine reads them.
+            .and_then(|text| common::parse::retry_after(text, std::time::SystemTime::now()));
         // Read (and drop) a bounded body, so the pooled connection can carry the next request.
         let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect();
         let _ = tokio::time::timeout(self.config.response_timeout, body).await;

@@ -1,7 +1,10 @@
 //! Counters and histograms for `GET /metrics`, in the Prometheus text format (version 0.0.4).
 //!
 //! Hand-written rather than a metrics crate: a dozen atomics and one small map are all the
-//! receiver needs, and the exposition format is a stable, documented text format.
+//! receiver needs, and the exposition format is a stable, documented text format. That the text
+//! is well-formed is checked by an independent reader: `tests/it/receiver/metrics_format.rs`
+//! parses it with the official Prometheus Python client, family by family (leaner than
+//! building `prometheus-client` and its derive macro into every build).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -12,11 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use common::cli::{event_names, CompletionsArgs, ManArgs, Selection};
+use common::logging::LogFormat;
+use common::parse::duration as parse_duration;
+use common::{out, outln};
 use serde_json::{json, Value};
 use verify::{SignatureFile, SigningSecret, TimeStyle};
 
-use crate::config::{parse_duration, DeliveryConfig, StateLocation};
+use crate::config::{DeliveryConfig, StateLocation};
 use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound, State};
 use crate::generate::{parse_data, parse_set, route, EventRecipe, DEFAULT_ACCOUNT_ID};
 use crate::queue::DeliveryFilter;
@@ -45,17 +49,20 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Log format on stderr (filter with RUST_LOG).
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        global = true,
+        env = "SENDER_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+/// Where a command that needs an event name points the user for the list.
+const CATALOGUE_HINT: &str = "`sender events` lists every event name with its kind and data fields";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -76,7 +83,16 @@ enum Command {
     /// Print the signature headers for a body, and a ready curl command.
     Sign(SignArgs),
     /// Send captured traffic again: capture JSON Lines, envelope files, or a directory of them.
+    ///
+    /// --since and --until compare with a capture's receive time, or a bare envelope's first
+    /// event timestamp.
     Replay(ReplayArgs),
+    /// List the event catalogue: every event name, real-time or batch, and its data fields.
+    Events,
+    /// Print the shell completion script (e.g. `source <(sender completions bash)`).
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one per subcommand with --out DIR.
+    Man(ManArgs),
 }
 
 /// `sender replay SOURCE --to URL …`
@@ -105,16 +121,8 @@ struct ReplayArgs {
     /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
     #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
     password: Option<verify::RedactedString>,
-    /// Only requests with an event of this name (repeatable).
-    #[arg(long = "event-name")]
-    event_names: Vec<String>,
-    /// Only requests from this time on (RFC 3339 or epoch ms): a capture's receive time, a
-    /// bare envelope's first event timestamp.
-    #[arg(long)]
-    since: Option<String>,
-    /// Only requests before this time (RFC 3339 or epoch ms).
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
     /// Replay only this event, cut out of its (batch) request as a one-event envelope.
     #[arg(long)]
     event_id: Option<String>,
@@ -199,8 +207,9 @@ struct WebhookArgs {
     /// Target URL (http or https).
     #[arg(long)]
     url: Option<String>,
-    /// Trigger events: catalogue names separated by commas, or `all`.
-    #[arg(long)]
+    /// Trigger events: catalogue names separated by commas, or `all` (`sender events` lists
+    /// them).
+    #[arg(long, value_parser = event_names(&["all"]), hide_possible_values = true)]
     events: Option<String>,
     /// Authentication method.
     #[arg(long, value_enum)]
@@ -275,8 +284,9 @@ struct TestArgs {
     /// With --url --auth signature: sign with this signature file.
     #[arg(long, requires = "url")]
     signature_file: Option<PathBuf>,
-    /// The event to send (default: the webhook's first trigger event).
-    #[arg(long)]
+    /// The event to send (default: the webhook's first trigger event; `sender events` lists
+    /// them).
+    #[arg(long, value_parser = event_names(&[]), hide_possible_values = true)]
     event: Option<String>,
     /// TCP connect timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -300,8 +310,11 @@ enum TimeStyleArg {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = CATALOGUE_HINT)]
 struct TriggerArgs {
-    /// A catalogue event name, such as COURSE_ENROLLMENT or LEARNER_PROGRESS.
+    /// A catalogue event name, such as COURSE_ENROLLMENT or LEARNER_PROGRESS (`sender events`
+    /// lists them all).
+    #[arg(value_parser = event_names(&[]), hide_possible_values = true)]
     event_name: String,
     /// How many events.
     #[arg(long, default_value_t = 1)]
@@ -449,63 +462,20 @@ struct SignArgs {
 pub fn cli_main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            // clap prints help and version to stdout with status 0, usage errors with 2.
-            let _ = error.print();
-            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
-        }
+        Err(error) => return common::cli::clap_exit(&error),
     };
-    init_tracing(cli.log_format);
+    common::logging::init("sender", cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            tell("ERROR", format_args!("error: {error:#}"));
-            if error.chain().any(|cause| cause.is::<UsageError>()) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            let usage = error.chain().any(|cause| cause.is::<UsageError>());
+            common::cli::failure(&error, if usage { 2 } else { 1 })
         }
     }
 }
 
-/// Whether stderr carries JSON log records (`--log-format json`).
-static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// A line for the person at the terminal, on stderr, whatever `RUST_LOG` says: plain text, or
-/// with `--log-format json` a record shaped like the log records, so that every stderr line
-/// stays one JSON object. `level` is `INFO`, `WARN` or `ERROR`.
-pub(crate) fn tell(level: &str, message: impl std::fmt::Display) {
-    if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
-        let record = serde_json::json!({
-            "timestamp": verify::timestamp::format_iso_millis(verify::unix_now_ms()),
-            "level": level,
-            "fields": {"message": message.to_string()},
-            "target": "sender",
-        });
-        eprintln!("{record}");
-    } else {
-        eprintln!("{message}");
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    STDERR_JSON.store(
-        matches!(format, LogFormat::Json),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
+/// Kept under this name for the modules that say `crate::cli::tell`.
+pub(crate) use common::logging::tell;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -513,6 +483,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let json = cli.json;
+    // Commands that need no state run before `--state` is even read.
+    match &cli.command {
+        Command::Events => return print_catalogue(json),
+        Command::Completions(args) => {
+            return args.print(Cli::command()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Man(args) => return args.write(Cli::command()).map(|()| ExitCode::SUCCESS),
+        _ => {}
+    }
     let location = StateLocation::parse(&cli.state)?;
     let open = || -> anyhow::Result<Arc<dyn State>> {
         // A state database that cannot be opened is a configuration problem: exit 2.
@@ -533,7 +512,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries { command } => deliveries(&*open()?, command, json),
         Command::Sign(args) => sign(args, json),
         Command::Replay(args) => runtime.block_on(replay(args, json)),
+        Command::Events | Command::Completions(_) | Command::Man(_) => {
+            anyhow::bail!("handled before the state is opened")
+        }
     }
+}
+
+/// `sender events`: the catalogue of the `verify` library, as a table or (`--json`) an array
+/// of `{"eventName", "kind", "fields"}`.
+fn print_catalogue(json: bool) -> anyhow::Result<ExitCode> {
+    let kind_name = |kind: &verify::EventKind| match kind.class {
+        verify::EventClass::RealTime => "real-time",
+        verify::EventClass::Batch => "batch",
+    };
+    let fields = |kind: &verify::EventKind| -> Vec<&'static str> {
+        kind.fields.iter().map(|field| field.json_name()).collect()
+    };
+    if json {
+        let entries: Vec<Value> = verify::CATALOG
+            .iter()
+            .map(|kind| json!({"eventName": kind.name, "kind": kind_name(kind), "fields": fields(kind)}))
+            .collect();
+        print_json(&Value::Array(entries))?;
+    } else {
+        let width = verify::CATALOG.iter().map(|kind| kind.name.len()).max();
+        let width = width.unwrap_or_default() + 2;
+        outln!("{:<width$}{:<11}DATA FIELDS", "EVENT", "KIND")?;
+        for kind in verify::CATALOG {
+            outln!(
+                "{:<width$}{:<11}{}",
+                kind.name,
+                kind_name(kind),
+                fields(kind).join(", ")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
@@ -545,8 +559,8 @@ fn find(registry: &dyn Registry, id: &str) -> anyhow::Result<Webhook> {
     })
 }
 
-fn print_json(value: &Value) {
-    println!("{value}");
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    outln!("{value}")
 }
 
 fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
@@ -555,22 +569,26 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
             let webhook = args.changes().create(verify::unix_now_ms())?;
             state.insert_webhook(&webhook)?;
             if json {
-                print_json(&webhook.to_json());
+                print_json(&webhook.to_json())?;
             } else {
-                println!("{}", webhook.id);
+                outln!("{}", webhook.id)?;
             }
         }
         WebhooksCommand::List => {
             let all = state.webhooks()?;
             if json {
-                print_json(&Value::Array(all.iter().map(Webhook::to_json).collect()));
+                print_json(&Value::Array(all.iter().map(Webhook::to_json).collect()))?;
             } else {
-                println!(
+                outln!(
                     "{:<20} {:<9} {:<10} {:<24} {:<40} EVENTS",
-                    "ID", "STATUS", "AUTH", "NAME", "URL"
-                );
+                    "ID",
+                    "STATUS",
+                    "AUTH",
+                    "NAME",
+                    "URL"
+                )?;
                 for webhook in &all {
-                    println!(
+                    outln!(
                         "{:<20} {:<9} {:<10} {:<24} {:<40} {}",
                         webhook.id,
                         webhook.status.as_str(),
@@ -578,7 +596,7 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
                         webhook.name,
                         webhook.url,
                         webhook.events.to_text()
-                    );
+                    )?;
                 }
             }
         }
@@ -586,14 +604,14 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
             let webhook = find(state, &id)?;
             let record = webhook.to_json();
             if json {
-                print_json(&record);
+                print_json(&record)?;
             } else if let Value::Object(map) = record {
                 for (key, value) in map {
                     let text = match value {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    println!("{key:<15} {text}");
+                    outln!("{key:<15} {text}")?;
                 }
             }
         }
@@ -603,9 +621,9 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
             args.changes().apply(&mut webhook, verify::unix_now_ms())?;
             state.update_webhook(&webhook, read_at_ms)?;
             if json {
-                print_json(&webhook.to_json());
+                print_json(&webhook.to_json())?;
             } else {
-                println!("updated {}", webhook.id);
+                outln!("updated {}", webhook.id)?;
             }
         }
         WebhooksCommand::Delete { id } => {
@@ -613,9 +631,9 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
                 .delete_webhook(&WebhookId(id.clone()))?
                 .ok_or_else(|| UsageError(format!("no webhook {id:?}")))?;
             if json {
-                print_json(&json!({"id": id, "deleted": true, "undeliveredDropped": dropped}));
+                print_json(&json!({"id": id, "deleted": true, "undeliveredDropped": dropped}))?;
             } else {
-                println!("deleted {id} ({dropped} undelivered events dropped)");
+                outln!("deleted {id} ({dropped} undelivered events dropped)")?;
             }
         }
         WebhooksCommand::Retire { id } => set_status(state, &id, Status::Retired, json)?,
@@ -634,12 +652,12 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
                 Some(path) => {
                     write_secret_file(&path, text.as_bytes())?;
                     if json {
-                        print_json(&json!({"id": id, "out": path}));
+                        print_json(&json!({"id": id, "out": path}))?;
                     } else {
-                        println!("wrote {} (mode 0600)", path.display());
+                        outln!("wrote {} (mode 0600)", path.display())?;
                     }
                 }
-                None => print!("{text}"),
+                None => out!("{text}")?,
             }
         }
         WebhooksCommand::RotateSecret { id, overlap } => {
@@ -674,11 +692,11 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
             webhook.updated_at_ms = now;
             state.update_webhook(&webhook, read_at_ms)?;
             if json {
-                print_json(&json!({"id": id, "overlapEnds": ends}));
+                print_json(&json!({"id": id, "overlapEnds": ends}))?;
             } else {
-                println!(
+                outln!(
                     "rotated the secret of {id}: both secrets sign until {ends}; give the receiving team the new file: sender webhooks signature {id} --out FILE"
-                );
+                )?;
             }
         }
         // `run` sends `test` to the async runtime before calling this.
@@ -695,9 +713,9 @@ fn set_status(state: &dyn State, id: &str, status: Status, json: bool) -> anyhow
     webhook.updated_at_ms = verify::unix_now_ms();
     state.update_webhook(&webhook, read_at_ms)?;
     if json {
-        print_json(&webhook.to_json());
+        print_json(&webhook.to_json())?;
     } else {
-        println!("{id} is now {}", webhook.status.as_str());
+        outln!("{id} is now {}", webhook.status.as_str())?;
     }
     Ok(())
 }
@@ -831,18 +849,18 @@ async fn webhook_test(
             "target": label, "url": url, "event": name, "webhookId": msg_id,
             "status": status, "error": error, "latencyMs": latency_ms,
             "response": head, "ok": ok, "hint": hint,
-        }));
+        }))?;
     } else {
         match (status, &error) {
-            (Some(status), _) => println!("{url}: {status} in {latency_ms} ms ({name}, {msg_id})"),
-            (None, Some(error)) => println!("{url}: no response after {latency_ms} ms: {error}"),
+            (Some(status), _) => outln!("{url}: {status} in {latency_ms} ms ({name}, {msg_id})")?,
+            (None, Some(error)) => outln!("{url}: no response after {latency_ms} ms: {error}")?,
             (None, None) => {}
         }
         if !head.is_empty() {
-            println!("response: {head}");
+            outln!("response: {head}")?;
         }
         if let Some(hint) = hint {
-            println!("hint: {hint}");
+            outln!("hint: {hint}")?;
         }
     }
     Ok(if ok {
@@ -923,7 +941,7 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
             .check_tls()
             .map_err(|error| UsageError(format!("{error:#}")))?;
         let wait = args.wait;
-        let shutdown = shutdown_signal()?;
+        let shutdown = common::signal::shutdown_signal()?;
         report = engine
             .run(Mode::Drain(targets.clone()), async move {
                 tokio::select! {
@@ -955,54 +973,35 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
         print_json(&json!({
             "eventName": kind.name, "eventIds": event_ids, "webhooks": per_webhook,
             "enqueueOnly": args.enqueue_only,
-        }));
+        }))?;
     } else {
         for (id, owner) in &report.handed_over {
             if owner.starts_with("trigger/") {
-                println!(
+                outln!(
                     "{id}: queued; another `sender trigger` ({owner}) is delivering to this webhook and takes it along; what that one cannot deliver stays queued for `sender run`"
-                );
+                )?;
             } else {
-                println!("{id}: queued; `sender run` ({owner}) delivers it");
+                outln!("{id}: queued; `sender run` ({owner}) delivers it")?;
             }
         }
         for id in &report.disabled {
-            println!("{id}: disabled at the end of retention; its pending events expired");
+            outln!("{id}: disabled at the end of retention; its pending events expired")?;
         }
         if args.enqueue_only {
-            println!("queued; `sender run` delivers them");
+            outln!("queued; `sender run` delivers them")?;
         } else if left > 0 {
-            println!(
+            outln!(
                 "{left} request(s) still queued after --wait {}; `sender run` keeps delivering them",
                 format_duration(args.wait)
-            );
+            )?;
         } else if !targets.is_empty() {
-            println!("delivered");
+            outln!("delivered")?;
         }
     }
     Ok(if left > 0 || !report.disabled.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
-/// called, not when the future is first polled, so a signal that arrives while the worker is
-/// still starting stops it cleanly instead of killing it.
-///
-/// # Errors
-/// The operating system refused to install a handler.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
     })
 }
 
@@ -1013,11 +1012,16 @@ async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::Result<Exit
     engine
         .check_tls()
         .map_err(|error| UsageError(format!("{error:#}")))?;
-    let shutdown = shutdown_signal()?;
+    let shutdown = common::signal::shutdown_signal()?;
     // One line on standard output once the signal handlers are in place, so whoever started
     // the worker knows that SIGTERM now stops it cleanly.
-    println!("sender run: working the queue (parallel {parallel}); stop with SIGINT or SIGTERM");
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // Written straight to stdout, errors ignored: a worker keeps working when nobody reads it.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "sender run: working the queue (parallel {parallel}); stop with SIGINT or SIGTERM"
+    );
+    let _ = stdout.flush();
     let report = engine.run(Mode::Serve, shutdown).await?;
     for id in &report.disabled {
         tracing::warn!(webhook = %id, "disabled at the end of retention");
@@ -1051,19 +1055,24 @@ fn deliveries(
                 limit,
             })?;
             if json {
-                print_json(&serde_json::to_value(&rows)?);
+                print_json(&serde_json::to_value(&rows)?)?;
             } else {
-                println!(
+                outln!(
                     "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} EVENTS",
-                    "ID", "WEBHOOK", "STATE", "ATTEMPTS", "LAST", "CREATED"
-                );
+                    "ID",
+                    "WEBHOOK",
+                    "STATE",
+                    "ATTEMPTS",
+                    "LAST",
+                    "CREATED"
+                )?;
                 for row in rows {
                     let last = row
                         .last_status
                         .map(|s| s.to_string())
                         .or_else(|| row.last_error.as_ref().map(|_| "error".to_owned()))
                         .unwrap_or_else(|| "-".to_owned());
-                    println!(
+                    outln!(
                         "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} {} x{}",
                         row.id,
                         row.webhook_id,
@@ -1073,7 +1082,7 @@ fn deliveries(
                         row.created_at,
                         row.event_names,
                         row.event_count
-                    );
+                    )?;
                 }
             }
         }
@@ -1084,37 +1093,37 @@ fn deliveries(
                 ))
             })?;
             if json {
-                print_json(&serde_json::to_value(&detail)?);
+                print_json(&serde_json::to_value(&detail)?)?;
             } else {
                 let s = &detail.summary;
-                println!("id          {}", s.id);
-                println!("webhook     {}", s.webhook_id);
-                println!("state       {}", s.state);
-                println!("account     {}", s.account_id);
-                println!("events      {} x{}", s.event_names, s.event_count);
-                println!("created     {}", s.created_at);
+                outln!("id          {}", s.id)?;
+                outln!("webhook     {}", s.webhook_id)?;
+                outln!("state       {}", s.state)?;
+                outln!("account     {}", s.account_id)?;
+                outln!("events      {} x{}", s.event_names, s.event_count)?;
+                outln!("created     {}", s.created_at)?;
                 if let Some(next) = &s.next_attempt_at {
-                    println!("next try    {next}");
+                    outln!("next try    {next}")?;
                 }
-                println!("event ids   {}", detail.event_ids.join(", "));
-                println!("attempts:");
+                outln!("event ids   {}", detail.event_ids.join(", "))?;
+                outln!("attempts:")?;
                 for attempt in &detail.attempt_log {
                     let outcome = attempt
                         .status
                         .map(|s| s.to_string())
                         .or_else(|| attempt.error.clone())
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "  #{:<3} {}  {:<40} {:>6} ms  {}",
                         attempt.attempt,
                         attempt.at,
                         outcome,
                         attempt.latency_ms,
                         attempt.response_head.as_deref().unwrap_or("")
-                    );
+                    )?;
                 }
-                println!("body:");
-                println!("{}", detail.body);
+                outln!("body:")?;
+                outln!("{}", detail.body)?;
             }
         }
     }
@@ -1158,13 +1167,13 @@ fn sign(args: SignArgs, json: bool) -> anyhow::Result<ExitCode> {
         shell_quote(&args.body_file.display().to_string())
     ));
     if json {
-        print_json(&json!({"headers": headers, "curl": curl}));
+        print_json(&json!({"headers": headers, "curl": curl}))?;
     } else {
         for (name, value) in &headers {
-            println!("{name}: {value}");
+            outln!("{name}: {value}")?;
         }
-        println!();
-        println!("{curl}");
+        outln!()?;
+        outln!("{curl}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1178,16 +1187,6 @@ fn shell_quote(text: &str) -> String {
 const MIN_REPLAY_RATE: f64 = 0.001;
 /// Fastest `--rate`; beyond it, drop `--rate` and let `--concurrency` set the pace.
 const MAX_REPLAY_RATE: f64 = 1_000_000.0;
-
-/// Reads `--since` / `--until`: RFC 3339, or an integer of epoch milliseconds or seconds.
-fn parse_instant_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
-    verify::timestamp::parse_instant_millis(text).ok_or_else(|| {
-        UsageError(format!(
-            "{flag} {text:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)"
-        ))
-        .into()
-    })
-}
 
 /// The auth method of a one-off request (`webhooks test --url`, `replay`): `--auth` when
 /// given, else what the credentials given imply (a signature file means signature, a username
@@ -1307,17 +1306,9 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     let auth = replay_auth(&args)?;
     let filter = ReplayFilter {
-        event_names: args.event_names.clone(),
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|t| parse_instant_ms("--since", t))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|t| parse_instant_ms("--until", t))
-            .transpose()?,
+        event_names: args.selection.event_names.clone(),
+        since_ms: args.selection.since,
+        until_ms: args.selection.until,
         event_id: args.event_id.clone(),
     };
     let items = load_source(&args.source).map_err(|error| UsageError(format!("{error:#}")))?;
@@ -1338,19 +1329,19 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"origin": request.origin, "to": args.to, "headers": headers, "bodyBytes": request.body.len()})
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "POST {} ({} bytes) from {}",
                     args.to,
                     request.body.len(),
                     request.origin
-                );
+                )?;
                 for (name, value) in headers {
-                    println!("  {name}: {value}");
+                    outln!("  {name}: {value}")?;
                 }
             }
         }
@@ -1376,12 +1367,12 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing report {}", path.display()))?;
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&summary).context("encoding the summary")?
-        );
+        )?;
     } else {
-        print!("{}", summary.render());
+        out!("{}", summary.render())?;
     }
     Ok(if summary.all_acknowledged() {
         ExitCode::SUCCESS

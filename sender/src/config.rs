@@ -1,5 +1,5 @@
-//! Settings of the delivery engine, where the state lives, and the parsers the command line
-//! uses for them.
+//! Settings of the delivery engine and where the state lives; the command line reads their
+//! durations with `common::parse::duration`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -127,58 +127,9 @@ impl std::fmt::Display for StateLocation {
     }
 }
 
-/// Parses a duration such as `250ms`, `5s`, `5m`, `24h`, `7d`; a bare number is seconds.
-///
-/// # Errors
-/// A message naming the accepted units.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 250ms, 5s, 5m, 24h or 7d"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        let check = |text: &str, expected: Option<u64>| {
-            assert_eq!(
-                parse_duration(text).ok().map(|d| d.as_millis() as u64),
-                expected,
-                "{text}"
-            );
-        };
-        check("250ms", Some(250));
-        check("5s", Some(5000));
-        check("5", Some(5000));
-        check("1.5s", Some(1500));
-        check("5m", Some(300_000));
-        check("24h", Some(86_400_000));
-        check("7d", Some(604_800_000));
-        check("5x", None);
-        check("ms", None);
-        check("-1s", None);
-    }
 
     #[test]
     fn state_locations() {

@@ -33,7 +33,7 @@ use crate::queue::{
     AttemptRecord, Lease, LeaseToken, PendingRequest, Queue, Recorded, RequestState,
 };
 use crate::registry::{Registry, Signer, Status, Webhook, WebhookId};
-use crate::retry::{millis, parse_retry_after, NextStep};
+use crate::retry::{millis, NextStep};
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("alm-webhooks-sender/", env!("CARGO_PKG_VERSION"));
@@ -1165,7 +1165,7 @@ impl<T: Transport> Engine<T> {
                 std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0));
             let retry_after = retry_after
                 .as_deref()
-                .and_then(|value| parse_retry_after(value, wall));
+                .and_then(|value| common::parse::retry_after(value, wall));
             match self
                 .config
                 .retry

@@ -112,7 +112,7 @@ pub fn check_event_name(name: &str) -> Result<&'static verify::EventKind, UsageE
     verify::lookup(name).ok_or_else(|| {
         let suggestions = close_event_names(name);
         let hint = if suggestions.is_empty() {
-            "; `sender trigger --help` and SPEC section 1 list the catalogue".to_owned()
+            "; `sender events` lists the catalogue".to_owned()
         } else {
             format!("; did you mean {}?", suggestions.join(" or "))
         };

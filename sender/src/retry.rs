@@ -6,7 +6,7 @@
 //! a failure at or after that moment gives the request up: the engine then disables the
 //! webhook and marks its pending events expired.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Learning Manager's first retry delay.
 pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(5);
@@ -91,58 +91,6 @@ pub fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Reads a `Retry-After` value (RFC 9110 section 10.2.3): delay-seconds, or an HTTP-date
-/// (IMF-fixdate, RFC 850 or asctime) taken relative to `now`. A date in the past means
-/// "now"; anything unreadable is ignored, so the schedule applies.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
-        // More digits than a u64 holds still means "very long": retention bounds it.
-        return Some(Duration::from_secs(
-            value.parse::<u64>().unwrap_or(u64::MAX),
-        ));
-    }
-    let at = parse_http_date(value)?;
-    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now_secs)))
-}
-
-/// Unix seconds of an HTTP-date, in any of the three forms RFC 9110 asks recipients to read.
-fn parse_http_date(value: &str) -> Option<u64> {
-    use time::format_description::FormatItem;
-    use time::macros::format_description;
-    use time::PrimitiveDateTime;
-    const IMF_FIXDATE: &[FormatItem<'_>] = format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    const ASCTIME: &[FormatItem<'_>] = format_description!(
-        "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]"
-    );
-    let parsed = PrimitiveDateTime::parse(value, IMF_FIXDATE)
-        .or_else(|_| {
-            PrimitiveDateTime::parse(&rfc_850_as_imf(value).unwrap_or_default(), IMF_FIXDATE)
-        })
-        .or_else(|_| PrimitiveDateTime::parse(value, ASCTIME))
-        .ok()?;
-    u64::try_from(parsed.assume_utc().unix_timestamp()).ok()
-}
-
-/// Rewrites an RFC 850 date (`Saturday, 28-Nov-26 00:00:10 GMT`) as IMF-fixdate, reading the
-/// two-digit year in this century as RFC 9110 section 5.6.7 allows for current dates.
-fn rfc_850_as_imf(value: &str) -> Option<String> {
-    let (weekday, rest) = value.split_once(", ")?;
-    let (date, time) = rest.split_once(' ')?;
-    let mut parts = date.split('-');
-    let (day, month, year) = (parts.next()?, parts.next()?, parts.next()?);
-    if year.len() != 2 || weekday.len() < 3 {
-        return None;
-    }
-    Some(format!(
-        "{}, {day} {month} 20{year} {time}",
-        weekday.get(..3)?
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,9 +129,9 @@ mod tests {
 
     #[test]
     fn retry_after_too_large_for_a_u64_is_very_long_not_ignored() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
-            parse_retry_after("99999999999999999999999", now),
+            common::parse::retry_after("99999999999999999999999", now),
             Some(Duration::from_secs(u64::MAX))
         );
         let policy = RetryPolicy::default();
@@ -239,28 +187,5 @@ mod tests {
         let week_ms = millis(DEFAULT_RETENTION);
         assert_eq!(now, week_ms);
         assert_eq!(failures, 1 + 6 + ((week_ms - 315_000) / 300_000) as u32 + 1);
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        // 2026-11-28T00:00:00Z
-        let now = UNIX_EPOCH + SEC * 1_795_824_000;
-        let check = |value: &str, expected: Option<u64>| {
-            assert_eq!(
-                parse_retry_after(value, now).map(|d| d.as_secs()),
-                expected,
-                "{value}"
-            );
-        };
-        check("120", Some(120));
-        check(" 0 ", Some(0));
-        check("Sat, 28 Nov 2026 00:01:30 GMT", Some(90));
-        check("Saturday, 28-Nov-26 00:00:10 GMT", Some(10));
-        check("Sat Nov 28 00:00:05 2026", Some(5));
-        check("Fri, 27 Nov 2026 23:00:00 GMT", Some(0));
-        check("-5", None);
-        check("soon", None);
-        check("", None);
-        check("1.5", None);
     }
 }

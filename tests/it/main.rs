@@ -18,3 +18,6 @@ mod replay;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod logs;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod ecosystem;

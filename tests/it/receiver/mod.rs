@@ -15,6 +15,7 @@ mod export;
 mod forward;
 mod hardening;
 mod layout;
+mod metrics_format;
 mod outage;
 mod process;
 mod samples;

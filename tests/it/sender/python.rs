@@ -15,38 +15,15 @@ const LISTENER: &str = concat!(
     "/py/standardwebhooks_listener.py"
 );
 
-/// Whether `python3` can import `standardwebhooks`, installing it from PyPI first when it is
-/// missing, so that the README's test command works on a fresh machine.
-fn python_has_standardwebhooks() -> bool {
-    let importable = || {
-        Command::new("python3")
-            .args(["-c", "import standardwebhooks"])
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    if importable() {
-        return true;
-    }
-    let _ = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "standardwebhooks",
-        ])
-        .status();
-    importable()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_standardwebhooks_verifies_every_signed_request() {
-    assert!(
-        python_has_standardwebhooks(),
-        "the cross-check needs Python's standardwebhooks package and could not install it: \
-         run `python3 -m pip install standardwebhooks`"
-    );
+    if !crate::support::external::python_module(
+        "standardwebhooks",
+        "standardwebhooks",
+        "the cross-check with Python's standardwebhooks",
+    ) {
+        return;
+    }
     let harness = Harness::new();
     // The URL is set once the listener knows its port.
     let webhook = harness.add("http://127.0.0.1:9/placeholder", "all", |c| {

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod external;
+
 #[cfg(feature = "receiver-tests")]
 pub mod receiver;
 
