@@ -21,51 +21,7 @@ use crate::retry::RetryPolicy;
 use crate::store::postgres::PostgresState;
 use crate::store::sqlite::SqliteState;
 
-/// Writes a suite case once and runs it on each store: the case is a function of the
-/// [`Harness`], and the macro makes a test `sqlite` and a test `postgres` in a module named
-/// after it.
-macro_rules! on_each_store {
-    (#[test] fn $name:ident($harness:ident: Harness) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            fn case($harness: Harness) $body
-
-            #[test]
-            fn sqlite() {
-                case(Harness::sqlite());
-            }
-
-            #[test]
-            fn postgres() {
-                if let Some(harness) = Harness::postgres(concat!("sender ", stringify!($name))) {
-                    case(harness);
-                }
-            }
-        }
-    };
-    (#[$test:meta] async fn $name:ident($harness:ident: Harness) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn case($harness: Harness) $body
-
-            #[$test]
-            async fn sqlite() {
-                case(Harness::sqlite()).await;
-            }
-
-            #[$test]
-            async fn postgres() {
-                if let Some(harness) = Harness::postgres(concat!("sender ", stringify!($name))) {
-                    case(harness).await;
-                }
-            }
-        }
-    };
-}
+use common::on_each_store;
 
 struct Harness {
     _dir: tempfile::TempDir,

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         state.insert_webhook(&webhook)?;
         let kind = verify::lookup("COURSE_ENROLLMENT_BATCH").expect("in the catalogue");
         let events = batches * BATCH_SIZE;
-        bench::enqueue_events(&state, &webhook, kind, events)?;
+        bench::enqueue_events(&*state, &webhook, kind, events)?;
         let config = DeliveryConfig {
             parallel,
             batch_size: BATCH_SIZE,

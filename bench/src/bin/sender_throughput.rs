@@ -145,7 +145,7 @@ async fn run_sender(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     state.insert_webhook(&webhook)?;
     let kind = verify::lookup("COURSE_ENROLLMENT").expect("in the catalogue");
-    bench::enqueue_events(&state, &webhook, kind, events)?;
+    bench::enqueue_events(&*state, &webhook, kind, events)?;
     let config = DeliveryConfig {
         parallel,
         ..DeliveryConfig::default()

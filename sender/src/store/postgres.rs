@@ -370,6 +370,25 @@ async fn create_schema(
     Ok(())
 }
 
+/// A webhook's stored fields, secrets included, bound as `$1` … `$11` in this order (id,
+/// name, description, url, events, auth, basic_username, basic_password, signature_file,
+/// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
+fn column_params(row: &WebhookRow) -> [&(dyn ToSql + Sync); 11] {
+    [
+        &row.id,
+        &row.name,
+        &row.description,
+        &row.url,
+        &row.events,
+        &row.auth,
+        &row.basic_username,
+        &row.basic_password,
+        &row.signature_file,
+        &row.status,
+        &row.disabled_reason,
+    ]
+}
+
 fn read_webhook(row: &Row) -> WebhookRow {
     WebhookRow {
         id: row.get("id"),
@@ -616,20 +635,10 @@ impl Registry for PostgresState {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ),
                 &[
-                    &row.id,
-                    &row.name,
-                    &row.description,
-                    &row.url,
-                    &row.events,
-                    &row.auth,
-                    &row.basic_username,
-                    &row.basic_password,
-                    &row.signature_file,
-                    &row.status,
-                    &row.disabled_reason,
-                    &row.created_at_ms,
-                    &row.updated_at_ms,
-                ],
+                    &column_params(&row)[..],
+                    &[&row.created_at_ms, &row.updated_at_ms],
+                ]
+                .concat(),
             )
             .await
             .context("storing the webhook")?;
@@ -656,21 +665,7 @@ impl Registry for PostgresState {
                          signature_file = $9, status = $10, disabled_reason = $11,
                          updated_at_ms = $12
                      WHERE id = $1 AND updated_at_ms = $13",
-                    &[
-                        &row.id,
-                        &row.name,
-                        &row.description,
-                        &row.url,
-                        &row.events,
-                        &row.auth,
-                        &row.basic_username,
-                        &row.basic_password,
-                        &row.signature_file,
-                        &row.status,
-                        &row.disabled_reason,
-                        &row.updated_at_ms,
-                        &read_at_ms,
-                    ],
+                    &[&column_params(&row)[..], &[&row.updated_at_ms, &read_at_ms]].concat(),
                 )
                 .await
                 .context("updating the webhook")?;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::on_each_store;
 use serde_json::Value;
 
 use super::Harness;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use common::on_each_store;
 use sender::delivery::{Engine, Mode};
 use sender::queue::DeliveryFilter;
 use sender::registry::{AuthMethod, SchemeName, Status};

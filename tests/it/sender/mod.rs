@@ -2,32 +2,6 @@
 //! its retry schedule over real HTTP (compressed durations; the seven-day schedule under paused
 //! tokio time is a unit test of `sender::delivery`), and Python's `standardwebhooks` verifying what the sender signs.
 
-/// Writes a suite case once and runs it on each store: the case is an async function of the
-/// [`Harness`], and the macro makes a test `sqlite` and a test `postgres` in a module named
-/// after it (the latter skipped loudly without PostgreSQL, failed under `CI=true`).
-macro_rules! on_each_store {
-    (#[$test:meta] async fn $name:ident($harness:ident: Harness) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn case($harness: Harness) $body
-
-            #[$test]
-            async fn sqlite() {
-                case(Harness::sqlite()).await;
-            }
-
-            #[$test]
-            async fn postgres() {
-                if let Some(harness) = Harness::postgres(concat!("sender ", stringify!($name))) {
-                    case(harness).await;
-                }
-            }
-        }
-    };
-}
-
 mod cli;
 mod connect_timeout;
 mod delivery;

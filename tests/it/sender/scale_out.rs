@@ -132,6 +132,39 @@ async fn wait_all_arrived(endpoint: &FakeEndpoint, count: usize, deadline: Insta
     false
 }
 
+/// The queue's counts, read from the database.
+fn counts(state: &str) -> sender::queue::QueueCounts {
+    let url = common::postgres::DatabaseUrl::parse(state).expect("url");
+    PostgresState::open(&url)
+        .expect("open")
+        .counts(None)
+        .expect("counts")
+}
+
+/// Waits (bounded) until `worker` has written `text` to standard error.
+async fn wait_for_stderr(worker: &Logged, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !worker.stderr().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} from the worker: {}",
+            worker.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops workers with SIGTERM; each must exit 0.
+async fn stop(workers: &mut [Logged]) {
+    for worker in workers.iter() {
+        worker.signal("TERM");
+    }
+    for worker in workers {
+        let status = worker.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status:?}: {}", worker.stderr());
+    }
+}
+
 /// A small xorshift generator: which worker to kill and when.
 struct Dice(u64);
 
@@ -191,13 +224,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
         );
     }
     let took = started.elapsed();
-    for worker in &workers {
-        worker.signal("TERM");
-    }
-    for worker in &mut workers {
-        let status = worker.wait_exit(Duration::from_secs(10)).await;
-        assert!(status.success(), "{status:?}: {}", worker.stderr());
-    }
+    stop(&mut workers).await;
 
     assert!(
         kills_mid_delivery >= 10,
@@ -222,9 +249,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
             received.len()
         );
     }
-    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
-    let store = PostgresState::open(&url).expect("open");
-    let counts = store.counts(None).expect("counts");
+    let counts = counts(&state);
     assert_eq!((counts.pending, counts.delivered), (0, 2 * 1500));
     eprintln!("scale-out: {kills} kills, all delivered in {took:?}");
 }
@@ -240,7 +265,7 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
     add_webhook(&state, "crm", &endpoint.url()).await;
     let events = trigger(&state, 12).await;
 
-    let mut stalled = worker(&state, "1s");
+    let stalled = worker(&state, "1s");
     endpoint.wait_for(1, Duration::from_secs(20)).await;
     stalled.signal("STOP");
     let in_flight = endpoint.received()[0]
@@ -249,7 +274,7 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
         .to_owned();
     // The new worker waits for the stopped one's lease to run out (its process still exists),
     // then sends the request in flight again and goes on.
-    let mut holder = worker(&state, "1s");
+    let holder = worker(&state, "1s");
     endpoint.wait_for(4, Duration::from_secs(20)).await;
     stalled.signal("CONT");
     assert!(
@@ -262,22 +287,8 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
         "not every event arrived"
     );
     // Until the stalled worker has tried to record its outcome.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !stalled.stderr().contains("lease changed hands") {
-        assert!(
-            Instant::now() < deadline,
-            "the stalled worker never noticed: {}",
-            stalled.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for worker in [&stalled, &holder] {
-        worker.signal("TERM");
-    }
-    for worker in [&mut stalled, &mut holder] {
-        let status = worker.wait_exit(Duration::from_secs(10)).await;
-        assert!(status.success(), "{status:?}: {}", worker.stderr());
-    }
+    wait_for_stderr(&stalled, "lease changed hands").await;
+    stop(&mut [stalled, holder]).await;
 
     let received = endpoint.received();
     assert_eq!(
@@ -295,15 +306,18 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
         "the stalled worker's request, then the new holder's"
     );
     let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
-    let store = PostgresState::open(&url).expect("open");
-    let detail = store.delivery(&in_flight).expect("read").expect("kept");
+    let detail = PostgresState::open(&url)
+        .expect("open")
+        .delivery(&in_flight)
+        .expect("read")
+        .expect("kept");
     assert_eq!(
         (detail.summary.state.as_str(), detail.attempt_log.len()),
         ("delivered", 1),
         "only the holder's attempt is recorded, not the stalled worker's: {:?}",
         detail.attempt_log
     );
-    let counts = store.counts(None).expect("counts");
+    let counts = counts(&state);
     assert_eq!((counts.pending, counts.delivered), (0, 12));
 }
 
@@ -326,15 +340,7 @@ async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() 
 
     cluster.stop().expect("database stopped");
     let seen_at_stop = endpoint.received().len();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !run.stderr().contains("deliveries paused") {
-        assert!(
-            Instant::now() < deadline,
-            "no pause logged: {}",
-            run.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_stderr(&run, "deliveries paused").await;
     // Nothing goes out that could not be recorded: at most the request in flight at the stop.
     assert!(
         endpoint.received().len() <= seen_at_stop + 1,
@@ -342,30 +348,16 @@ async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() 
         endpoint.received().len() - seen_at_stop
     );
     cluster.restart().expect("database back");
+    let resumed = Instant::now() + Duration::from_secs(30);
     assert!(
-        wait_all_arrived(
-            &endpoint,
-            events.len(),
-            Instant::now() + Duration::from_secs(30)
-        )
-        .await,
+        wait_all_arrived(&endpoint, events.len(), resumed).await,
         "deliveries did not resume: {}",
         run.stderr()
     );
-    run.signal("TERM");
-    let status = run.wait_exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status:?}: {}", run.stderr());
-    assert!(
-        run.stderr().contains("deliveries resume"),
-        "{}",
-        run.stderr()
-    );
+    wait_for_stderr(&run, "deliveries resume").await;
+    stop(std::slice::from_mut(&mut run)).await;
     assert_eq!(first_arrivals(&endpoint.received()), events);
     assert_eq!(endpoint.max_in_flight(), 1);
-    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
-    let counts = PostgresState::open(&url)
-        .expect("open")
-        .counts(None)
-        .expect("counts");
+    let counts = counts(&state);
     assert_eq!((counts.pending, counts.delivered), (0, 20));
 }
