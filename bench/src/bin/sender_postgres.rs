@@ -201,9 +201,9 @@ fn worker(location: &str, parallel: usize) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (state, postgres) = open(location)?;
+    // Every other setting as `sender run` has it (poll interval 250 ms included).
     let config = DeliveryConfig {
         parallel,
-        poll_interval: Duration::from_millis(10),
         ..DeliveryConfig::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,6 +11,9 @@
 //!   taking it is passed over, not waited for) and commits at once. No transaction is ever open
 //!   while a request is on the wire: the engine reads the head of the queue, commits, sends,
 //!   and only then records the outcome.
+//! - Enqueues and registrations commit synchronously (on disk before the call returns);
+//!   outcomes commit without waiting for the WAL flush (see `write_unsynced`), as the SQLite
+//!   store's do.
 //! - An outcome is recorded by one statement that writes only while the lease row still has
 //!   the worker's fence, and holds the row locked while it writes, so a takeover cannot slip
 //!   in between: a worker that stalled past its lease (SIGSTOP, a long GC pause of a VM)
@@ -579,32 +582,67 @@ impl OutcomeColumns {
         columns
     }
 
-    /// Runs [`RECORD`]; `false` when the fence was no longer the lease's.
+    /// Runs [`RECORD`] in a transaction of its own with `synchronous_commit` off: the
+    /// outcomes survive a killed worker and a crashed server process, and a power cut of the
+    /// database host can lose only the last ones, whose requests are then sent again with the
+    /// same id and bytes (at least once); the next synced commit makes them durable too. The
+    /// same trade as the SQLite store's unsynced outcomes. `false` when fenced out.
+    async fn write_unsynced(
+        &self,
+        client: &deadpool_postgres::Object,
+        trips: &AtomicU64,
+        lease: &LeaseToken,
+    ) -> anyhow::Result<bool> {
+        let statement = client.prepare_cached(RECORD).await?;
+        let params = self.params(lease);
+        // Polled together, the three go out back to back on the connection: one round trip.
+        let (begun, rows, committed) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.query(&statement, &params),
+            client.batch_execute("COMMIT"),
+        );
+        trips.fetch_add(1, Ordering::Relaxed);
+        begun?;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => {
+                // The COMMIT of a failed transaction rolled it back; nothing was written.
+                return Err(error.into());
+            }
+        };
+        committed?;
+        let held: i64 = rows
+            .first()
+            .context("the database returned no row")?
+            .get(0);
+        Ok(held == 1)
+    }
+
+    /// The parameters of [`RECORD`], in order.
+    fn params<'a>(&'a self, lease: &'a LeaseToken) -> [&'a (dyn ToSql + Sync); 12] {
+        [
+            &lease.webhook_id.0,
+            &lease.fence,
+            &self.request_id,
+            &self.attempt,
+            &self.started_at_ms,
+            &self.status,
+            &self.error,
+            &self.latency_ms,
+            &self.response_head,
+            &self.state,
+            &self.next_attempt_at_ms,
+            &self.finished_at_ms,
+        ]
+    }
+
+    /// Runs [`RECORD`] inside the caller's transaction; `false` when fenced out.
     async fn write<C: GenericClient>(
         &self,
         db: &Db<'_, C>,
         lease: &LeaseToken,
     ) -> anyhow::Result<bool> {
-        let held: i64 = db
-            .query_one(
-                RECORD,
-                &[
-                    &lease.webhook_id.as_str(),
-                    &lease.fence,
-                    &self.request_id,
-                    &self.attempt,
-                    &self.started_at_ms,
-                    &self.status,
-                    &self.error,
-                    &self.latency_ms,
-                    &self.response_head,
-                    &self.state,
-                    &self.next_attempt_at_ms,
-                    &self.finished_at_ms,
-                ],
-            )
-            .await?
-            .get(0);
+        let held: i64 = db.query_one(RECORD, &self.params(lease)).await?.get(0);
         Ok(held == 1)
     }
 }
@@ -971,6 +1009,17 @@ impl Queue for PostgresState {
         let webhook_id = webhook_id.as_str().to_owned();
         self.call(move |pool, trips| async move {
             let mut client = pool.get().await?;
+            // Nothing staged (the usual case for real-time events): one read, no transaction.
+            let staged: bool = Db::new(&client, &trips)
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM sender_staged_events WHERE webhook_id = $1)",
+                    &[&webhook_id],
+                )
+                .await?
+                .get(0);
+            if !staged {
+                return Ok(None);
+            }
             let transaction = client.transaction().await?;
             let db = Db::new(&transaction, &trips);
             // One flush of a webhook at a time: the lease row is the webhook's lock.
@@ -1077,9 +1126,9 @@ impl Queue for PostgresState {
         self.call(|pool, trips| async move {
             let mut client = pool.get().await?;
             if expired.is_empty() {
-                // The common case: one statement, one round trip, its own transaction.
-                let db = Db::new(&client, &trips);
-                return Ok(if columns.write(&db, &lease).await? {
+                // The common case: one statement in a transaction that does not wait for the
+                // WAL flush, sent with its BEGIN and COMMIT in one round trip (pipelined).
+                return Ok(if columns.write_unsynced(&client, &trips, &lease).await? {
                     Recorded::Written { expired_events: 0 }
                 } else {
                     Recorded::Fenced
