@@ -611,10 +611,7 @@ impl OutcomeColumns {
             }
         };
         committed?;
-        let held: i64 = rows
-            .first()
-            .context("the database returned no row")?
-            .get(0);
+        let held: i64 = rows.first().context("the database returned no row")?.get(0);
         Ok(held == 1)
     }
 
