@@ -658,6 +658,14 @@ enum WorkerExit {
     Fenced,
 }
 
+/// Completes when `signal` is raised; never without one.
+async fn signalled(signal: Option<&tokio::sync::Notify>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs a blocking storage call off the async threads.
 async fn blocking<R: Send + 'static>(
     call: impl FnOnce() -> anyhow::Result<R> + Send + 'static,
@@ -717,6 +725,7 @@ impl<T: Transport> Engine<T> {
         let mut cooldown: Vec<(WebhookId, Instant)> = Vec::new();
         // Set while the state database cannot be read, so the outage is logged once.
         let mut outage: Option<()> = None;
+        let work_signal = self.state.work_signal();
         tokio::pin!(shutdown);
         loop {
             cooldown.retain(|(_, until)| *until > Instant::now());
@@ -783,6 +792,8 @@ impl<T: Transport> Engine<T> {
                     }
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+                // Another process enqueued (PostgreSQL's NOTIFY): look now, not at the poll.
+                () = signalled(work_signal.as_deref()) => {}
             }
         }
         let _ = stop_tx.send(true);

@@ -295,6 +295,12 @@ pub trait Queue: Send + Sync {
     /// Storage errors.
     fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64>;
 
+    /// A signal raised when another process enqueued work, if this store has one (PostgreSQL:
+    /// LISTEN/NOTIFY). The engine still polls: a wake-up only comes sooner.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Counts of the webhook's queue, or of all webhooks.
     ///
     /// # Errors

@@ -192,6 +192,8 @@ pub struct PostgresState {
     runtime: Option<tokio::runtime::Runtime>,
     round_trips: Arc<AtomicU64>,
     last_prune_ms: AtomicI64,
+    /// Raised by a NOTIFY on [`WORK_CHANNEL`] (see [`listen_for_work`]).
+    work: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PostgresState {
@@ -277,6 +279,7 @@ impl PostgresState {
             runtime: Some(runtime),
             round_trips: Arc::default(),
             last_prune_ms: AtomicI64::new(i64::MIN),
+            work: Arc::default(),
         };
         state
             .call(|pool, trips| async move {
@@ -284,6 +287,9 @@ impl PostgresState {
                 create_schema(&mut client, &trips).await
             })
             .with_context(|| format!("preparing the sender's tables in {url}"))?;
+        if let Some(runtime) = &state.runtime {
+            runtime.spawn(listen_for_work(url.config().clone(), state.work.clone()));
+        }
         Ok(state)
     }
 
@@ -325,6 +331,42 @@ impl PostgresState {
                     error
                 }
             })
+    }
+}
+
+/// The channel an enqueue notifies, so idle workers look for work at once.
+const WORK_CHANNEL: &str = "sender_work";
+
+/// Holds a connection that LISTENs on [`WORK_CHANNEL`] and raises `work` on each
+/// notification, reconnecting (once a second) whenever the connection is lost. Polling
+/// stays the fallback: a lost notification only delays work to the next poll.
+async fn listen_for_work(config: tokio_postgres::Config, work: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await {
+            let messages = async {
+                while let Some(message) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => work.notify_waiters(),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            };
+            tokio::pin!(messages);
+            let listen = format!("LISTEN {WORK_CHANNEL}");
+            let subscribed = tokio::select! {
+                result = client.batch_execute(&listen) => result.is_ok(),
+                () = &mut messages => false,
+            };
+            if subscribed {
+                // Work may have come while no one listened.
+                work.notify_waiters();
+                messages.await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -838,6 +880,9 @@ impl Queue for PostgresState {
                     }
                 }
             }
+            // Delivered to the listeners at the commit.
+            db.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
+                .await?;
             transaction
                 .commit()
                 .await
@@ -1169,6 +1214,10 @@ impl Queue for PostgresState {
                 .context("committing the expiry")?;
             Ok(expired)
         })
+    }
+
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.work.clone())
     }
 
     fn counts(&self, webhook_id: Option<&WebhookId>) -> anyhow::Result<QueueCounts> {

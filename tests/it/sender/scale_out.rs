@@ -364,3 +364,20 @@ async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() 
     let counts = counts(&state);
     assert_eq!((counts.pending, counts.delivered), (0, 20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
+    let Some(state) = common::test_postgres::test_database("sender woken by NOTIFY") else {
+        return;
+    };
+    let endpoint = FakeEndpoint::start().await;
+    add_webhook(&state, "crm", &endpoint.url()).await;
+    // A poll interval far longer than the wait below: only the notification can be in time.
+    let mut run = Logged::spawn(sender(&state).args(["run", "--poll-interval", "60s"]));
+    run.wait_for_line("sender run: working the queue", Duration::from_secs(15))
+        .await;
+    let events = trigger(&state, 3).await;
+    let received = endpoint.wait_for(3, Duration::from_secs(15)).await;
+    assert_eq!(first_arrivals(&received), events);
+    stop(std::slice::from_mut(&mut run)).await;
+}
