@@ -10,6 +10,9 @@
 //!   at once, each on its own keep-alive connection.
 //! - Every attempt is recorded (with the request's next state) before another is chosen, so a
 //!   crash repeats at most the attempts in flight, with the same body and `webhook-id`.
+//! - Every record carries the lease's fence number; when the store answers that the lease
+//!   changed hands (this worker stalled past it), the worker records nothing, sends nothing
+//!   more and leaves the webhook to the new holder.
 //!
 //! The HTTP side is a [`Transport`], so the loop can also run under paused tokio time.
 

@@ -701,3 +701,38 @@ fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harn
     assert_ne!(next[0].id, head.id, "the queue moved on");
 }
 }
+
+#[test]
+fn postgres_prunes_finished_requests_after_retention_and_keeps_pending_ones() {
+    use crate::queue::RequestState;
+    let Some(harness) = Harness::postgres("sender pruning of finished requests") else {
+        return;
+    };
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 9);
+    let lease = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:a", NOW_MS));
+    let head = harness
+        .state
+        .pending(&webhook.id, 1, true, NOW_MS, 0)
+        .expect("pending")
+        .remove(0);
+    // Delivered more than the kept week ago.
+    let long_ago = verify::unix_now_ms() - crate::store::postgres::FINISHED_KEPT_FOR_MS - 60_000;
+    harness
+        .state
+        .record(
+            &lease,
+            &[first_attempt(head.id, long_ago, RequestState::Delivered)],
+        )
+        .expect("recorded");
+    assert_eq!(harness.state.counts(None).expect("counts").delivered, 1);
+    // A worker's look for work prunes (at most once a minute per process).
+    harness.state.webhooks_with_work().expect("looked");
+    let counts = harness.state.counts(None).expect("counts");
+    assert_eq!((counts.delivered, counts.pending), (0, 1));
+    assert!(harness
+        .state
+        .delivery(&head.msg_id)
+        .expect("read")
+        .is_none());
+}

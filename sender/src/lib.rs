@@ -13,7 +13,8 @@
 //! - [`retry`]: the retry schedule as pure functions;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
-//! How `trigger` and `run` cooperate: both work through the same state database. `trigger`
+//! How `trigger` and `run` cooperate: both work through the same state database (a SQLite
+//! file, or a PostgreSQL database that any number of `run` workers share). `trigger`
 //! enqueues in one transaction, then (unless `--enqueue-only`) delivers the queues of the
 //! webhooks it enqueued for until they are empty or `--wait` (60 s) passes, and exits 1 if
 //! anything is left. Before delivering to a webhook, a worker takes that webhook's *lease* (a
