@@ -1027,6 +1027,13 @@ impl<T: Transport> Engine<T> {
                 if strict && !in_flight.is_empty() {
                     break;
                 }
+                // The lease as last renewed must still be well within its TTL when a request
+                // leaves: a process that stalled since (SIGSTOP, a frozen VM) renews first, at
+                // the top of the loop, and finds out whether another worker took over.
+                if self.clock.now_ms() - lease_renewed_ms >= renew_every_ms * 2 {
+                    wake_ms = now;
+                    break;
+                }
                 let (Some(request), Some(mut lane)) = (ready.pop_front(), lanes.pop()) else {
                     break;
                 };
