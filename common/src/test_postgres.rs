@@ -32,7 +32,7 @@ use anyhow::Context;
 /// named after the case. The `postgres` test is skipped loudly where PostgreSQL is missing
 /// (`Harness::postgres` gives `None`, see [`test_database`]).
 ///
-/// ```ignore
+/// ```text
 /// on_each_store! {
 /// #[tokio::test]
 /// async fn order_holds(harness: Harness) { /* … */ }
