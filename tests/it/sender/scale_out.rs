@@ -381,3 +381,39 @@ async fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
     assert_eq!(first_arrivals(&received), events);
     stop(std::slice::from_mut(&mut run)).await;
 }
+
+#[test]
+fn an_edit_is_refused_when_another_process_changed_the_webhook_after_it_was_read() {
+    use sender::registry::{Registry, Status, WebhookChanges};
+    let Some(state) = common::test_postgres::test_database("sender changed meanwhile") else {
+        return;
+    };
+    // Two stores on one database, each with its own connections: two processes.
+    let url = common::postgres::DatabaseUrl::parse(&state).expect("url");
+    let (command, worker) = (
+        PostgresState::open(&url).expect("open"),
+        PostgresState::open(&url).expect("open"),
+    );
+    let webhook = WebhookChanges {
+        name: Some("crm".into()),
+        url: Some("http://127.0.0.1:9/hook".into()),
+        events: Some("all".into()),
+        ..WebhookChanges::default()
+    }
+    .create(verify::unix_now_ms())
+    .expect("valid");
+    command.insert_webhook(&webhook).expect("registered");
+    let mut edited = command.webhook(&webhook.id).expect("read").expect("kept");
+    let read_at_ms = edited.updated_at_ms;
+    worker
+        .give_up(&webhook.id, "retention ended", read_at_ms + 10)
+        .expect("disabled by the worker");
+    edited.description = "renamed".into();
+    edited.updated_at_ms = read_at_ms + 20;
+    let error = command
+        .update_webhook(&edited, read_at_ms)
+        .expect_err("refused");
+    assert!(error.to_string().contains("changed meanwhile"), "{error:#}");
+    let stored = worker.webhook(&webhook.id).expect("read").expect("kept");
+    assert!(matches!(stored.status, Status::Disabled(_)), "{stored:?}");
+}
