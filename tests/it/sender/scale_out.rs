@@ -1,7 +1,9 @@
 //! Many `sender run` workers on one PostgreSQL database (SPEC section 7), as real processes:
 //! killed and restarted at random, or stopped past their lease and resumed. Per webhook the
 //! requests still go one at a time and in order, and every event arrives at least once with
-//! its `webhook-id`.
+//! its `webhook-id`. Also: a database outage pauses deliveries and they resume by themselves,
+//! an enqueue wakes an idle worker (LISTEN/NOTIFY) before its poll, and an edit read before
+//! another process changed the webhook is refused.
 //!
 //! Each test makes its own database on the throwaway cluster of `common::test_postgres`
 //! (skipped loudly without PostgreSQL, failed under `CI=true`).
