@@ -194,6 +194,8 @@ pub struct PostgresState {
     last_prune_ms: AtomicI64,
     /// Raised by a NOTIFY on [`WORK_CHANNEL`] (see [`listen_for_work`]).
     work: Arc<tokio::sync::Notify>,
+    /// Set once the listening connection is started.
+    listening: std::sync::OnceLock<()>,
 }
 
 impl std::fmt::Debug for PostgresState {
@@ -280,6 +282,7 @@ impl PostgresState {
             round_trips: Arc::default(),
             last_prune_ms: AtomicI64::new(i64::MIN),
             work: Arc::default(),
+            listening: std::sync::OnceLock::new(),
         };
         state
             .call(|pool, trips| async move {
@@ -287,9 +290,6 @@ impl PostgresState {
                 create_schema(&mut client, &trips).await
             })
             .with_context(|| format!("preparing the sender's tables in {url}"))?;
-        if let Some(runtime) = &state.runtime {
-            runtime.spawn(listen_for_work(url.config().clone(), state.work.clone()));
-        }
         Ok(state)
     }
 
@@ -1217,6 +1217,15 @@ impl Queue for PostgresState {
     }
 
     fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        // Only a delivery engine asks: short commands (`webhooks list`) never open the
+        // listening connection.
+        let runtime = self.runtime.as_ref()?;
+        self.listening.get_or_init(|| {
+            runtime.spawn(listen_for_work(
+                self.url.config().clone(),
+                self.work.clone(),
+            ));
+        });
         Some(self.work.clone())
     }
 
