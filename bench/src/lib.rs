@@ -21,6 +21,43 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use verify::Keyring;
 
+/// The scheme figures of the verify benchmark: (figure, ours, baseline), the function names
+/// in each of its `schemes_<size>` groups. The benchmark prints them and `perf_report` reports
+/// them, each a ratio measured in the same run.
+pub const SCHEME_FIGURES: &[(&str, &str, &str)] = &[
+    ("svix verify vs raw HMAC", "ours/svix", "raw_hmac/svix"),
+    (
+        "github verify vs raw HMAC",
+        "ours/github",
+        "raw_hmac/github",
+    ),
+    (
+        "shopify verify vs raw HMAC",
+        "ours/shopify",
+        "raw_hmac/shopify",
+    ),
+    (
+        "stripe verify vs raw HMAC",
+        "ours/stripe",
+        "raw_hmac/stripe",
+    ),
+    ("slack verify vs raw HMAC", "ours/slack", "raw_hmac/slack"),
+    (
+        "v1a sign vs raw Ed25519",
+        "ours/v1a_sign",
+        "raw_ed25519/sign",
+    ),
+    (
+        "v1a verify vs raw Ed25519",
+        "ours/v1a_verify",
+        "raw_ed25519/verify",
+    ),
+];
+
+/// The file, in criterion's output directory, where the verify benchmark writes the scheme
+/// figures measured interleaved (ours and the baseline in alternating rounds).
+pub const SCHEMES_FILE: &str = "schemes_interleaved.json";
+
 /// Size of the `note` padding that makes an event about 1 KiB.
 pub const PADDING: usize = 760;
 

@@ -12,7 +12,11 @@
 //! - `postgres`: connection strings (`postgres://…`), TLS to the database, a small pool, and a
 //!   printable form of the URL that never shows the password;
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
-//!   suites of both programs and of `tests/`.
+//!   suites of both programs and of `tests/`;
+//! - `web` (feature `web`): the token-guarded web pages' shared layer: guard, layout,
+//!   stylesheet, script, escaping, server-sent events;
+//! - `client` (feature `client`): sending one HTTP request and reading its answer, for replay
+//!   and the inspector's Send again.
 //!
 //! This crate does no work of its own at start-up: each module is a set of functions and types
 //! the binaries call.
@@ -21,7 +25,14 @@ pub mod cli;
 pub mod logging;
 pub mod parse;
 pub mod postgres;
+mod postgres_tls;
 pub mod signal;
 
 #[cfg(feature = "test-postgres")]
 pub mod test_postgres;
+
+#[cfg(feature = "web")]
+pub mod web;
+
+#[cfg(feature = "client")]
+pub mod client;

@@ -6,8 +6,12 @@
 //! value can be logged and put in error messages as it is.
 
 use std::fmt;
+
+use anyhow::Context as _;
 use std::str::FromStr;
 use std::time::Duration;
+
+pub use crate::postgres_tls::{SslMode, TlsSettings};
 
 /// The URL schemes that select the PostgreSQL store.
 pub const URL_SCHEMES: &[&str] = &["postgres://", "postgresql://"];
@@ -30,6 +34,7 @@ pub fn is_postgres_url(store: &str) -> bool {
 pub struct DatabaseUrl {
     config: tokio_postgres::Config,
     redacted: String,
+    tls: TlsSettings,
 }
 
 impl DatabaseUrl {
@@ -45,7 +50,11 @@ impl DatabaseUrl {
             );
         }
         let redacted = redact(url);
-        let config = tokio_postgres::Config::from_str(url).map_err(|error| {
+        // `sslmode` values beyond the client library's three, and `sslrootcert`, are read
+        // here; the client library gets the rest.
+        let (client_url, tls) = take_tls_parameters(url)
+            .map_err(|error| anyhow::anyhow!("invalid PostgreSQL URL {redacted}: {error:#}"))?;
+        let mut config = tokio_postgres::Config::from_str(&client_url).map_err(|error| {
             anyhow::anyhow!(
                 "invalid PostgreSQL URL {redacted}: {}",
                 without_secret(&error, url)
@@ -54,7 +63,28 @@ impl DatabaseUrl {
         if config.get_hosts().is_empty() {
             anyhow::bail!("the PostgreSQL URL {redacted} names no host");
         }
-        Ok(Self { config, redacted })
+        config.ssl_mode(tls.mode.client_mode());
+        Ok(Self {
+            config,
+            redacted,
+            tls,
+        })
+    }
+
+    /// The TLS settings (`sslmode`, `sslrootcert`).
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// The TLS connector for these settings, for code that opens its own connection.
+    ///
+    /// # Errors
+    /// The root certificate file cannot be read, or no trusted root is found for a mode
+    /// that checks the server's certificate.
+    pub fn tls_connector(&self) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+        self.tls
+            .connector()
+            .with_context(|| format!("TLS for {}", self.redacted))
     }
 
     /// The URL with its password replaced by `***`, for logs, errors and output.
@@ -90,7 +120,7 @@ impl DatabaseUrl {
         }
         let manager = deadpool_postgres::Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            self.tls_connector()?,
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
@@ -113,6 +143,51 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("DatabaseUrl").field(&self.redacted).finish()
     }
+}
+
+/// `url` without its `sslmode` and `sslrootcert` parameters, and the TLS settings they give.
+fn take_tls_parameters(url: &str) -> anyhow::Result<(String, TlsSettings)> {
+    let mut tls = TlsSettings::default();
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), tls));
+    };
+    let mut kept = Vec::new();
+    for parameter in query.split('&') {
+        match parameter.split_once('=') {
+            Some(("sslmode", value)) => tls.mode = SslMode::parse(&percent_decode(value)?)?,
+            Some(("sslrootcert", value)) => {
+                tls.root_cert = Some(std::path::PathBuf::from(percent_decode(value)?));
+            }
+            _ => kept.push(parameter),
+        }
+    }
+    let client_url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((client_url, tls))
+}
+
+/// `%XX` escapes of a URL parameter decoded (a path may hold `%2F`).
+fn percent_decode(value: &str) -> anyhow::Result<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = value
+                .get(index + 1..index + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("a bad %-escape in {value:?}"))?;
+            out.push(hex);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("{value:?} is not UTF-8"))
 }
 
 /// `url` with the password of its user part and any `password=` parameter replaced.
@@ -248,6 +323,54 @@ mod tests {
         }
         let error = DatabaseUrl::parse("mysql://x").expect_err("not postgres");
         assert!(error.to_string().contains("postgres://USER"));
+    }
+
+    #[test]
+    fn reads_sslmode_and_sslrootcert_as_libpq_does() {
+        let url = DatabaseUrl::parse(
+            "postgres://a:s3cret@db/x?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=r",
+        )
+        .expect("valid");
+        assert_eq!(url.tls().mode, SslMode::VerifyFull);
+        assert_eq!(
+            url.tls().root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(
+            url.config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(url.config().get_application_name(), Some("r"));
+        for (mode, expected) in [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Prefer),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+        ] {
+            let url = DatabaseUrl::parse(&format!("postgres://a@db/x?sslmode={mode}")).expect(mode);
+            assert_eq!(url.tls().mode, expected, "{mode}");
+        }
+        assert_eq!(
+            DatabaseUrl::parse("postgres://a@db/x")
+                .expect("valid")
+                .tls()
+                .mode,
+            SslMode::Prefer
+        );
+        let error = DatabaseUrl::parse("postgres://a:s3cret@db/x?sslmode=always").expect_err("bad");
+        assert!(format!("{error:#}").contains("verify-full"));
+        assert!(!format!("{error:#}").contains("s3cret"));
+        let missing =
+            DatabaseUrl::parse("postgres://a@db/x?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+                .expect("parses")
+                .pool("t", 1)
+                .map(|_| ())
+                .expect_err("no such root file");
+        assert!(
+            format!("{missing:#}").contains("/nonexistent.pem"),
+            "{missing:#}"
+        );
     }
 
     #[tokio::test]

@@ -41,7 +41,8 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    fn as_str(self) -> &'static str {
+    /// `accepted`, `refused` or `unchecked`.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Refused => "refused",

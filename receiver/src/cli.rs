@@ -20,8 +20,7 @@ use verify::timestamp::format_iso_millis;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_forward_url, ForwardConfig, RetryPolicy};
-use crate::store::sqlite::SqliteReader;
-use crate::store::{CaptureFilter, EventFilter, EventQuery as _, ForwardingState, StoredEvent};
+use crate::store::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
 
 /// The store when `--store` and `RECEIVER_STORE` are both absent.
 const DEFAULT_STORE: &str = "sqlite:./receiver.db";
@@ -148,6 +147,14 @@ struct ListenArgs {
     /// How many refused requests to keep (the newest).
     #[arg(long, env = "RECEIVER_KEEP_REFUSED", default_value_t = config::DEFAULT_KEEP_REFUSED)]
     keep_refused: u32,
+    /// Where the inspector (the pages that show what arrived) listens, or `off`. Default
+    /// 127.0.0.1:8081, or another free port when that one is taken.
+    #[arg(long, env = "RECEIVER_UI")]
+    ui: Option<String>,
+    /// The inspector's token (a random one per start when not given); needed for any address
+    /// that is not loopback.
+    #[arg(long, env = "RECEIVER_UI_TOKEN")]
+    ui_token: Option<String>,
     /// Forward every stored request, in order, to this http:// URL (your app); durable.
     #[arg(long, env = "RECEIVER_FORWARD_TO")]
     forward_to: Option<String>,
@@ -327,6 +334,36 @@ fn refuse_listen_flags_before_a_subcommand(matches: &clap::ArgMatches) -> Result
     ))
 }
 
+/// Where and how the inspector is served, as the flags asked.
+struct UiChoice {
+    address: String,
+    /// Given with --ui / RECEIVER_UI: it must be bound as given.
+    explicit: bool,
+    token: common::web::Token,
+}
+
+/// Reads `--ui` and `--ui-token`: `None` when the inspector is off.
+fn ui_choice(ui: Option<&str>, token: Option<&str>) -> anyhow::Result<Option<UiChoice>> {
+    if ui == Some("off") {
+        return Ok(None);
+    }
+    let address = ui.unwrap_or(crate::inspector::DEFAULT_ADDRESS).to_owned();
+    let loopback = crate::inspector::is_loopback(&address).context("--ui")?;
+    let token = match token {
+        Some(token) => common::web::Token::given(token).context("--ui-token")?,
+        None if !loopback => anyhow::bail!(
+            "--ui {address} is not a loopback address: give the inspector a token with \
+             --ui-token (or RECEIVER_UI_TOKEN) to serve it there"
+        ),
+        None => common::web::Token::random()?,
+    };
+    Ok(Some(UiChoice {
+        address,
+        explicit: ui.is_some(),
+        token,
+    }))
+}
+
 fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Config)> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path {:?} must start with '/'", args.path);
@@ -375,6 +412,13 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
                          app's current signature file"
                     );
                 }
+                // A file of whpk_ public keys verifies but cannot sign: same stall.
+                if !keyring.can_sign_at(now) {
+                    anyhow::bail!(
+                        "--forward-signature-file: it holds only whpk_ public keys, which cannot \
+                         sign; give the file with the whsk_ secret key"
+                    );
+                }
             }
             Some(forward)
         }
@@ -382,7 +426,7 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
     let config = Config {
         path: args.path,
         authentication,
-        store_path: config::parse_store_location(store).context("--store")?,
+        store: config::parse_store_location(store).context("--store")?,
         output: args.output,
         tls,
         limits,
@@ -393,6 +437,7 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
 }
 
 fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
+    let ui = ui_choice(args.ui.as_deref(), args.ui_token.as_deref()).map_err(Failure::Config)?;
     let (address, config) = listen_config(args, store).map_err(Failure::Config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -410,18 +455,62 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
             .context("reading the bound address")
             .map_err(Failure::Work)?;
         let receiver = crate::Receiver::start(config).map_err(Failure::Config)?;
+        let ui_listener = match &ui {
+            Some(ui) => Some(
+                crate::inspector::bind(&ui.address, ui.explicit)
+                    .await
+                    .map_err(Failure::Config)?,
+            ),
+            None => None,
+        };
         let shutdown = common::signal::shutdown_signal().map_err(Failure::Work)?;
         let scheme = if receiver.is_tls() { "https" } else { "http" };
-        // The first line of stdout in every output mode: tests and scripts wait for it.
+        let webhook_url = format!("{scheme}://{local}{path}");
+        // The first line of stdout in every output mode: tests and scripts wait for it; the
+        // inspector's address is the second.
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "listening on {scheme}://{local}{path}");
+        let _ = writeln!(stdout, "listening on {webhook_url}");
+        let inspector = match (ui, ui_listener) {
+            (Some(ui), Some(ui_listener)) => {
+                let ui_local = ui_listener
+                    .local_addr()
+                    .context("reading the inspector's address")
+                    .map_err(Failure::Work)?;
+                let _ = writeln!(
+                    stdout,
+                    "inspector on http://{ui_local}/?token={}",
+                    ui.token.expose()
+                );
+                Some((
+                    ui_listener,
+                    receiver.inspector_settings(ui.token, webhook_url),
+                ))
+            }
+            _ => None,
+        };
         let _ = stdout.flush();
         drop(stdout);
         tracing::info!(address = %local, %path, "listening");
-        receiver
-            .serve(listener, shutdown)
-            .await
-            .map_err(Failure::Work)
+        // One signal stops both servers: the listener drains, the inspector's streams end.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let pages = inspector.map(|(ui_listener, settings)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::inspector::serve(ui_listener, settings, async move {
+                let _ = stopped.changed().await;
+            }))
+        });
+        let served = receiver
+            .serve(listener, async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        if let Some(pages) = pages {
+            if let Ok(Err(error)) = pages.await {
+                tracing::warn!(error = %format!("{error:#}"), "inspector");
+            }
+        }
+        served.map_err(Failure::Work)
     })
 }
 
@@ -436,11 +525,11 @@ fn filter_from(args: &FilterArgs) -> EventFilter {
     }
 }
 
-fn open_reader(store: &str) -> Result<SqliteReader, Failure> {
-    let path = config::parse_store_location(store)
+fn open_reader(store: &str) -> Result<Box<dyn crate::store::EventQuery>, Failure> {
+    let location = config::parse_store_location(store)
         .context("--store")
         .map_err(Failure::Config)?;
-    SqliteReader::open(&path).map_err(Failure::Config)
+    crate::store::open_reader(&location).map_err(Failure::Config)
 }
 
 fn event_json(event: &StoredEvent) -> serde_json::Value {

@@ -89,8 +89,8 @@ pub struct Config {
     pub path: String,
     /// None, Basic or Signature.
     pub authentication: Authentication,
-    /// The SQLite database file.
-    pub store_path: PathBuf,
+    /// Where events are stored: a SQLite file or a PostgreSQL database.
+    pub store: StoreLocation,
     /// What to print for each event and refusal.
     pub output: OutputMode,
     /// Serve HTTPS with these files instead of plain HTTP.
@@ -105,12 +105,12 @@ pub struct Config {
 
 impl Config {
     /// The defaults: path `/webhook`, no authentication, pretty output, no TLS, the default
-    /// limits, and the store at `store_path`.
-    pub fn new(store_path: impl Into<PathBuf>) -> Self {
+    /// limits, and the store at `store` (a SQLite path, or a [`StoreLocation`]).
+    pub fn new(store: impl Into<StoreLocation>) -> Self {
         Self {
             path: "/webhook".to_owned(),
             authentication: Authentication::None,
-            store_path: store_path.into(),
+            store: store.into(),
             output: OutputMode::Pretty,
             tls: None,
             limits: Limits::default(),
@@ -120,30 +120,88 @@ impl Config {
     }
 
     /// [`Config::new`] with quiet output, so tests running many receivers print nothing.
-    pub fn for_tests(store_path: impl Into<PathBuf>) -> Self {
+    pub fn for_tests(store: impl Into<StoreLocation>) -> Self {
         Self {
             output: OutputMode::Quiet,
-            ..Self::new(store_path)
+            ..Self::new(store)
         }
     }
 }
 
-/// The SQLite path named by a `--store` value: `sqlite:PATH`, `sqlite://PATH` or a bare path.
+/// Where the receiver keeps what arrives (`--store`). `Debug` and `Display` never show a
+/// database password.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded store: one SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by any number of receivers (SPEC section 7).
+    Postgres(Box<common::postgres::DatabaseUrl>),
+}
+
+impl From<PathBuf> for StoreLocation {
+    fn from(path: PathBuf) -> Self {
+        Self::Sqlite(path)
+    }
+}
+
+impl From<&Path> for StoreLocation {
+    fn from(path: &Path) -> Self {
+        Self::Sqlite(path.to_owned())
+    }
+}
+
+impl From<&PathBuf> for StoreLocation {
+    fn from(path: &PathBuf) -> Self {
+        Self::Sqlite(path.clone())
+    }
+}
+
+impl From<&str> for StoreLocation {
+    /// A SQLite path (use [`parse_store_location`] for text that may be a URL).
+    fn from(path: &str) -> Self {
+        Self::Sqlite(PathBuf::from(path))
+    }
+}
+
+impl From<common::postgres::DatabaseUrl> for StoreLocation {
+    fn from(url: common::postgres::DatabaseUrl) -> Self {
+        Self::Postgres(Box::new(url))
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// The store named by a `--store` value: `sqlite:PATH`, `sqlite://PATH` or a bare path for
+/// SQLite; `postgres://…` or `postgresql://…` for PostgreSQL.
 ///
 /// # Errors
-/// A store scheme other than `sqlite`, or an empty path.
-pub fn parse_store_location(text: &str) -> anyhow::Result<PathBuf> {
+/// Another scheme, an empty path, or an invalid PostgreSQL URL (the message never holds its
+/// password).
+pub fn parse_store_location(text: &str) -> anyhow::Result<StoreLocation> {
+    if common::postgres::is_postgres_url(text) {
+        return Ok(common::postgres::DatabaseUrl::parse(text)?.into());
+    }
     let path = if let Some(rest) = text.strip_prefix("sqlite:") {
         rest.strip_prefix("//").unwrap_or(rest)
     } else if let Some((scheme, _)) = text.split_once("://") {
-        bail!("store {text:?}: the {scheme:?} store is not supported (use sqlite:PATH)")
+        bail!(
+            "store {scheme}://…: the {scheme:?} store is not supported (use sqlite:PATH or \
+             postgres://USER@HOST/DB)"
+        )
     } else {
         text
     };
     if path.is_empty() {
         bail!("store {text:?} names no file (use sqlite:PATH)");
     }
-    Ok(PathBuf::from(path))
+    Ok(StoreLocation::Sqlite(PathBuf::from(path)))
 }
 
 /// The authentication the flags ask for: Basic when a user is given, Signature when signature
@@ -206,20 +264,31 @@ mod tests {
 
     #[test]
     fn store_locations() {
+        let sqlite = |text: &str| match parse_store_location(text) {
+            Ok(StoreLocation::Sqlite(path)) => Some(path),
+            _ => None,
+        };
         assert_eq!(
-            parse_store_location("sqlite:./receiver.db").ok(),
+            sqlite("sqlite:./receiver.db"),
             Some(PathBuf::from("./receiver.db"))
         );
         assert_eq!(
-            parse_store_location("sqlite:///var/r.db").ok(),
+            sqlite("sqlite:///var/r.db"),
             Some(PathBuf::from("/var/r.db"))
         );
-        assert_eq!(
-            parse_store_location("r.db").ok(),
-            Some(PathBuf::from("r.db"))
-        );
-        assert!(parse_store_location("postgres://db/x").is_err());
+        assert_eq!(sqlite("r.db"), Some(PathBuf::from("r.db")));
         assert!(parse_store_location("sqlite:").is_err());
+        assert!(parse_store_location("mysql://u:pw@db/x").is_err());
+        match parse_store_location("postgres://crm:s3cret@db/hooks") {
+            Ok(location @ StoreLocation::Postgres(_)) => {
+                assert_eq!(location.to_string(), "postgres://crm:***@db/hooks");
+                assert!(!format!("{location:?}").contains("s3cret"));
+            }
+            other => panic!("not a PostgreSQL store: {other:?}"),
+        }
+        let error =
+            parse_store_location("postgresql://crm:s3cret@db:port/hooks").expect_err("bad port");
+        assert!(!format!("{error:#}").contains("s3cret"));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation with group commit;
+//! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
+//!   both with group commit;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
 //!
-//! Invariants: no 2xx before the request and its events are committed with `synchronous=FULL`;
+//! Invariants: no 2xx before the request and its events are committed (SQLite with
+//! `synchronous=FULL`; PostgreSQL: the batch's statement committed);
 //! `(accountId, eventId)` stored once; secrets never logged or stored (the `authorization`
 //! header is kept redacted); with `--forward-to`, the forward job commits in the request's
 //! transaction and is marked done only after the app's 2xx.
@@ -75,6 +77,7 @@ mod cli;
 pub mod config;
 pub mod forward;
 mod guard;
+pub mod inspector;
 pub mod metrics;
 mod output;
 mod response;
@@ -95,7 +98,6 @@ pub use metrics::Metrics;
 use crate::forward::{ForwardConfig, Forwarder};
 use crate::output::Output;
 use crate::service::Shared;
-use crate::store::sqlite::SqliteStore;
 use crate::store::ForwardQueue;
 
 /// Runs the command line with the process arguments and environment; returns the exit status
@@ -128,6 +130,8 @@ pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
+    /// Where the store is, for the inspector's readers.
+    store_location: config::StoreLocation,
 }
 
 impl Receiver {
@@ -138,32 +142,55 @@ impl Receiver {
     pub fn start(config: Config) -> anyhow::Result<Receiver> {
         let metrics = Arc::new(Metrics::default());
         let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
-        let store = SqliteStore::open(
-            &config.store_path,
+        let opened = store::open(
+            &config.store,
             config.keep_refused,
             config.forward.is_some(),
             Arc::clone(&metrics),
         )?;
-        let forwarding = match config.forward {
-            Some(forward) => {
-                let queue: Arc<dyn ForwardQueue> = Arc::new(store.forward_queue()?);
-                Some((queue, forward))
-            }
-            None => None,
-        };
+        let forwarding = opened.forward_queue.zip(config.forward);
         let output = Output::start(config.output, Arc::clone(&metrics));
         Ok(Receiver {
             shared: Arc::new(Shared {
                 path: config.path,
                 authentication: config.authentication,
                 limits: config.limits,
-                store: Arc::new(store),
+                store: opened.store,
                 metrics,
                 output,
             }),
             tls,
             forwarding,
+            store_location: config.store.clone(),
         })
+    }
+
+    /// What the inspector needs to show this receiver's store: a reader per page, the
+    /// authentication for the `check` diagnosis, and `webhook_url` for Copy as curl.
+    pub fn inspector_settings(
+        &self,
+        token: common::web::Token,
+        webhook_url: String,
+    ) -> inspector::InspectorSettings {
+        let store_location = self.store_location.clone();
+        inspector::InspectorSettings {
+            token,
+            webhook_url,
+            authentication: self.shared.authentication.clone(),
+            open_reader: Arc::new(move || {
+                match &store_location {
+                    config::StoreLocation::Sqlite(path) => {
+                        let reader = store::sqlite::SqliteReader::open(path)?;
+                        Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
+                    }
+                    // The PostgreSQL store does not implement the inspector's reads yet: the
+                    // pages say so instead of showing an empty list.
+                    config::StoreLocation::Postgres(_) => anyhow::bail!(
+                        "the inspector reads SQLite stores only for now; use `receiver events` and `receiver export` with a PostgreSQL store"
+                    ),
+                }
+            }),
+        }
     }
 
     /// Whether this receiver serves HTTPS.

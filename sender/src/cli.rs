@@ -18,7 +18,7 @@ use common::logging::LogFormat;
 use common::parse::duration as parse_duration;
 use common::{out, outln};
 use serde_json::{json, Value};
-use verify::{SignatureFile, SigningSecret, TimeStyle};
+use verify::{SignatureFile, TimeStyle};
 
 use crate::config::{DeliveryConfig, StateLocation};
 use crate::delivery::{send_once, Answer, Engine, HttpTransport, Mode, Outbound, State};
@@ -183,6 +183,10 @@ enum WebhooksCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Keep Ed25519 secret keys (whsk_) in the file, for `sender sign` and `replay`;
+        /// without it a v1a file carries the public keys (whpk_) a receiver needs.
+        #[arg(long)]
+        signing: bool,
     },
     /// Add a new secret; both sign until the overlap ends.
     RotateSecret {
@@ -638,7 +642,7 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
         }
         WebhooksCommand::Retire { id } => set_status(state, &id, Status::Retired, json)?,
         WebhooksCommand::Activate { id } => set_status(state, &id, Status::Active, json)?,
-        WebhooksCommand::Signature { id, out } => {
+        WebhooksCommand::Signature { id, out, signing } => {
             let webhook = find(state, &id)?;
             let Auth::Signature(file) = &webhook.auth else {
                 return Err(UsageError(format!(
@@ -647,7 +651,15 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
                 ))
                 .into());
             };
-            let text = file.to_json_pretty();
+            // The receiving team gets public keys only; the sender's own whsk_ keys leave the
+            // state only when asked for, to sign with `sender sign` or `replay`.
+            let text = if signing {
+                file.to_json_pretty()
+            } else {
+                file.for_receiver()
+                    .map_err(|error| UsageError(format!("webhook {id}: {error}")))?
+                    .to_json_pretty()
+            };
             match out {
                 Some(path) => {
                     write_secret_file(&path, text.as_bytes())?;
@@ -681,11 +693,10 @@ fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::
                 )
                 .into());
             }
-            file.rotate(
-                &SigningSecret::generate(),
-                now.div_euclid(1000),
-                overlap_secs,
-            );
+            let fresh = file
+                .fresh_key()
+                .map_err(|error| UsageError(format!("webhook {id}: {error}")))?;
+            file.rotate_key(fresh, now.div_euclid(1000), overlap_secs);
             let ends = verify::timestamp::format_iso_seconds(
                 now.div_euclid(1000).saturating_add(overlap_secs),
             );
@@ -739,11 +750,25 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a signature file a sender signs with: one whose keys in force can sign.
 fn read_signature_file(path: &Path) -> anyhow::Result<SignatureFile> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("reading signature file {}", path.display()))?;
-    SignatureFile::from_json(&bytes)
-        .map_err(|error| UsageError(format!("signature file {}: {error}", path.display())).into())
+    let file = SignatureFile::from_json(&bytes)
+        .map_err(|error| UsageError(format!("signature file {}: {error}", path.display())))?;
+    check_can_sign(&file.keyring()?, path)?;
+    Ok(file)
+}
+
+/// Refuses a keyring that cannot sign now (only `whpk_` public keys in force).
+fn check_can_sign(keyring: &verify::Keyring, path: &Path) -> Result<(), UsageError> {
+    if keyring.can_sign_at(verify::unix_now()) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "signature file {}: no key in force can sign (a whpk_ public key only verifies); use the file from `sender webhooks signature ID --signing`",
+        path.display()
+    )))
 }
 
 async fn webhook_test(
@@ -1260,6 +1285,7 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
                     .map_err(|error| {
                         UsageError(format!("signature file {}: {error}", path.display()))
                     })?;
+                check_can_sign(&keyring, path)?;
                 // Files of one scheme sign together (one `webhook-signature` header with
                 // every signature), as a rotation does; a second set of headers would be
                 // ignored by receivers, which read the first.

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, MAX_RESPONSE_BODY, RESPONSE_HEAD_BYTES};
+use crate::lease::{next_look_ms, HolderWatch};
 use crate::queue::{
     AttemptRecord, Lease, LeaseToken, PendingRequest, Queue, Recorded, RequestState,
 };
@@ -782,12 +783,6 @@ impl<T: Transport> Engine<T> {
                     if matches!(mode, Mode::Serve) && finished.1.is_err() {
                         cooldown.push((finished.0.clone(), Instant::now() + SERVE_ERROR_PAUSE));
                     }
-                    if matches!(mode, Mode::Serve)
-                        && matches!(finished.1, Ok(WorkerExit::HandedOver(_)))
-                    {
-                        // Another worker holds it: look again at the next poll, not at once.
-                        cooldown.push((finished.0.clone(), Instant::now() + self.config.poll_interval));
-                    }
                     self.settle(finished, &mut running, &mut settled, &mut report, &mut first_error);
                     if matches!(mode, Mode::Serve) {
                         // `run` keeps going: the error is logged, the webhook tried again later.
@@ -848,6 +843,11 @@ impl<T: Transport> Engine<T> {
     }
 
     /// One webhook's worker.
+    ///
+    /// When another live worker holds the lease, `trigger` (`drain`) leaves the webhook to it;
+    /// `run` waits for the lease, looking again as [`crate::lease`] decides and saying who
+    /// delivers once per holder. The wait stays in this task, so `run` does not start the
+    /// webhook's worker again and again meanwhile.
     async fn work(
         &self,
         id: WebhookId,
@@ -855,39 +855,72 @@ impl<T: Transport> Engine<T> {
         drain: bool,
     ) -> anyhow::Result<WorkerExit> {
         let ttl_ms = millis(self.config.lease_ttl);
-        let lease = {
-            let (state, id, owner, now) = (
-                self.state.clone(),
-                id.clone(),
-                self.owner.clone(),
-                self.clock.now_ms(),
-            );
-            blocking(move || state.try_lease(&id, &owner, now, ttl_ms)).await?
-        };
-        let fence = match lease {
-            Lease::Acquired { fence } => fence,
-            Lease::HeldBy { owner } => {
-                tracing::info!(webhook = %id, %owner, "another worker delivers to this webhook");
-                return Ok(WorkerExit::HandedOver(owner));
-            }
-        };
-        let lease = LeaseToken {
-            webhook_id: id.clone(),
-            fence,
-        };
+        let poll_ms = millis(self.config.poll_interval);
+        let mut holders = HolderWatch::default();
+        let look_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(look_timer);
         loop {
+            let now = self.clock.now_ms();
+            let lease = {
+                let (state, id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
+                blocking(move || state.try_lease(&id, &owner, now, ttl_ms)).await?
+            };
+            let fence = match lease {
+                Lease::Acquired { fence } => fence,
+                Lease::HeldBy(held) => {
+                    if holders.held_by(&held.owner) {
+                        tracing::info!(webhook = %id, owner = %held.owner, "another worker delivers to this webhook");
+                    }
+                    if drain {
+                        return Ok(WorkerExit::HandedOver(held.owner));
+                    }
+                    look_timer
+                        .as_mut()
+                        .reset(self.clock.instant_of(next_look_ms(&held, now, poll_ms)));
+                    tokio::select! {
+                        () = look_timer.as_mut() => {}
+                        changed = stop.changed() => {
+                            if changed.is_err() {
+                                return Ok(WorkerExit::Stopped);
+                            }
+                        }
+                    }
+                    if *stop.borrow() {
+                        return Ok(WorkerExit::Stopped);
+                    }
+                    continue;
+                }
+            };
+            holders.acquired();
+            let lease = LeaseToken {
+                webhook_id: id.clone(),
+                fence,
+            };
             let result = self.work_leased(&lease, &mut stop, drain).await;
             let (state, lease_id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
-            if let Ok(WorkerExit::Idle) = result {
-                // Give the lease up only if the queue is still empty, in one transaction: work
-                // enqueued by a process that found the lease taken is then never stranded.
-                if blocking(move || state.release_lease_if_idle(&lease_id, &owner)).await? {
+            match result {
+                Ok(WorkerExit::Idle) => {
+                    // Give the lease up only if the queue is still empty, in one transaction:
+                    // work enqueued by a process that found the lease taken is then never
+                    // stranded. Work found meanwhile is taken on under the same lease (the
+                    // next `try_lease` renews it, fence unchanged).
+                    if blocking(move || state.release_lease_if_idle(&lease_id, &owner)).await? {
+                        return result;
+                    }
+                }
+                Ok(WorkerExit::HandedOver(holder)) if !drain => {
+                    // `run` lost the lease (it stalled past its expiry): wait for it again
+                    // rather than end and be started anew; the warning named the holder.
+                    holders.held_by(&holder);
+                }
+                // The lease changed hands under this worker: `run` takes it up again from the
+                // top, under whatever fence it holds now, or waits for the new holder.
+                Ok(WorkerExit::Fenced) if !drain => {}
+                _ => {
+                    blocking(move || state.release_lease(&lease_id, &owner)).await?;
                     return result;
                 }
-                continue;
             }
-            blocking(move || state.release_lease(&lease_id, &owner)).await?;
-            return result;
         }
     }
 
@@ -943,9 +976,9 @@ impl<T: Transport> Engine<T> {
                         exit = WorkerExit::Fenced;
                         break;
                     }
-                    Lease::HeldBy { owner } => {
-                        tracing::warn!(webhook = %id, %owner, "lost the lease to another worker");
-                        exit = WorkerExit::HandedOver(owner);
+                    Lease::HeldBy(held) => {
+                        tracing::warn!(webhook = %id, owner = %held.owner, "lost the lease to another worker");
+                        exit = WorkerExit::HandedOver(held.owner);
                         break;
                     }
                 }

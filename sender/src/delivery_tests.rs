@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use super::{Answer, Clock, Engine, Mode, Outbound, State, Transport};
 use crate::config::DeliveryConfig;
+use crate::lease::HeldLease;
 use crate::queue::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
 use crate::registry::{Status, Webhook, WebhookChanges};
 use crate::retry::RetryPolicy;
@@ -506,7 +507,7 @@ fn a_lease_from_another_pid_namespace_is_judged_by_its_expiry_not_by_its_pid() {
         .state
         .try_lease(&webhook.id, "pid:1:me", NOW_MS, 15_000)
         .expect("lease");
-    assert!(matches!(lease, Lease::HeldBy { .. }), "{lease:?}");
+    assert!(matches!(lease, Lease::HeldBy(_)), "{lease:?}");
     assert!(matches!(
         harness
             .state
@@ -637,7 +638,10 @@ fn a_lease_has_one_holder_and_a_larger_fence_at_every_change_of_hands(harness: H
     // Another worker is kept out while the lease runs (the holder's pid is this live process).
     assert_eq!(
         harness.lease(&webhook, "pid:1:b", NOW_MS + 1000),
-        Lease::HeldBy { owner: "pid:1:a".into() }
+        Lease::HeldBy(HeldLease {
+            owner: "pid:1:a".into(),
+            expires_at_ms: NOW_MS + 60_000
+        })
     );
     // The holder renews under the same fence.
     assert_eq!(
@@ -650,7 +654,10 @@ fn a_lease_has_one_holder_and_a_larger_fence_at_every_change_of_hands(harness: H
     assert!(second_fence > first_fence, "{first_fence} then {second_fence}");
     assert_eq!(
         harness.lease(&webhook, "pid:1:a", NOW_MS + 62_002),
-        Lease::HeldBy { owner: "pid:1:b".into() }
+        Lease::HeldBy(HeldLease {
+            owner: "pid:1:b".into(),
+            expires_at_ms: NOW_MS + 122_001
+        })
     );
     // Released and taken again, even by a former holder: never a number given before.
     harness.state.release_lease(&webhook.id, "pid:1:b").expect("released");
@@ -735,4 +742,99 @@ fn postgres_prunes_finished_requests_after_retention_and_keeps_pending_ones() {
         .delivery(&head.msg_id)
         .expect("read")
         .is_none());
+}
+
+/// Log output written to memory, for tests that count lines.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_waits_for_a_held_lease_quietly_and_delivers_once_it_lapses() {
+    let harness = Harness::sqlite();
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 3, 5);
+    // Held from another pid namespace, so only its expiry (30 s on) or a release frees it.
+    let path = harness._dir.path().join("sender.db");
+    let hold = move |owner: &str| {
+        rusqlite::Connection::open(&path)
+            .expect("open")
+            .execute(
+                "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host)
+                 VALUES (?1, ?2, 999999999, ?3, 'another-boot/pid:[1]')
+                 ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner",
+                rusqlite::params![webhook.id.as_str(), owner, NOW_MS + 30_000],
+            )
+            .expect("lease");
+    };
+    hold("run/pid:999999999:first");
+    let log = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let script = Script {
+        answer: Arc::new(|_| status(200, None)),
+        sent: Arc::default(),
+    };
+    let config = DeliveryConfig {
+        poll_interval: Duration::from_secs(1),
+        lease_ttl: Duration::from_secs(15),
+        ..real_config()
+    };
+    let start = tokio::time::Instant::now();
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        config,
+        Clock::starting_at(NOW_MS),
+    );
+    let (report, ()) = tokio::join!(
+        engine.run(Mode::Serve, tokio::time::sleep(Duration::from_secs(60))),
+        async {
+            // The lease changes hands (same expiry) while the worker waits.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            hold("run/pid:999999999:second");
+        }
+    );
+    report.expect("ran");
+
+    let sent = script.sent.lock().expect("lock").clone();
+    let offsets: Vec<u64> = sent
+        .iter()
+        .map(|(at, _)| at.duration_since(start).as_secs())
+        .collect();
+    // Nothing while the lease is held; all three once it lapses (looked at within a poll).
+    assert_eq!(offsets, [30, 30, 30]);
+    let log = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
+    let holders: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("another worker delivers to this webhook"))
+        .map(|line| {
+            line.split("owner=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("")
+        })
+        .collect();
+    // Once per holder, not once per look (about 30 looks).
+    assert_eq!(
+        holders,
+        ["run/pid:999999999:first", "run/pid:999999999:second"],
+        "{log}"
+    );
 }

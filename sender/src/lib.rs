@@ -11,6 +11,7 @@
 //!   shared by many workers ([`store::postgres`]);
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
 //! - [`retry`]: the retry schedule as pure functions;
+//! - [`lease`]: how a worker waits for a lease another worker holds, as pure functions;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
 //! How `trigger` and `run` cooperate: both work through the same state database (a SQLite
@@ -19,7 +20,9 @@
 //! webhooks it enqueued for until they are empty or `--wait` (60 s) passes, and exits 1 if
 //! anything is left. Before delivering to a webhook, a worker takes that webhook's *lease* (a
 //! row naming its process, renewed every third of `--lease-ttl`); a worker that finds the lease
-//! held by a live process leaves the webhook to it. So with `sender run` going, `trigger` only
+//! held by a live process leaves the webhook to it (`trigger`), or waits for it quietly (`run`:
+//! it looks again once per `--poll-interval`, with a read that never blocks the holder, and
+//! logs the holder once, not per look). So with `sender run` going, `trigger` only
 //! enqueues in effect, and `run` picks the work up within `--poll-interval`; no two processes
 //! ever deliver to one webhook at once, which keeps the per-webhook order. A lease whose
 //! process is gone (killed, crashed) is free at once; one whose owner stopped renewing is free
@@ -69,6 +72,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod generate;
+pub mod lease;
 pub mod queue;
 pub mod registry;
 pub mod replay;

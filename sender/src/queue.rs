@@ -86,11 +86,8 @@ pub enum Lease {
         /// the lease's.
         fence: i64,
     },
-    /// Another live worker holds it.
-    HeldBy {
-        /// Its owner tag (`pid:…`).
-        owner: String,
-    },
+    /// Another live worker holds it (its owner tag and expiry).
+    HeldBy(crate::lease::HeldLease),
 }
 
 /// What a worker proves with each write: the lease it holds on a webhook.
@@ -216,6 +213,11 @@ pub trait Queue: Send + Sync {
 
     /// Takes (or renews) the webhook's lease for `owner` until `now_ms + ttl_ms`, unless a live
     /// other owner holds it. An owner whose process is gone or whose lease ran out loses it.
+    ///
+    /// Finding the lease held must be cheap and must not block the holder: a worker that waits
+    /// for the lease calls this once per poll interval (see [`crate::lease`]), so a store
+    /// answers `HeldBy` from a plain read and takes its write lock only when the lease looks
+    /// free (checking again under the lock).
     ///
     /// # Errors
     /// Storage errors.

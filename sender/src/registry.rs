@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde_json::{json, Value};
-use verify::{BasicCredentials, BodyHmacFormat, Encoding, Scheme, SignatureFile, SigningSecret};
+use verify::{BasicCredentials, BodyHmacFormat, Encoding, Scheme, SignatureFile};
 
 use crate::UsageError;
 
@@ -46,7 +46,7 @@ pub fn random_token(len: usize) -> String {
 
 /// A fresh `webhook-id` for a request: `msg_` and 24 alphanumerics.
 pub fn new_msg_id() -> String {
-    format!("msg_{}", random_token(24))
+    verify::resend::new_message_id()
 }
 
 /// Which events a webhook receives.
@@ -356,10 +356,56 @@ pub enum AuthMethod {
 /// The signature scheme named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemeName {
-    /// Standard Webhooks v1.
+    /// Standard Webhooks v1 (HMAC-SHA256, `whsec_` secret).
     StandardWebhooks,
+    /// Standard Webhooks v1a (Ed25519: the sender keeps `whsk_`, the receiver gets `whpk_`).
+    StandardWebhooksV1a,
+    /// Svix: Standard Webhooks under `svix-` header names.
+    Svix,
     /// HMAC-SHA256 of the body in one header.
     BodyHmacSha256,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`.
+    Github,
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>`.
+    Shopify,
+    /// Stripe: `Stripe-Signature: t=…,v1=<hex>`.
+    Stripe,
+    /// Slack: `X-Slack-Signature: v0=<hex>` and `X-Slack-Request-Timestamp`.
+    Slack,
+}
+
+impl SchemeName {
+    /// The scheme of a signature file: its name there (v1a is `standard-webhooks`).
+    fn file_scheme(self) -> &'static str {
+        match self {
+            Self::StandardWebhooks | Self::StandardWebhooksV1a => "standard-webhooks",
+            Self::Svix => "svix",
+            Self::BodyHmacSha256 => "body-hmac-sha256",
+            Self::Github => "github",
+            Self::Shopify => "shopify",
+            Self::Stripe => "stripe",
+            Self::Slack => "slack",
+        }
+    }
+
+    /// The name a stored file's scheme and newest key amount to.
+    fn of_file(file: &SignatureFile) -> Option<Self> {
+        let keyring = file.keyring().ok()?;
+        let ed25519 = matches!(
+            keyring.entries().last().map(|entry| &entry.key),
+            Some(verify::Key::Ed25519Secret(_) | verify::Key::Ed25519Public(_))
+        );
+        Some(match keyring.scheme() {
+            Scheme::StandardWebhooks { .. } if ed25519 => Self::StandardWebhooksV1a,
+            Scheme::StandardWebhooks { .. } => Self::StandardWebhooks,
+            Scheme::Svix { .. } => Self::Svix,
+            Scheme::BodyHmacSha256(_) => Self::BodyHmacSha256,
+            Scheme::Github => Self::Github,
+            Scheme::Shopify => Self::Shopify,
+            Scheme::Stripe { .. } => Self::Stripe,
+            Scheme::Slack { .. } => Self::Slack,
+        })
+    }
 }
 
 /// The fields `webhooks add` and `webhooks edit` may set; `None` leaves a field as it is.
@@ -526,25 +572,39 @@ impl WebhookChanges {
                     _ => None,
                 };
                 let current_scheme = current.as_ref().and_then(|file| file.scheme().ok());
+                let current_name = current.as_ref().and_then(SchemeName::of_file);
+                let name = self
+                    .scheme
+                    .or(current_name)
+                    .unwrap_or(SchemeName::StandardWebhooks);
                 let scheme = build_scheme(
-                    self.scheme,
+                    name,
                     current_scheme,
                     self.signature_header,
                     self.signature_encoding,
                     self.signature_prefix,
                     self.tolerance_secs,
                 )?;
+                // Another scheme reads secrets another way (and v1a needs a key pair), so a
+                // change of scheme issues a fresh key of the new kind.
                 let mut file = match current {
-                    Some(file) => file,
-                    None => SignatureFile::new(
-                        webhook.id.as_str(),
-                        &webhook.name,
-                        &scheme,
-                        &SigningSecret::generate(),
-                        now_ms.div_euclid(1000),
-                    ),
+                    Some(file) if current_name == Some(name) => file,
+                    _ => {
+                        let key: verify::Key = if name == SchemeName::StandardWebhooksV1a {
+                            verify::ed25519::SecretKey::generate().into()
+                        } else {
+                            scheme.generate_secret().into()
+                        };
+                        SignatureFile::with_key(
+                            webhook.id.as_str(),
+                            &webhook.name,
+                            &scheme,
+                            key,
+                            now_ms.div_euclid(1000),
+                        )
+                    }
                 };
-                set_file_scheme(&mut file, &scheme);
+                file.set_scheme(&scheme);
                 file.webhook_name = webhook.name.clone();
                 Auth::Signature(file)
             }
@@ -557,19 +617,19 @@ impl WebhookChanges {
 
 /// The scheme after applying flags to the current one (or the default).
 fn build_scheme(
-    name: Option<SchemeName>,
+    name: SchemeName,
     current: Option<Scheme>,
     header: Option<String>,
     encoding: Option<String>,
     prefix: Option<String>,
     tolerance_secs: Option<i64>,
 ) -> Result<Scheme, UsageError> {
-    let name = name.unwrap_or(match current {
-        Some(Scheme::BodyHmacSha256(_)) => SchemeName::BodyHmacSha256,
-        _ => SchemeName::StandardWebhooks,
-    });
+    let current = current.filter(|scheme| scheme.name() == name.file_scheme());
     match name {
-        SchemeName::StandardWebhooks => {
+        SchemeName::BodyHmacSha256 => {
+            build_body_hmac(current, header, encoding, prefix, tolerance_secs)
+        }
+        _ => {
             if let Some(flag) = [
                 header.as_ref().map(|_| "--signature-header"),
                 encoding.as_ref().map(|_| "--signature-encoding"),
@@ -583,103 +643,94 @@ fn build_scheme(
                     "{flag} applies to --scheme body-hmac-sha256 only"
                 )));
             }
-            let current_tolerance = match current {
-                Some(Scheme::StandardWebhooks { tolerance_secs }) => Some(tolerance_secs),
-                _ => None,
-            };
-            let tolerance_secs = tolerance_secs
-                .or(current_tolerance)
-                .unwrap_or(verify::signature::DEFAULT_TOLERANCE_SECS);
-            if tolerance_secs < 0 {
-                return Err(UsageError("--tolerance must not be negative".into()));
-            }
-            Ok(Scheme::StandardWebhooks { tolerance_secs })
-        }
-        SchemeName::BodyHmacSha256 => {
-            if tolerance_secs.is_some() {
-                return Err(UsageError(
-                    "--tolerance applies to standard-webhooks only: body-hmac-sha256 has no replay window"
-                        .into(),
-                ));
-            }
-            let mut format = match current {
-                Some(Scheme::BodyHmacSha256(format)) => format,
-                _ => BodyHmacFormat::default(),
-            };
-            if let Some(header) = header {
-                let valid = !header.is_empty()
-                    && header
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !valid {
-                    return Err(UsageError(format!(
-                        "--signature-header {header:?} is not a header name (letters, digits, '-')"
-                    )));
+            let scheme = current
+                .or_else(|| Scheme::from_name(name.file_scheme()))
+                .ok_or_else(|| UsageError(format!("unknown scheme {}", name.file_scheme())))?;
+            match (scheme.tolerance_secs(), tolerance_secs) {
+                (None, Some(_)) => Err(UsageError(format!(
+                    "--tolerance does not apply to {}: it signs no timestamp, so it has no replay window",
+                    scheme.name()
+                ))),
+                (Some(_), Some(secs)) if secs < 0 => {
+                    Err(UsageError("--tolerance must not be negative".into()))
                 }
-                let header = header.to_ascii_lowercase();
-                // Headers the HTTP layer or the other auth methods own would be overwritten,
-                // duplicated or misread.
-                const RESERVED: &[&str] = &[
-                    "host",
-                    "content-length",
-                    "content-type",
-                    "transfer-encoding",
-                    "connection",
-                    "authorization",
-                    "user-agent",
-                    "webhook-id",
-                    "webhook-timestamp",
-                    "webhook-signature",
-                ];
-                if RESERVED.contains(&header.as_str()) {
-                    return Err(UsageError(format!(
-                        "--signature-header {header} is reserved; pick a header of its own such as x-alm-signature"
-                    )));
-                }
-                format.header = header;
+                (Some(_), Some(secs)) => Ok(scheme.with_tolerance(secs)),
+                (_, None) => Ok(scheme),
             }
-            if let Some(encoding) = encoding {
-                format.encoding = Encoding::from_name(&encoding).ok_or_else(|| {
-                    UsageError(format!(
-                        "--signature-encoding {encoding:?}: use hex or base64"
-                    ))
-                })?;
-            }
-            if let Some(prefix) = prefix {
-                // The receiver splits several signatures on commas and spaces, and a header
-                // value cannot hold control characters.
-                if prefix
-                    .chars()
-                    .any(|c| c.is_control() || c == ',' || c == ' ')
-                {
-                    return Err(UsageError(
-                        "--signature-prefix must not hold spaces, commas or control characters (e.g. sha256=)".into(),
-                    ));
-                }
-                format.prefix = prefix;
-            }
-            Ok(Scheme::BodyHmacSha256(format))
         }
     }
 }
 
-/// Writes `scheme`'s name and settings into a signature file, keeping its secrets.
-fn set_file_scheme(file: &mut SignatureFile, scheme: &Scheme) {
-    file.scheme = scheme.name().to_owned();
-    match scheme {
-        Scheme::StandardWebhooks { tolerance_secs } => {
-            file.tolerance_seconds = Some(*tolerance_secs);
-            file.header = None;
-            file.encoding = None;
-            file.prefix = None;
-        }
-        Scheme::BodyHmacSha256(format) => {
-            file.tolerance_seconds = None;
-            file.header = Some(format.header.clone());
-            file.encoding = Some(format.encoding.as_str().to_owned());
-            file.prefix = Some(format.prefix.clone());
-        }
+/// The `body-hmac-sha256` format after applying its flags to the current one.
+fn build_body_hmac(
+    current: Option<Scheme>,
+    header: Option<String>,
+    encoding: Option<String>,
+    prefix: Option<String>,
+    tolerance_secs: Option<i64>,
+) -> Result<Scheme, UsageError> {
+    if tolerance_secs.is_some() {
+        return Err(UsageError(
+            "--tolerance does not apply to body-hmac-sha256: it has no replay window".into(),
+        ));
     }
+    let mut format = match current {
+        Some(Scheme::BodyHmacSha256(format)) => format,
+        _ => BodyHmacFormat::default(),
+    };
+    if let Some(header) = header {
+        let valid = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(UsageError(format!(
+                "--signature-header {header:?} is not a header name (letters, digits, '-')"
+            )));
+        }
+        let header = header.to_ascii_lowercase();
+        // Headers the HTTP layer or the other auth methods own would be overwritten,
+        // duplicated or misread.
+        const RESERVED: &[&str] = &[
+            "host",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "connection",
+            "authorization",
+            "user-agent",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        ];
+        if RESERVED.contains(&header.as_str()) {
+            return Err(UsageError(format!(
+                        "--signature-header {header} is reserved; pick a header of its own such as x-alm-signature"
+                    )));
+        }
+        format.header = header;
+    }
+    if let Some(encoding) = encoding {
+        format.encoding = Encoding::from_name(&encoding).ok_or_else(|| {
+            UsageError(format!(
+                "--signature-encoding {encoding:?}: use hex or base64"
+            ))
+        })?;
+    }
+    if let Some(prefix) = prefix {
+        // The receiver splits several signatures on commas and spaces, and a header
+        // value cannot hold control characters.
+        if prefix
+            .chars()
+            .any(|c| c.is_control() || c == ',' || c == ' ')
+        {
+            return Err(UsageError(
+                        "--signature-prefix must not hold spaces, commas or control characters (e.g. sha256=)".into(),
+                    ));
+        }
+        format.prefix = prefix;
+    }
+    Ok(Scheme::BodyHmacSha256(format))
 }
 
 /// Refuses anything but an absolute `http` or `https` URL with a host.

@@ -16,34 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use verify::{
-    parse_envelope, parse_source, single_event_envelope, BasicCredentials, Keyring, SourceItem,
-};
-
-/// Headers that describe one hop or the framing, never replayed: hyper sets its own.
-const HOP_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "proxy-connection",
-];
-
-/// Most bytes of an answer read before the request counts as failed.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// How many bytes of a response body the report keeps.
-const RESPONSE_EXCERPT_BYTES: usize = 200;
+use verify::{parse_envelope, parse_source, single_event_envelope, SourceItem};
 
 /// Whether captured headers are sent as they were or the body is signed anew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,14 +29,9 @@ pub enum ReplayMode {
     Verbatim,
 }
 
-/// The credentials a re-signed request carries.
-#[derive(Debug, Clone, Default)]
-pub struct ReplayAuth {
-    /// `Authorization: Basic` credentials.
-    pub basic: Option<BasicCredentials>,
-    /// Keyrings to sign with (each adds its scheme's headers, signed by its secrets in force).
-    pub keyrings: Vec<Keyring>,
-}
+/// The credentials a re-signed request carries (built where `sender replay` and the
+/// receiver inspector share it).
+pub use verify::resend::ResendAuth as ReplayAuth;
 
 /// Which captured requests to replay.
 #[derive(Debug, Clone, Default)]
@@ -182,16 +152,10 @@ pub fn plan(
                 None => continue,
             },
         };
-        let message_id = captured_headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(verify::headers::WEBHOOK_ID))
-            .map(|(_, value)| value.clone());
+        let message_id = verify::resend::captured_message_id(&captured_headers);
         let headers = match mode {
-            ReplayMode::Verbatim if !captured_headers.is_empty() => captured_headers
-                .into_iter()
-                .filter(|(name, _)| !HOP_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
-                .collect(),
-            _ => vec![("content-type".to_owned(), "application/json".to_owned())],
+            ReplayMode::Verbatim => verify::resend::verbatim_headers(captured_headers),
+            ReplayMode::Resign => verify::resend::resign_base_headers(),
         };
         planned.push(PlannedRequest {
             origin,
@@ -401,7 +365,7 @@ fn percentiles(mut values: Vec<f64>, wanted: &[(&str, f64)]) -> BTreeMap<String,
     map
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+use common::client::HttpClient;
 
 /// Sends every planned request and summarises.
 ///
@@ -417,10 +381,7 @@ pub async fn send_all(
             options.to
         );
     }
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(options.request_timeout));
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let client = common::client::http_client(options.request_timeout);
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let progress = Progress::new(options.progress, requests.len());
     let started = Instant::now();
@@ -477,66 +438,40 @@ pub fn outgoing_headers(
 ) -> Vec<(String, String)> {
     let mut headers = request.headers.clone();
     if mode == ReplayMode::Resign {
-        if let Some(basic) = &auth.basic {
-            headers.push(("authorization".to_owned(), basic.authorization_header()));
-        }
         let message_id = request
             .message_id
             .clone()
             .unwrap_or_else(crate::registry::new_msg_id);
-        for keyring in &auth.keyrings {
-            headers.extend(keyring.sign_headers(&message_id, now_secs, &request.body));
-        }
+        verify::resend::add_authentication(
+            &mut headers,
+            auth,
+            &message_id,
+            now_secs,
+            &request.body,
+        );
     }
     headers
 }
 
 async fn send_one(client: &HttpClient, options: &SendOptions, request: PlannedRequest) -> Outcome {
-    let mut outcome = Outcome {
-        origin: request.origin.clone(),
-        status: None,
-        error: None,
-        latency_ms: 0.0,
-        late_ms: 0.0,
-        response_excerpt: String::new(),
-    };
     // Signed as it leaves, so a slow or rate-limited run never sends a stale timestamp.
     let headers = outgoing_headers(&request, options.mode, &options.auth, verify::unix_now());
-    let mut builder = http::Request::post(options.to.clone());
-    for (name, value) in &headers {
-        builder = builder.header(name.as_str(), value.as_str());
+    let answer = common::client::post(
+        client,
+        &options.to,
+        &headers,
+        request.body,
+        options.request_timeout,
+    )
+    .await;
+    Outcome {
+        origin: request.origin,
+        status: answer.status,
+        error: answer.error,
+        latency_ms: answer.latency_ms,
+        late_ms: 0.0,
+        response_excerpt: answer.excerpt,
     }
-    let http_request = match builder.body(Full::new(request.body)) {
-        Ok(http_request) => http_request,
-        Err(error) => {
-            outcome.error = Some(format!("cannot build the request: {error}"));
-            return outcome;
-        }
-    };
-    let sent = Instant::now();
-    let exchange = async {
-        let response = client.request(http_request).await?;
-        let status = response.status().as_u16();
-        // The answer is read only up to a bound: a listener that streams forever must not
-        // fill memory.
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|error| anyhow::anyhow!("reading the answer: {error}"))?
-            .to_bytes();
-        anyhow::Ok((status, body))
-    };
-    match tokio::time::timeout(options.request_timeout, exchange).await {
-        Ok(Ok((status, body))) => {
-            outcome.status = Some(status);
-            let excerpt = &body[..body.len().min(RESPONSE_EXCERPT_BYTES)];
-            outcome.response_excerpt = String::from_utf8_lossy(excerpt).into_owned();
-        }
-        Ok(Err(error)) => outcome.error = Some(format!("{error:#}")),
-        Err(_) => outcome.error = Some(format!("no answer within {:?}", options.request_timeout)),
-    }
-    outcome.latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
-    outcome
 }
 
 /// Progress on standard error: a bar on a terminal, a plain line a second otherwise.
@@ -655,7 +590,7 @@ mod tests {
             &ReplayFilter::default(),
         )
         .expect("plans");
-        let keyring = Keyring::single(verify::SigningSecret::generate());
+        let keyring = verify::Keyring::single(verify::SigningSecret::generate());
         let auth = ReplayAuth {
             basic: None,
             keyrings: vec![keyring.clone()],

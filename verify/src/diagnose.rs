@@ -7,8 +7,10 @@ use serde_json::Value;
 
 use crate::auth::Authentication;
 use crate::catalog::lookup;
-use crate::headers::{Headers, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
-use crate::keyring::{Keyring, Scheme};
+use crate::headers::Headers;
+use crate::keyring::{Key, KeyEntry, Keyring, Scheme};
+use crate::scheme::{signed_timestamp, SCHEME_NAMES};
+use crate::signature::{decode_tag, BodyHmacFormat, Encoding, SigningSecret};
 use crate::timestamp::format_iso_seconds;
 use crate::VerifyError;
 
@@ -66,18 +68,48 @@ fn explain_signature<H: Headers + ?Sized>(
     findings: &mut Vec<String>,
 ) {
     if let VerifyError::MissingHeader(name) = error {
-        let expected = match keyrings.first().map(Keyring::scheme) {
-            Some(Scheme::BodyHmacSha256(format)) => format.header.clone(),
-            _ => format!("{WEBHOOK_ID}, {WEBHOOK_TIMESTAMP} and {WEBHOOK_SIGNATURE}"),
-        };
+        let expected: Vec<String> = keyrings
+            .iter()
+            .map(|keyring| {
+                format!(
+                    "{} ({})",
+                    keyring.scheme().header_names().join(", "),
+                    keyring.scheme().name()
+                )
+            })
+            .collect();
         findings.push(format!(
-            "the request has no {name} header; the signature file expects {expected}: was the \
-             webhook registered with another authentication method, or does a proxy strip headers?"
+            "the request has no {name} header; the signature files expect {}",
+            expected.join(" or ")
         ));
+        let carried: Vec<&str> = SCHEME_NAMES
+            .iter()
+            .filter_map(|name| Scheme::from_name(name))
+            .filter(|scheme| headers.header(scheme.header_names()[0]).is_some())
+            .filter(|scheme| !keyrings.iter().any(|k| k.scheme().name() == scheme.name()))
+            .map(|scheme| scheme.name())
+            .collect();
+        findings.push(if carried.is_empty() {
+            "was the webhook registered with another authentication method, or does a proxy \
+             strip headers?"
+                .to_owned()
+        } else {
+            format!(
+                "the request carries the headers of {}: it was signed for another scheme; \
+                 give the receiver that scheme's signature file",
+                carried.join(" and ")
+            )
+        });
         return;
     }
+    if matches!(error, VerifyError::MalformedSignature(_)) {
+        explain_encoding(keyrings, headers, findings);
+    }
     explain_secrets(keyrings, at_secs, findings);
-    if let Some(signed_at) = signed_timestamp(headers) {
+    let signed_at = keyrings
+        .iter()
+        .find_map(|keyring| signed_timestamp(keyring.scheme(), headers));
+    if let Some(signed_at) = signed_at {
         // Saturating: a capture may carry any i64 as its timestamp.
         let offset = at_secs.saturating_sub(signed_at);
         if matches!(
@@ -114,7 +146,122 @@ fn explain_signature<H: Headers + ?Sized>(
         error,
         VerifyError::NoMatchingSignature | VerifyError::SecretExpired
     ) {
+        explain_other_reading(keyrings, headers, body, at_secs, findings);
         explain_body_shape(keyrings, headers, body, at_secs, findings);
+    }
+}
+
+/// A body-HMAC signature that does not parse in the configured encoding: whether it is the
+/// other encoding, or lacks or has another prefix.
+fn explain_encoding<H: Headers + ?Sized>(
+    keyrings: &[Keyring],
+    headers: &H,
+    findings: &mut Vec<String>,
+) {
+    for keyring in keyrings {
+        let format: &BodyHmacFormat = match keyring.scheme() {
+            Scheme::BodyHmacSha256(format) => format,
+            Scheme::Github => &crate::scheme::github::FORMAT,
+            Scheme::Shopify => &crate::scheme::shopify::FORMAT,
+            _ => continue,
+        };
+        let Some(value) = headers.header(&format.header) else {
+            continue;
+        };
+        let Some(entry) = value
+            .split(|b| *b == b',' || *b == b' ')
+            .find(|e| !e.is_empty())
+        else {
+            continue;
+        };
+        let decodes = |bytes: &[u8]| {
+            decode_tag(bytes, Encoding::Hex).is_some()
+                || decode_tag(bytes, Encoding::Base64).is_some()
+        };
+        let bare = match entry.strip_prefix(format.prefix.as_bytes()) {
+            Some(bare) => bare,
+            None => match entry.iter().take(12).position(|b| *b == b'=') {
+                // Base64 has '=' only as final padding, so an early '=' ends a prefix.
+                Some(at) if decodes(&entry[at + 1..]) => {
+                    findings.push(format!(
+                        "{} starts with {:?}, not the configured prefix {:?}",
+                        format.header,
+                        String::from_utf8_lossy(&entry[..=at]),
+                        format.prefix
+                    ));
+                    &entry[at + 1..]
+                }
+                _ => {
+                    findings.push(format!(
+                        "{} lacks the configured prefix {:?}",
+                        format.header, format.prefix
+                    ));
+                    entry
+                }
+            },
+        };
+        for other in [Encoding::Hex, Encoding::Base64] {
+            if other != format.encoding && decode_tag(bare, other).is_some() {
+                findings.push(format!(
+                    "{} is {} but the signature file says {}: fix \"encoding\" in the file (or the sender)",
+                    format.header,
+                    other.as_str(),
+                    format.encoding.as_str()
+                ));
+            }
+        }
+    }
+}
+
+/// Whether the signature matches the secret read the other way: a `whsec_` text used as
+/// plain bytes (Stripe's way) or decoded from base64 (Standard Webhooks' way). That is a
+/// secret of another scheme, or a file of the wrong scheme.
+fn explain_other_reading<H: Headers + ?Sized>(
+    keyrings: &[Keyring],
+    headers: &H,
+    body: &[u8],
+    at_secs: i64,
+    findings: &mut Vec<String>,
+) {
+    for keyring in keyrings {
+        let entries: Vec<KeyEntry> = keyring
+            .entries()
+            .iter()
+            .filter_map(|entry| {
+                let other = entry.key.hmac()?.other_reading()?;
+                Some(KeyEntry {
+                    key: Key::Hmac(other),
+                    ..entry.clone()
+                })
+            })
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        let other = Keyring::new(keyring.scheme().clone(), entries);
+        if other.verify_at(headers, body, at_secs).is_ok() {
+            let decoded_here = keyring.entries().iter().any(|entry| {
+                entry
+                    .key
+                    .hmac()
+                    .is_some_and(SigningSecret::is_base64_decoded)
+            });
+            findings.push(format!(
+                "the signature matches the secret read another way: the sender {} while {} \
+                 {}; it treats the secret as another scheme's (check the file's \"scheme\")",
+                if decoded_here {
+                    "uses the whsec_ text byte for byte (as Stripe does)"
+                } else {
+                    "base64-decodes the whsec_ text (as Standard Webhooks and Svix do)"
+                },
+                keyring.scheme().name(),
+                if decoded_here {
+                    "base64-decodes it"
+                } else {
+                    "uses it byte for byte"
+                },
+            ));
+        }
     }
 }
 
@@ -203,13 +350,6 @@ fn explain_body_shape<H: Headers + ?Sized>(
                 .to_owned(),
         );
     }
-}
-
-fn signed_timestamp<H: Headers + ?Sized>(headers: &H) -> Option<i64> {
-    std::str::from_utf8(headers.header(WEBHOOK_TIMESTAMP)?)
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The documented key order of the envelope and of each event.
@@ -314,8 +454,7 @@ fn rebuild_in_sender_order(value: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::KeyEntry;
-    use crate::signature::SigningSecret;
+    use crate::headers::{WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
 
     const NOW: i64 = 1_795_000_000;
     const BODY: &[u8] = br#"{"accountId":1010,"events":[{"eventId":"e1","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-18T08:26:40.000Z","data":{"userId":1,"loId":"course:1","loType":"course"}}]}"#;

@@ -12,8 +12,9 @@ pub enum VerifyError {
     /// A header the scheme needs is absent (or empty).
     #[error("missing header {0}")]
     MissingHeader(Cow<'static, str>),
-    /// `webhook-timestamp` is not a whole number of Unix seconds.
-    #[error("webhook-timestamp is not a whole number of unix seconds")]
+    /// The signed timestamp (`webhook-timestamp`, `t=`, `X-Slack-Request-Timestamp`) is not a
+    /// whole number of Unix seconds.
+    #[error("the signed timestamp is not a whole number of unix seconds")]
     InvalidTimestamp,
     /// The signed timestamp lies further in the past than the tolerance allows.
     #[error("timestamp is {age_secs} s old, more than the {tolerance_secs} s tolerance")]

@@ -1,83 +1,148 @@
-//! A keyring: the secrets of one webhook with their validity, and the scheme they sign with.
+//! A keyring: the keys of one webhook with their validity, and the scheme they sign with.
+//!
+//! The keyring walk (which key matched, which had expired) is written once here; each scheme
+//! module in [`crate::scheme`] says how one key is checked against one request.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::headers::{self, Headers, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
-use crate::signature::{
-    self, body_tag, matches_any, standard_tag, BodyHmacFormat, SigningSecret, StandardSignatures,
-    DEFAULT_TOLERANCE_SECS,
-};
+use crate::ed25519;
+use crate::headers::Headers;
+pub use crate::scheme::Scheme;
+use crate::scheme::{body_hmac, github, shopify, slack, standard_webhooks, stripe};
+use crate::signature::SigningSecret;
 use crate::VerifyError;
 
-/// One secret of a keyring and the time span in which it is in force.
+/// One key: an HMAC secret, or an Ed25519 key of Standard Webhooks `v1a`.
+#[derive(Debug, Clone)]
+pub enum Key {
+    /// A shared secret for HMAC-SHA256 (every scheme).
+    Hmac(SigningSecret),
+    /// `whpk_`: verifies `v1a` signatures only (what a receiver holds).
+    Ed25519Public(ed25519::PublicKey),
+    /// `whsk_`: signs `v1a` signatures, and verifies them (what a sender holds).
+    Ed25519Secret(ed25519::SecretKey),
+}
+
+impl Key {
+    /// Parses a Standard Webhooks key: `whsec_` (v1), `whpk_` or `whsk_` (v1a).
+    ///
+    /// # Errors
+    /// [`VerifyError::InvalidSecret`] saying which rule the text breaks (never quoting it).
+    pub fn parse_standard(text: &str) -> Result<Self, VerifyError> {
+        let text = text.trim();
+        if text.starts_with(ed25519::PUBLIC_PREFIX) {
+            ed25519::PublicKey::parse(text).map(Self::Ed25519Public)
+        } else if text.starts_with(ed25519::SECRET_PREFIX) {
+            ed25519::SecretKey::parse(text).map(Self::Ed25519Secret)
+        } else if text.starts_with(crate::signature::SECRET_PREFIX) {
+            SigningSecret::parse(text).map(Self::Hmac)
+        } else {
+            Err(VerifyError::InvalidSecret(
+                "a Standard Webhooks key must start with \"whsec_\", \"whpk_\" or \"whsk_\"".into(),
+            ))
+        }
+    }
+
+    /// The key as a signature file writes it (`whsec_…`, plain text, `whpk_…` or `whsk_…`).
+    /// Never log this.
+    pub fn expose_text(&self) -> String {
+        match self {
+            Self::Hmac(secret) => secret.expose_text(),
+            Self::Ed25519Public(public) => public.to_text(),
+            Self::Ed25519Secret(secret) => secret.expose_text(),
+        }
+    }
+
+    /// The HMAC secret, when this is one.
+    pub fn hmac(&self) -> Option<&SigningSecret> {
+        match self {
+            Self::Hmac(secret) => Some(secret),
+            Self::Ed25519Public(_) | Self::Ed25519Secret(_) => None,
+        }
+    }
+
+    /// Whether a sender can sign with this key (everything but a public key).
+    pub fn can_sign(&self) -> bool {
+        !matches!(self, Self::Ed25519Public(_))
+    }
+
+    /// What a receiver needs of this key: the public half of an Ed25519 secret key, else the
+    /// key itself (an HMAC secret is shared by nature).
+    pub fn for_receiver(&self) -> Self {
+        match self {
+            Self::Ed25519Secret(secret) => Self::Ed25519Public(secret.public_key().clone()),
+            other => other.clone(),
+        }
+    }
+
+    /// `HMAC-SHA256` or `Ed25519`.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Self::Hmac(_) => crate::signature_file::ALGORITHM,
+            Self::Ed25519Public(_) | Self::Ed25519Secret(_) => {
+                crate::signature_file::ED25519_ALGORITHM
+            }
+        }
+    }
+}
+
+impl From<SigningSecret> for Key {
+    fn from(secret: SigningSecret) -> Self {
+        Self::Hmac(secret)
+    }
+}
+
+impl From<&SigningSecret> for Key {
+    fn from(secret: &SigningSecret) -> Self {
+        Self::Hmac(secret.clone())
+    }
+}
+
+impl From<ed25519::SecretKey> for Key {
+    fn from(secret: ed25519::SecretKey) -> Self {
+        Self::Ed25519Secret(secret)
+    }
+}
+
+/// One key of a keyring and the time span in which it is in force.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     /// The key.
-    pub secret: SigningSecret,
-    /// Unix seconds when the secret was made, if known (informative only).
+    pub key: Key,
+    /// Unix seconds when the key was made, if known (informative only).
     pub created_at: Option<i64>,
-    /// Unix seconds from which the secret is no longer accepted; `None` for never.
+    /// Unix seconds from which the key is no longer accepted; `None` for never.
     pub expires_at: Option<i64>,
 }
 
 impl KeyEntry {
-    /// A secret with no expiry.
-    pub fn new(secret: SigningSecret) -> Self {
+    /// A key with no expiry.
+    pub fn new(key: impl Into<Key>) -> Self {
         Self {
-            secret,
+            key: key.into(),
             created_at: None,
             expires_at: None,
         }
     }
 
-    /// Whether the secret is accepted at `now_secs`.
+    /// Whether the key is accepted at `now_secs`.
     pub fn in_force_at(&self, now_secs: i64) -> bool {
         self.expires_at.is_none_or(|expiry| now_secs < expiry)
-    }
-}
-
-/// The signature scheme of a keyring, with its settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scheme {
-    /// Standard Webhooks v1 (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
-    StandardWebhooks {
-        /// Largest accepted distance, either way, between the signed timestamp and the clock.
-        tolerance_secs: i64,
-    },
-    /// HMAC-SHA256 of the body alone in one header. It has no replay window: a captured
-    /// request stays valid for as long as its secret does.
-    BodyHmacSha256(BodyHmacFormat),
-}
-
-impl Scheme {
-    /// The scheme's name in signature files.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::StandardWebhooks { .. } => "standard-webhooks",
-            Self::BodyHmacSha256(_) => "body-hmac-sha256",
-        }
-    }
-}
-
-impl Default for Scheme {
-    fn default() -> Self {
-        Self::StandardWebhooks {
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-        }
     }
 }
 
 /// What a successful verification found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
-    /// Index in the keyring of the secret whose signature matched.
+    /// Index in the keyring of the key whose signature matched.
     pub key_index: usize,
 }
 
-/// The secrets a receiver accepts (or a sender signs with) for one scheme.
+/// The keys a receiver accepts (or a sender signs with) for one scheme.
 ///
-/// A request is accepted when any of its signatures matches any secret in force, and, for
-/// Standard Webhooks, its timestamp is within the tolerance of the verifier's clock.
+/// A request is accepted when any of its signatures matches any key in force, and, for the
+/// schemes that sign a timestamp, that timestamp is within the tolerance of the verifier's
+/// clock.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     scheme: Scheme,
@@ -90,9 +155,9 @@ impl Keyring {
         Self { scheme, entries }
     }
 
-    /// A Standard Webhooks keyring with one secret that never expires and the default tolerance.
-    pub fn single(secret: SigningSecret) -> Self {
-        Self::new(Scheme::default(), vec![KeyEntry::new(secret)])
+    /// A Standard Webhooks keyring with one key that never expires and the default tolerance.
+    pub fn single(key: impl Into<Key>) -> Self {
+        Self::new(Scheme::default(), vec![KeyEntry::new(key)])
     }
 
     /// The scheme.
@@ -100,12 +165,12 @@ impl Keyring {
         &self.scheme
     }
 
-    /// The secrets, in the order given.
+    /// The keys, in the order given.
     pub fn entries(&self) -> &[KeyEntry] {
         &self.entries
     }
 
-    /// Adds the secrets of `other` when it uses the same scheme; gives `other` back otherwise.
+    /// Adds the keys of `other` when it uses the same scheme; gives `other` back otherwise.
     ///
     /// # Errors
     /// `Err(other)` when the schemes differ, so the caller can keep it as a separate keyring.
@@ -133,7 +198,7 @@ impl Keyring {
     ///
     /// # Errors
     /// The refusal, with its reason code: a missing header, a timestamp outside the tolerance,
-    /// a malformed signature, a signature that matches only an expired secret, or none at all.
+    /// a malformed signature, a signature that matches only an expired key, or none at all.
     pub fn verify_at(
         &self,
         headers: &(impl Headers + ?Sized),
@@ -141,53 +206,48 @@ impl Keyring {
         now_secs: i64,
     ) -> Result<Verified, VerifyError> {
         match &self.scheme {
-            Scheme::StandardWebhooks { tolerance_secs } => {
-                self.verify_standard(headers, body, now_secs, *tolerance_secs)
-            }
+            Scheme::StandardWebhooks { tolerance_secs } => standard_webhooks::verify(
+                self,
+                &standard_webhooks::STANDARD,
+                headers,
+                body,
+                now_secs,
+                *tolerance_secs,
+            ),
+            Scheme::Svix { tolerance_secs } => standard_webhooks::verify(
+                self,
+                &standard_webhooks::SVIX,
+                headers,
+                body,
+                now_secs,
+                *tolerance_secs,
+            ),
             Scheme::BodyHmacSha256(format) => {
-                let value = headers::required(headers, &format.header)?;
-                let tags = format.parse_tags(value)?;
-                self.find_match(
-                    now_secs,
-                    |secret| matches_any(&body_tag(secret, body), &tags),
-                    || Ok(()),
-                )
+                body_hmac::verify(self, format, headers, body, now_secs)
+            }
+            // The presets are body-HMAC formats fixed by the vendor.
+            Scheme::Github => body_hmac::verify(self, &github::FORMAT, headers, body, now_secs),
+            Scheme::Shopify => body_hmac::verify(self, &shopify::FORMAT, headers, body, now_secs),
+            Scheme::Stripe { tolerance_secs } => {
+                stripe::verify(self, headers, body, now_secs, *tolerance_secs)
+            }
+            Scheme::Slack { tolerance_secs } => {
+                slack::verify(self, headers, body, now_secs, *tolerance_secs)
             }
         }
     }
 
-    fn verify_standard(
-        &self,
-        headers: &(impl Headers + ?Sized),
-        body: &[u8],
-        now_secs: i64,
-        tolerance_secs: i64,
-    ) -> Result<Verified, VerifyError> {
-        let [msg_id, timestamp, signatures] = headers.standard_webhook_headers();
-        let msg_id = headers::present(msg_id, WEBHOOK_ID)?;
-        let timestamp = headers::present(timestamp, WEBHOOK_TIMESTAMP)?;
-        let signatures = headers::present(signatures, WEBHOOK_SIGNATURE)?;
-        check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
-        let signatures = StandardSignatures::new(signatures);
-        self.find_match(
-            now_secs,
-            |secret| signatures.matches(&standard_tag(secret, msg_id, timestamp, body)),
-            || signatures.check_well_formed(),
-        )
-    }
-
-    /// Computes the expected tag once per secret (inside `signed_with`) and says which secret
-    /// matched; when none in force did, `check_shape` decides between a malformed header and
-    /// a wrong or expired signature.
-    fn find_match(
+    /// Asks `signed_with` once per key and says which key matched; when none in force did,
+    /// `check_shape` decides between a malformed header and a wrong or expired signature.
+    pub(crate) fn find_match(
         &self,
         now_secs: i64,
-        signed_with: impl Fn(&SigningSecret) -> bool,
+        signed_with: impl Fn(&Key) -> bool,
         check_shape: impl Fn() -> Result<(), VerifyError>,
     ) -> Result<Verified, VerifyError> {
         let mut matched_expired = false;
         for (key_index, entry) in self.entries.iter().enumerate() {
-            if !signed_with(&entry.secret) {
+            if !signed_with(&entry.key) {
                 continue;
             }
             if entry.in_force_at(now_secs) {
@@ -203,71 +263,50 @@ impl Keyring {
         })
     }
 
-    /// The headers a sender adds for `body`, signed with every secret in force at
-    /// `timestamp_secs`. For Standard Webhooks: `webhook-id`, `webhook-timestamp` and
-    /// `webhook-signature`; for `body-hmac-sha256`, its one header.
+    /// Whether any key in force at `now_secs` can sign (a receiver's keyring of `whpk_` keys
+    /// cannot).
+    pub fn can_sign_at(&self, now_secs: i64) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| entry.in_force_at(now_secs) && entry.key.can_sign())
+    }
+
+    /// The headers a sender adds for `body`, signed with every key in force at
+    /// `timestamp_secs` that can sign. `msg_id` is used by the schemes that carry an id
+    /// (Standard Webhooks, Svix) and ignored by the others.
     pub fn sign_headers(
         &self,
         msg_id: &str,
         timestamp_secs: i64,
         body: &[u8],
     ) -> Vec<(String, String)> {
-        let in_force = self
+        let keys = self
             .entries
             .iter()
-            .filter(|entry| entry.in_force_at(timestamp_secs));
+            .filter(|entry| entry.in_force_at(timestamp_secs))
+            .map(|entry| &entry.key);
         match &self.scheme {
-            Scheme::StandardWebhooks { .. } => {
-                let signatures: Vec<String> = in_force
-                    .map(|entry| signature::sign(&entry.secret, msg_id, timestamp_secs, body))
-                    .collect();
-                vec![
-                    (WEBHOOK_ID.to_owned(), msg_id.to_owned()),
-                    (WEBHOOK_TIMESTAMP.to_owned(), timestamp_secs.to_string()),
-                    (WEBHOOK_SIGNATURE.to_owned(), signatures.join(" ")),
-                ]
-            }
-            Scheme::BodyHmacSha256(format) => {
-                let signatures: Vec<String> = in_force
-                    .map(|entry| format.sign(&entry.secret, body))
-                    .collect();
-                vec![(format.header.clone(), signatures.join(","))]
-            }
+            Scheme::StandardWebhooks { .. } => standard_webhooks::sign(
+                keys,
+                &standard_webhooks::STANDARD,
+                msg_id,
+                timestamp_secs,
+                body,
+            ),
+            Scheme::Svix { .. } => standard_webhooks::sign(
+                keys,
+                &standard_webhooks::SVIX,
+                msg_id,
+                timestamp_secs,
+                body,
+            ),
+            Scheme::BodyHmacSha256(format) => body_hmac::sign(keys, format, body),
+            Scheme::Github => body_hmac::sign(keys, &github::FORMAT, body),
+            Scheme::Shopify => body_hmac::sign(keys, &shopify::FORMAT, body),
+            Scheme::Stripe { .. } => stripe::sign(keys, timestamp_secs, body),
+            Scheme::Slack { .. } => slack::sign(keys, timestamp_secs, body),
         }
     }
-}
-
-/// Parses `webhook-timestamp`: ASCII digits only, as Unix seconds.
-fn parse_unix_secs(value: &[u8]) -> Result<i64, VerifyError> {
-    if value.is_empty() || value.len() > 12 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(VerifyError::InvalidTimestamp);
-    }
-    // Up to 12 ASCII digits always fit in an i64.
-    Ok(value
-        .iter()
-        .fold(0i64, |total, digit| total * 10 + i64::from(digit - b'0')))
-}
-
-/// Refuses a timestamp further than `tolerance_secs` from `now_secs`, either way.
-pub(crate) fn check_timestamp(
-    timestamp_secs: i64,
-    now_secs: i64,
-    tolerance_secs: i64,
-) -> Result<(), VerifyError> {
-    let age_secs = now_secs.saturating_sub(timestamp_secs);
-    if age_secs > tolerance_secs {
-        return Err(VerifyError::TimestampTooOld {
-            age_secs,
-            tolerance_secs,
-        });
-    }
-    if -age_secs > tolerance_secs {
-        return Err(VerifyError::TimestampTooNew {
-            ahead_secs: -age_secs,
-            tolerance_secs,
-        });
-    }
-    Ok(())
 }
 
 /// The system clock in Unix seconds (0 if it reads before 1970).
@@ -282,7 +321,8 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::Encoding;
+    use crate::headers::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
+    use crate::signature::{self, BodyHmacFormat, Encoding};
 
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"accountId":1010,"events":[]}"#;

@@ -9,8 +9,10 @@
 //! - [`catalog`] and [`generate`]: every event name with its class and `data` fields, and a
 //!   seeded generator of realistic events;
 //! - [`basic`]: RFC 7617 credentials, checked in constant time;
-//! - [`signature`] and [`keyring`]: Standard Webhooks v1 and `body-hmac-sha256`, secrets with
-//!   expiry, rotation;
+//! - [`signature`] and [`keyring`]: HMAC secrets, the constant-time compare, keys with expiry,
+//!   rotation; [`ed25519`]: the `whpk_` / `whsk_` keys of Standard Webhooks `v1a`;
+//! - [`scheme`]: one module per signature scheme (Standard Webhooks `v1`/`v1a` and Svix,
+//!   `body-hmac-sha256`, GitHub, Shopify, Stripe, Slack), all of the same shape;
 //! - [`signature_file`]: the JSON file an admin downloads; [`capture`]: the capture record;
 //! - [`auth`]: one entry point over none, Basic and Signature; [`error`]: the refusals;
 //! - [`source`]: reading capture and envelope files; [`diagnose`]: why a captured request was
@@ -46,12 +48,15 @@ pub mod basic;
 pub mod capture;
 pub mod catalog;
 pub mod diagnose;
+pub mod ed25519;
 pub mod error;
 pub mod generate;
 pub mod headers;
 pub mod keyring;
 pub mod payload;
 pub mod redacted;
+pub mod resend;
+pub mod scheme;
 pub mod signature;
 pub mod signature_file;
 pub mod source;
@@ -65,7 +70,7 @@ pub use diagnose::{diagnose_at, Diagnosis};
 pub use error::{PayloadError, VerifyError};
 pub use generate::EventGenerator;
 pub use headers::Headers;
-pub use keyring::{unix_now, KeyEntry, Keyring, Scheme, Verified};
+pub use keyring::{unix_now, Key, KeyEntry, Keyring, Scheme, Verified};
 pub use payload::{
     parse_envelope, single_event_envelope, Envelope, Event, EventTime, OutgoingEnvelope,
     OutgoingEvent, TimeStyle,

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::VerifyError;
+use crate::{ed25519, VerifyError};
 
 /// HMAC-SHA256, the only algorithm either scheme uses.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -43,6 +43,17 @@ pub const DEFAULT_BODY_HMAC_HEADER: &str = "x-alm-signature";
 pub struct SigningSecret {
     key: Vec<u8>,
     keyed: HmacSha256,
+    form: SecretForm,
+}
+
+/// How a secret is written down: which decides how its text becomes the HMAC key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretForm {
+    /// `whsec_<base64>`: the key is the decoded bytes (Standard Webhooks, Svix).
+    Whsec,
+    /// Plain text used as the key byte for byte (GitHub, Stripe, Slack, Shopify): Stripe's
+    /// `whsec_…` secrets are of this kind, prefix included.
+    Text,
 }
 
 impl SigningSecret {
@@ -74,7 +85,39 @@ impl SigningSecret {
                 .into(),
             ));
         }
-        Ok(Self::from_key_unchecked(key))
+        Ok(Self::from_key_unchecked(key, SecretForm::Whsec))
+    }
+
+    /// A secret whose text is the key byte for byte, as GitHub, Stripe (prefix included),
+    /// Slack and Shopify use theirs.
+    ///
+    /// # Errors
+    /// [`VerifyError::InvalidSecret`] for an empty text, or an Ed25519 key (`whpk_`, `whsk_`),
+    /// which only Standard Webhooks can use.
+    pub fn parse_text(text: &str) -> Result<Self, VerifyError> {
+        if text.is_empty() {
+            return Err(VerifyError::InvalidSecret(
+                "a secret must not be empty".into(),
+            ));
+        }
+        if text.starts_with(crate::ed25519::PUBLIC_PREFIX)
+            || text.starts_with(crate::ed25519::SECRET_PREFIX)
+        {
+            return Err(VerifyError::InvalidSecret(
+                "an Ed25519 key (whpk_/whsk_) signs only standard-webhooks v1a".into(),
+            ));
+        }
+        Ok(Self::from_key_unchecked(
+            text.as_bytes().to_vec(),
+            SecretForm::Text,
+        ))
+    }
+
+    /// A fresh plain-text secret: `prefix` and the hex of [`GENERATED_SECRET_BYTES`] random
+    /// bytes (GitHub, Slack and Shopify secrets look like this; Stripe's start `whsec_`).
+    pub fn generate_text(prefix: &str) -> Self {
+        let text = format!("{prefix}{}", Encoding::Hex.encode(&random_bytes()));
+        Self::from_key_unchecked(text.into_bytes(), SecretForm::Text)
     }
 
     /// Parses a secret for `body-hmac-sha256`: a `whsec_` secret, or else the text's own bytes
@@ -91,7 +134,10 @@ impl SigningSecret {
                 "a secret must not be empty".into(),
             ));
         }
-        Ok(Self::from_key_unchecked(text.as_bytes().to_vec()))
+        Ok(Self::from_key_unchecked(
+            text.as_bytes().to_vec(),
+            SecretForm::Text,
+        ))
     }
 
     /// A fresh secret of [`GENERATED_SECRET_BYTES`] bytes from the operating system's CSPRNG.
@@ -99,27 +145,69 @@ impl SigningSecret {
     /// # Panics
     /// When the operating system has no random source, which leaves no safe way to go on.
     pub fn generate() -> Self {
-        let mut key = vec![0u8; GENERATED_SECRET_BYTES];
-        #[allow(clippy::expect_used)] // no secure fallback exists
-        getrandom::fill(&mut key).expect("the operating system's random source failed");
-        Self::from_key_unchecked(key)
+        Self::from_key_unchecked(random_bytes().to_vec(), SecretForm::Whsec)
     }
 
-    fn from_key_unchecked(key: Vec<u8>) -> Self {
+    fn from_key_unchecked(key: Vec<u8>, form: SecretForm) -> Self {
         #[allow(clippy::expect_used)] // HMAC accepts keys of any length
         let keyed = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
-        Self { key, keyed }
+        Self { key, keyed, form }
     }
 
-    /// The secret as `whsec_<base64>`, for writing a signature file. Never log this.
+    /// The secret as `whsec_<base64>` of its key bytes. Never log this.
     pub fn expose_whsec(&self) -> String {
         format!("{SECRET_PREFIX}{}", BASE64.encode(&self.key))
+    }
+
+    /// The secret as it is written in a signature file: `whsec_<base64>`, or the plain text
+    /// it was read from. Never log this.
+    pub fn expose_text(&self) -> String {
+        match self.form {
+            SecretForm::Whsec => self.expose_whsec(),
+            SecretForm::Text => String::from_utf8_lossy(&self.key).into_owned(),
+        }
+    }
+
+    /// The same secret read the other way (a plain-text `whsec_…` decoded, or a decoded
+    /// secret's `whsec_` text used as bytes), for telling a person that the sender treats the
+    /// secret as another scheme's. `None` when the other reading is not a valid secret.
+    pub fn other_reading(&self) -> Option<Self> {
+        match self.form {
+            SecretForm::Whsec => Some(Self::from_key_unchecked(
+                self.expose_whsec().into_bytes(),
+                SecretForm::Text,
+            )),
+            SecretForm::Text => Self::parse(std::str::from_utf8(&self.key).ok()?).ok(),
+        }
+    }
+
+    /// Whether the key is the base64 decoding of a `whsec_` text (Standard Webhooks' reading),
+    /// rather than the text's own bytes.
+    pub fn is_base64_decoded(&self) -> bool {
+        self.form == SecretForm::Whsec
+    }
+
+    /// The raw key bytes, for comparing with a baseline in benchmarks and cross-checks.
+    /// Never log this.
+    pub fn expose_key_bytes(&self) -> &[u8] {
+        &self.key
     }
 
     /// A fresh HMAC state already keyed with this secret.
     pub(crate) fn mac(&self) -> HmacSha256 {
         self.keyed.clone()
     }
+}
+
+/// [`GENERATED_SECRET_BYTES`] bytes from the operating system's CSPRNG.
+///
+/// # Panics
+/// When the operating system has no random source, which leaves no safe way to go on.
+pub(crate) fn random_bytes() -> [u8; GENERATED_SECRET_BYTES] {
+    let mut bytes = [0u8; GENERATED_SECRET_BYTES];
+    #[allow(clippy::expect_used)] // no secure fallback exists
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes
 }
 
 impl fmt::Debug for SigningSecret {
@@ -199,6 +287,19 @@ impl<'a> StandardSignatures<'a> {
             .into()
     }
 
+    /// Whether any `v1a` entry is `public`'s Ed25519 signature of `message`. Signatures are
+    /// public, so no constant-time compare is needed; the curve check decides.
+    pub(crate) fn matches_v1a(self, public: &ed25519::PublicKey, message: &[u8]) -> bool {
+        let version = ed25519::SIGNATURE_VERSION.as_bytes();
+        self.entries()
+            .filter_map(|entry| {
+                let (entry_version, rest) = entry.split_at_checked(version.len())?;
+                (entry_version == version).then(|| rest.strip_prefix(b","))?
+            })
+            .filter_map(decode_v1a)
+            .any(|signature| public.verifies(message, &signature))
+    }
+
     /// Checks the shape of the header, after no signature matched.
     ///
     /// Entries of other versions are skipped, as the Standard Webhooks libraries do.
@@ -221,12 +322,17 @@ impl<'a> StandardSignatures<'a> {
                     "a v1 signature is not the base64 of 32 bytes",
                 ));
             }
+            if version == ed25519::SIGNATURE_VERSION.as_bytes() && decode_v1a(encoded).is_none() {
+                return Err(VerifyError::MalformedSignature(
+                    "a v1a signature is not the base64 of 64 bytes",
+                ));
+            }
         }
         if saw_entry {
             Ok(())
         } else {
             Err(VerifyError::MalformedSignature(
-                "expected space-separated \"v1,<base64>\" entries",
+                "expected space-separated \"v1,<base64>\" or \"v1a,<base64>\" entries",
             ))
         }
     }
@@ -260,7 +366,8 @@ impl Encoding {
         }
     }
 
-    fn encode(self, tag: &[u8]) -> String {
+    /// The tag written in this encoding.
+    pub fn encode(self, tag: &[u8]) -> String {
         match self {
             Self::Hex => {
                 use fmt::Write as _;
@@ -276,7 +383,7 @@ impl Encoding {
 }
 
 /// Decodes a tag of exactly 32 bytes, or `None`.
-fn decode_tag(encoded: &[u8], encoding: Encoding) -> Option<[u8; SIGNATURE_LEN]> {
+pub(crate) fn decode_tag(encoded: &[u8], encoding: Encoding) -> Option<[u8; SIGNATURE_LEN]> {
     let mut tag = [0u8; SIGNATURE_LEN];
     match encoding {
         Encoding::Base64 => {
@@ -292,22 +399,49 @@ fn decode_tag(encoded: &[u8], encoding: Encoding) -> Option<[u8; SIGNATURE_LEN]>
             if encoded.len() != SIGNATURE_LEN * 2 {
                 return None;
             }
+            // Table lookups without a branch per digit; one check at the end says whether any
+            // digit was invalid (its table entry has the high bit set).
+            let mut invalid = 0u8;
             for (byte, pair) in tag.iter_mut().zip(encoded.chunks_exact(2)) {
-                *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+                let (high, low) = (
+                    HEX_VALUES[usize::from(pair[0])],
+                    HEX_VALUES[usize::from(pair[1])],
+                );
+                invalid |= high | low;
+                *byte = (high << 4) | (low & 0x0f);
             }
-            Some(tag)
+            (invalid & 0x80 == 0).then_some(tag)
         }
     }
 }
 
-fn hex_digit(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
+/// Decodes a `v1a` signature: the padded base64 of exactly 64 bytes, or `None`.
+fn decode_v1a(encoded: &[u8]) -> Option<[u8; ed25519::SIGNATURE_LEN]> {
+    // 64 bytes are 88 base64 characters; checking first bounds the work asked for.
+    if encoded.len() != 88 {
+        return None;
     }
+    let mut signature = [0u8; ed25519::SIGNATURE_LEN];
+    let written = BASE64.decode_slice(encoded, &mut signature).ok()?;
+    (written == ed25519::SIGNATURE_LEN).then_some(signature)
 }
+
+/// The value of each hex digit (either case); 0x80 marks a byte that is not one.
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
+    }
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        table[b'A' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
 
 /// Where and how the `body-hmac-sha256` scheme writes its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,8 +480,8 @@ impl BodyHmacFormat {
     /// # Errors
     /// [`VerifyError::MalformedSignature`] when an entry lacks the prefix or does not decode to
     /// 32 bytes.
-    pub(crate) fn parse_tags(&self, value: &[u8]) -> Result<Vec<[u8; SIGNATURE_LEN]>, VerifyError> {
-        let mut tags = Vec::new();
+    pub(crate) fn parse_tags(&self, value: &[u8]) -> Result<Tags, VerifyError> {
+        let mut tags = Tags::default();
         for entry in value
             .split(|byte| *byte == b',' || *byte == b' ')
             .filter(|entry| !entry.is_empty())
@@ -359,15 +493,58 @@ impl BodyHmacFormat {
                 VerifyError::MalformedSignature(
                     "the signature is not 32 bytes in the configured encoding",
                 ),
-            )?);
+            )?)?;
         }
-        if tags.is_empty() {
+        if tags.as_slice().is_empty() {
             return Err(VerifyError::MalformedSignature(
                 "the signature header is empty",
             ));
         }
         Ok(tags)
     }
+}
+
+/// Most signatures one header may carry. A rotation needs two; the bound keeps the tags on
+/// the stack (no allocation per request) and limits the work a request can ask for.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// The decoded tags of one header, at most [`MAX_SIGNATURES`], held on the stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tags {
+    tags: [[u8; SIGNATURE_LEN]; MAX_SIGNATURES],
+    len: usize,
+}
+
+impl Tags {
+    /// Adds a tag.
+    ///
+    /// # Errors
+    /// [`VerifyError::MalformedSignature`] beyond [`MAX_SIGNATURES`].
+    pub(crate) fn push(&mut self, tag: [u8; SIGNATURE_LEN]) -> Result<(), VerifyError> {
+        let slot = self
+            .tags
+            .get_mut(self.len)
+            .ok_or(VerifyError::MalformedSignature(
+                "more than 8 signatures in one header",
+            ))?;
+        *slot = tag;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The tags read so far.
+    pub(crate) fn as_slice(&self) -> &[[u8; SIGNATURE_LEN]] {
+        &self.tags[..self.len]
+    }
+}
+
+/// HMAC-SHA256 of `parts` one after the other, fed in place (the body is never copied).
+pub(crate) fn tag_of(secret: &SigningSecret, parts: &[&[u8]]) -> [u8; SIGNATURE_LEN] {
+    let mut mac = secret.mac();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 /// HMAC-SHA256 of the body alone.
@@ -396,7 +573,7 @@ pub(crate) fn matches_any(
 /// `subtle`'s slice comparison passes every byte through an optimisation barrier, which costs
 /// more than a tenth of a 1 KiB verification. Here the bytes are XOR-ed and OR-ed eight at a
 /// time without a branch, and only the final word goes through `subtle`'s barrier.
-fn bytes_equal(left: &[u8], right: &[u8]) -> subtle::Choice {
+pub(crate) fn bytes_equal(left: &[u8], right: &[u8]) -> subtle::Choice {
     if left.len() != right.len() {
         return subtle::Choice::from(0);
     }
@@ -497,7 +674,8 @@ mod tests {
             Ok(true),
         );
         check(format!("v2,{encoded}  v1,{encoded}"), Ok(true));
-        check(format!("v1a,{encoded}"), Ok(false));
+        check(format!("v1a,{encoded}"), Err("malformed_signature"));
+        check(format!("v1a,{}", BASE64.encode([1u8; 64])), Ok(false));
         check(format!("v2,{encoded}"), Ok(false));
         check(format!("v1,{}", BASE64.encode([2u8; 32])), Ok(false));
         check("garbage".into(), Err("malformed_signature"));

@@ -3,15 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keyring::{KeyEntry, Keyring, Scheme};
-use crate::signature::{BodyHmacFormat, Encoding, SigningSecret, DEFAULT_TOLERANCE_SECS};
+use crate::keyring::{Key, KeyEntry, Keyring, Scheme};
+use crate::signature::{BodyHmacFormat, Encoding, SigningSecret};
 use crate::timestamp::{format_iso_seconds, parse_iso_millis};
 use crate::VerifyError;
 
 /// The only version of the format so far.
 pub const SIGNATURE_FILE_VERSION: u32 = 1;
-/// The only algorithm of both schemes.
+/// The algorithm of every HMAC scheme.
 pub const ALGORITHM: &str = "HMAC-SHA256";
+/// The algorithm of Standard Webhooks `v1a` keys. Informative: each key's prefix decides how
+/// it is used, so one file may mix both during a migration.
+pub const ED25519_ALGORITHM: &str = "Ed25519";
 
 /// Why a signature file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +26,15 @@ pub enum SignatureFileError {
     /// A `version` this code does not know.
     #[error("signature file version {0} is not supported (expected 1)")]
     UnsupportedVersion(u32),
-    /// A `scheme` other than `standard-webhooks` or `body-hmac-sha256`.
-    #[error("unknown scheme {0:?} (expected \"standard-webhooks\" or \"body-hmac-sha256\")")]
+    /// A `scheme` this code does not know.
+    #[error("unknown scheme {0:?} (expected one of standard-webhooks, svix, body-hmac-sha256, github, shopify, stripe, slack)")]
     UnknownScheme(String),
-    /// An `algorithm` other than `HMAC-SHA256`.
-    #[error("unsupported algorithm {0:?} (expected \"HMAC-SHA256\")")]
+    /// An `algorithm` other than `HMAC-SHA256` or `Ed25519`.
+    #[error("unsupported algorithm {0:?} (expected \"HMAC-SHA256\" or \"Ed25519\")")]
     UnsupportedAlgorithm(String),
+    /// An Ed25519 key in a file of a scheme that only knows HMAC.
+    #[error("secrets[{0}]: an Ed25519 key (whpk_/whsk_) signs only standard-webhooks v1a")]
+    Ed25519ForHmacScheme(usize),
     /// An `encoding` other than `hex` or `base64`.
     #[error("unknown encoding {0:?} (expected \"hex\" or \"base64\")")]
     UnknownEncoding(String),
@@ -60,7 +66,8 @@ pub enum SignatureFileError {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRecord {
-    /// `whsec_…` (or, for `body-hmac-sha256`, a plain shared secret).
+    /// `whsec_…`, `whpk_…` / `whsk_…` (Standard Webhooks v1a), or the plain text of a vendor
+    /// preset's or `body-hmac-sha256`'s shared secret.
     pub secret: String,
     /// RFC 3339 date-time the secret was made.
     pub created_at: String,
@@ -88,11 +95,12 @@ pub struct SignatureFile {
     pub webhook_id: String,
     /// The webhook's name.
     pub webhook_name: String,
-    /// `standard-webhooks` or `body-hmac-sha256`.
+    /// One of [`crate::scheme::SCHEME_NAMES`].
     pub scheme: String,
-    /// `HMAC-SHA256`.
+    /// `HMAC-SHA256`, or `Ed25519` for a file of `v1a` keys.
     pub algorithm: String,
-    /// Standard Webhooks tolerance; absent means [`DEFAULT_TOLERANCE_SECS`].
+    /// Replay window of the schemes that sign a timestamp; absent means
+    /// [`crate::signature::DEFAULT_TOLERANCE_SECS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance_seconds: Option<i64>,
     /// `body-hmac-sha256` only: the header.
@@ -109,8 +117,8 @@ pub struct SignatureFile {
 }
 
 impl SignatureFile {
-    /// A new file for a webhook whose secrets sign with `scheme`, holding one secret made at
-    /// `now_secs`.
+    /// A new file for a webhook whose secrets sign with `scheme`, holding one HMAC secret
+    /// made at `now_secs`. See [`SignatureFile::with_key`] for any kind of key.
     pub fn new(
         webhook_id: &str,
         webhook_name: &str,
@@ -118,33 +126,85 @@ impl SignatureFile {
         secret: &SigningSecret,
         now_secs: i64,
     ) -> Self {
-        let (tolerance_seconds, header, encoding, prefix) = match scheme {
-            Scheme::StandardWebhooks { tolerance_secs } => {
-                (Some(*tolerance_secs), None, None, None)
-            }
+        Self::with_key(
+            webhook_id,
+            webhook_name,
+            scheme,
+            Key::from(secret),
+            now_secs,
+        )
+    }
+
+    /// A new file for a webhook whose keys sign with `scheme`, holding one key (an HMAC
+    /// secret or an Ed25519 key) made at `now_secs`.
+    pub fn with_key(
+        webhook_id: &str,
+        webhook_name: &str,
+        scheme: &Scheme,
+        key: Key,
+        now_secs: i64,
+    ) -> Self {
+        let mut file = Self {
+            version: SIGNATURE_FILE_VERSION,
+            webhook_id: webhook_id.to_owned(),
+            webhook_name: webhook_name.to_owned(),
+            scheme: String::new(),
+            algorithm: key.algorithm().to_owned(),
+            tolerance_seconds: None,
+            header: None,
+            encoding: None,
+            prefix: None,
+            secrets: vec![SecretRecord {
+                secret: key.expose_text(),
+                created_at: format_iso_seconds(now_secs),
+                expires_at: None,
+            }],
+        };
+        file.set_scheme(scheme);
+        file
+    }
+
+    /// Writes `scheme`'s name and settings, keeping the keys.
+    pub fn set_scheme(&mut self, scheme: &Scheme) {
+        self.scheme = scheme.name().to_owned();
+        self.tolerance_seconds = scheme.tolerance_secs();
+        (self.header, self.encoding, self.prefix) = match scheme {
             Scheme::BodyHmacSha256(format) => (
-                None,
                 Some(format.header.clone()),
                 Some(format.encoding.as_str().to_owned()),
                 Some(format.prefix.clone()),
             ),
+            _ => (None, None, None),
         };
-        Self {
-            version: SIGNATURE_FILE_VERSION,
-            webhook_id: webhook_id.to_owned(),
-            webhook_name: webhook_name.to_owned(),
-            scheme: scheme.name().to_owned(),
-            algorithm: ALGORITHM.to_owned(),
-            tolerance_seconds,
-            header,
-            encoding,
-            prefix,
-            secrets: vec![SecretRecord {
-                secret: secret.expose_whsec(),
-                created_at: format_iso_seconds(now_secs),
-                expires_at: None,
-            }],
+    }
+
+    /// The file to hand to a receiver: every `whsk_` secret key replaced by its `whpk_`
+    /// public key (an HMAC secret is shared by nature and stays).
+    ///
+    /// # Errors
+    /// As [`SignatureFile::keyring`].
+    pub fn for_receiver(&self) -> Result<Self, SignatureFileError> {
+        let keyring = self.keyring()?;
+        let mut file = self.clone();
+        for (record, entry) in file.secrets.iter_mut().zip(keyring.entries()) {
+            record.secret = entry.key.for_receiver().expose_text();
         }
+        Ok(file)
+    }
+
+    /// A fresh key like the newest one of this file: an Ed25519 secret key after one, else
+    /// an HMAC secret of the form the scheme's senders hand out.
+    ///
+    /// # Errors
+    /// As [`SignatureFile::keyring`].
+    pub fn fresh_key(&self) -> Result<Key, SignatureFileError> {
+        let keyring = self.keyring()?;
+        Ok(match keyring.entries().last().map(|entry| &entry.key) {
+            Some(Key::Ed25519Public(_) | Key::Ed25519Secret(_)) => {
+                Key::Ed25519Secret(crate::ed25519::SecretKey::generate())
+            }
+            _ => Key::Hmac(keyring.scheme().generate_secret()),
+        })
     }
 
     /// Reads and checks a file's bytes.
@@ -172,37 +232,38 @@ impl SignatureFile {
         if self.version != SIGNATURE_FILE_VERSION {
             return Err(SignatureFileError::UnsupportedVersion(self.version));
         }
-        if !self.algorithm.eq_ignore_ascii_case(ALGORITHM) {
+        if !self.algorithm.eq_ignore_ascii_case(ALGORITHM)
+            && !self.algorithm.eq_ignore_ascii_case(ED25519_ALGORITHM)
+        {
             return Err(SignatureFileError::UnsupportedAlgorithm(shown(
                 &self.algorithm,
             )));
         }
-        match self.scheme.as_str() {
-            "standard-webhooks" => {
-                let tolerance_secs = self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECS);
-                if tolerance_secs < 0 {
-                    return Err(SignatureFileError::NegativeTolerance);
-                }
-                Ok(Scheme::StandardWebhooks { tolerance_secs })
+        let scheme = Scheme::from_name(&self.scheme)
+            .ok_or_else(|| SignatureFileError::UnknownScheme(shown(&self.scheme)))?;
+        if let Some(default) = scheme.tolerance_secs() {
+            let tolerance_secs = self.tolerance_seconds.unwrap_or(default);
+            if tolerance_secs < 0 {
+                return Err(SignatureFileError::NegativeTolerance);
             }
-            "body-hmac-sha256" => {
-                let defaults = BodyHmacFormat::default();
-                let encoding = match &self.encoding {
-                    None => defaults.encoding,
-                    Some(name) => Encoding::from_name(name)
-                        .ok_or_else(|| SignatureFileError::UnknownEncoding(shown(name)))?,
-                };
-                Ok(Scheme::BodyHmacSha256(BodyHmacFormat {
-                    header: self
-                        .header
-                        .as_deref()
-                        .map_or(defaults.header, str::to_ascii_lowercase),
-                    encoding,
-                    prefix: self.prefix.clone().unwrap_or_default(),
-                }))
-            }
-            other => Err(SignatureFileError::UnknownScheme(shown(other))),
+            return Ok(scheme.with_tolerance(tolerance_secs));
         }
+        if let Scheme::BodyHmacSha256(defaults) = scheme {
+            let encoding = match &self.encoding {
+                None => defaults.encoding,
+                Some(name) => Encoding::from_name(name)
+                    .ok_or_else(|| SignatureFileError::UnknownEncoding(shown(name)))?,
+            };
+            return Ok(Scheme::BodyHmacSha256(BodyHmacFormat {
+                header: self
+                    .header
+                    .as_deref()
+                    .map_or(defaults.header, str::to_ascii_lowercase),
+                encoding,
+                prefix: self.prefix.clone().unwrap_or_default(),
+            }));
+        }
+        Ok(scheme)
     }
 
     /// The keyring the file describes.
@@ -220,18 +281,22 @@ impl SignatureFile {
             .iter()
             .enumerate()
             .map(|(index, record)| {
-                let secret = match scheme {
-                    Scheme::StandardWebhooks { .. } => SigningSecret::parse(&record.secret),
-                    Scheme::BodyHmacSha256(_) => SigningSecret::parse_lenient(&record.secret),
+                let text = record.secret.trim();
+                let ed25519 = text.starts_with(crate::ed25519::PUBLIC_PREFIX)
+                    || text.starts_with(crate::ed25519::SECRET_PREFIX);
+                if ed25519 && !matches!(scheme, Scheme::StandardWebhooks { .. }) {
+                    return Err(SignatureFileError::Ed25519ForHmacScheme(index));
                 }
-                .map_err(|source| SignatureFileError::InvalidSecret { index, source })?;
+                let key = scheme
+                    .parse_key(&record.secret)
+                    .map_err(|source| SignatureFileError::InvalidSecret { index, source })?;
                 let seconds = |field: &'static str, text: &str| {
                     parse_iso_millis(text)
                         .map(|ms| ms.div_euclid(1000))
                         .ok_or(SignatureFileError::InvalidTime { index, field })
                 };
                 Ok(KeyEntry {
-                    secret,
+                    key,
                     created_at: Some(seconds("createdAt", &record.created_at)?),
                     expires_at: record
                         .expires_at
@@ -248,6 +313,11 @@ impl SignatureFile {
     /// then, and `new_secret` is added. Until then a sender signs with both, and a receiver
     /// accepts either.
     pub fn rotate(&mut self, new_secret: &SigningSecret, now_secs: i64, overlap_secs: i64) {
+        self.rotate_key(Key::from(new_secret), now_secs, overlap_secs);
+    }
+
+    /// [`SignatureFile::rotate`] with any kind of key (an Ed25519 key after Ed25519 keys).
+    pub fn rotate_key(&mut self, new_key: Key, now_secs: i64, overlap_secs: i64) {
         let ends = now_secs.saturating_add(overlap_secs);
         for record in &mut self.secrets {
             let expires = record
@@ -260,7 +330,7 @@ impl SignatureFile {
             }
         }
         self.secrets.push(SecretRecord {
-            secret: new_secret.expose_whsec(),
+            secret: new_key.expose_text(),
             created_at: format_iso_seconds(now_secs),
             expires_at: None,
         });
@@ -341,17 +411,17 @@ mod tests {
         check(
             "standard-webhooks",
             "rsa",
-            "unknown scheme \"rsa\" (expected \"standard-webhooks\" or \"body-hmac-sha256\")",
+            "unknown scheme \"rsa\" (expected one of standard-webhooks, svix, body-hmac-sha256, github, shopify, stripe, slack)",
         );
         check(
             "HMAC-SHA256",
             "HMAC-SHA1",
-            "unsupported algorithm \"HMAC-SHA1\" (expected \"HMAC-SHA256\")",
+            "unsupported algorithm \"HMAC-SHA1\" (expected \"HMAC-SHA256\" or \"Ed25519\")",
         );
         check(
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "secrets[0]: invalid secret: a secret must start with \"whsec_\"",
+            "secrets[0]: invalid secret: a Standard Webhooks key must start with \"whsec_\", \"whpk_\" or \"whsk_\"",
         );
         check(
             "\"expiresAt\":null",
@@ -375,7 +445,7 @@ mod tests {
         assert_eq!(entries[0].expires_at, Some(NOW + 60 + 3600));
         assert_eq!(entries[1].expires_at, None);
         assert_eq!(entries[1].created_at, Some(NOW + 60));
-        assert_eq!(entries[1].secret.expose_whsec(), second.expose_whsec());
+        assert_eq!(entries[1].key.expose_text(), second.expose_whsec());
     }
 
     #[test]
@@ -393,5 +463,39 @@ mod tests {
         assert!(!json.contains("toleranceSeconds"));
         let keyring = SignatureFile::from_json(json.as_bytes()).and_then(|f| f.keyring());
         assert_eq!(keyring.expect("reads").scheme(), &scheme);
+    }
+
+    #[test]
+    fn v1a_files_hand_out_public_keys_and_ed25519_stays_in_standard_webhooks() {
+        let key = crate::ed25519::SecretKey::generate();
+        let mut file = SignatureFile::with_key("wh_3", "v1a", &Scheme::default(), key.into(), NOW);
+        assert_eq!(file.algorithm, ED25519_ALGORITHM);
+        file.rotate_key(file.fresh_key().expect("fresh"), NOW + 1, 60);
+        assert!(file.secrets.iter().all(|r| r.secret.starts_with("whsk_")));
+        let public = file.for_receiver().expect("public form");
+        let json = public.to_json_pretty();
+        assert!(
+            !json.contains("whsk_") && json.matches("whpk_").count() == 2,
+            "{json}"
+        );
+        let keyring = SignatureFile::from_json(json.as_bytes()).and_then(|f| f.keyring());
+        let keyring = keyring.expect("reads");
+        assert!(!keyring.can_sign_at(NOW));
+        let signed = file.keyring().expect("k").sign_headers("m", NOW, b"{}");
+        assert!(keyring.verify_at(&signed, b"{}", NOW).is_ok());
+
+        let mut github = SignatureFile::new(
+            "wh_4",
+            "gh",
+            &Scheme::Github,
+            &SigningSecret::generate_text(""),
+            NOW,
+        );
+        github.secrets[0].secret = public.secrets[0].secret.clone();
+        let error = github.keyring().expect_err("Ed25519 in a github file");
+        assert!(
+            error.to_string().contains("only standard-webhooks v1a"),
+            "{error}"
+        );
     }
 }

@@ -521,6 +521,41 @@ fn verify_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
     Value::Array(out)
 }
 
+/// The scheme figures of the verify benchmark (each HMAC preset against raw HMAC, v1a sign and
+/// verify against raw Ed25519): ratios of the fastest of many short rounds of each side, the
+/// two sides measured in alternating rounds of the same run.
+fn scheme_figures(criterion: &Path, rows: &mut Vec<Row>) -> Value {
+    let read = std::fs::read(criterion.join(bench::SCHEMES_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<Value>>(&bytes).ok());
+    let Some(figures) = read else {
+        return json!({ "error": "scheme figures missing (run the verify benchmark)" });
+    };
+    let mut out = Vec::new();
+    for figure in figures {
+        let ratio = figure["ratio"].as_f64().unwrap_or(f64::NAN);
+        let ns = |field: &str| figure[field].as_f64().unwrap_or(f64::NAN);
+        rows.push(Row {
+            figure: format!(
+                "{} ({})",
+                figure["figure"].as_str().unwrap_or(""),
+                figure["body"].as_str().unwrap_or("")
+            ),
+            ours: format!("{:.0} ns (fastest round)", ns("ours_ns")),
+            baseline: format!("{:.0} ns (fastest round)", ns("baseline_ns")),
+            ratio,
+            ratio_label: "ours / raw".into(),
+            goal: "≤ 1.1".into(),
+            goal_met: ratio <= 1.1,
+        });
+        let mut figure = figure;
+        figure["goal"] = json!("<= 1.1");
+        figure["goal_met"] = json!(ratio <= 1.1);
+        out.push(figure);
+    }
+    Value::Array(out)
+}
+
 /// Disk syncs per second of a file next to the stores.
 fn disk_syncs(context: &mut Context) -> anyhow::Result<Vec<f64>> {
     let mut rates = Vec::new();
@@ -649,6 +684,7 @@ fn main() -> anyhow::Result<()> {
     // verify (criterion ran before this program; see bench/run).
     log("verify: reading criterion estimates");
     report.insert("verify".into(), verify_figures(&criterion, &mut rows));
+    report.insert("schemes".into(), scheme_figures(&criterion, &mut rows));
 
     // Disk syncs.
     log("disk syncs");

@@ -11,14 +11,21 @@
 //!   the SAME transaction, so "2xx" means "stored and queued for forwarding"; a job is marked
 //!   done only after the app answered 2xx ([`ForwardQueue`]).
 //!
-//! [`sqlite::SqliteStore`] is the embedded implementation; a PostgreSQL store (many receivers,
-//! one database) would be a second implementation of the same three traits.
+//! [`sqlite::SqliteStore`] is the embedded implementation; [`postgres::PostgresStore`] is the
+//! second (many receivers, one database; SPEC section 7). What they share is here and in
+//! `query` (the read queries); [`open`] and [`open_reader`] pick one by [`StoreLocation`].
 
+pub mod postgres;
+mod query;
 pub mod sqlite;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::StoreLocation;
+use crate::metrics::Metrics;
 
 /// A boxed future, so the traits stay object safe without a macro crate.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -308,4 +315,292 @@ pub trait ForwardQueue: Send + Sync {
     /// Resolves when jobs may have been added since the last call (it may also resolve
     /// spuriously; the forwarder then finds nothing and waits again).
     fn jobs_added(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Most bytes of refused bodies kept per batch: a flood of large refused requests costs the
+/// writer (and so the accepted requests behind it) a bounded amount of work; the rest is
+/// counted as not kept.
+pub(crate) const MAX_REFUSED_BYTES_PER_BATCH: usize = 4 * 1024 * 1024;
+
+/// The refusals of one batch that fit [`MAX_REFUSED_BYTES_PER_BATCH`], oldest first; the
+/// others are counted as not kept.
+pub(crate) fn within_refusal_budget<'r>(
+    refusals: &'r [RefusedRequest],
+    metrics: &Metrics,
+) -> Vec<&'r RefusedRequest> {
+    let mut budget = MAX_REFUSED_BYTES_PER_BATCH;
+    let kept: Vec<&RefusedRequest> = refusals
+        .iter()
+        .take_while(|refused| {
+            let fits = refused.body.len() <= budget;
+            budget = budget.saturating_sub(refused.body.len());
+            fits
+        })
+        .collect();
+    for _ in kept.len()..refusals.len() {
+        metrics.refusal_not_kept();
+    }
+    kept
+}
+
+/// An open store for the listener, and its forwarding queue when `queue_forwarding`.
+pub struct OpenStore {
+    /// The write side.
+    pub store: Arc<dyn Store>,
+    /// The forwarding queue, with forwarding on.
+    pub forward_queue: Option<Arc<dyn ForwardQueue>>,
+}
+
+/// Opens the store at `location` for a listener: a SQLite file is opened (created) at once; a
+/// PostgreSQL database is reached at the first commit, so a database that is down at start
+/// gives 503 until it comes up, like any later outage. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The SQLite file cannot be opened or is of another layout; no tokio runtime.
+pub fn open(
+    location: &StoreLocation,
+    keep_refused: u32,
+    queue_forwarding: bool,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<OpenStore> {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?;
+            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+                Some(Arc::new(store.forward_queue()?))
+            } else {
+                None
+            };
+            Ok(OpenStore {
+                store: Arc::new(store),
+                forward_queue,
+            })
+        }
+        StoreLocation::Postgres(url) => {
+            let store =
+                postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
+            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+                Some(Arc::new(store.forward_queue()))
+            } else {
+                None
+            };
+            Ok(OpenStore {
+                store: Arc::new(store),
+                forward_queue,
+            })
+        }
+    }
+}
+
+/// Opens the store at `location` for reading (`events`, `export`). Blocking.
+///
+/// # Errors
+/// No store there, or one of another layout, or the database cannot be reached.
+pub fn open_reader(location: &StoreLocation) -> anyhow::Result<Box<dyn EventQuery>> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteReader::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(postgres::PostgresReader::open(url)?),
+    })
+}
+
+/// One kept request, as the inspector names it: accepted and refused requests are kept in two
+/// numberings, so a key says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKey {
+    /// An accepted request (its events stored or duplicates).
+    Accepted(i64),
+    /// A refused request.
+    Refused(i64),
+}
+
+impl RequestKey {
+    /// `a<id>` or `r<id>`, as the inspector's URLs carry it.
+    pub fn to_text(self) -> String {
+        match self {
+            Self::Accepted(id) => format!("a{id}"),
+            Self::Refused(id) => format!("r{id}"),
+        }
+    }
+
+    /// Reads what [`RequestKey::to_text`] wrote; `None` for anything else.
+    pub fn parse(text: &str) -> Option<RequestKey> {
+        let number = |rest: &str| rest.parse::<i64>().ok().filter(|id| *id > 0);
+        if let Some(rest) = text.strip_prefix('a') {
+            number(rest).map(Self::Accepted)
+        } else {
+            number(text.strip_prefix('r')?).map(Self::Refused)
+        }
+    }
+}
+
+/// A place in the inspector's list: one id per numbering. Pages go to older requests (ids
+/// below both), the live stream to newer ones (ids above both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The accepted requests' id at this place.
+    pub accepted: i64,
+    /// The refused requests' id at this place.
+    pub refused: i64,
+}
+
+impl Cursor {
+    /// Above every stored request: the first page starts here.
+    pub const NEWEST: Cursor = Cursor {
+        accepted: i64::MAX,
+        refused: i64::MAX,
+    };
+
+    /// `A.R`, as URLs and server-sent event ids carry it.
+    pub fn to_text(self) -> String {
+        format!("{}.{}", self.accepted, self.refused)
+    }
+
+    /// Reads what [`Cursor::to_text`] wrote; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (accepted, refused) = text.split_once('.')?;
+        Some(Cursor {
+            accepted: accepted.parse().ok()?,
+            refused: refused.parse().ok()?,
+        })
+    }
+}
+
+/// How a kept request was answered, in the inspector's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// Accepted, and at least one event was new (or it carried none).
+    Accepted,
+    /// Accepted, and every event had been stored before.
+    Duplicate,
+    /// Refused with this HTTP status and reason code.
+    Refused {
+        /// The status answered.
+        status: u16,
+        /// The reason code.
+        reason: String,
+    },
+}
+
+impl RequestVerdict {
+    /// `accepted`, `duplicate` or the refusal's reason code.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Refused { reason, .. } => reason,
+        }
+    }
+}
+
+/// Which requests the inspector lists. Every part given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Only requests with an event of exactly this name.
+    pub event_name: Option<String>,
+    /// Only requests of this account.
+    pub account_id: Option<i64>,
+    /// Only requests whose verdict is this: `accepted`, `duplicate`, `refused` (any refusal)
+    /// or one reason code.
+    pub verdict: Option<String>,
+    /// Only requests received at or after this, epoch milliseconds.
+    pub received_since_ms: Option<i64>,
+    /// Only requests received before this, epoch milliseconds.
+    pub received_until_ms: Option<i64>,
+    /// Only requests with an event whose id contains this text.
+    pub event_id_text: Option<String>,
+}
+
+/// One row of the inspector's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSummary {
+    /// Which request.
+    pub key: RequestKey,
+    /// When it arrived, epoch milliseconds.
+    pub received_at_ms: i64,
+    /// How it was answered.
+    pub verdict: RequestVerdict,
+    /// `accountId`, when the body is an envelope.
+    pub account_id: Option<i64>,
+    /// Each event's `eventName` and `eventId`, in the order sent (read from the body).
+    pub events: Vec<(String, String)>,
+}
+
+/// One page of the list, newest first.
+#[derive(Debug, Clone)]
+pub struct RequestPage {
+    /// The rows, newest first.
+    pub rows: Vec<RequestSummary>,
+    /// Where the next (older) page starts; `None` when nothing older is left.
+    pub older: Option<Cursor>,
+}
+
+/// An event of a request in the detail view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventState {
+    /// `eventName`.
+    pub event_name: String,
+    /// `eventId`.
+    pub event_id: String,
+    /// Stored by this request (`false`: stored before, by another one or earlier in this one).
+    pub new: bool,
+    /// The forwarding state of the request that stored it.
+    pub forwarding: ForwardingState,
+}
+
+/// One kept request in full.
+#[derive(Debug, Clone)]
+pub struct RequestDetail {
+    /// Its row in the list.
+    pub summary: RequestSummary,
+    /// The request as a capture record (SPEC section 4): headers in order, body byte for byte.
+    pub record: verify::CaptureRecord,
+    /// Its events, in the order sent.
+    pub events: Vec<EventState>,
+}
+
+/// What the inspector reads. Blocking, like [`EventQuery`]: the pages call it on a blocking
+/// thread, on a reader of its own, never through the listener's writer.
+///
+/// Invariants every implementation keeps:
+/// - the list is newest first by id within each numbering, merged by receive time; a page
+///   costs a bounded amount of work however many requests are stored (keyset paging on the
+///   ids, never `OFFSET`); a page may come back short of `limit` with `older` set when the
+///   filter matched little of what was looked at;
+/// - [`RequestQuery::requests_after`] returns what was committed after the cursor, oldest
+///   first, so a live list that prepends each row ends newest first.
+pub trait RequestQuery {
+    /// Up to `limit` requests matching `filter`, older than `before`, newest first.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn requests(
+        &self,
+        filter: &RequestFilter,
+        before: Cursor,
+        limit: usize,
+    ) -> anyhow::Result<RequestPage>;
+
+    /// Up to `limit` requests matching `filter`, newer than `after`, oldest first, and the
+    /// cursor after the last one looked at (matching or not).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn requests_after(
+        &self,
+        filter: &RequestFilter,
+        after: Cursor,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<RequestSummary>, Cursor)>;
+
+    /// The cursor just above the newest stored request (where a live stream starts).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn newest(&self) -> anyhow::Result<Cursor>;
+
+    /// One request in full; `None` when it is not (or no longer) kept.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>>;
 }

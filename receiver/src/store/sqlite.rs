@@ -22,13 +22,15 @@ use std::time::Instant;
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 use tokio::sync::{mpsc, oneshot, Notify};
-use verify::{CaptureRecord, Verdict};
+use verify::CaptureRecord;
 
 use super::{
-    AcceptOutcome, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob,
-    ForwardQueue, ForwardingState, RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
+    query, AcceptOutcome, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob,
+    ForwardQueue, RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
 };
 use crate::metrics::Metrics;
+
+mod requests;
 
 /// Jobs waiting for the writer; senders wait (back-pressure) when it is full.
 const QUEUE_CAPACITY: usize = 4096;
@@ -660,11 +662,6 @@ fn group_transaction(
     Ok(outcomes)
 }
 
-/// Most bytes of refused bodies kept per batch: a flood of large refused requests costs the
-/// writer (and so the accepted requests behind it) a bounded amount of work; the rest is
-/// counted as not kept.
-const MAX_REFUSED_BYTES_PER_BATCH: usize = 4 * 1024 * 1024;
-
 /// Keeps refused requests and notes of failed forwarding attempts, after the batch's answers
 /// went out: they are best effort, so their transaction is not synced (`synchronous=NORMAL`;
 /// the next durable commit syncs them along) and its failure fails nobody.
@@ -675,18 +672,7 @@ fn keep_best_effort(
     keep_refused: u32,
     metrics: &Metrics,
 ) -> rusqlite::Result<()> {
-    let mut budget = MAX_REFUSED_BYTES_PER_BATCH;
-    let kept: Vec<&RefusedRequest> = refusals
-        .iter()
-        .take_while(|refused| {
-            let fits = refused.body.len() <= budget;
-            budget = budget.saturating_sub(refused.body.len());
-            fits
-        })
-        .collect();
-    for _ in kept.len()..refusals.len() {
-        metrics.refusal_not_kept();
-    }
+    let kept = super::within_refusal_budget(refusals, metrics);
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     let written = (|| {
         let transaction =
@@ -964,94 +950,64 @@ impl SqliteReader {
     }
 }
 
-/// `accountId` and the event names of a body, read leniently: a refused body may be anything.
-fn body_account_and_names(body: &[u8]) -> (Option<i64>, Vec<String>) {
+/// The table names of this layout, for the shared read queries.
+const TABLES: query::Tables = query::Tables {
+    requests: "requests",
+    events: "events",
+    forward_jobs: "forward_jobs",
+    refused: "refused_requests",
+    raw_text: RAW_TEXT,
+    placeholder: |n| format!("?{n}"),
+};
+/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
+/// leniently: a refused body may be anything.
+fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, Vec::new());
     };
     let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let names = value
+    let text = |event: &serde_json::Value, field: &str| {
+        event
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let events = value
         .get("events")
         .and_then(serde_json::Value::as_array)
         .map(|events| {
             events
                 .iter()
-                .filter_map(|event| event.get("eventName")?.as_str().map(str::to_owned))
+                .filter(|event| {
+                    event
+                        .get("eventName")
+                        .is_some_and(serde_json::Value::is_string)
+                })
+                .map(|event| (text(event, "eventName"), text(event, "eventId")))
                 .collect()
         })
         .unwrap_or_default();
-    (account, names)
+    (account, events)
 }
 
-/// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
-/// see for refused requests (their body is the only record of them).
-fn capture_matches(filter: &CaptureFilter, account_column: Option<i64>, body: &[u8]) -> bool {
-    if filter.account_id.is_none() && filter.event_names.is_empty() {
-        return true;
-    }
-    let (body_account, names) = body_account_and_names(body);
-    let account = account_column.or(body_account);
-    if filter.account_id.is_some() && account != filter.account_id {
-        return false;
-    }
-    filter.event_names.is_empty() || names.iter().any(|name| filter.event_names.contains(name))
-}
-
-/// The `WHERE` clause and its parameters for a filter.
-fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
+/// The shared queries' values as SQLite values.
+fn sqlite_values(values: Vec<query::SqlValue>) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value;
-    let mut conditions = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    if !filter.event_names.is_empty() {
-        let marks = vec!["?"; filter.event_names.len()].join(", ");
-        conditions.push(format!("e.event_name IN ({marks})"));
-        values.extend(filter.event_names.iter().cloned().map(Value::Text));
-    }
-    if let Some(since) = filter.since_ms {
-        conditions.push("e.timestamp_ms >= ?".to_owned());
-        values.push(Value::Integer(since));
-    }
-    if let Some(until) = filter.until_ms {
-        conditions.push("e.timestamp_ms < ?".to_owned());
-        values.push(Value::Integer(until));
-    }
-    if let Some(account) = filter.account_id {
-        conditions.push("e.account_id = ?".to_owned());
-        values.push(Value::Integer(account));
-    }
-    if let Some(event_id) = &filter.event_id {
-        conditions.push("e.event_id = ?".to_owned());
-        values.push(Value::Text(event_id.clone()));
-    }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    (clause, values)
+    values
+        .into_iter()
+        .map(|value| match value {
+            query::SqlValue::Integer(integer) => Value::Integer(integer),
+            query::SqlValue::Text(text) => Value::Text(text),
+        })
+        .collect()
 }
 
 impl EventQuery for SqliteReader {
     fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
-        let (clause, mut values) = where_clause(filter);
-        let limit = match filter.limit {
-            Some(limit) => {
-                values.push(rusqlite::types::Value::Integer(
-                    i64::try_from(limit).unwrap_or(i64::MAX),
-                ));
-                "LIMIT ?"
-            }
-            None => "",
-        };
-        let sql = format!(
-            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, r.received_at_ms,
-                    e.known, {RAW_TEXT}, e.request_id, r.auth,
-                    CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
-             FROM events e JOIN requests r ON r.id = e.request_id
-             LEFT JOIN forward_jobs f ON f.request_id = e.request_id
-             {clause} ORDER BY e.id {limit}"
-        );
-        let mut statement = self.connection.prepare(&sql)?;
+        let query = query::events(&TABLES, filter);
+        let mut statement = self.connection.prepare(&query.sql)?;
+        let values = sqlite_values(query.values);
         let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
             Ok(StoredEvent {
                 account_id: row.get(0)?,
@@ -1063,22 +1019,19 @@ impl EventQuery for SqliteReader {
                 raw: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
                 request_id: row.get(7)?,
                 auth: row.get(8)?,
-                forwarding: match row.get::<_, i64>(9)? {
-                    0 => ForwardingState::None,
-                    1 => ForwardingState::Pending,
-                    _ => ForwardingState::Forwarded,
-                },
+                forwarding: query::forwarding_state(row.get(9)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
-        let (clause, values) = where_clause(filter);
-        let sql = format!("SELECT COUNT(*) FROM events e {clause}");
-        let count: i64 =
-            self.connection
-                .query_row(&sql, rusqlite::params_from_iter(values), |row| row.get(0))?;
+        let query = query::count(&TABLES, filter);
+        let count: i64 = self.connection.query_row(
+            &query.sql,
+            rusqlite::params_from_iter(sqlite_values(query.values)),
+            |row| row.get(0),
+        )?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -1087,63 +1040,27 @@ impl EventQuery for SqliteReader {
         filter: &CaptureFilter,
         each: &mut dyn FnMut(CaptureRecord) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        use rusqlite::types::Value;
-        // Time is filtered in SQL on the receive time (both tables have it); account and
-        // event names in Rust, since a refused request has only its body.
-        let mut time = String::new();
-        let mut bounds: Vec<Value> = Vec::new();
-        if let Some(since) = filter.received_since_ms {
-            time.push_str(" AND received_at_ms >= ?");
-            bounds.push(Value::Integer(since));
-        }
-        if let Some(until) = filter.received_until_ms {
-            time.push_str(" AND received_at_ms < ?");
-            bounds.push(Value::Integer(until));
-        }
-        let mut parts = Vec::new();
-        let mut values = Vec::new();
-        if filter.accepted {
-            parts.push(format!(
-                "SELECT received_at_ms, method, path, headers, body, NULL, account_id, 0, id
-                 FROM requests WHERE 1 = 1{time}"
-            ));
-            values.extend(bounds.iter().cloned());
-        }
-        if filter.refused {
-            parts.push(format!(
-                "SELECT received_at_ms, method, path, headers, body, reason, NULL, 1, id
-                 FROM refused_requests WHERE 1 = 1{time}"
-            ));
-            values.extend(bounds.iter().cloned());
-        }
-        if parts.is_empty() {
+        let Some(query) = query::captures(&TABLES, filter) else {
             return Ok(0);
-        }
-        let sql = format!("{} ORDER BY 1, 8, 9", parts.join(" UNION ALL "));
-        let mut statement = self.connection.prepare(&sql)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(values))?;
+        };
+        let mut statement = self.connection.prepare(&query.sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(sqlite_values(query.values)))?;
         let mut handed = 0;
         while let Some(row) = rows.next()? {
             let body: Vec<u8> = row.get(4)?;
             let account: Option<i64> = row.get(6)?;
-            if !capture_matches(filter, account, &body) {
+            if !query::capture_matches(filter, account, &body) {
                 continue;
             }
             let headers: String = row.get(3)?;
-            let reason: Option<String> = row.get(5)?;
-            each(CaptureRecord {
-                received_at_ms: row.get(0)?,
-                method: row.get(1)?,
-                path: row.get(2)?,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
+            each(query::capture_record(
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                &headers,
                 body,
-                verdict: if reason.is_some() {
-                    Verdict::Refused
-                } else {
-                    Verdict::Accepted
-                },
-                reason,
-            })?;
+                row.get(5)?,
+            ))?;
             handed += 1;
         }
         Ok(handed)

@@ -20,7 +20,8 @@
 //!   meanwhile"), whichever process changed it.
 //!
 //! This module holds what the stores share: the stored form of a webhook, the making of
-//! request bodies from events, the batch rule, and how a lease holder is judged alive.
+//! request bodies from events, the batch rule, and the lease row: whether its holder keeps
+//! another worker out, and which fence a taker gets.
 
 pub mod postgres;
 pub mod sqlite;
@@ -33,6 +34,7 @@ use verify::timestamp::format_iso_millis;
 
 use crate::config::StateLocation;
 use crate::delivery::State;
+use crate::lease::HeldLease;
 use crate::queue::{AttemptRecord, DeliverySummary, NewDelivery, RequestState};
 use crate::registry::{Auth, BasicAuth, EventSelection, Status, Webhook, WebhookId, MAX_WEBHOOKS};
 use crate::UsageError;
@@ -367,17 +369,40 @@ pub(crate) fn process_alive(pid: i64, host: &str) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Whether a lease held by `holder` (expiring at `expires_at_ms`, written by `pid` in pid space
-/// `host`) keeps `owner` out at `now_ms`.
-pub(crate) fn held_by_another(
-    holder: &str,
-    owner: &str,
-    expires_at_ms: i64,
-    now_ms: i64,
-    pid: i64,
-    host: &str,
-) -> bool {
-    holder != owner && !holder.is_empty() && expires_at_ms > now_ms && process_alive(pid, host)
+/// A webhook's lease row as both stores keep it.
+pub(crate) struct LeaseRow {
+    /// The holder's owner tag; `""` once released (the row and its fence stay).
+    pub owner: String,
+    /// The holder's pid, judged only in its own pid space `host`.
+    pub pid: i64,
+    pub host: String,
+    pub fence: i64,
+    pub expires_at_ms: i64,
+}
+
+impl LeaseRow {
+    /// The lease as held by another live worker, if it keeps `owner` out at `now_ms`: an
+    /// owner whose lease ran out, or whose process is seen to be gone, keeps nobody out.
+    pub fn held_against(self, owner: &str, now_ms: i64) -> Option<HeldLease> {
+        let live = self.owner != owner
+            && !self.owner.is_empty()
+            && self.expires_at_ms > now_ms
+            && process_alive(self.pid, &self.host);
+        live.then_some(HeldLease {
+            owner: self.owner,
+            expires_at_ms: self.expires_at_ms,
+        })
+    }
+
+    /// The fence number `owner` holds the lease under once it takes it at this row: its own
+    /// (a renewal) or the next one (a change of hands).
+    pub fn fence_for(&self, owner: &str) -> i64 {
+        if self.owner == owner {
+            self.fence
+        } else {
+            self.fence + 1
+        }
+    }
 }
 
 /// This process's pid, as stored in a lease.

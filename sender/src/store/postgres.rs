@@ -6,9 +6,11 @@
 //!   version in `sender_schema`; they are created on first use, under an advisory lock so two
 //!   processes starting at once do not race. Tables of that name that are not ours are refused.
 //! - Per webhook one worker delivers, in order: a row of `sender_leases` names the holder,
-//!   its expiry and a *fence* number. A worker renews its own lease with one `UPDATE`; taking
-//!   a lease reads the row with `FOR UPDATE SKIP LOCKED` (another worker in the middle of
-//!   taking it is passed over, not waited for) and commits at once. No transaction is ever open
+//!   its expiry and a *fence* number. One statement renews a worker's own lease or, for a
+//!   worker waiting for another's, reads holder and expiry without waiting for the holder's
+//!   locks (the wait itself is [`crate::lease`]'s); taking a free lease reads
+//!   the row with `FOR UPDATE SKIP LOCKED` (another worker in the middle of taking it is
+//!   passed over, not waited for) and commits at once. No transaction is ever open
 //!   while a request is on the wire: the engine reads the head of the queue, commits, sends,
 //!   and only then records the outcome.
 //! - Enqueues and registrations commit synchronously (on disk before the call returns);
@@ -42,10 +44,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{
-    batch_requests, changed_meanwhile, enqueued, flush_plan, held_by_another, outcome_columns,
-    own_pid, process_identity_space, retention_reason, room_for_another, too_many_webhooks,
-    Enqueued, FlushPlan, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
+    batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
+    process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
+    FlushPlan, LeaseRow, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
 };
+use crate::lease::HeldLease;
 use crate::queue::{
     AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
     NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
@@ -929,25 +932,43 @@ impl Queue for PostgresState {
         self.call(move |pool, trips| async move {
             let mut client = pool.get().await?;
             {
-                // The holder renews with one statement; its fence stays.
+                // One statement for the two usual cases. The holder renews (its fence stays);
+                // a worker waiting for another's lease reads the row, which neither waits for
+                // nor holds up the holder. (The SELECT sees the row as it was before the
+                // UPDATE: the renewal is told by `renewed`.)
                 let db = Db::new(&client, &trips);
-                if let Some(row) = db
+                let row = db
                     .query_opt(
-                        "UPDATE sender_leases SET expires_at_ms = $3
-                         WHERE webhook_id = $1 AND owner = $2 RETURNING fence",
+                        "WITH renewed AS (
+                             UPDATE sender_leases SET expires_at_ms = $3
+                             WHERE webhook_id = $1 AND owner = $2 RETURNING fence)
+                         SELECT (SELECT fence FROM renewed), owner, pid, host, fence,
+                                expires_at_ms
+                         FROM sender_leases WHERE webhook_id = $1",
                         &[&webhook_id, &owner, &expires_at_ms],
                     )
-                    .await?
-                {
-                    return Ok(Lease::Acquired { fence: row.get(0) });
+                    .await?;
+                match row {
+                    Some(row) => {
+                        if let Some(fence) = row.get::<_, Option<i64>>(0) {
+                            return Ok(Lease::Acquired { fence });
+                        }
+                        if let Some(held) = lease_row(&row, 1).held_against(&owner, now_ms) {
+                            return Ok(Lease::HeldBy(held));
+                        }
+                    }
+                    None => {
+                        db.execute(
+                            "INSERT INTO sender_leases
+                                 (webhook_id, owner, pid, host, fence, expires_at_ms)
+                             VALUES ($1, '', 0, '', 0, 0) ON CONFLICT (webhook_id) DO NOTHING",
+                            &[&webhook_id],
+                        )
+                        .await?;
+                    }
                 }
-                db.execute(
-                    "INSERT INTO sender_leases (webhook_id, owner, pid, host, fence, expires_at_ms)
-                     VALUES ($1, '', 0, '', 0, 0) ON CONFLICT (webhook_id) DO NOTHING",
-                    &[&webhook_id],
-                )
-                .await?;
             }
+            // The lease looks free: take it under the row's lock, looking again.
             let transaction = client.transaction().await?;
             let db = Db::new(&transaction, &trips);
             let Some(row) = db
@@ -958,29 +979,19 @@ impl Queue for PostgresState {
                 )
                 .await?
             else {
-                // Another worker is taking it (or recording under it) right now.
-                drop(transaction);
-                let db = Db::new(&client, &trips);
-                let holder: Option<String> = db
-                    .query_opt(
-                        "SELECT owner FROM sender_leases WHERE webhook_id = $1",
-                        &[&webhook_id],
-                    )
-                    .await?
-                    .map(|row| row.get(0));
-                return Ok(Lease::HeldBy {
-                    owner: holder
-                        .filter(|holder| !holder.is_empty())
-                        .unwrap_or_else(|| "another worker".to_owned()),
-                });
+                // Another worker is taking it (or writing under it) right now. Whoever takes
+                // it holds it until about `expires_at_ms`; the waiter looks again before that
+                // anyway (one poll interval), and learns the holder's name then.
+                return Ok(Lease::HeldBy(HeldLease {
+                    owner: "another worker".to_owned(),
+                    expires_at_ms,
+                }));
             };
-            let holder: String = row.get(0);
-            let (pid, host): (i64, String) = (row.get(1), row.get(2));
-            let (fence, expires): (i64, i64) = (row.get(3), row.get(4));
-            if held_by_another(&holder, &owner, expires, now_ms, pid, &host) {
-                return Ok(Lease::HeldBy { owner: holder });
+            let row = lease_row(&row, 0);
+            let fence = row.fence_for(&owner);
+            if let Some(held) = row.held_against(&owner, now_ms) {
+                return Ok(Lease::HeldBy(held));
             }
-            let fence = fence + 1;
             db.execute(
                 "UPDATE sender_leases SET owner = $2, pid = $3, host = $4, fence = $5,
                      expires_at_ms = $6 WHERE webhook_id = $1",
@@ -1330,6 +1341,17 @@ impl Queue for PostgresState {
                 attempt_log,
             }))
         })
+    }
+}
+
+/// The lease columns `owner, pid, host, fence, expires_at_ms` of `row`, from column `first` on.
+fn lease_row(row: &Row, first: usize) -> LeaseRow {
+    LeaseRow {
+        owner: row.get(first),
+        pid: row.get(first + 1),
+        host: row.get(first + 2),
+        fence: row.get(first + 3),
+        expires_at_ms: row.get(first + 4),
     }
 }
 

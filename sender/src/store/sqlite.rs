@@ -23,9 +23,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use verify::timestamp::format_iso_millis;
 
 use super::{
-    batch_requests, changed_meanwhile, enqueued, flush_plan, held_by_another, outcome_columns,
-    own_pid, process_identity_space, retention_reason, room_for_another, too_many_webhooks,
-    Enqueued, FlushPlan, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
+    batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
+    process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
+    FlushPlan, LeaseRow, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
 };
 use crate::queue::{
     AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
@@ -501,33 +501,43 @@ impl Queue for SqliteState {
         ttl_ms: i64,
     ) -> anyhow::Result<Lease> {
         let mut connection = self.lock();
-        // IMMEDIATE: take the write lock first so two processes cannot both see the lease free.
+        let read_lease = |connection: &Connection| -> rusqlite::Result<Option<LeaseRow>> {
+            connection
+                .prepare_cached(
+                    "SELECT owner, pid, host, fence, expires_at_ms FROM leases
+                     WHERE webhook_id = ?1",
+                )?
+                .query_row([webhook_id.as_str()], |row| {
+                    Ok(LeaseRow {
+                        owner: row.get(0)?,
+                        pid: row.get(1)?,
+                        host: row.get(2)?,
+                        fence: row.get(3)?,
+                        expires_at_ms: row.get(4)?,
+                    })
+                })
+                .optional()
+        };
+        // A plain read first (WAL: it never waits for, nor holds up, the holder's writes): a
+        // worker waiting for the lease asks once per poll interval, and nearly always finds it
+        // still held.
+        if let Some(held) = read_lease(&connection)?.and_then(|row| row.held_against(owner, now_ms))
+        {
+            return Ok(Lease::HeldBy(held));
+        }
+        // IMMEDIATE: take the write lock, then look again, so two processes cannot both see
+        // the lease free.
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<(String, i64, i64, String, i64)> = transaction
-            .query_row(
-                "SELECT owner, pid, expires_at_ms, host, fence FROM leases WHERE webhook_id = ?1",
-                [webhook_id.as_str()],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let fence = match current {
-            Some((holder, pid, expires_at_ms, host, _))
-                if held_by_another(&holder, owner, expires_at_ms, now_ms, pid, &host) =>
-            {
-                return Ok(Lease::HeldBy { owner: holder });
-            }
-            Some((holder, _, _, _, fence)) if holder == owner => fence,
-            Some((_, _, _, _, fence)) => fence + 1,
+        let fence = match read_lease(&transaction)? {
             None => 1,
+            Some(row) => {
+                let fence = row.fence_for(owner);
+                if let Some(held) = row.held_against(owner, now_ms) {
+                    return Ok(Lease::HeldBy(held));
+                }
+                fence
+            }
         };
         transaction.execute(
             "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host, fence)

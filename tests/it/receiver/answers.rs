@@ -1,14 +1,23 @@
-//! Each row of the SPEC section 3 answer table, over real HTTP (503 is in `outage`).
+//! Each row of the SPEC section 3 answer table, over real HTTP (503 is in `outage`), on
+//! every store: each test runs once on SQLite and once on PostgreSQL.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::support::receiver::{envelope, get, post, request, send, InProcess};
+use crate::support::store::{for_each_store, TestStore};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ok_counts_received_stored_and_duplicates_only_after_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = InProcess::start_in(dir.path()).await;
+for_each_store!(
+    ok_counts_received_stored_and_duplicates_only_after_commit,
+    bad_bodies_are_400_and_store_nothing,
+    other_paths_methods_sizes_and_content_types,
+    healthz_and_metrics,
+    refused_requests_are_kept_bounded_with_their_reason,
+    concurrent_requests_share_commits_and_racing_duplicates_are_stored_once,
+);
+
+async fn ok_counts_received_stored_and_duplicates_only_after_commit(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
 
     let first = receiver.post(&[], envelope(1010, &["a", "b"])).await;
     assert_eq!(first.status, StatusCode::OK);
@@ -17,10 +26,7 @@ async fn ok_counts_received_stored_and_duplicates_only_after_commit() {
         serde_json::json!({"received": 2, "stored": 2, "duplicates": 0})
     );
     // The answer came after the commit: another connection sees the rows at once.
-    let stored: i64 = receiver
-        .db()
-        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
-        .unwrap();
+    let stored = store.scalar("SELECT COUNT(*) FROM {events}").await;
     assert_eq!(stored, 2);
 
     // b again, c new, c twice in the same request.
@@ -40,22 +46,14 @@ async fn ok_counts_received_stored_and_duplicates_only_after_commit() {
         empty.json(),
         serde_json::json!({"received": 0, "stored": 0, "duplicates": 0})
     );
-    let (events, requests): (i64, i64) = receiver
-        .db()
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM requests)",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let events = store.scalar("SELECT COUNT(*) FROM {events}").await;
+    let requests = store.scalar("SELECT COUNT(*) FROM {requests}").await;
     assert_eq!((events, requests), (4, 4));
     receiver.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_bodies_are_400_and_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = InProcess::start_in(dir.path()).await;
+async fn bad_bodies_are_400_and_store_nothing(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
     let cases: &[(&str, &str, &str)] = &[
         ("{not json", "invalid_json", "key must be a string"),
         ("", "invalid_json", "EOF"),
@@ -78,18 +76,13 @@ async fn bad_bodies_are_400_and_store_nothing() {
             .to_owned();
         assert!(got.contains(detail), "{body}: {got}");
     }
-    let stored: i64 = receiver
-        .db()
-        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
-        .unwrap();
+    let stored = store.scalar("SELECT COUNT(*) FROM {events}").await;
     assert_eq!(stored, 0);
     receiver.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_paths_methods_sizes_and_content_types() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+async fn other_paths_methods_sizes_and_content_types(store: TestStore) {
+    let mut config = store.config();
     config.path = "/hooks/alm".to_owned();
     config.limits.max_body_bytes = 1000;
     let receiver = InProcess::start(config).await;
@@ -152,10 +145,8 @@ async fn other_paths_methods_sizes_and_content_types() {
     receiver.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthz_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = InProcess::start_in(dir.path()).await;
+async fn healthz_and_metrics(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
     let health = get(receiver.addr, "/healthz").await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json()["status"], "ok");
@@ -185,10 +176,8 @@ async fn healthz_and_metrics() {
     receiver.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_requests_are_kept_bounded_with_their_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = receiver::Config::for_tests(dir.path().join("r.db"));
+async fn refused_requests_are_kept_bounded_with_their_reason(store: TestStore) {
+    let mut config = store.config();
     config.keep_refused = 5;
     let receiver = InProcess::start(config).await;
     for index in 0..12 {
@@ -196,35 +185,24 @@ async fn refused_requests_are_kept_bounded_with_their_reason() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     }
     // Refusals are kept off the answer path, so wait (bounded) for the last one.
-    let db = receiver.db();
-    let kept = crate::support::receiver::wait_until(std::time::Duration::from_secs(10), || {
-        let last: Option<Vec<u8>> = db
-            .query_row(
-                "SELECT body FROM refused_requests ORDER BY id DESC LIMIT 1",
-                [],
-                |row| row.get(0),
-            )
-            .ok();
-        async move { last.as_deref() == Some(b"not json 11".as_slice()) }
+    let kept = crate::support::receiver::wait_until(std::time::Duration::from_secs(10), || async {
+        store
+            .bytes("SELECT body FROM {refused} ORDER BY id DESC LIMIT 1")
+            .await
+            .as_deref()
+            == Some(b"not json 11".as_slice())
     })
     .await;
     assert!(kept, "the last refusal is kept");
-    let (rows, reason): (i64, String) = db
-        .query_row(
-            "SELECT COUNT(*), MAX(reason) FROM refused_requests",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let rows = store.scalar("SELECT COUNT(*) FROM {refused}").await;
     assert_eq!(rows, 5, "only the newest 5 are kept");
-    assert_eq!(reason, "invalid_json");
+    let reason = store.text("SELECT MAX(reason) FROM {refused}").await;
+    assert_eq!(reason.as_deref(), Some("invalid_json"));
     receiver.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_requests_share_commits_and_racing_duplicates_are_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = InProcess::start_in(dir.path()).await;
+async fn concurrent_requests_share_commits_and_racing_duplicates_are_stored_once(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
     let addr = receiver.addr;
     const REQUESTS: usize = 48;
     // Request i carries events i and i+1, so every event but the ends races with a neighbour.
@@ -249,10 +227,7 @@ async fn concurrent_requests_share_commits_and_racing_duplicates_are_stored_once
         "each distinct event stored by exactly one request"
     );
     assert_eq!(duplicates, REQUESTS as u64 - 1);
-    let rows: i64 = receiver
-        .db()
-        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
-        .unwrap();
+    let rows = store.scalar("SELECT COUNT(*) FROM {events}").await;
     assert_eq!(rows, REQUESTS as i64 + 1);
 
     let metrics = String::from_utf8(get(addr, "/metrics").await.body.to_vec()).unwrap();

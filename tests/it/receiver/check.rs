@@ -103,7 +103,7 @@ fn missing_header_names_it_and_what_the_file_expects() {
         &[
             "refused  missing_header:webhook-signature",
             "the request has no webhook-signature header",
-            "expects webhook-id, webhook-timestamp and webhook-signature",
+            "expect webhook-signature, webhook-id, webhook-timestamp (standard-webhooks)",
             "another authentication method",
         ],
     );

@@ -10,46 +10,17 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use crate::support::receiver::{open_db, request, wait_until, Connection, Process};
+use crate::support::receiver::{
+    completed_envelope as body_of, open_db, request, wait_until, Connection, Process, Rng,
+};
 
 const KILLS: usize = 20;
 const CLIENTS: usize = 8;
 /// The whole test stays well under a minute even on a loaded two-core machine.
 const BUDGET: Duration = Duration::from_secs(60);
 
-/// A small xorshift generator: the test prints its seed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
 /// What the clients were told was stored: `account/eventId`.
 type Acked = Arc<Mutex<Vec<(i64, String)>>>;
-
-fn body_of(account: i64, ids: &[String]) -> String {
-    let events: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            format!(
-                r#"{{"eventId":"{id}","eventName":"COURSE_COMPLETED","timestamp":"2026-11-28T00:00:00.000Z","data":{{"userId":1,"loId":"course:1","loInstanceId":"course:1_1","loType":"course","enrollmentSource":"SELF_ENROLL","dateCompleted":"2026-11-28T00:00:00.000Z","hasPassed":true}}}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"accountId":{account},"events":[{}]}}"#,
-        events.join(",")
-    )
-}
 
 /// Every acknowledged event is stored exactly once, and the file is sound.
 fn check_store(db_path: &Path, acked: &[(i64, String)]) {

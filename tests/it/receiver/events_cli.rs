@@ -5,6 +5,9 @@
 use verify::timestamp::{format_iso_millis, parse_iso_millis};
 
 use crate::support::receiver::{envelope, run_cli, InProcess};
+use crate::support::store::{for_each_store, TestStore};
+
+for_each_store!(events_list_prints_one_line_per_event_oldest_first_and_limit_keeps_the_first);
 
 /// Splits a line into its receive time and the rest.
 fn split_line(line: &str) -> (&str, &str) {
@@ -12,12 +15,11 @@ fn split_line(line: &str) -> (&str, &str) {
         .unwrap_or_else(|| panic!("no receive time in {line:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_list_prints_one_line_per_event_oldest_first_and_limit_keeps_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
+async fn events_list_prints_one_line_per_event_oldest_first_and_limit_keeps_the_first(
+    store: TestStore,
+) {
     let started = verify::unix_now_ms();
-    let receiver = InProcess::start(receiver::Config::for_tests(&db)).await;
+    let receiver = InProcess::start(store.config()).await;
     let unknown = r#"{"accountId":5,"events":[{"eventId":"c","eventName":"NOT_IN_CATALOGUE","timestamp":1795000000000,"data":{}}]}"#;
     for body in [
         envelope(5, &["a", "b"]),
@@ -28,7 +30,7 @@ async fn events_list_prints_one_line_per_event_oldest_first_and_limit_keeps_the_
     }
     receiver.stop().await.unwrap();
     let finished = verify::unix_now_ms();
-    let store = format!("sqlite:{}", db.display());
+    let store = store.store_arg();
     let list = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["events", "list", "--store", &store];
         args.extend_from_slice(extra);

@@ -7,6 +7,9 @@ use http::StatusCode;
 use verify::{CaptureRecord, Verdict};
 
 use crate::support::receiver::{run_cli, wait_until, InProcess};
+use crate::support::store::{for_each_store, TestStore};
+
+for_each_store!(filters_verdicts_and_byte_identical_bodies);
 
 /// Pretty, with non-ASCII text, escapes and trailing whitespace: only the bytes tell.
 const A1: &[u8] = "{ \"accountId\": 1,\n  \"events\": [ {\"eventId\":\"a1\",\"eventName\":\"COURSE_ENROLLMENT\",\"timestamp\":\"2026-11-27T10:00:00.000Z\",\"data\":{\"userId\":1,\"name\":\"Jörg \\u00e9\\n\"}} ] }  \n".as_bytes();
@@ -35,11 +38,8 @@ fn bodies(records: &[CaptureRecord]) -> Vec<&[u8]> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_verdicts_and_byte_identical_bodies() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
-    let receiver = InProcess::start(receiver::Config::for_tests(&db)).await;
+async fn filters_verdicts_and_byte_identical_bodies(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
     assert_eq!(receiver.post(&[], A1).await.status, StatusCode::OK);
     assert_eq!(receiver.post(&[], A2).await.status, StatusCode::OK);
     assert_eq!(receiver.post(&[], R1).await.status, StatusCode::BAD_REQUEST);
@@ -54,20 +54,14 @@ async fn filters_verdicts_and_byte_identical_bodies() {
     // All duplicates: acknowledged and kept as a request, so it is exported too.
     assert_eq!(receiver.post(&[], A2).await.json()["duplicates"], 1);
     assert_eq!(receiver.post(&[], R2).await.status, StatusCode::BAD_REQUEST);
-    let connection = receiver.db();
-    let kept = wait_until(Duration::from_secs(10), || {
-        let count: i64 = connection
-            .query_row("SELECT COUNT(*) FROM refused_requests", [], |row| {
-                row.get(0)
-            })
-            .unwrap_or(0);
-        async move { count == 2 }
+    let kept = wait_until(Duration::from_secs(10), || async {
+        store.scalar("SELECT COUNT(*) FROM {refused}").await == 2
     })
     .await;
     assert!(kept);
-    drop(connection);
     receiver.stop().await.unwrap();
-    let store = format!("sqlite:{}", db.display());
+    let dir = store.dir().to_owned();
+    let store = store.store_arg();
 
     // Accepted only, by default, in arrival order, bytes as POSTed.
     let accepted = export(&store, &[]);
@@ -120,7 +114,7 @@ async fn filters_verdicts_and_byte_identical_bodies() {
     assert!(export(&store, &["--since", "2999-01-01"]).is_empty());
 
     // --out writes the same lines to a file.
-    let out = dir.path().join("capture.jsonl");
+    let out = dir.join("capture.jsonl");
     let out_arg = out.display().to_string();
     let (code, stdout, stderr) = run_cli(
         &[

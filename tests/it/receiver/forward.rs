@@ -12,6 +12,7 @@ use verify::{BodyHmacFormat, KeyEntry, Keyring, Scheme, SignatureFile, SigningSe
 use crate::support::receiver::{
     envelope, free_addr, metric, open_db, post, run_cli, FakeApp, InProcess, Process,
 };
+use crate::support::store::{for_each_store, TestStore};
 
 /// Short delays and deadlines, so a test takes milliseconds per retry.
 fn fast(url: &str) -> ForwardConfig {
@@ -55,14 +56,15 @@ fn body(run: &str, index: usize) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
-    let store = format!("sqlite:{}", db.display());
+for_each_store!(app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exact);
+
+async fn app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exact(
+    test_store: TestStore,
+) {
+    let store = test_store.store_arg();
 
     // Before forwarding was switched on: this event is never forwarded and shows `none`.
-    let receiver = InProcess::start(receiver::Config::for_tests(&db)).await;
+    let receiver = InProcess::start(test_store.config()).await;
     assert_eq!(
         receiver.post(&[], envelope(7, &["before"])).await.status,
         StatusCode::OK
@@ -70,7 +72,7 @@ async fn app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exac
     receiver.stop().await.unwrap();
 
     let app_addr = free_addr();
-    let mut config = receiver::Config::for_tests(&db);
+    let mut config = test_store.config();
     config.forward = Some(fast(&format!("http://{app_addr}/inbox")));
     let receiver = InProcess::start(config).await;
     let mut sent: Vec<String> = Vec::new();
@@ -183,14 +185,73 @@ async fn app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exac
         "{states:?}"
     );
     receiver.stop().await.unwrap();
-    let pending: i64 = open_db(&db)
-        .query_row(
-            "SELECT COUNT(*) FROM forward_jobs WHERE forwarded_at_ms IS NULL",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let pending = test_store
+        .scalar("SELECT COUNT(*) FROM {forward_jobs} WHERE forwarded_at_ms IS NULL")
+        .await;
     assert_eq!(pending, 0);
+}
+
+/// Two receivers with `--forward-to` on one PostgreSQL database: one forwards (the lease
+/// holder), every request of both reaches the app in commit order, and when the holder stops
+/// the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_on_one_database_forward_through_one_lease_in_commit_order() {
+    let Some(test_store) =
+        TestStore::postgres("two_receivers_on_one_database_forward_through_one_lease")
+    else {
+        return;
+    };
+    let app = FakeApp::start_at(free_addr(), 200).await;
+    let start = || {
+        let mut config = test_store.config();
+        config.forward = Some(fast(&format!("http://{}/inbox", app.addr)));
+        InProcess::start(config)
+    };
+    let (first, second) = (start().await, start().await);
+    let mut sent = Vec::new();
+    for index in 0..20 {
+        let body = body("lease", index);
+        // Alternating receivers, each answer awaited: commit order is this order.
+        let receiver = if index % 2 == 0 { &first } else { &second };
+        assert_eq!(
+            receiver.post(&[], body.clone()).await.status,
+            StatusCode::OK
+        );
+        sent.push(Bytes::from(body));
+    }
+    assert!(
+        app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+            .await
+    );
+    // The holder stops: its session ends, the other receiver takes the lease.
+    let holder_forwarded = metric(first.addr, "receiver_forwarded_total").await;
+    let (holder, other) = if holder_forwarded > Some(0.0) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(
+        metric(other.addr, "receiver_forwarded_total").await,
+        Some(0.0),
+        "one receiver forwards at a time"
+    );
+    holder.stop().await.unwrap();
+    for index in 20..26 {
+        let body = body("lease", index);
+        assert_eq!(other.post(&[], body.clone()).await.status, StatusCode::OK);
+        sent.push(Bytes::from(body));
+    }
+    assert!(
+        app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+            .await,
+        "the other receiver takes over"
+    );
+    assert_eq!(
+        app.acknowledged_bodies(),
+        sent,
+        "every request once, in commit order"
+    );
+    other.stop().await.unwrap();
 }
 
 fn process_args<'a>(store: &'a str, url: &'a str) -> Vec<&'a str> {

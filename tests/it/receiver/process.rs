@@ -153,7 +153,27 @@ fn configuration_errors_exit_2_with_one_error_line() {
     )
     .unwrap();
     let expired_file = expired_file.display().to_string();
+    // A v1a receiver file: public keys verify but cannot sign what is forwarded.
+    let public_file = dir.path().join("public.json");
+    let v1a = SignatureFile::with_key(
+        "wh_app",
+        "app",
+        &Scheme::default(),
+        verify::ed25519::SecretKey::generate().into(),
+        unix_now(),
+    );
+    std::fs::write(&public_file, v1a.for_receiver().unwrap().to_json_pretty()).unwrap();
+    let public_file = public_file.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--forward-to",
+                "http://127.0.0.1:9/app",
+                "--forward-signature-file",
+                &public_file,
+            ],
+            "only whpk_ public keys",
+        ),
         (
             vec![
                 "--forward-to",
@@ -176,7 +196,13 @@ fn configuration_errors_exit_2_with_one_error_line() {
             vec!["--basic-user", "crm"],
             "--basic-user needs --basic-password",
         ),
-        (vec!["--store", "postgres://db/x"], "--store"),
+        (vec!["--store", "mysql://db/x"], "--store"),
+        // A PostgreSQL URL that does not parse; one that parses but whose server is down is
+        // no configuration error: the receiver starts and answers 503 until it comes up.
+        (
+            vec!["--store", "postgres://crm:pw@db:port/x"],
+            "invalid PostgreSQL URL",
+        ),
         (
             vec!["--store", "sqlite:/nonexistent/dir/r.db"],
             "opening the store",

@@ -419,6 +419,119 @@ fn signature_file_is_written_0600_rotates_and_signs_curl_ready_headers() {
     assert!(text.contains("webhook-timestamp: 1795824000"), "{text}");
 }
 
+/// Every `--scheme`: the receiver's file verifies what `sender sign` prints (headers and a
+/// curl line for each), a v1a receiver file holds only the public key and cannot sign, and a
+/// rotation keeps the key kind.
+#[test]
+fn every_scheme_signs_and_the_receiver_file_verifies_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let body = dir.path().join("body.json");
+    let bytes = br#"{"accountId":1010,"events":[]}"#;
+    std::fs::write(&body, bytes).expect("body");
+    let body = body.to_str().expect("utf8");
+    for (index, (scheme, signature_header)) in [
+        ("standard-webhooks", "webhook-signature: v1,"),
+        ("standard-webhooks-v1a", "webhook-signature: v1a,"),
+        ("svix", "svix-signature: v1,"),
+        ("body-hmac-sha256", "x-alm-signature: "),
+        ("github", "x-hub-signature-256: sha256="),
+        ("shopify", "x-shopify-hmac-sha256: "),
+        ("stripe", "stripe-signature: t="),
+        ("slack", "x-slack-signature: v0="),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = dir.path().join(format!("sender-{index}.db"));
+        let id = ok(sender(
+            &db,
+            &[
+                "webhooks",
+                "add",
+                "--name",
+                scheme,
+                "--url",
+                "http://127.0.0.1:9/h",
+                "--events",
+                "all",
+                "--auth",
+                "signature",
+                "--scheme",
+                scheme,
+            ],
+        ))
+        .trim()
+        .to_owned();
+        ok(sender(
+            &db,
+            &["webhooks", "rotate-secret", &id, "--overlap", "1h"],
+        ));
+        let receiver_file = dir.path().join(format!("receiver-{index}.json"));
+        let signing_file = dir.path().join(format!("signing-{index}.json"));
+        let (receiver_path, signing_path) = (
+            receiver_file.to_str().expect("utf8"),
+            signing_file.to_str().expect("utf8"),
+        );
+        ok(sender(
+            &db,
+            &["webhooks", "signature", &id, "--out", receiver_path],
+        ));
+        ok(sender(
+            &db,
+            &[
+                "webhooks",
+                "signature",
+                &id,
+                "--signing",
+                "--out",
+                signing_path,
+            ],
+        ));
+        let receiver = verify::SignatureFile::from_json(&std::fs::read(&receiver_file).expect("r"))
+            .expect("receiver file");
+        assert_eq!(receiver.secrets.len(), 2, "{scheme}: rotated");
+        let signed = json(sender(
+            &db,
+            &["sign", "--json", "--signature-file", signing_path, body],
+        ));
+        let headers: Vec<(String, String)> =
+            serde_json::from_value(signed["headers"].clone()).expect("pairs");
+        let found = receiver
+            .keyring()
+            .expect("keyring")
+            .verify(&headers, bytes)
+            .unwrap_or_else(|error| panic!("{scheme}: {error}"));
+        assert_eq!(
+            found.key_index, 0,
+            "{scheme}: both keys sign during the overlap"
+        );
+        let curl = signed["curl"].as_str().expect("curl");
+        assert!(curl.contains(signature_header), "{scheme}: {curl}");
+        let text = ok(sender(
+            &db,
+            &["sign", "--signature-file", signing_path, body],
+        ));
+        assert!(
+            text.contains(signature_header) && text.contains("curl "),
+            "{scheme}: {text}"
+        );
+        if scheme == "standard-webhooks-v1a" {
+            let receiver_text = std::fs::read_to_string(&receiver_file).expect("r");
+            assert!(
+                receiver_text.matches("whpk_").count() == 2 && !receiver_text.contains("whsk_"),
+                "{receiver_text}"
+            );
+            let refused = sender(&db, &["sign", "--signature-file", receiver_path, body]);
+            assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+            assert!(
+                stderr(&refused).contains("only verifies"),
+                "{}",
+                stderr(&refused)
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_test_reports_status_latency_and_an_auth_hint() {
     let endpoint = FakeEndpoint::start().await;

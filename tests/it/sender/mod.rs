@@ -9,6 +9,7 @@ mod python;
 mod replay;
 mod run_worker;
 mod scale_out;
+mod two_workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,4 +201,43 @@ pub fn send_signal(pid: u32, signal: &str) -> i32 {
         .expect("kill")
         .code()
         .unwrap_or(-1)
+}
+
+/// Runs `sender --state STATE ARGS` (logging warnings only) to success in a blocking thread.
+pub async fn run_sender(state: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
+    command
+        .args(["--state", state])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
+        .await
+        .expect("joined");
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    output
+}
+
+/// Enqueues `count` COURSE_ENROLLMENT events with `sender trigger --enqueue-only`; gives their
+/// `eventId`s in trigger order.
+pub async fn enqueue(state: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let output = run_sender(
+        state,
+        &[
+            "trigger",
+            "COURSE_ENROLLMENT",
+            "--count",
+            &count,
+            "--enqueue-only",
+            "--json",
+        ],
+    )
+    .await;
+    let queued: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    queued["eventIds"]
+        .as_array()
+        .expect("eventIds")
+        .iter()
+        .map(|id| id.as_str().expect("an id").to_owned())
+        .collect()
 }

@@ -17,19 +17,9 @@ fn state_arg(db: &Path) -> String {
     format!("sqlite:{}", db.display())
 }
 
-/// Runs `sender --state DB ARGS` to completion in a blocking thread.
+/// Runs `sender --state DB ARGS` to success.
 async fn sender(db: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(SENDER);
-    command
-        .arg("--state")
-        .arg(state_arg(db))
-        .args(args)
-        .env("RUST_LOG", "warn");
-    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
-        .await
-        .expect("joined");
-    assert!(output.status.success(), "{args:?}: {output:?}");
-    output
+    super::run_sender(&state_arg(db), args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,15 +9,17 @@
 //! (skipped loudly without PostgreSQL, failed under `CI=true`).
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sender::queue::Queue;
 use sender::store::postgres::PostgresState;
 use serde_json::Value;
 
+use super::enqueue;
 use crate::support::endpoint::{FakeEndpoint, Received, Reply};
 use crate::support::logged::Logged;
+use crate::support::rng::Rng;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
 
@@ -35,19 +37,9 @@ fn sender(state: &str) -> Command {
     command
 }
 
-/// Runs a sender command to its end; it must succeed.
-async fn finish(mut command: Command) -> Output {
-    let output = tokio::task::spawn_blocking(move || command.output().expect("run sender"))
-        .await
-        .expect("joined");
-    assert!(output.status.success(), "{output:?}");
-    output
-}
-
 /// Registers a signed webhook for COURSE_ENROLLMENT at `url`; gives its id.
 async fn add_webhook(state: &str, name: &str, url: &str) -> String {
-    let mut command = sender(state);
-    command.args([
+    let args = [
         "webhooks",
         "add",
         "--name",
@@ -59,31 +51,10 @@ async fn add_webhook(state: &str, name: &str, url: &str) -> String {
         "--events",
         "COURSE_ENROLLMENT",
         "--json",
-    ]);
-    let output = finish(command).await;
+    ];
+    let output = super::run_sender(state, &args).await;
     let record: Value = serde_json::from_slice(&output.stdout).expect("JSON record");
     record["id"].as_str().expect("id").to_owned()
-}
-
-/// Enqueues `count` COURSE_ENROLLMENT events; gives their ids in trigger order.
-async fn trigger(state: &str, count: usize) -> Vec<String> {
-    let mut command = sender(state);
-    command.args([
-        "trigger",
-        "COURSE_ENROLLMENT",
-        "--count",
-        &count.to_string(),
-        "--enqueue-only",
-        "--json",
-    ]);
-    let output = finish(command).await;
-    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
-    summary["eventIds"]
-        .as_array()
-        .expect("event ids")
-        .iter()
-        .map(|id| id.as_str().expect("text").to_owned())
-        .collect()
 }
 
 /// A `sender run` worker with this lease TTL.
@@ -143,19 +114,6 @@ fn counts(state: &str) -> sender::queue::QueueCounts {
         .expect("counts")
 }
 
-/// Waits (bounded) until `worker` has written `text` to standard error.
-async fn wait_for_stderr(worker: &Logged, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !worker.stderr().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} from the worker: {}",
-            worker.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Stops workers with SIGTERM; each must exit 0.
 async fn stop(workers: &mut [Logged]) {
     for worker in workers.iter() {
@@ -164,18 +122,6 @@ async fn stop(workers: &mut [Logged]) {
     for worker in workers {
         let status = worker.wait_exit(Duration::from_secs(10)).await;
         assert!(status.success(), "{status:?}: {}", worker.stderr());
-    }
-}
-
-/// A small xorshift generator: which worker to kill and when.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
     }
 }
 
@@ -191,13 +137,14 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
     }
     add_webhook(&state, "crm", &endpoints[0].url()).await;
     add_webhook(&state, "reporting", &endpoints[1].url()).await;
-    let mut events = trigger(&state, 1000).await;
+    let mut events = enqueue(&state, 1000).await;
 
     let mut workers: Vec<Logged> = (0..3).map(|_| worker(&state, "2s")).collect();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(50);
-    let seed = u64::from(started.elapsed().subsec_nanos()) | 1;
-    let mut dice = Dice(0x2545_f491_4f6c_dd1d ^ seed);
+    // Which worker to kill and when; the seed is printed so a failure can be replayed.
+    let (mut dice, seed) = Rng::from_clock();
+    eprintln!("scale-out: kill schedule seed {seed}");
     let (mut kills, mut kills_mid_delivery) = (0, 0);
     let total = 1500;
     while kills < 12 {
@@ -215,7 +162,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
         workers[victim] = worker(&state, "2s");
         if kills == 3 {
             // More events while the workers run and die.
-            events.extend(trigger(&state, 500).await);
+            events.extend(enqueue(&state, 500).await);
         }
     }
     for endpoint in &endpoints {
@@ -268,7 +215,7 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
     // Slow answers: the stopped worker has a request in flight when it stops.
     endpoint.answer(Reply::ok().delayed(Duration::from_millis(300)));
     add_webhook(&state, "crm", &endpoint.url()).await;
-    let events = trigger(&state, 12).await;
+    let events = enqueue(&state, 12).await;
 
     let stalled = worker(&state, "1s");
     endpoint.wait_for(1, Duration::from_secs(20)).await;
@@ -292,7 +239,9 @@ async fn a_worker_stopped_past_its_lease_records_nothing_over_the_new_holder() {
         "not every event arrived"
     );
     // Until the stalled worker has tried to record its outcome.
-    wait_for_stderr(&stalled, "lease changed hands").await;
+    stalled
+        .wait_for_stderr("lease changed hands", Duration::from_secs(20))
+        .await;
     stop(&mut [stalled, holder]).await;
 
     let received = endpoint.received();
@@ -339,13 +288,14 @@ async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() 
     let endpoint = FakeEndpoint::start().await;
     endpoint.answer(Reply::ok().delayed(Duration::from_millis(50)));
     add_webhook(&state, "crm", &endpoint.url()).await;
-    let events = trigger(&state, 20).await;
+    let events = enqueue(&state, 20).await;
     let mut run = worker(&state, "2s");
     endpoint.wait_for(5, Duration::from_secs(20)).await;
 
     cluster.stop().expect("database stopped");
     let seen_at_stop = endpoint.received().len();
-    wait_for_stderr(&run, "deliveries paused").await;
+    run.wait_for_stderr("deliveries paused", Duration::from_secs(20))
+        .await;
     // Nothing goes out that could not be recorded: at most the request in flight at the stop.
     assert!(
         endpoint.received().len() <= seen_at_stop + 1,
@@ -359,7 +309,8 @@ async fn deliveries_pause_while_the_database_is_gone_and_resume_by_themselves() 
         "deliveries did not resume: {}",
         run.stderr()
     );
-    wait_for_stderr(&run, "deliveries resume").await;
+    run.wait_for_stderr("deliveries resume", Duration::from_secs(20))
+        .await;
     stop(std::slice::from_mut(&mut run)).await;
     assert_eq!(first_arrivals(&endpoint.received()), events);
     assert_eq!(endpoint.max_in_flight(), 1);
@@ -378,7 +329,7 @@ async fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
     let mut run = Logged::spawn(sender(&state).args(["run", "--poll-interval", "60s"]));
     run.wait_for_line("sender run: working the queue", Duration::from_secs(15))
         .await;
-    let events = trigger(&state, 3).await;
+    let events = enqueue(&state, 3).await;
     let received = endpoint.wait_for(3, Duration::from_secs(15)).await;
     assert_eq!(first_arrivals(&received), events);
     stop(std::slice::from_mut(&mut run)).await;

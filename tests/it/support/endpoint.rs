@@ -18,6 +18,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::rng::Rng;
+
 /// How the endpoint answers one request.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -71,6 +73,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The exact body bytes.
     pub body: Bytes,
+    /// The status the endpoint answered it with (chosen as it arrived).
+    pub status: u16,
 }
 
 impl Received {
@@ -109,8 +113,8 @@ struct Shared {
     max_in_flight: usize,
     /// Per mille of the requests not scripted answered 500 instead of the default.
     failures_per_mille: u64,
-    /// The state of the xorshift generator that picks them.
-    random: u64,
+    /// The generator that picks them.
+    random: Rng,
 }
 
 /// The fake endpoint. Dropping it stops the server.
@@ -144,7 +148,7 @@ impl FakeEndpoint {
             in_flight: 0,
             max_in_flight: 0,
             failures_per_mille: 0,
-            random: 0x9e37_79b9_7f4a_7c15 ^ u64::from(addr.port()),
+            random: Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(addr.port())),
         }));
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -260,28 +264,21 @@ async fn handle(
     // The lock is released before the delay: std Mutex, never held across an await.
     let reply = {
         let mut shared = shared.lock().expect("endpoint lock");
+        let reply = match shared.script.pop_front() {
+            Some(scripted) => scripted,
+            None if shared.random.below(1000) < shared.failures_per_mille => Reply::status(500),
+            None => shared.default.clone(),
+        };
         shared.received.push(Received {
             at,
             path,
             headers,
             body,
+            status: reply.status,
         });
         shared.in_flight += 1;
         shared.max_in_flight = shared.max_in_flight.max(shared.in_flight);
-        let default = if shared.failures_per_mille > 0 {
-            // xorshift64: enough to scatter failures, no dependency.
-            shared.random ^= shared.random << 13;
-            shared.random ^= shared.random >> 7;
-            shared.random ^= shared.random << 17;
-            if shared.random % 1000 < shared.failures_per_mille {
-                Reply::status(500)
-            } else {
-                shared.default.clone()
-            }
-        } else {
-            shared.default.clone()
-        };
-        shared.script.pop_front().unwrap_or(default)
+        reply
     };
     // Counted as answered when the reply is built, or when hyper drops this future because
     // the client went away during the delay.

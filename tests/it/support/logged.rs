@@ -36,6 +36,11 @@ impl Logged {
         }
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything written to standard output so far.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
@@ -65,6 +70,19 @@ impl Logged {
             assert!(
                 Instant::now() < deadline,
                 "no line {prefix:?} within {timeout:?}\nstdout: {text}\nstderr: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (bounded) until standard error contains `text`.
+    pub async fn wait_for_stderr(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr within {timeout:?}: {}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;

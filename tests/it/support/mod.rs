@@ -5,6 +5,14 @@ pub mod external;
 #[cfg(feature = "receiver-tests")]
 pub mod receiver;
 
+pub mod inspector;
+pub mod rng;
+#[cfg(feature = "receiver-tests")]
+pub mod store;
+
+#[cfg(feature = "receiver-tests")]
+pub mod browser;
+
 #[cfg(feature = "sender-tests")]
 pub mod endpoint;
 

@@ -26,7 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct InProcess {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The SQLite file.
+    /// The SQLite file (empty on a PostgreSQL store).
     pub store_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -37,17 +37,30 @@ impl InProcess {
     pub async fn start(config: receiver::Config) -> InProcess {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let store_path = config.store_path.clone();
+        let (store_path, on_postgres) = match &config.store {
+            receiver::config::StoreLocation::Sqlite(path) => (path.clone(), false),
+            receiver::config::StoreLocation::Postgres(_) => (PathBuf::new(), true),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(receiver::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        InProcess {
+        let receiver = InProcess {
             addr,
             store_path,
             stop: Some(stop),
             task: Some(task),
+        };
+        if on_postgres {
+            // A PostgreSQL store creates its tables in the background: wait until it can
+            // commit, so the test's own queries find them.
+            let ready = wait_until(WAIT, || async {
+                get(addr, "/healthz").await.status == StatusCode::OK
+            })
+            .await;
+            assert!(ready, "the receiver's PostgreSQL store is ready");
         }
+        receiver
     }
 
     /// Starts a quiet receiver with default settings on a store in `dir`.
@@ -250,6 +263,23 @@ pub fn envelope(account_id: i64, event_ids: &[&str]) -> String {
     )
 }
 
+/// A body of `accountId` with one `COURSE_COMPLETED` event per id (the load of the crash and
+/// scale-out tests).
+pub fn completed_envelope(account: i64, ids: &[String]) -> String {
+    let events: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"eventId":"{id}","eventName":"COURSE_COMPLETED","timestamp":"2026-11-28T00:00:00.000Z","data":{{"userId":1,"loId":"course:1","loInstanceId":"course:1_1","loType":"course","enrollmentSource":"SELF_ENROLL","dateCompleted":"2026-11-28T00:00:00.000Z","hasPassed":true}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"accountId":{account},"events":[{}]}}"#,
+        events.join(",")
+    )
+}
+
 /// The `receiver` program run as a real process.
 pub struct Process {
     /// The child.
@@ -258,6 +288,8 @@ pub struct Process {
     pub addr: SocketAddr,
     /// The first line of its standard output.
     pub first_line: String,
+    /// The second, `inspector on http://ADDR/?token=TOKEN` (`None` with `--ui off`).
+    pub inspector_line: Option<String>,
     /// Later lines of standard output.
     pub lines: mpsc::Receiver<String>,
 }
@@ -300,6 +332,14 @@ impl Process {
                 panic!("receiver printed no first line (exit {status:?})");
             }
         };
+        // The inspector's line comes second unless it is off.
+        let ui_off = args.windows(2).any(|pair| pair == ["--ui", "off"])
+            || envs.contains(&("RECEIVER_UI", "off"));
+        let inspector_line = if ui_off {
+            None
+        } else {
+            lines.recv_timeout(WAIT).ok()
+        };
         let addr = first_line
             .strip_prefix("listening on http://")
             .or_else(|| first_line.strip_prefix("listening on https://"))
@@ -310,6 +350,7 @@ impl Process {
             child,
             addr,
             first_line,
+            inspector_line,
             lines,
         }
     }
@@ -527,3 +568,5 @@ pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
+
+pub use super::rng::Rng;

@@ -3,4 +3,5 @@
 
 mod cross_check;
 mod properties;
+mod python_peers;
 mod vectors;

@@ -1,5 +1,6 @@
 //! Properties over arbitrary input: signing round-trips, and nothing panics on garbage.
 
+use base64::Engine as _;
 use proptest::prelude::*;
 use verify::{
     parse_envelope, Authentication, BasicCredentials, BodyHmacFormat, CaptureRecord, KeyEntry,
@@ -10,6 +11,43 @@ const NOW: i64 = 1_795_000_000;
 
 fn secret_from(bytes: &[u8]) -> SigningSecret {
     SigningSecret::from_bytes(bytes.to_vec()).expect("24 to 64 bytes")
+}
+
+/// A keyring of every scheme, Standard Webhooks with a v1 secret and a v1a key both.
+fn every_scheme_keyring() -> Vec<Keyring> {
+    let secret = secret_from(&[7u8; 32]);
+    let v1a = verify::ed25519::SecretKey::parse(&format!(
+        "whsk_{}",
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    ))
+    .expect("seed");
+    verify::scheme::SCHEME_NAMES
+        .iter()
+        .map(|name| {
+            let scheme = match Scheme::from_name(name).expect("known") {
+                Scheme::BodyHmacSha256(_) => Scheme::BodyHmacSha256(BodyHmacFormat {
+                    prefix: "sha256=".into(),
+                    ..BodyHmacFormat::default()
+                }),
+                other => other,
+            };
+            let mut entries = vec![KeyEntry::new(secret.clone())];
+            if *name == "standard-webhooks" {
+                entries.push(KeyEntry::new(v1a.clone()));
+            }
+            Keyring::new(scheme, entries)
+        })
+        .collect()
+}
+
+/// Header values shaped like signatures often enough to reach the parsers' inner branches.
+fn header_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..120),
+        "(v1|v1a|v0|t|sha256|sha1)[,=][A-Za-z0-9+/=,= ]{0,100}".prop_map(String::into_bytes),
+        "(t=[0-9]{1,12},)?(v1=[0-9a-f]{64},?){0,3}".prop_map(String::into_bytes),
+        "[0-9]{0,14}".prop_map(String::into_bytes),
+    ]
 }
 
 proptest! {
@@ -55,26 +93,46 @@ proptest! {
                 Just("webhook-id".to_owned()),
                 Just("webhook-timestamp".to_owned()),
                 Just("webhook-signature".to_owned()),
+                Just("svix-id".to_owned()),
+                Just("svix-timestamp".to_owned()),
+                Just("svix-signature".to_owned()),
                 Just("authorization".to_owned()),
                 Just("x-alm-signature".to_owned()),
+                Just("x-hub-signature-256".to_owned()),
+                Just("x-shopify-hmac-sha256".to_owned()),
+                Just("stripe-signature".to_owned()),
+                Just("x-slack-signature".to_owned()),
+                Just("x-slack-request-timestamp".to_owned()),
                 "[a-z-]{1,20}",
-            ], proptest::collection::vec(any::<u8>(), 0..120)),
-            0..6,
+            ], header_value()),
+            0..8,
         ),
         body in proptest::collection::vec(any::<u8>(), 0..256),
         now in any::<i64>(),
     ) {
-        let secret = secret_from(&[7u8; 32]);
-        let methods = [
-            Authentication::Signature(vec![Keyring::single(secret.clone())]),
-            Authentication::Signature(vec![Keyring::new(
-                Scheme::BodyHmacSha256(BodyHmacFormat { prefix: "sha256=".into(), ..BodyHmacFormat::default() }),
-                vec![KeyEntry::new(secret)],
-            )]),
-            Authentication::Basic(BasicCredentials::new("u", "p").expect("valid")),
-        ];
+        let mut methods = vec![Authentication::Basic(BasicCredentials::new("u", "p").expect("valid"))];
+        for keyring in every_scheme_keyring() {
+            methods.push(Authentication::Signature(vec![keyring]));
+        }
         for method in &methods {
             let _ = method.verify_at(&headers, &body, now);
+            let _ = verify::diagnose_at(method, &headers, &body, now);
+        }
+    }
+
+    #[test]
+    fn every_scheme_round_trips_and_refuses_a_flipped_bit(
+        body in proptest::collection::vec(any::<u8>(), 1..512),
+        bit in any::<usize>(),
+        offset in -300i64..=300,
+    ) {
+        for keyring in every_scheme_keyring() {
+            let headers = keyring.sign_headers("msg_1", NOW + offset, &body);
+            prop_assert!(keyring.verify_at(&headers, &body, NOW).is_ok(), "{}", keyring.scheme().name());
+            let mut tampered = body.clone();
+            let bit = bit % (tampered.len() * 8);
+            tampered[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(keyring.verify_at(&headers, &tampered, NOW).is_err(), "{}", keyring.scheme().name());
         }
     }
 

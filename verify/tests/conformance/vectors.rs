@@ -3,7 +3,6 @@
 use serde_json::Value;
 use verify::{
     Authentication, BasicCredentials, BodyHmacFormat, Encoding, KeyEntry, Keyring, Scheme,
-    SigningSecret,
 };
 
 fn text<'a>(case: &'a Value, field: &str) -> &'a str {
@@ -18,7 +17,9 @@ fn keyring(case: &Value, scheme: Scheme) -> Keyring {
         .expect("secrets")
         .iter()
         .map(|secret| KeyEntry {
-            secret: SigningSecret::parse_lenient(text(secret, "secret")).expect("valid secret"),
+            key: scheme
+                .parse_key(text(secret, "secret"))
+                .expect("valid secret"),
             created_at: None,
             expires_at: secret["expiresAt"].as_i64(),
         })
@@ -27,27 +28,25 @@ fn keyring(case: &Value, scheme: Scheme) -> Keyring {
 }
 
 fn authentication(case: &Value) -> Authentication {
-    match text(case, "scheme") {
-        "standard-webhooks" => Authentication::Signature(vec![keyring(
-            case,
-            Scheme::StandardWebhooks {
-                tolerance_secs: case["toleranceSeconds"].as_i64().expect("tolerance"),
-            },
-        )]),
-        "body-hmac-sha256" => {
-            let format = BodyHmacFormat {
-                header: text(case, "header").to_owned(),
-                encoding: Encoding::from_name(text(case, "encoding")).expect("encoding"),
-                prefix: text(case, "prefix").to_owned(),
-            };
-            Authentication::Signature(vec![keyring(case, Scheme::BodyHmacSha256(format))])
-        }
-        "basic" => Authentication::Basic(
+    let name = text(case, "scheme");
+    if name == "basic" {
+        return Authentication::Basic(
             BasicCredentials::new(text(case, "username"), text(case, "password"))
                 .expect("credentials"),
-        ),
-        other => panic!("unknown scheme {other}"),
+        );
     }
+    let mut scheme = Scheme::from_name(name).unwrap_or_else(|| panic!("unknown scheme {name}"));
+    if let Some(tolerance) = case["toleranceSeconds"].as_i64() {
+        scheme = scheme.with_tolerance(tolerance);
+    }
+    if name == "body-hmac-sha256" {
+        scheme = Scheme::BodyHmacSha256(BodyHmacFormat {
+            header: text(case, "header").to_owned(),
+            encoding: Encoding::from_name(text(case, "encoding")).expect("encoding"),
+            prefix: text(case, "prefix").to_owned(),
+        });
+    }
+    Authentication::Signature(vec![keyring(case, scheme)])
 }
 
 #[test]
@@ -71,4 +70,39 @@ fn every_vector_gives_its_expected_verdict() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Every scheme has its positive cases and at least four refusals, and every vendor's
+/// known-answer case says where it comes from.
+#[test]
+fn every_scheme_has_refusals_and_cited_vendor_vectors() {
+    let vectors: Value =
+        serde_json::from_str(include_str!("../vectors.json")).expect("vectors.json is JSON");
+    let cases = vectors["cases"].as_array().expect("cases");
+    for scheme in verify::scheme::SCHEME_NAMES.iter().chain(&["basic"]) {
+        let of_scheme: Vec<&Value> = cases.iter().filter(|c| c["scheme"] == *scheme).collect();
+        let refusals = of_scheme
+            .iter()
+            .filter(|c| c["expected"] != "accepted")
+            .count();
+        assert!(refusals >= 4, "{scheme}: {refusals} refusals");
+        assert!(
+            of_scheme.iter().any(|c| c["expected"] == "accepted"),
+            "{scheme}"
+        );
+    }
+    for vendor in ["github", "slack", "stripe", "svix"] {
+        assert!(
+            cases.iter().any(|c| c["scheme"] == vendor
+                && c["expected"] == "accepted"
+                && c["source"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("http") || s.contains("stripe-python"))),
+            "{vendor} has no cited known-answer vector"
+        );
+    }
+    let v1a = cases
+        .iter()
+        .filter(|c| c["headers"].to_string().contains("v1a,") && c["expected"] == "accepted");
+    assert!(v1a.count() >= 2, "v1a accepted cases");
 }

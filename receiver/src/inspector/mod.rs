@@ -1,0 +1,445 @@
+//! The inspector (SPEC section 8): every kept request in the browser, live, with its verdict,
+//! the `check` diagnosis, dedup and forwarding state, and the actions Download, Copy as curl
+//! and Send again.
+//!
+//! It is a second HTTP server of the same process, on its own address, reading the store
+//! through [`RequestQuery`] on readers of its own (SQLite WAL readers never block the writer),
+//! so the listener's serial section never sees it. The token guard, the layout, the stylesheet
+//! and the script are `common::web`, shared with the sender's pages.
+//!
+//! Layout: this file serves and routes; `pages` renders; `actions` downloads and sends again.
+
+mod actions;
+mod pages;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::web::{self, Access, Guard, Token, WebBody};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use verify::Authentication;
+
+use crate::store::{Cursor, RequestFilter, RequestKey, RequestQuery};
+
+/// Where the inspector listens unless told otherwise (SPEC section 8).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8081";
+/// The cookie that keeps the token after the first visit.
+const COOKIE: &str = "receiver_inspector";
+/// Rows on one page.
+const PAGE_ROWS: usize = 50;
+/// Most rows a `?limit=` may ask for.
+const MAX_PAGE_ROWS: usize = 500;
+/// How often a live stream looks for new requests: well under the one second promised.
+const STREAM_POLL: Duration = Duration::from_millis(250);
+/// Most rows one stream event carries.
+const STREAM_BATCH: usize = 500;
+/// A comment line this often keeps proxies and the browser from closing an idle stream.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Largest form a page accepts (a pasted signature file fits many times).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+/// How long draining waits for open pages at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Opens a reader of the store; called on a blocking thread, once per page or stream.
+pub type OpenReader = Arc<dyn Fn() -> anyhow::Result<Box<dyn RequestQuery + Send>> + Send + Sync>;
+
+/// What the inspector needs from its receiver.
+pub struct InspectorSettings {
+    /// The token every request must carry.
+    pub token: Token,
+    /// The receiver's webhook URL, for Copy as curl.
+    pub webhook_url: String,
+    /// The receiver's authentication, for the `check` diagnosis of each request.
+    pub authentication: Authentication,
+    /// How to read the store.
+    pub open_reader: OpenReader,
+}
+
+/// What every handler shares.
+struct State {
+    guard: Guard,
+    webhook_url: String,
+    authentication: Authentication,
+    open_reader: OpenReader,
+    client: common::client::HttpClient,
+    /// Flips to `true` at shutdown: live streams end on it.
+    stopping: watch::Receiver<bool>,
+}
+
+/// Serves the inspector on `listener` until `shutdown` resolves; open streams end then.
+///
+/// # Errors
+/// Never at present; the `Result` leaves room for start-up failures of other stores.
+pub async fn serve(
+    listener: TcpListener,
+    settings: InspectorSettings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop, stopping) = watch::channel(false);
+    let state = Arc::new(State {
+        guard: Guard::new(settings.token, COOKIE),
+        webhook_url: settings.webhook_url,
+        authentication: settings.authentication,
+        open_reader: settings.open_reader,
+        client: common::client::http_client(Duration::from_secs(10)),
+        stopping,
+    });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "inspector: accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = Arc::clone(&state);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn(move |request| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
+                }),
+            );
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = watched.await {
+                tracing::debug!(%error, "inspector connection ended");
+            }
+        });
+    }
+    let _ = stop.send(true);
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("inspector: pages still open at shutdown were cut");
+    }
+    Ok(())
+}
+
+/// Binds the inspector's address: `DEFAULT_ADDRESS` falls back to a free port when taken, an
+/// address given explicitly must be bound as given.
+///
+/// # Errors
+/// An explicit address that cannot be bound, or no port at all.
+pub async fn bind(address: &str, explicit: bool) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if explicit => {
+            Err(error).with_context(|| format!("the inspector cannot listen on {address}"))
+        }
+        Err(_) => {
+            let host: SocketAddr = address
+                .parse()
+                .with_context(|| format!("the inspector address {address}"))?;
+            TcpListener::bind(SocketAddr::new(host.ip(), 0))
+                .await
+                .context("the inspector cannot find a free port")
+        }
+    }
+}
+
+/// Whether an inspector address is on the loopback interface.
+///
+/// # Errors
+/// The address is not `IP:PORT`.
+pub fn is_loopback(address: &str) -> anyhow::Result<bool> {
+    let parsed: SocketAddr = address
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{address:?} is not an IP:PORT address (or off)"))?;
+    Ok(parsed.ip().is_loopback())
+}
+
+/// Guard, then route. Every answer, refusals included, carries the security headers.
+async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebBody> {
+    let (parts, body) = request.into_parts();
+    let access = state.guard.check(&parts);
+    if access == Access::Refused {
+        return web::unauthorized();
+    }
+    let path = parts.uri.path().to_owned();
+    let query = web::parse_query(parts.uri.query().unwrap_or_default());
+    let mut response = match (&parts.method, path.as_str()) {
+        (&Method::GET, web::STYLESHEET_PATH | web::SCRIPT_PATH) => {
+            web::asset(&path).unwrap_or_else(not_found)
+        }
+        (&Method::GET, "/") => list(state, &query).await,
+        (&Method::GET, "/stream") => {
+            let resume = parts
+                .headers
+                .get("last-event-id")
+                .and_then(|value| value.to_str().ok())
+                .and_then(Cursor::parse);
+            stream(state, &query, resume).await
+        }
+        (&Method::GET, "/download") => actions::download(state, &query).await,
+        (method, path) if path.starts_with("/requests/") => {
+            let rest = &path["/requests/".len()..];
+            let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
+            match (RequestKey::parse(key), method, action) {
+                (Some(key), &Method::GET, "") => detail(state, key).await,
+                (Some(key), &Method::GET, "body") => actions::body(state, key).await,
+                (Some(key), &Method::POST, "send") => match read_form(body).await {
+                    Ok(form) => actions::send_again(state, key, &form).await,
+                    Err(response) => response,
+                },
+                _ => not_found(),
+            }
+        }
+        _ => not_found(),
+    };
+    state.guard.remember(access, &mut response);
+    response
+}
+
+fn not_found() -> Response<WebBody> {
+    web::text(StatusCode::NOT_FOUND, "404 not found\n".to_owned())
+}
+
+/// Reads a urlencoded form body, bounded.
+async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Response<WebBody>> {
+    let bytes = http_body_util::Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            web::text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 the form is too large\n".to_owned(),
+            )
+        })?
+        .to_bytes();
+    Ok(web::parse_query(&String::from_utf8_lossy(&bytes)))
+}
+
+/// Runs `read` with a fresh store reader on a blocking thread.
+async fn read_store<T: Send + 'static>(
+    state: &State,
+    read: impl FnOnce(&dyn RequestQuery) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let open = Arc::clone(&state.open_reader);
+    tokio::task::spawn_blocking(move || {
+        let reader = open()?;
+        read(reader.as_ref())
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("the store reader stopped: {error}"))?
+}
+
+/// A store failure as a page: the details go to the log, the page says what to do.
+fn store_failed(error: &anyhow::Error) -> Response<WebBody> {
+    tracing::warn!(error = %format!("{error:#}"), "inspector: reading the store");
+    web::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 the store cannot be read right now; reload in a moment\n".to_owned(),
+    )
+}
+
+/// The filter, the page start and the page size a query asks for.
+struct ListQuery {
+    filter: RequestFilter,
+    /// The filter's fields as given, for the form and the links.
+    fields: pages::FilterFields,
+    before: Option<Cursor>,
+    limit: usize,
+}
+
+fn list_query(query: &[(String, String)]) -> Result<ListQuery, String> {
+    let fields = pages::FilterFields::from_query(query);
+    let filter = fields.to_filter()?;
+    let value = |name: &str| {
+        query
+            .iter()
+            .find(|(key, value)| key == name && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+    };
+    let before = match value("before") {
+        Some(text) => Some(Cursor::parse(text).ok_or("the page link is damaged (before)")?),
+        None => None,
+    };
+    let limit = match value("limit") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE_ROWS).contains(limit))
+            .ok_or(format!("limit must be 1 to {MAX_PAGE_ROWS}"))?,
+        None => PAGE_ROWS,
+    };
+    Ok(ListQuery {
+        filter,
+        fields,
+        before,
+        limit,
+    })
+}
+
+/// `GET /`: the list, newest first. The first page also starts the live stream, from the
+/// newest request it saw, so nothing committed in between is missed.
+async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBody> {
+    let asked = match list_query(query) {
+        Ok(asked) => asked,
+        Err(message) => {
+            return pages::bad_filter(&message, &pages::FilterFields::from_query(query))
+        }
+    };
+    let filter = asked.filter.clone();
+    let before = asked.before;
+    let limit = asked.limit;
+    let read = read_store(state, move |reader| {
+        let mark = reader.newest()?;
+        let start = before.unwrap_or(Cursor {
+            accepted: mark.accepted.saturating_add(1),
+            refused: mark.refused.saturating_add(1),
+        });
+        Ok((mark, start, reader.requests(&filter, start, limit)?))
+    })
+    .await;
+    match read {
+        Ok((mark, start, page)) => {
+            let live = asked.before.is_none().then_some(mark);
+            web::html(
+                StatusCode::OK,
+                pages::list(&asked.fields, &page, start, live, asked.limit),
+            )
+        }
+        Err(error) => store_failed(&error),
+    }
+}
+
+/// `GET /requests/KEY`: one request in full, with the `check` diagnosis.
+async fn detail(state: &Arc<State>, key: RequestKey) -> Response<WebBody> {
+    match read_store(state, move |reader| reader.request(key)).await {
+        Ok(Some(detail)) => {
+            let item = crate::check::Item {
+                source: key.to_text(),
+                item: verify::SourceItem::Capture(detail.record.clone()),
+            };
+            let report = crate::check::check(&state.authentication, &item, verify::unix_now());
+            web::html(
+                StatusCode::OK,
+                pages::detail(&detail, &report, &state.webhook_url),
+            )
+        }
+        Ok(None) => not_found(),
+        Err(error) => store_failed(&error),
+    }
+}
+
+/// `GET /stream`: server-sent events, one per batch of new rows, each carrying the rows as
+/// ready HTML and, as its id, the cursor after them; a reconnecting browser sends that id
+/// back (`Last-Event-ID`) and gets what it missed from the store.
+async fn stream(
+    state: &Arc<State>,
+    query: &[(String, String)],
+    resume: Option<Cursor>,
+) -> Response<WebBody> {
+    let asked = match list_query(query) {
+        Ok(asked) => asked,
+        Err(message) => return web::text(StatusCode::BAD_REQUEST, format!("400 {message}\n")),
+    };
+    let after = query
+        .iter()
+        .find(|(name, _)| name == "after")
+        .and_then(|(_, value)| Cursor::parse(value));
+    let start = match resume.or(after) {
+        Some(start) => start,
+        None => match read_store(state, |reader| reader.newest()).await {
+            Ok(newest) => newest,
+            Err(error) => return store_failed(&error),
+        },
+    };
+    let (chunks, body) = web::ChannelBody::new(4);
+    let state = Arc::clone(state);
+    tokio::spawn(follow(state, asked.filter, start, chunks));
+    web::with_body(
+        StatusCode::OK,
+        "text/event-stream; charset=utf-8",
+        body.boxed(),
+    )
+}
+
+/// Polls the store for rows after `cursor` and sends them until the browser goes away or the
+/// inspector stops.
+async fn follow(
+    state: Arc<State>,
+    filter: RequestFilter,
+    mut cursor: Cursor,
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let mut stopping = state.stopping.clone();
+    if chunks
+        .send(Bytes::from_static(b"retry: 500\n\n"))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut quiet = tokio::time::Instant::now();
+    loop {
+        let looked = {
+            let filter = filter.clone();
+            read_store(&state, move |reader| {
+                reader.requests_after(&filter, cursor, STREAM_BATCH)
+            })
+            .await
+        };
+        let mut behind = false;
+        match looked {
+            Ok((rows, next)) => {
+                // A full batch, or a walk that moved without a match, means more may be
+                // waiting: look again at once, not after a pause.
+                behind = rows.len() == STREAM_BATCH || (rows.is_empty() && next != cursor);
+                cursor = next;
+                if !rows.is_empty() {
+                    let html = pages::rows_newest_first(&rows);
+                    let event = web::sse_event(&cursor.to_text(), "row", &html);
+                    if chunks.send(event).await.is_err() {
+                        return;
+                    }
+                    quiet = tokio::time::Instant::now();
+                }
+            }
+            Err(error) => tracing::debug!(error = %format!("{error:#}"), "inspector stream"),
+        }
+        if quiet.elapsed() >= STREAM_KEEPALIVE {
+            if chunks
+                .send(Bytes::from_static(b": keep-alive\n\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            quiet = tokio::time::Instant::now();
+        }
+        if behind && !*stopping.borrow() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STREAM_POLL) => {}
+            _ = stopping.changed() => return,
+            () = chunks.closed() => return,
+        }
+    }
+}

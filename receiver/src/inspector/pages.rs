@@ -1,0 +1,461 @@
+//! The inspector's HTML. Every value from a request (names, ids, headers, bodies, reasons)
+//! goes through [`escape`]; the rest is our own text. Controls carry labels and buttons their
+//! text, so people and browser tests find them by name.
+
+use common::web::{encode_query_value, escape, layout};
+use http::StatusCode;
+use verify::timestamp::{format_iso_millis, parse_instant_millis};
+
+use crate::check::Report;
+use crate::store::{
+    Cursor, RequestDetail, RequestFilter, RequestPage, RequestSummary, RequestVerdict,
+};
+
+/// Bodies longer than this are shown cut (the full bytes stay downloadable).
+const SHOWN_BODY_BYTES: usize = 64 * 1024;
+
+/// The filter's fields as typed, kept in the URL and put back in the form.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FilterFields {
+    event_name: String,
+    account: String,
+    verdict: String,
+    since: String,
+    until: String,
+    event_id: String,
+}
+
+impl FilterFields {
+    /// The fields of a query string (absent ones empty).
+    pub(super) fn from_query(query: &[(String, String)]) -> FilterFields {
+        let value = |name: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.trim().to_owned())
+                .unwrap_or_default()
+        };
+        FilterFields {
+            event_name: value("event_name"),
+            account: value("account"),
+            verdict: value("verdict"),
+            since: value("since"),
+            until: value("until"),
+            event_id: value("event_id"),
+        }
+    }
+
+    /// The store filter, or what is wrong with a field, in words for the page.
+    pub(super) fn to_filter(&self) -> Result<RequestFilter, String> {
+        let text = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+        let time = |label: &str, value: &str| -> Result<Option<i64>, String> {
+            if value.is_empty() {
+                return Ok(None);
+            }
+            // A browser's datetime-local field gives `2026-11-27T10:00`; read it as UTC.
+            let completed = match value.len() {
+                16 => format!("{value}:00Z"),
+                19 => format!("{value}Z"),
+                _ => value.to_owned(),
+            };
+            parse_instant_millis(&completed)
+                .or_else(|| parse_instant_millis(value))
+                .map(Some)
+                .ok_or(format!(
+                    "{label} {value:?} is not a time (use 2026-11-27T10:00:00Z, 2026-11-27 or epoch ms)"
+                ))
+        };
+        let account = match self.account.as_str() {
+            "" => None,
+            text => Some(
+                text.parse::<i64>()
+                    .map_err(|_| format!("Account {text:?} is not a number"))?,
+            ),
+        };
+        Ok(RequestFilter {
+            event_name: text(&self.event_name),
+            account_id: account,
+            verdict: text(&self.verdict),
+            received_since_ms: time("Since", &self.since)?,
+            received_until_ms: time("Until", &self.until)?,
+            event_id_text: text(&self.event_id),
+        })
+    }
+
+    /// The fields as a query string (empty ones left out), without a leading `?`.
+    pub(super) fn to_query(&self) -> String {
+        [
+            ("event_name", &self.event_name),
+            ("account", &self.account),
+            ("verdict", &self.verdict),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("event_id", &self.event_id),
+        ]
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// `?a=b&c=d` from parts, skipping empty ones.
+fn query_string(parts: &[&str]) -> String {
+    let joined: Vec<&str> = parts
+        .iter()
+        .copied()
+        .filter(|part| !part.is_empty())
+        .collect();
+    if joined.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", joined.join("&"))
+    }
+}
+
+fn heading(extra: &str) -> String {
+    format!("<h1><a href=\"/\">Receiver inspector</a></h1>{extra}")
+}
+
+/// The filter form: a GET form, so the URL keeps the filter.
+fn filter_form(fields: &FilterFields) -> String {
+    let verdicts = ["", "accepted", "duplicate", "refused"];
+    let mut options = String::new();
+    for verdict in verdicts {
+        let selected = if fields.verdict == verdict {
+            " selected"
+        } else {
+            ""
+        };
+        let label = if verdict.is_empty() { "any" } else { verdict };
+        options.push_str(&format!(
+            "<option value=\"{verdict}\"{selected}>{label}</option>"
+        ));
+    }
+    let custom = !verdicts.contains(&fields.verdict.as_str());
+    if custom {
+        let verdict = escape(&fields.verdict);
+        options.push_str(&format!(
+            "<option value=\"{verdict}\" selected>{verdict}</option>"
+        ));
+    }
+    let field = |id: &str, label: &str, value: &str, kind: &str, hint: &str| {
+        format!(
+            "<label for=\"{id}\">{label}<input id=\"{id}\" name=\"{id}\" type=\"{kind}\" value=\"{}\" placeholder=\"{hint}\"></label>",
+            escape(value)
+        )
+    };
+    format!(
+        "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filters\">\
+         {}{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
+         {}{}{}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
+        field("event_name", "Event name", &fields.event_name, "text", "COURSE_ENROLLMENT"),
+        field("account", "Account", &fields.account, "text", "1010"),
+        field("since", "Since", &fields.since, "text", "2026-11-27T10:00:00Z"),
+        field("until", "Until", &fields.until, "text", "2026-11-27T11:00:00Z"),
+        field("event_id", "Event id", &fields.event_id, "text", "part of an id"),
+    )
+}
+
+/// The verdict cell's group, for the colour.
+fn verdict_group(verdict: &RequestVerdict) -> &'static str {
+    match verdict {
+        RequestVerdict::Accepted => "accepted",
+        RequestVerdict::Duplicate => "duplicate",
+        RequestVerdict::Refused { .. } => "refused",
+    }
+}
+
+/// One row of the list.
+fn row(summary: &RequestSummary) -> String {
+    let href = format!("/requests/{}", summary.key.to_text());
+    let account = summary
+        .account_id
+        .map(|account| account.to_string())
+        .unwrap_or_default();
+    let events: Vec<String> = summary
+        .events
+        .iter()
+        .map(|(name, id)| format!("{} <code>{}</code>", escape(name), escape(id)))
+        .collect();
+    format!(
+        "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a></td><td data-verdict=\"{}\">{}</td>\
+         <td>{account}</td><td>{}</td></tr>",
+        format_iso_millis(summary.received_at_ms),
+        verdict_group(&summary.verdict),
+        escape(summary.verdict.label()),
+        events.join("<br>"),
+    )
+}
+
+/// Rows for the live stream, newest first (the script puts them on top in this order).
+pub(super) fn rows_newest_first(rows: &[RequestSummary]) -> String {
+    rows.iter().rev().map(row).collect::<Vec<_>>().join("\n")
+}
+
+/// The list page: `start` is where it was read from, `live` where the stream starts (first
+/// page only).
+pub(super) fn list(
+    fields: &FilterFields,
+    page: &RequestPage,
+    start: Cursor,
+    live: Option<Cursor>,
+    limit: usize,
+) -> String {
+    let filter_query = fields.to_query();
+    let limit_part = if limit == super::PAGE_ROWS {
+        String::new()
+    } else {
+        format!("limit={limit}")
+    };
+    let stream = match live {
+        Some(mark) => format!(
+            " data-stream=\"/stream{}\"",
+            escape(&query_string(&[
+                &filter_query,
+                &format!("after={}", mark.to_text())
+            ]))
+        ),
+        None => String::new(),
+    };
+    let mut rows: String = page.rows.iter().map(row).collect::<Vec<_>>().join("\n");
+    if page.rows.is_empty() {
+        rows = "<tr data-empty><td colspan=\"4\">No requests here yet.</td></tr>".to_owned();
+    }
+    let older = match page.older {
+        Some(cursor) => format!(
+            "<a href=\"/{}\">Older requests</a>",
+            escape(&query_string(&[
+                &filter_query,
+                &limit_part,
+                &format!("before={}", cursor.to_text())
+            ]))
+        ),
+        None => "<span class=\"muted\">No older requests.</span>".to_owned(),
+    };
+    // The download covers exactly the shown page: the same filter, start and size (rows
+    // stored since are above the start, so the same rows come back).
+    let download = format!(
+        "<a href=\"/download{}\" download>Download capture</a>",
+        escape(&query_string(&[
+            &filter_query,
+            &limit_part,
+            &format!("before={}", start.to_text())
+        ]))
+    );
+    let status = if live.is_some() {
+        "<span role=\"status\" data-stream-status>Live updates start when the page has loaded.</span>"
+    } else {
+        "<a href=\"/\">Back to the newest requests</a>"
+    };
+    let main = format!(
+        "{}<div class=\"bar\">{status} {download} {older}</div>\
+         <table aria-label=\"Requests\"><thead><tr><th scope=\"col\">Received</th>\
+         <th scope=\"col\">Verdict</th><th scope=\"col\">Account</th><th scope=\"col\">Events</th></tr></thead>\
+         <tbody{stream}>{rows}</tbody></table>\
+         <p class=\"muted\">Keys: j / k move, Enter opens, Esc comes back.</p>",
+        filter_form(fields),
+    );
+    layout("Receiver inspector", &heading(""), &main)
+}
+
+/// The list page when a filter field cannot be read: the form again, with the message.
+pub(super) fn bad_filter(
+    message: &str,
+    fields: &FilterFields,
+) -> http::Response<common::web::WebBody> {
+    let main = format!(
+        "{}<p role=\"alert\">{}</p>",
+        filter_form(fields),
+        escape(message)
+    );
+    common::web::html(
+        StatusCode::BAD_REQUEST,
+        layout("Receiver inspector", &heading(""), &main),
+    )
+}
+
+/// The body as text for the page: pretty-printed JSON when it parses, else as received
+/// (lossily for bytes that are not UTF-8), cut to [`SHOWN_BODY_BYTES`].
+fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
+    let cut = body.len() > SHOWN_BODY_BYTES;
+    let as_received =
+        String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY_BYTES)]).into_owned();
+    let pretty = if cut {
+        None
+    } else {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+    };
+    (pretty, as_received, cut)
+}
+
+/// A single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The request as a `curl` command line: the captured headers (minus hop headers) in order,
+/// the body as received.
+pub(super) fn curl_command(detail: &RequestDetail, webhook_url: &str) -> String {
+    let mut command = format!(
+        "curl -X {} {}",
+        detail.record.method,
+        shell_quote(webhook_url)
+    );
+    for (name, value) in verify::resend::verbatim_headers(detail.record.headers.clone()) {
+        command.push_str(&format!(
+            " \\\n  -H {}",
+            shell_quote(&format!("{name}: {value}"))
+        ));
+    }
+    command.push_str(&format!(
+        " \\\n  --data-binary {}",
+        shell_quote(&String::from_utf8_lossy(&detail.record.body))
+    ));
+    command
+}
+
+/// The detail page.
+pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str) -> String {
+    let key = detail.summary.key.to_text();
+    let record = &detail.record;
+    let account = detail
+        .summary
+        .account_id
+        .map(|account| account.to_string())
+        .unwrap_or_else(|| "none".to_owned());
+    let status_line = match &detail.summary.verdict {
+        RequestVerdict::Refused { status, .. } => format!(" (answered {status})"),
+        _ => String::new(),
+    };
+    let findings: String = report
+        .findings
+        .iter()
+        .map(|finding| format!("<li>{}</li>", escape(finding)))
+        .collect();
+    let diagnosis = format!(
+        "<p>receiver check: <strong>{}</strong>{}</p><ul>{findings}</ul>",
+        report.verdict.as_str(),
+        report
+            .reason
+            .as_deref()
+            .map(|reason| format!(" <code>{}</code>", escape(reason)))
+            .unwrap_or_default()
+    );
+    let events: String = detail
+        .events
+        .iter()
+        .map(|event| {
+            format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                escape(&event.event_name),
+                escape(&event.event_id),
+                if event.new { "new" } else { "duplicate" },
+                event.forwarding.as_str()
+            )
+        })
+        .collect();
+    let events = if detail.events.is_empty() {
+        "<p>No events.</p>".to_owned()
+    } else {
+        format!(
+            "<table aria-label=\"Events\"><thead><tr><th scope=\"col\">Event name</th><th scope=\"col\">Event id</th>\
+             <th scope=\"col\">Stored</th><th scope=\"col\">Forwarding</th></tr></thead><tbody>{events}</tbody></table>"
+        )
+    };
+    let headers: String = record
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let (pretty, as_received, cut) = shown_body(&record.body);
+    let cut_note = if cut {
+        format!(
+            "<p>The body is {} bytes; the first {SHOWN_BODY_BYTES} are shown. \
+             <a href=\"/requests/{key}/body\" download>Download the whole body</a></p>",
+            record.body.len()
+        )
+    } else {
+        format!(
+            "<p><a href=\"/requests/{key}/body\" download>Download the body</a> ({} bytes)</p>",
+            record.body.len()
+        )
+    };
+    let pretty = pretty
+        .map(|pretty| {
+            format!(
+                "<h3>Pretty-printed</h3><pre aria-label=\"Body pretty-printed\">{}</pre>",
+                escape(&pretty)
+            )
+        })
+        .unwrap_or_default();
+    let main = format!(
+        "<p><a href=\"/\" data-back>Back to the list</a></p>\
+         <section aria-labelledby=\"summary\"><h2 id=\"summary\">Request {key}</h2><dl>\
+         <dt>Received</dt><dd>{received}</dd>\
+         <dt>Verdict</dt><dd data-verdict=\"{group}\">{verdict}{status_line}</dd>\
+         <dt>Account</dt><dd>{account}</dd>\
+         <dt>Request</dt><dd><code>{method} {path}</code></dd></dl></section>\
+         <section aria-labelledby=\"diagnosis\"><h2 id=\"diagnosis\">Diagnosis</h2>{diagnosis}</section>\
+         <section aria-labelledby=\"events\"><h2 id=\"events\">Events</h2>{events}</section>\
+         <section aria-labelledby=\"actions\"><h2 id=\"actions\">Actions</h2>\
+         <div class=\"bar\"><a href=\"/download?request={key}\" download>Download capture</a>\
+         <button type=\"button\" data-copy=\"curl\">Copy as curl</button></div>\
+         <pre id=\"curl\" aria-label=\"curl command\">{curl}</pre>\
+         <form method=\"post\" action=\"/requests/{key}/send\" aria-label=\"Send again\">\
+         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\"></label></p>\
+         <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"><option value=\"verbatim\">Verbatim: the captured headers and bytes</option>\
+         <option value=\"resign\">Re-signed with the signature file below</option></select></label></p>\
+         <p><label for=\"signature_file\">Signature file (its JSON, for re-signing)<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"></textarea></label></p>\
+         <p><button type=\"submit\">Send again</button></p></form></section>\
+         <section aria-labelledby=\"headers\"><h2 id=\"headers\">Headers</h2><table aria-label=\"Headers\">\
+         <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Value</th></tr></thead><tbody>{headers}</tbody></table></section>\
+         <section aria-labelledby=\"body\"><h2 id=\"body\">Body</h2>{cut_note}{pretty}\
+         <h3>As received</h3><pre aria-label=\"Body as received\">{as_received}</pre></section>",
+        received = format_iso_millis(record.received_at_ms),
+        group = verdict_group(&detail.summary.verdict),
+        verdict = escape(detail.summary.verdict.label()),
+        method = escape(&record.method),
+        path = escape(&record.path),
+        curl = escape(&curl_command(detail, webhook_url)),
+        as_received = escape(&as_received),
+    );
+    layout(&format!("Request {key}"), &heading(""), &main)
+}
+
+/// The page after Send again: what came back.
+pub(super) fn sent(key: &str, to: &str, answer: &common::client::Answer) -> String {
+    let outcome = match (answer.status, &answer.error) {
+        (Some(status), _) => format!("Answered {status}"),
+        (None, Some(error)) => format!("No answer: {}", escape(error)),
+        (None, None) => "No answer".to_owned(),
+    };
+    let main = format!(
+        "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p>\
+         <section aria-labelledby=\"result\"><h2 id=\"result\">Sent again to {to}</h2>\
+         <p role=\"status\">{outcome}</p><dl><dt>Latency</dt><dd>{latency:.1} ms</dd>\
+         <dt>Answer</dt><dd><pre>{excerpt}</pre></dd></dl></section>",
+        to = escape(to),
+        latency = answer.latency_ms,
+        excerpt = escape(&answer.excerpt),
+    );
+    layout("Sent again", &heading(""), &main)
+}
+
+/// A page that says what is wrong with a form, with a way back.
+pub(super) fn form_error(key: &str, message: &str) -> String {
+    let main = format!(
+        "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p><p role=\"alert\">{}</p>",
+        escape(message)
+    );
+    layout("Cannot send", &heading(""), &main)
+}

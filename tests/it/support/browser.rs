@@ -1,0 +1,405 @@
+//! A real headless Chromium driven over the W3C WebDriver protocol (chromedriver), with a
+//! small blocking HTTP/1.1 client of our own: a handful of commands need no client crate.
+//!
+//! Elements are found the way a person finds them: by role and text (links, buttons), by
+//! label (form fields), by the text of a row; never by CSS class. Chromedriver and the
+//! browser run on loopback with a fresh profile and are stopped when the [`Browser`] drops,
+//! on failure too.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C name of an element reference in JSON.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// Longest wait for one command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the browser can run here. In CI its absence fails the test; elsewhere the test
+/// says loudly that it skipped and returns.
+pub fn available(test: &str) -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        let message = format!("{test}: Chromium and chromedriver are needed ({CHROMIUM}, {CHROMEDRIVER}); apt-get install chromium chromium-driver");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("SKIPPED: {message}");
+    }
+    present
+}
+
+/// One HTTP exchange with chromedriver: status and JSON body.
+fn exchange(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, COMMAND_TIMEOUT).expect("connect chromedriver");
+    stream
+        .set_read_timeout(Some(COMMAND_TIMEOUT))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(payload.as_bytes()).expect("write");
+    // Read the head, then exactly the body it announces: chromedriver may keep the
+    // connection open whatever `Connection: close` says.
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let (split, head) = loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                split,
+                String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(),
+            );
+        }
+        let read = stream
+            .read(&mut buffer)
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        assert!(read > 0, "{method} {path}: chromedriver closed early");
+        raw.extend_from_slice(&buffer[..read]);
+    };
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let have = raw.len() - (split + 4);
+        let complete = match length {
+            Some(length) => have >= length,
+            None if chunked => raw.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        let read = stream
+            .read(&mut buffer)
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    }
+    let mut body = raw[split + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body);
+    }
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+/// A headless Chromium session.
+pub struct Browser {
+    /// Held for its `Drop`: chromedriver stops with the browser.
+    _driver: Driver,
+    addr: SocketAddr,
+    session: String,
+    /// Where downloads land.
+    pub downloads: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+/// A found element.
+#[derive(Clone)]
+pub struct Element(String);
+
+impl Browser {
+    /// Starts chromedriver on a free port and a headless Chromium with a fresh profile.
+    pub fn start(downloads: &Path) -> Browser {
+        let addr = super::receiver::free_addr();
+        // Owned by a guard from here on: a panic anywhere below still stops it.
+        let driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={}", addr.port()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(addr).is_ok()
+                && exchange(addr, "GET", "/status", None).1["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not get ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
+            },
+        }}});
+        let (status, answer) = exchange(addr, "POST", "/session", Some(&capabilities));
+        assert_eq!(status, 200, "no browser session: {answer}");
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
+        Browser {
+            _driver: driver,
+            addr,
+            session,
+            downloads: downloads.to_owned(),
+            _profile: profile,
+        }
+    }
+
+    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let full = format!("/session/{}{path}", self.session);
+        let (status, answer) = exchange(self.addr, method, &full, body.as_ref());
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    /// Opens `url`.
+    pub fn goto(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// The current URL.
+    pub fn url(&self) -> String {
+        self.command("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Finds the first element matching `xpath` now.
+    pub fn try_find(&self, xpath: &str) -> Option<Element> {
+        let full = format!("/session/{}/element", self.session);
+        let (status, answer) = exchange(
+            self.addr,
+            "POST",
+            &full,
+            Some(&json!({"using": "xpath", "value": xpath})),
+        );
+        (status == 200).then(|| {
+            Element(
+                answer["value"][ELEMENT]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Waits (bounded) for an element matching `xpath`.
+    pub fn wait_for(&self, xpath: &str, limit: Duration) -> Element {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(element) = self.try_find(xpath) {
+                return element;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing matched {xpath} within {limit:?} at {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The link whose text is `text`.
+    pub fn link(&self, text: &str) -> Element {
+        self.wait_for(
+            &format!("//a[normalize-space()={}]", literal(text)),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// The button whose text is `text`.
+    pub fn button(&self, text: &str) -> Element {
+        self.wait_for(
+            &format!("//button[normalize-space()={}]", literal(text)),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// The form field labelled `label` (a `<label for>` whose own text starts with it).
+    pub fn field(&self, label: &str) -> Element {
+        let xpath = format!(
+            "//*[@id=//label[starts-with(normalize-space(text()[1]), {})]/@for]",
+            literal(label)
+        );
+        let element = self.wait_for(&xpath, Duration::from_secs(5));
+        let computed = self.computed_label(&element);
+        assert!(
+            computed.starts_with(label),
+            "the accessible name of {label:?} is {computed:?}"
+        );
+        element
+    }
+
+    /// Clicks.
+    pub fn click(&self, element: &Element) {
+        self.command(
+            "POST",
+            &format!("/element/{}/click", element.0),
+            Some(json!({})),
+        );
+    }
+
+    /// Clears a field and types `text` into it.
+    pub fn type_into(&self, element: &Element, text: &str) {
+        self.command(
+            "POST",
+            &format!("/element/{}/clear", element.0),
+            Some(json!({})),
+        );
+        self.command(
+            "POST",
+            &format!("/element/{}/value", element.0),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// The visible text.
+    pub fn text(&self, element: &Element) -> String {
+        self.command("GET", &format!("/element/{}/text", element.0), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The accessible name the browser computes.
+    pub fn computed_label(&self, element: &Element) -> String {
+        self.command(
+            "GET",
+            &format!("/element/{}/computedlabel", element.0),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// The accessible role the browser computes.
+    pub fn computed_role(&self, element: &Element) -> String {
+        self.command("GET", &format!("/element/{}/computedrole", element.0), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Presses and releases one key on whatever has focus (`\u{E007}` is Enter, `\u{E00C}` Esc).
+    pub fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]});
+        self.command("POST", "/actions", Some(actions));
+    }
+
+    /// Saves a PNG of the viewport to `path`.
+    pub fn screenshot(&self, path: &Path) {
+        let data = self.command("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap_or_default())
+            .expect("screenshot is base64");
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("screenshot dir");
+        }
+        std::fs::write(path, png).expect("write screenshot");
+    }
+
+    /// Waits (bounded) until the downloads directory holds a complete `name`, and reads it.
+    pub fn downloaded(&self, name: &str, limit: Duration) -> Vec<u8> {
+        let path = self.downloads.join(name);
+        let deadline = Instant::now() + limit;
+        loop {
+            let partial = std::fs::read_dir(&self.downloads)
+                .map(|dir| {
+                    dir.flatten()
+                        .any(|entry| entry.file_name().to_string_lossy().ends_with(".crdownload"))
+                })
+                .unwrap_or(false);
+            if path.exists() && !partial {
+                return std::fs::read(&path).expect("read download");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} was not downloaded within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session closes the browser; killing the driver then leaves nothing behind.
+        let _ = std::panic::catch_unwind(|| {
+            exchange(
+                self.addr,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            )
+        });
+        // `_driver` drops after this, which stops chromedriver.
+    }
+}
+
+/// The chromedriver process, stopped when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An XPath string literal for any text.
+fn literal(text: &str) -> String {
+    if !text.contains('\'') {
+        format!("'{text}'")
+    } else {
+        format!("concat('{}')", text.replace('\'', "', \"'\", '"))
+    }
+}
+
+/// Where the screenshots go: `target/inspector-screenshots/`.
+pub fn screenshot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/inspector-screenshots")
+}

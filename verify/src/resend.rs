@@ -1,0 +1,112 @@
+//! Building a captured request again for sending: verbatim (the captured headers, minus the
+//! ones that describe one hop) or re-signed (the same body bytes, the captured `webhook-id`,
+//! fresh authentication). Pure: `sender replay` and the receiver inspector's Send again both
+//! build their requests here and send them through one client (`common::client`).
+
+use crate::{BasicCredentials, Keyring};
+
+/// Headers that describe one hop or the framing, never sent again: the client sets its own.
+pub const HOP_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-connection",
+];
+
+/// The credentials a re-signed request carries.
+#[derive(Debug, Clone, Default)]
+pub struct ResendAuth {
+    /// `Authorization: Basic` credentials.
+    pub basic: Option<BasicCredentials>,
+    /// Keyrings to sign with (each adds its scheme's headers, signed by its secrets in force).
+    pub keyrings: Vec<Keyring>,
+}
+
+/// The captured headers to send verbatim: in their order, repeats kept, hop headers left
+/// out. A source without headers (a bare envelope) gets [`resign_base_headers`].
+pub fn verbatim_headers(captured: Vec<(String, String)>) -> Vec<(String, String)> {
+    if captured.is_empty() {
+        return resign_base_headers();
+    }
+    captured
+        .into_iter()
+        .filter(|(name, _)| !HOP_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+        .collect()
+}
+
+/// The headers of a re-signed request before its authentication: the content type alone
+/// (the captured signature and credentials would be stale or redacted).
+pub fn resign_base_headers() -> Vec<(String, String)> {
+    vec![("content-type".to_owned(), "application/json".to_owned())]
+}
+
+/// The captured `webhook-id`, kept when re-signing so the receiver sees the same message.
+pub fn captured_message_id(captured: &[(String, String)]) -> Option<String> {
+    captured
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(crate::headers::WEBHOOK_ID))
+        .map(|(_, value)| value.clone())
+}
+
+/// A fresh `webhook-id`: `msg_` and 24 alphanumerics.
+pub fn new_message_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let tail: String = (0..24)
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
+        .collect();
+    format!("msg_{tail}")
+}
+
+/// Adds fresh authentication to `headers`: Basic credentials, then each keyring's signature
+/// headers for `message_id`, `now_secs` and `body`.
+pub fn add_authentication(
+    headers: &mut Vec<(String, String)>,
+    auth: &ResendAuth,
+    message_id: &str,
+    now_secs: i64,
+    body: &[u8],
+) {
+    if let Some(basic) = &auth.basic {
+        headers.push((
+            crate::headers::AUTHORIZATION.to_owned(),
+            basic.authorization_header(),
+        ));
+    }
+    for keyring in &auth.keyrings {
+        headers.extend(keyring.sign_headers(message_id, now_secs, body));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbatim_drops_hop_headers_and_keeps_order_and_repeats() {
+        let captured = vec![
+            ("Host".to_owned(), "a".to_owned()),
+            ("x-a".to_owned(), "1".to_owned()),
+            ("content-length".to_owned(), "9".to_owned()),
+            ("x-b".to_owned(), "2".to_owned()),
+            ("x-a".to_owned(), "3".to_owned()),
+        ];
+        let kept = verbatim_headers(captured);
+        let expected = [("x-a", "1"), ("x-b", "2"), ("x-a", "3")];
+        assert_eq!(kept.len(), expected.len());
+        for ((name, value), (want_name, want_value)) in kept.iter().zip(expected) {
+            assert_eq!((name.as_str(), value.as_str()), (want_name, want_value));
+        }
+        assert_eq!(verbatim_headers(Vec::new()), resign_base_headers());
+        assert_eq!(
+            captured_message_id(&[("Webhook-Id".to_owned(), "msg_1".to_owned())]).as_deref(),
+            Some("msg_1")
+        );
+        assert!(new_message_id().starts_with("msg_"));
+    }
+}
