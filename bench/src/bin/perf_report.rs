@@ -1111,7 +1111,10 @@ fn main() -> anyhow::Result<()> {
             .find_map(|line| line.strip_prefix("json "))
             .and_then(|json| serde_json::from_str(json).ok())
             .unwrap_or(Value::Null);
-        let table: Vec<&str> = text.lines().filter(|line| !line.starts_with("json ")).collect();
+        let table: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with("json "))
+            .collect();
         sender.insert(
             "postgres".into(),
             json!({ "events_per_webhook": per_webhook, "webhooks": 3, "rows": rows, "table": table.join("\n") }),

@@ -60,19 +60,41 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "  {:<10} {:>7} {:>8} {:>14} {:>12} {:>16} {:>14}",
-        "store", "workers", "parallel", "deliveries/s", "trips/deliv", "worker CPU us/d", "db CPU us/d"
+        "store",
+        "workers",
+        "parallel",
+        "deliveries/s",
+        "trips/deliv",
+        "worker CPU us/d",
+        "db CPU us/d"
     );
     let mut rows = Vec::new();
     let mut counter = 0;
     for parallel in [1usize, 16] {
-        for (store, workers) in [("sqlite", 1usize), ("sqlite", 3), ("postgres", 1), ("postgres", 3)] {
+        for (store, workers) in [
+            ("sqlite", 1usize),
+            ("sqlite", 3),
+            ("postgres", 1),
+            ("postgres", 3),
+        ] {
             for _ in 0..runs {
                 counter += 1;
                 let location = match store {
-                    "sqlite" => format!("sqlite:{}", dir.path().join(format!("s{counter}.db")).display()),
+                    "sqlite" => format!(
+                        "sqlite:{}",
+                        dir.path().join(format!("s{counter}.db")).display()
+                    ),
                     _ => cluster.create_database()?,
                 };
-                let measured = measure(&location, &url, per_webhook, workers, parallel, &cluster, ticks)?;
+                let measured = measure(
+                    &location,
+                    &url,
+                    per_webhook,
+                    workers,
+                    parallel,
+                    &cluster,
+                    ticks,
+                )?;
                 println!(
                     "  {store:<10} {workers:>7} {parallel:>8} {:>14.0} {:>12} {:>16.1} {:>14}",
                     measured.rate,
@@ -261,7 +283,11 @@ fn cluster_cpu_seconds(data_dir: &Path, ticks: f64) -> f64 {
     };
     let mut total = process_cpu_seconds(postmaster, ticks);
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some((cpu, ppid)) = stat(pid, ticks) {
