@@ -141,7 +141,8 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
 
     let mut workers: Vec<Logged> = (0..3).map(|_| worker(&state, "2s")).collect();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(50);
+    // A bound, not an expectation: 11 s here at a load average of 6, 24 s at 11.
+    let deadline = started + Duration::from_secs(120);
     // Which worker to kill and when; the seed is printed so a failure can be replayed.
     let (mut dice, seed) = Rng::from_clock();
     eprintln!("scale-out: kill schedule seed {seed}");
