@@ -309,12 +309,11 @@ pub async fn serve_plain(listener: TcpListener) {
 /// The state database refused a write.
 #[cfg(feature = "sender")]
 pub fn enqueue_events(
-    state: &sender::sqlite::SqliteState,
+    state: &dyn sender::delivery::State,
     webhook: &sender::registry::Webhook,
     kind: &'static verify::EventKind,
     count: usize,
 ) -> anyhow::Result<()> {
-    use sender::queue::Queue as _;
     const CHUNK: usize = 5_000;
     let now = verify::unix_now() * 1000;
     let mut queued = 0;

@@ -26,6 +26,62 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+/// Writes a store-suite case once and runs it on each store: the case is a function of a
+/// `Harness` (the caller's type, with `Harness::sqlite()` and `Harness::postgres(what) ->
+/// Option<Harness>`), and the macro makes a test `sqlite` and a test `postgres` in a module
+/// named after the case. The `postgres` test is skipped loudly where PostgreSQL is missing
+/// (`Harness::postgres` gives `None`, see [`test_database`]).
+///
+/// ```text
+/// on_each_store! {
+/// #[tokio::test]
+/// async fn order_holds(harness: Harness) { /* … */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_each_store {
+    (#[test] fn $name:ident($harness:ident: Harness) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn case($harness: Harness) $body
+
+            #[test]
+            fn sqlite() {
+                case(Harness::sqlite());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(harness) = Harness::postgres(stringify!($name)) {
+                    case(harness);
+                }
+            }
+        }
+    };
+    (#[$test:meta] async fn $name:ident($harness:ident: Harness) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn case($harness: Harness) $body
+
+            #[$test]
+            async fn sqlite() {
+                case(Harness::sqlite()).await;
+            }
+
+            #[$test]
+            async fn postgres() {
+                if let Some(harness) = Harness::postgres(stringify!($name)) {
+                    case(harness).await;
+                }
+            }
+        }
+    };
+}
+
 /// The environment variable naming an existing server to test against instead.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 

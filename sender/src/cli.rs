@@ -21,16 +21,15 @@ use serde_json::{json, Value};
 use verify::{SignatureFile, TimeStyle};
 
 use crate::config::{DeliveryConfig, StateLocation};
-use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::delivery::{Engine, HttpTransport, Mode, State};
 use crate::generate::DEFAULT_ACCOUNT_ID;
 use crate::manage::{TestOutcome, TestTarget, TriggerRequest, Triggered};
-use crate::queue::{DeliveryFilter, Queue};
+use crate::queue::DeliveryFilter;
 use crate::registry::{
     check_url, Auth, AuthMethod, BasicAuth, Registry, SchemeName, Status, Webhook, WebhookChanges,
     WebhookId,
 };
 use crate::retry::RetryPolicy;
-use crate::sqlite::SqliteState;
 use crate::{format_duration, UsageError};
 
 /// Plays Adobe Learning Manager against a webhook listener: registrations, realistic events,
@@ -38,7 +37,8 @@ use crate::{format_duration, UsageError};
 #[derive(Debug, Parser)]
 #[command(name = "sender", version)]
 struct Cli {
-    /// Where registrations and the delivery queue live.
+    /// Where registrations and the delivery queue live: sqlite:PATH, or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared by many workers.
     #[arg(
         long,
         env = "SENDER_STATE",
@@ -520,16 +520,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let location = StateLocation::parse(&cli.state)?;
-    let open = || -> anyhow::Result<Arc<SqliteState>> {
-        let StateLocation::Sqlite(path) = &location;
+    let open = || -> anyhow::Result<Arc<dyn State>> {
         // A state database that cannot be opened is a configuration problem: exit 2.
-        let state = SqliteState::open(path).map_err(|error| {
+        crate::store::open(&location).map_err(|error| {
             UsageError(format!(
-                "cannot open the state database {}: {error:#}",
-                path.display()
+                "cannot open the state database {location}: {error:#}"
             ))
-        })?;
-        Ok(Arc::new(state))
+            .into()
+        })
     };
     match cli.command {
         Command::Webhooks { command } => match command {
@@ -588,7 +586,7 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
     outln!("{value}")
 }
 
-fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
+fn webhooks(state: &dyn State, command: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         WebhooksCommand::Add(args) => {
             let webhook = crate::manage::add(state, args.changes())?;
@@ -688,7 +686,7 @@ fn webhooks(state: &SqliteState, command: WebhooksCommand, json: bool) -> anyhow
 }
 
 /// `retire` and `activate`: activation also clears a retention-end disable.
-fn set_status(state: &SqliteState, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
+fn set_status(state: &dyn State, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
     let webhook = crate::manage::set_status(state, id, status, None)?;
     if json {
         print_json(&webhook.to_json())?;
@@ -739,7 +737,7 @@ fn check_can_sign(keyring: &verify::Keyring, path: &Path) -> Result<(), UsageErr
 }
 
 async fn webhook_test(
-    open: impl Fn() -> anyhow::Result<Arc<SqliteState>>,
+    open: impl Fn() -> anyhow::Result<Arc<dyn State>>,
     args: TestArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -836,11 +834,7 @@ async fn webhook_test(
     })
 }
 
-async fn trigger(
-    state: Arc<SqliteState>,
-    args: TriggerArgs,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let request = TriggerRequest {
         event_name: args.event_name.clone(),
@@ -963,7 +957,7 @@ async fn trigger(
     })
 }
 
-async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let parallel = config.parallel;
     let engine = Engine::http(state, config).with_role("run");
@@ -988,7 +982,7 @@ async fn run_worker(state: Arc<SqliteState>, args: RunArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_admin(state: Arc<SqliteState>, args: AdminArgs) -> anyhow::Result<ExitCode> {
+async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let address = args
         .listen
@@ -1025,7 +1019,7 @@ async fn run_admin(state: Arc<SqliteState>, args: AdminArgs) -> anyhow::Result<E
 }
 
 fn deliveries(
-    state: &SqliteState,
+    state: &dyn State,
     command: DeliveriesCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {

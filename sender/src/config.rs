@@ -66,18 +66,37 @@ impl Default for DeliveryConfig {
 }
 
 /// Where the sender keeps registrations and its queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StateLocation {
     /// A SQLite database file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://…` or `postgresql://…`), shared by many workers.
+    Postgres(Box<common::postgres::DatabaseUrl>),
+}
+
+impl PartialEq for StateLocation {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
+            (Self::Postgres(a), Self::Postgres(b)) => a.redacted() == b.redacted(),
+            _ => false,
+        }
+    }
 }
 
 impl StateLocation {
-    /// Parses `sqlite:PATH`; a bare path is read as a SQLite file too.
+    /// Parses `sqlite:PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; a bare path is
+    /// read as a SQLite file.
     ///
     /// # Errors
-    /// A [`UsageError`] for another scheme (such as `postgres:`), which this build lacks.
+    /// A [`UsageError`] for another scheme, or an invalid PostgreSQL URL (the message never
+    /// shows its password).
     pub fn parse(text: &str) -> Result<Self, UsageError> {
+        if common::postgres::is_postgres_url(text) {
+            return common::postgres::DatabaseUrl::parse(text)
+                .map(|url| Self::Postgres(Box::new(url)))
+                .map_err(|error| UsageError(format!("--state: {error:#}")));
+        }
         match text.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
             Some((scheme, _))
@@ -87,13 +106,23 @@ impl StateLocation {
             {
                 // The rest is not echoed: a database URL may hold a password.
                 Err(UsageError(format!(
-                    "--state: unsupported store {scheme:?}; this build knows sqlite:PATH"
+                    "--state: unsupported store {scheme:?}; use sqlite:PATH or postgres://USER@HOST/DB"
                 )))
             }
             _ if !text.is_empty() => Ok(Self::Sqlite(PathBuf::from(text))),
             _ => Err(UsageError(
-                "--state must not be empty; use sqlite:PATH".into(),
+                "--state must not be empty; use sqlite:PATH or postgres://USER@HOST/DB".into(),
             )),
+        }
+    }
+}
+
+impl std::fmt::Display for StateLocation {
+    /// The location for messages: a PostgreSQL URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -112,7 +141,13 @@ mod tests {
             StateLocation::parse("/tmp/x.db"),
             Ok(StateLocation::Sqlite("/tmp/x.db".into()))
         );
-        assert!(StateLocation::parse("postgres://h/db").is_err());
+        assert!(matches!(
+            StateLocation::parse("postgres://u:s3cret@h/db"),
+            Ok(StateLocation::Postgres(url)) if url.redacted() == "postgres://u:***@h/db"
+        ));
+        let error = StateLocation::parse("postgresql://u:s3cret@h:x/db").expect_err("bad port");
+        assert!(!error.0.contains("s3cret"), "{error}");
+        assert!(StateLocation::parse("mysql://h/db").is_err());
         assert!(StateLocation::parse("").is_err());
     }
 }

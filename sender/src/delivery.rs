@@ -10,6 +10,9 @@
 //!   at once, each on its own keep-alive connection.
 //! - Every attempt is recorded (with the request's next state) before another is chosen, so a
 //!   crash repeats at most the attempts in flight, with the same body and `webhook-id`.
+//! - Every record carries the lease's fence number; when the store answers that the lease
+//!   changed hands (this worker stalled past it), the worker records nothing, sends nothing
+//!   more and leaves the webhook to the new holder.
 //!
 //! The HTTP side is a [`Transport`], so the loop can also run under paused tokio time.
 
@@ -30,7 +33,9 @@ use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, MAX_RESPONSE_BODY, RESPONSE_HEAD_BYTES};
 use crate::lease::{next_look_ms, HolderWatch};
-use crate::queue::{AttemptRecord, Lease, PendingRequest, Queue, RequestState};
+use crate::queue::{
+    AttemptRecord, Lease, LeaseToken, PendingRequest, Queue, Recorded, RequestState,
+};
 use crate::registry::{Registry, Signer, Status, Webhook, WebhookId};
 use crate::retry::{millis, NextStep};
 
@@ -47,8 +52,8 @@ const GROUP_COMMIT_MS: i64 = 5;
 /// to the storage thread, and a page of bodies is still only a few hundred kilobytes.
 const MAX_PAGE: usize = 1024;
 
-/// A commit of outcomes under way: it gives back its records and the events it expired.
-type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, u64)>>;
+/// A commit of outcomes under way: it gives back its records and what was written.
+type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, Recorded)>>;
 
 /// Registrations and queue together: what the engine reads and writes.
 pub trait State: Registry + Queue {}
@@ -653,6 +658,16 @@ enum WorkerExit {
     Stopped,
     HandedOver(String),
     Disabled,
+    /// A commit found the lease's fence changed: another worker holds the webhook now.
+    Fenced,
+}
+
+/// Completes when `signal` is raised; never without one.
+async fn signalled(signal: Option<&tokio::sync::Notify>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a blocking storage call off the async threads.
@@ -712,11 +727,31 @@ impl<T: Transport> Engine<T> {
         // Serve mode: a worker that failed (storage trouble, an unusable stored signature file)
         // is started again only after a pause, so an error is not repeated every poll.
         let mut cooldown: Vec<(WebhookId, Instant)> = Vec::new();
+        // Set while the state database cannot be read, so the outage is logged once.
+        let mut outage: Option<()> = None;
+        let work_signal = self.state.work_signal();
         tokio::pin!(shutdown);
         loop {
             cooldown.retain(|(_, until)| *until > Instant::now());
             let state = self.state.clone();
-            let with_work = blocking(move || state.webhooks_with_work()).await?;
+            let with_work = match blocking(move || state.webhooks_with_work()).await {
+                Ok(ids) => {
+                    if outage.take().is_some() {
+                        tracing::warn!("the state database answers again; deliveries resume");
+                    }
+                    ids
+                }
+                // `run` outlives an outage of the state database: deliveries pause (nothing
+                // is sent that cannot be recorded) and resume by themselves.
+                Err(error) if matches!(mode, Mode::Serve) => {
+                    if outage.is_none() {
+                        tracing::error!("state database unavailable, deliveries paused: {error:#}");
+                    }
+                    outage = Some(());
+                    Vec::new()
+                }
+                Err(error) => return Err(error),
+            };
             let wanted: Vec<WebhookId> = match &mode {
                 Mode::Serve => with_work,
                 Mode::Drain(ids) => with_work
@@ -755,6 +790,8 @@ impl<T: Transport> Engine<T> {
                     }
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+                // Another process enqueued (PostgreSQL's NOTIFY): look now, not at the poll.
+                () = signalled(work_signal.as_deref()) => {}
             }
         }
         let _ = stop_tx.send(true);
@@ -784,7 +821,9 @@ impl<T: Transport> Engine<T> {
     ) {
         running.remove(&id);
         match result {
-            Ok(WorkerExit::Idle | WorkerExit::Inactive | WorkerExit::Stopped) => {}
+            Ok(
+                WorkerExit::Idle | WorkerExit::Inactive | WorkerExit::Stopped | WorkerExit::Fenced,
+            ) => {}
             Ok(WorkerExit::HandedOver(owner)) => {
                 settled.insert(id.clone());
                 if !report.handed_over.iter().any(|(w, _)| *w == id) {
@@ -826,37 +865,45 @@ impl<T: Transport> Engine<T> {
                 let (state, id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
                 blocking(move || state.try_lease(&id, &owner, now, ttl_ms)).await?
             };
-            if let Lease::HeldBy(held) = lease {
-                if holders.held_by(&held.owner) {
-                    tracing::info!(webhook = %id, owner = %held.owner, "another worker delivers to this webhook");
-                }
-                if drain {
-                    return Ok(WorkerExit::HandedOver(held.owner));
-                }
-                look_timer
-                    .as_mut()
-                    .reset(self.clock.instant_of(next_look_ms(&held, now, poll_ms)));
-                tokio::select! {
-                    () = look_timer.as_mut() => {}
-                    changed = stop.changed() => {
-                        if changed.is_err() {
-                            return Ok(WorkerExit::Stopped);
+            let fence = match lease {
+                Lease::Acquired { fence } => fence,
+                Lease::HeldBy(held) => {
+                    if holders.held_by(&held.owner) {
+                        tracing::info!(webhook = %id, owner = %held.owner, "another worker delivers to this webhook");
+                    }
+                    if drain {
+                        return Ok(WorkerExit::HandedOver(held.owner));
+                    }
+                    look_timer
+                        .as_mut()
+                        .reset(self.clock.instant_of(next_look_ms(&held, now, poll_ms)));
+                    tokio::select! {
+                        () = look_timer.as_mut() => {}
+                        changed = stop.changed() => {
+                            if changed.is_err() {
+                                return Ok(WorkerExit::Stopped);
+                            }
                         }
                     }
+                    if *stop.borrow() {
+                        return Ok(WorkerExit::Stopped);
+                    }
+                    continue;
                 }
-                if *stop.borrow() {
-                    return Ok(WorkerExit::Stopped);
-                }
-                continue;
-            }
+            };
             holders.acquired();
-            let result = self.work_leased(&id, &mut stop, drain).await;
+            let lease = LeaseToken {
+                webhook_id: id.clone(),
+                fence,
+            };
+            let result = self.work_leased(&lease, &mut stop, drain).await;
             let (state, lease_id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
             match result {
                 Ok(WorkerExit::Idle) => {
                     // Give the lease up only if the queue is still empty, in one transaction:
                     // work enqueued by a process that found the lease taken is then never
-                    // stranded. Work found meanwhile is taken on under the same lease.
+                    // stranded. Work found meanwhile is taken on under the same lease (the
+                    // next `try_lease` renews it, fence unchanged).
                     if blocking(move || state.release_lease_if_idle(&lease_id, &owner)).await? {
                         return result;
                     }
@@ -866,6 +913,9 @@ impl<T: Transport> Engine<T> {
                     // rather than end and be started anew; the warning named the holder.
                     holders.held_by(&holder);
                 }
+                // The lease changed hands under this worker: `run` takes it up again from the
+                // top, under whatever fence it holds now, or waits for the new holder.
+                Ok(WorkerExit::Fenced) if !drain => {}
                 _ => {
                     blocking(move || state.release_lease(&lease_id, &owner)).await?;
                     return result;
@@ -876,10 +926,11 @@ impl<T: Transport> Engine<T> {
 
     async fn work_leased(
         &self,
-        id: &WebhookId,
+        lease: &LeaseToken,
         stop: &mut watch::Receiver<bool>,
         drain: bool,
     ) -> anyhow::Result<WorkerExit> {
+        let id = &lease.webhook_id;
         let parallel = self.config.parallel.max(1);
         let strict = parallel == 1;
         let ttl_ms = millis(self.config.lease_ttl);
@@ -915,12 +966,21 @@ impl<T: Transport> Engine<T> {
             }
             if now - lease_renewed_ms >= renew_every_ms {
                 let (state, lease_id, owner) = (self.state.clone(), id.clone(), self.owner.clone());
-                let lease =
+                let renewed =
                     blocking(move || state.try_lease(&lease_id, &owner, now, ttl_ms)).await?;
-                if let Lease::HeldBy(held) = lease {
-                    tracing::warn!(webhook = %id, owner = %held.owner, "lost the lease to another worker");
-                    exit = WorkerExit::HandedOver(held.owner);
-                    break;
+                match renewed {
+                    Lease::Acquired { fence } if fence == lease.fence => {}
+                    // Taken by another and given back meanwhile: what this worker holds in
+                    // memory may be stale, so it starts over under the new fence.
+                    Lease::Acquired { .. } => {
+                        exit = WorkerExit::Fenced;
+                        break;
+                    }
+                    Lease::HeldBy(held) => {
+                        tracing::warn!(webhook = %id, owner = %held.owner, "lost the lease to another worker");
+                        exit = WorkerExit::HandedOver(held.owner);
+                        break;
+                    }
                 }
                 lease_renewed_ms = now;
             }
@@ -1000,6 +1060,13 @@ impl<T: Transport> Engine<T> {
                 if strict && !in_flight.is_empty() {
                     break;
                 }
+                // The lease as last renewed must still be well within its TTL when a request
+                // leaves: a process that stalled since (SIGSTOP, a frozen VM) renews first, at
+                // the top of the loop, and finds out whether another worker took over.
+                if self.clock.now_ms() - lease_renewed_ms >= renew_every_ms * 2 {
+                    wake_ms = now;
+                    break;
+                }
                 let (Some(request), Some(mut lane)) = (ready.pop_front(), lanes.pop()) else {
                     break;
                 };
@@ -1031,8 +1098,11 @@ impl<T: Transport> Engine<T> {
             if recording.is_none() && !to_record.is_empty() && (strict || group_full || group_old) {
                 recorded_wait_since = None;
                 let (state, records) = (self.state.clone(), std::mem::take(&mut to_record));
+                let lease = lease.clone();
                 recording = Some(tokio::task::spawn_blocking(move || {
-                    state.record(&records).map(|expired| (records, expired))
+                    state
+                        .record(&lease, &records)
+                        .map(|recorded| (records, recorded))
                 }));
             }
             let busy = !in_flight.is_empty()
@@ -1075,14 +1145,12 @@ impl<T: Transport> Engine<T> {
                 }
                 result = committed => {
                     recording = None;
-                    let (records, expired_events) = result.context("a storage task panicked")??;
+                    let (records, recorded) = result.context("a storage task panicked")??;
                     for record in &records {
                         unsettled.remove(&record.request_id);
                     }
-                    if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
-                        // `record` disabled the webhook in the same transaction.
-                        Self::gave_up(id, expired.request_id, expired_events);
-                        exit = WorkerExit::Disabled;
+                    if let Some(settled) = Self::settled(id, &records, recorded) {
+                        exit = settled;
                         break;
                     }
                 }
@@ -1093,26 +1161,25 @@ impl<T: Transport> Engine<T> {
         // Let attempts in flight finish (the timeouts bound them) and record every outcome,
         // so a clean stop repeats nothing.
         if let Some(handle) = recording.take() {
-            let (records, expired_events) = handle.await.context("a storage task panicked")??;
-            if let Some(expired) = records.iter().find(|r| r.next == RequestState::Expired) {
-                Self::gave_up(id, expired.request_id, expired_events);
-                exit = WorkerExit::Disabled;
+            let (records, recorded) = handle.await.context("a storage task panicked")??;
+            if let Some(settled) = Self::settled(id, &records, recorded) {
+                exit = settled;
             }
         }
         while let Some(joined) = in_flight.join_next().await {
             let (_, request, started, answer) = joined.context("an attempt task panicked")?;
             to_record.push(self.judge(&request, started, answer));
         }
-        if !to_record.is_empty() {
-            let expired = to_record
-                .iter()
-                .find(|r| r.next == RequestState::Expired)
-                .map(|r| r.request_id);
-            let (state, records) = (self.state.clone(), to_record);
-            let expired_events = blocking(move || state.record(&records)).await?;
-            if let Some(request_id) = expired {
-                Self::gave_up(id, request_id, expired_events);
-                exit = WorkerExit::Disabled;
+        if !to_record.is_empty() && !matches!(exit, WorkerExit::Fenced) {
+            let (state, records, token) = (self.state.clone(), to_record, lease.clone());
+            let (records, recorded) = blocking(move || {
+                state
+                    .record(&token, &records)
+                    .map(|recorded| (records, recorded))
+            })
+            .await?;
+            if let Some(settled) = Self::settled(id, &records, recorded) {
+                exit = settled;
             }
         }
         Ok(exit)
@@ -1192,6 +1259,31 @@ impl<T: Transport> Engine<T> {
             latency_ms,
             response_head: head,
             next,
+        }
+    }
+
+    /// How a commit of `records` ends the worker, if it does: the lease changed hands (nothing
+    /// was written), or a request's retention ended and `record` disabled the webhook in the
+    /// same transaction.
+    fn settled(
+        id: &WebhookId,
+        records: &[AttemptRecord],
+        recorded: Recorded,
+    ) -> Option<WorkerExit> {
+        match recorded {
+            Recorded::Fenced => {
+                tracing::warn!(
+                    webhook = %id,
+                    outcomes = records.len(),
+                    "the lease changed hands while this worker stalled; its outcomes are not recorded, the new holder sends those requests again"
+                );
+                Some(WorkerExit::Fenced)
+            }
+            Recorded::Written { expired_events } => {
+                let expired = records.iter().find(|r| r.next == RequestState::Expired)?;
+                Self::gave_up(id, expired.request_id, expired_events);
+                Some(WorkerExit::Disabled)
+            }
         }
     }
 

@@ -4,31 +4,67 @@
 //!
 //! The transport here is a script instead of HTTP, because under paused time tokio jumps the
 //! clock to the next timer whenever the runtime is idle, which would fire the response timeout
-//! while a real socket is still talking. Storage is the real SQLite state.
+//! while a real socket is still talking. Storage is real: every case written with
+//! [`on_each_store!`] runs once on a SQLite file and once on a throwaway PostgreSQL database
+//! (skipped loudly where PostgreSQL is missing, failed under `CI=true`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::path::PathBuf;
 
-use super::{Answer, Clock, Engine, Mode, Outbound, Transport};
+use super::{Answer, Clock, Engine, Mode, Outbound, State, Transport};
 use crate::config::DeliveryConfig;
-use crate::queue::{DeliveryFilter, Queue};
-use crate::registry::{Registry, Status, Webhook, WebhookChanges};
+use crate::lease::HeldLease;
+use crate::queue::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
+use crate::registry::{Status, Webhook, WebhookChanges};
 use crate::retry::RetryPolicy;
-use crate::sqlite::SqliteState;
+use crate::store::postgres::PostgresState;
+use crate::store::sqlite::SqliteState;
+
+use common::on_each_store;
 
 struct Harness {
     _dir: tempfile::TempDir,
-    state: Arc<SqliteState>,
+    state: Arc<dyn State>,
 }
 
 impl Harness {
-    fn new() -> Self {
+    /// A fresh SQLite state file.
+    fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path: PathBuf = dir.path().join("sender.db");
         let state = Arc::new(SqliteState::open(&path).expect("open"));
         Self { _dir: dir, state }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without PostgreSQL.
+    fn postgres(what: &str) -> Option<Self> {
+        let url = common::test_postgres::test_database(what)?;
+        let url = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let state = Arc::new(PostgresState::open(&url).expect("open"));
+        Some(Self {
+            _dir: tempfile::tempdir().expect("temp dir"),
+            state,
+        })
+    }
+
+    /// Takes the lease of `webhook` for `owner` at `at_ms` for a minute.
+    fn lease(&self, webhook: &Webhook, owner: &str, at_ms: i64) -> Lease {
+        self.state
+            .try_lease(&webhook.id, owner, at_ms, 60_000)
+            .expect("lease")
+    }
+
+    /// The token of a lease `lease` says was taken.
+    fn token(webhook: &Webhook, lease: &Lease) -> LeaseToken {
+        let Lease::Acquired { fence } = lease else {
+            panic!("not acquired: {lease:?}");
+        };
+        LeaseToken {
+            webhook_id: webhook.id.clone(),
+            fence: *fence,
+        }
     }
 
     fn add(&self, url: &str, events: &str) -> Webhook {
@@ -101,9 +137,9 @@ fn real_config() -> DeliveryConfig {
 
 const NOW_MS: i64 = 1_795_824_000_000;
 
+on_each_store! {
 #[tokio::test(start_paused = true)]
-async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
-    let harness = Harness::new();
+async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
     // Enqueued "now" in the engine's clock, so retention counts from the engine's start. Two
     // different events (one generator), so the order check below can tell them apart.
@@ -155,11 +191,11 @@ async fn seven_days_of_failures_follow_the_schedule_then_disable_the_webhook() {
     assert!(matches!(stored.status, Status::Disabled(_)));
     let counts = harness.state.counts(None).expect("counts");
     assert_eq!((counts.pending, counts.expired), (0, 2));
-}
+}}
 
+on_each_store! {
 #[tokio::test(start_paused = true)]
-async fn retry_after_seconds_and_dates_move_the_next_attempt() {
-    let harness = Harness::new();
+async fn retry_after_seconds_and_dates_move_the_next_attempt(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/never", "all");
     harness.enqueue(&webhook, "CI_STATS", 1, 2);
     // Attempt 2 is told to come back at an HTTP date one hour after the engine's start.
@@ -209,7 +245,7 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt() {
         })
         .expect("rows");
     assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 4));
-}
+}}
 
 #[test]
 fn debug_output_hides_credentials_and_signatures() {
@@ -252,7 +288,7 @@ fn a_registration_waits_for_another_process_writing_instead_of_failing() {
     // while this one registers a webhook: registering reads (the count of five) and then
     // writes, so it must take the write lock first and wait, not fail with "database is
     // locked" when its read snapshot turns stale.
-    let harness = Harness::new();
+    let harness = Harness::sqlite();
     let path = harness._dir.path().join("sender.db");
     let (locked, is_locked) = std::sync::mpsc::channel();
     let other = std::thread::spawn(move || {
@@ -284,11 +320,11 @@ fn a_registration_waits_for_another_process_writing_instead_of_failing() {
     assert!(harness.state.webhook(&webhook.id).expect("read").is_some());
 }
 
+on_each_store! {
 #[test]
-fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
+fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction(harness: Harness) {
     // A crash right after the outcome is committed must not leave the webhook active with
     // requests queued behind the expired one: `record` itself gives the webhook up.
-    let harness = Harness::new();
     let webhook = harness.add("http://127.0.0.1:9/never", "COURSE_ENROLLMENT");
     harness.enqueue(&webhook, "COURSE_ENROLLMENT", 3, 7);
     let head = harness
@@ -296,9 +332,10 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
         .pending(&webhook.id, 1, true, NOW_MS, 0)
         .expect("pending")
         .remove(0);
-    let expired = harness
+    let lease = harness.lease(&webhook, "pid:1:worker", NOW_MS);
+    let recorded = harness
         .state
-        .record(&[crate::queue::AttemptRecord {
+        .record(&Harness::token(&webhook, &lease), &[crate::queue::AttemptRecord {
             request_id: head.id,
             attempt: 2016,
             started_at_ms: NOW_MS + 604_800_000,
@@ -309,7 +346,11 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
             next: crate::queue::RequestState::Expired,
         }])
         .expect("recorded");
-    assert_eq!(expired, 3, "the request itself and the two behind it");
+    assert_eq!(
+        recorded,
+        Recorded::Written { expired_events: 3 },
+        "the request itself and the two behind it"
+    );
     let stored = harness
         .state
         .webhook(&webhook.id)
@@ -321,11 +362,11 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction() {
     assert!(reason.contains("retention ended"), "{reason}");
     let counts = harness.state.counts(None).expect("counts");
     assert_eq!((counts.pending, counts.expired), (0, 3));
-}
+}}
 
+on_each_store! {
 #[test]
-fn an_edit_does_not_undo_a_disable_that_happened_after_it_read_the_webhook() {
-    let harness = Harness::new();
+fn an_edit_does_not_undo_a_disable_that_happened_after_it_read_the_webhook(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/hook", "all");
     // The command reads the webhook...
     let mut edited = harness
@@ -364,7 +405,7 @@ fn an_edit_does_not_undo_a_disable_that_happened_after_it_read_the_webhook() {
         .state
         .update_webhook(&again, read_at_ms)
         .expect("written");
-}
+}}
 
 /// Answers after `delay` (tokio time), failing the very first request once, and records
 /// when each body was sent.
@@ -388,9 +429,9 @@ impl Transport for Slow {
     }
 }
 
+on_each_store! {
 #[tokio::test(start_paused = true)]
-async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it() {
-    let harness = Harness::new();
+async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
     // 4 lanes at 10 ms a request: the queue takes about 20 s to go through.
     harness.enqueue(&webhook, "COURSE_ENROLLMENT", 8000, 3);
@@ -438,12 +479,11 @@ async fn with_relaxed_order_a_retry_is_not_starved_by_a_long_queue_behind_it() {
         "retry at {:.2} s, queue done at {queue_took:.2} s",
         retried[0]
     );
-}
+}}
 
 #[test]
 fn a_lease_from_another_pid_namespace_is_judged_by_its_expiry_not_by_its_pid() {
-    use crate::queue::Lease;
-    let harness = Harness::new();
+    let harness = Harness::sqlite();
     let webhook = harness.add("http://127.0.0.1:9/hook", "all");
     let path = harness._dir.path().join("sender.db");
     let connection = rusqlite::Connection::open(&path).expect("open");
@@ -473,7 +513,7 @@ fn a_lease_from_another_pid_namespace_is_judged_by_its_expiry_not_by_its_pid() {
             .state
             .try_lease(&webhook.id, "pid:1:me", NOW_MS + 60_001, 15_000)
             .expect("lease"),
-        Lease::Acquired
+        Lease::Acquired { .. }
     ));
     // Written in this pid space by a process that is gone: taken at once.
     let here: String = connection
@@ -489,7 +529,7 @@ fn a_lease_from_another_pid_namespace_is_judged_by_its_expiry_not_by_its_pid() {
             .state
             .try_lease(&webhook.id, "pid:1:me", NOW_MS, 15_000)
             .expect("lease"),
-        Lease::Acquired
+        Lease::Acquired { .. }
     ));
 }
 
@@ -514,16 +554,15 @@ fn a_state_file_from_before_lease_hosts_is_brought_up_to_date() {
             1000,
         )
         .expect("lease");
-    assert_eq!(
-        lease,
-        crate::queue::Lease::Acquired,
-        "the expired old lease is taken"
+    assert!(
+        matches!(lease, Lease::Acquired { .. }),
+        "the expired old lease is taken: {lease:?}"
     );
 }
 
+on_each_store! {
 #[tokio::test(start_paused = true)]
-async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_interval() {
-    let harness = Harness::new();
+async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_interval(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT_BATCH");
     // One batch event staged before the worker starts: due at the end of the 60 s interval.
     harness.enqueue(&webhook, "COURSE_ENROLLMENT_BATCH", 1, 4);
@@ -566,6 +605,143 @@ async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_inte
         first < 3.0 && events == 100,
         "{events} events at {first:.2} s"
     );
+}}
+
+/// The record of a first attempt of `request_id` at `at_ms` that ended in `next`.
+fn first_attempt(
+    request_id: i64,
+    at_ms: i64,
+    next: crate::queue::RequestState,
+) -> crate::queue::AttemptRecord {
+    crate::queue::AttemptRecord {
+        request_id,
+        attempt: 1,
+        started_at_ms: at_ms,
+        status: Some(if next == crate::queue::RequestState::Delivered {
+            200
+        } else {
+            500
+        }),
+        error: None,
+        latency_ms: 2,
+        response_head: String::new(),
+        next,
+    }
+}
+
+on_each_store! {
+#[test]
+fn a_lease_has_one_holder_and_a_larger_fence_at_every_change_of_hands(harness: Harness) {
+    let webhook = harness.add("http://127.0.0.1:9/hook", "all");
+    let first = harness.lease(&webhook, "pid:1:a", NOW_MS);
+    let first_fence = Harness::token(&webhook, &first).fence;
+    // Another worker is kept out while the lease runs (the holder's pid is this live process).
+    assert_eq!(
+        harness.lease(&webhook, "pid:1:b", NOW_MS + 1000),
+        Lease::HeldBy(HeldLease {
+            owner: "pid:1:a".into(),
+            expires_at_ms: NOW_MS + 60_000
+        })
+    );
+    // The holder renews under the same fence.
+    assert_eq!(
+        harness.lease(&webhook, "pid:1:a", NOW_MS + 2000),
+        Lease::Acquired { fence: first_fence }
+    );
+    // Once it lapses another takes it, with a larger fence, and the first cannot renew.
+    let second = harness.lease(&webhook, "pid:1:b", NOW_MS + 62_001);
+    let second_fence = Harness::token(&webhook, &second).fence;
+    assert!(second_fence > first_fence, "{first_fence} then {second_fence}");
+    assert_eq!(
+        harness.lease(&webhook, "pid:1:a", NOW_MS + 62_002),
+        Lease::HeldBy(HeldLease {
+            owner: "pid:1:b".into(),
+            expires_at_ms: NOW_MS + 122_001
+        })
+    );
+    // Released and taken again, even by a former holder: never a number given before.
+    harness.state.release_lease(&webhook.id, "pid:1:b").expect("released");
+    let third = harness.lease(&webhook, "pid:1:a", NOW_MS + 62_003);
+    assert!(Harness::token(&webhook, &third).fence > second_fence);
+}
+}
+
+on_each_store! {
+#[test]
+fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harness: Harness) {
+    use crate::queue::RequestState;
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 8);
+    let stalled = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:a", NOW_MS));
+    let head = harness
+        .state
+        .pending(&webhook.id, 1, true, NOW_MS, 0)
+        .expect("pending")
+        .remove(0);
+    // The first worker stalls past its lease with the head in flight; another takes over,
+    // sends the head again and records it delivered.
+    let current = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:b", NOW_MS + 60_001));
+    assert_eq!(
+        harness
+            .state
+            .record(&current, &[first_attempt(head.id, NOW_MS + 60_002, RequestState::Delivered)])
+            .expect("recorded"),
+        Recorded::Written { expired_events: 0 }
+    );
+    // The stalled worker wakes with a failure to record: it would put the head back.
+    assert_eq!(
+        harness
+            .state
+            .record(&stalled, &[first_attempt(head.id, NOW_MS, RequestState::RetryAt(NOW_MS + 5000))])
+            .expect("answered"),
+        Recorded::Fenced
+    );
+    let detail = harness.state.delivery(&head.msg_id).expect("read").expect("kept");
+    assert_eq!(detail.summary.state, "delivered");
+    assert_eq!(detail.attempt_log.len(), 1, "only the holder's attempt");
+    let counts = harness.state.counts(Some(&webhook.id)).expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (1, 1));
+    let next = harness
+        .state
+        .pending(&webhook.id, 1, true, NOW_MS, 0)
+        .expect("pending");
+    assert_ne!(next[0].id, head.id, "the queue moved on");
+}
+}
+
+#[test]
+fn postgres_prunes_finished_requests_after_retention_and_keeps_pending_ones() {
+    use crate::queue::RequestState;
+    let Some(harness) = Harness::postgres("sender pruning of finished requests") else {
+        return;
+    };
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 9);
+    let lease = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:a", NOW_MS));
+    let head = harness
+        .state
+        .pending(&webhook.id, 1, true, NOW_MS, 0)
+        .expect("pending")
+        .remove(0);
+    // Delivered more than the kept week ago.
+    let long_ago = verify::unix_now_ms() - crate::store::postgres::FINISHED_KEPT_FOR_MS - 60_000;
+    harness
+        .state
+        .record(
+            &lease,
+            &[first_attempt(head.id, long_ago, RequestState::Delivered)],
+        )
+        .expect("recorded");
+    assert_eq!(harness.state.counts(None).expect("counts").delivered, 1);
+    // A worker's look for work prunes (at most once a minute per process).
+    harness.state.webhooks_with_work().expect("looked");
+    let counts = harness.state.counts(None).expect("counts");
+    assert_eq!((counts.delivered, counts.pending), (0, 1));
+    assert!(harness
+        .state
+        .delivery(&head.msg_id)
+        .expect("read")
+        .is_none());
 }
 
 /// Log output written to memory, for tests that count lines.
@@ -585,7 +761,7 @@ impl std::io::Write for CapturedLog {
 
 #[tokio::test(start_paused = true)]
 async fn run_waits_for_a_held_lease_quietly_and_delivers_once_it_lapses() {
-    let harness = Harness::new();
+    let harness = Harness::sqlite();
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
     harness.enqueue(&webhook, "COURSE_ENROLLMENT", 3, 5);
     // Held from another pid namespace, so only its expiry (30 s on) or a release frees it.

@@ -9,14 +9,16 @@
 //! - [`manage`]: what an Integration Admin does to webhooks, written once for the command line
 //!   and the admin pages;
 //! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
-//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`sqlite`] implements it and
-//!   the registry in one SQLite file;
+//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`store`] implements it and
+//!   the registry twice: in one SQLite file ([`store::sqlite`]) and in a PostgreSQL database
+//!   shared by many workers ([`store::postgres`]);
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
 //! - [`retry`]: the retry schedule as pure functions;
 //! - [`lease`]: how a worker waits for a lease another worker holds, as pure functions;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
-//! How `trigger` and `run` cooperate: both work through the same state database. `trigger`
+//! How `trigger` and `run` cooperate: both work through the same state database (a SQLite
+//! file, or a PostgreSQL database that any number of `run` workers share). `trigger`
 //! enqueues in one transaction, then (unless `--enqueue-only`) delivers the queues of the
 //! webhooks it enqueued for until they are empty or `--wait` (60 s) passes, and exits 1 if
 //! anything is left. Before delivering to a webhook, a worker takes that webhook's *lease* (a
@@ -43,7 +45,7 @@
 //! use sender::queue::Queue;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let state = Arc::new(sender::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
+//! let state = Arc::new(sender::store::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
 //! let webhook = WebhookChanges {
 //!     name: Some("CRM sync".into()),
 //!     url: Some("http://127.0.0.1:8080/webhook".into()),
@@ -80,7 +82,7 @@ pub mod queue;
 pub mod registry;
 pub mod replay;
 pub mod retry;
-pub mod sqlite;
+pub mod store;
 
 use std::fmt;
 use std::time::Duration;

@@ -80,9 +80,35 @@ pub enum RequestState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     /// This worker holds the lease until it releases it or stops renewing it.
-    Acquired,
+    Acquired {
+        /// The lease's fence number: larger at every change of hands, never reused. The
+        /// worker passes it with every [`Queue::record`], which writes only while it is still
+        /// the lease's.
+        fence: i64,
+    },
     /// Another live worker holds it (its owner tag and expiry).
     HeldBy(crate::lease::HeldLease),
+}
+
+/// What a worker proves with each write: the lease it holds on a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken {
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// The fence number [`Lease::Acquired`] gave.
+    pub fence: i64,
+}
+
+/// What [`Queue::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The outcomes are written; this many events expired with a webhook given up.
+    Written {
+        /// Events expired because a request's retention ended.
+        expired_events: u64,
+    },
+    /// Nothing was written: the lease changed hands since the worker took it.
+    Fenced,
 }
 
 /// A row of `deliveries list`.
@@ -213,7 +239,8 @@ pub trait Queue: Send + Sync {
         ttl_ms: i64,
     ) -> anyhow::Result<Lease>;
 
-    /// Gives the lease up, if `owner` holds it.
+    /// Gives the lease up, if `owner` holds it. The lease keeps its fence number, so the next
+    /// holder gets a larger one.
     ///
     /// # Errors
     /// Storage errors.
@@ -263,14 +290,15 @@ pub trait Queue: Send + Sync {
     /// Storage errors.
     fn next_due(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
 
-    /// Records attempts and the requests' new states, in one transaction. A record whose
-    /// request expired (retention over) also disables its webhook and expires the webhook's
-    /// pending requests and staged events in that same transaction, so a crash cannot leave
-    /// the webhook active behind an expired request. Gives the number of events expired so.
+    /// Records attempts of `lease`'s webhook and the requests' new states, in one
+    /// transaction, if `lease.fence` is still the lease's fence; else writes nothing and gives
+    /// [`Recorded::Fenced`]. A record whose request expired (retention over) also disables its
+    /// webhook and expires the webhook's pending requests and staged events in that same
+    /// transaction, so a crash cannot leave the webhook active behind an expired request.
     ///
     /// # Errors
     /// Storage errors.
-    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<u64>;
+    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded>;
 
     /// Retention ended: disables the webhook with `reason` and marks every pending request and
     /// staged event of it expired. Gives the number of events expired.
@@ -278,6 +306,12 @@ pub trait Queue: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64>;
+
+    /// A signal raised when another process enqueued work, if this store has one (PostgreSQL:
+    /// LISTEN/NOTIFY). The engine still polls: a wake-up only comes sooner.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// Counts of the webhook's queue, or of all webhooks.
     ///

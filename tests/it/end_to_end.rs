@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use sender::queue::Queue;
-use sender::registry::{Auth, AuthMethod, Registry, SchemeName, Webhook};
+use sender::registry::{Auth, AuthMethod, SchemeName, Webhook};
 
 use crate::sender::{fast_config, Harness, Spawned};
 use crate::support::receiver::{run_cli, Process};
@@ -310,7 +310,7 @@ async fn sigkill_at_random_moments_loses_no_event_and_stores_none_twice() {
         )
     };
     let pending = || -> u64 {
-        let db = sender::sqlite::SqliteState::open(&state).expect("open");
+        let db = sender::store::sqlite::SqliteState::open(&state).expect("open");
         let counts = db.counts(None).expect("counts");
         counts.pending + counts.staged
     };

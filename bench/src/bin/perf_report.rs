@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! perf_report --mode quick|full --receiver PATH --out DIR --work DIR --criterion DIR
-//!             [--sender-throughput PATH] [--sender-batches PATH]
+//!             [--sender-throughput PATH] [--sender-batches PATH] [--sender-postgres PATH]
 //! ```
 //!
 //! Servers (the `receiver` binary, the plain hyper server) run as separate processes pinned to
@@ -642,6 +642,7 @@ fn main() -> anyhow::Result<()> {
     let receiver = PathBuf::from(flag("--receiver").context("--receiver")?);
     let sender_throughput = flag("--sender-throughput").map(PathBuf::from);
     let sender_batches = flag("--sender-batches").map(PathBuf::from);
+    let sender_postgres = flag("--sender-postgres").map(PathBuf::from);
     let bin_dir = std::env::current_exe()?
         .parent()
         .context("binary directory")?
@@ -1090,6 +1091,40 @@ fn main() -> anyhow::Result<()> {
             json!({ "error": "sender_batches not built" }),
         );
     }
+    if let Some(program) = sender_postgres.filter(|path| path.exists()) {
+        log("sender on PostgreSQL vs SQLite");
+        // Three webhooks share the events of the single-event figure above.
+        let per_webhook = (plan.sender_events / 30).max(100);
+        let args = vec![per_webhook.to_string(), "1".to_owned()];
+        let output = context
+            .command(
+                "sender on PostgreSQL vs SQLite (1 and 3 workers, --parallel 1 and 16)",
+                &[],
+                &program,
+                &args,
+            )
+            .stderr(Stdio::inherit())
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let rows: Value = text
+            .lines()
+            .find_map(|line| line.strip_prefix("json "))
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or(Value::Null);
+        let table: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with("json "))
+            .collect();
+        sender.insert(
+            "postgres".into(),
+            json!({ "events_per_webhook": per_webhook, "webhooks": 3, "rows": rows, "table": table.join("\n") }),
+        );
+    } else {
+        sender.insert(
+            "postgres".into(),
+            json!({ "error": "sender_postgres not built" }),
+        );
+    }
     report.insert("sender".into(), Value::Object(sender));
 
     let elapsed = started.elapsed().as_secs_f64();
@@ -1240,6 +1275,11 @@ fn main() -> anyhow::Result<()> {
             },
             entry["ratio_to_first"].as_f64().unwrap_or(f64::NAN),
         )?;
+    }
+    if let Some(table) = root["sender"]["postgres"]["table"].as_str() {
+        writeln!(w, "\n## Sender on PostgreSQL vs SQLite (same run)\n")?;
+        writeln!(w, "Worker processes of `sender run`'s engine; CPU from `/proc` per delivery, of the workers together and of the whole PostgreSQL cluster; round trips = statements the workers sent (a pipelined BEGIN/record/COMMIT counts one).\n")?;
+        writeln!(w, "```\n{table}\n```")?;
     }
     writeln!(w, "\n## How it was measured\n")?;
     writeln!(w, "- Pinning: {}.", context.pinning.description)?;

@@ -27,7 +27,7 @@ use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
 use sender::queue::Queue;
 use sender::registry::{AuthMethod, Registry, WebhookChanges};
-use sender::sqlite::SqliteState;
+use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 
 /// Events per batch request.
@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         state.insert_webhook(&webhook)?;
         let kind = verify::lookup("COURSE_ENROLLMENT_BATCH").expect("in the catalogue");
         let events = batches * BATCH_SIZE;
-        bench::enqueue_events(&state, &webhook, kind, events)?;
+        bench::enqueue_events(&*state, &webhook, kind, events)?;
         let config = DeliveryConfig {
             parallel,
             batch_size: BATCH_SIZE,

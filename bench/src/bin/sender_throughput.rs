@@ -44,7 +44,7 @@ use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
 use sender::queue::Queue;
 use sender::registry::{AuthMethod, Registry, WebhookChanges};
-use sender::sqlite::SqliteState;
+use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 
 fn main() -> anyhow::Result<()> {
@@ -145,7 +145,7 @@ async fn run_sender(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     state.insert_webhook(&webhook)?;
     let kind = verify::lookup("COURSE_ENROLLMENT").expect("in the catalogue");
-    bench::enqueue_events(&state, &webhook, kind, events)?;
+    bench::enqueue_events(&*state, &webhook, kind, events)?;
     let config = DeliveryConfig {
         parallel,
         ..DeliveryConfig::default()

@@ -1,23 +1,22 @@
 //! The admin JSON API over real HTTP, against a real `sender admin` process: every operation
 //! and every refusal, each answer checked against the OpenAPI document (`support::openapi`).
+//! Each runs on both stores (`on_each_store!`): a SQLite file and a PostgreSQL database; the
+//! command line and the pages are checked to be two views of one state on both.
 
 use std::time::Duration;
 
 use http::Method;
 use serde_json::{json, Value};
 
+use common::on_each_store;
+
+use crate::sender::Harness;
 use crate::support::admin::{AdminProcess, TOKEN};
 use crate::support::endpoint::{FakeEndpoint, Reply};
 
 /// A webhook body for `POST /api/webhooks`.
 fn webhook(name: &str, url: &str) -> Value {
     json!({"name": name, "url": url, "events": ["COURSE_ENROLLMENT"]})
-}
-
-/// Runs a test on a fresh SQLite state (`sqlite:PATH`).
-async fn on_sqlite<F: std::future::Future<Output = ()>>(test: impl FnOnce(String) -> F) {
-    let dir = tempfile::tempdir().expect("dir");
-    test(format!("sqlite:{}", dir.path().join("sender.db").display())).await;
 }
 
 /// Polls (bounded) the webhook's deliveries until `done` holds.
@@ -48,9 +47,11 @@ async fn deliveries_until(
     }
 }
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread")]
-async fn every_operation_answers_as_its_openapi_document_says() {
-    on_sqlite(every_operation).await;
+async fn every_operation_answers_as_its_openapi_document_says(harness: Harness) {
+    every_operation(harness.location.clone()).await;
+}
 }
 
 async fn every_operation(state: String) {
@@ -243,9 +244,11 @@ async fn every_operation(state: String) {
     admin.stop().await;
 }
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread")]
-async fn refusals_say_which_field_and_why() {
-    on_sqlite(refusals).await;
+async fn refusals_say_which_field_and_why(harness: Harness) {
+    refusals(harness.location.clone()).await;
+}
 }
 
 async fn refusals(state: String) {
@@ -445,9 +448,11 @@ async fn refusals(state: String) {
     admin.stop().await;
 }
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread")]
-async fn the_command_line_and_the_api_are_two_views_of_one_state() {
-    on_sqlite(two_views).await;
+async fn the_command_line_and_the_api_are_two_views_of_one_state(harness: Harness) {
+    two_views(harness.location.clone()).await;
+}
 }
 
 async fn two_views(state: String) {

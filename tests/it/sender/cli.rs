@@ -7,16 +7,23 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::on_each_store;
 use serde_json::Value;
 
+use super::Harness;
 use crate::support::endpoint::{refused_addr, FakeEndpoint, Reply};
 
 const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
 
 fn sender(state: &Path, args: &[&str]) -> Output {
+    sender_at(&format!("sqlite:{}", state.display()), args)
+}
+
+/// `sender --state LOCATION ARGS` (a `sqlite:` path or a `postgres://` URL).
+fn sender_at(location: &str, args: &[&str]) -> Output {
     Command::new(SENDER)
         .arg("--state")
-        .arg(format!("sqlite:{}", state.display()))
+        .arg(location)
         .args(args)
         .env("RUST_LOG", "warn")
         .env_remove("SENDER_BASIC_PASSWORD")
@@ -25,12 +32,12 @@ fn sender(state: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs in a blocking thread so the fake endpoint in this runtime can answer.
-async fn sender_async(state: &Path, args: &[&str]) -> Output {
-    let state = state.to_owned();
+async fn sender_async(location: &str, args: &[&str]) -> Output {
+    let location = location.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        sender(&state, &args)
+        sender_at(&location, &args)
     })
     .await
     .expect("joined")
@@ -59,10 +66,11 @@ fn json(output: Output) -> Value {
     serde_json::from_str(&ok(output)).expect("JSON output")
 }
 
-#[test]
-fn registrations_lifecycle_validation_and_the_limit_of_five() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("sender.db");
+on_each_store! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_lifecycle_validation_and_the_limit_of_five(harness: Harness) {
+    let db = harness.location.clone();
+    let sender = |location: &String, args: &[&str]| sender_at(location, args);
     let added = json(sender(
         &db,
         &[
@@ -90,8 +98,10 @@ fn registrations_lifecycle_validation_and_the_limit_of_five() {
         added["events"],
         serde_json::json!(["COURSE_ENROLLMENT", "COURSE_COMPLETED"])
     );
-    let mode = std::fs::metadata(&db).expect("db").permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "the state holds secrets");
+    if let Some(path) = db.strip_prefix("sqlite:") {
+        let mode = std::fs::metadata(path).expect("db").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the state holds secrets");
+    }
 
     for n in 2..=5 {
         let text = ok(sender(
@@ -176,6 +186,7 @@ fn registrations_lifecycle_validation_and_the_limit_of_five() {
         stderr(&missing)
     );
 }
+}
 
 #[test]
 fn bad_input_is_refused_with_status_2_and_an_actionable_message() {
@@ -259,16 +270,29 @@ fn bad_input_is_refused_with_status_2_and_an_actionable_message() {
         &["trigger", "COURSE_ENROLLMENT", "--set", "novalue"],
         "expected FIELD=VALUE",
     );
-    let postgres = Command::new(SENDER)
-        .args(["--state", "postgres://db/x", "webhooks", "list"])
-        .output()
-        .expect("run");
-    assert_eq!(postgres.status.code(), Some(2));
-    assert!(
-        stderr(&postgres).contains("unsupported store"),
-        "{}",
-        stderr(&postgres)
-    );
+    for (state, expected) in [
+        ("mysql://u:s3cret@db/x", "unsupported store"),
+        (
+            "postgres://u:s3cret@db:notaport/x",
+            "invalid PostgreSQL URL",
+        ),
+        (
+            // Nothing listens there: a configuration problem, told without the password.
+            "postgres://u:s3cret@127.0.0.1:1/x",
+            "cannot open the state database postgres://u:***@127.0.0.1:1/x",
+        ),
+    ] {
+        let refused = Command::new(SENDER)
+            .args(["--state", state, "webhooks", "list"])
+            .output()
+            .expect("run");
+        assert_eq!(refused.status.code(), Some(2), "{state}");
+        let text = stderr(&refused);
+        assert!(
+            text.contains(expected) && !text.contains("s3cret"),
+            "{text}"
+        );
+    }
     check(
         &["deliveries", "list", "--status", "lost"],
         "use pending, delivered or expired",
@@ -512,7 +536,7 @@ fn every_scheme_signs_and_the_receiver_file_verifies_it() {
 async fn webhooks_test_reports_status_latency_and_an_auth_hint() {
     let endpoint = FakeEndpoint::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("sender.db");
+    let db = format!("sqlite:{}", dir.path().join("sender.db").display());
     let url = endpoint.url();
     let id = ok(sender_async(
         &db,
@@ -626,12 +650,12 @@ async fn webhooks_test_reports_status_latency_and_an_auth_hint() {
     );
 }
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trigger_delivers_itself_and_deliveries_show_the_attempts() {
+async fn trigger_delivers_itself_and_deliveries_show_the_attempts(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.script([Reply::status(500)]);
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("sender.db");
+    let db = harness.location.clone();
     let url = endpoint.url();
     ok(sender_async(
         &db,
@@ -714,13 +738,13 @@ async fn trigger_delivers_itself_and_deliveries_show_the_attempts() {
     );
     let text = ok(sender_async(&db, &["deliveries", "show", id]).await);
     assert!(text.contains("#1") && text.contains("500"), "{text}");
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trigger_leaves_work_to_a_running_worker_which_stops_cleanly_on_sigterm() {
+async fn trigger_leaves_work_to_a_running_worker_which_stops_cleanly_on_sigterm(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("sender.db");
+    let db = harness.location.clone();
     let url = endpoint.url();
     ok(sender_async(
         &db,
@@ -729,11 +753,11 @@ async fn trigger_leaves_work_to_a_running_worker_which_stops_cleanly_on_sigterm(
         ],
     )
     .await);
-    let mut run = super::Spawned::spawn(
+    let mut run = crate::sender::Spawned::spawn(
         Command::new(SENDER)
             .args([
                 "--state",
-                &format!("sqlite:{}", db.display()),
+                &db,
                 "run",
                 "--poll-interval",
                 "20ms",
@@ -778,21 +802,21 @@ async fn trigger_leaves_work_to_a_running_worker_which_stops_cleanly_on_sigterm(
     ok(sender_async(&db, &["trigger", "COURSE_ENROLLMENT", "--count", "2"]).await);
     endpoint.wait_for(7, Duration::from_secs(15)).await;
 
-    assert_eq!(super::send_signal(run.child.id(), "TERM"), 0);
+    assert_eq!(crate::sender::send_signal(run.child.id(), "TERM"), 0);
     let status = run.wait(Duration::from_secs(15)).await;
     assert!(
         status.success(),
         "stopped cleanly after SIGTERM: {status:?}"
     );
     assert_eq!(endpoint.received().len(), 7);
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_triggers_share_one_queue_and_every_event_goes_once() {
+async fn concurrent_triggers_share_one_queue_and_every_event_goes_once(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.answer(Reply::ok().delayed(Duration::from_millis(2)));
-    let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("sender.db");
+    let db = harness.location.clone();
     let url = endpoint.url();
     ok(sender_async(
         &db,
@@ -807,7 +831,7 @@ async fn concurrent_triggers_share_one_queue_and_every_event_goes_once() {
         let db = db.clone();
         tokio::task::spawn_blocking(move || {
             let seed = n.to_string();
-            sender(
+            sender_at(
                 &db,
                 &[
                     "trigger",
@@ -837,4 +861,4 @@ async fn concurrent_triggers_share_one_queue_and_every_event_goes_once() {
     seen.sort();
     expected.sort();
     assert_eq!(seen, expected, "each of the 60 events once");
-}
+}}

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use common::on_each_store;
 use sender::delivery::{Engine, Mode};
-use sender::queue::{DeliveryFilter, Queue};
-use sender::registry::{AuthMethod, Registry, SchemeName, Status};
+use sender::queue::DeliveryFilter;
+use sender::registry::{AuthMethod, SchemeName, Status};
 use verify::SignatureFile;
 
 use super::{fast_config, Harness};
@@ -20,8 +21,9 @@ fn gaps(received: &[Received]) -> Vec<Duration> {
         .collect()
 }
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_retried_on_schedule_with_the_same_id_and_body_in_order() {
+async fn server_errors_are_retried_on_schedule_with_the_same_id_and_body_in_order(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.script([
         Reply::status(500),
@@ -29,7 +31,6 @@ async fn server_errors_are_retried_on_schedule_with_the_same_id_and_body_in_orde
         Reply::status(500),
         Reply::status(502),
     ]);
-    let harness = Harness::new();
     // Signed, so every request carries a `webhook-id` that retries must keep.
     let webhook = harness.add(&endpoint.url(), "COURSE_ENROLLMENT", |c| {
         c.auth = Some(AuthMethod::Signature);
@@ -97,13 +98,13 @@ async fn server_errors_are_retried_on_schedule_with_the_same_id_and_body_in_orde
         .response_head
         .as_deref()
         .is_some_and(|h| h.contains("500")));
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_is_honoured() {
+async fn retry_after_is_honoured(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.script([Reply::status(429).header("retry-after", "1")]);
-    let harness = Harness::new();
     let webhook = harness.add(&endpoint.url(), "all", |_| {});
     harness.enqueue("CI_STATS", 1, 2);
     harness.drain(fast_config(), &[&webhook.id]).await;
@@ -114,17 +115,17 @@ async fn retry_after_is_honoured() {
         gap >= Duration::from_secs(1) && gap < Duration::from_secs(4),
         "Retry-After: 1 gave a gap of {gap:?} (the schedule alone says 20 ms)"
     );
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirects_count_as_failures_and_are_not_followed() {
+async fn redirects_count_as_failures_and_are_not_followed(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     let elsewhere = FakeEndpoint::start().await;
     endpoint.script([
         Reply::status(301).header("location", &elsewhere.url()),
         Reply::status(307).header("location", &elsewhere.url()),
     ]);
-    let harness = Harness::new();
     let webhook = harness.add(&endpoint.url(), "all", |_| {});
     harness.enqueue("COURSE_COMPLETED", 1, 3);
     harness.drain(fast_config(), &[&webhook.id]).await;
@@ -133,13 +134,13 @@ async fn redirects_count_as_failures_and_are_not_followed() {
         elsewhere.received().is_empty(),
         "Location is never followed"
     );
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_slower_than_the_timeout_is_a_failure() {
+async fn a_response_slower_than_the_timeout_is_a_failure(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.script([Reply::ok().delayed(Duration::from_secs(2))]);
-    let harness = Harness::new();
     let webhook = harness.add(&endpoint.url(), "all", |_| {});
     harness.enqueue("COURSE_ENROLLMENT", 2, 4);
     harness.drain(fast_config(), &[&webhook.id]).await;
@@ -168,12 +169,12 @@ async fn a_response_slower_than_the_timeout_is_a_failure() {
         .expect("row");
     let error = detail.attempt_log[0].error.clone().unwrap_or_default();
     assert!(error.contains("response timeout"), "{error}");
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_refused_is_retried_until_the_endpoint_comes_up() {
+async fn connection_refused_is_retried_until_the_endpoint_comes_up(harness: Harness) {
     let addr = refused_addr();
-    let harness = Harness::new();
     let webhook = harness.add(&format!("http://{addr}/webhook"), "all", |_| {});
     harness.enqueue("LEARNING_OBJECT_DRAFT", 2, 5);
     let engine = Engine::http(harness.state.clone(), fast_config());
@@ -217,14 +218,14 @@ async fn connection_refused_is_retried_until_the_endpoint_comes_up() {
     let received = endpoint.received();
     assert_eq!(received.len(), 2, "each event once the endpoint is up");
     assert_eq!(harness.state.counts(None).expect("counts").delivered, 2);
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_end_disables_the_webhook_and_expires_its_pending_events() {
+async fn retention_end_disables_the_webhook_and_expires_its_pending_events(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.answer(Reply::status(500));
     let healthy = FakeEndpoint::start().await;
-    let harness = Harness::new();
     let failing = harness.add(&endpoint.url(), "all", |_| {});
     let other = harness.add(&healthy.url(), "all", |_| {});
     harness.enqueue("COURSE_ENROLLMENT", 3, 6);
@@ -264,12 +265,12 @@ async fn retention_end_disables_the_webhook_and_expires_its_pending_events() {
         harness.state.counts(Some(&other.id)).expect("c").delivered,
         4
     );
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_events_are_collected_per_interval_or_until_full() {
+async fn batch_events_are_collected_per_interval_or_until_full(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
-    let harness = Harness::new();
     harness.add(
         &endpoint.url(),
         "LEARNER_PROGRESS,COURSE_ENROLLMENT",
@@ -323,12 +324,12 @@ async fn batch_events_are_collected_per_interval_or_until_full() {
         .expect("stopped")
         .expect("joined")
         .expect("ran");
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_requests_verify_with_both_schemes_and_during_a_rotation() {
+async fn signed_requests_verify_with_both_schemes_and_during_a_rotation(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
-    let harness = Harness::new();
     let standard = harness.add(&endpoint.url(), "COURSE_ENROLLMENT", |c| {
         c.auth = Some(AuthMethod::Signature);
     });
@@ -418,41 +419,57 @@ async fn signed_requests_verify_with_both_schemes_and_during_a_rotation() {
         assert_eq!(request.header("content-type"), Some("application/json"));
     }
     assert_eq!((standard_seen, hmac_seen, basic_seen), (4, 4, 4));
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_webhook_does_not_hold_up_another_and_order_holds_per_webhook() {
+async fn a_failing_webhook_does_not_hold_up_another_and_order_holds_per_webhook(harness: Harness) {
     let slow = FakeEndpoint::start().await;
-    slow.script([Reply::status(500), Reply::status(500)]);
+    slow.answer(Reply::status(500));
+    // 20 ms per answer: the fast webhook's events take at least 400 ms in all, while the slow
+    // one fails and retries every 20 to 80 ms.
     let fast = FakeEndpoint::start().await;
-    let harness = Harness::new();
+    fast.answer(Reply::ok().delayed(Duration::from_millis(20)));
     let a = harness.add(&slow.url(), "COURSE_ENROLLMENT", |_| {});
     let b = harness.add(&fast.url(), "COURSE_ENROLLMENT", |_| {});
     let events = harness.enqueue("COURSE_ENROLLMENT", 20, 12);
-    harness.drain(fast_config(), &[&a.id, &b.id]).await;
+    // The slow webhook fails until the fast one has every event: were the fast one held up
+    // behind it, that would never come, and the drain would time out.
+    let recover_when_fast_is_done = async {
+        fast.wait_for(events.len(), Duration::from_secs(30)).await;
+        slow.answer(Reply::ok());
+    };
+    let ids = [&a.id, &b.id];
+    let ((), _) = tokio::join!(
+        recover_when_fast_is_done,
+        harness.drain(fast_config(), &ids)
+    );
     let expected: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    let mut seen_slow: Vec<String> = slow
-        .received()
+    let (slow_received, fast_received) = (slow.received(), fast.received());
+    // Both were worked at once: the slow one was already failing before the fast one was done.
+    let fast_done = fast_received.last().expect("fast requests").at;
+    assert!(
+        slow_received[0].at < fast_done && slow_received[0].status == 500,
+        "the slow webhook's first attempt came after the fast one had finished"
+    );
+    let mut seen_slow: Vec<String> = slow_received
         .iter()
         .flat_map(Received::event_ids)
         .collect();
     seen_slow.dedup();
     assert_eq!(seen_slow, expected);
-    let seen_fast: Vec<String> = fast
-        .received()
+    let seen_fast: Vec<String> = fast_received
         .iter()
         .flat_map(Received::event_ids)
         .collect();
     assert_eq!(seen_fast, expected);
-    // The fast webhook finished its first event before the slow one's first retry.
-    assert!(fast.received()[0].at < slow.received()[1].at);
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_mode_delivers_everything_once_and_retired_webhooks_get_nothing() {
+async fn parallel_mode_delivers_everything_once_and_retired_webhooks_get_nothing(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     let retired = FakeEndpoint::start().await;
-    let harness = Harness::new();
     let webhook = harness.add(&endpoint.url(), "all", |_| {});
     let off = harness.add(&retired.url(), "all", |c| c.active = Some(false));
     let events = harness.enqueue("COURSE_COMPLETED", 200, 13);
@@ -475,14 +492,14 @@ async fn parallel_mode_delivers_everything_once_and_retired_webhooks_get_nothing
         0,
         "not even queued"
     );
-}
+}}
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_engines_never_deliver_to_the_same_webhook_at_once() {
+async fn two_engines_never_deliver_to_the_same_webhook_at_once(harness: Harness) {
     let endpoint = FakeEndpoint::start().await;
     // Slow answers keep the first engine busy while the second one looks for work.
     endpoint.answer(Reply::ok().delayed(MS * 5));
-    let harness = Harness::new();
     let webhook = harness.add(&endpoint.url(), "all", |_| {});
     let events = harness.enqueue("COURSE_ENROLLMENT", 60, 14);
     let first = Engine::http(harness.state.clone(), fast_config());
@@ -503,4 +520,4 @@ async fn two_engines_never_deliver_to_the_same_webhook_at_once() {
     // Handed over mid-way or not, every event went exactly once and in order: two engines
     // on one webhook would show as a repeat or a swap here.
     assert_eq!(seen, expected);
-}
+}}

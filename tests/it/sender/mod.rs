@@ -8,18 +8,19 @@ mod delivery;
 mod python;
 mod replay;
 mod run_worker;
+mod scale_out;
 mod two_workers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sender::config::DeliveryConfig;
-use sender::delivery::{Engine, Mode, RunReport};
+use sender::delivery::{Engine, Mode, RunReport, State};
 use sender::generate::{route, EventRecipe};
-use sender::queue::Queue;
-use sender::registry::{Registry, Webhook, WebhookChanges, WebhookId};
+use sender::registry::{Webhook, WebhookChanges, WebhookId};
 use sender::retry::RetryPolicy;
-use sender::sqlite::SqliteState;
+use sender::store::postgres::PostgresState;
+use sender::store::sqlite::SqliteState;
 use verify::OutgoingEvent;
 
 /// Every duration of the engine shrunk to milliseconds.
@@ -41,19 +42,44 @@ pub fn fast_config() -> DeliveryConfig {
     }
 }
 
-/// A state database in a temporary directory.
+/// A state: a SQLite file in a temporary directory, or a fresh PostgreSQL database.
 pub struct Harness {
     _dir: tempfile::TempDir,
     /// The state.
-    pub state: Arc<SqliteState>,
+    pub state: Arc<dyn State>,
+    /// What `--state` names it as.
+    pub location: String,
 }
 
 impl Harness {
+    /// A SQLite state.
     pub fn new() -> Self {
+        Self::sqlite()
+    }
+
+    /// A SQLite state in a temporary directory.
+    pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sender.db");
         let state = Arc::new(SqliteState::open(&path).expect("open state"));
-        Self { _dir: dir, state }
+        let location = format!("sqlite:{}", path.display());
+        Self {
+            _dir: dir,
+            state,
+            location,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without PostgreSQL.
+    pub fn postgres(what: &str) -> Option<Self> {
+        let location = common::test_postgres::test_database(what)?;
+        let url = common::postgres::DatabaseUrl::parse(&location).expect("test URL");
+        let state = Arc::new(PostgresState::open(&url).expect("open state"));
+        Some(Self {
+            _dir: tempfile::tempdir().expect("temp dir"),
+            state,
+            location,
+        })
     }
 
     /// Registers a webhook for `url` and `events`, with further changes from `edit`.
@@ -206,4 +232,29 @@ pub async fn run_sender(state: &str, args: &[&str]) -> std::process::Output {
         .expect("joined");
     assert!(output.status.success(), "{args:?}: {output:?}");
     output
+}
+
+/// Enqueues `count` COURSE_ENROLLMENT events with `sender trigger --enqueue-only`; gives their
+/// `eventId`s in trigger order.
+pub async fn enqueue(state: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let output = run_sender(
+        state,
+        &[
+            "trigger",
+            "COURSE_ENROLLMENT",
+            "--count",
+            &count,
+            "--enqueue-only",
+            "--json",
+        ],
+    )
+    .await;
+    let queued: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    queued["eventIds"]
+        .as_array()
+        .expect("eventIds")
+        .iter()
+        .map(|id| id.as_str().expect("an id").to_owned())
+        .collect()
 }

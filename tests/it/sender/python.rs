@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use sender::queue::Queue;
-use sender::registry::{Auth, AuthMethod, Registry};
+use sender::registry::{Auth, AuthMethod};
 
 use super::{fast_config, Harness, Spawned};
 

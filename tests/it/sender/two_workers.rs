@@ -3,14 +3,16 @@
 //! while the holder retries a failing endpoint; every event is still acknowledged once and in
 //! order; and when the holder is killed (SIGKILL) the other takes over within the lease TTL.
 //!
-//! The scenario is one function taking the state URL, so every store runs the same promise:
-//! it is called for SQLite here, and a PostgreSQL store calls it with its URL.
+//! The scenario runs on each store (`on_each_store!`): a SQLite file, and a PostgreSQL database
+//! (skipped loudly without PostgreSQL, failed under `CI=true`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::on_each_store;
 use serde_json::Value;
 
+use super::{enqueue, Harness};
 use crate::support::endpoint::{FakeEndpoint, Reply};
 use crate::support::logged::Logged;
 
@@ -20,8 +22,9 @@ const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
 const LEASE_TTL: Duration = Duration::from_secs(4);
 /// How much later than the lease TTL after the kill the survivor may take over: a holder
 /// killed right after renewing leaves a lease that lapses a whole TTL later, which is what a
-/// store that cannot see the dead process (another host) waits for, plus one look. (SQLite
-/// sees the dead pid and takes over within a poll interval or so.)
+/// store that cannot see the dead process (another host) waits for, plus one look. (Here both
+/// stores see the dead pid, in the same pid space, and take over within a poll interval or
+/// so.)
 const TAKEOVER_SLACK: Duration = Duration::from_millis(500);
 /// How often the workers look for work (and the waiting one at the lease).
 const POLL: &str = "100ms";
@@ -35,15 +38,10 @@ const IDLE_CPU_BOUND: Duration = Duration::from_millis(300);
 /// Most lines the waiting worker may write to standard error over that window.
 const IDLE_STDERR_LINES: usize = 3;
 
+on_each_store! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_run_on_sqlite_waits_quietly_and_takes_over_when_the_holder_dies() {
-    let dir = tempfile::tempdir().expect("dir");
-    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
-    two_run_workers_share_one_webhook(&state).await;
-}
-
-/// The scenario on the state at `state` (a `--state` URL of any store).
-pub async fn two_run_workers_share_one_webhook(state: &str) {
+async fn a_second_run_waits_quietly_and_takes_over_when_the_holder_dies(harness: Harness) {
+    let state = harness.location.as_str();
     let endpoint = FakeEndpoint::start().await;
     endpoint.answer(Reply::status(500));
     let added = sender(
@@ -68,12 +66,12 @@ pub async fn two_run_workers_share_one_webhook(state: &str) {
     let first = spawn_run(state);
     endpoint.wait_for(1, Duration::from_secs(15)).await;
     let second = spawn_run(state);
-    wait_for_stderr(
-        &second,
-        "another worker delivers to this webhook",
-        Duration::from_secs(15),
-    )
-    .await;
+    second
+        .wait_for_stderr(
+            "another worker delivers to this webhook",
+            Duration::from_secs(15),
+        )
+        .await;
     let cpu_before = cpu_time(second.id());
     let lines_before = second.stderr().lines().count();
     let window = Instant::now();
@@ -144,35 +142,12 @@ pub async fn two_run_workers_share_one_webhook(state: &str) {
         survivor.stderr()
     );
     assert_acknowledged_once_in_order(&endpoint, &expected);
-}
+}}
 
 /// `sender --state STATE ARGS` run to success; its standard output as JSON.
 async fn sender(state: &str, args: &[&str]) -> Value {
     let output = super::run_sender(state, args).await;
     serde_json::from_slice(&output.stdout).expect("JSON output")
-}
-
-/// Enqueues `count` real-time events; gives their `eventId`s in order.
-async fn enqueue(state: &str, count: usize) -> Vec<String> {
-    let count = count.to_string();
-    let queued = sender(
-        state,
-        &[
-            "trigger",
-            "COURSE_ENROLLMENT",
-            "--count",
-            &count,
-            "--enqueue-only",
-            "--json",
-        ],
-    )
-    .await;
-    queued["eventIds"]
-        .as_array()
-        .expect("eventIds")
-        .iter()
-        .map(|id| id.as_str().expect("an id").to_owned())
-        .collect()
 }
 
 /// `sender run` with compressed durations, logging at `info` as a user would run it.
@@ -185,19 +160,6 @@ fn spawn_run(state: &str) -> Logged {
             .args(["--retry-initial", "300ms", "--retry-max", "300ms"])
             .env("RUST_LOG", "info"),
     )
-}
-
-/// Waits (bounded) until the process's standard error contains `text`.
-async fn wait_for_stderr(process: &Logged, text: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !process.stderr().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} within {timeout:?}: {}",
-            process.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn count_in(text: &str, needle: &str) -> usize {

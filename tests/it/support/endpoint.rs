@@ -18,6 +18,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::rng::Rng;
+
 /// How the endpoint answers one request.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -109,6 +111,10 @@ struct Shared {
     in_flight: usize,
     /// The most requests ever in flight at once.
     max_in_flight: usize,
+    /// Per mille of the requests not scripted answered 500 instead of the default.
+    failures_per_mille: u64,
+    /// The generator that picks them.
+    random: Rng,
 }
 
 /// The fake endpoint. Dropping it stops the server.
@@ -141,6 +147,8 @@ impl FakeEndpoint {
             received: Vec::new(),
             in_flight: 0,
             max_in_flight: 0,
+            failures_per_mille: 0,
+            random: Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(addr.port())),
         }));
         let server_shared = shared.clone();
         let server = tokio::spawn(async move {
@@ -172,6 +180,11 @@ impl FakeEndpoint {
     /// Answers every request not scripted with `reply`.
     pub fn answer(&self, reply: Reply) {
         self.lock().default = reply;
+    }
+
+    /// Answers `per_mille` of the requests not scripted with 500, picked at random.
+    pub fn fail_at_random(&self, per_mille: u64) {
+        self.lock().failures_per_mille = per_mille;
     }
 
     /// Answers the next requests with these replies, in order, then with the default.
@@ -251,8 +264,11 @@ async fn handle(
     // The lock is released before the delay: std Mutex, never held across an await.
     let reply = {
         let mut shared = shared.lock().expect("endpoint lock");
-        let default = shared.default.clone();
-        let reply = shared.script.pop_front().unwrap_or(default);
+        let reply = match shared.script.pop_front() {
+            Some(scripted) => scripted,
+            None if shared.random.below(1000) < shared.failures_per_mille => Reply::status(500),
+            None => shared.default.clone(),
+        };
         shared.received.push(Received {
             at,
             path,

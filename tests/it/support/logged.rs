@@ -76,6 +76,19 @@ impl Logged {
         }
     }
 
+    /// Waits (bounded) until standard error contains `text`.
+    pub async fn wait_for_stderr(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr within {timeout:?}: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits for the receiver's `listening on http(s)://ADDR/PATH` line; gives ADDR.
     #[cfg(feature = "receiver-tests")]
     pub async fn wait_listening(&mut self) -> std::net::SocketAddr {

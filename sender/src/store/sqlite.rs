@@ -13,24 +13,25 @@
 //!
 //! [`record`]: Queue::record
 
-use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use verify::timestamp::format_iso_millis;
 
+use super::{
+    batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
+    process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
+    FlushPlan, LeaseRow, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
+};
 use crate::queue::{
-    AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease,
-    NewDelivery, PendingRequest, Queue, QueueCounts, RequestState,
+    AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
+    NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
 };
-use crate::registry::{
-    Auth, BasicAuth, EventSelection, Registry, Status, Webhook, WebhookId, MAX_WEBHOOKS,
-};
-use crate::UsageError;
+use crate::registry::{Registry, Webhook, WebhookId};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -100,9 +101,16 @@ CREATE TABLE IF NOT EXISTS leases (
     pid INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL,
     -- Where `pid` means something: see `process_identity_space`.
-    host TEXT NOT NULL DEFAULT ''
+    host TEXT NOT NULL DEFAULT '',
+    -- Larger at every change of hands; the row stays when the lease is released, so a
+    -- number is never given twice (see `Queue::record`).
+    fence INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// Gives a lease up, keeping its row and fence number (see the `fence` column).
+const RELEASE_LEASE: &str =
+    "UPDATE leases SET owner = '', expires_at_ms = 0 WHERE webhook_id = ?1 AND owner = ?2";
 
 /// Attempt rows written by one multi-row INSERT when outcomes are recorded in a group.
 const ATTEMPT_ROWS: usize = 16;
@@ -160,7 +168,7 @@ impl SqliteState {
         connection
             .execute_batch(SCHEMA)
             .with_context(|| format!("creating the tables of {}", path.display()))?;
-        add_lease_host_column(&connection)
+        add_lease_columns(&connection)
             .with_context(|| format!("updating the tables of {}", path.display()))?;
         Ok(Self {
             connection: Mutex::new(connection),
@@ -176,58 +184,22 @@ impl SqliteState {
     }
 }
 
-fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, String>> {
-    let id: String = row.get("id")?;
-    let events: String = row.get("events")?;
-    let auth: String = row.get("auth")?;
-    let username: Option<String> = row.get("basic_username")?;
-    let password: Option<String> = row.get("basic_password")?;
-    let signature_file: Option<String> = row.get("signature_file")?;
-    let status: String = row.get("status")?;
-    let reason: Option<String> = row.get("disabled_reason")?;
-    let parsed = (|| {
-        let events = if events == "all" {
-            EventSelection::All
-        } else {
-            EventSelection::Names(events.split(',').map(str::to_owned).collect())
-        };
-        let auth = match auth.as_str() {
-            "none" => Auth::None,
-            "basic" => Auth::Basic(BasicAuth {
-                username: username.unwrap_or_default(),
-                password: password.unwrap_or_default(),
-            }),
-            "signature" => {
-                let text = signature_file.unwrap_or_default();
-                Auth::Signature(
-                    verify::SignatureFile::from_json(text.as_bytes())
-                        .map_err(|e| format!("webhook {id}: stored signature file: {e}"))?,
-                )
-            }
-            other => return Err(format!("webhook {id}: unknown auth method {other:?}")),
-        };
-        let status = match status.as_str() {
-            "active" => Status::Active,
-            "retired" => Status::Retired,
-            _ => Status::Disabled(reason.unwrap_or_default()),
-        };
-        Ok((events, auth, status))
-    })();
-    let (events, auth, status) = match parsed {
-        Ok(parts) => parts,
-        Err(error) => return Ok(Err(error)),
-    };
-    Ok(Ok(Webhook {
-        id: WebhookId(id),
+fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
+    Ok(WebhookRow {
+        id: row.get("id")?,
         name: row.get("name")?,
         description: row.get("description")?,
         url: row.get("url")?,
-        events,
-        auth,
-        status,
+        events: row.get("events")?,
+        auth: row.get("auth")?,
+        basic_username: row.get("basic_username")?,
+        basic_password: row.get("basic_password")?,
+        signature_file: row.get("signature_file")?,
+        status: row.get("status")?,
+        disabled_reason: row.get("disabled_reason")?,
         created_at_ms: row.get("created_at_ms")?,
         updated_at_ms: row.get("updated_at_ms")?,
-    }))
+    })
 }
 
 /// A webhook's stored fields, secrets included, bound as `?1` … `?11` in this order (id,
@@ -235,31 +207,19 @@ fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Str
 /// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
 fn column_values(webhook: &Webhook) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value;
-    let (username, password, signature_file) = match &webhook.auth {
-        Auth::None => (None, None, None),
-        Auth::Basic(basic) => (
-            Some(basic.username.clone()),
-            Some(basic.password.clone()),
-            None,
-        ),
-        Auth::Signature(file) => (None, None, Some(file.to_json_pretty())),
-    };
-    let reason = match &webhook.status {
-        Status::Disabled(reason) => Some(reason.clone()),
-        _ => None,
-    };
+    let row = WebhookRow::of(webhook);
     vec![
-        Value::Text(webhook.id.as_str().to_owned()),
-        Value::Text(webhook.name.clone()),
-        Value::Text(webhook.description.clone()),
-        Value::Text(webhook.url.clone()),
-        Value::Text(webhook.events.to_text()),
-        Value::Text(webhook.auth.method().to_owned()),
-        Value::from(username),
-        Value::from(password),
-        Value::from(signature_file),
-        Value::Text(webhook.status.as_str().to_owned()),
-        Value::from(reason),
+        Value::Text(row.id),
+        Value::Text(row.name),
+        Value::Text(row.description),
+        Value::Text(row.url),
+        Value::Text(row.events),
+        Value::Text(row.auth),
+        Value::from(row.basic_username),
+        Value::from(row.basic_password),
+        Value::from(row.signature_file),
+        Value::Text(row.status),
+        Value::from(row.disabled_reason),
     ]
 }
 
@@ -269,11 +229,8 @@ impl Registry for SqliteState {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let count: i64 =
             transaction.query_row("SELECT COUNT(*) FROM webhooks", [], |r| r.get(0))?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_WEBHOOKS {
-            return Err(UsageError(format!(
-                "{count} webhooks are registered, the most allowed is {MAX_WEBHOOKS}; delete or edit one (`sender webhooks list`)"
-            ))
-            .into());
+        if !room_for_another(count) {
+            return Err(too_many_webhooks(count));
         }
         let mut values = column_values(webhook);
         values.extend([webhook.created_at_ms.into(), webhook.updated_at_ms.into()]);
@@ -310,16 +267,7 @@ impl Registry for SqliteState {
                 )
                 .optional()?
                 .is_some();
-            if exists {
-                bail!(
-                    "webhook {} was changed meanwhile (by `sender run` or another command); \
-                     nothing was written: look at it with `sender webhooks show {}` and run the \
-                     command again",
-                    webhook.id,
-                    webhook.id
-                );
-            }
-            bail!("webhook {} was deleted meanwhile", webhook.id);
+            return Err(changed_meanwhile(&webhook.id, exists));
         }
         Ok(())
     }
@@ -334,9 +282,7 @@ impl Registry for SqliteState {
             )
             .optional()
             .context("reading the webhook")?;
-        found
-            .map(|parsed| parsed.map_err(anyhow::Error::msg))
-            .transpose()
+        found.map(WebhookRow::into_webhook).transpose()
     }
 
     fn webhooks(&self) -> anyhow::Result<Vec<Webhook>> {
@@ -347,9 +293,7 @@ impl Registry for SqliteState {
             .query_map([], read_webhook)?
             .collect::<Result<Vec<_>, _>>()
             .context("reading the webhooks")?;
-        rows.into_iter()
-            .map(|parsed| parsed.map_err(anyhow::Error::msg))
-            .collect()
+        rows.into_iter().map(WebhookRow::into_webhook).collect()
     }
 
     fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>> {
@@ -389,53 +333,28 @@ impl Registry for SqliteState {
     }
 }
 
-/// State files written before leases recorded their host get the column (leases are
-/// short-lived, so old rows simply carry none and are judged by their expiry).
-fn add_lease_host_column(connection: &Connection) -> rusqlite::Result<()> {
-    let has_host = connection
-        .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = 'host'")?
-        .exists([])?;
-    if !has_host {
-        connection.execute_batch("ALTER TABLE leases ADD COLUMN host TEXT NOT NULL DEFAULT ''")?;
+/// State files written before leases recorded their host and fence get the columns (leases
+/// are short-lived, so old rows simply carry none and are judged by their expiry).
+fn add_lease_columns(connection: &Connection) -> rusqlite::Result<()> {
+    for (column, definition) in [
+        ("host", "host TEXT NOT NULL DEFAULT ''"),
+        ("fence", "fence INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let present = connection
+            .prepare("SELECT 1 FROM pragma_table_info('leases') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE leases ADD COLUMN {definition}"))?;
+        }
     }
     Ok(())
 }
 
-/// The space in which this process's pid names it: the boot and the pid namespace. Two
-/// processes sharing the state file from two containers see different pid namespaces, where
-/// the other's pid means nothing; `""` when it cannot be told (not Linux).
-fn process_identity_space() -> &'static str {
-    static SPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SPACE.get_or_init(|| {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
-        let namespace = std::fs::read_link("/proc/self/ns/pid");
-        match (boot, namespace) {
-            (Ok(boot), Ok(namespace)) => format!("{}/{}", boot.trim(), namespace.display()),
-            _ => String::new(),
-        }
-    })
-}
-
-/// Whether the process that owns a lease still runs. Its pid is judged only when it was
-/// written in this process's pid space (same boot, same pid namespace), where a reaped
-/// process has no /proc entry; otherwise the lease's expiry alone decides.
-fn process_alive(pid: i64, host: &str) -> bool {
-    let here = process_identity_space();
-    if here.is_empty() || host != here {
-        return true;
-    }
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Inserts one request of already-serialised events.
-#[allow(clippy::too_many_arguments)]
+/// Inserts one request in `state` and deletes the staged events it is made of.
 fn insert_request(
     transaction: &Transaction<'_>,
     webhook_id: &str,
-    account_id: i64,
-    names: &BTreeSet<String>,
-    event_ids: &[String],
-    body: &[u8],
+    request: &RequestToWrite,
     now_ms: i64,
     state: &str,
 ) -> anyhow::Result<()> {
@@ -447,9 +366,9 @@ fn insert_request(
         .execute(params![
             crate::registry::new_msg_id(),
             webhook_id,
-            account_id,
-            names.iter().cloned().collect::<Vec<_>>().join(","),
-            i64::try_from(event_ids.len())?,
+            request.account_id,
+            request.event_names,
+            i64::try_from(request.event_ids.len())?,
             now_ms,
             state
         ])?;
@@ -459,32 +378,36 @@ fn insert_request(
         )?
         .execute(params![
             transaction.last_insert_rowid(),
-            body,
-            serde_json::to_string(event_ids)?
+            request.body,
+            request.event_ids_json()?
         ])?;
+    let mut delete = transaction.prepare_cached("DELETE FROM staged_events WHERE seq = ?1")?;
+    for seq in &request.staged_seqs {
+        delete.execute([seq])?;
+    }
     Ok(())
 }
 
-/// Staged events of one webhook, oldest first: (seq, account, id, name, json, enqueued).
-type Staged = (i64, i64, String, String, Vec<u8>, i64);
-
-fn staged_events(transaction: &Transaction<'_>, webhook_id: &str) -> anyhow::Result<Vec<Staged>> {
+fn staged_events(
+    transaction: &Transaction<'_>,
+    webhook_id: &str,
+) -> anyhow::Result<Vec<StagedEvent>> {
     let mut statement = transaction.prepare_cached(
         "SELECT seq, account_id, event_id, event_name, event_json, enqueued_at_ms
          FROM staged_events WHERE webhook_id = ?1 ORDER BY seq",
     )?;
     let rows = statement
         .query_map([webhook_id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-            ))
+            Ok(StagedEvent {
+                seq: row.get(0)?,
+                account_id: row.get(1)?,
+                event_id: row.get(2)?,
+                event_name: row.get(3)?,
+                event_json: row.get(4)?,
+                enqueued_at_ms: row.get(5)?,
+            })
         })?
-        .collect::<Result<Vec<Staged>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -492,61 +415,32 @@ fn staged_events(transaction: &Transaction<'_>, webhook_id: &str) -> anyhow::Res
 fn requests_from_staged(
     transaction: &Transaction<'_>,
     webhook_id: &str,
-    staged: Vec<Staged>,
+    staged: Vec<StagedEvent>,
     max_events: usize,
     now_ms: i64,
     state: &str,
 ) -> anyhow::Result<()> {
-    // Group per account, keeping the order of arrival inside each group.
-    let mut accounts: Vec<(i64, Vec<Staged>)> = Vec::new();
-    for event in staged {
-        match accounts.iter_mut().find(|(account, _)| *account == event.1) {
-            Some((_, events)) => events.push(event),
-            None => accounts.push((event.1, vec![event])),
-        }
-    }
-    for (account_id, events) in accounts {
-        for chunk in events.chunks(max_events.max(1)) {
-            let names: BTreeSet<String> = chunk.iter().map(|e| e.3.clone()).collect();
-            let ids: Vec<String> = chunk.iter().map(|e| e.2.clone()).collect();
-            let body =
-                verify::payload::envelope_bytes(account_id, chunk.iter().map(|e| e.4.as_slice()));
-            insert_request(
-                transaction,
-                webhook_id,
-                account_id,
-                &names,
-                &ids,
-                &body,
-                now_ms,
-                state,
-            )?;
-            let mut delete =
-                transaction.prepare_cached("DELETE FROM staged_events WHERE seq = ?1")?;
-            for event in chunk {
-                delete.execute([event.0])?;
-            }
-        }
+    for request in batch_requests(staged, max_events) {
+        insert_request(transaction, webhook_id, &request, now_ms, state)?;
     }
     Ok(())
 }
 
 fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
-    let state: String = row.get("state")?;
-    let next: i64 = row.get("next_attempt_at_ms")?;
-    Ok(DeliverySummary {
-        id: row.get("msg_id")?,
+    Ok(RequestRow {
+        msg_id: row.get("msg_id")?,
         webhook_id: row.get("webhook_id")?,
         account_id: row.get("account_id")?,
         event_names: row.get("event_names")?,
         event_count: row.get("event_count")?,
+        state: row.get("state")?,
         attempts: row.get("attempts")?,
         last_status: row.get("last_status")?,
         last_error: row.get("last_error")?,
-        created_at: format_iso_millis(row.get("created_at_ms")?),
-        next_attempt_at: (state == "pending").then(|| format_iso_millis(next)),
-        state,
-    })
+        created_at_ms: row.get("created_at_ms")?,
+        next_attempt_at_ms: row.get("next_attempt_at_ms")?,
+    }
+    .into_summary())
 }
 
 impl Queue for SqliteState {
@@ -554,25 +448,15 @@ impl Queue for SqliteState {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for delivery in deliveries {
-            let event_json = serde_json::to_vec(&delivery.event)?;
-            match delivery.class {
-                verify::EventClass::RealTime => {
-                    let body = verify::payload::envelope_bytes(
-                        delivery.account_id,
-                        std::iter::once(&event_json[..]),
-                    );
-                    insert_request(
-                        &transaction,
-                        delivery.webhook_id.as_str(),
-                        delivery.account_id,
-                        &BTreeSet::from([delivery.event.event_name.clone()]),
-                        std::slice::from_ref(&delivery.event.event_id),
-                        &body,
-                        now_ms,
-                        "pending",
-                    )?;
-                }
-                verify::EventClass::Batch => {
+            match enqueued(delivery)? {
+                Enqueued::Request(request) => insert_request(
+                    &transaction,
+                    delivery.webhook_id.as_str(),
+                    &request,
+                    now_ms,
+                    "pending",
+                )?,
+                Enqueued::Staged { event_json } => {
                     transaction
                         .prepare_cached(
                             "INSERT INTO staged_events (webhook_id, account_id, event_id, event_name,
@@ -617,60 +501,65 @@ impl Queue for SqliteState {
         ttl_ms: i64,
     ) -> anyhow::Result<Lease> {
         let mut connection = self.lock();
+        let read_lease = |connection: &Connection| -> rusqlite::Result<Option<LeaseRow>> {
+            connection
+                .prepare_cached(
+                    "SELECT owner, pid, host, fence, expires_at_ms FROM leases
+                     WHERE webhook_id = ?1",
+                )?
+                .query_row([webhook_id.as_str()], |row| {
+                    Ok(LeaseRow {
+                        owner: row.get(0)?,
+                        pid: row.get(1)?,
+                        host: row.get(2)?,
+                        fence: row.get(3)?,
+                        expires_at_ms: row.get(4)?,
+                    })
+                })
+                .optional()
+        };
         // A plain read first (WAL: it never waits for, nor holds up, the holder's writes): a
         // worker waiting for the lease asks once per poll interval, and nearly always finds it
         // still held.
-        let read_lease =
-            |connection: &Connection| -> rusqlite::Result<Option<crate::lease::HeldLease>> {
-                let row: Option<(String, i64, i64, String)> = connection
-                    .prepare_cached(
-                        "SELECT owner, pid, expires_at_ms, host FROM leases WHERE webhook_id = ?1",
-                    )?
-                    .query_row([webhook_id.as_str()], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })
-                    .optional()?;
-                Ok(row.and_then(|(holder, pid, expires_at_ms, host)| {
-                    let live =
-                        holder != owner && expires_at_ms > now_ms && process_alive(pid, &host);
-                    live.then_some(crate::lease::HeldLease {
-                        owner: holder,
-                        expires_at_ms,
-                    })
-                }))
-            };
-        if let Some(held) = read_lease(&connection)? {
+        if let Some(held) = read_lease(&connection)?.and_then(|row| row.held_against(owner, now_ms))
+        {
             return Ok(Lease::HeldBy(held));
         }
         // IMMEDIATE: take the write lock, then look again, so two processes cannot both see
         // the lease free.
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Some(held) = read_lease(&transaction)? {
-            return Ok(Lease::HeldBy(held));
-        }
+        let fence = match read_lease(&transaction)? {
+            None => 1,
+            Some(row) => {
+                let fence = row.fence_for(owner);
+                if let Some(held) = row.held_against(owner, now_ms) {
+                    return Ok(Lease::HeldBy(held));
+                }
+                fence
+            }
+        };
         transaction.execute(
-            "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO leases (webhook_id, owner, pid, expires_at_ms, host, fence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (webhook_id) DO UPDATE SET owner = ?2, pid = ?3, expires_at_ms = ?4,
-                 host = ?5",
+                 host = ?5, fence = ?6",
             params![
                 webhook_id.as_str(),
                 owner,
-                i64::from(std::process::id()),
+                own_pid(),
                 now_ms.saturating_add(ttl_ms),
-                process_identity_space()
+                process_identity_space(),
+                fence
             ],
         )?;
         transaction.commit()?;
-        Ok(Lease::Acquired)
+        Ok(Lease::Acquired { fence })
     }
 
     fn release_lease(&self, webhook_id: &WebhookId, owner: &str) -> anyhow::Result<()> {
-        self.lock().execute(
-            "DELETE FROM leases WHERE webhook_id = ?1 AND owner = ?2",
-            params![webhook_id.as_str(), owner],
-        )?;
+        self.lock()
+            .execute(RELEASE_LEASE, params![webhook_id.as_str(), owner])?;
         Ok(())
     }
 
@@ -687,10 +576,7 @@ impl Queue for SqliteState {
         if waiting {
             return Ok(false);
         }
-        transaction.execute(
-            "DELETE FROM leases WHERE webhook_id = ?1 AND owner = ?2",
-            params![webhook_id.as_str(), owner],
-        )?;
+        transaction.execute(RELEASE_LEASE, params![webhook_id.as_str(), owner])?;
         transaction.commit()?;
         Ok(true)
     }
@@ -705,37 +591,21 @@ impl Queue for SqliteState {
     ) -> anyhow::Result<Option<i64>> {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let staged = staged_events(&transaction, webhook_id.as_str())?;
-        let Some(oldest) = staged.first().map(|e| e.5) else {
-            return Ok(None);
-        };
-        let due = force
-            || oldest.saturating_add(interval_ms) <= now_ms
-            || staged.len() >= max_events.max(1);
-        if !due {
-            return Ok(Some(oldest.saturating_add(interval_ms)));
-        }
-        if force || oldest.saturating_add(interval_ms) <= now_ms {
-            requests_from_staged(
-                &transaction,
-                webhook_id.as_str(),
-                staged,
-                max_events,
-                now_ms,
-                "pending",
-            )?;
-        } else {
-            // Full but not yet due: send only the full batches, keep the rest collecting.
-            let full = staged.len() / max_events.max(1) * max_events.max(1);
-            let taken: Vec<Staged> = staged.into_iter().take(full).collect();
-            requests_from_staged(
-                &transaction,
-                webhook_id.as_str(),
-                taken,
-                max_events,
-                now_ms,
-                "pending",
-            )?;
+        let mut staged = staged_events(&transaction, webhook_id.as_str())?;
+        match flush_plan(&staged, now_ms, interval_ms, max_events, force) {
+            FlushPlan::Empty => return Ok(None),
+            FlushPlan::WaitUntil(due) => return Ok(Some(due)),
+            FlushPlan::Take(count) => {
+                staged.truncate(count);
+                requests_from_staged(
+                    &transaction,
+                    webhook_id.as_str(),
+                    staged,
+                    max_events,
+                    now_ms,
+                    "pending",
+                )?;
+            }
         }
         let next: Option<i64> = transaction.query_row(
             "SELECT MIN(enqueued_at_ms) FROM staged_events WHERE webhook_id = ?1",
@@ -800,12 +670,12 @@ impl Queue for SqliteState {
         Ok(next)
     }
 
-    fn record(&self, attempts: &[AttemptRecord]) -> anyhow::Result<u64> {
+    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded> {
         let mut connection = self.lock();
         // Outcomes need not survive a power cut (see the module docs): not synced, and the
         // connection goes back to FULL before the lock is released, whatever happens.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
-        let result = record_attempts(&mut connection, attempts);
+        let result = record_attempts(&mut connection, lease, attempts);
         connection.pragma_update(None, "synchronous", "FULL")?;
         result
     }
@@ -947,8 +817,22 @@ fn expire_webhook(
 
 /// The body of [`Queue::record`]: attempts and new states in one transaction, and the expiry
 /// of the webhook of any request whose retention ended.
-fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> anyhow::Result<u64> {
+fn record_attempts(
+    connection: &mut Connection,
+    lease: &LeaseToken,
+    attempts: &[AttemptRecord],
+) -> anyhow::Result<Recorded> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let fence: Option<i64> = transaction
+        .query_row(
+            "SELECT fence FROM leases WHERE webhook_id = ?1",
+            [lease.webhook_id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if fence != Some(lease.fence) {
+        return Ok(Recorded::Fenced);
+    }
     {
         // Full groups of attempt rows go in one multi-row INSERT: one statement run instead
         // of `ATTEMPT_ROWS`, which is most of what an INSERT costs besides its B-tree work.
@@ -991,12 +875,7 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
             // `state = 'pending'`: an outcome that comes in after the webhook was given up
             // (relaxed order has several in flight) must not bring its request back.
             for record in chunk {
-                let finished = record.started_at_ms.saturating_add(record.latency_ms);
-                let (state, next, finished_at) = match record.next {
-                    RequestState::Delivered => ("delivered", finished, Some(finished)),
-                    RequestState::RetryAt(at) => ("pending", at, None),
-                    RequestState::Expired => ("expired", finished, Some(finished)),
-                };
+                let (state, next, finished_at) = outcome_columns(record);
                 update.execute(params![
                     record.request_id,
                     state,
@@ -1019,16 +898,11 @@ fn record_attempts(connection: &mut Connection, attempts: &[AttemptRecord]) -> a
             [record.request_id],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )?;
-        let reason = format!(
-            "retention ended: request {} (queued {}) undelivered after {} attempts",
-            record.request_id,
-            format_iso_millis(created_ms),
-            record.attempt
-        );
+        let reason = retention_reason(record, created_ms);
         let now_ms = record.started_at_ms.saturating_add(record.latency_ms);
         expired_events += u64::try_from(events).unwrap_or(0)
             + expire_webhook(&transaction, &webhook_id, &reason, now_ms)?;
     }
     transaction.commit().context("committing attempts")?;
-    Ok(expired_events)
+    Ok(Recorded::Written { expired_events })
 }
