@@ -17,6 +17,7 @@
 
 pub mod postgres;
 mod query;
+mod requests;
 pub mod sqlite;
 
 use std::fmt;
