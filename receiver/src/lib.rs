@@ -14,7 +14,8 @@
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit;
-//! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
+//! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
+//! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
 //! Invariants: no 2xx before the request and its events are committed (SQLite with
 //! `synchronous=FULL`; PostgreSQL: the batch's statement committed);
@@ -189,7 +190,9 @@ impl Receiver {
                 // A pool of the inspector's own, shared by its pages and streams.
                 let pool = store::postgres::PostgresRequestPool::new(url, self.keep_refused);
                 Arc::new(move || {
-                    let pool = pool.as_ref().map_err(|error| anyhow::anyhow!("{error:#}"))?;
+                    let pool = pool
+                        .as_ref()
+                        .map_err(|error| anyhow::anyhow!("{error:#}"))?;
                     let runtime = tokio::runtime::Handle::try_current()?;
                     let reader = pool.reader(&runtime)?;
                     Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)

@@ -346,10 +346,9 @@ fn summarise(
                 } else {
                     0
                 };
-                let any_new = stored_by
-                    .by_ref()
-                    .take(asked_here)
-                    .fold(false, |any, by| any || by == Some(row.id));
+                // Every answer of this row is taken, so the next row starts at its own.
+                let answers: Vec<Option<i64>> = stored_by.by_ref().take(asked_here).collect();
+                let any_new = answers.contains(&Some(row.id));
                 if candidate.events.is_empty() || candidate.account_id.is_none() || any_new {
                     RequestVerdict::Accepted
                 } else {

@@ -90,7 +90,9 @@ async fn refused_kept(store: &TestStore, count: i64) {
     assert!(kept, "refused requests kept");
 }
 
-async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keeps(store: TestStore) {
+async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keeps(
+    store: TestStore,
+) {
     let inspected = start(&store).await;
     assert_eq!(
         inspected.post(&[], envelope(1, &["e1"])).await.status,

@@ -193,9 +193,7 @@ impl PostgresRequestReader {
         let lowest = newest.saturating_sub(window).saturating_add(1).max(1);
         let gaps = rows.iter().filter_map(|row| {
             let id: i64 = row.get(0);
-            let start = row
-                .get::<_, Option<i64>>(1)
-                .map_or(lowest, |prev| prev + 1);
+            let start = row.get::<_, Option<i64>>(1).map_or(lowest, |prev| prev + 1);
             (id > start).then_some((start, id))
         });
         Ok(match self.held_back.first_open(side, gaps, newest) {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::store::postgres::{prepare_schema, PostgresRequestPool};
 use crate::store::sqlite::{SqliteReader, SqliteStore};
-use crate::store::{Cursor, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict};
+use crate::store::{
+    Cursor, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,
+};
 
 /// A kept request to insert.
 enum Kept {
@@ -37,7 +39,8 @@ trait Fixture {
 
 /// A one-event request of account 1, stored now.
 fn one_event(received_at_ms: i64, event_id: &str, name: &str) -> Kept {
-    let event = format!(r#"{{"eventId":"{event_id}","eventName":"{name}","timestamp":1,"data":{{}}}}"#);
+    let event =
+        format!(r#"{{"eventId":"{event_id}","eventName":"{name}","timestamp":1,"data":{{}}}}"#);
     Kept::Accepted {
         received_at_ms,
         headers: "[]".to_owned(),
@@ -269,7 +272,9 @@ fn columns(kept: &[Kept], mut accepted: i64, mut refused: i64) -> Columns {
                     *account,
                 ));
                 for (event_id, name) in stored {
-                    let raw = body.find(&format!(r#"{{"eventId":"{event_id}""#)).unwrap_or(0);
+                    let raw = body
+                        .find(&format!(r#"{{"eventId":"{event_id}""#))
+                        .unwrap_or(0);
                     columns.events.push((
                         *account,
                         event_id.clone(),
@@ -318,7 +323,11 @@ impl Fixture for SqliteFixture {
         let transaction = connection.transaction().unwrap();
         let highest = |table: &str| -> i64 {
             transaction
-                .query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |row| row.get(0))
+                .query_row(
+                    &format!("SELECT COALESCE(MAX(id), 0) FROM {table}"),
+                    [],
+                    |row| row.get(0),
+                )
                 .unwrap()
         };
         let columns = columns(kept, highest("requests"), highest("refused_requests"));
@@ -396,7 +405,13 @@ impl PostgresFixture {
     /// Runs `sql` on a connection of the fixture.
     fn execute(&self, sql: &str) {
         self.runtime.block_on(async {
-            self.own.get().await.unwrap().batch_execute(sql).await.unwrap();
+            self.own
+                .get()
+                .await
+                .unwrap()
+                .batch_execute(sql)
+                .await
+                .unwrap();
         });
     }
 
@@ -502,7 +517,9 @@ fn a_request_committed_late_with_a_lower_id_still_reaches_the_stream() {
     // A batch takes id 3 and has not committed when another commits id 4.
     let late = fixture.session();
     fixture.runtime.block_on(async {
-        late.batch_execute(&format!("BEGIN; {INSERT_NEXT}")).await.unwrap();
+        late.batch_execute(&format!("BEGIN; {INSERT_NEXT}"))
+            .await
+            .unwrap();
     });
     fixture.execute(INSERT_NEXT);
     let start = Cursor {

@@ -4,10 +4,10 @@
 //! Ids follow commit order here (one writer, one transaction at a time), so a walk to newer
 //! rows may read up to the newest id: nothing can commit later below it.
 
-use rusqlite::{params, OptionalExtension as _};
 use super::SqliteReader;
 use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
+use rusqlite::{params, OptionalExtension as _};
 
 impl SqliteReader {
     /// The largest id of a table, 0 when it is empty.
@@ -57,9 +57,9 @@ impl RequestRows for SqliteReader {
     fn stored_by(&self, events: &[(i64, &str)]) -> anyhow::Result<Vec<Option<i64>>> {
         // One lookup per event by the unique index: SQLite runs in this process, so many small
         // queries cost no round trips.
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT request_id FROM events WHERE account_id = ?1 AND event_id = ?2")?;
+        let mut statement = self.connection.prepare_cached(
+            "SELECT request_id FROM events WHERE account_id = ?1 AND event_id = ?2",
+        )?;
         let mut found = Vec::with_capacity(events.len());
         for (account, event_id) in events {
             found.push(
