@@ -6,11 +6,15 @@
 //!    ratio of the medians (goal: ≥ 0.95);
 //! 2. the list page's time to first byte with TOTAL events stored (one event per request, a
 //!    few refusals among them): the first page, a deep page, and a filter that matches little,
-//!    against the stylesheet served by the same server as the baseline (goal: < 100 ms).
+//!    against the stylesheet served by the same server as the baseline (goal: < 100 ms); on a
+//!    SQLite store, then on a PostgreSQL store (a throwaway cluster; skipped, loudly, without
+//!    PostgreSQL's binaries).
 //!
 //! ```sh
 //! cd bench && cargo run --release --bin inspector -- [SECONDS] [CONNECTIONS] [ROUNDS] [TOTAL]
 //! ```
+//!
+//! `ROUNDS` 0 skips the first measurement.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +38,12 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-async fn start(db: &std::path::Path, keyring: &Keyring, ui: bool) -> anyhow::Result<Running> {
-    let mut config = receiver::Config::for_tests(db);
+async fn start(
+    store: impl Into<receiver::config::StoreLocation>,
+    keyring: &Keyring,
+    ui: bool,
+) -> anyhow::Result<Running> {
+    let mut config = receiver::Config::for_tests(store);
     config.authentication = Authentication::Signature(vec![keyring.clone()]);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -142,7 +150,7 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
         for ui in order {
             let db = dir.path().join(format!("r{round}-{ui}.db"));
-            let running = start(&db, &keyring, ui).await?;
+            let running = start(db.as_path(), &keyring, ui).await?;
             let bytes = Arc::new(AtomicU64::new(0));
             let follower = running
                 .ui
@@ -234,7 +242,8 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Time to first byte of list pages over a store of `total` events.
+/// Time to first byte of list pages over a SQLite store, then a PostgreSQL one, of `total`
+/// events.
 async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("inspector-ttfb")
@@ -243,12 +252,90 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let filling = Instant::now();
     prefill(&db, total).await?;
     println!(
-        "prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
+        "SQLite: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
         total / 1000,
         filling.elapsed().as_secs_f64()
     );
+    pages_on(db.as_path(), total).await?;
+
+    // The cluster's data directory goes on the disk of the working directory, not a tmpfs.
+    std::env::set_var("TMPDIR", dir.path());
+    let cluster = match common::test_postgres::TestCluster::start_with_settings(&[
+        ("shared_buffers", "256MB"),
+    ]) {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            println!("PostgreSQL: SKIPPED, no cluster could be started: {error:#}");
+            return Ok(());
+        }
+    };
+    let url = common::postgres::DatabaseUrl::parse(&cluster.create_database()?)?;
+    let filling = Instant::now();
+    prefill_postgres(&url, total).await?;
+    println!(
+        "PostgreSQL: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
+        total / 1000,
+        filling.elapsed().as_secs_f64()
+    );
+    pages_on(url, total).await
+}
+
+/// Fills a PostgreSQL store as [`prefill`] fills a SQLite one.
+async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> anyhow::Result<()> {
+    // The receiver makes its tables at its first write (here: a health check).
+    let metrics = Arc::new(receiver::metrics::Metrics::default());
+    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, false, metrics)?;
+    receiver::store::Store::check_health(&store).await?;
+    receiver::store::Store::close(&store).await?;
+    let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let prefix = r#"{"accountId":1010,"events":[{"eventId":""#;
+    let middle = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
+    client
+        .execute(
+            "INSERT INTO receiver_requests (id, received_at_ms, method, path, headers, body, auth, account_id)
+             SELECT i, 1764288000000 + i, 'POST', '/webhook', '[[\"content-type\",\"application/json\"]]',
+                    convert_to($1 || lpad(to_hex(i), 32, '0') || $2, 'UTF8'), 'none', 1010
+             FROM generate_series(1, $3::int8) AS i",
+            &[&prefix, &middle, &total],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO receiver_events
+                 (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, event)
+             SELECT 1010, lpad(to_hex(i), 32, '0'), i, 'COURSE_ENROLLMENT', 1764288000000,
+                    1764288000000 + i, true, '{}'
+             FROM generate_series(1, $1::int8) AS i",
+            &[&total],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO receiver_refused_requests (received_at_ms, method, path, headers, body, status, reason)
+             SELECT 1764288000000 + i * 1000, 'POST', '/webhook', '[]', '\\x7b7d', 401, 'no_matching_signature'
+             FROM generate_series(1, $1::int8) AS i",
+            &[&(total / 1000)],
+        )
+        .await?;
+    client
+        .batch_execute(
+            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests));
+             VACUUM ANALYZE receiver_requests;
+             VACUUM ANALYZE receiver_events;
+             VACUUM ANALYZE receiver_refused_requests;",
+        )
+        .await?;
+    Ok(())
+}
+
+/// Time to first byte of list pages of a store holding `total` events.
+async fn pages_on(
+    store: impl Into<receiver::config::StoreLocation>,
+    total: i64,
+) -> anyhow::Result<()> {
     let keyring = Keyring::single(SigningSecret::generate());
-    let running = start(&db, &keyring, true).await?;
+    let running = start(store, &keyring, true).await?;
     let ui = running.ui.context("the inspector runs")?;
     let middle = total / 2;
     let pages = [
@@ -306,7 +393,9 @@ fn main() -> anyhow::Result<()> {
         println!(
             "inspector: {connections} connections, {seconds} s per run, {rounds} rounds of --ui off / on"
         );
-        throughput(seconds, connections, rounds).await?;
+        if rounds > 0 {
+            throughput(seconds, connections, rounds).await?;
+        }
         time_to_first_byte(total).await
     })
 }

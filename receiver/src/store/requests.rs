@@ -108,23 +108,7 @@ impl<R: RequestRows> RequestQuery for R {
         before: Cursor,
         limit: usize,
     ) -> anyhow::Result<RequestPage> {
-        let accepted = walk(
-            self,
-            Side::Accepted,
-            filter,
-            before.accepted,
-            Direction::Older,
-            limit,
-        )?;
-        let refused = walk(
-            self,
-            Side::Refused,
-            filter,
-            before.refused,
-            Direction::Older,
-            limit,
-        )?;
-        let (rows, older, done) = merge(accepted, refused, Direction::Older, limit);
+        let (rows, older, done) = walk_both(self, filter, before, Direction::Older, limit)?;
         Ok(RequestPage {
             rows,
             older: (!done).then_some(older),
@@ -137,23 +121,7 @@ impl<R: RequestRows> RequestQuery for R {
         after: Cursor,
         limit: usize,
     ) -> anyhow::Result<(Vec<RequestSummary>, Cursor)> {
-        let accepted = walk(
-            self,
-            Side::Accepted,
-            filter,
-            after.accepted,
-            Direction::Newer,
-            limit,
-        )?;
-        let refused = walk(
-            self,
-            Side::Refused,
-            filter,
-            after.refused,
-            Direction::Newer,
-            limit,
-        )?;
-        let (rows, next, _) = merge(accepted, refused, Direction::Newer, limit);
+        let (rows, next, _) = walk_both(self, filter, after, Direction::Newer, limit)?;
         Ok((rows, next))
     }
 
@@ -238,6 +206,26 @@ struct Walk {
     last_looked: i64,
     /// No row is left beyond `last_looked`.
     exhausted: bool,
+}
+
+/// Walks both tables from `from` in `direction` and merges what they found (see [`merge`]).
+fn walk_both(
+    rows: &impl RequestRows,
+    filter: &RequestFilter,
+    from: Cursor,
+    direction: Direction,
+    limit: usize,
+) -> anyhow::Result<(Vec<RequestSummary>, Cursor, bool)> {
+    let accepted = walk(
+        rows,
+        Side::Accepted,
+        filter,
+        from.accepted,
+        direction,
+        limit,
+    )?;
+    let refused = walk(rows, Side::Refused, filter, from.refused, direction, limit)?;
+    Ok(merge(accepted, refused, direction, limit))
 }
 
 /// Walks one table from `bound` in `direction`, keeping rows that match `filter`.
@@ -464,6 +452,16 @@ fn merge(
         refused: refused_next,
     };
     (rows, cursor, accepted_done && refused_done)
+}
+
+/// The forwarding state of a request from its job's `forwarded_at_ms`: no job, a job not
+/// yet forwarded, or one forwarded.
+pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState {
+    match forwarded_at_ms {
+        None => ForwardingState::None,
+        Some(None) => ForwardingState::Pending,
+        Some(Some(_)) => ForwardingState::Forwarded,
+    }
 }
 
 /// `accountId` and each event's `eventName` and `eventId` (empty when absent), read

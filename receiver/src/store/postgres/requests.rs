@@ -30,7 +30,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::store::query;
-use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
 use crate::store::{Cursor, ForwardingState, RequestKey};
 
 /// Connections the inspector's pages and streams share (each holds one only while reading).
@@ -281,11 +281,7 @@ impl RequestRows for PostgresRequestReader {
             "SELECT forwarded_at_ms FROM receiver_forward_jobs WHERE request_id = $1",
             &[&request_id],
         )?;
-        Ok(match rows.first().map(|row| row.get::<_, Option<i64>>(0)) {
-            None => ForwardingState::None,
-            Some(None) => ForwardingState::Pending,
-            Some(Some(_)) => ForwardingState::Forwarded,
-        })
+        Ok(job_state(rows.first().map(|row| row.get(0))))
     }
 
     fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>> {

@@ -5,7 +5,7 @@
 //! rows may read up to the newest id: nothing can commit later below it.
 
 use super::SqliteReader;
-use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
@@ -77,11 +77,7 @@ impl RequestRows for SqliteReader {
             .prepare_cached("SELECT forwarded_at_ms FROM forward_jobs WHERE request_id = ?1")?
             .query_row([request_id], |row| row.get(0))
             .optional()?;
-        Ok(match forwarded {
-            None => ForwardingState::None,
-            Some(None) => ForwardingState::Pending,
-            Some(Some(_)) => ForwardingState::Forwarded,
-        })
+        Ok(job_state(forwarded))
     }
 
     fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>> {
