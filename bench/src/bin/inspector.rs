@@ -147,7 +147,11 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     let mut streamed = 0;
     for round in 0..rounds {
         // Which goes first alternates, so a trend in the machine's load favours neither.
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for ui in order {
             let db = dir.path().join(format!("r{round}-{ui}.db"));
             let running = start(db.as_path(), &keyring, ui).await?;
@@ -174,7 +178,10 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
                 if ui { "on" } else { "off" },
                 measured.percentile_ms(0.99),
                 if ui {
-                    format!("  (stream carried {} KiB)", bytes.load(Ordering::Relaxed) / 1024)
+                    format!(
+                        "  (stream carried {} KiB)",
+                        bytes.load(Ordering::Relaxed) / 1024
+                    )
                 } else {
                     String::new()
                 }
@@ -194,7 +201,9 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     let pairs: Vec<f64> = on.iter().zip(&off).map(|(on, off)| on / off).collect();
     let (low, high) = pairs
         .iter()
-        .fold((f64::MAX, f64::MIN), |(low, high), ratio| (low.min(*ratio), high.max(*ratio)));
+        .fold((f64::MAX, f64::MIN), |(low, high), ratio| {
+            (low.min(*ratio), high.max(*ratio))
+        });
     let (off, on) = (median(off), median(on));
     println!(
         "listener durable events/s, median of {rounds}: --ui off {off:.0}, inspector streaming {on:.0}: ratio {:.3} (goal: at least 0.95; per round {low:.2} to {high:.2}); streams carried {} KiB",
@@ -260,9 +269,10 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
 
     // The cluster's data directory goes on the disk of the working directory, not a tmpfs.
     std::env::set_var("TMPDIR", dir.path());
-    let cluster = match common::test_postgres::TestCluster::start_with_settings(&[
-        ("shared_buffers", "256MB"),
-    ]) {
+    let cluster = match common::test_postgres::TestCluster::start_with_settings(&[(
+        "shared_buffers",
+        "256MB",
+    )]) {
         Ok(cluster) => cluster,
         Err(error) => {
             println!("PostgreSQL: SKIPPED, no cluster could be started: {error:#}");
@@ -320,12 +330,19 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
         .await?;
     client
         .batch_execute(
-            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests));
-             VACUUM ANALYZE receiver_requests;
-             VACUUM ANALYZE receiver_events;
-             VACUUM ANALYZE receiver_refused_requests;",
+            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests))",
         )
         .await?;
+    // One statement each: VACUUM cannot run in the transaction a multi-statement query is.
+    for table in [
+        "receiver_requests",
+        "receiver_events",
+        "receiver_refused_requests",
+    ] {
+        client
+            .batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
     Ok(())
 }
 
@@ -339,7 +356,10 @@ async fn pages_on(
     let ui = running.ui.context("the inspector runs")?;
     let middle = total / 2;
     let pages = [
-        ("stylesheet (baseline, no store read)", "/assets/web.css".to_owned()),
+        (
+            "stylesheet (baseline, no store read)",
+            "/assets/web.css".to_owned(),
+        ),
         ("list, first page (50 rows)", "/".to_owned()),
         (
             "list, a page in the middle",
@@ -358,7 +378,10 @@ async fn pages_on(
         let mut times = Vec::new();
         for _ in 0..20 {
             let (ttfb, answer) = fetch(ui, &path).await?;
-            anyhow::ensure!(answer.starts_with(b"HTTP/1.1 200"), "{path} did not answer 200");
+            anyhow::ensure!(
+                answer.starts_with(b"HTTP/1.1 200"),
+                "{path} did not answer 200"
+            );
             times.push(ttfb.as_secs_f64() * 1000.0);
         }
         println!(
@@ -366,7 +389,14 @@ async fn pages_on(
             median(times.clone()),
             percentile(times.clone(), 0.95),
             if path == "/" {
-                format!("   (goal: under 100 ms: {})", if median(times) < 100.0 { "met" } else { "NOT met" })
+                format!(
+                    "   (goal: under 100 ms: {})",
+                    if median(times) < 100.0 {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                )
             } else {
                 String::new()
             }

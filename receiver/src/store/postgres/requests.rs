@@ -36,8 +36,9 @@ use crate::store::{Cursor, ForwardingState, RequestKey};
 /// Connections the inspector's pages and streams share (each holds one only while reading).
 const POOL_SIZE: usize = 4;
 /// Longest a row is held back behind a lower id that has not committed: a batch that takes
-/// longer than the writers' commit timeout has been answered 503 already.
-pub const GAP_WAIT: Duration = Duration::from_secs(20);
+/// longer than the writers' commit timeout has been answered 503 already (its sender sends
+/// again, and the new arrival shows up), so a little more than that timeout.
+pub const GAP_WAIT: Duration = Duration::from_secs(super::COMMIT_TIMEOUT.as_secs() + 5);
 /// Gaps this many ids below the newest id are settled: no batch is that far behind. Refused
 /// requests below their table's newest `--keep-refused` are trimmed, so that window is
 /// narrower when fewer are kept.
