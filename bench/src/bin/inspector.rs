@@ -213,6 +213,11 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     Ok(())
 }
 
+/// The body of every prefilled request: this, the event id (32 hex digits), then [`BODY_REST`].
+const BODY_PREFIX: &str = r#"{"accountId":1010,"events":[{"eventId":""#;
+/// The rest of a prefilled body, after its event id.
+const BODY_REST: &str = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
+
 /// Fills a store with `total` events, one per request, and a refusal every 1000 requests,
 /// through SQL (the receiver made the schema).
 async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
@@ -222,8 +227,6 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;
     let transaction = connection.transaction()?;
-    let prefix = r#"{"accountId":1010,"events":[{"eventId":""#;
-    let middle = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
          INSERT INTO requests (id, received_at_ms, method, path, headers, body, auth, account_id)
@@ -231,13 +234,13 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
                 '[[\"content-type\",\"application/json\"]]',
                 CAST(?2 || printf('%032x', i) || ?3 AS BLOB), 'none', 1010
          FROM n",
-        rusqlite::params![total, prefix, middle],
+        rusqlite::params![total, BODY_PREFIX, BODY_REST],
     )?;
     transaction.execute(
         "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
          SELECT 1010, printf('%032x', id), id, 'COURSE_ENROLLMENT', 1764288000000, 1, ?1, length(body) - ?1 - 2
          FROM requests",
-        rusqlite::params![prefix.len() - r#"{"eventId":""#.len()],
+        rusqlite::params![BODY_PREFIX.len() - r#"{"eventId":""#.len()],
     )?;
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
@@ -260,11 +263,7 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let db = dir.path().join("million.db");
     let filling = Instant::now();
     prefill(&db, total).await?;
-    println!(
-        "SQLite: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
-        total / 1000,
-        filling.elapsed().as_secs_f64()
-    );
+    prefilled("SQLite", total, filling);
     pages_on(db.as_path(), total).await?;
 
     // The cluster's data directory goes on the disk of the working directory, not a tmpfs.
@@ -282,12 +281,17 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let url = common::postgres::DatabaseUrl::parse(&cluster.create_database()?)?;
     let filling = Instant::now();
     prefill_postgres(&url, total).await?;
+    prefilled("PostgreSQL", total, filling);
+    pages_on(url, total).await
+}
+
+/// Says how long filling `store` with `total` events took since `filling`.
+fn prefilled(store: &str, total: i64, filling: Instant) {
     println!(
-        "PostgreSQL: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
+        "{store}: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
         total / 1000,
         filling.elapsed().as_secs_f64()
     );
-    pages_on(url, total).await
 }
 
 /// Fills a PostgreSQL store as [`prefill`] fills a SQLite one.
@@ -299,15 +303,13 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
     receiver::store::Store::close(&store).await?;
     let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let prefix = r#"{"accountId":1010,"events":[{"eventId":""#;
-    let middle = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
     client
         .execute(
             "INSERT INTO receiver_requests (id, received_at_ms, method, path, headers, body, auth, account_id)
              SELECT i, 1764288000000 + i, 'POST', '/webhook', '[[\"content-type\",\"application/json\"]]',
                     convert_to($1 || lpad(to_hex(i), 32, '0') || $2, 'UTF8'), 'none', 1010
              FROM generate_series(1, $3::int8) AS i",
-            &[&prefix, &middle, &total],
+            &[&BODY_PREFIX, &BODY_REST, &total],
         )
         .await?;
     client
