@@ -14,7 +14,8 @@
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit;
-//! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event.
+//! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
+//! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
 //! Invariants: no 2xx before the request and its events are committed (SQLite with
 //! `synchronous=FULL`; PostgreSQL: the batch's statement committed);
@@ -132,6 +133,8 @@ pub struct Receiver {
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
     /// Where the store is, for the inspector's readers.
     store_location: config::StoreLocation,
+    /// How many refused requests the store keeps (the inspector's PostgreSQL reader needs it).
+    keep_refused: u32,
 }
 
 impl Receiver {
@@ -162,6 +165,7 @@ impl Receiver {
             tls,
             forwarding,
             store_location: config.store.clone(),
+            keep_refused: config.keep_refused,
         })
     }
 
@@ -172,24 +176,34 @@ impl Receiver {
         token: common::web::Token,
         webhook_url: String,
     ) -> inspector::InspectorSettings {
-        let store_location = self.store_location.clone();
+        let open_reader: inspector::OpenReader = match &self.store_location {
+            config::StoreLocation::Sqlite(path) => {
+                let path = path.clone();
+                // A connection per page: SQLite opens in microseconds, and WAL readers never
+                // block the writer.
+                Arc::new(move || {
+                    let reader = store::sqlite::SqliteReader::open(&path)?;
+                    Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
+                })
+            }
+            config::StoreLocation::Postgres(url) => {
+                // A pool of the inspector's own, shared by its pages and streams.
+                let pool = store::postgres::PostgresRequestPool::new(url, self.keep_refused);
+                Arc::new(move || {
+                    let pool = pool
+                        .as_ref()
+                        .map_err(|error| anyhow::anyhow!("{error:#}"))?;
+                    let runtime = tokio::runtime::Handle::try_current()?;
+                    let reader = pool.reader(&runtime)?;
+                    Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
+                })
+            }
+        };
         inspector::InspectorSettings {
             token,
             webhook_url,
             authentication: self.shared.authentication.clone(),
-            open_reader: Arc::new(move || {
-                match &store_location {
-                    config::StoreLocation::Sqlite(path) => {
-                        let reader = store::sqlite::SqliteReader::open(path)?;
-                        Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
-                    }
-                    // The PostgreSQL store does not implement the inspector's reads yet: the
-                    // pages say so instead of showing an empty list.
-                    config::StoreLocation::Postgres(_) => anyhow::bail!(
-                        "the inspector reads SQLite stores only for now; use `receiver events` and `receiver export` with a PostgreSQL store"
-                    ),
-                }
-            }),
+            open_reader,
         }
     }
 

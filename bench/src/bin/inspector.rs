@@ -6,11 +6,15 @@
 //!    ratio of the medians (goal: ≥ 0.95);
 //! 2. the list page's time to first byte with TOTAL events stored (one event per request, a
 //!    few refusals among them): the first page, a deep page, and a filter that matches little,
-//!    against the stylesheet served by the same server as the baseline (goal: < 100 ms).
+//!    against the stylesheet served by the same server as the baseline (goal: < 100 ms); on a
+//!    SQLite store, then on a PostgreSQL store (a throwaway cluster; skipped, loudly, without
+//!    PostgreSQL's binaries).
 //!
 //! ```sh
 //! cd bench && cargo run --release --bin inspector -- [SECONDS] [CONNECTIONS] [ROUNDS] [TOTAL]
 //! ```
+//!
+//! `ROUNDS` 0 skips the first measurement.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +38,12 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-async fn start(db: &std::path::Path, keyring: &Keyring, ui: bool) -> anyhow::Result<Running> {
-    let mut config = receiver::Config::for_tests(db);
+async fn start(
+    store: impl Into<receiver::config::StoreLocation>,
+    keyring: &Keyring,
+    ui: bool,
+) -> anyhow::Result<Running> {
+    let mut config = receiver::Config::for_tests(store);
     config.authentication = Authentication::Signature(vec![keyring.clone()]);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -139,10 +147,14 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     let mut streamed = 0;
     for round in 0..rounds {
         // Which goes first alternates, so a trend in the machine's load favours neither.
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for ui in order {
             let db = dir.path().join(format!("r{round}-{ui}.db"));
-            let running = start(&db, &keyring, ui).await?;
+            let running = start(db.as_path(), &keyring, ui).await?;
             let bytes = Arc::new(AtomicU64::new(0));
             let follower = running
                 .ui
@@ -166,7 +178,10 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
                 if ui { "on" } else { "off" },
                 measured.percentile_ms(0.99),
                 if ui {
-                    format!("  (stream carried {} KiB)", bytes.load(Ordering::Relaxed) / 1024)
+                    format!(
+                        "  (stream carried {} KiB)",
+                        bytes.load(Ordering::Relaxed) / 1024
+                    )
                 } else {
                     String::new()
                 }
@@ -186,7 +201,9 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     let pairs: Vec<f64> = on.iter().zip(&off).map(|(on, off)| on / off).collect();
     let (low, high) = pairs
         .iter()
-        .fold((f64::MAX, f64::MIN), |(low, high), ratio| (low.min(*ratio), high.max(*ratio)));
+        .fold((f64::MAX, f64::MIN), |(low, high), ratio| {
+            (low.min(*ratio), high.max(*ratio))
+        });
     let (off, on) = (median(off), median(on));
     println!(
         "listener durable events/s, median of {rounds}: --ui off {off:.0}, inspector streaming {on:.0}: ratio {:.3} (goal: at least 0.95; per round {low:.2} to {high:.2}); streams carried {} KiB",
@@ -195,6 +212,11 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     );
     Ok(())
 }
+
+/// The body of every prefilled request: this, the event id (32 hex digits), then [`BODY_REST`].
+const BODY_PREFIX: &str = r#"{"accountId":1010,"events":[{"eventId":""#;
+/// The rest of a prefilled body, after its event id.
+const BODY_REST: &str = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
 
 /// Fills a store with `total` events, one per request, and a refusal every 1000 requests,
 /// through SQL (the receiver made the schema).
@@ -205,8 +227,6 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;
     let transaction = connection.transaction()?;
-    let prefix = r#"{"accountId":1010,"events":[{"eventId":""#;
-    let middle = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
          INSERT INTO requests (id, received_at_ms, method, path, headers, body, auth, account_id)
@@ -214,13 +234,13 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
                 '[[\"content-type\",\"application/json\"]]',
                 CAST(?2 || printf('%032x', i) || ?3 AS BLOB), 'none', 1010
          FROM n",
-        rusqlite::params![total, prefix, middle],
+        rusqlite::params![total, BODY_PREFIX, BODY_REST],
     )?;
     transaction.execute(
         "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
          SELECT 1010, printf('%032x', id), id, 'COURSE_ENROLLMENT', 1764288000000, 1, ?1, length(body) - ?1 - 2
          FROM requests",
-        rusqlite::params![prefix.len() - r#"{"eventId":""#.len()],
+        rusqlite::params![BODY_PREFIX.len() - r#"{"eventId":""#.len()],
     )?;
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
@@ -234,7 +254,8 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Time to first byte of list pages over a store of `total` events.
+/// Time to first byte of list pages over a SQLite store, then a PostgreSQL one, of `total`
+/// events.
 async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("inspector-ttfb")
@@ -242,17 +263,105 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
     let db = dir.path().join("million.db");
     let filling = Instant::now();
     prefill(&db, total).await?;
+    prefilled("SQLite", total, filling);
+    pages_on(db.as_path(), total).await?;
+
+    // The cluster's data directory goes on the disk of the working directory, not a tmpfs.
+    std::env::set_var("TMPDIR", dir.path());
+    let cluster = match common::test_postgres::TestCluster::start_with_settings(&[(
+        "shared_buffers",
+        "256MB",
+    )]) {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            println!("PostgreSQL: SKIPPED, no cluster could be started: {error:#}");
+            return Ok(());
+        }
+    };
+    let url = common::postgres::DatabaseUrl::parse(&cluster.create_database()?)?;
+    let filling = Instant::now();
+    prefill_postgres(&url, total).await?;
+    prefilled("PostgreSQL", total, filling);
+    pages_on(url, total).await
+}
+
+/// Says how long filling `store` with `total` events took since `filling`.
+fn prefilled(store: &str, total: i64, filling: Instant) {
     println!(
-        "prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
+        "{store}: prefilled {total} events in {total} requests (+{} refused) in {:.1} s",
         total / 1000,
         filling.elapsed().as_secs_f64()
     );
+}
+
+/// Fills a PostgreSQL store as [`prefill`] fills a SQLite one.
+async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> anyhow::Result<()> {
+    // The receiver makes its tables at its first write (here: a health check).
+    let metrics = Arc::new(receiver::metrics::Metrics::default());
+    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, false, metrics)?;
+    receiver::store::Store::check_health(&store).await?;
+    receiver::store::Store::close(&store).await?;
+    let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .execute(
+            "INSERT INTO receiver_requests (id, received_at_ms, method, path, headers, body, auth, account_id)
+             SELECT i, 1764288000000 + i, 'POST', '/webhook', '[[\"content-type\",\"application/json\"]]',
+                    convert_to($1 || lpad(to_hex(i), 32, '0') || $2, 'UTF8'), 'none', 1010
+             FROM generate_series(1, $3::int8) AS i",
+            &[&BODY_PREFIX, &BODY_REST, &total],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO receiver_events
+                 (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, event)
+             SELECT 1010, lpad(to_hex(i), 32, '0'), i, 'COURSE_ENROLLMENT', 1764288000000,
+                    1764288000000 + i, true, '{}'
+             FROM generate_series(1, $1::int8) AS i",
+            &[&total],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO receiver_refused_requests (received_at_ms, method, path, headers, body, status, reason)
+             SELECT 1764288000000 + i * 1000, 'POST', '/webhook', '[]', '\\x7b7d', 401, 'no_matching_signature'
+             FROM generate_series(1, $1::int8) AS i",
+            &[&(total / 1000)],
+        )
+        .await?;
+    client
+        .batch_execute(
+            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests))",
+        )
+        .await?;
+    // One statement each: VACUUM cannot run in the transaction a multi-statement query is.
+    for table in [
+        "receiver_requests",
+        "receiver_events",
+        "receiver_refused_requests",
+    ] {
+        client
+            .batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Time to first byte of list pages of a store holding `total` events.
+async fn pages_on(
+    store: impl Into<receiver::config::StoreLocation>,
+    total: i64,
+) -> anyhow::Result<()> {
     let keyring = Keyring::single(SigningSecret::generate());
-    let running = start(&db, &keyring, true).await?;
+    let running = start(store, &keyring, true).await?;
     let ui = running.ui.context("the inspector runs")?;
     let middle = total / 2;
     let pages = [
-        ("stylesheet (baseline, no store read)", "/assets/web.css".to_owned()),
+        (
+            "stylesheet (baseline, no store read)",
+            "/assets/web.css".to_owned(),
+        ),
         ("list, first page (50 rows)", "/".to_owned()),
         (
             "list, a page in the middle",
@@ -271,7 +380,10 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..20 {
             let (ttfb, answer) = fetch(ui, &path).await?;
-            anyhow::ensure!(answer.starts_with(b"HTTP/1.1 200"), "{path} did not answer 200");
+            anyhow::ensure!(
+                answer.starts_with(b"HTTP/1.1 200"),
+                "{path} did not answer 200"
+            );
             times.push(ttfb.as_secs_f64() * 1000.0);
         }
         println!(
@@ -279,7 +391,14 @@ async fn time_to_first_byte(total: i64) -> anyhow::Result<()> {
             median(times.clone()),
             percentile(times.clone(), 0.95),
             if path == "/" {
-                format!("   (goal: under 100 ms: {})", if median(times) < 100.0 { "met" } else { "NOT met" })
+                format!(
+                    "   (goal: under 100 ms: {})",
+                    if median(times) < 100.0 {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                )
             } else {
                 String::new()
             }
@@ -306,7 +425,9 @@ fn main() -> anyhow::Result<()> {
         println!(
             "inspector: {connections} connections, {seconds} s per run, {rounds} rounds of --ui off / on"
         );
-        throughput(seconds, connections, rounds).await?;
+        if rounds > 0 {
+            throughput(seconds, connections, rounds).await?;
+        }
         time_to_first_byte(total).await
     })
 }

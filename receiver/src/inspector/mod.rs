@@ -3,8 +3,9 @@
 //! and Send again.
 //!
 //! It is a second HTTP server of the same process, on its own address, reading the store
-//! through [`RequestQuery`] on readers of its own (SQLite WAL readers never block the writer),
-//! so the listener's serial section never sees it. The token guard, the layout, the stylesheet
+//! through [`RequestQuery`] on readers of its own, on either store (a SQLite connection per
+//! page, whose WAL reads never block the writer; or a PostgreSQL pool of its own), so the
+//! listener's serial section never sees it. The token guard, the layout, the stylesheet
 //! and the script are `common::web`, shared with the sender's pages.
 //!
 //! Layout: this file serves and routes; `pages` renders; `actions` downloads and sends again.

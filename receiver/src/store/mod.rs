@@ -12,11 +12,14 @@
 //!   done only after the app answered 2xx ([`ForwardQueue`]).
 //!
 //! [`sqlite::SqliteStore`] is the embedded implementation; [`postgres::PostgresStore`] is the
-//! second (many receivers, one database; SPEC section 7). What they share is here and in
-//! `query` (the read queries); [`open`] and [`open_reader`] pick one by [`StoreLocation`].
+//! second (many receivers, one database; SPEC section 7). What they share is here, in
+//! `query` (the read queries of `events` and `export`) and in `requests` (the inspector's
+//! reads, [`RequestQuery`], over each store's SQL); [`open`] and [`open_reader`] pick one by
+//! [`StoreLocation`].
 
 pub mod postgres;
 mod query;
+mod requests;
 pub mod sqlite;
 
 use std::fmt;
@@ -567,7 +570,9 @@ pub struct RequestDetail {
 ///   ids, never `OFFSET`); a page may come back short of `limit` with `older` set when the
 ///   filter matched little of what was looked at;
 /// - [`RequestQuery::requests_after`] returns what was committed after the cursor, oldest
-///   first, so a live list that prepends each row ends newest first.
+///   first, so a live list that prepends each row ends newest first; the cursor it returns,
+///   and [`RequestQuery::newest`], never pass an id that may still commit later (PostgreSQL
+///   ids can commit out of order), so a stream resumed from it misses nothing.
 pub trait RequestQuery {
     /// Up to `limit` requests matching `filter`, older than `before`, newest first.
     ///

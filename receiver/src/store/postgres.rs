@@ -40,6 +40,10 @@ use super::{
 };
 use crate::metrics::Metrics;
 
+mod requests;
+
+pub use requests::{PostgresRequestPool, PostgresRequestReader, GAP_WAIT, LATE_WINDOW};
+
 /// The version of the tables below, kept in `receiver_schema`.
 pub const SCHEMA_VERSION: i32 = 1;
 
@@ -252,7 +256,7 @@ fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
 /// # Errors
 /// The database cannot be reached, or holds receiver tables of another version, or tables
 /// of these names that are not ours.
-async fn prepare_schema(client: &mut Object) -> anyhow::Result<()> {
+pub(super) async fn prepare_schema(client: &mut Object) -> anyhow::Result<()> {
     let transaction = client.transaction().await?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])

@@ -205,25 +205,6 @@ pub(crate) fn forwarding_state(code: i64) -> ForwardingState {
     }
 }
 
-/// `accountId` and the event names of a body, read leniently: a refused body may be anything.
-fn body_account_and_names(body: &[u8]) -> (Option<i64>, Vec<String>) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (None, Vec::new());
-    };
-    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let names = value
-        .get("events")
-        .and_then(serde_json::Value::as_array)
-        .map(|events| {
-            events
-                .iter()
-                .filter_map(|event| event.get("eventName")?.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    (account, names)
-}
-
 /// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
 /// see for refused requests (their body is the only record of them).
 pub(crate) fn capture_matches(
@@ -234,12 +215,15 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, names) = body_account_and_names(body);
+    let (body_account, events) = super::requests::body_account_and_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;
     }
-    filter.event_names.is_empty() || names.iter().any(|name| filter.event_names.contains(name))
+    filter.event_names.is_empty()
+        || events
+            .iter()
+            .any(|(name, _)| filter.event_names.contains(name))
 }
 
 /// A capture record from the columns of one [`captures`] row.

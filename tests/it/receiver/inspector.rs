@@ -1,6 +1,7 @@
 //! The inspector's pages and stream over real HTTP (SPEC section 8): the token guard, the
 //! list and its filters, the detail, the capture download against `receiver export`, the live
 //! stream and its resumption, Send again, HTML escaping, and the `--ui` flags of `listen`.
+//! Each page test runs once per store ([`for_each_store!`]).
 
 use std::time::Duration;
 
@@ -9,6 +10,17 @@ use verify::{SignatureFile, SigningSecret};
 
 use crate::support::inspector::{Inspected, TOKEN};
 use crate::support::receiver::{envelope, run_cli, wait_until, Process};
+use crate::support::store::{for_each_store, TestStore};
+
+for_each_store!(
+    every_page_stream_and_download_needs_the_token_which_a_cookie_then_keeps,
+    filters_narrow_the_list_and_the_url_keeps_them,
+    the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event,
+    the_capture_download_is_byte_for_byte_what_receiver_export_writes,
+    the_stream_delivers_new_requests_and_a_reconnect_gets_the_missed_ones,
+    hostile_names_ids_headers_and_bodies_are_shown_as_text_never_as_markup,
+    send_again_reaches_a_second_receiver_verbatim_or_re_signed,
+);
 
 /// The request keys of a list page's rows, top to bottom.
 fn row_keys(page: &str) -> Vec<String> {
@@ -65,29 +77,23 @@ fn body(account: i64, events: &[(&str, &str)]) -> String {
     )
 }
 
-async fn start(dir: &std::path::Path) -> Inspected {
-    Inspected::start(receiver::Config::for_tests(dir.join("r.db"))).await
+async fn start(store: &TestStore) -> Inspected {
+    Inspected::start(store.config()).await
 }
 
 /// Waits until the store keeps `count` refused requests (they are written after the answer).
-async fn refused_kept(inspected: &Inspected, count: i64) {
-    let connection = crate::support::receiver::open_db(&inspected.store_path);
-    let kept = wait_until(Duration::from_secs(10), || {
-        let kept: i64 = connection
-            .query_row("SELECT COUNT(*) FROM refused_requests", [], |row| {
-                row.get(0)
-            })
-            .unwrap();
-        async move { kept == count }
+async fn refused_kept(store: &TestStore, count: i64) {
+    let kept = wait_until(Duration::from_secs(10), || async {
+        store.scalar("SELECT COUNT(*) FROM {refused}").await == count
     })
     .await;
     assert!(kept, "refused requests kept");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keeps() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keeps(
+    store: TestStore,
+) {
+    let inspected = start(&store).await;
     assert_eq!(
         inspected.post(&[], envelope(1, &["e1"])).await.status,
         StatusCode::OK
@@ -169,10 +175,8 @@ async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keep
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_narrow_the_list_and_the_url_keeps_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn filters_narrow_the_list_and_the_url_keeps_them(store: TestStore) {
+    let inspected = start(&store).await;
     let post = |body: String| {
         let inspected = &inspected;
         async move { inspected.post(&[], body).await.status }
@@ -200,7 +204,7 @@ async fn filters_narrow_the_list_and_the_url_keeps_them() {
         post(body(1, &[("", "COURSE_ENROLLMENT")])).await,
         StatusCode::BAD_REQUEST
     ); // r1
-    refused_kept(&inspected, 1).await;
+    refused_kept(&store, 1).await;
 
     let all = inspected.page("/").await;
     assert_eq!(row_keys(&all), ["r1", "a3", "a2", "a1"], "newest first");
@@ -283,10 +287,8 @@ async fn filters_narrow_the_list_and_the_url_keeps_them() {
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event(store: TestStore) {
+    let inspected = start(&store).await;
     let batch = body(
         5,
         &[
@@ -353,7 +355,7 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
         inspected.post(&[], "{\"accountId\":5}").await.status,
         StatusCode::BAD_REQUEST
     );
-    refused_kept(&inspected, 1).await;
+    refused_kept(&store, 1).await;
     let refused = inspected.page("/requests/r1").await;
     assert_shows(
         &refused,
@@ -366,10 +368,8 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes(store: TestStore) {
+    let inspected = start(&store).await;
     let bodies: [&[u8]; 4] = [
         "{ \"accountId\": 1,\n \"events\": [{\"eventId\":\"x1\",\"eventName\":\"COURSE_ENROLLMENT\",\"timestamp\":1,\"data\":{\"name\":\"Jörg \\u00e9\"}}] }  \n".as_bytes(),
         b"\xff\xfe{not json",
@@ -379,7 +379,7 @@ async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes() {
     for body in bodies {
         inspected.post(&[("x-trace", "t")], body.to_vec()).await;
     }
-    refused_kept(&inspected, 1).await;
+    refused_kept(&store, 1).await;
     let page = inspected.page("/").await;
     assert_eq!(row_keys(&page).len(), 4);
     let download = inspected.get(&link(&page, "Download capture")).await;
@@ -388,7 +388,7 @@ async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes() {
         download.headers["content-disposition"],
         "attachment; filename=\"capture.jsonl\""
     );
-    let store = format!("sqlite:{}", inspected.store_path.display());
+    let store = store.store_arg();
     let (code, exported, stderr) = run_cli(&["export", "--store", &store, "--verdict", "all"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&download.body), exported);
@@ -410,10 +410,8 @@ async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes() {
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_delivers_new_requests_and_a_reconnect_gets_the_missed_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn the_stream_delivers_new_requests_and_a_reconnect_gets_the_missed_ones(store: TestStore) {
+    let inspected = start(&store).await;
     assert_eq!(
         inspected.post(&[], envelope(1, &["before"])).await.status,
         StatusCode::OK
@@ -452,7 +450,7 @@ async fn the_stream_delivers_new_requests_and_a_reconnect_gets_the_missed_ones()
         inspected.post(&[], envelope(1, &["missed-2"])).await.status,
         StatusCode::OK
     );
-    refused_kept(&inspected, 1).await;
+    refused_kept(&store, 1).await;
     let mut resumed = inspected.stream(&stream_path, Some(&live.id)).await;
     let mut keys = Vec::new();
     while keys.len() < 3 {
@@ -478,10 +476,8 @@ async fn the_stream_delivers_new_requests_and_a_reconnect_gets_the_missed_ones()
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_names_ids_headers_and_bodies_are_shown_as_text_never_as_markup() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn hostile_names_ids_headers_and_bodies_are_shown_as_text_never_as_markup(store: TestStore) {
+    let inspected = start(&store).await;
     let hostile_name = "<script>alert('name')</script>";
     let hostile_id = "\"><img src=x onerror=alert(1)>";
     let hostile = format!(
@@ -504,7 +500,7 @@ async fn hostile_names_ids_headers_and_bodies_are_shown_as_text_never_as_markup(
             .status,
         StatusCode::BAD_REQUEST
     );
-    refused_kept(&inspected, 1).await;
+    refused_kept(&store, 1).await;
     let mut stream = stream;
     let mut streamed = String::new();
     while row_keys(&streamed).len() < 2 {
@@ -551,10 +547,8 @@ async fn hostile_names_ids_headers_and_bodies_are_shown_as_text_never_as_markup(
     inspected.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed() {
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = start(dir.path()).await;
+async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed(store: TestStore) {
+    let inspected = start(&store).await;
     // The second receiver checks signatures: only a re-signed request gets in.
     let secret = SigningSecret::generate();
     let file = SignatureFile::new(
@@ -566,9 +560,10 @@ async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed() {
         &secret,
         verify::unix_now(),
     );
-    let file_path = dir.path().join("sig.json");
+    let file_path = store.dir().join("sig.json");
     std::fs::write(&file_path, file.to_json_pretty()).unwrap();
-    let mut config = receiver::Config::for_tests(dir.path().join("second.db"));
+    // The second receiver on SQLite whatever the first one's store: a re-send crosses stores.
+    let mut config = receiver::Config::for_tests(store.dir().join("second.db"));
     config.authentication = verify::Authentication::Signature(vec![
         receiver::config::read_signature_file(&file_path).unwrap(),
     ]);

@@ -112,7 +112,7 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     // Download its capture: what `receiver export` writes for it.
     browser.click(&browser.link("Download capture"));
     let downloaded = browser.downloaded("capture.jsonl", Duration::from_secs(10));
-    let store = format!("sqlite:{}", first.store_path.display());
+    let store = format!("sqlite:{}", dir.path().join("a.db").display());
     let (code, exported, _) = run_cli(
         &[
             "export",

@@ -2,7 +2,6 @@
 //! token in the URL or a cookie, and a reader of server-sent events with bounded waits.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,25 +22,18 @@ pub struct Inspected {
     pub addr: SocketAddr,
     /// The inspector.
     pub ui: SocketAddr,
-    /// The store file.
-    pub store_path: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Inspected {
-    /// Starts `config` on `127.0.0.1:0` with its inspector on another free port.
+    /// Starts `config` (on either store) on `127.0.0.1:0` with its inspector on another free
+    /// port.
     pub async fn start(config: receiver::Config) -> Inspected {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let ui_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ui");
         let ui = ui_listener.local_addr().expect("ui addr");
-        let store_path = match &config.store {
-            receiver::config::StoreLocation::Sqlite(path) => path.clone(),
-            receiver::config::StoreLocation::Postgres(_) => {
-                panic!("the inspector tests run on a SQLite store")
-            }
-        };
         let path = config.path.clone();
         let receiver = receiver::Receiver::start(config).expect("start receiver");
         let settings = receiver.inspector_settings(
@@ -66,7 +58,6 @@ impl Inspected {
         Inspected {
             addr,
             ui,
-            store_path,
             stop,
             tasks,
         }

@@ -1,0 +1,497 @@
+//! The inspector's reads ([`RequestQuery`]), written once for both stores.
+//!
+//! Each store only fetches: rows of one table in id order from a bound ([`RequestRows`]),
+//! which request stored an event, a job's forwarding state, one kept request. Everything else
+//! is here: both tables are walked by their primary key, newest first for pages and oldest
+//! first for the live stream, in chunks (keyset paging, so a page costs the same with a
+//! thousand or a million stored requests); the filters, which SQL could only answer by
+//! reading every body (event names and ids of refused requests, duplicates), are applied to
+//! the rows walked, and a walk stops after [`SCAN_BUDGET`] rows per table: a filter that
+//! matches little gives a short page with a link to look further, never a slow one. The two
+//! walks are merged by receive time.
+
+use std::collections::{HashMap, HashSet};
+
+use verify::CaptureRecord;
+
+use super::{
+    Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
+    RequestQuery, RequestSummary, RequestVerdict,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// Most rows of one table looked at for one page or one stream poll.
+const SCAN_BUDGET: usize = 5000;
+/// Most rows fetched from the store at a time while walking.
+const CHUNK: usize = 256;
+
+/// Which way a walk goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Ids below the bound, highest first.
+    Older,
+    /// Ids above the bound, lowest first.
+    Newer,
+}
+
+/// Which table: accepted and refused requests are numbered apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Side {
+    Accepted,
+    Refused,
+}
+
+impl Side {
+    fn key(self, id: i64) -> RequestKey {
+        match self {
+            Self::Accepted => RequestKey::Accepted(id),
+            Self::Refused => RequestKey::Refused(id),
+        }
+    }
+}
+
+/// One row of either table, as a walk fetches it.
+pub(crate) struct KeptRow {
+    pub side: Side,
+    pub id: i64,
+    pub received_at_ms: i64,
+    /// `account_id` of an accepted request; `None` for a refused one.
+    pub account_column: Option<i64>,
+    /// The status answered (0 for an accepted request).
+    pub status: u16,
+    /// The reason code (empty for an accepted request).
+    pub reason: String,
+    pub body: Vec<u8>,
+}
+
+/// One kept request in full, as a store reads it.
+pub(crate) struct KeptRequest {
+    /// Headers in order, body byte for byte, the reason when refused.
+    pub record: CaptureRecord,
+    /// `account_id` of an accepted request; `None` for a refused one.
+    pub account_column: Option<i64>,
+    /// The status answered (0 for an accepted request).
+    pub status: u16,
+}
+
+/// What a store fetches for the inspector; [`RequestQuery`] follows from it. Blocking.
+pub(crate) trait RequestRows {
+    /// Up to `count` rows of `side` past `bound` in `direction`, in walk order. A short
+    /// answer means nothing more is there to read now.
+    fn chunk(
+        &self,
+        side: Side,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>>;
+
+    /// For each `(account, eventId)`, the accepted request that stored it, in order.
+    fn stored_by(&self, events: &[(i64, &str)]) -> anyhow::Result<Vec<Option<i64>>>;
+
+    /// The forwarding state of the job of an accepted request.
+    fn forwarding_of(&self, request_id: i64) -> anyhow::Result<ForwardingState>;
+
+    /// One kept request, `None` when it is not (or no longer) kept.
+    fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>>;
+
+    /// The cursor just above the newest request a live stream may start after.
+    fn newest(&self) -> anyhow::Result<Cursor>;
+}
+
+impl<R: RequestRows> RequestQuery for R {
+    fn requests(
+        &self,
+        filter: &RequestFilter,
+        before: Cursor,
+        limit: usize,
+    ) -> anyhow::Result<RequestPage> {
+        let (rows, older, done) = walk_both(self, filter, before, Direction::Older, limit)?;
+        Ok(RequestPage {
+            rows,
+            older: (!done).then_some(older),
+        })
+    }
+
+    fn requests_after(
+        &self,
+        filter: &RequestFilter,
+        after: Cursor,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<RequestSummary>, Cursor)> {
+        let (rows, next, _) = walk_both(self, filter, after, Direction::Newer, limit)?;
+        Ok((rows, next))
+    }
+
+    fn newest(&self) -> anyhow::Result<Cursor> {
+        RequestRows::newest(self)
+    }
+
+    fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>> {
+        let Some(kept) = self.kept(key)? else {
+            return Ok(None);
+        };
+        let (body_account, events) = body_account_and_events(&kept.record.body);
+        let account_id = kept.account_column.or(body_account);
+        let stored_by = match (key, account_id) {
+            (RequestKey::Accepted(_), Some(account)) => {
+                let pairs: Vec<(i64, &str)> = events
+                    .iter()
+                    .map(|(_, event_id)| (account, event_id.as_str()))
+                    .collect();
+                self.stored_by(&pairs)?
+            }
+            _ => vec![None; events.len()],
+        };
+        let mut forwarding = HashMap::new();
+        // The same event twice in one request: the second one is a duplicate.
+        let mut seen = HashSet::new();
+        let mut states = Vec::with_capacity(events.len());
+        for ((event_name, event_id), by) in events.iter().zip(stored_by) {
+            let first_here = seen.insert(event_id.as_str());
+            let (new, state) = match by {
+                Some(by) => {
+                    let state = match forwarding.get(&by) {
+                        Some(state) => *state,
+                        None => {
+                            let state = self.forwarding_of(by)?;
+                            forwarding.insert(by, state);
+                            state
+                        }
+                    };
+                    (key == RequestKey::Accepted(by) && first_here, state)
+                }
+                None => (false, ForwardingState::None),
+            };
+            states.push(EventState {
+                event_name: event_name.clone(),
+                event_id: event_id.clone(),
+                new,
+                forwarding: state,
+            });
+        }
+        let verdict = match &kept.record.reason {
+            Some(reason) => RequestVerdict::Refused {
+                status: kept.status,
+                reason: reason.clone(),
+            },
+            None if states.is_empty() || states.iter().any(|state| state.new) => {
+                RequestVerdict::Accepted
+            }
+            None => RequestVerdict::Duplicate,
+        };
+        Ok(Some(RequestDetail {
+            summary: RequestSummary {
+                key,
+                received_at_ms: kept.record.received_at_ms,
+                verdict,
+                account_id,
+                events,
+            },
+            record: kept.record,
+            events: states,
+        }))
+    }
+}
+
+/// What a walk of one table found.
+struct Walk {
+    /// Matching rows in walk order, at most the limit asked.
+    found: Vec<RequestSummary>,
+    /// Where the walk started.
+    bound: i64,
+    /// The id of the last row looked at (the bound when none was).
+    last_looked: i64,
+    /// No row is left beyond `last_looked`.
+    exhausted: bool,
+}
+
+/// Walks both tables from `from` in `direction` and merges what they found (see [`merge`]).
+fn walk_both(
+    rows: &impl RequestRows,
+    filter: &RequestFilter,
+    from: Cursor,
+    direction: Direction,
+    limit: usize,
+) -> anyhow::Result<(Vec<RequestSummary>, Cursor, bool)> {
+    let accepted = walk(
+        rows,
+        Side::Accepted,
+        filter,
+        from.accepted,
+        direction,
+        limit,
+    )?;
+    let refused = walk(rows, Side::Refused, filter, from.refused, direction, limit)?;
+    Ok(merge(accepted, refused, direction, limit))
+}
+
+/// Walks one table from `bound` in `direction`, keeping rows that match `filter`.
+fn walk(
+    rows: &impl RequestRows,
+    side: Side,
+    filter: &RequestFilter,
+    bound: i64,
+    direction: Direction,
+    limit: usize,
+) -> anyhow::Result<Walk> {
+    let mut walk = Walk {
+        found: Vec::new(),
+        bound,
+        last_looked: bound,
+        exhausted: false,
+    };
+    if !side_may_match(side, filter) {
+        walk.exhausted = true;
+        return Ok(walk);
+    }
+    let mut looked = 0;
+    while walk.found.len() < limit && looked < SCAN_BUDGET {
+        // The first chunk is the page's size: an unfiltered page reads no more than it shows.
+        let count = if looked == 0 {
+            limit.clamp(1, CHUNK)
+        } else {
+            CHUNK
+        };
+        let chunk = rows.chunk(side, walk.last_looked, direction, count)?;
+        let fetched = chunk.len();
+        looked += fetched;
+        if let Some(last) = chunk.last() {
+            walk.last_looked = last.id;
+        }
+        for summary in summarise(rows, chunk, filter)? {
+            walk.found.push(summary);
+            if walk.found.len() == limit {
+                // The rows after this one were not taken: the next walk starts here.
+                walk.last_looked = match walk.found.last().map(|row| row.key) {
+                    Some(RequestKey::Accepted(id) | RequestKey::Refused(id)) => id,
+                    None => walk.last_looked,
+                };
+                break;
+            }
+        }
+        if fetched < count && walk.found.len() < limit {
+            walk.exhausted = true;
+            break;
+        }
+    }
+    Ok(walk)
+}
+
+/// Whether rows of `side` can match the verdict part of `filter` at all.
+fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
+    match (side, filter.verdict.as_deref()) {
+        (_, None) => true,
+        (Side::Accepted, Some(verdict)) => verdict == "accepted" || verdict == "duplicate",
+        (Side::Refused, Some(verdict)) => verdict != "accepted" && verdict != "duplicate",
+    }
+}
+
+/// A row that passed the filters that need nothing but the row.
+struct Candidate {
+    row: KeptRow,
+    account_id: Option<i64>,
+    events: Vec<(String, String)>,
+}
+
+/// The rows of a chunk that match `filter`, as the list shows them, in walk order. Cheap
+/// tests first; which of the rest stored an event (accepted, or duplicate) is asked in one go.
+fn summarise(
+    rows: &impl RequestRows,
+    chunk: Vec<KeptRow>,
+    filter: &RequestFilter,
+) -> anyhow::Result<Vec<RequestSummary>> {
+    let candidates: Vec<Candidate> = chunk
+        .into_iter()
+        .filter_map(|row| candidate(row, filter))
+        .collect();
+    let mut asked = Vec::new();
+    for candidate in &candidates {
+        if let (Side::Accepted, Some(account)) = (candidate.row.side, candidate.account_id) {
+            asked.extend(
+                candidate
+                    .events
+                    .iter()
+                    .map(|(_, event_id)| (account, event_id.as_str())),
+            );
+        }
+    }
+    let stored_by = if asked.is_empty() {
+        Vec::new()
+    } else {
+        rows.stored_by(&asked)?
+    };
+    let mut stored_by = stored_by.into_iter();
+    let mut found = Vec::new();
+    for candidate in candidates {
+        let row = candidate.row;
+        let verdict = match row.side {
+            Side::Accepted => {
+                let asked_here = if candidate.account_id.is_some() {
+                    candidate.events.len()
+                } else {
+                    0
+                };
+                // Every answer of this row is taken, so the next row starts at its own.
+                let answers: Vec<Option<i64>> = stored_by.by_ref().take(asked_here).collect();
+                let any_new = answers.contains(&Some(row.id));
+                if candidate.events.is_empty() || candidate.account_id.is_none() || any_new {
+                    RequestVerdict::Accepted
+                } else {
+                    RequestVerdict::Duplicate
+                }
+            }
+            Side::Refused => RequestVerdict::Refused {
+                status: row.status,
+                reason: row.reason,
+            },
+        };
+        let verdict_matches = match filter.verdict.as_deref() {
+            None => true,
+            Some("refused") => matches!(verdict, RequestVerdict::Refused { .. }),
+            Some(wanted) => verdict.label() == wanted,
+        };
+        if verdict_matches {
+            found.push(RequestSummary {
+                key: row.side.key(row.id),
+                received_at_ms: row.received_at_ms,
+                verdict,
+                account_id: candidate.account_id,
+                events: candidate.events,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The row with its account and events, or `None` when the time, account, event name or event
+/// id part of `filter` rules it out.
+fn candidate(row: KeptRow, filter: &RequestFilter) -> Option<Candidate> {
+    let within = filter
+        .received_since_ms
+        .is_none_or(|since| row.received_at_ms >= since)
+        && filter
+            .received_until_ms
+            .is_none_or(|until| row.received_at_ms < until);
+    if !within {
+        return None;
+    }
+    let (body_account, events) = body_account_and_events(&row.body);
+    let account_id = row.account_column.or(body_account);
+    if filter.account_id.is_some() && account_id != filter.account_id {
+        return None;
+    }
+    if let Some(name) = &filter.event_name {
+        if !events.iter().any(|(event_name, _)| event_name == name) {
+            return None;
+        }
+    }
+    if let Some(text) = &filter.event_id_text {
+        if !events
+            .iter()
+            .any(|(_, event_id)| event_id.contains(text.as_str()))
+        {
+            return None;
+        }
+    }
+    Some(Candidate {
+        row,
+        account_id,
+        events,
+    })
+}
+
+/// Merges the two walks by receive time and cuts to `limit`; returns the rows and, per
+/// table, the id the next walk starts from (the last row taken when some found rows were
+/// left out, else the last row looked at), and whether both tables have nothing left.
+fn merge(
+    accepted: Walk,
+    refused: Walk,
+    direction: Direction,
+    limit: usize,
+) -> (Vec<RequestSummary>, Cursor, bool) {
+    let mut rows: Vec<RequestSummary> = accepted
+        .found
+        .iter()
+        .chain(refused.found.iter())
+        .cloned()
+        .collect();
+    // Ties broken by numbering and id, as `receiver export` orders them.
+    rows.sort_by_key(|row| {
+        let (kind, id) = match row.key {
+            RequestKey::Accepted(id) => (0, id),
+            RequestKey::Refused(id) => (1, id),
+        };
+        (row.received_at_ms, kind, id)
+    });
+    if direction == Direction::Older {
+        rows.reverse();
+    }
+    rows.truncate(limit);
+    let next = |walk: &Walk, of_side: fn(RequestKey) -> Option<i64>| {
+        let taken = rows.iter().filter_map(|row| of_side(row.key)).count();
+        if taken == walk.found.len() {
+            (walk.last_looked, walk.exhausted)
+        } else {
+            let last_taken = rows.iter().rev().find_map(|row| of_side(row.key));
+            (last_taken.unwrap_or(walk.bound), false)
+        }
+    };
+    let (accepted_next, accepted_done) = next(&accepted, |key| match key {
+        RequestKey::Accepted(id) => Some(id),
+        RequestKey::Refused(_) => None,
+    });
+    let (refused_next, refused_done) = next(&refused, |key| match key {
+        RequestKey::Refused(id) => Some(id),
+        RequestKey::Accepted(_) => None,
+    });
+    let cursor = Cursor {
+        accepted: accepted_next,
+        refused: refused_next,
+    };
+    (rows, cursor, accepted_done && refused_done)
+}
+
+/// The forwarding state of a request from its job's `forwarded_at_ms`: no job, a job not
+/// yet forwarded, or one forwarded.
+pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState {
+    match forwarded_at_ms {
+        None => ForwardingState::None,
+        Some(None) => ForwardingState::Pending,
+        Some(Some(_)) => ForwardingState::Forwarded,
+    }
+}
+
+/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
+/// leniently: a refused body may be anything.
+pub(crate) fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, Vec::new());
+    };
+    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
+    let text = |event: &serde_json::Value, field: &str| {
+        event
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let events = value
+        .get("events")
+        .and_then(serde_json::Value::as_array)
+        .map(|events| {
+            events
+                .iter()
+                .filter(|event| {
+                    event
+                        .get("eventName")
+                        .is_some_and(serde_json::Value::is_string)
+                })
+                .map(|event| (text(event, "eventName"), text(event, "eventId")))
+                .collect()
+        })
+        .unwrap_or_default();
+    (account, events)
+}
