@@ -43,10 +43,10 @@ const PAGE_ROWS: usize = 50;
 const MAX_PAGE_ROWS: usize = 500;
 /// How often a live stream looks for new requests: well under the one second promised.
 const STREAM_POLL: Duration = Duration::from_millis(250);
-/// Most rows one stream event carries. A read that fills it means a flood (over 2 000 requests
+/// Most rows one stream event carries. A read that fills it means a flood (over 800 requests
 /// a second, or a reconnect after a long gap): the stream then skips to the newest request, as
 /// nobody reads rows at that pace and sending each would cost the listener CPU.
-const STREAM_BATCH: usize = 500;
+const STREAM_BATCH: usize = 200;
 /// What the page says when the stream skipped rows.
 const SKIPPED_NOTICE: &str = "More requests arrived than a live list can show: reload for the \
 newest, or go through them with Older requests.";
