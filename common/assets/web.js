@@ -21,6 +21,8 @@ function select(row) {
   row.scrollIntoView({ block: "nearest" });
 }
 
+const LIVE_ROWS_KEPT = 1000;
+
 function followStream(body) {
   const status = document.querySelector("[data-stream-status]");
   const say = (text) => { if (status) status.textContent = text; };
@@ -33,7 +35,10 @@ function followStream(body) {
     const empty = body.querySelector("tr[data-empty]");
     if (empty) empty.remove();
     for (const row of Array.from(holder.children).reverse()) body.prepend(row);
+    // An open tab keeps a bounded list; older rows stay a reload or "Older requests" away.
+    while (body.children.length > LIVE_ROWS_KEPT) body.lastElementChild.remove();
   });
+  source.addEventListener("skipped", (event) => say(event.data));
 }
 
 document.addEventListener("DOMContentLoaded", () => {

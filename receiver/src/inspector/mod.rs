@@ -38,8 +38,13 @@ const PAGE_ROWS: usize = 50;
 const MAX_PAGE_ROWS: usize = 500;
 /// How often a live stream looks for new requests: well under the one second promised.
 const STREAM_POLL: Duration = Duration::from_millis(250);
-/// Most rows one stream event carries.
-const STREAM_BATCH: usize = 500;
+/// Most rows one stream event carries. A read that fills it means a flood (over 800 requests
+/// a second, or a reconnect after a long gap): the stream then skips to the newest request, as
+/// nobody reads rows at that pace and sending each would cost the listener CPU.
+const STREAM_BATCH: usize = 200;
+/// What the page says when the stream skipped rows.
+const SKIPPED_NOTICE: &str = "More requests arrived than a live list can show: reload for the \
+newest, or go through them with Older requests.";
 /// A comment line this often keeps proxies and the browser from closing an idle stream.
 const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Largest form a page accepts (a pasted signature file fits many times).
@@ -317,6 +322,15 @@ async fn stream(
     )
 }
 
+/// The newest place in the store when it lies beyond `cursor` in both numberings (`None` when
+/// nothing newer is there to skip to).
+async fn skip_to_newest(state: &Arc<State>, cursor: Cursor) -> anyhow::Result<Option<Cursor>> {
+    let newest = read_store(state, |reader| reader.newest()).await?;
+    let ahead =
+        newest.accepted >= cursor.accepted && newest.refused >= cursor.refused && newest != cursor;
+    Ok(ahead.then_some(newest))
+}
+
 /// Polls the store for rows after `cursor` and sends them until the browser goes away or the
 /// inspector stops.
 async fn follow(
@@ -345,9 +359,9 @@ async fn follow(
         let mut behind = false;
         match looked {
             Ok((rows, next)) => {
-                // A full batch, or a walk that moved without a match, means more may be
-                // waiting: look again at once, not after a pause.
-                behind = rows.len() == STREAM_BATCH || (rows.is_empty() && next != cursor);
+                // A walk that moved without a match means more may be waiting: look again at
+                // once, not after a pause.
+                behind = rows.is_empty() && next != cursor;
                 cursor = next;
                 if !rows.is_empty() {
                     let html = pages::rows_newest_first(&rows);
@@ -356,6 +370,22 @@ async fn follow(
                         return;
                     }
                     quiet = tokio::time::Instant::now();
+                }
+                if rows.len() == STREAM_BATCH {
+                    match skip_to_newest(&state, cursor).await {
+                        Ok(Some(newest)) => {
+                            cursor = newest;
+                            let event =
+                                web::sse_event(&cursor.to_text(), "skipped", SKIPPED_NOTICE);
+                            if chunks.send(event).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => behind = true,
+                        Err(error) => {
+                            tracing::debug!(error = %format!("{error:#}"), "inspector stream");
+                        }
+                    }
                 }
             }
             Err(error) => tracing::debug!(error = %format!("{error:#}"), "inspector stream"),
