@@ -73,7 +73,7 @@ fn open_edit(browser: &Browser, admin: &AdminProcess, name: &str) {
 /// Points the webhook being edited at `url` and saves.
 fn retarget(browser: &Browser, url: &str) {
     browser.type_into(&browser.field("Target URL"), url);
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     status(browser, "Saved.");
 }
 
@@ -95,14 +95,14 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
 
     // Add webhook: a mistake is shown beside its field, in words.
     browser.goto(&admin.url());
-    browser.click(&browser.button("Add webhook"));
+    browser.click_to_navigate(&browser.button("Add webhook"));
     fill(
         &browser,
         "CRM sync",
         "ftp://crm.example.com/hook",
         &["COURSE_ENROLLMENT"],
     );
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     // The error is an alert right after the field, which names it as its description.
     let url_error = browser.wait_for(
         "//label[normalize-space()='Target URL']/following-sibling::*[@role='alert']",
@@ -122,7 +122,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.click(&browser.field("COURSE_COMPLETED"));
     browser.type_into(&browser.field("Description"), "first description");
     browser.click(&browser.field("Signature"));
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     status(&browser, "Saved.");
     let edit_url = browser.url();
     let id = edit_url
@@ -159,7 +159,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     let (crm, crm_store) =
         signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
     // Test webhook: the receiver accepts it.
-    browser.click(&browser.button("Test webhook"));
+    browser.click_to_navigate(&browser.button("Test webhook"));
     status(&browser, "Answered 200");
     shot(&browser, "edit-tested");
 
@@ -168,7 +168,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     other_secret_file(&other);
     let (other_receiver, _) = signed_receiver(dir.path(), "other", free_addr(), &other);
     retarget(&browser, &format!("http://{}/webhook", other_receiver.addr));
-    browser.click(&browser.button("Test webhook"));
+    browser.click_to_navigate(&browser.button("Test webhook"));
     status(&browser, "Answered 401");
     let hint = browser.wait_for(
         "//*[@role='alert' and starts-with(normalize-space(), 'Hint:')]",
@@ -183,7 +183,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
 
     // Edit the description.
     browser.type_into(&browser.field("Description"), "second description");
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     status(&browser, "Saved.");
     assert_eq!(
         browser.value(&browser.field("Description")),
@@ -193,7 +193,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     // Retire and activate from the list's Activation status switch.
     browser.goto(&format!("http://{}/", admin.addr));
     let switch = "//button[@role='switch' and @aria-label='Activation status of CRM sync']";
-    browser.click(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
     let off = browser.wait_for(
         &format!("{switch}[@aria-checked='false']"),
         Duration::from_secs(5),
@@ -205,7 +205,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         serde_json::from_str::<Value>(&shown).expect("JSON")["status"],
         "retired"
     );
-    browser.click(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
     let on = browser.wait_for(
         &format!("{switch}[@aria-checked='true']"),
         Duration::from_secs(5),
@@ -219,7 +219,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.choose(&browser.field("Event"), "COURSE_ENROLLMENT");
     browser.type_into(&browser.field("Count"), "2");
     browser.type_into(&browser.field("Field values"), "userId=42");
-    browser.click(&browser.button("Trigger"));
+    browser.click_to_navigate(&browser.button("Trigger"));
     status(&browser, "Queued 2 COURSE_ENROLLMENT event(s)");
     shot(&browser, "trigger");
     browser.goto(&format!("http://{}/webhooks/{id}/deliveries", admin.addr));
@@ -269,13 +269,13 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     // and so does one given the new file.
     open_edit(&browser, &admin, "CRM sync");
     browser.type_into(&browser.field("Overlap"), "1h");
-    browser.click(&browser.button("Rotate secret"));
+    browser.click_to_navigate(&browser.button("Rotate secret"));
     status(&browser, "Rotated: both secrets sign until");
     browser.wait_for(
         "//table[@aria-label='Secrets']/tbody/tr[2]",
         Duration::from_secs(1),
     );
-    browser.click(&browser.button("Test webhook"));
+    browser.click_to_navigate(&browser.button("Test webhook"));
     status(&browser, "Answered 200");
     browser.click(&browser.link("Download signature"));
     let rotated_name = format!("signature-{id} (1).json");
@@ -291,7 +291,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         &downloads.join(&rotated_name),
     );
     retarget(&browser, &format!("http://{}/webhook", new_receiver.addr));
-    browser.click(&browser.button("Test webhook"));
+    browser.click_to_navigate(&browser.button("Test webhook"));
     status(&browser, "Answered 200");
     drop(crm);
 
@@ -312,9 +312,9 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.click(&browser.field("Basic"));
     browser.type_into(&browser.field("Username"), "crm");
     browser.type_into(&browser.field("Password"), "s3cret-pw");
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     status(&browser, "Saved.");
-    browser.click(&browser.button("Test webhook"));
+    browser.click_to_navigate(&browser.button("Test webhook"));
     status(&browser, "Answered 200");
     assert!(!browser
         .text(&browser.wait_for("//main", Duration::from_secs(1)))
@@ -330,7 +330,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
             &["CI_STATS"],
         );
         browser.click(&browser.field("None"));
-        browser.click(&browser.button("Save"));
+        browser.click_to_navigate(&browser.button("Save"));
         status(&browser, "Saved.");
     }
     browser.goto(&format!("http://{}/", admin.addr));
@@ -343,7 +343,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     shot(&browser, "webhooks");
     browser.goto(&format!("http://{}/webhooks/new", admin.addr));
     fill(&browser, "Sixth", "http://127.0.0.1:9/hook", &["CI_STATS"]);
-    browser.click(&browser.button("Save"));
+    browser.click_to_navigate(&browser.button("Save"));
     let refused = browser.wait_for(
         "//*[@role='alert' and contains(., 'the most allowed is 5')]",
         Duration::from_secs(5),
@@ -361,7 +361,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         Duration::from_secs(5),
     );
     shot(&browser, "delete-confirmation");
-    browser.click(&browser.button("Delete"));
+    browser.click_to_navigate(&browser.button("Delete"));
     status(&browser, "The webhook was deleted.");
     assert!(browser
         .try_find("//a[normalize-space()='Extra 5']")

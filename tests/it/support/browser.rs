@@ -293,6 +293,30 @@ impl Browser {
         );
     }
 
+    /// Clicks an element that submits a form or follows a link, and waits (bounded) until the
+    /// page it was on is gone, so what is looked for next is looked for on the new page (a
+    /// status the old page also showed would otherwise match at once).
+    pub fn click_to_navigate(&self, element: &Element) {
+        let old_page = self.wait_for("/html", Duration::from_secs(5));
+        self.click(element);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.is_stale(&old_page) {
+            assert!(
+                Instant::now() < deadline,
+                "the page did not change after a click, at {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether `element` belongs to a page that has since been replaced.
+    fn is_stale(&self, element: &Element) -> bool {
+        let full = format!("/session/{}/element/{}/name", self.session, element.0);
+        let (status, answer) = exchange(self.addr, "GET", &full, None);
+        status == 404 && answer["value"]["error"] == "stale element reference"
+    }
+
     /// Clears a field and types `text` into it.
     pub fn type_into(&self, element: &Element, text: &str) {
         self.command(
