@@ -351,7 +351,7 @@ async fn listen_for_work(config: tokio_postgres::Config, work: Arc<tokio::sync::
                     std::future::poll_fn(|cx| connection.poll_message(cx)).await
                 {
                     match message {
-                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => work.notify_waiters(),
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => wake(&work),
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -365,12 +365,20 @@ async fn listen_for_work(config: tokio_postgres::Config, work: Arc<tokio::sync::
             };
             if subscribed {
                 // Work may have come while no one listened.
-                work.notify_waiters();
+                wake(&work);
                 messages.await;
             }
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
+}
+
+/// Wakes every engine waiting for work now, and leaves a permit for one that is in the middle
+/// of a pass: its pass may have read the queue before the enqueue committed, and without the
+/// permit the work would wait for the next poll.
+fn wake(work: &tokio::sync::Notify) {
+    work.notify_waiters();
+    work.notify_one();
 }
 
 /// Creates the tables unless they exist, under an advisory lock; refuses tables of our names
