@@ -521,7 +521,8 @@ async fn two_views(state: String) {
     let stale = listed[0]["version"].as_i64().expect("version").to_string();
     let (code, _, _) = admin.cli(&["webhooks", "retire", id.trim()]);
     assert_eq!(code, Some(0));
-    let form = format!("version={stale}&active=off");
+    // The stale switch asks to activate: were it not refused, the retire would be undone.
+    let form = format!("version={stale}&active=on");
     let headers = [
         ("cookie", cookie.as_str()),
         ("origin", origin.as_str()),
@@ -543,6 +544,13 @@ async fn two_views(state: String) {
     let (code, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
     assert_eq!(code, Some(0));
     let listed: Value = serde_json::from_str(&listed).expect("JSON");
+    let retired = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|webhook| webhook["id"].as_str() == Some(id.trim()))
+        .expect("still listed");
+    assert_eq!(retired["active"], false, "the retire stands: {retired}");
     let names: Vec<&str> = listed
         .as_array()
         .expect("array")

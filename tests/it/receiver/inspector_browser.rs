@@ -68,6 +68,7 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     let table = browser.wait_for("//table[@aria-label='Requests']", Duration::from_secs(1));
     assert_eq!(browser.computed_role(&table), "table");
     browser.screenshot(&browser::screenshot_dir().join("list.png"));
+    browser::publish_screenshot(&browser, "inspector.png");
 
     // Keyboard: j selects the first row, Enter opens it, Esc comes back.
     browser.press("j");

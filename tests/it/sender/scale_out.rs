@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::enqueue;
 use crate::support::endpoint::{FakeEndpoint, Received, Reply};
 use crate::support::logged::Logged;
+use crate::support::receiver::wait_until;
 use crate::support::rng::Rng;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
@@ -96,13 +97,11 @@ fn check_message_ids(received: &[Received]) {
 
 /// Waits (bounded) until `endpoint` has seen each of `count` events at least once.
 async fn wait_all_arrived(endpoint: &FakeEndpoint, count: usize, deadline: Instant) -> bool {
-    while Instant::now() < deadline {
-        if first_arrivals(&endpoint.received()).len() >= count {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    let limit = deadline.saturating_duration_since(Instant::now());
+    wait_until(limit, || async {
+        first_arrivals(&endpoint.received()).len() >= count
+    })
+    .await
 }
 
 /// The queue's counts, read from the database.
@@ -126,7 +125,7 @@ async fn stop(workers: &mut [Logged]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_order_one_request_at_a_time(
+async fn three_workers_killed_at_random_deliver_2000_events_to_two_webhooks_in_order_one_request_at_a_time(
 ) {
     let Some(state) = common::test_postgres::test_database("sender scale-out under SIGKILL") else {
         return;
@@ -137,7 +136,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
     }
     add_webhook(&state, "crm", &endpoints[0].url()).await;
     add_webhook(&state, "reporting", &endpoints[1].url()).await;
-    let mut events = enqueue(&state, 1000).await;
+    let mut events = enqueue(&state, 1500).await;
 
     let mut workers: Vec<Logged> = (0..3).map(|_| worker(&state, "2s")).collect();
     let started = Instant::now();
@@ -147,7 +146,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
     let (mut dice, seed) = Rng::from_clock();
     eprintln!("scale-out: kill schedule seed {seed}");
     let (mut kills, mut kills_mid_delivery) = (0, 0);
-    let total = 1500;
+    let total = 2000;
     while kills < 12 {
         tokio::time::sleep(Duration::from_millis(100 + dice.below(150))).await;
         let victim = usize::try_from(dice.below(3)).expect("small");
@@ -203,7 +202,7 @@ async fn three_workers_killed_at_random_deliver_1500_events_to_two_webhooks_in_o
         );
     }
     let counts = counts(&state);
-    assert_eq!((counts.pending, counts.delivered), (0, 2 * 1500));
+    assert_eq!((counts.pending, counts.delivered), (0, 2 * total as u64));
     eprintln!("scale-out: {kills} kills, all delivered in {took:?}");
 }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::{enqueue, Harness};
 use crate::support::endpoint::{FakeEndpoint, Reply};
 use crate::support::logged::Logged;
+use crate::support::receiver::wait_until;
 
 const SENDER: &str = env!("CARGO_BIN_EXE_it-sender");
 
@@ -172,15 +173,11 @@ fn attempts_failed(process: &Logged) -> usize {
 
 /// Waits (bounded) until `count` events have been answered with a 2xx.
 async fn wait_acknowledged(endpoint: &FakeEndpoint, count: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while acknowledged(endpoint).len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} events acknowledged within {timeout:?}",
-            acknowledged(endpoint).len()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        wait_until(timeout, || async { acknowledged(endpoint).len() >= count }).await,
+        "{} of {count} events acknowledged within {timeout:?}",
+        acknowledged(endpoint).len()
+    );
 }
 
 /// The `eventId`s the endpoint answered with a 2xx, in the order they arrived.

@@ -482,6 +482,16 @@ pub fn screenshot_dir() -> PathBuf {
     screenshots("inspector-screenshots")
 }
 
+/// Saves a screenshot as `docs/NAME`, the picture the README shows, so every test run
+/// renews it from the pages as they are.
+pub fn publish_screenshot(browser: &Browser, name: &str) {
+    browser.screenshot(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs")
+            .join(name),
+    );
+}
+
 /// A directory for screenshots under the workspace's `target/`.
 pub fn screenshots(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
