@@ -136,7 +136,7 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
     let query = web::parse_query(parts.uri.query().unwrap_or_default());
     let mut response = match (&parts.method, path.as_str()) {
         (&Method::GET, web::STYLESHEET_PATH | web::SCRIPT_PATH) => {
-            web::asset(&path).unwrap_or_else(not_found)
+            web::asset(&path).unwrap_or_else(web::not_found)
         }
         (&Method::GET, "/") => list(state, &query).await,
         (&Method::GET, "/stream") => {
@@ -154,26 +154,19 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
             match (RequestKey::parse(key), method, action) {
                 (Some(key), &Method::GET, "") => detail(state, key).await,
                 (Some(key), &Method::GET, "body") => actions::body(state, key).await,
-                (Some(key), &Method::POST, "send") => match read_form(body).await {
-                    Ok(form) => actions::send_again(state, key, &form).await,
-                    Err(response) => response,
-                },
-                _ => not_found(),
+                (Some(key), &Method::POST, "send") => {
+                    match web::read_form(body, MAX_FORM_BYTES).await {
+                        Ok(form) => actions::send_again(state, key, &form).await,
+                        Err(response) => response,
+                    }
+                }
+                _ => web::not_found(),
             }
         }
-        _ => not_found(),
+        _ => web::not_found(),
     };
     state.guard.remember(access, &mut response);
     response
-}
-
-fn not_found() -> Response<WebBody> {
-    web::not_found()
-}
-
-/// Reads a urlencoded form body, bounded.
-async fn read_form(body: Incoming) -> Result<Vec<(String, String)>, Response<WebBody>> {
-    web::read_form(body, MAX_FORM_BYTES).await
 }
 
 /// Runs `read` with a fresh store reader on a blocking thread.
@@ -284,7 +277,7 @@ async fn detail(state: &Arc<State>, key: RequestKey) -> Response<WebBody> {
                 pages::detail(&detail, &report, &state.webhook_url),
             )
         }
-        Ok(None) => not_found(),
+        Ok(None) => web::not_found(),
         Err(error) => store_failed(&error),
     }
 }

@@ -339,19 +339,18 @@ impl Inner {
             .get()
             .await
             .map_err(|error| CommitError::connection(describe_pool_error(&error)))?;
-        if self.schema.get().is_none() {
-            let prepared = prepare_schema(&mut client).await;
-            match prepared {
-                Ok(()) => {
-                    let _ = self.schema.set(());
-                    warn_if_not_durable(&client).await;
-                }
-                Err(error) => {
-                    tracing::error!(store = %self.url, "{error:#}");
-                    return Err(CommitError::connection(format!("{error:#}")));
-                }
-            }
-        }
+        // Concurrent first requests wait for one preparation instead of each running it.
+        self.schema
+            .get_or_try_init(|| async {
+                prepare_schema(&mut client).await?;
+                warn_if_not_durable(&client).await;
+                anyhow::Ok(())
+            })
+            .await
+            .map_err(|error| {
+                tracing::error!(store = %self.url, "{error:#}");
+                CommitError::connection(format!("{error:#}"))
+            })?;
         Ok(client)
     }
 
