@@ -7,9 +7,11 @@
 //! small machine) is needed for a handful of pages. Every value that did not come from our
 //! own source text goes through [`escape`], attribute or text alike.
 //!
-//! Protection is Jupyter's: a random token per start (or one given), required on every
-//! request, accepted from `?token=` or from the cookie set after the first visit (HttpOnly,
-//! SameSite=Strict, so other sites can neither read it nor send it), compared in constant time.
+//! Protection is Jupyter's: a random token per start (or one given, of at least 16
+//! characters), required on every request, accepted from `?token=`, after which a cookie of
+//! this server carries a session key (HttpOnly, SameSite=Strict, so other sites can neither
+//! read it nor send it; `Secure` over TLS), compared in constant time; wrong tokens are
+//! slowed down per client (`throttle`). See [`Guard`].
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -24,10 +26,17 @@ use http_body_util::{BodyExt as _, Full};
 use subtle::ConstantTimeEq as _;
 
 mod serve;
+mod throttle;
 pub use serve::{
-    bind, choose_token, is_loopback, not_found, read_body, read_form, same_origin, serve,
-    TokenRule, SAME_ORIGIN_REFERRER,
+    bind, choose_token, is_loopback, not_found, read_body, read_form, same_origin, serve, TokenRule,
 };
+pub use throttle::WrongTokenLimit;
+
+/// The `Referrer-Policy` of every answer: the page's address goes along to this same server
+/// only (its forms then carry an `Origin` that [`same_origin`] can compare; with
+/// `no-referrer` browsers send `Origin: null`), and nothing, the first visit's `?token=`
+/// included, leaves for other sites.
+pub const REFERRER_POLICY: &str = "same-origin";
 
 /// The body type of every page, file and stream.
 pub type WebBody = BoxBody<Bytes, Infallible>;
@@ -85,6 +94,9 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The fewest characters a page token may have (SPEC section 6).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// The access token of a page server. Its `Debug` never shows it.
 #[derive(Clone)]
 pub struct Token(String);
@@ -112,11 +124,18 @@ impl Token {
     /// A token given by the user.
     ///
     /// # Errors
-    /// Empty, or with characters that would need escaping in a URL or a cookie.
+    /// Empty, with characters that would need escaping in a URL or a cookie, or shorter than
+    /// [`MIN_TOKEN_CHARS`] (a short token is guessed, however slowly wrong ones are answered).
     pub fn given(text: &str) -> anyhow::Result<Token> {
         let plain = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
         if text.is_empty() || !text.chars().all(plain) {
             anyhow::bail!("the token must be non-empty and made of letters, digits and -_.~");
+        }
+        if text.len() < MIN_TOKEN_CHARS {
+            anyhow::bail!(
+                "the token must have at least {MIN_TOKEN_CHARS} characters, so that it cannot be \
+                 guessed (leave it out for a random one, or make one with `openssl rand -hex 24`)"
+            );
         }
         Ok(Token(text.to_owned()))
     }
@@ -132,36 +151,73 @@ impl Token {
     }
 }
 
+/// Where a request to a page server comes from: [`serve`] puts it in every request's
+/// extensions, and the guard counts wrong tokens by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// What the guard decided about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// The cookie carried the token.
+    /// The cookie carried the session key.
     ByCookie,
-    /// The token header carried it (scripts calling an API).
+    /// The token header carried the token (scripts calling an API).
     ByHeader,
     /// The URL carried the token: answer with the cookie so links need not carry it.
     ByUrl,
     /// No token, or a wrong one: answer 401.
     Refused,
+    /// The client presented too many wrong tokens lately: answer 429, try again after this.
+    Throttled(std::time::Duration),
 }
 
-/// The token guard of one page server: `cookie` names its cookie, so two servers on one host
-/// (inspector, admin) keep theirs apart.
+impl Access {
+    /// The answer to a request the guard stops (401 or 429); `None` when it may go on.
+    pub fn refusal(self) -> Option<Response<WebBody>> {
+        match self {
+            Access::ByCookie | Access::ByHeader | Access::ByUrl => None,
+            Access::Refused => Some(unauthorized()),
+            Access::Throttled(wait) => Some(too_many_wrong_tokens(wait)),
+        }
+    }
+}
+
+/// The token guard of one page server.
+///
+/// The token is taken from the URL (`?token=`) or a header; the cookie set after the first
+/// visit carries a random session key made at start, never the token. Browsers send a host's
+/// cookies to every port of it, so the cookie's name holds the server's port (two inspectors
+/// side by side keep theirs apart) and its value is good for this server only and only until
+/// it stops: another local server that receives it learns nothing about the token.
+///
+/// Wrong tokens (URL or header) are counted per client ([`WrongTokenLimit`]); a wrong cookie
+/// is not, as nobody guesses a 192-bit session key.
 #[derive(Debug, Clone)]
 pub struct Guard {
     token: Token,
-    cookie: &'static str,
+    /// What the cookie carries: random, made at start.
+    session: Token,
+    cookie: String,
+    secure: bool,
     header: Option<&'static str>,
+    throttle: std::sync::Arc<throttle::Throttle>,
 }
 
 impl Guard {
-    /// A guard for `token` keeping it in the cookie `cookie`.
-    pub fn new(token: Token, cookie: &'static str) -> Guard {
-        Guard {
+    /// A guard for `token` of the server on `port`, whose cookie is named `cookie_prefix`
+    /// and the port (`receiver_inspector_8081`).
+    ///
+    /// # Errors
+    /// The system's random source failed (for the session key).
+    pub fn new(token: Token, cookie_prefix: &str, port: u16) -> anyhow::Result<Guard> {
+        Ok(Guard {
             token,
-            cookie,
+            session: Token::random()?,
+            cookie: format!("{cookie_prefix}_{port}"),
+            secure: false,
             header: None,
-        }
+            throttle: std::sync::Arc::new(throttle::Throttle::new(WrongTokenLimit::default())),
+        })
     }
 
     /// Also takes the token from the request header `name` (for scripts; a header is never
@@ -172,54 +228,90 @@ impl Guard {
         self
     }
 
-    /// Whether the request carries the token in the guard's header.
-    pub fn header_matches(&self, parts: &http::request::Parts) -> bool {
-        self.header
-            .and_then(|name| parts.headers.get(name))
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|candidate| self.token.matches(candidate))
+    /// For a server reached over HTTPS: the cookie is `Secure` (never sent over plain HTTP)
+    /// and named `__Host-…`, which browsers let only a secure page of this host set.
+    #[must_use]
+    pub fn over_tls(mut self) -> Guard {
+        if !self.secure {
+            self.secure = true;
+            self.cookie = format!("__Host-{}", self.cookie);
+        }
+        self
+    }
+
+    /// Slows down wrong tokens by `limit` instead of [`WrongTokenLimit::default`].
+    #[must_use]
+    pub fn with_wrong_token_limit(mut self, limit: WrongTokenLimit) -> Guard {
+        self.throttle = std::sync::Arc::new(throttle::Throttle::new(limit));
+        self
     }
 
     /// Checks the token header (when the guard has one), the `token` query parameter, then
-    /// the cookie.
+    /// the cookie. A client that presented too many wrong tokens lately gets no token looked
+    /// at until its window ends (a valid cookie still lets it in: it is no guess).
     pub fn check(&self, parts: &http::request::Parts) -> Access {
-        if self.header_matches(parts) {
-            return Access::ByHeader;
-        }
+        let client = throttle::Client::at(
+            parts
+                .extensions
+                .get::<ClientAddress>()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |address| address.0),
+        );
+        let from_header = self
+            .header
+            .and_then(|name| parts.headers.get(name))
+            .map(|value| value.to_str().unwrap_or_default());
         let from_url = parts.uri.query().and_then(|query| {
             parse_query(query)
                 .into_iter()
                 .find(|(name, _)| name == "token")
                 .map(|(_, value)| value)
         });
-        if let Some(candidate) = from_url {
-            return if self.token.matches(&candidate) {
-                Access::ByUrl
-            } else {
-                Access::Refused
-            };
+        if from_header.is_some() || from_url.is_some() {
+            if let Some(wait) = self.throttle.wait(client) {
+                return Access::Throttled(wait);
+            }
         }
-        let from_cookie = parts
+        let mut wrong = false;
+        if let Some(candidate) = from_header {
+            if self.token.matches(candidate) {
+                return Access::ByHeader;
+            }
+            wrong = true;
+        }
+        let access = match from_url {
+            Some(candidate) if self.token.matches(&candidate) => Access::ByUrl,
+            Some(_) => {
+                wrong = true;
+                Access::Refused
+            }
+            None if self.cookie_matches(parts) => Access::ByCookie,
+            None => Access::Refused,
+        };
+        if wrong {
+            self.throttle.record_wrong(client);
+        }
+        access
+    }
+
+    /// Whether the request carries this server's cookie with its session key.
+    fn cookie_matches(&self, parts: &http::request::Parts) -> bool {
+        parts
             .headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| name == self.cookie && self.token.matches(value));
-        if from_cookie {
-            Access::ByCookie
-        } else {
-            Access::Refused
-        }
+            .any(|(name, value)| name == self.cookie && self.session.matches(value))
     }
 
-    /// The `Set-Cookie` value that keeps the token for later requests.
+    /// The `Set-Cookie` value that keeps the session for later requests.
     pub fn cookie_header(&self) -> String {
         format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Strict",
+            "{}={}; Path=/; HttpOnly; SameSite=Strict{}",
             self.cookie,
-            self.token.expose()
+            self.session.expose(),
+            if self.secure { "; Secure" } else { "" }
         )
     }
 
@@ -273,7 +365,7 @@ pub fn with_body(status: StatusCode, content_type: &str, body: WebBody) -> Respo
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static(REFERRER_POLICY),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -291,6 +383,22 @@ pub fn unauthorized() -> Response<WebBody> {
         "text/plain; charset=utf-8",
         "401 unauthorized: open the address printed at start, with its ?token=\n",
     )
+}
+
+/// The answer to a client that presented too many wrong tokens lately: 429, and when to try
+/// again (whole seconds, rounded up).
+pub fn too_many_wrong_tokens(wait: std::time::Duration) -> Response<WebBody> {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = respond(
+        StatusCode::TOO_MANY_REQUESTS,
+        "text/plain; charset=utf-8",
+        format!("429 too many wrong tokens from your address: try again in {seconds} s\n"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// A plain-text answer (404, 400, …).
@@ -383,34 +491,129 @@ mod tests {
         );
     }
 
+    fn request_from(client: [u8; 4], uri: &str, cookie: Option<&str>) -> http::request::Parts {
+        let mut builder = http::Request::get(uri);
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        let mut parts = builder.body(()).expect("request").into_parts().0;
+        parts
+            .extensions
+            .insert(ClientAddress(std::net::IpAddr::from(client)));
+        parts
+    }
+
+    const SECRET: &str = "secret1-secret1-secret1";
+
     #[test]
-    fn guard_takes_the_token_from_url_or_cookie_only() {
-        let guard = Guard::new(Token::given("secret1").expect("token"), "t");
-        let parts = |uri: &str, cookie: Option<&str>| {
-            let mut builder = http::Request::get(uri);
-            if let Some(cookie) = cookie {
-                builder = builder.header("cookie", cookie);
-            }
-            builder.body(()).expect("request").into_parts().0
-        };
-        assert_eq!(guard.check(&parts("/?token=secret1", None)), Access::ByUrl);
+    fn guard_takes_the_token_from_the_url_and_gives_a_session_cookie_of_its_port() {
+        let guard = Guard::new(Token::given(SECRET).expect("token"), "t", 8081).expect("guard");
+        let parts = |uri: &str, cookie: Option<&str>| request_from([127, 0, 0, 1], uri, cookie);
         assert_eq!(
-            guard.check(&parts("/?token=secret2", Some("t=secret1"))),
+            guard.check(&parts(&format!("/?token={SECRET}"), None)),
+            Access::ByUrl
+        );
+        let set_cookie = guard.cookie_header();
+        let pair = set_cookie.split(';').next().expect("pair").to_owned();
+        assert!(pair.starts_with("t_8081="), "{set_cookie}");
+        assert!(!set_cookie.contains(SECRET), "the cookie is no token");
+        assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+        assert_eq!(
+            guard.check(&parts("/?token=secret2-secret2-secret2", Some(&pair))),
             Access::Refused
         );
         assert_eq!(
-            guard.check(&parts("/", Some("x=1; t=secret1"))),
+            guard.check(&parts("/", Some(&format!("x=1; {pair}")))),
             Access::ByCookie
         );
-        assert_eq!(guard.check(&parts("/", Some("t=secret"))), Access::Refused);
+        // The token itself is no cookie, nor is another server's session.
+        let token_cookie = format!("t_8081={SECRET}");
+        assert_eq!(
+            guard.check(&parts("/", Some(&token_cookie))),
+            Access::Refused
+        );
+        let other = Guard::new(Token::given(SECRET).expect("token"), "t", 8081).expect("guard");
+        let other_pair = other
+            .cookie_header()
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        assert_eq!(guard.check(&parts("/", Some(&other_pair))), Access::Refused);
         assert_eq!(guard.check(&parts("/", None)), Access::Refused);
-        assert!(!format!("{guard:?}").contains("secret1"));
+        assert!(!format!("{guard:?}").contains(SECRET));
+        assert!(!format!("{guard:?}").contains(pair.trim_start_matches("t_8081=")));
+        let secure = guard.over_tls();
+        assert!(secure.cookie_header().starts_with("__Host-t_8081="));
+        assert!(secure.cookie_header().ends_with("; Secure"));
     }
 
     #[test]
-    fn given_tokens_must_be_url_safe() {
+    fn wrong_tokens_are_slowed_down_for_their_client_only() {
+        let guard = Guard::new(Token::given(SECRET).expect("token"), "t", 1)
+            .expect("guard")
+            .with_header("x-token")
+            .with_wrong_token_limit(WrongTokenLimit {
+                attempts: 2,
+                window: std::time::Duration::from_secs(60),
+            });
+        let right = format!("/?token={SECRET}");
+        let pair = guard
+            .cookie_header()
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let guesser = [192, 0, 2, 7];
+        // A wrong cookie is no guess.
+        for _ in 0..5 {
+            assert_eq!(
+                guard.check(&request_from(guesser, "/", Some("t_1=guess"))),
+                Access::Refused
+            );
+        }
+        let mut header_guess = request_from(guesser, "/", None);
+        header_guess
+            .headers
+            .insert("x-token", HeaderValue::from_static("guess"));
+        assert_eq!(guard.check(&header_guess), Access::Refused);
+        assert_eq!(
+            guard.check(&request_from(guesser, "/?token=guess", None)),
+            Access::Refused
+        );
+        // Now no token of that client is looked at, the right one neither.
+        assert!(matches!(
+            guard.check(&request_from(guesser, &right, None)),
+            Access::Throttled(wait) if wait > std::time::Duration::from_secs(50)
+        ));
+        assert!(matches!(guard.check(&header_guess), Access::Throttled(_)));
+        // Its session cookie still works, and other clients are not slowed.
+        assert_eq!(
+            guard.check(&request_from(guesser, "/", Some(&pair))),
+            Access::ByCookie
+        );
+        assert_eq!(
+            guard.check(&request_from([192, 0, 2, 8], &right, None)),
+            Access::ByUrl
+        );
+        let answer = Access::Throttled(std::time::Duration::from_millis(1500))
+            .refusal()
+            .expect("refused");
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(
+            Access::Refused.refusal().expect("refused").status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(Access::ByCookie.refusal().is_none());
+    }
+
+    #[test]
+    fn given_tokens_must_be_url_safe_and_long_enough() {
         assert!(Token::given("").is_err());
-        assert!(Token::given("a b").is_err());
+        assert!(Token::given("a b c d e f g h i").is_err());
+        assert!(Token::given("0123456789abcde").is_err());
+        assert!(Token::given("0123456789abcdef").is_ok());
         assert_eq!(Token::random().expect("random").expose().len(), 48);
     }
 }

@@ -126,7 +126,7 @@ struct ListenArgs {
     /// What to print per event on standard output.
     #[arg(long, env = "RECEIVER_OUTPUT", value_enum, default_value = "pretty")]
     output: OutputMode,
-    /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
+    /// TLS certificate chain (PEM); serves HTTPS with --tls-key, the inspector's pages too.
     #[arg(long, env = "RECEIVER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -151,8 +151,8 @@ struct ListenArgs {
     /// 127.0.0.1:8081, or another free port when that one is taken.
     #[arg(long, env = "RECEIVER_UI")]
     ui: Option<String>,
-    /// The inspector's token (a random one per start when not given); needed for any address
-    /// that is not loopback.
+    /// The inspector's token, at least 16 characters (a random one per start when not given);
+    /// needed for any address that is not loopback.
     #[arg(long, env = "RECEIVER_UI_TOKEN")]
     ui_token: Option<String>,
     /// Forward every stored request, in order, to this http:// URL (your app); durable.
@@ -478,7 +478,7 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
                     .map_err(Failure::Work)?;
                 let _ = writeln!(
                     stdout,
-                    "inspector on http://{ui_local}/?token={}",
+                    "inspector on {scheme}://{ui_local}/?token={}",
                     ui.token.expose()
                 );
                 Some((

@@ -170,7 +170,8 @@ impl Receiver {
     }
 
     /// What the inspector needs to show this receiver's store: a reader per page, the
-    /// authentication for the `check` diagnosis, and `webhook_url` for Copy as curl.
+    /// authentication for the `check` diagnosis, `webhook_url` for Copy as curl, and the
+    /// receiver's TLS certificate, if any, to serve its pages over HTTPS too.
     pub fn inspector_settings(
         &self,
         token: common::web::Token,
@@ -204,6 +205,10 @@ impl Receiver {
             webhook_url,
             authentication: self.shared.authentication.clone(),
             open_reader,
+            // The inspector speaks TLS whenever the webhook port does, with its certificate:
+            // its pages show full bodies and its cookie opens them.
+            tls: self.tls.clone(),
+            wrong_token_limit: common::web::WrongTokenLimit::default(),
         }
     }
 

@@ -359,8 +359,8 @@ struct AdminArgs {
     /// taken.
     #[arg(long, env = "SENDER_ADMIN_LISTEN")]
     listen: Option<String>,
-    /// The pages' access token (a random one per start when not given); needed for any address
-    /// that is not loopback.
+    /// The pages' access token, at least 16 characters (a random one per start when not
+    /// given); needed for any address that is not loopback.
     #[arg(long, env = "SENDER_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use verify::{Authentication, Keyring, SigningSecret};
 
 const WARMUP: Duration = Duration::from_millis(500);
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789";
 
 /// A receiver in process, with its inspector unless `ui` is false.
 struct Running {

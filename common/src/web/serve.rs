@@ -1,6 +1,7 @@
-//! Serving a page server: binding its address, choosing its token, the accept loop with a
-//! graceful stop, bounded form bodies, and the check that a state-changing request comes from
-//! the pages themselves. Written once for the receiver's inspector and the sender's admin pages.
+//! Serving a page server: binding its address, choosing its token, the accept loop (plain or
+//! TLS) with a graceful stop, bounded form bodies, and the check that a state-changing request
+//! comes from the pages themselves. Written once for the receiver's inspector and the sender's
+//! admin pages.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,25 +14,34 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
-use super::{text, Token, WebBody};
+use super::{text, ClientAddress, Token, WebBody};
 
 /// How long draining waits for open pages at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a client may take to send a request head (and, over TLS, its handshake).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `handle` on `listener` until `shutdown` resolves, then lets open requests finish for
-/// a moment (open streams are cut after [`SHUTDOWN_GRACE`]).
-pub async fn serve<H, F>(listener: TcpListener, handle: H, shutdown: impl Future<Output = ()>)
-where
+/// Serves `handle` on `listener` (over TLS with `tls`) until `shutdown` resolves, then lets
+/// open requests finish for a moment (open streams are cut after [`SHUTDOWN_GRACE`]). Every
+/// request carries the client's [`ClientAddress`] in its extensions.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<WebBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -44,20 +54,18 @@ where
             },
         };
         let handle = handle.clone();
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |request| {
-                    let answer = handle(request);
-                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
-                }),
-            );
-        let watched = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%error, "page connection ended");
+            match tls {
+                None => serve_connection(stream, peer, handle, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, handle, watcher).await,
+                        Ok(Err(error)) => tracing::debug!(%error, %peer, "pages: TLS handshake"),
+                        Err(_) => tracing::debug!(%peer, "pages: TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -67,6 +75,30 @@ where
         .is_err()
     {
         tracing::debug!("pages still open at shutdown were cut");
+    }
+}
+
+/// Serves one connection (plain or TLS) with HTTP/1.
+async fn serve_connection<S, H, F>(stream: S, peer: SocketAddr, handle: H, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<WebBody>> + Send + 'static,
+{
+    let client = ClientAddress(peer.ip());
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(client);
+                let answer = handle(request);
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            }),
+        );
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "page connection ended");
     }
 }
 
@@ -178,9 +210,11 @@ pub fn not_found() -> Response<WebBody> {
 /// Whether a request comes from a page of this same server: the browser says so in
 /// `Sec-Fetch-Site: same-origin`, or its `Origin` names the server it was sent to (`Host`).
 /// Pages cannot set either header themselves, so a form posted from another site is told
-/// apart even where the SameSite cookie would not already stay home. A page served with
-/// `Referrer-Policy: no-referrer` makes browsers send `Origin: null`; the pages that post
-/// forms are served with [`SAME_ORIGIN_REFERRER`].
+/// apart even where the SameSite cookie would not already stay home. Browsers send
+/// `Sec-Fetch-Site` to trustworthy origins only (loopback, HTTPS), so a page reached by name
+/// over plain HTTP (`--ui 0.0.0.0:8081` opened as `http://box:8081/`) rests on `Origin`; that
+/// is why every answer carries [`super::REFERRER_POLICY`] (`same-origin`): with `no-referrer`
+/// browsers send `Origin: null`.
 pub fn same_origin(parts: &http::request::Parts) -> bool {
     let header = |name: &str| {
         parts
@@ -200,10 +234,6 @@ pub fn same_origin(parts: &http::request::Parts) -> bool {
     }
 }
 
-/// The `Referrer-Policy` of pages whose forms post back to their server: the origin goes
-/// along to the same origin only (nothing leaves for other sites).
-pub const SAME_ORIGIN_REFERRER: &str = "same-origin";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,13 +249,19 @@ mod tests {
         let error = choose_token("0.0.0.0:8082", None, rule).expect_err("needs a token");
         assert!(error.to_string().contains("--token"), "{error}");
         assert_eq!(
-            choose_token("0.0.0.0:8082", Some("abc"), rule)
+            choose_token("0.0.0.0:8082", Some("abcdefghij-123456"), rule)
                 .expect("given")
                 .expose(),
-            "abc"
+            "abcdefghij-123456"
         );
         assert!(choose_token("localhost", None, rule).is_err());
         assert!(choose_token("127.0.0.1:1", Some("a b"), rule).is_err());
+        let short =
+            choose_token("127.0.0.1:1", Some("abcdefghij-1234"), rule).expect_err("15 characters");
+        assert!(
+            format!("{short:#}").contains("--token: the token must have at least 16 characters"),
+            "{short:#}"
+        );
     }
 
     #[test]

@@ -17,8 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
-use common::web::{self, Access, Guard, Token, WebBody};
+use common::web::{self, Guard, Token, WebBody};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -30,8 +31,9 @@ use crate::store::{Cursor, RequestFilter, RequestKey, RequestQuery};
 
 /// Where the inspector listens unless told otherwise (SPEC section 8).
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8081";
-/// The cookie that keeps the token after the first visit.
-const COOKIE: &str = "receiver_inspector";
+/// The cookie that keeps the session after the first visit, before its port
+/// (`receiver_inspector_8081`; `__Host-receiver_inspector_8081` over TLS).
+const COOKIE_PREFIX: &str = "receiver_inspector";
 /// Rows on one page.
 const PAGE_ROWS: usize = 50;
 /// Most rows a `?limit=` may ask for.
@@ -63,6 +65,10 @@ pub struct InspectorSettings {
     pub authentication: Authentication,
     /// How to read the store.
     pub open_reader: OpenReader,
+    /// Serves the pages over TLS (the receiver's certificate) when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How many wrong tokens a client may present, and within how long.
+    pub wrong_token_limit: web::WrongTokenLimit,
 }
 
 /// What every handler shares.
@@ -79,15 +85,24 @@ struct State {
 /// Serves the inspector on `listener` until `shutdown` resolves; open streams end then.
 ///
 /// # Errors
-/// Never at present; the `Result` leaves room for start-up failures of other stores.
+/// The listener's address cannot be read, or the random source failed (the session key).
 pub async fn serve(
     listener: TcpListener,
     settings: InspectorSettings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let port = listener
+        .local_addr()
+        .context("reading the inspector's address")?
+        .port();
+    let mut guard = Guard::new(settings.token, COOKIE_PREFIX, port)?
+        .with_wrong_token_limit(settings.wrong_token_limit);
+    if settings.tls.is_some() {
+        guard = guard.over_tls();
+    }
     let (stop, stopping) = watch::channel(false);
     let state = Arc::new(State {
-        guard: Guard::new(settings.token, COOKIE),
+        guard,
         webhook_url: settings.webhook_url,
         authentication: settings.authentication,
         open_reader: settings.open_reader,
@@ -98,7 +113,7 @@ pub async fn serve(
         let state = Arc::clone(&state);
         async move { handle(&state, request).await }
     };
-    web::serve(listener, handler, async move {
+    web::serve(listener, settings.tls, handler, async move {
         shutdown.await;
         // Live streams end on this before the connections are drained.
         let _ = stop.send(true);
@@ -120,8 +135,8 @@ pub async fn bind(address: &str, explicit: bool) -> anyhow::Result<TcpListener> 
 async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebBody> {
     let (parts, body) = request.into_parts();
     let access = state.guard.check(&parts);
-    if access == Access::Refused {
-        return web::unauthorized();
+    if let Some(refusal) = access.refusal() {
+        return refusal;
     }
     // Send again makes the receiver send requests: only the inspector's own form may ask,
     // never a page of another site (the SameSite cookie already stays home; this holds even

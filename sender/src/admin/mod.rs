@@ -7,10 +7,11 @@
 //! guard, the layout, the stylesheet and the script are `common::web`, shared with the
 //! receiver's inspector.
 //!
-//! Protection: the token (URL once, then an HttpOnly SameSite=Strict cookie, or the
-//! `x-admin-token` header) on every request; a request that changes state must also prove it
-//! is no forged cross-site request: the token in the `x-admin-token` header (scripts), or an
-//! `Origin` naming this server (the pages' own forms; browsers send it with every POST).
+//! Protection: the token (URL once, then an HttpOnly SameSite=Strict session cookie of this
+//! port, or the `x-admin-token` header) on every request, wrong tokens slowed down per client;
+//! a request that changes state must also prove it is no forged cross-site request: the token
+//! in the `x-admin-token` header (scripts), or an `Origin` naming this server (the pages' own
+//! forms; browsers send it with every POST).
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
 //! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
@@ -37,8 +38,9 @@ use crate::delivery::{Engine, HttpTransport, Mode, State};
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8082";
 /// The header a script sends the token in; it also passes the cross-site check.
 pub const TOKEN_HEADER: &str = "x-admin-token";
-/// The cookie that keeps the token after the first visit (apart from the inspector's).
-const COOKIE: &str = "sender_admin";
+/// The cookie that keeps the session after the first visit, before its port
+/// (`sender_admin_8082`), apart from the inspector's.
+const COOKIE_PREFIX: &str = "sender_admin";
 /// Largest request body (a form or a JSON webhook).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// The OpenAPI 3 document of `/api/`, kept in the repository beside this file.
@@ -53,14 +55,22 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// The pages over `state`, guarded by `token`; tests use `config`'s timeouts.
-    pub fn new(token: Token, state: Arc<dyn State>, config: &DeliveryConfig) -> Admin {
-        Admin {
-            guard: Guard::new(token, COOKIE).with_header(TOKEN_HEADER),
+    /// The pages on `port` over `state`, guarded by `token`; tests use `config`'s timeouts.
+    ///
+    /// # Errors
+    /// The random source failed (the session key of the cookie).
+    pub fn new(
+        token: Token,
+        port: u16,
+        state: Arc<dyn State>,
+        config: &DeliveryConfig,
+    ) -> anyhow::Result<Admin> {
+        Ok(Admin {
+            guard: Guard::new(token, COOKIE_PREFIX, port)?.with_header(TOKEN_HEADER),
             state,
             transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
                 .with_ca_file(config.ca_file.clone()),
-        }
+        })
     }
 }
 
@@ -76,7 +86,8 @@ pub async fn run(
     config: DeliveryConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let admin = Arc::new(Admin::new(token, state.clone(), &config));
+    let port = listener.local_addr()?.port();
+    let admin = Arc::new(Admin::new(token, port, state.clone(), &config)?);
     let engine = Engine::http(state, config).with_role("admin");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -107,7 +118,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
         let admin = Arc::clone(&admin);
         async move { handle(&admin, request).await }
     };
-    web::serve(listener, handler, shutdown).await;
+    web::serve(listener, None, handler, shutdown).await;
 }
 
 /// A parsed request: what the handlers look at.
@@ -133,8 +144,8 @@ impl Asked {
 async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebBody> {
     let (parts, body) = request.into_parts();
     let access = admin.guard.check(&parts);
-    if access == Access::Refused {
-        return web::unauthorized();
+    if let Some(refusal) = access.refusal() {
+        return refusal;
     }
     let api = parts.uri.path().starts_with("/api/");
     let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
@@ -171,11 +182,6 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebB
         pages::route(admin, &asked).await
     };
     admin.guard.remember(access, &mut response);
-    // The pages post forms back here: let the browser send their Origin (see `same_origin`).
-    response.headers_mut().insert(
-        http::header::REFERRER_POLICY,
-        http::HeaderValue::from_static(web::SAME_ORIGIN_REFERRER),
-    );
     response
 }
 

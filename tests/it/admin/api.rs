@@ -407,7 +407,7 @@ async fn refusals(state: String) {
 
     // The cookie alone reads, but a change needs the header or an Origin of this server: a
     // form posted from another site is refused.
-    let cookie = format!("sender_admin={TOKEN}");
+    let cookie = admin.sign_in().await;
     let reads = admin
         .raw(Method::GET, "/api/webhooks", &[("cookie", &cookie)], "")
         .await;
@@ -492,7 +492,7 @@ async fn two_views(state: String) {
 
     // The pages too: what the command line added is on the Webhooks page, and what the Add
     // webhook form saves is in `sender webhooks list`.
-    let cookie = format!("sender_admin={TOKEN}");
+    let cookie = admin.sign_in().await;
     let page = admin
         .raw(Method::GET, "/", &[("cookie", &cookie)], "")
         .await;
@@ -578,7 +578,8 @@ fn the_token_rules_are_the_inspectors() {
         for (name, value) in envs {
             command.env(name, value);
         }
-        command.output().expect("run sender")
+        // Bounded: a token wrongly accepted would serve for ever.
+        crate::support::receiver::output_within(&mut command, Duration::from_secs(30))
     };
     // Beyond loopback without a token: a configuration error, exit 2.
     let output = run(&["--listen", "0.0.0.0:0"], &[]);
@@ -597,6 +598,27 @@ fn the_token_rules_are_the_inspectors() {
     // A token that would need escaping is refused.
     let output = run(&["--listen", "127.0.0.1:0", "--token", "a b"], &[]);
     assert_eq!(output.status.code(), Some(2));
+    // So is one under 16 characters, from the flag or the environment: it would be guessed.
+    for (args, envs) in [
+        (
+            &["--listen", "127.0.0.1:0", "--token", "fifteen-chars-x"][..],
+            &[][..],
+        ),
+        (
+            &["--listen", "127.0.0.1:0"][..],
+            &[("SENDER_ADMIN_TOKEN", "short")][..],
+        ),
+    ] {
+        let output = run(args, envs);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {envs:?}: {stderr}");
+        assert!(
+            stderr.contains("--token (or SENDER_ADMIN_TOKEN)")
+                && stderr.contains("at least 16 characters"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "nothing served");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -634,6 +656,13 @@ async fn a_random_token_per_start_guards_every_request() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    // A cookie of this port's own, holding a session key rather than the token: browsers send
+    // it to every port of the host.
+    assert!(
+        cookie.starts_with(&format!("sender_admin_{}=", addr.port())),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(token), "{cookie}");
     for path in [
         "/",
         "/api/webhooks",
@@ -649,4 +678,66 @@ async fn a_random_token_per_start_guards_every_request() {
     }
     crate::sender::send_signal(process.child.id(), "TERM");
     assert!(process.wait(Duration::from_secs(15)).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_tokens_are_slowed_down_per_client_and_the_right_one_still_works() {
+    let dir = tempfile::tempdir().expect("dir");
+    let admin = AdminProcess::start(&format!("sqlite:{}", dir.path().join("s.db").display())).await;
+    let cookie = admin.sign_in().await;
+    // Ten wrong tokens a minute are told 401; the eleventh waits, whatever it carries.
+    for guess in 0..10 {
+        let wrong = format!("wrong-token-guess-{guess:02}");
+        let answer = admin
+            .raw(
+                Method::GET,
+                "/api/webhooks",
+                &[("x-admin-token", &wrong)],
+                "",
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            http::StatusCode::UNAUTHORIZED,
+            "guess {guess}"
+        );
+    }
+    for headers in [
+        vec![("x-admin-token", "wrong-token-guess-10")],
+        vec![("x-admin-token", TOKEN)],
+    ] {
+        let answer = admin.raw(Method::GET, "/api/webhooks", &headers, "").await;
+        assert_eq!(answer.status, http::StatusCode::TOO_MANY_REQUESTS);
+        admin.conforms(&Method::GET, "/api/webhooks", &answer);
+        let retry_after: u64 = answer.headers["retry-after"]
+            .to_str()
+            .expect("ASCII")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    let answer = admin
+        .raw(Method::GET, &format!("/?token={TOKEN}"), &[], "")
+        .await;
+    assert_eq!(answer.status, http::StatusCode::TOO_MANY_REQUESTS);
+    // The page already signed in on that client keeps working, and another client's script
+    // gets in at once.
+    let page = admin
+        .raw(Method::GET, "/", &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(page.status, http::StatusCode::OK);
+    let other = crate::support::receiver::send_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        admin.addr,
+        crate::support::receiver::request(
+            admin.addr,
+            Method::GET,
+            "/api/webhooks",
+            &[("x-admin-token", TOKEN)],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(other.status, http::StatusCode::OK);
+    admin.stop().await;
 }

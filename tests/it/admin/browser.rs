@@ -379,3 +379,46 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     drop((other_receiver, new_receiver, basic_receiver));
     runtime.block_on(admin.stop());
 }
+
+#[test]
+fn the_forms_work_through_a_name_that_is_not_loopback() {
+    if !browser::available("admin browser test") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let state = format!("sqlite:{}", dir.path().join("sender.db").display());
+    let admin = runtime.block_on(AdminProcess::start(&state));
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).expect("downloads");
+    // A plain-HTTP remote site to the browser (no Sec-Fetch-Site), 127.0.0.1 underneath.
+    let browser = Browser::start_with_args(
+        &downloads,
+        &["--host-resolver-rules=MAP admin.test 127.0.0.1"],
+    );
+    browser.goto(&format!(
+        "http://admin.test:{}/?token={}",
+        admin.addr.port(),
+        crate::support::admin::TOKEN
+    ));
+    browser.click_to_navigate(&browser.button("Add webhook"));
+    fill(
+        &browser,
+        "By name",
+        &format!("http://{}/webhook", free_addr()),
+        &["COURSE_ENROLLMENT"],
+    );
+    browser.click_to_navigate(&browser.button("Save"));
+    status(&browser, "Saved.");
+    assert!(
+        browser.url().starts_with("http://admin.test:"),
+        "{}",
+        browser.url()
+    );
+    let (_, listed, _) = admin.cli(&["webhooks", "list", "--json"]);
+    let listed: Value = serde_json::from_str(&listed).expect("JSON");
+    assert_eq!(listed[0]["name"], "By name", "{listed}");
+
+    drop(browser);
+    runtime.block_on(admin.stop());
+}

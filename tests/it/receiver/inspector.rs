@@ -99,6 +99,7 @@ async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keep
         inspected.post(&[], envelope(1, &["e1"])).await.status,
         StatusCode::OK
     );
+    let cookie_name = format!("receiver_inspector_{}", inspected.ui.port());
     let paths = [
         "/",
         "/stream",
@@ -123,14 +124,19 @@ async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keep
             StatusCode::UNAUTHORIZED,
             "{path} with a wrong token"
         );
-        let wrong_cookie = inspected
-            .get_bare(path, &[("cookie", "receiver_inspector=nope")])
-            .await;
-        assert_eq!(
-            wrong_cookie.status,
-            StatusCode::UNAUTHORIZED,
-            "{path} wrong cookie"
-        );
+        // Neither a made-up session nor the token itself is a cookie that opens it.
+        for cookie in [
+            format!("{cookie_name}=nope"),
+            format!("{cookie_name}={TOKEN}"),
+            format!("receiver_inspector={TOKEN}"),
+        ] {
+            let wrong_cookie = inspected.get_bare(path, &[("cookie", &cookie)]).await;
+            assert_eq!(
+                wrong_cookie.status,
+                StatusCode::UNAUTHORIZED,
+                "{path} with the cookie {cookie}"
+            );
+        }
     }
     // A POST without the token is refused before its form is looked at.
     let cross_site = crate::support::receiver::post(
@@ -145,10 +151,12 @@ async fn every_page_stream_and_download_needs_the_token_which_a_cookie_then_keep
     let first = inspected.get_bare(&format!("/?token={TOKEN}"), &[]).await;
     assert_eq!(first.status, StatusCode::OK);
     let cookie = first.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with(&format!("{cookie_name}=")), "{cookie}");
     assert!(
-        cookie.starts_with(&format!("receiver_inspector={TOKEN};")),
-        "{cookie}"
+        !cookie.contains(TOKEN),
+        "the cookie holds no token: {cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -674,7 +682,7 @@ async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed(store: TestS
         );
     }
     // A form posted from another site is refused, token cookie or not.
-    let cookie = format!("receiver_inspector={TOKEN}");
+    let cookie = inspected.cookie.clone();
     let forged = crate::support::receiver::send(
         inspected.ui,
         crate::support::receiver::request(
@@ -730,10 +738,13 @@ fn listen_prints_the_inspector_url_and_the_ui_flags_behave() {
             "--output",
             "quiet",
         ],
-        &[("RECEIVER_UI_TOKEN", "fixed-token")],
+        &[("RECEIVER_UI_TOKEN", "fixed-token-0123456789")],
     );
     let other_line = other.inspector_line.clone().unwrap();
-    assert!(other_line.ends_with("/?token=fixed-token"), "{other_line}");
+    assert!(
+        other_line.ends_with("/?token=fixed-token-0123456789"),
+        "{other_line}"
+    );
     assert_ne!(other_line.split('/').nth(2), line.split('/').nth(2));
 
     // An explicit address that cannot be bound is a start-up error.

@@ -158,3 +158,133 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     runtime.block_on(second.stop());
     runtime.block_on(first.stop());
 }
+
+#[test]
+fn two_inspectors_side_by_side_in_one_browser_keep_their_own_cookies() {
+    if !browser::available("inspector browser test") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, token: &str| {
+        runtime.block_on(Inspected::start_with(
+            receiver::Config::for_tests(dir.path().join(format!("{name}.db"))),
+            token,
+            |_| {},
+        ))
+    };
+    let first = start("a", "first-inspector-token-1");
+    let second = start("b", "second-inspector-token-2");
+    for (inspected, id) in [(&first, "first-1"), (&second, "second-1")] {
+        let reply = runtime.block_on(inspected.post(&[], body(1010, id, "COURSE_ENROLLMENT")));
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let browser = Browser::start(&downloads);
+
+    // Sign in to both, one after the other, in one profile.
+    browser.goto(&format!(
+        "http://{}/?token=first-inspector-token-1",
+        first.ui
+    ));
+    browser.wait_for(&row_of("first-1"), Duration::from_secs(5));
+    browser.goto(&format!(
+        "http://{}/?token=second-inspector-token-2",
+        second.ui
+    ));
+    browser.wait_for(&row_of("second-1"), Duration::from_secs(5));
+
+    // Both still open without the token, live: the second did not sign the first out.
+    for (inspected, id) in [(&first, "first-1"), (&second, "second-1")] {
+        browser.goto(&format!("http://{}/", inspected.ui));
+        browser.wait_for(&row_of(id), Duration::from_secs(5));
+        browser.wait_for(
+            "//*[@role='status' and starts-with(normalize-space(), 'Live')]",
+            Duration::from_secs(10),
+        );
+    }
+    let reply = runtime.block_on(first.post(&[], body(1010, "first-2", "COURSE_COMPLETED")));
+    assert_eq!(reply.status, http::StatusCode::OK);
+    browser.goto(&format!("http://{}/", first.ui));
+    browser.wait_for(&row_of("first-2"), Duration::from_secs(5));
+
+    // The browser holds one cookie per inspector (cookies ignore ports, so it sends both to
+    // both); each opens its own inspector only.
+    let mut cookies = browser.cookies();
+    cookies.sort();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for (own, other) in [(&first, &second), (&second, &first)] {
+        let name = format!("receiver_inspector_{}=", own.ui.port());
+        let cookie = cookies
+            .iter()
+            .find(|cookie| cookie.starts_with(&name))
+            .unwrap_or_else(|| panic!("no {name} in {cookies:?}"));
+        let headers = [("cookie", cookie.as_str())];
+        let at_own = runtime.block_on(own.get_bare("/", &headers));
+        assert_eq!(at_own.status, http::StatusCode::OK);
+        let at_other = runtime.block_on(other.get_bare("/", &headers));
+        assert_eq!(at_other.status, http::StatusCode::UNAUTHORIZED, "{cookie}");
+    }
+
+    drop(browser);
+    runtime.block_on(second.stop());
+    runtime.block_on(first.stop());
+}
+
+#[test]
+fn send_again_works_through_a_name_that_is_not_loopback() {
+    if !browser::available("inspector browser test") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = runtime.block_on(Inspected::start(receiver::Config::for_tests(
+        dir.path().join("a.db"),
+    )));
+    let second = runtime.block_on(Inspected::start(receiver::Config::for_tests(
+        dir.path().join("b.db"),
+    )));
+    let reply = runtime.block_on(first.post(&[], body(3030, "named-1", "COURSE_ENROLLMENT")));
+    assert_eq!(reply.status, http::StatusCode::OK);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    // The name leads to 127.0.0.1, but the browser sees a plain-HTTP remote site, as with
+    // `--ui 0.0.0.0:8081 --ui-token …` opened as http://box:8081/: no Sec-Fetch-Site there.
+    let browser = Browser::start_with_args(
+        &downloads,
+        &["--host-resolver-rules=MAP inspector.test 127.0.0.1"],
+    );
+    browser.goto(&format!(
+        "http://inspector.test:{}/?token={TOKEN}",
+        first.ui.port()
+    ));
+    let row_link = browser.wait_for(&format!("{}//a", row_of("named-1")), Duration::from_secs(5));
+    browser.click(&row_link);
+    browser.wait_for(
+        "//h2[normalize-space()='Diagnosis']",
+        Duration::from_secs(5),
+    );
+    assert!(
+        browser.url().starts_with("http://inspector.test:"),
+        "{}",
+        browser.url()
+    );
+    let target = browser.field("Target URL");
+    browser.type_into(&target, &format!("http://{}/webhook", second.addr));
+    browser.click(&browser.wait_for(
+        "//select[@id='mode']/option[starts-with(normalize-space(), 'Verbatim')]",
+        Duration::from_secs(1),
+    ));
+    browser.click(&browser.button("Send again"));
+    browser.wait_for(
+        "//*[@role='status' and normalize-space()='Answered 200']",
+        Duration::from_secs(10),
+    );
+    let stored_there = runtime.block_on(second.page("/"));
+    assert!(stored_there.contains("named-1"), "{stored_there}");
+
+    drop(browser);
+    runtime.block_on(second.stop());
+    runtime.block_on(first.stop());
+}

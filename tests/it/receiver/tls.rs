@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tokio_rustls::TlsConnector;
 
-use crate::support::receiver::{envelope, raw_exchange, request, InProcess, Process};
+use crate::support::receiver::{envelope, raw_exchange, request, InProcess, Process, Reply};
 
 /// Writes a self-signed certificate for `localhost` and its key (`cert.pem`, `key.pem` in
 /// `dir`); returns the certificate DER.
@@ -155,4 +155,95 @@ async fn over_tls_a_client_that_stops_reading_loses_its_slot_too() {
     assert_eq!(answer["stored"], 1);
     writer.abort();
     receiver.stop().await.unwrap();
+}
+
+/// GETs `path` over HTTPS with `headers`, trusting only `certificate`.
+async fn get_tls(
+    addr: SocketAddr,
+    certificate: &rustls::pki_types::CertificateDer<'static>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector(certificate)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the test certificate");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request(addr, Method::GET, path, headers, Bytes::new()))
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_speaks_tls_with_the_receivers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificate = make_certificate(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("r.db").display());
+    let cert = dir.path().join("cert.pem").display().to_string();
+    let key = dir.path().join("key.pem").display().to_string();
+    let process = Process::spawn(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--ui",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--output",
+            "quiet",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        &[],
+    );
+    let line = process
+        .inspector_line
+        .clone()
+        .expect("the inspector's line");
+    let (ui, token) = line
+        .strip_prefix("inspector on https://")
+        .and_then(|rest| rest.split_once("/?token="))
+        .unwrap_or_else(|| panic!("{line}"));
+    let ui: SocketAddr = ui.parse().unwrap();
+    let (status, _) = post_tls(process.addr, &certificate, envelope(1, &["tls-ui"])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A client trusting the certificate opens it; the cookie never travels over plain HTTP,
+    // and only a secure page of this host may set it (`__Host-`).
+    let first = get_tls(ui, &certificate, &format!("/?token={token}"), &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let set_cookie = first.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.starts_with(&format!("__Host-receiver_inspector_{}=", ui.port()))
+            && set_cookie.contains("; Secure")
+            && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
+    let cookie = first.cookie();
+    let page = get_tls(ui, &certificate, "/", &[("cookie", &cookie)]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains("tls-ui"));
+
+    // Plain HTTP to it gets no HTTP answer.
+    let plain = raw_exchange(
+        ui,
+        format!("GET /?token={token} HTTP/1.1\r\nHost: {ui}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(!plain.starts_with("HTTP/1.1"), "{plain}");
+    process.kill();
 }

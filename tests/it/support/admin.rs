@@ -97,6 +97,16 @@ impl AdminProcess {
         format!("http://{}/?token={TOKEN}", self.addr)
     }
 
+    /// Opens the URL with the token as a browser does, and gives the cookie it is answered
+    /// with (`name=value`).
+    pub async fn sign_in(&self) -> String {
+        let first = self
+            .raw(Method::GET, &format!("/?token={TOKEN}"), &[], "")
+            .await;
+        assert_eq!(first.status, http::StatusCode::OK, "{first:?}");
+        first.cookie()
+    }
+
     /// One request with any headers, unchecked.
     pub async fn raw(
         &self,

@@ -141,6 +141,13 @@ pub struct Element(String);
 impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium with a fresh profile.
     pub fn start(downloads: &Path) -> Browser {
+        Browser::start_with_args(downloads, &[])
+    }
+
+    /// [`Browser::start`] with more Chromium switches, such as
+    /// `--host-resolver-rules=MAP inspector.test 127.0.0.1` to reach a loopback server by a
+    /// name that is not loopback (the browser then treats it as any remote site).
+    pub fn start_with_args(downloads: &Path, extra_args: &[&str]) -> Browser {
         // A test that failed while holding the turn leaves it poisoned; the turn is still free.
         let turn = ONE_AT_A_TIME
             .lock()
@@ -166,16 +173,27 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().expect("profile dir");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
                 "prefs": {
                     "download.default_directory": downloads.display().to_string(),
                     "download.prompt_for_download": false,
@@ -216,6 +234,26 @@ impl Browser {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The cookies the browser keeps for the current page's host, as `name=value` (HttpOnly
+    /// ones included: the browser has them, a page's script would not).
+    pub fn cookies(&self) -> Vec<String> {
+        self.command("GET", "/cookie", None)
+            .as_array()
+            .map(|cookies| {
+                cookies
+                    .iter()
+                    .map(|cookie| {
+                        format!(
+                            "{}={}",
+                            cookie["name"].as_str().unwrap_or_default(),
+                            cookie["value"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Finds the first element matching `xpath` now.

@@ -22,24 +22,37 @@ pub struct Inspected {
     pub addr: SocketAddr,
     /// The inspector.
     pub ui: SocketAddr,
+    /// The `name=value` of the cookie its first page set, as a browser keeps it.
+    pub cookie: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Inspected {
     /// Starts `config` (on either store) on `127.0.0.1:0` with its inspector on another free
-    /// port.
+    /// port, guarded by [`TOKEN`], and opens its first page as a browser does to get the cookie.
     pub async fn start(config: receiver::Config) -> Inspected {
+        Inspected::start_with(config, TOKEN, |_| {}).await
+    }
+
+    /// [`Inspected::start`] with the token `token` and the inspector's settings as `adjust`
+    /// leaves them.
+    pub async fn start_with(
+        config: receiver::Config,
+        token: &str,
+        adjust: impl FnOnce(&mut receiver::inspector::InspectorSettings),
+    ) -> Inspected {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let ui_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ui");
         let ui = ui_listener.local_addr().expect("ui addr");
         let path = config.path.clone();
         let receiver = receiver::Receiver::start(config).expect("start receiver");
-        let settings = receiver.inspector_settings(
-            common::web::Token::given(TOKEN).expect("token"),
+        let mut settings = receiver.inspector_settings(
+            common::web::Token::given(token).expect("token"),
             format!("http://{addr}{path}"),
         );
+        adjust(&mut settings);
         let (stop, stopped) = watch::channel(false);
         let mut stopped_ui = stopped.clone();
         let mut stopped_listener = stopped;
@@ -55,12 +68,17 @@ impl Inspected {
                 let _ = stopped_listener.changed().await;
             })),
         ];
-        Inspected {
+        let mut inspected = Inspected {
             addr,
             ui,
+            cookie: String::new(),
             stop,
             tasks,
-        }
+        };
+        let first = inspected.get_bare(&format!("/?token={token}"), &[]).await;
+        assert_eq!(first.status, http::StatusCode::OK, "{first:?}");
+        inspected.cookie = first.cookie();
+        inspected
     }
 
     /// POSTs `body` to `/webhook` with a JSON content type and `headers`.
@@ -77,30 +95,28 @@ impl Inspected {
         .await
     }
 
-    /// GETs an inspector path with the token cookie.
+    /// GETs an inspector path with the cookie.
     pub async fn get(&self, path: &str) -> Reply {
-        let cookie = format!("receiver_inspector={TOKEN}");
-        self.get_bare(path, &[("cookie", &cookie)]).await
+        self.get_bare(path, &[("cookie", &self.cookie)]).await
     }
 
-    /// GETs an inspector page with the token cookie and gives its text.
+    /// GETs an inspector page with the cookie and gives its text.
     pub async fn page(&self, path: &str) -> String {
         let reply = self.get(path).await;
         assert_eq!(reply.status, http::StatusCode::OK, "{path}: {reply:?}");
         String::from_utf8(reply.body.to_vec()).expect("UTF-8 page")
     }
 
-    /// POSTs a form to an inspector path with the token cookie.
+    /// POSTs a form to an inspector path with the cookie.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body: Vec<String> = fields
             .iter()
             .map(|(name, value)| format!("{name}={}", common::web::encode_query_value(value)))
             .collect();
-        let cookie = format!("receiver_inspector={TOKEN}");
         // What a browser sends with a form posted from the inspector's own page.
         let origin = format!("http://{}", self.ui);
         let headers = [
-            ("cookie", cookie.as_str()),
+            ("cookie", self.cookie.as_str()),
             ("origin", origin.as_str()),
             ("content-type", "application/x-www-form-urlencoded"),
         ];
@@ -111,10 +127,12 @@ impl Inspected {
         .await
     }
 
-    /// Opens a server-sent event stream (with the token cookie and, to resume, an id).
+    /// Opens a server-sent event stream (with the cookie and, to resume, an id).
     pub async fn stream(&self, path: &str, last_event_id: Option<&str>) -> EventStream {
-        let cookie = format!("receiver_inspector={TOKEN}");
-        let mut headers = vec![("cookie", cookie.as_str()), ("accept", "text/event-stream")];
+        let mut headers = vec![
+            ("cookie", self.cookie.as_str()),
+            ("accept", "text/event-stream"),
+        ];
         if let Some(id) = last_event_id {
             headers.push(("last-event-id", id));
         }

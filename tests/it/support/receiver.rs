@@ -130,6 +130,22 @@ impl Reply {
     pub fn error(&self) -> String {
         self.json()["error"].as_str().unwrap_or_default().to_owned()
     }
+
+    /// The `name=value` of the cookie the answer sets, as a browser sends it back.
+    pub fn cookie(&self) -> String {
+        let set_cookie = self
+            .headers
+            .get("set-cookie")
+            .unwrap_or_else(|| panic!("no Set-Cookie in {self:?}"))
+            .to_str()
+            .expect("ASCII cookie");
+        set_cookie
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
 }
 
 /// Builds a request with a `host` header (hyper's client connection adds none).
@@ -171,6 +187,39 @@ pub async fn post(
         all.push(("content-type", "application/json"));
     }
     send(addr, request(addr, Method::POST, path, &all, body)).await
+}
+
+/// One request on a fresh connection from the loopback address `source` (another client, as
+/// far as the server can tell: Linux answers for all of 127.0.0.0/8).
+pub async fn send_from(
+    source: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Reply {
+    assert!(source.is_loopback(), "tests stay on loopback");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source.into(), 0))
+        .expect("bind the client's address");
+    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .expect("connects in time")
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    tokio::time::timeout(WAIT, async {
+        let response = sender.send_request(request).await.expect("answer");
+        let (parts, body) = response.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.expect("body").to_bytes(),
+        }
+    })
+    .await
+    .expect("answers in time")
 }
 
 /// A GET on a fresh connection.
@@ -396,6 +445,43 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Runs `command` to completion within `limit` (killed, and the test failed, if it is still
+/// running then): for commands that would serve for ever if they did not refuse to start.
+pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
     }
 }
 
