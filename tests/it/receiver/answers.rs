@@ -65,6 +65,17 @@ async fn bad_bodies_are_400_and_store_nothing(store: TestStore) {
             "invalid_envelope",
             "events[1].eventId",
         ),
+        // A key given twice: JSON readers disagree on which one counts.
+        (
+            r#"{"accountId":1,"events":[],"accountId":2}"#,
+            "invalid_envelope",
+            "duplicate key accountId",
+        ),
+        (
+            r#"{"accountId":1,"events":[{"eventId":"a","eventName":"COURSE_COMPLETED","eventId":"b","timestamp":1,"data":{}}]}"#,
+            "invalid_envelope",
+            "events[0]: duplicate key eventId",
+        ),
     ];
     for (body, error, detail) in cases {
         let reply = receiver.post(&[], body.to_string()).await;
