@@ -292,32 +292,6 @@ fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
     (pretty, as_received, cut)
 }
 
-/// A single-quoted shell word.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// The request as a `curl` command line: the captured headers (minus hop headers) in order,
-/// the body as received.
-pub(super) fn curl_command(detail: &RequestDetail, webhook_url: &str) -> String {
-    let mut command = format!(
-        "curl -X {} {}",
-        detail.record.method,
-        shell_quote(webhook_url)
-    );
-    for (name, value) in verify::resend::verbatim_headers(detail.record.headers.clone()) {
-        command.push_str(&format!(
-            " \\\n  -H {}",
-            shell_quote(&format!("{name}: {value}"))
-        ));
-    }
-    command.push_str(&format!(
-        " \\\n  --data-binary {}",
-        shell_quote(&String::from_utf8_lossy(&detail.record.body))
-    ));
-    command
-}
-
 /// The detail page.
 pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str) -> String {
     let key = detail.summary.key.to_text();
@@ -426,7 +400,7 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
         verdict = escape(detail.summary.verdict.label()),
         method = escape(&record.method),
         path = escape(&record.path),
-        curl = escape(&curl_command(detail, webhook_url)),
+        curl = escape(&super::curl::curl_command(detail, webhook_url)),
         as_received = escape(&as_received),
     );
     layout(&format!("Request {key}"), &heading(""), &main)

@@ -16,6 +16,7 @@ mod forward;
 mod hardening;
 mod inspector;
 mod inspector_browser;
+mod inspector_curl;
 mod layout;
 mod metrics_format;
 mod outage;
