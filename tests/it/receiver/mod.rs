@@ -26,4 +26,5 @@ mod process;
 mod samples;
 mod scale_out;
 mod schemes;
+mod spoofing;
 mod tls;
