@@ -9,6 +9,8 @@
 //! - [`logging`]: the `tracing` set-up and `tell`, the lines meant for a person;
 //! - [`parse`]: durations, byte sizes, instants and HTTP dates, read by well-kept crates;
 //! - [`signal`]: the SIGINT / SIGTERM future of the long-running commands;
+//! - [`text`]: showing text that came from a request (ids, names, headers, bodies) on a
+//!   terminal or a page with its controls, bidirectional and invisible characters escaped;
 //! - `postgres`: connection strings (`postgres://…`), TLS to the database, a small pool, and a
 //!   printable form of the URL that never shows the password;
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
@@ -28,6 +30,7 @@ pub mod parse;
 pub mod postgres;
 mod postgres_tls;
 pub mod signal;
+pub mod text;
 
 #[cfg(feature = "test-postgres")]
 pub mod test_postgres;

@@ -451,10 +451,26 @@ impl Body for ChannelBody {
     }
 }
 
-/// One server-sent event: `id`, then `data` split into lines as the format requires.
+/// One server-sent event: `id`, `event`, then `data` as one `data:` line per line of it.
+///
+/// A browser ends a line of the stream at `\r\n`, `\n` or a lone `\r`, so a line break
+/// inside a field would end it and start a field or an event of the sender's choosing (an
+/// `eventId` such as `"a\rid: 999999\r\rdata: x"` would move the stream's resume point and
+/// add rows). So `data` is split at every kind of line break (the browser joins its `data:`
+/// lines with `\n` again), and line breaks are removed from `id` and `event`, which are one
+/// line by nature (NUL too from `id`, for which a browser would drop the id).
 pub fn sse_event(id: &str, event: &str, data: &str) -> Bytes {
+    let id: String = id
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+        .collect();
+    let event: String = event
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n'))
+        .collect();
     let mut text = format!("id: {id}\nevent: {event}\n");
-    for line in data.lines() {
+    let data = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
         text.push_str("data: ");
         text.push_str(line);
         text.push('\n');
@@ -546,6 +562,63 @@ mod tests {
         let secure = guard.over_tls();
         assert!(secure.cookie_header().starts_with("__Host-t_8081="));
         assert!(secure.cookie_header().ends_with("; Secure"));
+    }
+
+    /// The events a browser reads from `stream`, as the HTML standard's event stream
+    /// interpretation does it: lines end at CRLF, LF or CR; `id` sets the last event id (kept
+    /// for the events after), `event` the type, `data` lines join with LF; a blank line
+    /// dispatches when there is data. Each event is `(last id, type, data)`.
+    fn browser_reads(stream: &str) -> Vec<(String, String, String)> {
+        let stream = stream.replace("\r\n", "\n").replace('\r', "\n");
+        let (mut events, mut last_id, mut kind, mut data) =
+            (Vec::new(), String::new(), String::new(), String::new());
+        for line in stream.split('\n') {
+            if line.is_empty() {
+                if let Some(joined) = data.strip_suffix('\n') {
+                    let kind = if kind.is_empty() { "message" } else { &kind };
+                    events.push((last_id.clone(), kind.to_owned(), joined.to_owned()));
+                }
+                data.clear();
+                kind.clear();
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" if !value.contains('\0') => last_id = value.to_owned(),
+                "event" => kind = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn no_line_break_in_a_field_starts_a_field_or_an_event() {
+        let hostile = "<code>a\rid: 999999\r\rdata: x\r\nevent: y\n\nz</code>";
+        let stream = String::from_utf8(sse_event("7.0", "row", hostile).to_vec()).unwrap();
+        assert_eq!(
+            browser_reads(&stream),
+            [(
+                "7.0".to_owned(),
+                "row".to_owned(),
+                "<code>a\nid: 999999\n\ndata: x\nevent: y\n\nz</code>".to_owned()
+            )]
+        );
+        let stream =
+            String::from_utf8(sse_event("7.0\rdata: x\r\r", "row\nid: 1", "ok").to_vec()).unwrap();
+        assert_eq!(
+            browser_reads(&stream),
+            [(
+                "7.0data: x".to_owned(),
+                "rowid: 1".to_owned(),
+                "ok".to_owned()
+            )]
+        );
     }
 
     #[test]

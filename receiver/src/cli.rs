@@ -551,10 +551,10 @@ fn event_line(event: &StoredEvent) -> String {
     format!(
         "{received}  {name}{unknown}  account={account} event={id}  event-time={time}{forwarding}",
         received = format_iso_millis(event.received_at_ms),
-        name = crate::output::printable(&event.event_name),
+        name = common::text::printable(&event.event_name),
         unknown = if event.known { "" } else { " (unknown name)" },
         account = event.account_id,
-        id = crate::output::printable(&event.event_id),
+        id = common::text::printable(&event.event_id),
         time = format_iso_millis(event.timestamp_ms),
         forwarding = match event.forwarding {
             ForwardingState::None => String::new(),
@@ -615,6 +615,8 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
                     let raw: serde_json::Value =
                         serde_json::from_str(&event.raw).unwrap_or(serde_json::Value::Null);
                     let pretty = serde_json::to_string_pretty(&raw).unwrap_or_default();
+                    // Escaped as JSON, so a bidi override in a value cannot reorder the text.
+                    let pretty = common::text::printable_json(&pretty);
                     print(&format!(
                         "{}\n  known name: {}  auth: {}  request: {}\n{pretty}",
                         event_line(event),

@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::text::printable;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -163,53 +164,5 @@ impl Output {
         if let Some(done) = done {
             let _ = done.recv_timeout(CLOSE_WAIT);
         }
-    }
-}
-
-/// A sender-chosen string made safe for a line of text: control characters (line breaks,
-/// terminal escape sequences, C1 controls such as CSI) and the characters that reorder or
-/// break a line on display (bidirectional overrides and isolates, line and paragraph
-/// separators) are shown escaped, so an `eventId` or a path cannot forge a line of the output
-/// or drive the operator's terminal.
-pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    fn unsafe_to_show(c: char) -> bool {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }
-    if text.chars().any(unsafe_to_show) {
-        text.chars()
-            .map(|c| {
-                if unsafe_to_show(c) {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<String>()
-            .into()
-    } else {
-        text.into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn control_characters_are_escaped_and_plain_text_is_kept() {
-        assert_eq!(printable("d5fb7071-10a9"), "d5fb7071-10a9");
-        assert_eq!(printable("é-ünïcode"), "é-ünïcode");
-        assert_eq!(
-            printable("x\n2026-11-28 FAKE\u{1b}]0;pwned\u{7}"),
-            "x\\n2026-11-28 FAKE\\u{1b}]0;pwned\\u{7}"
-        );
-        assert_eq!(printable("/\u{9b}2J"), "/\\u{9b}2J", "C1 CSI");
-        assert_eq!(
-            printable("a\u{202e}b\u{2066}c\u{2028}d"),
-            "a\\u{202e}b\\u{2066}c\\u{2028}d"
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! Routing and the checks of `POST <path>`, in the order that refuses cheaply first:
 //! route → framing (smuggling) → declared size → content type → body (size and time capped
-//! while read) → authentication → envelope → durable store → 200.
+//! while read) → content encoding → authentication → envelope → durable store → 200.
 //!
 //! Every refusal leaves through [`Shared::refuse`], which counts it, prints it, keeps it in the
 //! store (bounded) and builds the answer.
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
@@ -135,6 +135,8 @@ impl Shared {
         }
         check_content_type(parts).map_err(|refusal| (refusal, Bytes::new()))?;
         let body = self.read_body(body).await?;
+        // Checked once the body is read, so the kept refusal shows what was sent.
+        check_content_encoding(parts).map_err(|refusal| (refusal, body.clone()))?;
         // Judged at the moment the head arrived, the time the capture record keeps, so
         // `receiver check` re-verifying the capture later reaches the same verdict.
         let received_at_secs = received_at_ms.div_euclid(1000);
@@ -256,6 +258,30 @@ fn check_content_type(parts: &Parts) -> Result<(), Refusal> {
             ),
         )
     }
+}
+
+/// Bodies are taken as sent: a `Content-Encoding` other than `identity` (in any case, alone or
+/// in a list, in one header or several) is 415. Decoding it would store, verify and forward
+/// bytes other than those received (the bytes are the record); keeping it undecoded would
+/// store as an event a body that is not the JSON it claims, and forward it still labelled.
+fn check_content_encoding(parts: &Parts) -> Result<(), Refusal> {
+    for value in parts.headers.get_all(CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let unsupported = text
+            .split(',')
+            .map(str::trim)
+            .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+        if let Some(coding) = unsupported {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+            )
+            .detail(format!(
+                "content encoding {coding:?} is not supported (send the body uncompressed)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// An `Authorization` value with its credentials replaced: the scheme is kept only when it is
@@ -456,6 +482,41 @@ mod tests {
             assert!(
                 check_content_type(&parts_with(Some(refused))).is_err(),
                 "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_identity_content_encodings_pass() {
+        let parts = |values: &[&str]| {
+            let mut builder = Request::builder().method("POST").uri("/webhook");
+            for value in values {
+                builder = builder.header(CONTENT_ENCODING, *value);
+            }
+            builder.body(()).unwrap().into_parts().0
+        };
+        for passed in [
+            &[][..],
+            &["identity"],
+            &["IDENTITY"],
+            &[" Identity , identity"],
+            &[""],
+        ] {
+            assert!(check_content_encoding(&parts(passed)).is_ok(), "{passed:?}");
+        }
+        for refused in [
+            &["gzip"][..],
+            &["GZip"],
+            &["identity, gzip"],
+            &["identity", "br"],
+            &["x-custom"],
+            &["deflate,"],
+        ] {
+            let refusal = check_content_encoding(&parts(refused)).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            assert_eq!(
+                refusal.reason, "unsupported_content_encoding",
+                "{refused:?}"
             );
         }
     }

@@ -2,7 +2,9 @@
 //! been seen to send, borrowing from the body, and a writer of today's form.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -72,51 +74,44 @@ impl EventTime<'_> {
     }
 }
 
-#[derive(Deserialize)]
-struct RawEnvelope<'a> {
-    #[serde(rename = "accountId", borrow)]
-    account_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    events: Option<Vec<&'a RawValue>>,
-}
-
-#[derive(Deserialize)]
-struct RawEvent<'a> {
-    #[serde(rename = "eventId", borrow)]
-    event_id: Option<&'a RawValue>,
-    #[serde(rename = "eventName", borrow)]
-    event_name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    timestamp: Option<&'a RawValue>,
-    #[serde(rename = "eventInfo", borrow)]
-    event_info: Option<&'a RawValue>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-}
+/// The envelope's fields this reader reads, in the order of [`ObjectFields::values`].
+const ENVELOPE_FIELDS: [&str; 2] = ["accountId", "events"];
+/// An event's fields this reader reads, in the order of [`ObjectFields::values`].
+const EVENT_FIELDS: [&str; 5] = ["eventId", "eventName", "timestamp", "eventInfo", "data"];
 
 /// Parses a request body as the documented envelope.
 ///
 /// Unknown top-level and event fields are ignored here (they stay in the bytes); unknown event
-/// names are accepted.
+/// names are accepted. A field this reader reads that is given twice is refused: JSON readers
+/// disagree on which one counts (the first, the last), so the receiver and the apps it
+/// forwards to could read two different events from one body.
 ///
 /// # Errors
 /// [`PayloadError::InvalidJson`] when the body is not JSON (or not UTF-8),
 /// [`PayloadError::InvalidEnvelope`] naming the first field that breaks the contract, such as
-/// `events[2].eventId must be a non-empty string`.
+/// `events[2].eventId must be a non-empty string` or `duplicate key accountId`.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, PayloadError> {
-    let envelope: RawEnvelope<'_> = serde_json::from_slice(body).map_err(|error| {
-        if error.is_data() {
-            PayloadError::InvalidEnvelope("the body must be a JSON object".into())
-        } else {
-            PayloadError::InvalidJson(error.to_string())
-        }
-    })?;
-    let account_id = envelope
-        .account_id
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let envelope = FieldsOf(ENVELOPE_FIELDS)
+        .deserialize(&mut reader)
+        .and_then(|fields| reader.end().map(|()| fields))
+        .map_err(|error| {
+            if error.is_data() {
+                invalid("the body must be a JSON object")
+            } else {
+                PayloadError::InvalidJson(error.to_string())
+            }
+        })?;
+    if let Some(key) = envelope.duplicate {
+        return Err(invalid(&format!("duplicate key {key}")));
+    }
+    let [account_id, events] = envelope.values;
+    let account_id = account_id
         .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
         .ok_or_else(|| invalid("accountId must be an integer"))?;
-    let raw_events = envelope
-        .events
+    // The array was checked as JSON with the rest of the body; this reads its elements.
+    let raw_events = events
+        .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
         .ok_or_else(|| invalid("events must be an array"))?;
     let events = raw_events
         .into_iter()
@@ -132,29 +127,32 @@ fn invalid(detail: &str) -> PayloadError {
     PayloadError::InvalidEnvelope(detail.to_owned())
 }
 
-/// Parses one event; the error names the field and the rule, without the `events[i].` prefix.
-fn parse_event(raw: &RawValue) -> Result<Event<'_>, &'static str> {
-    let fields: RawEvent<'_> = serde_json::from_str(raw.get()).map_err(|_| " must be an object")?;
-    let event_id = fields
-        .event_id
+/// Parses one event; the error names the field and the rule, without the `events[i]` prefix.
+fn parse_event(raw: &RawValue) -> Result<Event<'_>, Cow<'static, str>> {
+    let fields = FieldsOf(EVENT_FIELDS)
+        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+        .map_err(|_| " must be an object")?;
+    if let Some(key) = fields.duplicate {
+        return Err(format!(": duplicate key {key}").into());
+    }
+    let [event_id, event_name, timestamp, event_info, data] = fields.values;
+    let event_id = event_id
         .and_then(json_str)
         .filter(|id| !id.is_empty())
         .ok_or(".eventId must be a non-empty string")?;
-    let event_name = fields
-        .event_name
+    let event_name = event_name
         .and_then(json_str)
         .filter(|name| !name.is_empty())
         .ok_or(".eventName must be a non-empty string")?;
-    let timestamp = fields.timestamp.and_then(parse_event_time).ok_or(
+    let timestamp = timestamp.and_then(parse_event_time).ok_or(
         ".timestamp must be an ISO-8601 string or an integer of epoch milliseconds or seconds",
     )?;
-    let event_info = match fields.event_info {
+    let event_info = match event_info {
         None => None,
         Some(raw) if raw.get() == "null" => None,
         Some(raw) => Some(json_str(raw).ok_or(".eventInfo must be a string")?),
     };
-    let data = fields
-        .data
+    let data = data
         .filter(|raw| raw.get().starts_with('{'))
         .ok_or(".data must be an object")?;
     Ok(Event {
@@ -165,6 +163,77 @@ fn parse_event(raw: &RawValue) -> Result<Event<'_>, &'static str> {
         event_info,
         data,
     })
+}
+
+/// The fields of one JSON object that a reader reads, as raw JSON borrowed from the body, and
+/// the first of them given twice. Other fields are skipped (they stay in the bytes).
+struct ObjectFields<'a, const N: usize> {
+    /// One value per name, in the order of the names.
+    values: [Option<&'a RawValue>; N],
+    /// The first name given twice, if any.
+    duplicate: Option<&'static str>,
+}
+
+/// Reads an [`ObjectFields`] for these names. serde's derived readers refuse a repeated field
+/// with an error that cannot be told from a wrong type; this one keeps reading and says which.
+struct FieldsOf<const N: usize>([&'static str; N]);
+
+impl<'de, const N: usize> DeserializeSeed<'de> for FieldsOf<N> {
+    type Value = ObjectFields<'de, N>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_map(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for FieldsOf<N> {
+    type Value = ObjectFields<'de, N>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = ObjectFields {
+            values: [None; N],
+            duplicate: None,
+        };
+        while let Some(index) = map.next_key_seed(NameIndex(&self.0))? {
+            let Some(index) = index else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value: &'de RawValue = map.next_value()?;
+            if fields.values[index].replace(value).is_some() {
+                fields.duplicate.get_or_insert(self.0[index]);
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Reads an object key as its position among the names (`None`: not one of them). Keys are
+/// compared decoded, so `"account\u0049d"` is `accountId`, as every JSON reader sees it.
+struct NameIndex<'n>(&'n [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for NameIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for NameIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|name| *name == key))
+    }
 }
 
 /// A JSON string's value, borrowed when it holds no escapes.
@@ -393,7 +462,11 @@ mod tests {
         );
         check(
             r#"{"accountId":1,"events":{}}"#,
-            "invalid_envelope: the body must be a JSON object",
+            "invalid_envelope: events must be an array",
+        );
+        check(
+            r#"{"accountId":1,"events":null}"#,
+            "invalid_envelope: events must be an array",
         );
         let event = |fields: &str| format!(r#"{{"accountId":1,"events":[{{{fields}}}]}}"#);
         check(
@@ -427,6 +500,47 @@ mod tests {
         check(
             r#"{"accountId":1,"events":[7]}"#,
             "invalid_envelope: events[0] must be an object",
+        );
+    }
+
+    #[test]
+    fn a_field_given_twice_is_named() {
+        let check = |body: &str, expected: &str| assert_eq!(refusal(body), expected, "{body}");
+        check(
+            r#"{"accountId":1,"accountId":2,"events":[]}"#,
+            "invalid_envelope: duplicate key accountId",
+        );
+        // The same key written with an escape is the same key to every JSON reader.
+        check(
+            r#"{"accountId":1,"events":[],"account\u0049d":2}"#,
+            "invalid_envelope: duplicate key accountId",
+        );
+        check(
+            r#"{"accountId":1,"events":[],"events":[]}"#,
+            "invalid_envelope: duplicate key events",
+        );
+        let event = |fields: &str| format!(r#"{{"accountId":1,"events":[{{{fields}}}]}}"#);
+        let fields = r#""eventId":"e","eventName":"X","timestamp":1,"eventInfo":"i","data":{}"#;
+        for key in ["eventId", "eventName", "timestamp", "eventInfo", "data"] {
+            let repeated = fields
+                .split(',')
+                .find(|field| field.starts_with(&format!("\"{key}\"")))
+                .unwrap();
+            check(
+                &event(&format!("{fields},{repeated}")),
+                &format!("invalid_envelope: events[0]: duplicate key {key}"),
+            );
+        }
+        // Fields this reader does not read may repeat (they stay in the bytes), and keys
+        // inside `data` are the app's business.
+        check(
+            r#"{"accountId":1,"x":1,"x":2,"events":[{"eventId":"e","eventName":"X","timestamp":1,"data":{"k":1,"k":2},"y":0,"y":0}]}"#,
+            "accepted",
+        );
+        // Broken JSON after a repeated key is still invalid JSON.
+        check(
+            r#"{"accountId":1,"accountId":2,"events":["#,
+            "invalid_json: EOF while parsing a list at line 1 column 39",
         );
     }
 

@@ -8,9 +8,11 @@
 //! listener's serial section never sees it. The token guard, the layout, the stylesheet
 //! and the script are `common::web`, shared with the sender's pages.
 //!
-//! Layout: this file serves and routes; `pages` renders; `actions` downloads and sends again.
+//! Layout: this file serves and routes; `pages` renders; `curl` writes Copy as curl;
+//! `actions` downloads and sends again.
 
 mod actions;
+mod curl;
 mod pages;
 
 use std::future::Future;

@@ -1,7 +1,10 @@
 //! The inspector's HTML. Every value from a request (names, ids, headers, bodies, reasons)
-//! goes through [`escape`]; the rest is our own text. Controls carry labels and buttons their
-//! text, so people and browser tests find them by name.
+//! goes through [`escape`], most through [`shown`], which first escapes the characters
+//! `common::text` never shows as themselves (controls, bidi and invisible ones); the rest is
+//! our own text. Controls carry labels and buttons their text, so people and browser tests
+//! find them by name.
 
+use common::text::{printable, printable_json, printable_lines};
 use common::web::{encode_query_value, escape, layout};
 use http::StatusCode;
 use verify::timestamp::{format_iso_millis, parse_instant_millis};
@@ -114,6 +117,12 @@ fn query_string(parts: &[&str]) -> String {
     }
 }
 
+/// One line of request-supplied text for the page: an `eventName` with U+202E shows as
+/// `\u{202e}`, not as another name, and a line break as `\n`.
+fn shown(text: &str) -> String {
+    escape(&printable(text))
+}
+
 fn heading(extra: &str) -> String {
     format!("<h1><a href=\"/\">Receiver inspector</a></h1>{extra}")
 }
@@ -177,7 +186,7 @@ fn row(summary: &RequestSummary) -> String {
     let events: Vec<String> = summary
         .events
         .iter()
-        .map(|(name, id)| format!("{} <code>{}</code>", escape(name), escape(id)))
+        .map(|(name, id)| format!("{} <code>{}</code>", shown(name), shown(id)))
         .collect();
     format!(
         "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a></td><td data-verdict=\"{}\">{}</td>\
@@ -277,45 +286,23 @@ pub(super) fn bad_filter(
 }
 
 /// The body as text for the page: pretty-printed JSON when it parses, else as received
-/// (lossily for bytes that are not UTF-8), cut to [`SHOWN_BODY_BYTES`].
+/// (lossily for bytes that are not UTF-8), cut to [`SHOWN_BODY_BYTES`]; controls, bidi and
+/// invisible characters escaped (as JSON escapes in the pretty form, so it stays JSON).
 fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
     let cut = body.len() > SHOWN_BODY_BYTES;
-    let as_received =
-        String::from_utf8_lossy(&body[..body.len().min(SHOWN_BODY_BYTES)]).into_owned();
+    let as_received = printable_lines(&String::from_utf8_lossy(
+        &body[..body.len().min(SHOWN_BODY_BYTES)],
+    ))
+    .into_owned();
     let pretty = if cut {
         None
     } else {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .map(|pretty| printable_json(&pretty).into_owned())
     };
     (pretty, as_received, cut)
-}
-
-/// A single-quoted shell word.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// The request as a `curl` command line: the captured headers (minus hop headers) in order,
-/// the body as received.
-pub(super) fn curl_command(detail: &RequestDetail, webhook_url: &str) -> String {
-    let mut command = format!(
-        "curl -X {} {}",
-        detail.record.method,
-        shell_quote(webhook_url)
-    );
-    for (name, value) in verify::resend::verbatim_headers(detail.record.headers.clone()) {
-        command.push_str(&format!(
-            " \\\n  -H {}",
-            shell_quote(&format!("{name}: {value}"))
-        ));
-    }
-    command.push_str(&format!(
-        " \\\n  --data-binary {}",
-        shell_quote(&String::from_utf8_lossy(&detail.record.body))
-    ));
-    command
 }
 
 /// The detail page.
@@ -334,7 +321,7 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
     let findings: String = report
         .findings
         .iter()
-        .map(|finding| format!("<li>{}</li>", escape(finding)))
+        .map(|finding| format!("<li>{}</li>", shown(finding)))
         .collect();
     let diagnosis = format!(
         "<p>receiver check: <strong>{}</strong>{}</p><ul>{findings}</ul>",
@@ -351,8 +338,8 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
         .map(|event| {
             format!(
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                escape(&event.event_name),
-                escape(&event.event_id),
+                shown(&event.event_name),
+                shown(&event.event_id),
                 if event.new { "new" } else { "duplicate" },
                 event.forwarding.as_str()
             )
@@ -372,8 +359,8 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
         .map(|(name, value)| {
             format!(
                 "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",
-                escape(name),
-                escape(value)
+                shown(name),
+                shown(value)
             )
         })
         .collect();
@@ -424,9 +411,9 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
         received = format_iso_millis(record.received_at_ms),
         group = verdict_group(&detail.summary.verdict),
         verdict = escape(detail.summary.verdict.label()),
-        method = escape(&record.method),
-        path = escape(&record.path),
-        curl = escape(&curl_command(detail, webhook_url)),
+        method = shown(&record.method),
+        path = shown(&record.path),
+        curl = escape(&super::curl::curl_command(detail, webhook_url)),
         as_received = escape(&as_received),
     );
     layout(&format!("Request {key}"), &heading(""), &main)
@@ -446,7 +433,7 @@ pub(super) fn sent(key: &str, to: &str, answer: &common::client::Answer) -> Stri
          <dt>Answer</dt><dd><pre>{excerpt}</pre></dd></dl></section>",
         to = escape(to),
         latency = answer.latency_ms,
-        excerpt = escape(&answer.excerpt),
+        excerpt = escape(&printable_lines(&answer.excerpt)),
     );
     layout("Sent again", &heading(""), &main)
 }

@@ -11,6 +11,7 @@ for_each_store!(
     ok_counts_received_stored_and_duplicates_only_after_commit,
     bad_bodies_are_400_and_store_nothing,
     other_paths_methods_sizes_and_content_types,
+    compressed_bodies_are_415_and_kept_as_refused_requests,
     healthz_and_metrics,
     refused_requests_are_kept_bounded_with_their_reason,
     concurrent_requests_share_commits_and_racing_duplicates_are_stored_once,
@@ -64,6 +65,17 @@ async fn bad_bodies_are_400_and_store_nothing(store: TestStore) {
             r#"{"accountId":1,"events":[{"eventId":"ok","eventName":"COURSE_COMPLETED","timestamp":1,"data":{}},{"eventId":"","eventName":"X","timestamp":1,"data":{}}]}"#,
             "invalid_envelope",
             "events[1].eventId",
+        ),
+        // A key given twice: JSON readers disagree on which one counts.
+        (
+            r#"{"accountId":1,"events":[],"accountId":2}"#,
+            "invalid_envelope",
+            "duplicate key accountId",
+        ),
+        (
+            r#"{"accountId":1,"events":[{"eventId":"a","eventName":"COURSE_COMPLETED","eventId":"b","timestamp":1,"data":{}}]}"#,
+            "invalid_envelope",
+            "events[0]: duplicate key eventId",
         ),
     ];
     for (body, error, detail) in cases {
@@ -143,6 +155,113 @@ async fn other_paths_methods_sizes_and_content_types(store: TestStore) {
     .await;
     assert_eq!(bare.status, StatusCode::OK);
     receiver.stop().await.unwrap();
+}
+
+/// `gzip` run on `bytes`: a real compressed body.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("to gzip");
+    let output = child.wait_with_output().expect("gzip output");
+    assert!(output.status.success());
+    output.stdout
+}
+
+async fn compressed_bodies_are_415_and_kept_as_refused_requests(store: TestStore) {
+    let receiver = InProcess::start(store.config()).await;
+    let addr = receiver.addr;
+    let body = envelope(1, &["encoded"]);
+    let compressed = gzip(body.as_bytes());
+    assert_eq!(&compressed[..2], b"\x1f\x8b", "a gzip stream");
+    let refused: [(&str, Vec<u8>); 4] = [
+        ("gzip", compressed),
+        // A plain body labelled gzip is refused too: the label says it is not JSON.
+        ("gzip", body.clone().into_bytes()),
+        ("Identity, GZip", body.clone().into_bytes()),
+        ("br", body.clone().into_bytes()),
+    ];
+    for (encoding, bytes) in &refused {
+        let reply = post(
+            addr,
+            "/webhook",
+            &[("content-encoding", encoding)],
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{encoding}"
+        );
+        assert_eq!(reply.error(), "unsupported_content_encoding", "{encoding}");
+    }
+    // `identity` is no encoding at all.
+    let plain = post(
+        addr,
+        "/webhook",
+        &[("content-encoding", "identity")],
+        envelope(1, &["plain"]),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK);
+    let kept = crate::support::receiver::wait_until(std::time::Duration::from_secs(10), || async {
+        store.scalar("SELECT COUNT(*) FROM {refused}").await == refused.len() as i64
+    })
+    .await;
+    assert!(kept, "every refusal is kept");
+    assert_eq!(store.scalar("SELECT COUNT(*) FROM {events}").await, 1);
+    assert_eq!(
+        store
+            .text("SELECT MAX(event_id) FROM {events}")
+            .await
+            .as_deref(),
+        Some("plain"),
+        "nothing of the encoded bodies is stored as an event"
+    );
+    let metrics = String::from_utf8(get(addr, "/metrics").await.body.to_vec()).unwrap();
+    for line in [
+        "receiver_requests_total{answer=\"415\"} 4",
+        "receiver_refusals_total{reason=\"unsupported_content_encoding\"} 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line}:\n{metrics}"
+        );
+    }
+    receiver.stop().await.unwrap();
+    // The refused requests are in the capture export, each with the bytes it came with.
+    let (code, exported, stderr) = crate::support::receiver::run_cli(
+        &["export", "--store", &store.store_arg(), "--include-refused"],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let refusals: Vec<verify::CaptureRecord> = exported
+        .lines()
+        .map(|line| verify::CaptureRecord::from_json_line(line).unwrap())
+        .filter(|record| record.verdict == verify::Verdict::Refused)
+        .collect();
+    assert_eq!(refusals.len(), refused.len(), "{exported}");
+    for (record, (encoding, bytes)) in refusals.iter().zip(&refused) {
+        assert_eq!(
+            record.reason.as_deref(),
+            Some("unsupported_content_encoding")
+        );
+        assert!(record
+            .headers
+            .iter()
+            .any(|(name, value)| name == "content-encoding" && value == encoding));
+        assert_eq!(&record.body, bytes, "{encoding}");
+    }
 }
 
 async fn healthz_and_metrics(store: TestStore) {

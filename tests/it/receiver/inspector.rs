@@ -353,11 +353,12 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
         .unwrap()
         .starts_with("attachment"));
     assert!(first.contains("<button type=\"button\" data-copy=\"curl\">Copy as curl</button>"));
-    assert!(first.contains(&common::web::escape(&format!("--data-binary '{batch}'"))));
+    assert!(first.contains(&common::web::escape(&format!("printf '{batch}' \\\n"))));
     assert!(first.contains(&common::web::escape(&format!(
-        "curl -X POST 'http://{}/webhook'",
+        "| curl -X POST http://{}/webhook \\\n",
         inspected.addr
     ))));
+    assert!(first.contains("--data-binary @-</pre>"));
 
     // A refused request shows its reason and the check diagnosis.
     assert_eq!(

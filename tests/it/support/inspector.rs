@@ -47,6 +47,7 @@ impl Inspected {
         let ui_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ui");
         let ui = ui_listener.local_addr().expect("ui addr");
         let path = config.path.clone();
+        let on_postgres = matches!(config.store, receiver::config::StoreLocation::Postgres(_));
         let receiver = receiver::Receiver::start(config).expect("start receiver");
         let mut settings = receiver.inspector_settings(
             common::web::Token::given(token).expect("token"),
@@ -68,6 +69,15 @@ impl Inspected {
                 let _ = stopped_listener.changed().await;
             })),
         ];
+        if on_postgres {
+            // A PostgreSQL store creates its tables in the background: wait until it can
+            // commit, so the test's own queries find them.
+            let ready = super::receiver::wait_until(WAIT, || async {
+                super::receiver::get(addr, "/healthz").await.status == http::StatusCode::OK
+            })
+            .await;
+            assert!(ready, "the receiver's PostgreSQL store is ready");
+        }
         let mut inspected = Inspected {
             addr,
             ui,
@@ -161,6 +171,9 @@ impl Inspected {
         EventStream {
             body: response.into_body(),
             buffer: String::new(),
+            last_id: String::new(),
+            kind: String::new(),
+            data: String::new(),
             _driver: DropAbort(driver),
         }
     }
@@ -190,45 +203,34 @@ impl Drop for DropAbort {
 /// One server-sent event.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// `id:`.
+    /// The last event id when it was dispatched (what a browser resends on reconnecting).
     pub id: String,
-    /// `event:`.
+    /// Its type (`message` unless an `event:` line said otherwise).
     pub kind: String,
     /// The `data:` lines joined by newlines.
     pub data: String,
 }
 
-/// An open stream of server-sent events.
+/// An open stream of server-sent events, read as a browser reads it (the HTML standard's
+/// event stream interpretation): lines end at CRLF, LF or a lone CR; `id` sets the last event
+/// id, which later events keep; `event` sets the next event's type; `data` lines are joined by
+/// LF; a blank line dispatches the event when it has data.
 pub struct EventStream {
     body: hyper::body::Incoming,
     buffer: String,
+    last_id: String,
+    kind: String,
+    data: String,
     _driver: DropAbort,
 }
 
 impl EventStream {
-    /// The next event with a `data` part (comments and `retry` skipped), waiting at most `limit`.
+    /// The next event with data (comments and `retry` skipped), waiting at most `limit`.
     pub async fn next_event(&mut self, limit: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event {
-                    id: String::new(),
-                    kind: String::new(),
-                    data: String::new(),
-                };
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    if let Some(id) = line.strip_prefix("id: ") {
-                        event.id = id.to_owned();
-                    } else if let Some(kind) = line.strip_prefix("event: ") {
-                        event.kind = kind.to_owned();
-                    } else if let Some(part) = line.strip_prefix("data: ") {
-                        data.push(part);
-                    }
-                }
-                if !data.is_empty() {
-                    event.data = data.join("\n");
+            while let Some(line) = self.next_line() {
+                if let Some(event) = self.interpret(&line) {
                     return Some(event);
                 }
             }
@@ -240,5 +242,49 @@ impl EventStream {
                 self.buffer.push_str(&String::from_utf8_lossy(&bytes));
             }
         }
+    }
+
+    /// The next whole line of the buffer, without its end. A CR last in the buffer waits for
+    /// the next bytes, which may hold its LF.
+    fn next_line(&mut self) -> Option<String> {
+        let end = self.buffer.find(['\r', '\n'])?;
+        let ending = match &self.buffer.as_bytes()[end..] {
+            [b'\r'] => return None,
+            [b'\r', b'\n', ..] => 2,
+            _ => 1,
+        };
+        let line = self.buffer[..end].to_owned();
+        self.buffer.drain(..end + ending);
+        Some(line)
+    }
+
+    /// Takes one line; gives the event a blank line dispatches.
+    fn interpret(&mut self, line: &str) -> Option<Event> {
+        if line.is_empty() {
+            let kind = std::mem::take(&mut self.kind);
+            let data = std::mem::take(&mut self.data);
+            let data = data.strip_suffix('\n')?;
+            return Some(Event {
+                id: self.last_id.clone(),
+                kind: if kind.is_empty() {
+                    "message".to_owned()
+                } else {
+                    kind
+                },
+                data: data.to_owned(),
+            });
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" if !value.contains('\0') => self.last_id = value.to_owned(),
+            "event" => self.kind = value.to_owned(),
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+            }
+            _ => {}
+        }
+        None
     }
 }
