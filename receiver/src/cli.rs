@@ -83,7 +83,7 @@ struct AuthArgs {
     #[arg(long, env = "RECEIVER_BASIC_USER")]
     basic_user: Option<String>,
     /// Basic authentication password (prefer the environment variable).
-    #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "RECEIVER_BASIC_PASSWORD")]
     basic_password: Option<verify::RedactedString>,
     /// Signature file(s) downloaded from Learning Manager; repeat, or separate with commas.
     #[arg(
@@ -261,6 +261,12 @@ struct CheckArgs {
     json: bool,
 }
 
+/// The command line as parsed, completed and documented: no help text shows the value of an
+/// environment variable (see `common::cli::hide_env_values`).
+fn command() -> clap::Command {
+    common::cli::hide_env_values(Cli::command())
+}
+
 /// Whose fault a failure is.
 enum Failure {
     /// Usage or configuration: exit 2.
@@ -270,7 +276,7 @@ enum Failure {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+    let parsed = command().try_get_matches().and_then(|matches| {
         refuse_listen_flags_before_a_subcommand(&matches)?;
         Cli::from_arg_matches(&matches)
     });
@@ -286,8 +292,8 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Events { command }) => events(command, &store),
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
-        Some(Command::Completions(args)) => args.print(Cli::command()).map_err(Failure::Work),
-        Some(Command::Man(args)) => args.write(Cli::command()).map_err(Failure::Work),
+        Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
+        Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,7 +330,7 @@ fn refuse_listen_flags_before_a_subcommand(matches: &clap::ArgMatches) -> Result
     } else {
         "belong"
     };
-    Err(Cli::command().error(
+    Err(command().error(
         clap::error::ErrorKind::ArgumentConflict,
         format!(
             "{} {verb} to `receiver listen` and cannot come before `{subcommand}`; \

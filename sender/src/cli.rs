@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use common::cli::{event_names, CompletionsArgs, ManArgs, Selection};
 use common::logging::LogFormat;
 use common::parse::duration as parse_duration;
@@ -123,7 +123,7 @@ struct ReplayArgs {
     #[arg(long)]
     username: Option<String>,
     /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
-    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD")]
     password: Option<verify::RedactedString>,
     #[command(flatten)]
     selection: Selection,
@@ -226,7 +226,7 @@ struct WebhookArgs {
     #[arg(long)]
     username: Option<String>,
     /// Basic password (or SENDER_BASIC_PASSWORD, to keep it out of the shell history).
-    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD")]
     password: Option<verify::RedactedString>,
     /// Signature scheme.
     #[arg(long, value_enum)]
@@ -282,12 +282,7 @@ struct TestArgs {
     #[arg(long, requires = "url")]
     username: Option<String>,
     /// With --url --auth basic: password (or SENDER_BASIC_PASSWORD).
-    #[arg(
-        long,
-        env = "SENDER_BASIC_PASSWORD",
-        hide_env_values = true,
-        requires = "url"
-    )]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD", requires = "url")]
     password: Option<verify::RedactedString>,
     /// With --url --auth signature: sign with this signature file.
     #[arg(long, requires = "url")]
@@ -361,7 +356,7 @@ struct AdminArgs {
     listen: Option<String>,
     /// The pages' access token (a random one per start when not given); needed for any address
     /// that is not loopback.
-    #[arg(long, env = "SENDER_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SENDER_ADMIN_TOKEN")]
     token: Option<String>,
     #[command(flatten)]
     delivery: DeliveryArgs,
@@ -480,9 +475,18 @@ struct SignArgs {
     body_file: PathBuf,
 }
 
+/// The command line as parsed, completed and documented: no help text shows the value of an
+/// environment variable (see `common::cli::hide_env_values`).
+fn command() -> clap::Command {
+    common::cli::hide_env_values(Cli::command())
+}
+
 /// Runs the `sender` command line and gives the exit status.
 pub fn cli_main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => return common::cli::clap_exit(&error),
     };
@@ -513,10 +517,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands that need no state run before `--state` is even read.
     match &cli.command {
         Command::Events => return print_catalogue(json),
-        Command::Completions(args) => {
-            return args.print(Cli::command()).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Man(args) => return args.write(Cli::command()).map(|()| ExitCode::SUCCESS),
+        Command::Completions(args) => return args.print(command()).map(|()| ExitCode::SUCCESS),
+        Command::Man(args) => return args.write(command()).map(|()| ExitCode::SUCCESS),
         _ => {}
     }
     let location = StateLocation::parse(&cli.state)?;

@@ -23,4 +23,7 @@ mod logs;
 mod ecosystem;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod help_texts;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod admin;
