@@ -185,12 +185,16 @@ impl ManArgs {
     }
 }
 
-/// Writes the page of `command` and, first, those of its visible subcommands, depth first.
-fn man_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
+/// Writes the page of `command` and, first, those of its visible subcommands, depth first,
+/// each whole or not at all (see [`crate::files`]).
+fn man_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for subcommand in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         man_pages(subcommand.clone(), dir, written)?;
     }
-    written.push(clap_mangen::Man::new(command).generate_to(dir)?);
+    let page = clap_mangen::Man::new(command);
+    let path = dir.join(page.get_filename());
+    crate::files::write_atomically(&path, |out| Ok(page.render(out)?))?;
+    written.push(path);
     Ok(())
 }
 

@@ -659,37 +659,35 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         account_id: args.account,
         event_names: args.selection.event_names.clone(),
     };
-    let reader = open_reader(store)?;
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))
-                .map_err(Failure::Config)?,
-        )),
-        None => Box::new(std::io::BufWriter::new(common::cli::stdout())),
-    };
-    let target = args.out.as_ref().map_or_else(
-        || "standard output".to_owned(),
-        |path| path.display().to_string(),
-    );
-    let written = reader
-        .captures(&filter, &mut |record| {
+    let location = config::parse_store_location(store)
+        .context("--store")
+        .map_err(Failure::Config)?;
+    if let (Some(out), config::StoreLocation::Sqlite(database)) = (&args.out, &location) {
+        common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
+    }
+    let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;
+    let write_records = |out: &mut dyn Write| {
+        reader.captures(&filter, &mut |record| {
             out.write_all(record.to_json_line().as_bytes())?;
             out.write_all(b"\n")?;
             Ok(())
         })
-        .and_then(|written| {
-            out.flush()?;
-            Ok(written)
-        })
-        .with_context(|| format!("writing to {target}"))
+    };
+    let Some(path) = &args.out else {
+        let mut out = std::io::BufWriter::new(common::cli::stdout());
+        return write_records(&mut out)
+            .and_then(|_| Ok(out.flush()?))
+            .context("writing to standard output")
+            .map_err(Failure::Work);
+    };
+    // Whole or not at all, mode 0600: a failure half-way leaves the previous file as it was.
+    let written = common::files::write_atomically(path, write_records)
+        .with_context(|| format!("writing to {}", path.display()))
         .map_err(Failure::Work)?;
-    if args.out.is_some() {
-        tell(
-            "INFO",
-            format_args!("exported {written} requests to {target}"),
-        );
-    }
+    tell(
+        "INFO",
+        format_args!("exported {written} requests to {}", path.display()),
+    );
     Ok(())
 }
 
