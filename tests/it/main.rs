@@ -26,4 +26,7 @@ mod ecosystem;
 mod help_texts;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod sealed_secrets;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod admin;
