@@ -154,7 +154,7 @@ impl SqliteStore {
         // files the main file's mode. An existing store keeps the mode its owner gave it
         // (perhaps on purpose), with a warning.
         common::files::create_private(path)
-            .with_context(|| format!("creating the store {}", path.display()))?;
+            .with_context(|| format!("opening the store {}", path.display()))?;
         if common::files::readable_by_others(path) {
             tracing::warn!(
                 store = %path.display(),
