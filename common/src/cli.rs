@@ -21,6 +21,18 @@ use crate::logging::tell;
 /// still has to say matters to anyone.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
+/// `command` with the value of every environment variable hidden from its help texts, in
+/// every subcommand: `[env: RECEIVER_STORE]` instead of `[env: RECEIVER_STORE=postgres://u:PW@…]`.
+///
+/// Variables hold passwords, tokens and URLs with credentials, and the README recommends them
+/// over flags; one rule for every argument means a flag added later cannot leak either. Both
+/// programs build their command (for parsing, `completions` and `man`) through this.
+pub fn hide_env_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| arg.hide_env_values(true))
+        .mut_subcommands(hide_env_values)
+}
+
 /// Prints clap's message (help and version on standard output, usage errors on standard error)
 /// and gives the exit status clap asks for: 0 for help and version, 2 for usage errors.
 pub fn clap_exit(error: &clap::Error) -> ExitCode {
@@ -173,12 +185,16 @@ impl ManArgs {
     }
 }
 
-/// Writes the page of `command` and, first, those of its visible subcommands, depth first.
-fn man_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
+/// Writes the page of `command` and, first, those of its visible subcommands, depth first,
+/// each whole or not at all (see [`crate::files`]).
+fn man_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for subcommand in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         man_pages(subcommand.clone(), dir, written)?;
     }
-    written.push(clap_mangen::Man::new(command).generate_to(dir)?);
+    let page = clap_mangen::Man::new(command);
+    let path = dir.join(page.get_filename());
+    crate::files::write_atomically(&path, |out| Ok(page.render(out)?))?;
+    written.push(path);
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 //!
 //! - [`cli`]: clap's exits, standard output that a closed pipe ends quietly (`out!`,
 //!   `outln!`), the `completions` and `man` subcommands, event-name completion;
+//! - [`files`]: the files the programs write, mode 0600 and replaced whole or not at all
+//!   (through a synced temporary file renamed into place), never onto a database they read;
 //! - [`logging`]: the `tracing` set-up and `tell`, the lines meant for a person;
 //! - [`parse`]: durations, byte sizes, instants and HTTP dates, read by well-kept crates;
 //! - [`signal`]: the SIGINT / SIGTERM future of the long-running commands;
@@ -25,6 +27,7 @@
 //! the binaries call.
 
 pub mod cli;
+pub mod files;
 pub mod logging;
 pub mod parse;
 pub mod postgres;

@@ -83,7 +83,7 @@ struct AuthArgs {
     #[arg(long, env = "RECEIVER_BASIC_USER")]
     basic_user: Option<String>,
     /// Basic authentication password (prefer the environment variable).
-    #[arg(long, env = "RECEIVER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "RECEIVER_BASIC_PASSWORD")]
     basic_password: Option<verify::RedactedString>,
     /// Signature file(s) downloaded from Learning Manager; repeat, or separate with commas.
     #[arg(
@@ -261,6 +261,12 @@ struct CheckArgs {
     json: bool,
 }
 
+/// The command line as parsed, completed and documented: no help text shows the value of an
+/// environment variable (see `common::cli::hide_env_values`).
+fn command() -> clap::Command {
+    common::cli::hide_env_values(Cli::command())
+}
+
 /// Whose fault a failure is.
 enum Failure {
     /// Usage or configuration: exit 2.
@@ -270,7 +276,7 @@ enum Failure {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+    let parsed = command().try_get_matches().and_then(|matches| {
         refuse_listen_flags_before_a_subcommand(&matches)?;
         Cli::from_arg_matches(&matches)
     });
@@ -286,8 +292,8 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Events { command }) => events(command, &store),
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
-        Some(Command::Completions(args)) => args.print(Cli::command()).map_err(Failure::Work),
-        Some(Command::Man(args)) => args.write(Cli::command()).map_err(Failure::Work),
+        Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
+        Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,7 +330,7 @@ fn refuse_listen_flags_before_a_subcommand(matches: &clap::ArgMatches) -> Result
     } else {
         "belong"
     };
-    Err(Cli::command().error(
+    Err(command().error(
         clap::error::ErrorKind::ArgumentConflict,
         format!(
             "{} {verb} to `receiver listen` and cannot come before `{subcommand}`; \
@@ -655,37 +661,35 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         account_id: args.account,
         event_names: args.selection.event_names.clone(),
     };
-    let reader = open_reader(store)?;
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))
-                .map_err(Failure::Config)?,
-        )),
-        None => Box::new(std::io::BufWriter::new(common::cli::stdout())),
-    };
-    let target = args.out.as_ref().map_or_else(
-        || "standard output".to_owned(),
-        |path| path.display().to_string(),
-    );
-    let written = reader
-        .captures(&filter, &mut |record| {
+    let location = config::parse_store_location(store)
+        .context("--store")
+        .map_err(Failure::Config)?;
+    if let (Some(out), config::StoreLocation::Sqlite(database)) = (&args.out, &location) {
+        common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
+    }
+    let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;
+    let write_records = |out: &mut dyn Write| {
+        reader.captures(&filter, &mut |record| {
             out.write_all(record.to_json_line().as_bytes())?;
             out.write_all(b"\n")?;
             Ok(())
         })
-        .and_then(|written| {
-            out.flush()?;
-            Ok(written)
-        })
-        .with_context(|| format!("writing to {target}"))
+    };
+    let Some(path) = &args.out else {
+        let mut out = std::io::BufWriter::new(common::cli::stdout());
+        return write_records(&mut out)
+            .and_then(|_| Ok(out.flush()?))
+            .context("writing to standard output")
+            .map_err(Failure::Work);
+    };
+    // Whole or not at all, mode 0600: a failure half-way leaves the previous file as it was.
+    let written = common::files::write_atomically(path, write_records)
+        .with_context(|| format!("writing to {}", path.display()))
         .map_err(Failure::Work)?;
-    if args.out.is_some() {
-        tell(
-            "INFO",
-            format_args!("exported {written} requests to {target}"),
-        );
-    }
+    tell(
+        "INFO",
+        format_args!("exported {written} requests to {}", path.display()),
+    );
     Ok(())
 }
 

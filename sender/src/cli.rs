@@ -3,16 +3,14 @@
 //! Exit status: 0 success, 1 the work failed (a delivery, a test), 2 bad usage or
 //! configuration ([`UsageError`] anywhere in the error chain).
 
-use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use common::cli::{event_names, CompletionsArgs, ManArgs, Selection};
 use common::logging::LogFormat;
 use common::parse::duration as parse_duration;
@@ -30,6 +28,7 @@ use crate::registry::{
     WebhookId,
 };
 use crate::retry::RetryPolicy;
+use crate::sealing::SecretKey;
 use crate::{format_duration, UsageError};
 
 /// Plays Adobe Learning Manager against a webhook listener: registrations, realistic events,
@@ -46,6 +45,15 @@ struct Cli {
         global = true
     )]
     state: String,
+    /// The key that seals the secrets in the state (Basic passwords, signing secrets) at rest;
+    /// `sender secret-key generate` makes one. Given once, it is needed from then on.
+    #[arg(
+        long,
+        env = "SENDER_SECRET_KEY_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    secret_key_file: Option<PathBuf>,
     /// Print records as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -61,6 +69,8 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+mod secret_key;
 
 /// Where a command that needs an event name points the user for the list.
 const CATALOGUE_HINT: &str = "`sender events` lists every event name with its kind and data fields";
@@ -93,6 +103,12 @@ enum Command {
     Replay(ReplayArgs),
     /// List the event catalogue: every event name, real-time or batch, and its data fields.
     Events,
+    /// The key that seals the state's secrets at rest: make one, or move the secrets to a new
+    /// one.
+    SecretKey {
+        #[command(subcommand)]
+        command: secret_key::SecretKeyCommand,
+    },
     /// Print the shell completion script (e.g. `source <(sender completions bash)`).
     Completions(CompletionsArgs),
     /// Print the manual page, or write one per subcommand with --out DIR.
@@ -123,7 +139,7 @@ struct ReplayArgs {
     #[arg(long)]
     username: Option<String>,
     /// Resign: Basic password (or SENDER_BASIC_PASSWORD).
-    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD")]
     password: Option<verify::RedactedString>,
     #[command(flatten)]
     selection: Selection,
@@ -226,7 +242,7 @@ struct WebhookArgs {
     #[arg(long)]
     username: Option<String>,
     /// Basic password (or SENDER_BASIC_PASSWORD, to keep it out of the shell history).
-    #[arg(long, env = "SENDER_BASIC_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD")]
     password: Option<verify::RedactedString>,
     /// Signature scheme.
     #[arg(long, value_enum)]
@@ -282,12 +298,7 @@ struct TestArgs {
     #[arg(long, requires = "url")]
     username: Option<String>,
     /// With --url --auth basic: password (or SENDER_BASIC_PASSWORD).
-    #[arg(
-        long,
-        env = "SENDER_BASIC_PASSWORD",
-        hide_env_values = true,
-        requires = "url"
-    )]
+    #[arg(long, env = "SENDER_BASIC_PASSWORD", requires = "url")]
     password: Option<verify::RedactedString>,
     /// With --url --auth signature: sign with this signature file.
     #[arg(long, requires = "url")]
@@ -361,7 +372,7 @@ struct AdminArgs {
     listen: Option<String>,
     /// The pages' access token, at least 16 characters (a random one per start when not
     /// given); needed for any address that is not loopback.
-    #[arg(long, env = "SENDER_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SENDER_ADMIN_TOKEN")]
     token: Option<String>,
     #[command(flatten)]
     delivery: DeliveryArgs,
@@ -480,9 +491,18 @@ struct SignArgs {
     body_file: PathBuf,
 }
 
+/// The command line as parsed, completed and documented: no help text shows the value of an
+/// environment variable (see `common::cli::hide_env_values`).
+fn command() -> clap::Command {
+    common::cli::hide_env_values(Cli::command())
+}
+
 /// Runs the `sender` command line and gives the exit status.
 pub fn cli_main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => return common::cli::clap_exit(&error),
     };
@@ -513,16 +533,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Commands that need no state run before `--state` is even read.
     match &cli.command {
         Command::Events => return print_catalogue(json),
-        Command::Completions(args) => {
-            return args.print(Cli::command()).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Man(args) => return args.write(Cli::command()).map(|()| ExitCode::SUCCESS),
+        Command::SecretKey {
+            command: secret_key::SecretKeyCommand::Generate { out },
+        } => return secret_key::generate(out, json),
+        Command::Completions(args) => return args.print(command()).map(|()| ExitCode::SUCCESS),
+        Command::Man(args) => return args.write(command()).map(|()| ExitCode::SUCCESS),
         _ => {}
     }
     let location = StateLocation::parse(&cli.state)?;
+    if let (StateLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
+    {
+        common::files::refuse_database_files(output.0, output.1, database)
+            .map_err(|error| UsageError(format!("{error:#}")))?;
+    }
+    let secret_key_file = cli.secret_key_file.clone();
     let open = || -> anyhow::Result<Arc<dyn State>> {
+        let secret_key = secret_key_file
+            .as_deref()
+            .map(|path| SecretKey::read("--secret-key-file", path))
+            .transpose()?;
         // A state database that cannot be opened is a configuration problem: exit 2.
-        crate::store::open(&location).map_err(|error| {
+        crate::store::open(&location, secret_key).map_err(|error| {
             UsageError(format!(
                 "cannot open the state database {location}: {error:#}"
             ))
@@ -540,8 +571,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries { command } => deliveries(&*open()?, command, json),
         Command::Sign(args) => sign(args, json),
         Command::Replay(args) => runtime.block_on(replay(args, json)),
-        Command::Events | Command::Completions(_) | Command::Man(_) => {
+        Command::SecretKey {
+            command: secret_key::SecretKeyCommand::Rotate { new_key_file },
+        } => secret_key::rotate(&*open()?, &new_key_file, json),
+        Command::Events
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::SecretKey {
+            command: secret_key::SecretKeyCommand::Generate { .. },
+        } => {
             anyhow::bail!("handled before the state is opened")
+        }
+    }
+}
+
+impl Command {
+    /// The file this command writes over, if any, with its flag: it must not be the state.
+    fn output_file(&self) -> Option<(&'static str, &Path)> {
+        match self {
+            Self::Webhooks {
+                command: WebhooksCommand::Signature { out: Some(out), .. },
+            } => Some(("--out", out)),
+            Self::Replay(ReplayArgs {
+                report: Some(report),
+                ..
+            }) => Some(("--report", report)),
+            _ => None,
         }
     }
 }
@@ -696,23 +751,11 @@ fn set_status(state: &dyn State, id: &str, status: Status, json: bool) -> anyhow
     Ok(())
 }
 
-/// Writes a file holding secrets: created (or truncated) with mode 0600.
+/// Writes a file holding secrets: mode 0600, whole or not at all (an existing file is
+/// replaced, never left half-written).
 fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing signature file {}", path.display()))?;
-    // An existing file keeps its old mode through open(); tighten it explicitly.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing signature file {}", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("flushing signature file {}", path.display()))?;
-    Ok(())
+    common::files::write_atomically(path, |out| Ok(out.write_all(bytes)?))
+        .with_context(|| format!("writing signature file {}", path.display()))
 }
 
 /// Reads a signature file a sender signs with: one whose keys in force can sign.
@@ -1341,7 +1384,7 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     let summary = send_all(requests, &options).await?;
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&summary).context("encoding the report")?;
-        std::fs::write(path, text + "\n")
+        common::files::write_atomically(path, |out| Ok(out.write_all((text + "\n").as_bytes())?))
             .with_context(|| format!("writing report {}", path.display()))?;
     }
     if json {

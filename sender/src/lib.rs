@@ -13,6 +13,7 @@
 //!   the registry twice: in one SQLite file ([`store::sqlite`]) and in a PostgreSQL database
 //!   shared by many workers ([`store::postgres`]);
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
+//! - [`sealing`]: the state's secrets sealed at rest under `--secret-key-file`;
 //! - [`retry`]: the retry schedule as pure functions;
 //! - [`lease`]: how a worker waits for a lease another worker holds, as pure functions;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
@@ -82,6 +83,7 @@ pub mod queue;
 pub mod registry;
 pub mod replay;
 pub mod retry;
+pub mod sealing;
 pub mod store;
 
 use std::fmt;

@@ -1,8 +1,10 @@
 //! Webhook registrations (SPEC section 5): the record, its validation, and the storage trait.
 //!
 //! Secrets (a Basic password, signing secrets) live in the state database, which is created
-//! with mode 0600. They never leave it except through `webhooks signature`, which writes the
-//! signature file the receiving team needs: `Debug`, `list` and `--json` records leave them out.
+//! with mode 0600, sealed under `--secret-key-file` when one is given (see
+//! [`crate::sealing`]). They never leave it except through `webhooks signature`, which writes
+//! the signature file the receiving team needs: `Debug`, `list` and `--json` records leave
+//! them out.
 
 use std::fmt;
 
@@ -803,6 +805,14 @@ pub trait Registry: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>>;
+    /// Seals every webhook's secrets under `new` in one transaction (opening those sealed
+    /// under the key the state was opened with) and records `new` as the state's key: from
+    /// then on only `new` opens it (see [`crate::sealing`]). Gives the number of webhooks
+    /// that hold secrets.
+    ///
+    /// # Errors
+    /// A secret does not open with the current key; storage errors. Nothing is changed then.
+    fn reseal_secrets(&self, new: &crate::sealing::SecretKey) -> anyhow::Result<u64>;
 }
 
 #[cfg(test)]

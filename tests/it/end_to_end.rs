@@ -20,13 +20,14 @@ use crate::sender::{fast_config, Harness, Spawned};
 use crate::support::receiver::{run_cli, Process};
 
 /// A receiver process with its own store, and how the sender must authenticate to it.
-struct Receiver {
+pub(crate) struct Receiver {
     process: Process,
     store: PathBuf,
 }
 
 impl Receiver {
-    fn start(dir: &Path, name: &str, auth: &[&str]) -> Receiver {
+    /// `receiver listen` on 127.0.0.1:0 with a SQLite store `NAME.db` in `dir`, and `auth`.
+    pub(crate) fn start(dir: &Path, name: &str, auth: &[&str]) -> Receiver {
         let store = dir.join(format!("{name}.db"));
         let store_arg = format!("sqlite:{}", store.display());
         let mut args = vec![
@@ -45,7 +46,8 @@ impl Receiver {
         Receiver { process, store }
     }
 
-    fn url(&self) -> String {
+    /// Its webhook URL.
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/webhook", self.process.addr)
     }
 
@@ -62,7 +64,7 @@ impl Receiver {
     }
 
     /// `receiver events count --json`.
-    fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         let store = format!("sqlite:{}", self.store.display());
         let (code, stdout, stderr) =
             run_cli(&["events", "count", "--store", &store, "--json"], &[]);

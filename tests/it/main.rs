@@ -23,4 +23,10 @@ mod logs;
 mod ecosystem;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod help_texts;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod sealed_secrets;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod admin;

@@ -149,6 +149,19 @@ impl SqliteStore {
         queue_forwarding: bool,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<SqliteStore> {
+        // The store holds whole bodies and credential headers: a new one is created readable
+        // by its owner only before SQLite opens it, since SQLite gives its -wal and -shm
+        // files the main file's mode. An existing store keeps the mode its owner gave it
+        // (perhaps on purpose), with a warning.
+        common::files::create_private(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        if common::files::readable_by_others(path) {
+            tracing::warn!(
+                store = %path.display(),
+                "the store can be read by other users of this machine and holds whole \
+                 requests; `chmod 600` it and its -wal and -shm files"
+            );
+        }
         // Open once here so that a wrong path fails at startup, not at the first request.
         let connection =
             open_writer(path).with_context(|| format!("opening the store {}", path.display()))?;

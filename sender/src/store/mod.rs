@@ -37,17 +37,89 @@ use crate::delivery::State;
 use crate::lease::HeldLease;
 use crate::queue::{AttemptRecord, DeliverySummary, NewDelivery, RequestState};
 use crate::registry::{Auth, BasicAuth, EventSelection, Status, Webhook, WebhookId, MAX_WEBHOOKS};
+use crate::sealing::{self, Field, SecretColumns, SecretKey};
 use crate::UsageError;
 
-/// Opens the state `location` names, creating its tables on first use.
+/// Opens the state `location` names, creating its tables on first use, with the key that
+/// seals its secrets (see [`crate::sealing`]): given a key, the state's plain secrets are
+/// sealed under it as it opens.
 ///
 /// # Errors
-/// The file or database cannot be opened, or holds another program's tables.
-pub fn open(location: &StateLocation) -> anyhow::Result<Arc<dyn State>> {
+/// The file or database cannot be opened, or holds another program's tables; its secrets
+/// are sealed and no key, or another key, is given (a [`UsageError`]).
+pub fn open(
+    location: &StateLocation,
+    secret_key: Option<SecretKey>,
+) -> anyhow::Result<Arc<dyn State>> {
     Ok(match location {
-        StateLocation::Sqlite(path) => Arc::new(sqlite::SqliteState::open(path)?),
-        StateLocation::Postgres(url) => Arc::new(postgres::PostgresState::open(url)?),
+        StateLocation::Sqlite(path) => {
+            Arc::new(sqlite::SqliteState::open_with_secret_key(path, secret_key)?)
+        }
+        StateLocation::Postgres(url) => Arc::new(postgres::PostgresState::open_with_secret_key(
+            url, secret_key,
+        )?),
     })
+}
+
+/// What a store's pass over its secret columns (see [`crate::sealing`]) writes: the columns
+/// that change, and how many webhooks hold secrets.
+pub(crate) struct SealingPass {
+    /// The rows to write back.
+    pub changed: Vec<SecretColumns>,
+    /// Webhooks with a secret, changed or not.
+    pub with_secrets: u64,
+}
+
+impl SealingPass {
+    /// At opening: the plain secrets of `rows` sealed under `key` (nothing without a key).
+    ///
+    /// # Errors
+    /// Sealing fails (the system's random source).
+    pub fn seal_plain(rows: &[SecretColumns], key: Option<&SecretKey>) -> anyhow::Result<Self> {
+        let mut changed = Vec::new();
+        if let Some(key) = key {
+            for row in rows {
+                changed.extend(row.seal_plain(key)?);
+            }
+        }
+        Ok(Self::of(rows, changed))
+    }
+
+    /// At a rotation: every secret of `rows` sealed again, from `from` to `to`.
+    ///
+    /// # Errors
+    /// A secret does not open with `from`; sealing fails.
+    pub fn reseal(
+        rows: &[SecretColumns],
+        from: Option<&SecretKey>,
+        to: &SecretKey,
+    ) -> anyhow::Result<Self> {
+        let changed = rows
+            .iter()
+            .filter(|row| row.holds_secrets())
+            .map(|row| row.reseal(from, to))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::of(rows, changed))
+    }
+
+    fn of(rows: &[SecretColumns], changed: Vec<SecretColumns>) -> Self {
+        let with_secrets = rows.iter().filter(|row| row.holds_secrets()).count();
+        Self {
+            changed,
+            with_secrets: u64::try_from(with_secrets).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Says in the log how many plain secrets were sealed at opening, if any.
+    pub fn log_sealed(&self, key: Option<&SecretKey>) {
+        if let (Some(key), false) = (key, self.changed.is_empty()) {
+            tracing::info!(
+                webhooks = self.changed.len(),
+                key = %key.source().display(),
+                "sealed the secrets stored in plain text under --secret-key-file"
+            );
+        }
+    }
 }
 
 /// A webhook as its columns hold it (the same columns in both stores).
@@ -69,19 +141,37 @@ pub(crate) struct WebhookRow {
 }
 
 impl WebhookRow {
-    /// The columns of `webhook`, secrets included.
-    pub fn of(webhook: &Webhook) -> Self {
+    /// The columns of `webhook`, its secrets sealed under `key` when there is one.
+    ///
+    /// # Errors
+    /// Sealing fails (the system's random source).
+    pub fn of(webhook: &Webhook, key: Option<&SecretKey>) -> anyhow::Result<Self> {
+        let id = webhook.id.as_str();
         let (basic_username, basic_password, signature_file) = match &webhook.auth {
             Auth::None => (None, None, None),
             Auth::Basic(basic) => (
                 Some(basic.username.clone()),
-                Some(basic.password.clone()),
+                Some(sealing::write(
+                    basic.password.clone(),
+                    key,
+                    id,
+                    Field::BasicPassword,
+                )?),
                 None,
             ),
-            Auth::Signature(file) => (None, None, Some(file.to_json_pretty())),
+            Auth::Signature(file) => (
+                None,
+                None,
+                Some(sealing::write(
+                    file.to_json_pretty(),
+                    key,
+                    id,
+                    Field::SignatureFile,
+                )?),
+            ),
         };
-        Self {
-            id: webhook.id.as_str().to_owned(),
+        Ok(Self {
+            id: id.to_owned(),
             name: webhook.name.clone(),
             description: webhook.description.clone(),
             url: webhook.url.clone(),
@@ -97,14 +187,15 @@ impl WebhookRow {
             },
             created_at_ms: webhook.created_at_ms,
             updated_at_ms: webhook.updated_at_ms,
-        }
+        })
     }
 
-    /// The webhook these columns describe.
+    /// The webhook these columns describe, its secrets opened with `key` when sealed.
     ///
     /// # Errors
-    /// A stored value this build cannot read (an unknown auth method, a broken signature file).
-    pub fn into_webhook(self) -> anyhow::Result<Webhook> {
+    /// A stored value this build cannot read (an unknown auth method, a broken signature
+    /// file), or sealed secrets without the key or under another key (a [`UsageError`]).
+    pub fn into_webhook(self, key: Option<&SecretKey>) -> anyhow::Result<Webhook> {
         let id = self.id;
         let events = if self.events == "all" {
             EventSelection::All
@@ -115,10 +206,20 @@ impl WebhookRow {
             "none" => Auth::None,
             "basic" => Auth::Basic(BasicAuth {
                 username: self.basic_username.unwrap_or_default(),
-                password: self.basic_password.unwrap_or_default(),
+                password: sealing::read(
+                    self.basic_password.unwrap_or_default(),
+                    key,
+                    &id,
+                    Field::BasicPassword,
+                )?,
             }),
             "signature" => {
-                let text = self.signature_file.unwrap_or_default();
+                let text = sealing::read(
+                    self.signature_file.unwrap_or_default(),
+                    key,
+                    &id,
+                    Field::SignatureFile,
+                )?;
                 Auth::Signature(
                     verify::SignatureFile::from_json(text.as_bytes())
                         .map_err(|e| anyhow::anyhow!("webhook {id}: stored signature file: {e}"))?,

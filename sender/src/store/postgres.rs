@@ -46,7 +46,7 @@ use tokio_postgres::Row;
 use super::{
     batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
     process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
-    FlushPlan, LeaseRow, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
+    FlushPlan, LeaseRow, RequestRow, RequestToWrite, SealingPass, StagedEvent, WebhookRow,
 };
 use crate::lease::HeldLease;
 use crate::queue::{
@@ -54,6 +54,7 @@ use crate::queue::{
     NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
 };
 use crate::registry::{Registry, Webhook, WebhookId};
+use crate::sealing::{self, SecretColumns, SecretKey};
 
 /// The layout version this build writes and reads.
 pub const LAYOUT_VERSION: i64 = 1;
@@ -79,7 +80,21 @@ const TABLES: &[&str] = &[
     "sender_staged_events",
     "sender_attempts",
     "sender_leases",
+    "sender_secret_key",
 ];
+
+/// The advisory lock that serialises passes over the secrets ("snky"): two processes given a
+/// key at once must not record two keys.
+const SEALING_LOCK: i64 = 0x736e_6b79;
+
+/// The key record (see `crate::sealing`), made also in databases whose tables predate it: a
+/// table the layout may lack, as nothing but a key's presence depends on it.
+const SECRET_KEY_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS sender_secret_key (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    key_check TEXT NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE sender_schema (version BIGINT NOT NULL);
@@ -199,6 +214,8 @@ pub struct PostgresState {
     work: Arc<tokio::sync::Notify>,
     /// Set once the listening connection is started.
     listening: std::sync::OnceLock<()>,
+    /// Seals and opens the secret columns (see `crate::sealing`).
+    secret_key: Option<SecretKey>,
 }
 
 impl std::fmt::Debug for PostgresState {
@@ -265,12 +282,24 @@ impl<'a, C: GenericClient> Db<'a, C> {
 }
 
 impl PostgresState {
-    /// Connects to `url` and creates the tables on first use.
+    /// Connects to `url` and creates the tables on first use, without a secret key.
     ///
     /// # Errors
     /// The database cannot be reached, or holds tables of our names that are not ours or of
-    /// another layout version.
+    /// another layout version; its secrets are sealed.
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        Self::open_with_secret_key(url, None)
+    }
+
+    /// Connects as [`PostgresState::open`] does, with the key that seals the secrets: given a
+    /// key, plain secrets are sealed under it before this returns.
+    ///
+    /// # Errors
+    /// As [`PostgresState::open`]; the secrets are sealed under another key.
+    pub fn open_with_secret_key(
+        url: &DatabaseUrl,
+        secret_key: Option<SecretKey>,
+    ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sender-postgres")
@@ -286,6 +315,7 @@ impl PostgresState {
             last_prune_ms: AtomicI64::new(i64::MIN),
             work: Arc::default(),
             listening: std::sync::OnceLock::new(),
+            secret_key,
         };
         state
             .call(|pool, trips| async move {
@@ -293,7 +323,97 @@ impl PostgresState {
                 create_schema(&mut client, &trips).await
             })
             .with_context(|| format!("preparing the sender's tables in {url}"))?;
+        let Some(key) = state.secret_key.clone() else {
+            // Nothing to write without a key: a read, no lock, refuses a sealed state.
+            let recorded = state
+                .call(|pool, trips| async move {
+                    let client = pool.get().await?;
+                    let db = Db::new(&client, &trips);
+                    let row = db
+                        .query_opt("SELECT key_check FROM sender_secret_key WHERE id = 1", &[])
+                        .await
+                        .context("reading the secret key record")?;
+                    Ok(row.map(|row| row.get::<_, String>(0)))
+                })
+                .with_context(|| format!("PostgreSQL state {url}"))?;
+            sealing::admit(recorded.as_deref(), None)?;
+            return Ok(state);
+        };
+        let key = Some(key);
+        state
+            .sealing_pass(move |rows, recorded| {
+                let written = sealing::admit(recorded, key.as_ref())?;
+                let pass = SealingPass::seal_plain(rows, key.as_ref())?;
+                pass.log_sealed(key.as_ref());
+                Ok((written, pass))
+            })
+            .with_context(|| format!("PostgreSQL state {url}"))?;
         Ok(state)
+    }
+
+    /// Runs one pass over the secret columns in one transaction, one process at a time:
+    /// `plan` reads the rows and the key record and says what to write (a new key record,
+    /// changed rows).
+    fn sealing_pass(
+        &self,
+        plan: impl FnOnce(&[SecretColumns], Option<&str>) -> anyhow::Result<(Option<String>, SealingPass)>
+            + Send
+            + 'static,
+    ) -> anyhow::Result<u64> {
+        self.call(|pool, trips| async move {
+            let mut client = pool.get().await?;
+            let transaction = client.transaction().await?;
+            let db = Db::new(&transaction, &trips);
+            db.execute("SELECT pg_advisory_xact_lock($1)", &[&SEALING_LOCK])
+                .await?;
+            let recorded: Option<String> = db
+                .query_opt("SELECT key_check FROM sender_secret_key WHERE id = 1", &[])
+                .await
+                .context("reading the secret key record")?
+                .map(|row| row.get(0));
+            let rows: Vec<SecretColumns> = db
+                .query(
+                    "SELECT id, basic_password, signature_file FROM sender_webhooks
+                     ORDER BY id FOR UPDATE",
+                    &[],
+                )
+                .await
+                .context("reading the secrets")?
+                .iter()
+                .map(|row| SecretColumns {
+                    webhook_id: row.get(0),
+                    basic_password: row.get(1),
+                    signature_file: row.get(2),
+                })
+                .collect();
+            let (record, pass) = plan(&rows, recorded.as_deref())?;
+            if record.is_none() && pass.changed.is_empty() {
+                return Ok(pass.with_secrets);
+            }
+            if let Some(record) = record {
+                db.execute(
+                    "INSERT INTO sender_secret_key (id, key_check) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET key_check = EXCLUDED.key_check",
+                    &[&record],
+                )
+                .await?;
+            }
+            // `updated_at_ms` stays: sealing changes how a secret is kept, not the webhook,
+            // and an edit read before it must still apply.
+            for row in &pass.changed {
+                db.execute(
+                    "UPDATE sender_webhooks SET basic_password = $2, signature_file = $3
+                     WHERE id = $1",
+                    &[&row.webhook_id, &row.basic_password, &row.signature_file],
+                )
+                .await?;
+            }
+            transaction
+                .commit()
+                .await
+                .context("committing the sealed secrets")?;
+            Ok(pass.with_secrets)
+        })
     }
 
     /// Statements sent to the server so far (the benchmark reports round trips per delivery).
@@ -404,6 +524,8 @@ async fn create_schema(
             version == Some(LAYOUT_VERSION),
             "its sender tables have layout version {version:?}, this build knows {LAYOUT_VERSION}: use another database"
         );
+        transaction.batch_execute(SECRET_KEY_TABLE).await?;
+        transaction.commit().await?;
         return Ok(());
     }
     for table in TABLES {
@@ -417,6 +539,7 @@ async fn create_schema(
         );
     }
     transaction.batch_execute(SCHEMA).await?;
+    transaction.batch_execute(SECRET_KEY_TABLE).await?;
     db.execute(
         "INSERT INTO sender_schema (version) VALUES ($1)",
         &[&LAYOUT_VERSION],
@@ -699,7 +822,7 @@ impl OutcomeColumns {
 
 impl Registry for PostgresState {
     fn insert_webhook(&self, webhook: &Webhook) -> anyhow::Result<()> {
-        let row = WebhookRow::of(webhook);
+        let row = WebhookRow::of(webhook, self.secret_key.as_ref())?;
         self.call(|pool, trips| async move {
             let mut client = pool.get().await?;
             let transaction = client.transaction().await?;
@@ -739,7 +862,7 @@ impl Registry for PostgresState {
     }
 
     fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()> {
-        let row = WebhookRow::of(webhook);
+        let row = WebhookRow::of(webhook, self.secret_key.as_ref())?;
         let id = webhook.id.clone();
         self.call(|pool, trips| async move {
             let client = pool.get().await?;
@@ -782,7 +905,9 @@ impl Registry for PostgresState {
                 .context("reading the webhook")?;
             Ok(row.as_ref().map(read_webhook))
         })?;
-        found.map(WebhookRow::into_webhook).transpose()
+        found
+            .map(|row| row.into_webhook(self.secret_key.as_ref()))
+            .transpose()
     }
 
     fn webhooks(&self) -> anyhow::Result<Vec<Webhook>> {
@@ -800,7 +925,9 @@ impl Registry for PostgresState {
                 .context("reading the webhooks")?;
             Ok(rows.iter().map(read_webhook).collect::<Vec<_>>())
         })?;
-        rows.into_iter().map(WebhookRow::into_webhook).collect()
+        rows.into_iter()
+            .map(|row| row.into_webhook(self.secret_key.as_ref()))
+            .collect()
     }
 
     fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>> {
@@ -842,6 +969,15 @@ impl Registry for PostgresState {
                 .await
                 .context("committing the deletion")?;
             Ok(Some(u64::try_from(waiting).unwrap_or(0)))
+        })
+    }
+
+    fn reseal_secrets(&self, new: &SecretKey) -> anyhow::Result<u64> {
+        let (current, new) = (self.secret_key.clone(), new.clone());
+        self.sealing_pass(move |rows, recorded| {
+            sealing::admit(recorded, current.as_ref())?;
+            let pass = SealingPass::reseal(rows, current.as_ref(), &new)?;
+            Ok((Some(new.key_check()?), pass))
         })
     }
 }

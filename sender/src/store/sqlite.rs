@@ -13,8 +13,6 @@
 //!
 //! [`record`]: Queue::record
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -25,13 +23,14 @@ use verify::timestamp::format_iso_millis;
 use super::{
     batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
     process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
-    FlushPlan, LeaseRow, RequestRow, RequestToWrite, StagedEvent, WebhookRow,
+    FlushPlan, LeaseRow, RequestRow, RequestToWrite, SealingPass, StagedEvent, WebhookRow,
 };
 use crate::queue::{
     AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
     NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
 };
 use crate::registry::{Registry, Webhook, WebhookId};
+use crate::sealing::{self, SecretColumns, SecretKey};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -106,6 +105,12 @@ CREATE TABLE IF NOT EXISTS leases (
     -- number is never given twice (see `Queue::record`).
     fence INTEGER NOT NULL DEFAULT 0
 );
+-- The key that seals the secrets, if any (see `crate::sealing`): one row holding a value sealed
+-- under it.
+CREATE TABLE IF NOT EXISTS secret_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key_check TEXT NOT NULL
+);
 ";
 
 /// Gives a lease up, keeping its row and fence number (see the `fence` column).
@@ -129,6 +134,8 @@ static INSERT_MANY_ATTEMPTS: std::sync::LazyLock<String> = std::sync::LazyLock::
 /// transaction and never across an `.await` (the engine calls these from `spawn_blocking`).
 pub struct SqliteState {
     connection: Mutex<Connection>,
+    /// Seals and opens the secret columns (see `crate::sealing`).
+    secret_key: Option<SecretKey>,
 }
 
 impl std::fmt::Debug for SqliteState {
@@ -138,17 +145,27 @@ impl std::fmt::Debug for SqliteState {
 }
 
 impl SqliteState {
-    /// Opens (creating with mode 0600 when absent) the database at `path` and its tables.
+    /// Opens (creating with mode 0600 when absent) the database at `path` and its tables,
+    /// without a secret key.
     ///
     /// # Errors
-    /// When the file cannot be created or opened, or is not a SQLite database.
+    /// When the file cannot be created or opened, or is not a SQLite database; when its
+    /// secrets are sealed.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with_secret_key(path, None)
+    }
+
+    /// Opens the database at `path` as [`SqliteState::open`] does, with the key that seals
+    /// its secrets: given a key, plain secrets are sealed under it before this returns.
+    ///
+    /// # Errors
+    /// As [`SqliteState::open`]; the secrets are sealed under another key.
+    pub fn open_with_secret_key(
+        path: &Path,
+        secret_key: Option<SecretKey>,
+    ) -> anyhow::Result<Self> {
         // The file holds secrets: create it readable by its owner only, before SQLite does.
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
+        common::files::create_private(path)
             .with_context(|| format!("creating state database {}", path.display()))?;
         let connection = Connection::open(path)
             .with_context(|| format!("opening state database {}", path.display()))?;
@@ -170,9 +187,87 @@ impl SqliteState {
             .with_context(|| format!("creating the tables of {}", path.display()))?;
         add_lease_columns(&connection)
             .with_context(|| format!("updating the tables of {}", path.display()))?;
-        Ok(Self {
+        let state = Self {
             connection: Mutex::new(connection),
-        })
+            secret_key,
+        };
+        if state.secret_key.is_none() {
+            // Nothing to write without a key: a read, no write lock, refuses a sealed state.
+            let recorded: Option<String> = state
+                .lock()
+                .query_row("SELECT key_check FROM secret_key WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .context("reading the secret key record")?;
+            sealing::admit(recorded.as_deref(), None)?;
+            return Ok(state);
+        }
+        state
+            .sealing_pass(|rows, recorded| {
+                let written = sealing::admit(recorded, state.secret_key.as_ref())?;
+                let pass = SealingPass::seal_plain(rows, state.secret_key.as_ref())?;
+                pass.log_sealed(state.secret_key.as_ref());
+                Ok((written, pass))
+            })
+            .with_context(|| format!("state database {}", path.display()))?;
+        Ok(state)
+    }
+
+    /// Runs one pass over the secret columns in one transaction: `plan` reads the rows and
+    /// the key record and says what to write (a new key record, changed rows).
+    fn sealing_pass(
+        &self,
+        plan: impl FnOnce(
+            &[SecretColumns],
+            Option<&str>,
+        ) -> anyhow::Result<(Option<String>, SealingPass)>,
+    ) -> anyhow::Result<u64> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let recorded: Option<String> = transaction
+            .query_row("SELECT key_check FROM secret_key WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .context("reading the secret key record")?;
+        let rows = transaction
+            .prepare("SELECT id, basic_password, signature_file FROM webhooks ORDER BY id")?
+            .query_map([], |row| {
+                Ok(SecretColumns {
+                    webhook_id: row.get(0)?,
+                    basic_password: row.get(1)?,
+                    signature_file: row.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the secrets")?;
+        let (record, pass) = plan(&rows, recorded.as_deref())?;
+        if record.is_none() && pass.changed.is_empty() {
+            return Ok(pass.with_secrets);
+        }
+        if let Some(record) = record {
+            transaction.execute(
+                "INSERT INTO secret_key (id, key_check) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET key_check = excluded.key_check",
+                [record],
+            )?;
+        }
+        // `updated_at_ms` stays: sealing changes how a secret is kept, not the webhook, and
+        // an edit read before it must still apply.
+        for row in &pass.changed {
+            transaction.execute(
+                "UPDATE webhooks SET basic_password = ?2, signature_file = ?3 WHERE id = ?1",
+                params![row.webhook_id, row.basic_password, row.signature_file],
+            )?;
+        }
+        transaction
+            .commit()
+            .context("committing the sealed secrets")?;
+        if !pass.changed.is_empty() {
+            scrub(&connection);
+        }
+        Ok(pass.with_secrets)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -181,6 +276,31 @@ impl SqliteState {
         self.connection
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// After secrets were sealed or moved to a new key: their old values (plain text, or sealed
+/// under the retired key) stay in the file's free space and in the WAL until overwritten, so
+/// the file is rewritten (VACUUM) and the WAL emptied, and a copy of the file holds only what
+/// is sealed now. Best effort, with a warning: another process reading the state can keep the
+/// WAL from emptying until it moves on.
+fn scrub(connection: &Connection) {
+    let scrubbed = connection.execute_batch("VACUUM").and_then(|()| {
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    match scrubbed {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(
+            "another process holds the state open: the write-ahead log still holds the \
+             secrets' old values until it is checkpointed"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "could not rewrite the state file: its free space may still hold the secrets' \
+             old values"
+        ),
     }
 }
 
@@ -205,10 +325,13 @@ fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
 /// A webhook's stored fields, secrets included, bound as `?1` … `?11` in this order (id,
 /// name, description, url, events, auth, basic_username, basic_password, signature_file,
 /// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
-fn column_values(webhook: &Webhook) -> Vec<rusqlite::types::Value> {
+fn column_values(
+    webhook: &Webhook,
+    key: Option<&SecretKey>,
+) -> anyhow::Result<Vec<rusqlite::types::Value>> {
     use rusqlite::types::Value;
-    let row = WebhookRow::of(webhook);
-    vec![
+    let row = WebhookRow::of(webhook, key)?;
+    Ok(vec![
         Value::Text(row.id),
         Value::Text(row.name),
         Value::Text(row.description),
@@ -220,7 +343,7 @@ fn column_values(webhook: &Webhook) -> Vec<rusqlite::types::Value> {
         Value::from(row.signature_file),
         Value::Text(row.status),
         Value::from(row.disabled_reason),
-    ]
+    ])
 }
 
 impl Registry for SqliteState {
@@ -232,7 +355,7 @@ impl Registry for SqliteState {
         if !room_for_another(count) {
             return Err(too_many_webhooks(count));
         }
-        let mut values = column_values(webhook);
+        let mut values = column_values(webhook, self.secret_key.as_ref())?;
         values.extend([webhook.created_at_ms.into(), webhook.updated_at_ms.into()]);
         transaction
             .execute(
@@ -247,7 +370,7 @@ impl Registry for SqliteState {
     }
 
     fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()> {
-        let mut values = column_values(webhook);
+        let mut values = column_values(webhook, self.secret_key.as_ref())?;
         values.extend([webhook.updated_at_ms.into(), read_at_ms.into()]);
         let connection = self.lock();
         let changed = connection
@@ -282,7 +405,9 @@ impl Registry for SqliteState {
             )
             .optional()
             .context("reading the webhook")?;
-        found.map(WebhookRow::into_webhook).transpose()
+        found
+            .map(|row| row.into_webhook(self.secret_key.as_ref()))
+            .transpose()
     }
 
     fn webhooks(&self) -> anyhow::Result<Vec<Webhook>> {
@@ -293,7 +418,9 @@ impl Registry for SqliteState {
             .query_map([], read_webhook)?
             .collect::<Result<Vec<_>, _>>()
             .context("reading the webhooks")?;
-        rows.into_iter().map(WebhookRow::into_webhook).collect()
+        rows.into_iter()
+            .map(|row| row.into_webhook(self.secret_key.as_ref()))
+            .collect()
     }
 
     fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>> {
@@ -330,6 +457,15 @@ impl Registry for SqliteState {
         transaction.execute("DELETE FROM leases WHERE webhook_id = ?1", [id.as_str()])?;
         transaction.commit().context("committing the deletion")?;
         Ok(Some(u64::try_from(pending + staged).unwrap_or(0)))
+    }
+
+    fn reseal_secrets(&self, new: &SecretKey) -> anyhow::Result<u64> {
+        let current = self.secret_key.as_ref();
+        self.sealing_pass(|rows, recorded| {
+            sealing::admit(recorded, current)?;
+            let pass = SealingPass::reseal(rows, current, new)?;
+            Ok((Some(new.key_check()?), pass))
+        })
     }
 }
 

@@ -12,6 +12,7 @@ mod crash;
 mod environment;
 mod events_cli;
 mod export;
+mod files;
 mod forward;
 mod hardening;
 mod inspector;

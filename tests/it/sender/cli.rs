@@ -338,6 +338,30 @@ fn signature_file_is_written_0600_rotates_and_signs_curl_ready_headers() {
         std::fs::metadata(&file).expect("m").permissions().mode() & 0o777,
         0o600
     );
+    // Never onto the state itself (or its write-ahead log), under any spelling: that would
+    // replace every registration with one signature file.
+    for onto in [db.clone(), dir.path().join("./sender.db-wal")] {
+        let refused = sender(
+            &db,
+            &[
+                "webhooks",
+                "signature",
+                &id,
+                "--out",
+                onto.to_str().expect("utf8"),
+            ],
+        );
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("choose another file"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert!(
+        ok(sender(&db, &["webhooks", "list"])).contains(&id),
+        "the state is whole"
+    );
     let signature =
         verify::SignatureFile::from_json(&std::fs::read(&file).expect("read")).expect("valid file");
     assert_eq!(signature.webhook_id, id);
