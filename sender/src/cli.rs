@@ -325,7 +325,8 @@ struct TriggerArgs {
     #[arg(value_parser = event_names(&[]), hide_possible_values = true)]
     event_name: String,
     /// How many events.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          help = format!("How many events: 1 to {} per trigger", crate::manage::MAX_TRIGGER_COUNT))]
     count: usize,
     /// accountId of the envelope.
     #[arg(long, default_value_t = DEFAULT_ACCOUNT_ID)]
@@ -853,7 +854,7 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
     request.recipe()?;
     let Triggered {
         kind,
-        events,
+        event_ids,
         targets,
     } = {
         let state = state.clone();
@@ -861,7 +862,6 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
             .await
             .context("the enqueue task panicked")??
     };
-    let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     if targets.is_empty() {
         tell(
             "WARN",
@@ -875,7 +875,7 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
             "INFO",
             format_args!(
                 "queued {} {} event(s) for {} webhook(s): {}",
-                events.len(),
+                event_ids.len(),
                 kind.name,
                 targets.len(),
                 targets

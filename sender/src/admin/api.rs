@@ -310,7 +310,7 @@ async fn trigger(admin: &Admin, asked: &Asked) -> Answer {
         StatusCode::ACCEPTED,
         &json!({
             "eventName": triggered.kind.name,
-            "eventIds": triggered.events.iter().map(|event| event.event_id.as_str()).collect::<Vec<_>>(),
+            "eventIds": triggered.event_ids,
             "webhooks": triggered.targets.iter().map(WebhookId::as_str).collect::<Vec<_>>(),
         }),
     ))

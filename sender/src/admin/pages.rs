@@ -351,7 +351,7 @@ async fn trigger(admin: &Admin, form: &[(String, String)]) -> Answer {
     } else {
         Notice::Done(format!(
             "Queued {} {} event(s) for {}: the Deliveries page of each shows them as they go.",
-            triggered.events.len(),
+            triggered.event_ids.len(),
             triggered.kind.name,
             triggered
                 .targets
