@@ -170,11 +170,13 @@ impl Receiver {
     }
 
     /// What the inspector needs to show this receiver's store: a reader per page, the
-    /// authentication for the `check` diagnosis, and `webhook_url` for Copy as curl.
+    /// authentication for the `check` diagnosis, `webhook_url` for Copy as curl, and the
+    /// `targets` Send again may reach (`TargetGuard::for_listener` of the inspector's address).
     pub fn inspector_settings(
         &self,
         token: common::web::Token,
         webhook_url: String,
+        targets: common::target_guard::TargetGuard,
     ) -> inspector::InspectorSettings {
         let open_reader: inspector::OpenReader = match &self.store_location {
             config::StoreLocation::Sqlite(path) => {
@@ -204,6 +206,7 @@ impl Receiver {
             webhook_url,
             authentication: self.shared.authentication.clone(),
             open_reader,
+            targets,
         }
     }
 

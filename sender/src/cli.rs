@@ -369,6 +369,11 @@ struct AdminArgs {
     /// that is not loopback.
     #[arg(long, env = "SENDER_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Let Target URLs (pages, API, deliveries) reach loopback, private, link-local and
+    /// unspecified addresses although the pages listen beyond loopback (refused by default
+    /// there: whoever reaches the pages could make this machine call its own network).
+    #[arg(long, env = "SENDER_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_private_targets: bool,
     #[command(flatten)]
     delivery: DeliveryArgs,
 }
@@ -1018,7 +1023,14 @@ async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow::Result<Exi
     let _ = writeln!(stdout, "admin on http://{local}/?token={}", token.expose());
     let _ = stdout.flush();
     tracing::info!(address = %local, "admin pages and delivery worker started");
-    crate::admin::run(listener, token, state, config, shutdown).await?;
+    let targets =
+        common::target_guard::TargetGuard::for_listener(local, args.allow_private_targets);
+    if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
+        tracing::info!(
+            "the pages listen beyond loopback: Target URLs on loopback, private, link-local or unspecified addresses are refused (--allow-private-targets allows them)"
+        );
+    }
+    crate::admin::run(listener, token, state, config, targets, shutdown).await?;
     tracing::info!("sender admin: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use common::target_guard::TargetGuard;
 use serde_json::Value;
 use verify::{EventKind, TimeStyle};
 
@@ -238,6 +239,31 @@ pub fn rotate_secret<R: Registry + ?Sized>(
 /// so a change within the same millisecond still counts as a new version.
 fn next_version(read_at_ms: i64) -> i64 {
     verify::unix_now_ms().max(read_at_ms.saturating_add(1))
+}
+
+/// Refuses a Target URL whose host is, or resolves to, an address `targets` does not allow:
+/// `sender admin` listening beyond loopback refuses loopback, private, link-local and
+/// unspecified addresses (`common::target_guard`), as an error of the `--url` field. The
+/// pages and the API call it before saving or testing; the command line does not (its user
+/// is the machine's operator). The connect checks the address again, whatever DNS said here.
+/// A URL that does not parse passes: the registry's own check refuses it with its reason.
+///
+/// # Errors
+/// A [`UsageError`] saying which address was refused and why.
+pub async fn check_target(targets: &TargetGuard, url: &str) -> Result<(), UsageError> {
+    let Ok(uri) = url.trim().parse::<http::Uri>() else {
+        return Ok(());
+    };
+    let Some(host) = uri.host() else {
+        return Ok(());
+    };
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    // The host alone is named, never the whole URL: it may carry credentials.
+    targets
+        .check(host, port)
+        .await
+        .map_err(|refused| UsageError(format!("--url: {refused}")))
 }
 
 /// Where a test event goes and how it is authenticated.

@@ -24,3 +24,6 @@ mod ecosystem;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod admin;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod private_targets;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::target_guard::TargetGuard;
 use common::web::{self, Access, Guard, Token, WebBody};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -63,6 +64,10 @@ pub struct InspectorSettings {
     pub authentication: Authentication,
     /// How to read the store.
     pub open_reader: OpenReader,
+    /// Where Send again may send: from the inspector's address
+    /// (`TargetGuard::for_listener`), so an inspector reachable from other hosts refuses
+    /// internal addresses, when the URL is given and again when connecting.
+    pub targets: TargetGuard,
 }
 
 /// What every handler shares.
@@ -71,6 +76,8 @@ struct State {
     webhook_url: String,
     authentication: Authentication,
     open_reader: OpenReader,
+    /// Send again's check of the Target URL; the client connects through the same guard.
+    targets: TargetGuard,
     client: common::client::HttpClient,
     /// Flips to `true` at shutdown: live streams end on it.
     stopping: watch::Receiver<bool>,
@@ -91,7 +98,11 @@ pub async fn serve(
         webhook_url: settings.webhook_url,
         authentication: settings.authentication,
         open_reader: settings.open_reader,
-        client: common::client::http_client(Duration::from_secs(10)),
+        client: common::client::guarded_http_client(
+            Duration::from_secs(10),
+            settings.targets.clone(),
+        ),
+        targets: settings.targets,
         stopping,
     });
     let handler = move |request| {

@@ -30,6 +30,15 @@ impl Inspected {
     /// Starts `config` (on either store) on `127.0.0.1:0` with its inspector on another free
     /// port.
     pub async fn start(config: receiver::Config) -> Inspected {
+        Self::start_with_targets(config, None).await
+    }
+
+    /// [`Inspected::start`] with Send again's `targets` set, as an inspector bound beyond
+    /// loopback sets them (`None`: what its loopback address implies, any address).
+    pub async fn start_with_targets(
+        config: receiver::Config,
+        targets: Option<common::target_guard::TargetGuard>,
+    ) -> Inspected {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let ui_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ui");
@@ -39,6 +48,7 @@ impl Inspected {
         let settings = receiver.inspector_settings(
             common::web::Token::given(TOKEN).expect("token"),
             format!("http://{addr}{path}"),
+            targets.unwrap_or_else(|| common::target_guard::TargetGuard::for_listener(ui, false)),
         );
         let (stop, stopped) = watch::channel(false);
         let mut stopped_ui = stopped.clone();
