@@ -8,6 +8,9 @@
 //! listener's serial section never sees it. The token guard, the layout, the stylesheet
 //! and the script are `common::web`, shared with the sender's pages.
 //!
+//! Bound beyond loopback, Send again refuses targets on internal addresses, when the URL is
+//! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
+//!
 //! Layout: this file serves and routes; `pages` renders; `actions` downloads and sends again.
 
 mod actions;

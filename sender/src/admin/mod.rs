@@ -11,6 +11,9 @@
 //! `x-admin-token` header) on every request; a request that changes state must also prove it
 //! is no forged cross-site request: the token in the `x-admin-token` header (scripts), or an
 //! `Origin` naming this server (the pages' own forms; browsers send it with every POST).
+//! Bound beyond loopback, the pages refuse Target URLs on internal addresses, and the worker
+//! and **Test webhook** connect only through the same [`TargetGuard`] (see
+//! `common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
 //! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
