@@ -21,7 +21,10 @@
 //!   stylesheet, script, escaping, server-sent events, and serving (binding, the token rules,
 //!   the accept loop, forms, the same-origin check of changes);
 //! - `client` (feature `client`): sending one HTTP request and reading its answer, for replay
-//!   and the inspector's Send again.
+//!   and the inspector's Send again;
+//! - `target_guard` (feature `client`): which addresses a page reachable from other hosts may
+//!   send to (no loopback, private, link-local or unspecified ones), checked when a target is
+//!   given and again at connect time.
 //!
 //! This crate does no work of its own at start-up: each module is a set of functions and types
 //! the binaries call.
@@ -43,3 +46,6 @@ pub mod web;
 
 #[cfg(feature = "client")]
 pub mod client;
+
+#[cfg(feature = "client")]
+pub mod target_guard;

@@ -155,6 +155,11 @@ struct ListenArgs {
     /// needed for any address that is not loopback.
     #[arg(long, env = "RECEIVER_UI_TOKEN")]
     ui_token: Option<String>,
+    /// Let Send again reach loopback, private, link-local and unspecified addresses although
+    /// the inspector listens beyond loopback (refused by default there: whoever reaches it
+    /// could make this machine call its own network).
+    #[arg(long, env = "RECEIVER_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_private_targets: bool,
     /// Forward every stored request, in order, to this http:// URL (your app); durable.
     #[arg(long, env = "RECEIVER_FORWARD_TO")]
     forward_to: Option<String>,
@@ -444,6 +449,7 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
 
 fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
     let ui = ui_choice(args.ui.as_deref(), args.ui_token.as_deref()).map_err(Failure::Config)?;
+    let allow_private_targets = args.allow_private_targets;
     let (address, config) = listen_config(args, store).map_err(Failure::Config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -487,9 +493,18 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
                     "inspector on {scheme}://{ui_local}/?token={}",
                     ui.token.expose()
                 );
+                let targets = common::target_guard::TargetGuard::for_listener(
+                    ui_local,
+                    allow_private_targets,
+                );
+                if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
+                    tracing::info!(
+                        "the inspector listens beyond loopback: Send again refuses loopback, private, link-local and unspecified addresses (--allow-private-targets allows them)"
+                    );
+                }
                 Some((
                     ui_listener,
-                    receiver.inspector_settings(ui.token, webhook_url),
+                    receiver.inspector_settings(ui.token, webhook_url, targets),
                 ))
             }
             _ => None,

@@ -171,11 +171,13 @@ impl Receiver {
 
     /// What the inspector needs to show this receiver's store: a reader per page, the
     /// authentication for the `check` diagnosis, `webhook_url` for Copy as curl, and the
-    /// receiver's TLS certificate, if any, to serve its pages over HTTPS too.
+    /// receiver's TLS certificate, if any, to serve its pages over HTTPS too, and the
+    /// `targets` Send again may reach (`TargetGuard::for_listener` of the inspector's address).
     pub fn inspector_settings(
         &self,
         token: common::web::Token,
         webhook_url: String,
+        targets: common::target_guard::TargetGuard,
     ) -> inspector::InspectorSettings {
         let open_reader: inspector::OpenReader = match &self.store_location {
             config::StoreLocation::Sqlite(path) => {
@@ -209,6 +211,7 @@ impl Receiver {
             // its pages show full bodies and its cookie opens them.
             tls: self.tls.clone(),
             wrong_token_limit: common::web::WrongTokenLimit::default(),
+            targets,
         }
     }
 

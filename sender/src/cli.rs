@@ -132,7 +132,8 @@ struct ReplayArgs {
     /// --username, none otherwise).
     #[arg(long, value_enum)]
     auth: Option<AuthMethod>,
-    /// Resign: sign with the secrets in force of this signature file (repeatable).
+    /// Resign: sign with the secrets in force of this signature file (repeatable). Verbatim:
+    /// only its scheme and toleranceSeconds are read, to warn of captures too old to pass.
     #[arg(long = "signature-file")]
     signature_files: Vec<PathBuf>,
     /// Resign: Basic username.
@@ -146,6 +147,10 @@ struct ReplayArgs {
     /// Replay only this event, cut out of its (batch) request as a one-event envelope.
     #[arg(long)]
     event_id: Option<String>,
+    /// Resign: also re-sign captures the receiver refused (skipped by default: a fresh
+    /// signature would make a forged request pass as signed).
+    #[arg(long)]
+    include_refused: bool,
     /// Requests per second (open model: request i leaves at i/N s whatever the answers).
     #[arg(long)]
     rate: Option<f64>,
@@ -336,7 +341,8 @@ struct TriggerArgs {
     #[arg(value_parser = event_names(&[]), hide_possible_values = true)]
     event_name: String,
     /// How many events.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          help = format!("How many events: 1 to {} per trigger", crate::manage::MAX_TRIGGER_COUNT))]
     count: usize,
     /// accountId of the envelope.
     #[arg(long, default_value_t = DEFAULT_ACCOUNT_ID)]
@@ -374,6 +380,11 @@ struct AdminArgs {
     /// given); needed for any address that is not loopback.
     #[arg(long, env = "SENDER_ADMIN_TOKEN")]
     token: Option<String>,
+    /// Let Target URLs (pages, API, deliveries) reach loopback, private, link-local and
+    /// unspecified addresses although the pages listen beyond loopback (refused by default
+    /// there: whoever reaches the pages could make this machine call its own network).
+    #[arg(long, env = "SENDER_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_private_targets: bool,
     #[command(flatten)]
     delivery: DeliveryArgs,
 }
@@ -896,7 +907,7 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
     request.recipe()?;
     let Triggered {
         kind,
-        events,
+        event_ids,
         targets,
     } = {
         let state = state.clone();
@@ -904,7 +915,6 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
             .await
             .context("the enqueue task panicked")??
     };
-    let event_ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     if targets.is_empty() {
         tell(
             "WARN",
@@ -918,7 +928,7 @@ async fn trigger(state: Arc<dyn State>, args: TriggerArgs, json: bool) -> anyhow
             "INFO",
             format_args!(
                 "queued {} {} event(s) for {} webhook(s): {}",
-                events.len(),
+                event_ids.len(),
                 kind.name,
                 targets.len(),
                 targets
@@ -1056,7 +1066,14 @@ async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow::Result<Exi
     let _ = writeln!(stdout, "admin on http://{local}/?token={}", token.expose());
     let _ = stdout.flush();
     tracing::info!(address = %local, "admin pages and delivery worker started");
-    crate::admin::run(listener, token, state, config, shutdown).await?;
+    let targets =
+        common::target_guard::TargetGuard::for_listener(local, args.allow_private_targets);
+    if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
+        tracing::info!(
+            "the pages listen beyond loopback: Target URLs on loopback, private, link-local or unspecified addresses are refused (--allow-private-targets allows them)"
+        );
+    }
+    crate::admin::run(listener, token, state, config, targets, shutdown).await?;
     tracing::info!("sender admin: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -1234,9 +1251,10 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
     );
     let gave_credentials = !args.signature_files.is_empty() || args.username.is_some();
     if args.mode == ReplayMode::Verbatim {
-        if gave_credentials || args.auth.is_some() {
+        // A signature file is read for its window only (`verbatim_schemes`).
+        if args.username.is_some() || args.auth.is_some() {
             return Err(UsageError(
-                "--mode verbatim sends the captured headers as they are; drop --auth, --signature-file and --username, or use --mode resign".into(),
+                "--mode verbatim sends the captured headers as they are; drop --auth and --username, or use --mode resign".into(),
             )
             .into());
         }
@@ -1297,6 +1315,61 @@ fn replay_auth(args: &ReplayArgs) -> anyhow::Result<crate::replay::ReplayAuth> {
     Ok(auth)
 }
 
+/// The schemes a verbatim replay judges captured timestamps by: those of the signature files
+/// given (with their `toleranceSeconds`), else every scheme that signs a timestamp, with the
+/// default window.
+fn verbatim_schemes(args: &ReplayArgs) -> Result<Vec<verify::Scheme>, UsageError> {
+    if args.signature_files.is_empty() {
+        return Ok(verify::resend::timestamped_schemes());
+    }
+    args.signature_files
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading signature file {}", path.display()))
+                .map_err(|error| UsageError(format!("{error:#}")))?;
+            SignatureFile::from_json(&bytes)
+                .and_then(|file| file.scheme())
+                .map_err(|error| UsageError(format!("signature file {}: {error}", path.display())))
+        })
+        .collect()
+}
+
+/// Says, before anything is sent, what the plan leaves out and what will not pass: refused
+/// captures re-signing skips, and (verbatim) captures whose signature is too old.
+fn warn_before_replay(args: &ReplayArgs, planned: &crate::replay::Plan) -> Result<(), UsageError> {
+    if planned.skipped_refused > 0 {
+        tell(
+            "WARN",
+            format_args!(
+                "warning: replay: skipped {} capture(s) the receiver refused: re-signing would make a forged or broken request pass as signed; --include-refused re-signs them too",
+                planned.skipped_refused
+            ),
+        );
+    }
+    if args.mode == crate::replay::ReplayMode::Verbatim {
+        let schemes = verbatim_schemes(args)?;
+        if let Some(stale) =
+            crate::replay::stale_captures(&planned.requests, &schemes, verify::unix_now())
+        {
+            let window = match stale.tolerances_secs.iter().collect::<Vec<_>>().as_slice() {
+                [single] => format!("{single} s"),
+                _ => "their scheme's tolerance".to_owned(),
+            };
+            tell(
+                "WARN",
+                format_args!(
+                    "warning: replay: {} of {} capture(s) were signed more than {window} ago (the oldest {} s): a receiver that checks the signature refuses them as timestamp_too_old; --mode resign signs them anew",
+                    stale.count,
+                    planned.requests.len(),
+                    stale.oldest_secs
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     use crate::replay::{load_source, outgoing_headers, plan, send_all, ReplayFilter, SendOptions};
     if crate::registry::url_has_credentials(&args.to) {
@@ -1331,9 +1404,13 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
         since_ms: args.selection.since,
         until_ms: args.selection.until,
         event_id: args.event_id.clone(),
+        include_refused: args.include_refused,
     };
     let items = load_source(&args.source).map_err(|error| UsageError(format!("{error:#}")))?;
-    let requests = plan(items, args.mode, &filter)?;
+    let planned = plan(items, args.mode, &filter)?;
+    warn_before_replay(&args, &planned)?;
+    let skipped_refused = planned.skipped_refused;
+    let requests = planned.requests;
     if args.dry_run {
         let now = verify::unix_now();
         for request in &requests {
@@ -1381,7 +1458,8 @@ async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
         request_timeout: args.timeout,
         progress: !json,
     };
-    let summary = send_all(requests, &options).await?;
+    let mut summary = send_all(requests, &options).await?;
+    summary.skipped_refused = skipped_refused;
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&summary).context("encoding the report")?;
         common::files::write_atomically(path, |out| Ok(out.write_all((text + "\n").as_bytes())?))

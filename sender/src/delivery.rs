@@ -187,6 +187,9 @@ pub struct HttpTransport {
     connect_timeout: Duration,
     response_timeout: Duration,
     ca_file: Option<std::path::PathBuf>,
+    /// Resolves each Target URL's host and checks every address before connecting to exactly
+    /// those (`sender admin` beyond loopback refuses internal ones).
+    targets: common::target_guard::TargetGuard,
     // Built on the first `https` request, so plain-HTTP runs never read certificates.
     tls: Arc<std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>>>,
 }
@@ -197,6 +200,7 @@ impl std::fmt::Debug for HttpTransport {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("ca_file", &self.ca_file)
+            .field("targets", &self.targets)
             .finish_non_exhaustive()
     }
 }
@@ -208,8 +212,16 @@ impl HttpTransport {
             connect_timeout,
             response_timeout,
             ca_file: None,
+            targets: common::target_guard::TargetGuard::default(),
             tls: Arc::default(),
         }
+    }
+
+    /// Connects only where `targets` allows (its policy, with its resolver).
+    #[must_use]
+    pub fn with_targets(mut self, targets: common::target_guard::TargetGuard) -> Self {
+        self.targets = targets;
+        self
     }
 
     /// Also trusts the CA certificates of this PEM file (a test listener's self-signed one).
@@ -502,18 +514,23 @@ impl HttpTransport {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect((host, port)),
-        )
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "connect timeout: no connection to {authority} within {:?}",
-                self.connect_timeout
-            )
-        })?
-        .map_err(|error| anyhow::anyhow!("connecting to {authority}: {error}"))?;
+        // Resolved once and checked; the connect goes to exactly the addresses checked, so a
+        // DNS answer that changed since the Target URL was saved cannot lead elsewhere.
+        let connecting = async {
+            let addresses = self.targets.addresses(host, port).await?;
+            tokio::net::TcpStream::connect(addresses.as_slice())
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "connect timeout: no connection to {authority} within {:?}",
+                    self.connect_timeout
+                )
+            })?
+            .map_err(|error| anyhow::anyhow!("connecting to {authority}: {error}"))?;
         stream.set_nodelay(true).ok();
         let (sender, driver) = if https {
             let server_name =
@@ -621,10 +638,21 @@ impl<T: Transport> Clone for Engine<T> {
 }
 
 impl Engine<HttpTransport> {
-    /// An engine over HTTP with the system clock. Call inside a tokio runtime.
+    /// An engine over HTTP with the system clock, to any address (the command line's rule).
+    /// Call inside a tokio runtime.
     pub fn http(state: Arc<dyn State>, config: DeliveryConfig) -> Self {
+        Self::http_guarded(state, config, common::target_guard::TargetGuard::default())
+    }
+
+    /// An engine over HTTP that connects only where `targets` allows (`sender admin`).
+    pub fn http_guarded(
+        state: Arc<dyn State>,
+        config: DeliveryConfig,
+        targets: common::target_guard::TargetGuard,
+    ) -> Self {
         let transport = HttpTransport::new(config.connect_timeout, config.response_timeout)
-            .with_ca_file(config.ca_file.clone());
+            .with_ca_file(config.ca_file.clone())
+            .with_targets(targets);
         Self::new(state, transport, config, Clock::system())
     }
 

@@ -33,21 +33,26 @@ pub struct EventRecipe {
 impl EventRecipe {
     /// The events, all dated `at_ms`.
     pub fn events(&self, at_ms: i64) -> Vec<OutgoingEvent> {
+        self.generated(at_ms).collect()
+    }
+
+    /// The events one at a time, all dated `at_ms`: the same events as [`EventRecipe::events`]
+    /// (same seed, same order), made as they are taken, so a caller can work through a large
+    /// count in chunks without holding every event at once.
+    pub fn generated(&self, at_ms: i64) -> impl Iterator<Item = OutgoingEvent> + '_ {
         let mut generator = EventGenerator::new(self.seed).with_time_style(self.time_style);
-        (0..self.count)
-            .map(|_| {
-                let mut event = generator.event(self.kind, at_ms);
-                if let Some(data) = &self.data {
-                    for (field, value) in data {
-                        event.data.insert(field.clone(), value.clone());
-                    }
-                }
-                for (field, value) in &self.set {
+        (0..self.count).map(move |_| {
+            let mut event = generator.event(self.kind, at_ms);
+            if let Some(data) = &self.data {
+                for (field, value) in data {
                     event.data.insert(field.clone(), value.clone());
                 }
-                event
-            })
-            .collect()
+            }
+            for (field, value) in &self.set {
+                event.data.insert(field.clone(), value.clone());
+            }
+            event
+        })
     }
 }
 
@@ -85,6 +90,14 @@ pub fn parse_data(text: &str) -> Result<Map<String, Value>, UsageError> {
     }
 }
 
+/// The active webhooks subscribed to `kind`, in the order given (registration order).
+pub fn subscribers<'a>(kind: &EventKind, webhooks: &'a [Webhook]) -> Vec<&'a Webhook> {
+    webhooks
+        .iter()
+        .filter(|w| w.status == Status::Active && w.events.includes(kind.name))
+        .collect()
+}
+
 /// One delivery per event per active webhook subscribed to the event's name.
 pub fn route(
     events: &[OutgoingEvent],
@@ -92,10 +105,7 @@ pub fn route(
     kind: &EventKind,
     webhooks: &[Webhook],
 ) -> Vec<NewDelivery> {
-    let targets: Vec<&Webhook> = webhooks
-        .iter()
-        .filter(|w| w.status == Status::Active && w.events.includes(kind.name))
-        .collect();
+    let targets = subscribers(kind, webhooks);
     // Event-major order: each webhook's queue gets the events in the order they happened.
     events
         .iter()
@@ -108,6 +118,37 @@ pub fn route(
             })
         })
         .collect()
+}
+
+/// Makes `recipe`'s events dated `at_ms` and routes them to `webhooks`, `chunk_events` events
+/// at a time: `enqueue` gets each chunk's deliveries (event-major, as [`route`] orders them)
+/// with the number of events handed over before it. Gives every `eventId`, in order. Only one
+/// chunk of events and its deliveries are held at once, whatever the count; with no
+/// subscribed webhook, `enqueue` is never called.
+///
+/// # Errors
+/// The first error of `enqueue`; later chunks are then not made.
+pub fn route_in_chunks(
+    recipe: &EventRecipe,
+    at_ms: i64,
+    webhooks: &[Webhook],
+    chunk_events: usize,
+    mut enqueue: impl FnMut(&[NewDelivery], usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<String>> {
+    let subscribed = !subscribers(recipe.kind, webhooks).is_empty();
+    let mut generated = recipe.generated(at_ms);
+    let mut event_ids: Vec<String> = Vec::with_capacity(recipe.count);
+    loop {
+        let chunk: Vec<OutgoingEvent> = generated.by_ref().take(chunk_events.max(1)).collect();
+        if chunk.is_empty() {
+            return Ok(event_ids);
+        }
+        if subscribed {
+            let deliveries = route(&chunk, recipe.account_id, recipe.kind, webhooks);
+            enqueue(&deliveries, event_ids.len())?;
+        }
+        event_ids.extend(chunk.into_iter().map(|event| event.event_id));
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +203,67 @@ mod tests {
                 ("named", second)
             ]
         );
+    }
+
+    #[test]
+    fn large_counts_are_made_and_routed_in_chunks_in_order() {
+        let webhook = |name: &str| {
+            crate::registry::WebhookChanges {
+                name: Some(name.into()),
+                url: Some("http://127.0.0.1:9/hook".into()),
+                events: Some("COURSE_ENROLLMENT".into()),
+                ..crate::registry::WebhookChanges::default()
+            }
+            .create(0)
+            .expect("valid")
+        };
+        let webhooks = [webhook("a"), webhook("b")];
+        let recipe = EventRecipe {
+            kind: verify::lookup("COURSE_ENROLLMENT").expect("in catalogue"),
+            count: 1_234,
+            account_id: 7,
+            set: Vec::new(),
+            data: None,
+            seed: 9,
+            time_style: TimeStyle::Iso,
+        };
+        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let mut routed: Vec<String> = Vec::new();
+        let ids = route_in_chunks(&recipe, 1_000, &webhooks, 500, |deliveries, before| {
+            calls.push((deliveries.len(), before));
+            routed.extend(deliveries.iter().map(|d| d.event.event_id.clone()));
+            Ok(())
+        })
+        .expect("routed");
+        // Two webhooks: each chunk of 500 events is 1 000 deliveries; never all 2 468 at once.
+        assert_eq!(calls, [(1_000, 0), (1_000, 500), (468, 1_000)]);
+        let made: Vec<String> = recipe
+            .events(1_000)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(ids, made, "the same events as made at once, in order");
+        let doubled: Vec<String> = made
+            .iter()
+            .flat_map(|id| [id.clone(), id.clone()])
+            .collect();
+        assert_eq!(routed, doubled, "event-major across the chunks");
+
+        // A failure stops the making: no chunk after it.
+        let mut tries = 0;
+        let failed = route_in_chunks(&recipe, 1_000, &webhooks, 500, |_, _| {
+            tries += 1;
+            anyhow::bail!("disk full")
+        });
+        assert!(failed.is_err());
+        assert_eq!(tries, 1);
+
+        // Nobody subscribed: the events are made, nothing is handed over.
+        let none = route_in_chunks(&recipe, 1_000, &[], 500, |_, _| {
+            panic!("nothing to enqueue")
+        })
+        .expect("made");
+        assert_eq!(none.len(), 1_234);
     }
 
     #[test]

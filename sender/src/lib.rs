@@ -19,8 +19,9 @@
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
 //! How `trigger` and `run` cooperate: both work through the same state database (a SQLite
-//! file, or a PostgreSQL database that any number of `run` workers share). `trigger`
-//! enqueues in one transaction, then (unless `--enqueue-only`) delivers the queues of the
+//! file, or a PostgreSQL database that any number of `run` workers share). `trigger` makes
+//! at most [`manage::MAX_TRIGGER_COUNT`] events and enqueues them in transactions of
+//! [`manage::TRIGGER_CHUNK_EVENTS`], then (unless `--enqueue-only`) delivers the queues of the
 //! webhooks it enqueued for until they are empty or `--wait` (60 s) passes, and exits 1 if
 //! anything is left. Before delivering to a webhook, a worker takes that webhook's *lease* (a
 //! row naming its process, renewed every third of `--lease-ttl`); a worker that finds the lease

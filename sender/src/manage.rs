@@ -15,11 +15,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use common::target_guard::TargetGuard;
 use serde_json::Value;
-use verify::{EventKind, OutgoingEvent, TimeStyle};
+use verify::{EventKind, TimeStyle};
 
 use crate::delivery::{send_once, Answer, HttpTransport, Outbound, State};
-use crate::generate::{parse_data, parse_set, route, EventRecipe};
+use crate::generate::{parse_data, parse_set, route_in_chunks, subscribers, EventRecipe};
 use crate::registry::{
     check_event_name, Auth, EventSelection, Registry, Status, Webhook, WebhookChanges, WebhookId,
 };
@@ -240,6 +241,31 @@ fn next_version(read_at_ms: i64) -> i64 {
     verify::unix_now_ms().max(read_at_ms.saturating_add(1))
 }
 
+/// Refuses a Target URL whose host is, or resolves to, an address `targets` does not allow:
+/// `sender admin` listening beyond loopback refuses loopback, private, link-local and
+/// unspecified addresses (`common::target_guard`), as an error of the `--url` field. The
+/// pages and the API call it before saving or testing; the command line does not (its user
+/// is the machine's operator). The connect checks the address again, whatever DNS said here.
+/// A URL that does not parse passes: the registry's own check refuses it with its reason.
+///
+/// # Errors
+/// A [`UsageError`] saying which address was refused and why.
+pub async fn check_target(targets: &TargetGuard, url: &str) -> Result<(), UsageError> {
+    let Ok(uri) = url.trim().parse::<http::Uri>() else {
+        return Ok(());
+    };
+    let Some(host) = uri.host() else {
+        return Ok(());
+    };
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    // The host alone is named, never the whole URL: it may carry credentials.
+    targets
+        .check(host, port)
+        .await
+        .map_err(|refused| UsageError(format!("--url: {refused}")))
+}
+
 /// Where a test event goes and how it is authenticated.
 #[derive(Debug, Clone)]
 pub struct TestTarget {
@@ -349,12 +375,26 @@ pub async fn send_test(
     })
 }
 
+/// Most events one trigger makes (`trigger --count`, the API's `count`, the page's
+/// **Count**).
+///
+/// Why 10 000: a trigger is a test tool, and 10 000 events to each of the 5 webhooks is
+/// 50 000 queued requests, more than a worker delivers in strict order within minutes; the
+/// answer names every `eventId` (about 400 KB of JSON at the bound); and a count from a typo or
+/// a hostile caller (`1000000000`) must be a field error, not an attempt to make and hold
+/// a billion events. A larger load is several triggers, or `sender replay` of a capture file.
+pub const MAX_TRIGGER_COUNT: usize = 10_000;
+
+/// Events made, routed and queued per transaction by [`trigger`]: what it holds in memory
+/// at once, whatever the count (an event is about 1 KB, copied once per subscribed webhook).
+pub const TRIGGER_CHUNK_EVENTS: usize = 500;
+
 /// What `trigger` is asked to fire.
 #[derive(Debug, Clone)]
 pub struct TriggerRequest {
     /// The catalogue name.
     pub event_name: String,
-    /// How many events (at least 1).
+    /// How many events: 1 to [`MAX_TRIGGER_COUNT`].
     pub count: usize,
     /// `accountId`.
     pub account_id: i64,
@@ -373,8 +413,8 @@ pub struct TriggerRequest {
 pub struct Triggered {
     /// The catalogue entry.
     pub kind: &'static EventKind,
-    /// The events made.
-    pub events: Vec<OutgoingEvent>,
+    /// The `eventId`s of the events made, in order.
+    pub event_ids: Vec<String>,
     /// The webhooks they were queued for, in order of registration.
     pub targets: Vec<WebhookId>,
 }
@@ -383,11 +423,18 @@ impl TriggerRequest {
     /// Checks the request and makes its recipe.
     ///
     /// # Errors
-    /// A [`UsageError`] for an unknown event, a zero count, a bad `--set` or `--data`.
+    /// A [`UsageError`] for an unknown event, a count of 0 or over [`MAX_TRIGGER_COUNT`], a
+    /// bad `--set` or `--data`.
     pub fn recipe(&self) -> Result<EventRecipe, UsageError> {
         let kind = check_event_name(&self.event_name)?;
         if self.count == 0 {
             return Err(UsageError("--count must be at least 1".into()));
+        }
+        if self.count > MAX_TRIGGER_COUNT {
+            return Err(UsageError(format!(
+                "--count {} is more than {MAX_TRIGGER_COUNT}, the most events one trigger makes; trigger several times for more",
+                self.count
+            )));
         }
         let set = self
             .set
@@ -406,30 +453,43 @@ impl TriggerRequest {
     }
 }
 
-/// Makes the events and queues them, in one transaction, for every active webhook subscribed
-/// to their name. Blocking: call it off the async threads.
+/// Makes the events and queues them for every active webhook subscribed to their name, in
+/// chunks of [`TRIGGER_CHUNK_EVENTS`] events, one transaction each: memory stays bounded
+/// whatever the count, and each webhook's queue still gets the events in the order they were
+/// made. Blocking: call it off the async threads.
 ///
 /// # Errors
-/// A [`UsageError`] for a bad request; storage errors.
+/// A [`UsageError`] for a bad request; storage errors, saying how many events were queued
+/// before the failure (earlier chunks stay queued).
 pub fn trigger<S: State + ?Sized>(
     state: &S,
     request: &TriggerRequest,
 ) -> anyhow::Result<Triggered> {
+    use anyhow::Context as _;
     let recipe = request.recipe()?;
     let at = verify::unix_now_ms();
-    let events = recipe.events(at);
     let webhooks = state.webhooks()?;
-    let deliveries = route(&events, recipe.account_id, recipe.kind, &webhooks);
-    let mut targets: Vec<WebhookId> = Vec::new();
-    for delivery in &deliveries {
-        if !targets.contains(&delivery.webhook_id) {
-            targets.push(delivery.webhook_id.clone());
-        }
-    }
-    state.enqueue(&deliveries, at)?;
+    let targets: Vec<WebhookId> = subscribers(recipe.kind, &webhooks)
+        .into_iter()
+        .map(|webhook| webhook.id.clone())
+        .collect();
+    let event_ids = route_in_chunks(
+        &recipe,
+        at,
+        &webhooks,
+        TRIGGER_CHUNK_EVENTS,
+        |deliveries, queued_events| {
+            state.enqueue(deliveries, at).with_context(|| {
+                format!(
+                    "{queued_events} of {} events were queued before this failure; the rest were not",
+                    recipe.count
+                )
+            })
+        },
+    )?;
     Ok(Triggered {
         kind: recipe.kind,
-        events,
+        event_ids,
         targets,
     })
 }

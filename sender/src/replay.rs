@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use verify::{parse_envelope, parse_source, single_event_envelope, SourceItem};
+use verify::{parse_envelope, parse_source, single_event_envelope, SourceItem, Verdict};
 
 /// Whether captured headers are sent as they were or the body is signed anew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,6 +45,21 @@ pub struct ReplayFilter {
     pub until_ms: Option<i64>,
     /// Replay only this event, rebuilt as a one-event envelope.
     pub event_id: Option<String>,
+    /// Re-sign captures whose verdict was a refusal too. Off by default: a fresh signature
+    /// would make a forged or broken request (a bad signature, another account) pass as
+    /// signed at the receiver it goes to. Verbatim replays send such captures as they are
+    /// (their old signature still fails), so this matters only to re-signing.
+    pub include_refused: bool,
+}
+
+/// What [`plan`] gives: the requests to send, and what it left out that the user must hear of.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The requests, in source order.
+    pub requests: Vec<PlannedRequest>,
+    /// Captures the filters kept but re-signing skipped, their verdict being a refusal
+    /// ([`ReplayFilter::include_refused`] replays them).
+    pub skipped_refused: usize,
 }
 
 /// One request ready to send.
@@ -125,7 +140,8 @@ fn label_items(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<(String, SourceIt
         .collect())
 }
 
-/// Applies the filters and the mode, giving the requests to send in source order.
+/// Applies the filters and the mode, giving the requests to send in source order; re-signing
+/// skips refused captures unless [`ReplayFilter::include_refused`].
 ///
 /// # Errors
 /// `--event-id` on a body that is not an envelope.
@@ -133,10 +149,17 @@ pub fn plan(
     items: Vec<(String, SourceItem)>,
     mode: ReplayMode,
     filter: &ReplayFilter,
-) -> anyhow::Result<Vec<PlannedRequest>> {
+) -> anyhow::Result<Plan> {
     let mut planned = Vec::new();
+    let mut skipped_refused = 0;
     for (origin, item) in items {
         if !keep(&item, filter) {
+            continue;
+        }
+        let refused =
+            matches!(&item, SourceItem::Capture(record) if record.verdict == Verdict::Refused);
+        if refused && mode == ReplayMode::Resign && !filter.include_refused {
+            skipped_refused += 1;
             continue;
         }
         let (captured_headers, body) = match item {
@@ -164,7 +187,41 @@ pub fn plan(
             message_id,
         });
     }
-    Ok(planned)
+    Ok(Plan {
+        requests: planned,
+        skipped_refused,
+    })
+}
+
+/// Requests of a verbatim replay whose captured signature is older than its window: a
+/// receiver that checks it refuses them as `timestamp_too_old`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleCaptures {
+    /// How many.
+    pub count: usize,
+    /// The oldest signature's age in seconds.
+    pub oldest_secs: i64,
+    /// The windows they passed, in seconds (one per scheme tolerance met).
+    pub tolerances_secs: std::collections::BTreeSet<i64>,
+}
+
+/// The requests whose captured headers carry a signed timestamp older than its window at
+/// `now_secs`, judged by `schemes` (the signature files' schemes, or
+/// [`verify::resend::timestamped_schemes`]); `None` when there are none.
+pub fn stale_captures(
+    requests: &[PlannedRequest],
+    schemes: &[verify::Scheme],
+    now_secs: i64,
+) -> Option<StaleCaptures> {
+    let mut stale = StaleCaptures::default();
+    for request in requests {
+        if let Some(found) = verify::resend::stale_signature(&request.headers, schemes, now_secs) {
+            stale.count += 1;
+            stale.oldest_secs = stale.oldest_secs.max(found.age_secs);
+            stale.tolerances_secs.insert(found.tolerance_secs);
+        }
+    }
+    (stale.count > 0).then_some(stale)
 }
 
 fn keep(item: &SourceItem, filter: &ReplayFilter) -> bool {
@@ -255,8 +312,9 @@ impl Outcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplaySummary {
-    /// Requests sent.
-    pub sent: usize,
+    /// Requests tried: each was sent, or failed to be (a connection refused counts here too;
+    /// `errors` says how many got no answer).
+    pub attempted: usize,
     /// Requests answered 2xx.
     pub acknowledged: usize,
     /// Answers by class: `2xx`, `4xx`, …
@@ -273,6 +331,8 @@ pub struct ReplaySummary {
     pub late_ms: BTreeMap<String, f64>,
     /// Every request that was not acknowledged.
     pub failures: Vec<Outcome>,
+    /// Refused captures re-signing left out (see [`ReplayFilter::include_refused`]).
+    pub skipped_refused: usize,
 }
 
 impl ReplaySummary {
@@ -286,7 +346,7 @@ impl ReplaySummary {
         let latencies: Vec<f64> = outcomes.iter().map(|outcome| outcome.latency_ms).collect();
         let lateness: Vec<f64> = outcomes.iter().map(|outcome| outcome.late_ms).collect();
         Self {
-            sent: outcomes.len(),
+            attempted: outcomes.len(),
             acknowledged: outcomes.iter().filter(|o| o.acknowledged()).count(),
             by_status_class,
             errors: outcomes.iter().filter(|o| o.status.is_none()).count(),
@@ -299,12 +359,13 @@ impl ReplaySummary {
                 .filter(|outcome| !outcome.acknowledged())
                 .cloned()
                 .collect(),
+            skipped_refused: 0,
         }
     }
 
-    /// Whether every request was acknowledged.
+    /// Whether every request tried was acknowledged.
     pub fn all_acknowledged(&self) -> bool {
-        self.acknowledged == self.sent
+        self.acknowledged == self.attempted
     }
 
     /// The summary as the lines printed at the end of a run.
@@ -315,11 +376,13 @@ impl ReplaySummary {
             .map(|(class, count)| format!("{class}: {count}"))
             .collect();
         let pick = |map: &BTreeMap<String, f64>, key: &str| map.get(key).copied().unwrap_or(0.0);
+        // "Acknowledged" first: a request tried is not a request delivered (a port nobody
+        // listens on refuses every one of them).
         let mut text = format!(
-            "sent {} in {:.2} s, acknowledged {}, errors {}\nby status: {}\nlatency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}\n",
-            self.sent,
-            self.duration_secs,
+            "{} of {} acknowledged in {:.2} s; {} got no answer\nby status: {}\nlatency ms: p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}\n",
             self.acknowledged,
+            self.attempted,
+            self.duration_secs,
             self.errors,
             if classes.is_empty() { "none".to_owned() } else { classes.join(", ") },
             pick(&self.latency_ms, "p50"),
@@ -342,6 +405,12 @@ impl ReplaySummary {
                 (None, None) => "no answer".to_owned(),
             };
             text.push_str(&format!("not acknowledged: {}: {what}\n", failure.origin));
+        }
+        if self.skipped_refused > 0 {
+            text.push_str(&format!(
+                "skipped {} refused capture(s) (--include-refused re-signs them too)\n",
+                self.skipped_refused
+            ));
         }
         text
     }
@@ -484,6 +553,7 @@ struct Progress {
 struct PlainProgress {
     total: usize,
     done: std::sync::atomic::AtomicUsize,
+    acknowledged: std::sync::atomic::AtomicUsize,
     last_line: std::sync::Mutex<Instant>,
 }
 
@@ -498,7 +568,7 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(total as u64);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} sent  {per_sec}  eta {eta}  {msg}",
+                "{bar:40} {pos}/{len} tried  {per_sec}  eta {eta}  {msg}",
             ) {
                 bar.set_style(style);
             }
@@ -512,6 +582,7 @@ impl Progress {
             plain: Some(Arc::new(PlainProgress {
                 total,
                 done: std::sync::atomic::AtomicUsize::new(0),
+                acknowledged: std::sync::atomic::AtomicUsize::new(0),
                 last_line: std::sync::Mutex::new(Instant::now()),
             })),
         }
@@ -525,15 +596,23 @@ impl Progress {
             }
         }
         if let Some(plain) = &self.plain {
-            let done = plain
-                .done
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
+            use std::sync::atomic::Ordering::Relaxed;
+            if outcome.acknowledged() {
+                plain.acknowledged.fetch_add(1, Relaxed);
+            }
+            let done = plain.done.fetch_add(1, Relaxed) + 1;
             // A std Mutex held for one comparison, never across an await.
             let mut last = plain.last_line.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() >= Duration::from_secs(1) || done == plain.total {
                 *last = Instant::now();
-                crate::cli::tell("INFO", format_args!("replay: {done}/{} sent", plain.total));
+                let acknowledged = plain.acknowledged.load(Relaxed);
+                crate::cli::tell(
+                    "INFO",
+                    format_args!(
+                        "replay: {done}/{} tried, {acknowledged} acknowledged",
+                        plain.total
+                    ),
+                );
             }
         }
     }
@@ -576,7 +655,8 @@ mod tests {
             ReplayMode::Verbatim,
             &ReplayFilter::default(),
         )
-        .expect("plans");
+        .expect("plans")
+        .requests;
         let names: Vec<&str> = planned[0].headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["content-type", "webhook-id"]);
         assert_eq!(planned[0].body, BATCH.as_bytes());
@@ -589,7 +669,8 @@ mod tests {
             ReplayMode::Resign,
             &ReplayFilter::default(),
         )
-        .expect("plans");
+        .expect("plans")
+        .requests;
         let keyring = verify::Keyring::single(verify::SigningSecret::generate());
         let auth = ReplayAuth {
             basic: None,
@@ -616,6 +697,7 @@ mod tests {
         let only = |filter: ReplayFilter| -> Vec<String> {
             plan(items(), ReplayMode::Resign, &filter)
                 .expect("plans")
+                .requests
                 .into_iter()
                 .map(|request| request.origin)
                 .collect()
@@ -649,11 +731,76 @@ mod tests {
                 ..Default::default()
             },
         )
-        .expect("plans");
+        .expect("plans")
+        .requests;
         assert_eq!(single.len(), 2);
         assert!(std::str::from_utf8(&single[0].body)
             .expect("utf8")
             .contains("\"events\":[{\"eventId\":\"b\""));
+    }
+
+    #[test]
+    fn resigning_skips_refused_captures_unless_asked_verbatim_keeps_them() {
+        let mut refused = capture(BATCH, 7);
+        if let SourceItem::Capture(record) = &mut refused {
+            record.verdict = Verdict::Refused;
+            record.reason = Some("no_matching_signature".into());
+        }
+        let items = || {
+            vec![
+                ("accepted".to_owned(), capture(BATCH, 5)),
+                ("refused".to_owned(), refused.clone()),
+                (
+                    "envelope".to_owned(),
+                    SourceItem::Envelope(BATCH.as_bytes().to_vec()),
+                ),
+            ]
+        };
+        let origins = |mode: ReplayMode, include_refused: bool| {
+            let planned = plan(
+                items(),
+                mode,
+                &ReplayFilter {
+                    include_refused,
+                    ..Default::default()
+                },
+            )
+            .expect("plans");
+            let origins: Vec<String> = planned.requests.into_iter().map(|r| r.origin).collect();
+            (origins, planned.skipped_refused)
+        };
+        assert_eq!(
+            origins(ReplayMode::Resign, false),
+            (vec!["accepted".to_owned(), "envelope".to_owned()], 1)
+        );
+        let all = vec![
+            "accepted".to_owned(),
+            "refused".to_owned(),
+            "envelope".to_owned(),
+        ];
+        assert_eq!(origins(ReplayMode::Resign, true), (all.clone(), 0));
+        assert_eq!(origins(ReplayMode::Verbatim, false), (all, 0));
+    }
+
+    #[test]
+    fn stale_captures_are_counted_with_the_oldest_age() {
+        const NOW: i64 = 1_795_000_000;
+        let signed = |origin: &str, at: i64| PlannedRequest {
+            origin: origin.into(),
+            headers: vec![("webhook-timestamp".into(), at.to_string())],
+            body: Bytes::from_static(b"{}"),
+            message_id: None,
+        };
+        let requests = [
+            signed("a", NOW - 3600),
+            signed("b", NOW - 10),
+            signed("c", NOW - 600),
+        ];
+        let schemes = verify::resend::timestamped_schemes();
+        let stale = stale_captures(&requests, &schemes, NOW).expect("two are stale");
+        assert_eq!((stale.count, stale.oldest_secs), (2, 3600));
+        assert_eq!(stale.tolerances_secs.into_iter().collect::<Vec<_>>(), [300]);
+        assert_eq!(stale_captures(&requests[1..2], &schemes, NOW), None);
     }
 
     #[test]

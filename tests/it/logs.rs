@@ -197,7 +197,7 @@ async fn log_format_json_writes_one_json_record_per_line() {
     assert!(output.status.success(), "{output:?}");
     let records = json_lines(&String::from_utf8_lossy(&output.stderr), "replay");
     assert!(
-        !with_message(&records, "replay: 1/1 sent").is_empty(),
+        !with_message(&records, "replay: 1/1 tried, 1 acknowledged").is_empty(),
         "{records:?}"
     );
     let output = sender_async(&db, &["--log-format", "json", "webhooks", "show", "nope"]).await;

@@ -30,3 +30,6 @@ mod sealed_secrets;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod admin;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod private_targets;

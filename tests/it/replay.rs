@@ -1,8 +1,10 @@
 //! Capture, export, check and replay across the two programs (issue 5):
 //! - traffic from the sender, captured by one receiver, exported and replayed re-signed into a
 //!   second receiver, arrives byte-identical and verified;
-//! - a verbatim replay of a capture older than the tolerance is refused with
-//!   `timestamp_too_old`, and `receiver check` explains it;
+//! - a verbatim replay of a capture older than the tolerance is warned of before it is sent,
+//!   refused with `timestamp_too_old`, and `receiver check` explains it;
+//! - re-signing skips what the first receiver refused, so a forgery captured there is not
+//!   laundered into a second receiver as signed (issue 20, item 14);
 //! - `--rate 200` for 5 seconds sends 1000 requests on schedule.
 
 use std::path::Path;
@@ -14,7 +16,7 @@ use verify::{
 };
 
 use crate::support::endpoint::FakeEndpoint;
-use crate::support::receiver::{run_cli, Process};
+use crate::support::receiver::{envelope, post, run_cli, Process};
 
 /// Runs `sender ARGS` to completion: (exit code, stdout, stderr).
 fn run_sender(state: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -173,7 +175,10 @@ fn sender_traffic_captured_exported_and_resigned_arrives_byte_identical() {
     let summary: Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report json");
     assert_eq!(
-        (summary["sent"].as_u64(), summary["acknowledged"].as_u64()),
+        (
+            summary["attempted"].as_u64(),
+            summary["acknowledged"].as_u64()
+        ),
         (Some(4), Some(4))
     );
 
@@ -245,6 +250,14 @@ fn verbatim_replay_of_a_stale_capture_is_refused_and_check_explains_it() {
         Some(1),
         "a refused replay fails the run: {stdout}\n{stderr}"
     );
+    let warned = stderr
+        .find("1 of 1 capture(s) were signed more than 300 s ago")
+        .unwrap_or_else(|| panic!("no warning before sending: {stderr}"));
+    assert!(
+        warned < stderr.find("replay: 1/1").expect("progress"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("timestamp_too_old"), "{stderr}");
     assert!(stdout.contains("4xx: 1"), "{stdout}");
     assert!(
         stdout.contains("timestamp_too_old"),
@@ -425,4 +438,106 @@ async fn dry_run_sends_nothing_and_event_id_cuts_one_event_out_of_a_batch() {
         received[0].body,
         r#"{"accountId":7,"events":[{"eventId":"b","eventName":"COURSE_ENROLLMENT_BATCH","timestamp":1795000001000,"data":{"userId":2}}]}"#.as_bytes()
     );
+}
+
+/// Headers as `post` takes them.
+fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resigning_skips_refused_captures_so_a_forgery_is_not_laundered_into_another_receiver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first_secret = SigningSecret::generate();
+    let first_file = dir.path().join("first.json");
+    write_signature_file(&first_file, &first_secret);
+    let first_store = dir.path().join("first.db");
+    let first = start_receiver(&first_store, &first_file);
+
+    // A genuine request, and a forgery: another account, signed with a secret nobody gave.
+    let now = verify::unix_now();
+    let genuine = envelope(1010, &["genuine-1"]);
+    let signed = Keyring::single(first_secret).sign_headers("msg_genuine", now, genuine.as_bytes());
+    let answer = post(first.addr, "/webhook", &borrowed(&signed), genuine.clone()).await;
+    assert_eq!(answer.status.as_u16(), 200);
+    let forged = envelope(6666, &["forged-1"]);
+    let signed = Keyring::single(SigningSecret::generate()).sign_headers(
+        "msg_forged",
+        now,
+        forged.as_bytes(),
+    );
+    let answer = post(first.addr, "/webhook", &borrowed(&signed), forged.clone()).await;
+    assert_eq!(answer.status.as_u16(), 401);
+    assert_eq!(answer.error(), "no_matching_signature");
+    // The refusal is kept after the 401 went out: wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while export(&first_store, &["--verdict", "refused"])
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal was never kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let capture_file = dir.path().join("capture.jsonl");
+    export(
+        &first_store,
+        &[
+            "--include-refused",
+            "--out",
+            &capture_file.display().to_string(),
+        ],
+    );
+    let captured = std::fs::read_to_string(&capture_file).expect("capture file");
+    assert_eq!(captured.lines().count(), 2, "{captured}");
+
+    // Replayed, re-signed (the default), into a second receiver with a secret of its own.
+    let second_file = dir.path().join("second.json");
+    write_signature_file(&second_file, &SigningSecret::generate());
+    let second_store = dir.path().join("second.db");
+    let second = start_receiver(&second_store, &second_file);
+    let state = dir.path().join("sender.db");
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "replay".to_owned(),
+            capture_file.display().to_string(),
+            "--to".to_owned(),
+            format!("http://{}/webhook", second.addr),
+            "--signature-file".to_owned(),
+            second_file.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_sender(&state, &args)
+    };
+    let (code, stdout, stderr) = replay(&[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let stored: Vec<String> = capture_bodies(&export(&second_store, &["--include-refused"]))
+        .into_iter()
+        .map(|body| String::from_utf8_lossy(&body).into_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        std::slice::from_ref(&genuine),
+        "the second receiver got the genuine request only"
+    );
+    assert!(
+        stderr.contains("skipped 1 capture(s) the receiver refused")
+            && stderr.contains("--include-refused"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 of 1 acknowledged"), "{stdout}");
+
+    // Asked for by name, the refused capture is re-signed too (and passes: the user's call).
+    let (code, stdout, stderr) = replay(&["--include-refused"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    let stored = capture_bodies(&export(&second_store, &[]));
+    assert!(stored.contains(&forged.into_bytes()), "{stored:?}");
+    drop((first, second));
 }

@@ -57,6 +57,7 @@ async fn start(
         let settings = receiver.inspector_settings(
             common::web::Token::given(TOKEN)?,
             format!("http://{addr}/webhook"),
+            common::target_guard::TargetGuard::default(),
         );
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(receiver::inspector::serve(

@@ -8,6 +8,9 @@
 //! listener's serial section never sees it. The token guard, the layout, the stylesheet
 //! and the script are `common::web`, shared with the sender's pages.
 //!
+//! Bound beyond loopback, Send again refuses targets on internal addresses, when the URL is
+//! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
+//!
 //! Layout: this file serves and routes; `pages` renders; `curl` writes Copy as curl;
 //! `actions` downloads and sends again.
 
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use common::target_guard::TargetGuard;
 use common::web::{self, Guard, Token, WebBody};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -71,6 +75,10 @@ pub struct InspectorSettings {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// How many wrong tokens a client may present, and within how long.
     pub wrong_token_limit: web::WrongTokenLimit,
+    /// Where Send again may send: from the inspector's address
+    /// (`TargetGuard::for_listener`), so an inspector reachable from other hosts refuses
+    /// internal addresses, when the URL is given and again when connecting.
+    pub targets: TargetGuard,
 }
 
 /// What every handler shares.
@@ -79,6 +87,8 @@ struct State {
     webhook_url: String,
     authentication: Authentication,
     open_reader: OpenReader,
+    /// Send again's check of the Target URL; the client connects through the same guard.
+    targets: TargetGuard,
     client: common::client::HttpClient,
     /// Flips to `true` at shutdown: live streams end on it.
     stopping: watch::Receiver<bool>,
@@ -108,7 +118,11 @@ pub async fn serve(
         webhook_url: settings.webhook_url,
         authentication: settings.authentication,
         open_reader: settings.open_reader,
-        client: common::client::http_client(Duration::from_secs(10)),
+        client: common::client::guarded_http_client(
+            Duration::from_secs(10),
+            settings.targets.clone(),
+        ),
+        targets: settings.targets,
         stopping,
     });
     let handler = move |request| {

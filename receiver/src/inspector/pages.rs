@@ -398,12 +398,7 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
          <div class=\"bar\"><a href=\"/download?request={key}\" download>Download capture</a>\
          <button type=\"button\" data-copy=\"curl\">Copy as curl</button></div>\
          <pre id=\"curl\" aria-label=\"curl command\">{curl}</pre>\
-         <form method=\"post\" action=\"/requests/{key}/send\" aria-label=\"Send again\">\
-         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\"></label></p>\
-         <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"><option value=\"verbatim\">Verbatim: the captured headers and bytes</option>\
-         <option value=\"resign\">Re-signed with the signature file below</option></select></label></p>\
-         <p><label for=\"signature_file\">Signature file (its JSON, for re-signing)<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"></textarea></label></p>\
-         <p><button type=\"submit\">Send again</button></p></form></section>\
+         {send_form}</section>\
          <section aria-labelledby=\"headers\"><h2 id=\"headers\">Headers</h2><table aria-label=\"Headers\">\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Value</th></tr></thead><tbody>{headers}</tbody></table></section>\
          <section aria-labelledby=\"body\"><h2 id=\"body\">Body</h2>{cut_note}{pretty}\
@@ -415,8 +410,49 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
         path = shown(&record.path),
         curl = escape(&super::curl::curl_command(detail, webhook_url)),
         as_received = escape(&as_received),
+        send_form = send_again_form(&key, "", "verbatim", None),
     );
     layout(&format!("Request {key}"), &heading(""), &main)
+}
+
+/// The Send again form of request `key`, with the Target URL and mode given, and `error`
+/// beside the Target URL when it was refused. The signature file is never put back: it holds
+/// a secret, which a page does not echo.
+fn send_again_form(key: &str, to: &str, mode: &str, error: Option<&str>) -> String {
+    let (invalid, message) = match error {
+        Some(error) => (
+            " aria-invalid=\"true\" aria-describedby=\"to-error\"",
+            format!(
+                "<p class=\"error\" id=\"to-error\" role=\"alert\">{}</p>",
+                escape(error)
+            ),
+        ),
+        None => ("", String::new()),
+    };
+    let selected = |value: &str| if mode == value { " selected" } else { "" };
+    format!(
+        "<form method=\"post\" action=\"/requests/{key}/send\" aria-label=\"Send again\">\
+         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\" value=\"{to}\"{invalid}></label></p>{message}\
+         <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"><option value=\"verbatim\"{verbatim}>Verbatim: the captured headers and bytes</option>\
+         <option value=\"resign\"{resign}>Re-signed with the signature file below</option></select></label></p>\
+         <p><label for=\"signature_file\">Signature file (its JSON, for re-signing)<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"></textarea></label></p>\
+         <p><button type=\"submit\">Send again</button></p></form>",
+        key = escape(key),
+        to = escape(to),
+        verbatim = selected("verbatim"),
+        resign = selected("resign"),
+    )
+}
+
+/// Send again refused for its Target URL: the form again, the error beside the field.
+pub(super) fn send_target_refused(key: &str, to: &str, mode: &str, error: &str) -> String {
+    let main = format!(
+        "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p>\
+         <section aria-labelledby=\"send\"><h2 id=\"send\">Send again</h2>{form}</section>",
+        key = escape(key),
+        form = send_again_form(key, to, mode, Some(error)),
+    );
+    layout("Cannot send", &heading(""), &main)
 }
 
 /// The page after Send again: what came back.

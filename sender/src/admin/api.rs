@@ -158,6 +158,7 @@ async fn list(admin: &Admin) -> Answer {
 async fn add(admin: &Admin, asked: &Asked) -> Answer {
     let input: WebhookInput = read_body!(asked);
     let changes = input.changes()?;
+    super::check_target(admin, changes.url.as_deref()).await?;
     let webhook = blocking(admin, move |state| manage::add(state, changes)).await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -178,6 +179,7 @@ async fn edit(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     let mut input: WebhookInput = read_body!(asked);
     let version = input.version.take();
     let changes = input.changes()?;
+    super::check_target(admin, changes.url.as_deref()).await?;
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| {
         manage::edit(state, &id, changes, version)
@@ -310,7 +312,7 @@ async fn trigger(admin: &Admin, asked: &Asked) -> Answer {
         StatusCode::ACCEPTED,
         &json!({
             "eventName": triggered.kind.name,
-            "eventIds": triggered.events.iter().map(|event| event.event_id.as_str()).collect::<Vec<_>>(),
+            "eventIds": triggered.event_ids,
             "webhooks": triggered.targets.iter().map(WebhookId::as_str).collect::<Vec<_>>(),
         }),
     ))

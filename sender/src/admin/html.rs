@@ -684,7 +684,7 @@ pub(super) fn trigger(
         "number",
         &values.count,
         error,
-        " min=\"1\"",
+        &format!(" min=\"1\" max=\"{}\"", crate::manage::MAX_TRIGGER_COUNT),
     ));
     main.push_str(&text_field(
         "account",

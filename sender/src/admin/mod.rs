@@ -12,6 +12,9 @@
 //! a request that changes state must also prove it is no forged cross-site request: the token
 //! in the `x-admin-token` header (scripts), or an `Origin` naming this server (the pages' own
 //! forms; browsers send it with every POST).
+//! Bound beyond loopback, the pages refuse Target URLs on internal addresses, and the worker
+//! and **Test webhook** connect only through the same [`TargetGuard`] (see
+//! `common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
 //! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
@@ -26,6 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::target_guard::TargetGuard;
 use common::web::{self, Access, Guard, Token, WebBody};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -50,12 +54,16 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Admin {
     guard: Guard,
     state: Arc<dyn State>,
-    /// For **Test webhook**: the engine's timeouts and CA file.
+    /// Where Target URLs may point: from the listening address (see [`TargetGuard`]).
+    targets: TargetGuard,
+    /// For **Test webhook**: the engine's timeouts, CA file and target guard.
     transport: HttpTransport,
 }
 
 impl Admin {
-    /// The pages on `port` over `state`, guarded by `token`; tests use `config`'s timeouts.
+    /// The pages on `port` over `state`, guarded by `token`, refusing Target URLs that
+    /// `targets` does not allow (`TargetGuard::for_listener` of the pages' address); tests use
+    /// `config`'s timeouts.
     ///
     /// # Errors
     /// The random source failed (the session key of the cookie).
@@ -64,18 +72,22 @@ impl Admin {
         port: u16,
         state: Arc<dyn State>,
         config: &DeliveryConfig,
+        targets: TargetGuard,
     ) -> anyhow::Result<Admin> {
         Ok(Admin {
             guard: Guard::new(token, COOKIE_PREFIX, port)?.with_header(TOKEN_HEADER),
             state,
             transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
-                .with_ca_file(config.ca_file.clone()),
+                .with_ca_file(config.ca_file.clone())
+                .with_targets(targets.clone()),
+            targets,
         })
     }
 }
 
 /// Serves the pages on `listener` and runs the delivery worker (as `sender run`) until
-/// `shutdown` resolves; in-flight attempts are recorded before it returns.
+/// `shutdown` resolves; in-flight attempts are recorded before it returns. The worker connects
+/// only where `targets` allows, as the pages' checks do.
 ///
 /// # Errors
 /// Storage errors of the worker.
@@ -84,11 +96,18 @@ pub async fn run(
     token: Token,
     state: Arc<dyn State>,
     config: DeliveryConfig,
+    targets: TargetGuard,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let admin = Arc::new(Admin::new(token, port, state.clone(), &config)?);
-    let engine = Engine::http(state, config).with_role("admin");
+    let admin = Arc::new(Admin::new(
+        token,
+        port,
+        state.clone(),
+        &config,
+        targets.clone(),
+    )?);
+    let engine = Engine::http_guarded(state, config, targets).with_role("admin");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.changed().await;
@@ -278,6 +297,7 @@ async fn test_webhook(
 ) -> anyhow::Result<crate::manage::TestOutcome> {
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| crate::manage::find(state, &id)).await?;
+    check_target(admin, Some(&webhook.url)).await?;
     let target = crate::manage::TestTarget::of(&webhook);
     let outcome = crate::manage::send_test(&target, event, &admin.transport).await?;
     // The host only: a URL may carry a token in its query.
@@ -289,6 +309,15 @@ async fn test_webhook(
         "test webhook"
     );
     Ok(outcome)
+}
+
+/// Refuses a Target URL these pages may not send to ([`crate::manage::check_target`]); `None`
+/// (an edit that keeps the URL) passes.
+async fn check_target(admin: &Admin, url: Option<&str>) -> Result<(), crate::UsageError> {
+    match url {
+        Some(url) => crate::manage::check_target(&admin.targets, url).await,
+        None => Ok(()),
+    }
 }
 
 /// **Download signature**: the signature file as a download named after the webhook.

@@ -145,7 +145,10 @@ async fn list(admin: &Admin, asked: &Asked) -> Answer {
 async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
     let changes = form_changes(form, true);
     let added = match changes {
-        Ok(changes) => blocking(admin, move |state| manage::add(state, changes)).await,
+        Ok(changes) => match super::check_target(admin, changes.url.as_deref()).await {
+            Ok(()) => blocking(admin, move |state| manage::add(state, changes)).await,
+            Err(usage) => Err(usage.into()),
+        },
         Err(usage) => Err(usage.into()),
     };
     match added {
@@ -180,12 +183,15 @@ async fn save(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
     let version = version(form);
     let owned = id.to_owned();
     let saved = match changes {
-        Ok(changes) => {
-            blocking(admin, move |state| {
-                manage::edit(state, &owned, changes, version)
-            })
-            .await
-        }
+        Ok(changes) => match super::check_target(admin, changes.url.as_deref()).await {
+            Ok(()) => {
+                blocking(admin, move |state| {
+                    manage::edit(state, &owned, changes, version)
+                })
+                .await
+            }
+            Err(usage) => Err(usage.into()),
+        },
         Err(usage) => Err(usage.into()),
     };
     match saved {
@@ -234,15 +240,31 @@ async fn switch(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
 }
 
 async fn test(admin: &Admin, id: &str) -> Answer {
-    let outcome = super::test_webhook(admin, id, None).await?;
+    let tested = super::test_webhook(admin, id, None).await;
     let webhook = find(admin, id).await?;
-    Ok(page(html::webhook_form(
-        Some(&webhook),
-        &FormValues::of(&webhook),
-        None,
-        None,
-        Some(&outcome),
-    )))
+    match tested {
+        Ok(outcome) => Ok(page(html::webhook_form(
+            Some(&webhook),
+            &FormValues::of(&webhook),
+            None,
+            None,
+            Some(&outcome),
+        ))),
+        // A Target URL these pages may not send to: said beside the field.
+        Err(failure) => match field_error(&failure) {
+            Some(error) => Ok(web::html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html::webhook_form(
+                    Some(&webhook),
+                    &FormValues::of(&webhook),
+                    Some(&error),
+                    None,
+                    None,
+                ),
+            )),
+            None => Err(failure),
+        },
+    }
 }
 
 async fn rotate(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
@@ -351,7 +373,7 @@ async fn trigger(admin: &Admin, form: &[(String, String)]) -> Answer {
     } else {
         Notice::Done(format!(
             "Queued {} {} event(s) for {}: the Deliveries page of each shows them as they go.",
-            triggered.events.len(),
+            triggered.event_ids.len(),
             triggered.kind.name,
             triggered
                 .targets

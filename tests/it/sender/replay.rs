@@ -1,6 +1,7 @@
 //! `sender replay` against the fake endpoint (SPEC section 4 and 5): a directory of capture
-//! and envelope files, `--concurrency` as the endpoint measures it, and `--mode resign` with
-//! Basic credentials.
+//! and envelope files, `--concurrency` as the endpoint measures it, `--mode resign` with
+//! Basic credentials; a replay nobody answers, and the warning before a verbatim replay of
+//! captures signed too long ago.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -128,7 +129,7 @@ async fn a_directory_of_capture_and_envelope_files_is_replayed_in_name_order_byt
     assert!(received
         .iter()
         .all(|r| r.header("content-type") == Some("application/json")));
-    assert!(stdout.contains("sent 5"), "{stdout}");
+    assert!(stdout.contains("4 of 5 acknowledged"), "{stdout}");
     let origin = source.join("2-envelope.json").display().to_string();
     assert!(
         stdout.contains(&format!("not acknowledged: {origin}: 500")),
@@ -138,7 +139,7 @@ async fn a_directory_of_capture_and_envelope_files_is_replayed_in_name_order_byt
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
     assert_eq!(
         (
-            summary["sent"].as_u64(),
+            summary["attempted"].as_u64(),
             summary["acknowledged"].as_u64(),
             summary["byStatusClass"]["5xx"].as_u64()
         ),
@@ -337,4 +338,148 @@ async fn resign_with_two_signature_files_of_one_scheme_sends_one_set_of_headers_
             .expect("verifies with each file's secret");
     }
     assert_eq!(request.body, sent_body.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_nobody_answers_says_none_was_acknowledged_and_fails() {
+    let dir = tempfile::tempdir().expect("dir");
+    let lines: Vec<String> = (0..8).map(|i| body(&format!("n{i}"), i)).collect();
+    let source = dir.path().join("envelopes.jsonl");
+    std::fs::write(&source, lines.join("\n") + "\n").expect("write");
+    // Bound once and released: a loopback port nobody listens on.
+    let nobody = crate::support::receiver::free_addr();
+    let to = format!("http://{nobody}/webhook");
+    let source = source.display().to_string();
+    let db = dir.path().join("sender.db");
+
+    let output = sender(&db, &["replay", &source, "--to", &to], &[]).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("0 of 8 acknowledged") && stdout.contains("8 got no answer"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("replay: 8/8 tried, 0 acknowledged"),
+        "{stderr}"
+    );
+    for misleading in ["8/8 sent", "sent 8"] {
+        assert!(
+            !stdout.contains(misleading) && !stderr.contains(misleading),
+            "says {misleading:?}: {stdout}\n{stderr}"
+        );
+    }
+
+    let output = sender(&db, &["--json", "replay", &source, "--to", &to], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    assert_eq!(
+        (
+            summary["attempted"].as_u64(),
+            summary["acknowledged"].as_u64(),
+            summary["errors"].as_u64()
+        ),
+        (Some(8), Some(0), Some(8)),
+        "{summary}"
+    );
+}
+
+/// A capture of `body` signed with Standard Webhooks `seconds_ago`.
+fn signed_capture(body: &str, seconds_ago: i64) -> CaptureRecord {
+    let at = verify::unix_now() - seconds_ago;
+    let secret = verify::SigningSecret::generate();
+    let mut record = capture(body, &[("content-type", "application/json")]);
+    record.received_at_ms = at * 1000;
+    record
+        .headers
+        .extend(verify::Keyring::single(secret).sign_headers("msg_old", at, body.as_bytes()));
+    record
+}
+
+/// A signature file whose `toleranceSeconds` is `tolerance`.
+fn file_with_tolerance(dir: &Path, tolerance: i64) -> String {
+    let mut file: Value = serde_json::from_str(
+        &verify::SignatureFile::new(
+            "wh_t",
+            "tolerance",
+            &verify::Scheme::default(),
+            &verify::SigningSecret::generate(),
+            verify::unix_now(),
+        )
+        .to_json_pretty(),
+    )
+    .expect("JSON");
+    file["toleranceSeconds"] = Value::from(tolerance);
+    let path = dir.join(format!("tolerance-{tolerance}.json"));
+    std::fs::write(&path, file.to_string()).expect("write");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verbatim_replay_warns_before_sending_captures_older_than_their_tolerance() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = dir.path().join("capture.jsonl");
+    // Two signed an hour ago, one a minute ago, one envelope without a signature.
+    std::fs::write(
+        &source,
+        format!(
+            "{}\n{}\n{}\n{}\n",
+            signed_capture(&body("old1", 0), 3600).to_json_line(),
+            signed_capture(&body("new1", 1), 60).to_json_line(),
+            signed_capture(&body("old2", 2), 4000).to_json_line(),
+            body("bare", 0)
+        ),
+    )
+    .expect("write");
+    let endpoint = FakeEndpoint::start().await;
+    let db = dir.path().join("sender.db");
+    let (source, to) = (source.display().to_string(), endpoint.url());
+    let replay = |extra: Vec<String>| {
+        let mut args: Vec<String> = ["replay", &source, "--to", &to, "--mode", "verbatim"]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+        args.extend(extra);
+        let db = db.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sender(&db, &args, &[]).await
+        }
+    };
+
+    // The default window (300 s): two are stale, said once, before the first send.
+    let output = replay(Vec::new()).await;
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    let warning = stderr
+        .find("2 of 4 capture(s) were signed more than 300 s ago (the oldest 4000 s)")
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(
+        stderr.contains("timestamp_too_old") && stderr.contains("--mode resign"),
+        "{stderr}"
+    );
+    assert!(
+        warning < stderr.find("replay: 4/4 tried").expect("progress"),
+        "the warning comes before sending: {stderr}"
+    );
+    assert_eq!(endpoint.received().len(), 4, "warned, not stopped");
+
+    // A signature file's toleranceSeconds is the window: 7200 s passes all, 1800 s two.
+    let wide = file_with_tolerance(dir.path(), 7200);
+    let output = replay(vec!["--signature-file".into(), wide]).await;
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("were signed more than"), "{stderr}");
+    let narrow = file_with_tolerance(dir.path(), 1800);
+    let output = replay(vec!["--signature-file".into(), narrow]).await;
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("2 of 4 capture(s) were signed more than 1800 s ago"),
+        "{stderr}"
+    );
+    // Re-signing has nothing to warn of: every signature is fresh.
+    let output = sender(&db, &["replay", &source, "--to", &to], &[]).await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(!text(&output.stderr).contains("were signed more than"));
 }

@@ -35,8 +35,17 @@ impl Inspected {
         Inspected::start_with(config, TOKEN, |_| {}).await
     }
 
+    /// [`Inspected::start`] with Send again's `targets` set, as an inspector bound beyond
+    /// loopback sets them.
+    pub async fn start_with_targets(
+        config: receiver::Config,
+        targets: common::target_guard::TargetGuard,
+    ) -> Inspected {
+        Inspected::start_with(config, TOKEN, |settings| settings.targets = targets).await
+    }
+
     /// [`Inspected::start`] with the token `token` and the inspector's settings as `adjust`
-    /// leaves them.
+    /// leaves them (Send again's targets: what its loopback address implies, any address).
     pub async fn start_with(
         config: receiver::Config,
         token: &str,
@@ -52,6 +61,7 @@ impl Inspected {
         let mut settings = receiver.inspector_settings(
             common::web::Token::given(token).expect("token"),
             format!("http://{addr}{path}"),
+            common::target_guard::TargetGuard::for_listener(ui, false),
         );
         adjust(&mut settings);
         let (stop, stopped) = watch::channel(false);

@@ -2,7 +2,7 @@
 //! and path template, the status must be one it declares, the content type the declared one,
 //! and a JSON body must match the declared schema. The schema check covers what the admin
 //! API's document uses: `$ref`, `type` with `nullable`, `enum`, `required`, `properties`,
-//! `additionalProperties`, `items`, `allOf`, `minimum`.
+//! `additionalProperties`, `items`, `allOf`, `minimum`, `maximum`.
 
 use serde_json::Value;
 
@@ -145,6 +145,11 @@ pub fn validate(document: &Value, schema: &Value, value: &Value, at: &str) -> Re
             return Err(format!("{at}: {number} is below {minimum}"));
         }
     }
+    if let (Some(maximum), Some(number)) = (schema["maximum"].as_f64(), value.as_f64()) {
+        if number > maximum {
+            return Err(format!("{at}: {number} is above {maximum}"));
+        }
+    }
     if let Some(object) = value.as_object() {
         let properties = schema["properties"].as_object();
         for name in schema["required"].as_array().into_iter().flatten() {
@@ -230,7 +235,7 @@ mod tests {
         let document = json!({"components": {"schemas": {"E": {
             "type": "object", "required": ["error"], "additionalProperties": false,
             "properties": {"error": {"type": "string", "enum": ["a"]},
-                           "n": {"type": "integer", "nullable": true, "minimum": 1}}}}}});
+                           "n": {"type": "integer", "nullable": true, "minimum": 1, "maximum": 3}}}}}});
         let schema = json!({"$ref": "#/components/schemas/E"});
         let check = |value: Value| validate(&document, &schema, &value, "$");
         assert!(check(json!({"error": "a", "n": null})).is_ok());
@@ -239,6 +244,7 @@ mod tests {
         assert!(check(json!({"n": 2})).is_err());
         assert!(check(json!({"error": "a", "extra": 1})).is_err());
         assert!(check(json!({"error": "a", "n": 0})).is_err());
+        assert!(check(json!({"error": "a", "n": 4})).is_err());
         assert!(check(json!({"error": "a", "n": "2"})).is_err());
         assert!(check(json!([])).is_err());
     }
