@@ -417,15 +417,21 @@ fn parse_like_clap(entry: &Entry<'_, '_>, arg: &Arg, value: &str) -> Result<(), 
             "`{key}`: invalid value (not shown: it is a secret)"
         ));
     }
-    let reason = match (
-        error.source(),
-        error.get(clap::error::ContextKind::ValidValue),
-    ) {
-        (Some(source), _) => format!(": {source}"),
-        (None, Some(valid)) => format!(" (one of: {valid})"),
-        (None, None) => String::new(),
-    };
-    Err(format!("`{key}`: invalid value {value:?}{reason}"))
+    let quoted = format!("{value:?}");
+    Err(
+        match (
+            error.source(),
+            error.get(clap::error::ContextKind::ValidValue),
+        ) {
+            // Our parsers name the value themselves (`"soon" is not a duration …`).
+            (Some(source), _) if source.to_string().contains(&quoted) => {
+                format!("`{key}`: {source}")
+            }
+            (Some(source), _) => format!("`{key}`: invalid value {quoted}: {source}"),
+            (None, Some(valid)) => format!("`{key}`: invalid value {quoted} (one of: {valid})"),
+            (None, None) => format!("`{key}`: invalid value {quoted}"),
+        },
+    )
 }
 
 /// Every string in `value` (a list's items included), to look for URLs with a password.
@@ -713,7 +719,7 @@ mod tests {
             ),
             (
                 "max-body = \"lots\"\n",
-                "line 1: `max-body`: invalid value \"lots\": \"lots\" is not a size",
+                "line 1: `max-body`: \"lots\" is not a size such as 1MiB",
             ),
             (
                 "output = \"loud\"\n",
