@@ -606,7 +606,7 @@ impl Progress {
             if last.elapsed() >= Duration::from_secs(1) || done == plain.total {
                 *last = Instant::now();
                 let acknowledged = plain.acknowledged.load(Relaxed);
-                crate::cli::tell(
+                common::logging::tell(
                     "INFO",
                     format_args!(
                         "replay: {done}/{} tried, {acknowledged} acknowledged",
