@@ -33,11 +33,11 @@ use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, MAX_RESPONSE_BODY, RESPONSE_HEAD_BYTES};
 use crate::lease::{next_look_ms, HolderWatch};
-use crate::queue::{
-    AttemptRecord, Lease, LeaseToken, PendingRequest, Queue, Recorded, RequestState,
-};
-use crate::registry::{Registry, Signer, Status, Webhook, WebhookId};
+use crate::registry::{Signer, Status, Webhook, WebhookId};
 use crate::retry::{millis, NextStep};
+use crate::store::{
+    AttemptRecord, Lease, LeaseToken, PendingRequest, Recorded, RequestState, State,
+};
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("alm-webhooks-sender/", env!("CARGO_PKG_VERSION"));
@@ -54,10 +54,6 @@ const MAX_PAGE: usize = 1024;
 
 /// A commit of outcomes under way: it gives back its records and what was written.
 type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, Recorded)>>;
-
-/// Registrations and queue together: what the engine reads and writes.
-pub trait State: Registry + Queue {}
-impl<S: Registry + Queue> State for S {}
 
 /// The engine's clock, in epoch milliseconds.
 ///

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use super::{Answer, Clock, Engine, Mode, Outbound, State, Transport};
 use crate::config::DeliveryConfig;
 use crate::lease::HeldLease;
-use crate::queue::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
 use crate::registry::{Status, Webhook, WebhookChanges};
 use crate::retry::RetryPolicy;
 use crate::store::postgres::PostgresState;
 use crate::store::sqlite::SqliteState;
+use crate::store::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
 
 use common::on_each_store;
 
@@ -335,7 +335,7 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction(har
     let lease = harness.lease(&webhook, "pid:1:worker", NOW_MS);
     let recorded = harness
         .state
-        .record(&Harness::token(&webhook, &lease), &[crate::queue::AttemptRecord {
+        .record(&Harness::token(&webhook, &lease), &[crate::store::AttemptRecord {
             request_id: head.id,
             attempt: 2016,
             started_at_ms: NOW_MS + 604_800_000,
@@ -343,7 +343,7 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction(har
             error: None,
             latency_ms: 3,
             response_head: String::new(),
-            next: crate::queue::RequestState::Expired,
+            next: crate::store::RequestState::Expired,
         }])
         .expect("recorded");
     assert_eq!(
@@ -611,13 +611,13 @@ async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_inte
 fn first_attempt(
     request_id: i64,
     at_ms: i64,
-    next: crate::queue::RequestState,
-) -> crate::queue::AttemptRecord {
-    crate::queue::AttemptRecord {
+    next: crate::store::RequestState,
+) -> crate::store::AttemptRecord {
+    crate::store::AttemptRecord {
         request_id,
         attempt: 1,
         started_at_ms: at_ms,
-        status: Some(if next == crate::queue::RequestState::Delivered {
+        status: Some(if next == crate::store::RequestState::Delivered {
             200
         } else {
             500
@@ -669,7 +669,7 @@ fn a_lease_has_one_holder_and_a_larger_fence_at_every_change_of_hands(harness: H
 on_each_store! {
 #[test]
 fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harness: Harness) {
-    use crate::queue::RequestState;
+    use crate::store::RequestState;
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
     harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 8);
     let stalled = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:a", NOW_MS));
@@ -711,7 +711,7 @@ fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harn
 
 #[test]
 fn postgres_prunes_finished_requests_after_retention_and_keeps_pending_ones() {
-    use crate::queue::RequestState;
+    use crate::store::RequestState;
     let Some(harness) = Harness::postgres("sender pruning of finished requests") else {
         return;
     };

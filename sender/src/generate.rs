@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use verify::{EventGenerator, EventKind, OutgoingEvent, TimeStyle};
 
-use crate::queue::NewDelivery;
 use crate::registry::{Status, Webhook};
+use crate::store::NewDelivery;
 use crate::UsageError;
 
 /// The `accountId` used when none is given: the one of Adobe's documented sample.

@@ -19,11 +19,12 @@ use common::target_guard::TargetGuard;
 use serde_json::Value;
 use verify::{EventKind, TimeStyle};
 
-use crate::delivery::{send_once, Answer, HttpTransport, Outbound, State};
+use crate::delivery::{send_once, Answer, HttpTransport, Outbound};
 use crate::generate::{parse_data, parse_set, route_in_chunks, subscribers, EventRecipe};
 use crate::registry::{
-    check_event_name, Auth, EventSelection, Registry, Status, Webhook, WebhookChanges, WebhookId,
+    check_event_name, Auth, EventSelection, Status, Webhook, WebhookChanges, WebhookId,
 };
+use crate::store::{Registry, State};
 use crate::UsageError;
 
 /// The state refusing a change, for a reason the user can act on.

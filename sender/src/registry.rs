@@ -1,4 +1,4 @@
-//! Webhook registrations (SPEC section 5): the record, its validation, and the storage trait.
+//! Webhook registrations (SPEC section 5): the record and its validation.
 //!
 //! Secrets (a Basic password, signing secrets) live in the state database, which is created
 //! with mode 0600, sealed under `--secret-key-file` when one is given (see
@@ -772,47 +772,6 @@ pub fn url_has_credentials(url: &str) -> bool {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
     authority.contains('@')
-}
-
-/// Storage of registrations. SQLite implements it; a PostgreSQL store would too.
-pub trait Registry: Send + Sync {
-    /// Stores a new webhook, refusing it when [`MAX_WEBHOOKS`] exist already.
-    ///
-    /// # Errors
-    /// A [`UsageError`] for a sixth webhook; storage errors otherwise.
-    fn insert_webhook(&self, webhook: &Webhook) -> anyhow::Result<()>;
-    /// Replaces a stored webhook's fields, provided it is still as it was read: its stored
-    /// `updated_at_ms` is `read_at_ms`. Otherwise someone changed it meanwhile (a worker
-    /// disabling it at the end of retention, another edit), and writing every field back
-    /// would silently undo that change.
-    ///
-    /// # Errors
-    /// The webhook changed or was deleted meanwhile; storage errors.
-    fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()>;
-    /// The webhook with this id.
-    ///
-    /// # Errors
-    /// Storage errors, or a stored record that no longer parses.
-    fn webhook(&self, id: &WebhookId) -> anyhow::Result<Option<Webhook>>;
-    /// Every webhook, oldest first.
-    ///
-    /// # Errors
-    /// Storage errors.
-    fn webhooks(&self) -> anyhow::Result<Vec<Webhook>>;
-    /// Deletes a webhook and its queue; gives the number of undelivered requests dropped, or
-    /// `None` when there was no such webhook.
-    ///
-    /// # Errors
-    /// Storage errors.
-    fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>>;
-    /// Seals every webhook's secrets under `new` in one transaction (opening those sealed
-    /// under the key the state was opened with) and records `new` as the state's key: from
-    /// then on only `new` opens it (see [`crate::sealing`]). Gives the number of webhooks
-    /// that hold secrets.
-    ///
-    /// # Errors
-    /// A secret does not open with the current key; storage errors. Nothing is changed then.
-    fn reseal_secrets(&self, new: &crate::sealing::SecretKey) -> anyhow::Result<u64>;
 }
 
 #[cfg(test)]

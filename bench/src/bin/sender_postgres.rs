@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use sender::config::{DeliveryConfig, StateLocation};
-use sender::delivery::{Engine, Mode, State};
+use sender::delivery::{Engine, Mode};
+use sender::store::State;
 use sender::registry::WebhookChanges;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;

@@ -42,8 +42,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::queue::Queue;
-use sender::registry::{AuthMethod, Registry, WebhookChanges};
+use sender::store::Queue;
+use sender::registry::{AuthMethod, WebhookChanges};
+use sender::store::Registry;
 use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 

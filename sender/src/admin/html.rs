@@ -13,8 +13,8 @@ use verify::EventClass;
 use super::input::scheme_label;
 use super::Listed;
 use crate::manage::TestOutcome;
-use crate::queue::DeliveryDetail;
 use crate::registry::{Auth, EventSelection, SchemeName, Status, Webhook, MAX_WEBHOOKS};
+use crate::store::DeliveryDetail;
 
 /// The page frame: title, the navigation, a notice (escaped here) and the content.
 fn page(title: &str, notice: Option<&Notice>, main: &str) -> String {

@@ -6,9 +6,8 @@ use clap::Subcommand;
 use common::outln;
 
 use super::output::print_json;
-use crate::delivery::State;
-use crate::queue::DeliveryFilter;
 use crate::registry::WebhookId;
+use crate::store::{DeliveryFilter, State};
 use crate::UsageError;
 
 #[derive(Debug, Subcommand)]

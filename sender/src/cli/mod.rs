@@ -39,8 +39,8 @@ use common::cli::{CompletionsArgs, ManArgs};
 use common::logging::LogFormat;
 
 use crate::config::StateLocation;
-use crate::delivery::State;
 use crate::sealing::SecretKey;
+use crate::store::State;
 use crate::UsageError;
 
 /// Plays Adobe Learning Manager against a webhook listener: registrations, realistic events,

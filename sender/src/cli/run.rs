@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::args::DeliveryArgs;
-use crate::delivery::{Engine, Mode, State};
+use crate::delivery::{Engine, Mode};
+use crate::store::State;
 use crate::UsageError;
 
 #[derive(Debug, Args)]

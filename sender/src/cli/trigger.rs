@@ -16,10 +16,11 @@ use verify::TimeStyle;
 
 use super::args::DeliveryArgs;
 use super::output::print_json;
-use crate::delivery::{Engine, Mode, State};
+use crate::delivery::{Engine, Mode};
 use crate::generate::DEFAULT_ACCOUNT_ID;
 use crate::manage::{TriggerRequest, Triggered};
 use crate::registry::WebhookId;
+use crate::store::State;
 use crate::{format_duration, UsageError};
 
 /// Where a command that needs an event name points the user for the list.

@@ -15,9 +15,10 @@ use serde_json::json;
 use super::args::auth_method_from_flags;
 use super::output::print_json;
 use super::signature_file::read_signature_file;
-use crate::delivery::{HttpTransport, State};
+use crate::delivery::HttpTransport;
 use crate::manage::{TestOutcome, TestTarget};
 use crate::registry::{check_url, Auth, AuthMethod, BasicAuth};
+use crate::store::State;
 use crate::UsageError;
 
 #[derive(Debug, Args)]

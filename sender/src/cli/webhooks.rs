@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::output::print_json;
 use super::signature_file::write_secret_file;
-use crate::delivery::State;
 use crate::registry::{AuthMethod, SchemeName, Status, Webhook, WebhookChanges};
+use crate::store::State;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WebhooksCommand {

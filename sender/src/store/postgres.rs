@@ -43,17 +43,20 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::batching::{
+    batch_requests, enqueued, flush_plan, Enqueued, FlushPlan, RequestToWrite, StagedEvent,
+};
+use super::lease_row::{own_pid, process_identity_space, LeaseRow};
+use super::rows::{
+    changed_meanwhile, outcome_columns, retention_reason, room_for_another, too_many_webhooks,
+    RequestRow, SealingPass, WebhookRow,
+};
 use super::{
-    batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
-    process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
-    FlushPlan, LeaseRow, RequestRow, RequestToWrite, SealingPass, StagedEvent, WebhookRow,
+    AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
+    NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, Registry, RequestState,
 };
 use crate::lease::HeldLease;
-use crate::queue::{
-    AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
-    NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
-};
-use crate::registry::{Registry, Webhook, WebhookId};
+use crate::registry::{Webhook, WebhookId};
 use crate::sealing::{self, SecretColumns, SecretKey};
 
 /// The layout version this build writes and reads.

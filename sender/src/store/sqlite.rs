@@ -20,16 +20,19 @@ use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use verify::timestamp::format_iso_millis;
 
+use super::batching::{
+    batch_requests, enqueued, flush_plan, Enqueued, FlushPlan, RequestToWrite, StagedEvent,
+};
+use super::lease_row::{own_pid, process_identity_space, LeaseRow};
+use super::rows::{
+    changed_meanwhile, outcome_columns, retention_reason, room_for_another, too_many_webhooks,
+    RequestRow, SealingPass, WebhookRow,
+};
 use super::{
-    batch_requests, changed_meanwhile, enqueued, flush_plan, outcome_columns, own_pid,
-    process_identity_space, retention_reason, room_for_another, too_many_webhooks, Enqueued,
-    FlushPlan, LeaseRow, RequestRow, RequestToWrite, SealingPass, StagedEvent, WebhookRow,
-};
-use crate::queue::{
     AttemptRecord, AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken,
-    NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, RequestState,
+    NewDelivery, PendingRequest, Queue, QueueCounts, Recorded, Registry, RequestState,
 };
-use crate::registry::{Registry, Webhook, WebhookId};
+use crate::registry::{Webhook, WebhookId};
 use crate::sealing::{self, SecretColumns, SecretKey};
 
 const SCHEMA: &str = "

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sender::config::DeliveryConfig;
-use sender::delivery::{Engine, Mode, RunReport, State};
+use sender::delivery::{Engine, Mode, RunReport};
 use sender::generate::{route, EventRecipe};
 use sender::registry::{Webhook, WebhookChanges, WebhookId};
 use sender::retry::RetryPolicy;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
+use sender::store::State;
 use verify::OutgoingEvent;
 
 /// Every duration of the engine shrunk to milliseconds.
