@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use super::{Answer, Clock, Engine, Mode, Outbound, State, Transport};
+use super::{Answer, Clock, Engine, Mode, Outbound, Transport};
 use crate::config::DeliveryConfig;
 use crate::lease::HeldLease;
 use crate::registry::{Status, Webhook, WebhookChanges};
 use crate::retry::RetryPolicy;
 use crate::store::postgres::PostgresState;
 use crate::store::sqlite::SqliteState;
+use crate::store::State;
 use crate::store::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
 
 use common::on_each_store;
