@@ -16,15 +16,19 @@
 //!
 //! The HTTP side is a [`Transport`], so the loop can also run under paused tokio time.
 //!
-//! Layout: `engine.rs` the workers and their loop; `transport.rs` the [`Transport`] and
+//! Layout: `engine.rs` starts a worker per webhook with work and gathers how each ended;
+//! `worker.rs` one webhook's worker, its lease and its loop in named steps; `outcome.rs` an
+//! answer judged (record, next state, log line); `transport.rs` the [`Transport`] and
 //! [`HttpTransport`]; `tls.rs` its TLS client; `clock.rs` the [`Clock`]; `redaction.rs`
 //! headers as `Debug` shows them; `tests.rs` the loop under paused time, on both stores.
 
 mod clock;
 mod engine;
+mod outcome;
 mod redaction;
 mod tls;
 mod transport;
+mod worker;
 
 pub use clock::Clock;
 pub use engine::{Engine, Mode, RunReport};

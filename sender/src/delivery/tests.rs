@@ -59,13 +59,10 @@ impl Harness {
 
     /// The token of a lease `lease` says was taken.
     fn token(webhook: &Webhook, lease: &Lease) -> LeaseToken {
-        let Lease::Acquired { fence } = lease else {
-            panic!("not acquired: {lease:?}");
-        };
-        LeaseToken {
-            webhook_id: webhook.id.clone(),
-            fence: *fence,
-        }
+        lease
+            .clone()
+            .token(&webhook.id)
+            .unwrap_or_else(|held| panic!("not acquired: held by {held:?}"))
     }
 
     fn add(&self, url: &str, events: &str) -> Webhook {

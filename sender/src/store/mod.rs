@@ -145,6 +145,23 @@ pub enum Lease {
     HeldBy(crate::lease::HeldLease),
 }
 
+impl Lease {
+    /// What a worker that tried to take `webhook_id`'s lease proves its writes with: the
+    /// token of the lease it acquired, or else who holds it.
+    ///
+    /// # Errors
+    /// The lease is held by another live worker: its owner tag and expiry.
+    pub fn token(self, webhook_id: &WebhookId) -> Result<LeaseToken, crate::lease::HeldLease> {
+        match self {
+            Self::Acquired { fence } => Ok(LeaseToken {
+                webhook_id: webhook_id.clone(),
+                fence,
+            }),
+            Self::HeldBy(held) => Err(held),
+        }
+    }
+}
+
 /// What a worker proves with each write: the lease it holds on a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseToken {
