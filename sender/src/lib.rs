@@ -5,9 +5,10 @@
 //! - [`admin`]: `sender admin`, the Integration Admin pages and their JSON API;
 //! - [`cli`]: the `sender` command line ([`cli_main`]), a thin layer over the modules below;
 //! - [`config`]: [`config::DeliveryConfig`] (every duration of the engine) and `--state`;
-//! - [`registry`]: registrations, their validation;
+//! - [`registry`]: a registration: its id, events, authentication (and the signer made of
+//!   it) and status;
 //! - [`manage`]: what an Integration Admin does to webhooks, written once for the command line
-//!   and the admin pages;
+//!   and the admin pages, with the validation of a webhook's changes beside the operations;
 //! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
 //! - [`store`]: the storage traits ([`store::Registry`], the durable queue [`store::Queue`])
 //!   with the promises every store keeps, implemented twice: in one SQLite file
@@ -44,7 +45,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use sender::registry::WebhookChanges;
+//! use sender::manage::WebhookChanges;
 //! use sender::store::{Queue, Registry};
 //!
 //! let dir = tempfile::tempdir()?;

@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _};
 use sender::config::{DeliveryConfig, StateLocation};
 use sender::delivery::{Engine, Mode};
 use sender::store::State;
-use sender::registry::WebhookChanges;
+use sender::manage::WebhookChanges;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
 

@@ -725,7 +725,7 @@ mod tests {
 
     #[test]
     fn the_form_keeps_a_v1a_webhook_v1a() {
-        let webhook = crate::registry::WebhookChanges {
+        let webhook = crate::manage::WebhookChanges {
             name: Some("CRM".into()),
             url: Some("http://127.0.0.1:9/hook".into()),
             events: Some("all".into()),

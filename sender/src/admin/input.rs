@@ -5,7 +5,8 @@
 use clap::ValueEnum as _;
 use serde::Deserialize;
 
-use crate::registry::{AuthMethod, SchemeName, WebhookChanges};
+use crate::manage::WebhookChanges;
+use crate::registry::{AuthMethod, SchemeName};
 use crate::UsageError;
 
 /// The JSON body of `POST /api/webhooks` and `PATCH /api/webhooks/{id}`; fields left out keep

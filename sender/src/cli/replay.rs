@@ -208,7 +208,7 @@ fn warn_before_replay(args: &ReplayArgs, planned: &crate::replay::Plan) -> Resul
 /// `replay`: exit 1 unless every request was acknowledged with a 2xx.
 pub(super) async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     use crate::replay::{load_source, outgoing_headers, plan, send_all, ReplayFilter, SendOptions};
-    if crate::registry::url_has_credentials(&args.to) {
+    if crate::manage::url_has_credentials(&args.to) {
         return Err(UsageError(
             "--to carries credentials (user:password@host); give them with --username and --password".into(),
         )

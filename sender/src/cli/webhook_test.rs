@@ -16,8 +16,9 @@ use super::args::auth_method_from_flags;
 use super::output::print_json;
 use super::signature_file::read_signature_file;
 use crate::delivery::HttpTransport;
+use crate::manage::check_url;
 use crate::manage::{TestOutcome, TestTarget};
-use crate::registry::{check_url, Auth, AuthMethod, BasicAuth};
+use crate::registry::{Auth, AuthMethod, BasicAuth};
 use crate::store::State;
 use crate::UsageError;
 

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::output::print_json;
 use super::signature_file::write_secret_file;
-use crate::registry::{AuthMethod, SchemeName, Status, Webhook, WebhookChanges};
+use crate::manage::WebhookChanges;
+use crate::registry::{AuthMethod, SchemeName, Status, Webhook};
 use crate::store::State;
 
 #[derive(Debug, Subcommand)]

@@ -337,7 +337,8 @@ async fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
 
 #[test]
 fn an_edit_is_refused_when_another_process_changed_the_webhook_after_it_was_read() {
-    use sender::registry::{Status, WebhookChanges};
+    use sender::manage::WebhookChanges;
+    use sender::registry::Status;
     use sender::store::Registry;
     let Some(state) = common::test_postgres::test_database("sender changed meanwhile") else {
         return;
