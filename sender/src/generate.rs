@@ -161,7 +161,7 @@ mod tests {
         let webhook = |name: &str, events: &str| {
             crate::manage::WebhookChanges {
                 name: Some(name.into()),
-                url: Some("http://127.0.0.1:9/hook".into()),
+                url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
                 events: Some(events.into()),
                 ..crate::manage::WebhookChanges::default()
             }
@@ -210,7 +210,7 @@ mod tests {
         let webhook = |name: &str| {
             crate::manage::WebhookChanges {
                 name: Some(name.into()),
-                url: Some("http://127.0.0.1:9/hook".into()),
+                url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
                 events: Some("COURSE_ENROLLMENT".into()),
                 ..crate::manage::WebhookChanges::default()
             }

@@ -52,7 +52,7 @@
 //! let state = Arc::new(sender::store::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
 //! let webhook = WebhookChanges {
 //!     name: Some("CRM sync".into()),
-//!     url: Some("http://127.0.0.1:8080/webhook".into()),
+//!     url: Some("http://127.0.0.1:8080/webhook".parse().expect("a Target URL")),
 //!     events: Some("COURSE_ENROLLMENT,COURSE_COMPLETED_BATCH".into()),
 //!     ..WebhookChanges::default()
 //! }

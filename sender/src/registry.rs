@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use common::target_url::TargetUrl;
 use serde_json::{json, Value};
 use verify::{BasicCredentials, Scheme, SignatureFile};
 
@@ -295,7 +296,7 @@ pub struct Webhook {
     /// Free text.
     pub description: String,
     /// The Target URL (`http` or `https`).
-    pub url: String,
+    pub url: TargetUrl,
     /// Trigger events.
     pub events: EventSelection,
     /// Authentication method.
@@ -319,7 +320,7 @@ impl Webhook {
             "id": self.id.as_str(),
             "name": self.name,
             "description": self.description,
-            "url": self.url,
+            "url": self.url.as_str(),
             "events": events,
             "auth": self.auth.method(),
             "status": self.status.as_str(),

@@ -87,7 +87,7 @@ fn signature_file(harness: &Harness, webhook: &Webhook, dir: &Path) -> PathBuf {
 
 fn set_url(harness: &Harness, webhook: &Webhook, url: &str) {
     let mut stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
-    stored.url = url.to_owned();
+    stored.url = url.parse().expect("a Target URL");
     harness
         .state
         .update_webhook(&stored, stored.updated_at_ms)

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         let state = Arc::new(SqliteState::open(&dir.path().join("sender.db"))?);
         let webhook = WebhookChanges {
             name: Some("bench batches".into()),
-            url: Some(url),
+            url: Some(url.parse()?),
             events: Some("COURSE_ENROLLMENT_BATCH".into()),
             auth: Some(AuthMethod::Signature),
             ..WebhookChanges::default()

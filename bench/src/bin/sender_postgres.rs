@@ -147,7 +147,7 @@ fn measure(
     for n in 0..WEBHOOKS {
         let webhook = WebhookChanges {
             name: Some(format!("bench {n}")),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some("all".into()),
             ..WebhookChanges::default()
         }

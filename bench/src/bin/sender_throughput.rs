@@ -138,7 +138,7 @@ async fn run_sender(
     let state = Arc::new(SqliteState::open(&dir.path().join("sender.db"))?);
     let webhook = WebhookChanges {
         name: Some("bench".into()),
-        url: Some(url.into()),
+        url: Some(url.parse().expect("a Target URL")),
         events: Some("all".into()),
         auth: Some(auth),
         ..WebhookChanges::default()

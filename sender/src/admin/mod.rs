@@ -304,7 +304,7 @@ async fn test_webhook(
     // The host only: a URL may carry a token in its query.
     tracing::info!(
         webhook = %webhook.id,
-        host = webhook.url.parse::<http::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned)).unwrap_or_default(),
+        host = webhook.url.host(),
         status = ?outcome.status,
         latency_ms = outcome.latency_ms,
         "test webhook"
@@ -314,7 +314,10 @@ async fn test_webhook(
 
 /// Refuses a Target URL these pages may not send to ([`crate::manage::check_target`]); `None`
 /// (an edit that keeps the URL) passes.
-async fn check_target(admin: &Admin, url: Option<&str>) -> Result<(), crate::UsageError> {
+async fn check_target(
+    admin: &Admin,
+    url: Option<&common::target_url::TargetUrl>,
+) -> Result<(), crate::UsageError> {
     match url {
         Some(url) => crate::manage::check_target(&admin.targets, url).await,
         None => Ok(()),

@@ -10,6 +10,7 @@ use clap::Args;
 use common::cli::Selection;
 use common::logging::tell;
 use common::parse::duration as parse_duration;
+use common::target_url::{TargetUrl, TargetUrlError};
 use common::{out, outln};
 use serde_json::json;
 use verify::SignatureFile;
@@ -208,22 +209,25 @@ fn warn_before_replay(args: &ReplayArgs, planned: &crate::replay::Plan) -> Resul
 /// `replay`: exit 1 unless every request was acknowledged with a 2xx.
 pub(super) async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitCode> {
     use crate::replay::{load_source, outgoing_headers, plan, send_all, ReplayFilter, SendOptions};
-    if crate::manage::url_has_credentials(&args.to) {
-        return Err(UsageError(
-            "--to carries credentials (user:password@host); give them with --username and --password".into(),
-        )
-        .into());
-    }
-    let to: http::Uri = args
-        .to
-        .parse()
-        .map_err(|error| UsageError(format!("--to {:?} is not a URL: {error}", args.to)))?;
-    if to.scheme_str() != Some("http") || to.host().is_none() {
-        return Err(UsageError(format!(
+    let not_http = || {
+        UsageError(format!(
             "--to must be an http:// URL with a host (got {}); replay does not send to https targets",
             args.to
         ))
-        .into());
+    };
+    let to = TargetUrl::parse(&args.to).map_err(|error| match error {
+        TargetUrlError::Credentials => UsageError(
+            "--to carries credentials (user:password@host); give them with --username and --password".into(),
+        ),
+        TargetUrlError::Invalid(why) => {
+            UsageError(format!("--to {:?} is not a URL: {why}", args.to))
+        }
+        TargetUrlError::NoScheme | TargetUrlError::Scheme(_) | TargetUrlError::NoHost => {
+            not_http()
+        }
+    })?;
+    if to.is_https() {
+        return Err(not_http().into());
     }
     if args
         .rate

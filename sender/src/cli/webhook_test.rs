@@ -16,7 +16,7 @@ use super::args::auth_method_from_flags;
 use super::output::print_json;
 use super::signature_file::read_signature_file;
 use crate::delivery::HttpTransport;
-use crate::manage::check_url;
+use crate::manage::target_url;
 use crate::manage::{TestOutcome, TestTarget};
 use crate::registry::{Auth, AuthMethod, BasicAuth};
 use crate::store::State;
@@ -68,7 +68,7 @@ pub(super) async fn webhook_test(
             (TestTarget::of(&webhook), webhook.id.to_string())
         }
         (None, Some(url)) => {
-            check_url(url)?;
+            let url = target_url(url)?;
             let method = auth_method_from_flags(
                 args.auth,
                 args.signature_file.is_some(),
@@ -106,7 +106,7 @@ pub(super) async fn webhook_test(
                 auth,
                 default_event: None,
             };
-            (target, url.clone())
+            (target, url.to_string())
         }
         _ => {
             return Err(UsageError(

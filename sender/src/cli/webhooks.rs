@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::output::print_json;
 use super::signature_file::write_secret_file;
-use crate::manage::WebhookChanges;
+use crate::manage::{target_url, WebhookChanges};
 use crate::registry::{AuthMethod, SchemeName, Status, Webhook};
 use crate::store::State;
 
@@ -119,11 +119,15 @@ pub(super) struct WebhookArgs {
 }
 
 impl WebhookArgs {
-    fn changes(self) -> WebhookChanges {
-        WebhookChanges {
+    /// The changes these flags ask for, the Target URL parsed.
+    ///
+    /// # Errors
+    /// A [`crate::UsageError`] for a `--url` that is no Target URL.
+    fn changes(self) -> Result<WebhookChanges, crate::UsageError> {
+        Ok(WebhookChanges {
             name: self.name,
             description: self.description,
-            url: self.url,
+            url: self.url.as_deref().map(target_url).transpose()?,
             events: self.events,
             auth: self.auth,
             username: self.username,
@@ -134,7 +138,7 @@ impl WebhookArgs {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance,
             active: self.inactive.then_some(false),
-        }
+        })
     }
 }
 
@@ -146,7 +150,7 @@ pub(super) fn webhooks(
 ) -> anyhow::Result<ExitCode> {
     match command {
         WebhooksCommand::Add(args) => {
-            let webhook = crate::manage::add(state, args.changes())?;
+            let webhook = crate::manage::add(state, args.changes()?)?;
             if json {
                 print_json(&webhook.to_json())?;
             } else {
@@ -195,7 +199,7 @@ pub(super) fn webhooks(
             }
         }
         WebhooksCommand::Edit { id, args } => {
-            let webhook = crate::manage::edit(state, &id, args.changes(), None)?;
+            let webhook = crate::manage::edit(state, &id, args.changes()?, None)?;
             if json {
                 print_json(&webhook.to_json())?;
             } else {

@@ -90,12 +90,7 @@ impl Engine<HttpTransport> {
     /// The certificates cannot be read.
     pub fn check_tls(&self) -> anyhow::Result<()> {
         let webhooks = self.state.webhooks()?;
-        let https = webhooks.iter().any(|webhook| {
-            webhook
-                .url
-                .get(..8)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-        });
+        let https = webhooks.iter().any(|webhook| webhook.url.is_https());
         if https || self.config.ca_file.is_some() {
             self.transport.tls()?;
         }

@@ -69,7 +69,7 @@ impl Harness {
     fn add(&self, url: &str, events: &str) -> Webhook {
         let webhook = WebhookChanges {
             name: Some("paused".into()),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some(events.into()),
             ..WebhookChanges::default()
         }
@@ -249,7 +249,7 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt(harness: Harness) {
 #[test]
 fn debug_output_hides_credentials_and_signatures() {
     let outbound = Outbound {
-        url: "https://crm.example/hook".to_owned(),
+        url: "https://crm.example/hook".parse().expect("a Target URL"),
         headers: vec![
             (
                 "authorization".to_owned(),
@@ -305,7 +305,7 @@ fn a_registration_waits_for_another_process_writing_instead_of_failing() {
     is_locked.recv().expect("the other writer holds the lock");
     let webhook = WebhookChanges {
         name: Some("second".into()),
-        url: Some("http://127.0.0.1:9/hook".into()),
+        url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
         events: Some("all".into()),
         ..WebhookChanges::default()
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use common::target_url::TargetUrl;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -25,7 +26,7 @@ pub const USER_AGENT: &str = concat!("alm-webhooks-sender/", env!("CARGO_PKG_VER
 #[derive(Clone)]
 pub struct Outbound {
     /// The Target URL.
-    pub url: String,
+    pub url: TargetUrl,
     /// Headers besides `host`, `content-type`, `content-length` and `user-agent`.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -141,8 +142,8 @@ impl HttpTransport {
 #[derive(Default)]
 pub struct HttpLane {
     connection: Option<LaneConnection>,
-    /// The Target URL of the last request, parsed: a webhook's requests all go to the same
-    /// URL, so it is parsed once per lane rather than once per request.
+    /// The Target URL of the last request, prepared: a webhook's requests all go to the same
+    /// URL, so it is prepared once per lane rather than once per request.
     target: Option<Arc<Target>>,
     /// The response timeout of the request under way. One timer per lane, moved forward with
     /// `reset` for each request: a later deadline is only noted in the registered timer, where
@@ -150,41 +151,24 @@ pub struct HttpLane {
     response_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-/// A Target URL taken apart for sending.
+/// A Target URL prepared for sending: the parts every request to it reuses.
 struct Target {
-    url: String,
-    uri: hyper::Uri,
+    url: TargetUrl,
     /// `scheme://authority`: what a kept-alive connection may be reused for.
     origin: String,
-    authority: hyper::http::uri::Authority,
     host: hyper::header::HeaderValue,
     path: hyper::http::uri::PathAndQuery,
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Self> {
-        let uri: hyper::Uri = url.parse().context("invalid Target URL")?;
-        let scheme = uri.scheme_str().unwrap_or("http");
-        if scheme != "http" && scheme != "https" {
-            anyhow::bail!("{scheme}:// is not http or https");
-        }
-        let authority = uri
-            .authority()
-            .context("the Target URL has no host")?
-            .clone();
-        let host = hyper::header::HeaderValue::from_str(authority.as_str())
+    fn of(url: &TargetUrl) -> anyhow::Result<Self> {
+        let host = hyper::header::HeaderValue::from_str(url.authority().as_str())
             .context("the Target URL's host is not a header value")?;
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
         Ok(Self {
-            url: url.to_owned(),
-            origin: format!("{scheme}://{authority}"),
-            uri,
-            authority,
+            url: url.clone(),
+            origin: url.origin(),
             host,
-            path,
+            path: url.path_and_query(),
         })
     }
 }
@@ -230,7 +214,7 @@ impl HttpTransport {
         let target = match &lane.target {
             Some(target) if target.url == request.url => target.clone(),
             _ => {
-                let target = Arc::new(Target::parse(&request.url)?);
+                let target = Arc::new(Target::of(&request.url)?);
                 lane.target = Some(target.clone());
                 target
             }
@@ -259,8 +243,7 @@ impl HttpTransport {
         if lane.connection.is_none() {
             // Boxed: connecting (TLS included) is the rare path, and keeping its large state
             // out of the attempt's future keeps every spawned attempt small.
-            let connection =
-                Box::pin(self.connect(&target.origin, &target.authority, &target.uri)).await?;
+            let connection = Box::pin(self.connect(target)).await?;
             lane.connection = Some(connection);
         }
         let Some(LaneConnection {
@@ -349,15 +332,11 @@ impl HttpTransport {
 }
 
 impl HttpTransport {
-    async fn connect(
-        &self,
-        origin: &str,
-        authority: &hyper::http::uri::Authority,
-        uri: &hyper::Uri,
-    ) -> anyhow::Result<LaneConnection> {
-        let https = uri.scheme_str() == Some("https");
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let host = authority
+    async fn connect(&self, target: &Target) -> anyhow::Result<LaneConnection> {
+        let https = target.url.is_https();
+        let (authority, port) = (target.url.authority(), target.url.port());
+        let host = target
+            .url
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
@@ -396,7 +375,7 @@ impl HttpTransport {
             handshake(TokioIo::new(stream)).await?
         };
         Ok(LaneConnection {
-            origin: origin.to_owned(),
+            origin: target.origin.clone(),
             sender,
             driver,
             ended: false,

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 pub use test_event::{check_target, send_test, TestOutcome, TestTarget};
 pub use trigger::{trigger, TriggerRequest, Triggered, MAX_TRIGGER_COUNT, TRIGGER_CHUNK_EVENTS};
-pub use validation::{check_url, field_error, url_has_credentials, WebhookChanges};
+pub use validation::{field_error, target_url, WebhookChanges};
 
 use crate::registry::{Auth, Status, Webhook, WebhookId};
 use crate::store::Registry;

@@ -3,6 +3,7 @@
 //! check of a Target URL against the addresses the pages may send to.
 
 use common::target_guard::TargetGuard;
+use common::target_url::TargetUrl;
 
 use crate::delivery::{send_once, Answer, HttpTransport, Outbound};
 use crate::registry::{check_event_name, Auth, EventSelection, Webhook};
@@ -13,22 +14,13 @@ use crate::UsageError;
 /// unspecified addresses (`common::target_guard`), as an error of the `--url` field. The
 /// pages and the API call it before saving or testing; the command line does not (its user
 /// is the machine's operator). The connect checks the address again, whatever DNS said here.
-/// A URL that does not parse passes: the registry's own check refuses it with its reason.
 ///
 /// # Errors
 /// A [`UsageError`] saying which address was refused and why.
-pub async fn check_target(targets: &TargetGuard, url: &str) -> Result<(), UsageError> {
-    let Ok(uri) = url.trim().parse::<http::Uri>() else {
-        return Ok(());
-    };
-    let Some(host) = uri.host() else {
-        return Ok(());
-    };
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    // The host alone is named, never the whole URL: it may carry credentials.
+pub async fn check_target(targets: &TargetGuard, url: &TargetUrl) -> Result<(), UsageError> {
+    // The host alone is named, never the whole URL.
     targets
-        .check(host, port)
+        .check(url.host(), url.port())
         .await
         .map_err(|refused| UsageError(format!("--url: {refused}")))
 }
@@ -37,7 +29,7 @@ pub async fn check_target(targets: &TargetGuard, url: &str) -> Result<(), UsageE
 #[derive(Debug, Clone)]
 pub struct TestTarget {
     /// The Target URL.
-    pub url: String,
+    pub url: TargetUrl,
     /// The authentication to apply.
     pub auth: Auth,
     /// The event to send when none is named: the webhook's first trigger event.
@@ -130,7 +122,7 @@ pub async fn send_test(
         _ => None,
     };
     Ok(TestOutcome {
-        url: target.url.clone(),
+        url: target.url.to_string(),
         event: name,
         webhook_id: msg_id,
         status,

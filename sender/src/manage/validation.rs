@@ -2,6 +2,7 @@
 //! API's JSON and the pages' forms: [`WebhookChanges`] applied to a registration, checked as a
 //! whole; and [`field_error`], which names the field a validation message is about.
 
+use common::target_url::{TargetUrl, TargetUrlError};
 use verify::{BodyHmacFormat, Encoding, Scheme, SignatureFile};
 
 use crate::registry::{
@@ -17,8 +18,8 @@ pub struct WebhookChanges {
     pub name: Option<String>,
     /// `--description`.
     pub description: Option<String>,
-    /// `--url`.
-    pub url: Option<String>,
+    /// `--url`, parsed where it was given ([`target_url`]).
+    pub url: Option<TargetUrl>,
     /// `--events`.
     pub events: Option<String>,
     /// `--auth`.
@@ -94,7 +95,6 @@ impl WebhookChanges {
             webhook.description = description;
         }
         if let Some(url) = self.url {
-            check_url(&url)?;
             webhook.url = url;
         }
         if let Some(events) = self.events {
@@ -211,7 +211,6 @@ impl WebhookChanges {
             }
         };
         webhook.updated_at_ms = now_ms;
-        check_url(&webhook.url)?;
         Ok(())
     }
 }
@@ -334,43 +333,27 @@ fn build_body_hmac(
     Ok(Scheme::BodyHmacSha256(format))
 }
 
-/// Refuses anything but an absolute `http` or `https` URL with a host.
+/// The Target URL a `--url` flag, an API body's `url` or the form's **Target URL** gives,
+/// parsed by the one rule set ([`TargetUrl`]).
 ///
 /// # Errors
-/// A [`UsageError`] saying what is wrong and showing the expected shape.
-pub fn check_url(url: &str) -> Result<(), UsageError> {
-    // Credentials in the URL would travel in the Host header and land in logs and listings;
-    // the URL is not quoted back, since it holds them.
-    if url_has_credentials(url) {
-        return Err(UsageError(
-            "--url carries credentials (user:password@host); give them with --auth basic --username U --password P instead".into(),
-        ));
-    }
-    let wrong = |why: &str| {
+/// A [`UsageError`] saying what is wrong and showing the expected shape; with credentials
+/// in the URL, without quoting it (they would land in logs and listings).
+pub fn target_url(text: &str) -> Result<TargetUrl, UsageError> {
+    TargetUrl::parse(text).map_err(|error| {
+        let why = match error {
+            TargetUrlError::Credentials => {
+                return UsageError(
+                    "--url carries credentials (user:password@host); give them with --auth basic --username U --password P instead".into(),
+                )
+            }
+            TargetUrlError::Invalid(_) => "not a valid URL".to_owned(),
+            other => other.to_string(),
+        };
         UsageError(format!(
-            "--url {url:?}: {why}; expected an absolute URL such as https://crm.example.com/webhook"
+            "--url {text:?}: {why}; expected an absolute URL such as https://crm.example.com/webhook"
         ))
-    };
-    if !url.contains("://") {
-        return Err(wrong("it has no http:// or https:// scheme"));
-    }
-    let uri: http::Uri = url.parse().map_err(|_| wrong("not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(wrong(&format!("scheme {other:?} is not http or https"))),
-        None => return Err(wrong("it has no http:// or https:// scheme")),
-    }
-    match uri.host() {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(wrong("it has no host")),
-    }
-}
-
-/// Whether a URL's authority holds `user[:password]@`.
-pub fn url_has_credentials(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
-    authority.contains('@')
+    })
 }
 
 /// The part of a validation message that names the field, as `(field, message)`: the field is
@@ -462,17 +445,17 @@ mod tests {
             "https://crm:s3cret@crm.example.com/hook",
             "http://u@127.0.0.1:9/",
         ] {
-            let error = check_url(url).expect_err(url).0;
+            let error = target_url(url).expect_err(url).0;
             assert!(error.contains("carries credentials"), "{error}");
             assert!(!error.contains("s3cret"), "{error}");
         }
-        assert!(check_url("https://crm.example.com/hook?to=a@b").is_ok());
+        assert!(target_url("https://crm.example.com/hook?to=a@b").is_ok());
     }
 
     fn base() -> WebhookChanges {
         WebhookChanges {
             name: Some("CRM".into()),
-            url: Some("http://127.0.0.1:9/hook".into()),
+            url: Some(target_url("http://127.0.0.1:9/hook").expect("valid")),
             events: Some("all".into()),
             ..WebhookChanges::default()
         }
@@ -484,20 +467,18 @@ mod tests {
             let error = add(flags).expect_err(expected);
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         };
-        check(
-            WebhookChanges {
-                url: Some("ftp://x/y".into()),
-                ..base()
-            },
-            "scheme \"ftp\" is not http or https",
-        );
-        check(
-            WebhookChanges {
-                url: Some("crm.example.com/hook".into()),
-                ..base()
-            },
-            "no http:// or https:// scheme",
-        );
+        let check_url = |url: &str, expected: &str| {
+            let error = target_url(url).expect_err(expected).0;
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+            assert!(
+                error.contains("expected an absolute URL such as"),
+                "{error:?}"
+            );
+        };
+        check_url("ftp://x/y", "scheme \"ftp\" is not http or https");
+        check_url("crm.example.com/hook", "no http:// or https:// scheme");
+        check_url("http://", "\"http://\": not a valid URL;");
+        check_url("http:///hook", "not a valid URL");
         check(
             WebhookChanges {
                 events: Some("COURSE_ENROLMENT".into()),

@@ -2,6 +2,7 @@
 //! way), the pass that seals them, the refusals of a registration, and a request's outcome
 //! columns and listing row.
 
+use common::target_url::TargetUrl;
 use verify::timestamp::format_iso_millis;
 
 use super::{AttemptRecord, DeliverySummary, RequestState};
@@ -122,7 +123,7 @@ impl WebhookRow {
             id: id.to_owned(),
             name: webhook.name.clone(),
             description: webhook.description.clone(),
-            url: webhook.url.clone(),
+            url: webhook.url.as_str().to_owned(),
             events: webhook.events.to_text(),
             auth: webhook.auth.method().to_owned(),
             basic_username,
@@ -180,11 +181,13 @@ impl WebhookRow {
             "retired" => Status::Retired,
             _ => Status::Disabled(self.disabled_reason.unwrap_or_default()),
         };
+        let url = TargetUrl::parse(&self.url)
+            .map_err(|error| anyhow::anyhow!("webhook {id}: stored Target URL: {error}"))?;
         Ok(Webhook {
             id: WebhookId(id),
             name: self.name,
             description: self.description,
-            url: self.url,
+            url,
             events,
             auth,
             status,

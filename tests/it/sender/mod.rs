@@ -88,7 +88,7 @@ impl Harness {
     pub fn add(&self, url: &str, events: &str, edit: impl FnOnce(&mut WebhookChanges)) -> Webhook {
         let mut changes = WebhookChanges {
             name: Some("test".into()),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some(events.into()),
             ..WebhookChanges::default()
         };

@@ -351,7 +351,7 @@ fn an_edit_is_refused_when_another_process_changed_the_webhook_after_it_was_read
     );
     let webhook = WebhookChanges {
         name: Some("crm".into()),
-        url: Some("http://127.0.0.1:9/hook".into()),
+        url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
         events: Some("all".into()),
         ..WebhookChanges::default()
     }
