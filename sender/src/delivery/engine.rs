@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::signers::SignerCache;
 use super::transport::{HttpTransport, Transport};
 use super::worker::{blocking, Worker, WorkerExit};
 use crate::config::DeliveryConfig;
@@ -48,6 +49,9 @@ pub struct Engine<T: Transport> {
     config: DeliveryConfig,
     clock: Clock,
     owner: String,
+    /// The webhooks' signers, shared by the workers and built again only when a
+    /// registration changes.
+    signers: SignerCache,
 }
 
 impl<T: Transport> Clone for Engine<T> {
@@ -58,6 +62,7 @@ impl<T: Transport> Clone for Engine<T> {
             config: self.config.clone(),
             clock: self.clock,
             owner: self.owner.clone(),
+            signers: self.signers.clone(),
         }
     }
 }
@@ -127,6 +132,7 @@ impl<T: Transport> Engine<T> {
                 std::process::id(),
                 crate::registry::random_token(8)
             ),
+            signers: SignerCache::default(),
         }
     }
 
@@ -141,6 +147,12 @@ impl<T: Transport> Engine<T> {
     /// The engine's clock.
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// How many signers this engine's workers built so far (see `signers.rs`).
+    #[cfg(test)]
+    pub(super) fn signer_builds(&self) -> u64 {
+        self.signers.builds()
     }
 
     /// Works the queue as `mode` says until done or until `shutdown` completes; in-flight
@@ -253,6 +265,7 @@ impl<T: Transport> Engine<T> {
             config: self.config.clone(),
             clock: self.clock,
             owner: self.owner.clone(),
+            signers: self.signers.clone(),
             drain,
         }
     }

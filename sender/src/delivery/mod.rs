@@ -18,7 +18,8 @@
 //!
 //! Layout: `engine.rs` starts a worker per webhook with work and gathers how each ended;
 //! `worker.rs` one webhook's worker, its lease and its loop in named steps; `outcome.rs` an
-//! answer judged (record, next state, log line); `transport.rs` the [`Transport`] and
+//! answer judged (record, next state, log line); `signers.rs` the webhooks' signers, built
+//! once per version of their registration; `transport.rs` the [`Transport`] and
 //! [`HttpTransport`]; `tls.rs` its TLS client; `clock.rs` the [`Clock`]; `redaction.rs`
 //! headers as `Debug` shows them; `tests.rs` the loop under paused time, on both stores.
 
@@ -26,6 +27,7 @@ mod clock;
 mod engine;
 mod outcome;
 mod redaction;
+mod signers;
 mod tls;
 mod transport;
 mod worker;

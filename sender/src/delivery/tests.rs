@@ -606,6 +606,76 @@ async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_inte
     );
 }}
 
+on_each_store! {
+#[tokio::test(start_paused = true)]
+async fn the_worker_builds_a_signer_once_per_version_of_the_registration(harness: Harness) {
+    let webhook = crate::manage::add(
+        &*harness.state,
+        WebhookChanges {
+            name: Some("signed".into()),
+            url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
+            events: Some("COURSE_ENROLLMENT".into()),
+            auth: Some(crate::registry::AuthMethod::Signature),
+            ..WebhookChanges::default()
+        },
+    )
+    .expect("added");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 1, 6);
+    // Three failures, then a 2xx: retried after 1, 2 and 4 s while the worker reads the
+    // registration again every 100 ms, about seventy reads of an unchanged registration.
+    let script = Script {
+        answer: Arc::new(|attempt| status(if attempt <= 3 { 500 } else { 200 }, None)),
+        sent: Arc::default(),
+    };
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        DeliveryConfig {
+            poll_interval: Duration::from_millis(100),
+            lease_ttl: Duration::from_secs(3600),
+            retry: RetryPolicy {
+                initial: Duration::from_secs(1),
+                cap: Duration::from_secs(4),
+                ..RetryPolicy::default()
+            },
+            ..DeliveryConfig::default()
+        },
+        Clock::starting_at(NOW_MS),
+    );
+    let drain = || engine.run(Mode::Drain(vec![webhook.id.clone()]), std::future::pending());
+    drain().await.expect("ran");
+    assert_eq!(script.sent.lock().expect("lock").len(), 4);
+    assert_eq!(engine.signer_builds(), 1, "one signer while nothing changed");
+
+    // A rotation is a new version of the registration: the next request is signed by a signer
+    // built anew, with both secrets.
+    crate::manage::rotate_secret(
+        &*harness.state,
+        webhook.id.as_str(),
+        Duration::from_secs(3600),
+        None,
+    )
+    .expect("rotated");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 1, 7);
+    drain().await.expect("ran");
+    assert_eq!(engine.signer_builds(), 2, "built again after the rotation");
+    let signatures: Vec<usize> = script
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, request)| {
+            let (_, value) = request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .expect("signed");
+            value.split(' ').count()
+        })
+        .collect();
+    assert_eq!(signatures, [1, 1, 1, 1, 2]);
+}}
+
 /// The record of a first attempt of `request_id` at `at_ms` that ended in `next`.
 fn first_attempt(
     request_id: i64,

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::clock::Clock;
 use super::outcome::judge;
+use super::signers::SignerCache;
 use super::transport::{Answer, Outbound, Transport};
 use crate::config::DeliveryConfig;
 use crate::lease::{next_look_ms, HolderWatch};
@@ -63,6 +64,8 @@ pub(super) struct Worker<T: Transport> {
     pub(super) clock: Clock,
     /// This engine's lease owner tag.
     pub(super) owner: String,
+    /// The engine's signers, by registration version.
+    pub(super) signers: SignerCache,
     /// `trigger`: leave a webhook whose lease is held to its holder, and send staged batch
     /// events at once (no more are coming).
     pub(super) drain: bool,
@@ -156,7 +159,8 @@ type Step = anyhow::Result<ControlFlow<WorkerExit>>;
 /// The registration as last read, ready to sign with.
 struct Registration {
     webhook: Webhook,
-    signer: Signer,
+    /// Built again only when the registration's version changes ([`SignerCache`]).
+    signer: Arc<Signer>,
     /// When it was read (epoch ms): it is read again a poll interval later.
     read_at_ms: i64,
 }
@@ -363,10 +367,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
         let (state, webhook_id) = (self.worker.state.clone(), self.id().clone());
         match blocking(move || state.webhook(&webhook_id)).await? {
             Some(found) if found.status == Status::Active => {
-                let signer = found
-                    .auth
-                    .signer()
-                    .with_context(|| format!("webhook {}", self.id()))?;
+                let signer = self.worker.signers.signer(&found)?;
                 self.registration = Some(Registration {
                     webhook: found,
                     signer,
