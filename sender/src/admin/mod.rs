@@ -18,7 +18,7 @@
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
 //! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
-//! API bodies and forms into [`crate::registry::WebhookChanges`].
+//! API bodies and forms into [`crate::manage::WebhookChanges`].
 
 mod api;
 mod html;

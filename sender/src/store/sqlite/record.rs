@@ -89,7 +89,7 @@ pub(super) fn expire_webhook(
     Ok(u64::try_from(expired).unwrap_or(0))
 }
 
-/// The body of [`Queue::record`]: attempts and new states in one transaction, and the expiry
+/// The body of [`Queue::record`](crate::store::Queue::record): attempts and new states in one transaction, and the expiry
 /// of the webhook of any request whose retention ended.
 pub(super) fn record_attempts(
     connection: &mut Connection,
