@@ -9,6 +9,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -290,29 +291,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
             wake_timer
                 .as_mut()
                 .reset(self.worker.clock.instant_of(wake.0));
-            let woken = {
-                let committed = async {
-                    match self.recording.as_mut() {
-                        Some(handle) => handle.await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                        let mut done = vec![joined.context("an attempt task panicked")?];
-                        while let Some(more) = self.in_flight.try_join_next() {
-                            done.push(more.context("an attempt task panicked")?);
-                        }
-                        Woken::Answered(done)
-                    }
-                    result = committed => {
-                        Woken::Committed(result.context("a storage task panicked")?)
-                    }
-                    () = wake_timer.as_mut() => Woken::Looked,
-                    _ = stop.changed() => Woken::Looked,
-                }
-            };
-            match woken {
+            match self.wait(wake_timer.as_mut(), stop).await? {
                 Woken::Answered(done) => self.answered(done),
                 Woken::Committed(result) => {
                     self.recording = None;
@@ -324,6 +303,33 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
             }
         };
         self.finish(exit).await
+    }
+
+    /// Waits for the first of: attempts coming back, the commit under way ending, the wake
+    /// timer, the stop signal.
+    async fn wait(
+        &mut self,
+        wake_timer: Pin<&mut tokio::time::Sleep>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Woken<T::Lane>> {
+        let committed = async {
+            match self.recording.as_mut() {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
+        Ok(tokio::select! {
+            Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                let mut done = vec![joined.context("an attempt task panicked")?];
+                while let Some(more) = self.in_flight.try_join_next() {
+                    done.push(more.context("an attempt task panicked")?);
+                }
+                Woken::Answered(done)
+            }
+            result = committed => Woken::Committed(result.context("a storage task panicked")?),
+            () = wake_timer => Woken::Looked,
+            _ = stop.changed() => Woken::Looked,
+        })
     }
 
     /// Renews the lease once a third of its TTL has passed; ends the work when it changed
