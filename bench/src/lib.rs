@@ -309,7 +309,7 @@ pub async fn serve_plain(listener: TcpListener) {
 /// The state database refused a write.
 #[cfg(feature = "sender")]
 pub fn enqueue_events(
-    state: &dyn sender::delivery::State,
+    state: &dyn sender::store::State,
     webhook: &sender::registry::Webhook,
     kind: &'static verify::EventKind,
     count: usize,

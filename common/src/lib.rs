@@ -26,7 +26,9 @@
 //!   and the inspector's Send again;
 //! - `target_guard` (feature `client`): which addresses a page reachable from other hosts may
 //!   send to (no loopback, private, link-local or unspecified ones), checked when a target is
-//!   given and again at connect time.
+//!   given and again at connect time;
+//! - `target_url` (feature `client`): a Target URL, parsed and checked once by one rule set
+//!   (absolute `http` or `https`, a host, no credentials) and carried typed to the client.
 //!
 //! This crate does no work of its own at start-up: each module is a set of functions and types
 //! the binaries call.
@@ -52,3 +54,6 @@ pub mod client;
 
 #[cfg(feature = "client")]
 pub mod target_guard;
+
+#[cfg(feature = "client")]
+pub mod target_url;

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use verify::{EventGenerator, EventKind, OutgoingEvent, TimeStyle};
 
-use crate::queue::NewDelivery;
 use crate::registry::{Status, Webhook};
+use crate::store::NewDelivery;
 use crate::UsageError;
 
 /// The `accountId` used when none is given: the one of Adobe's documented sample.
@@ -159,11 +159,11 @@ mod tests {
     #[test]
     fn routes_to_active_subscribed_webhooks_only_event_major() {
         let webhook = |name: &str, events: &str| {
-            crate::registry::WebhookChanges {
+            crate::manage::WebhookChanges {
                 name: Some(name.into()),
-                url: Some("http://127.0.0.1:9/hook".into()),
+                url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
                 events: Some(events.into()),
-                ..crate::registry::WebhookChanges::default()
+                ..crate::manage::WebhookChanges::default()
             }
             .create(0)
             .expect("valid")
@@ -208,11 +208,11 @@ mod tests {
     #[test]
     fn large_counts_are_made_and_routed_in_chunks_in_order() {
         let webhook = |name: &str| {
-            crate::registry::WebhookChanges {
+            crate::manage::WebhookChanges {
                 name: Some(name.into()),
-                url: Some("http://127.0.0.1:9/hook".into()),
+                url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
                 events: Some("COURSE_ENROLLMENT".into()),
-                ..crate::registry::WebhookChanges::default()
+                ..crate::manage::WebhookChanges::default()
             }
             .create(0)
             .expect("valid")

@@ -3,7 +3,7 @@
 //! A lease changes hands only when its holder releases it, when its holder's process is seen
 //! to be gone, or at its expiry. The first two can happen at any moment and no store tells
 //! another process about them, so a waiting worker *looks* at the lease once per poll interval
-//! (a read, which takes no write lock: see [`crate::queue::Queue::try_lease`]), and never later
+//! (a read, which takes no write lock: see [`crate::store::Queue::try_lease`]), and never later
 //! than the expiry it was shown. Between looks it sleeps: no spinning, and one log line per
 //! holder it finds, not one per look.
 

@@ -5,13 +5,15 @@
 //! - [`admin`]: `sender admin`, the Integration Admin pages and their JSON API;
 //! - [`cli`]: the `sender` command line ([`cli_main`]), a thin layer over the modules below;
 //! - [`config`]: [`config::DeliveryConfig`] (every duration of the engine) and `--state`;
-//! - [`registry`]: registrations, their validation, the [`registry::Registry`] trait;
+//! - [`registry`]: a registration: its id, events, authentication (and the signer made of
+//!   it) and status;
 //! - [`manage`]: what an Integration Admin does to webhooks, written once for the command line
-//!   and the admin pages;
+//!   and the admin pages, with the validation of a webhook's changes beside the operations;
 //! - [`generate`]: events for `trigger` and their routing to subscribed webhooks;
-//! - [`queue`]: the durable queue as a trait ([`queue::Queue`]); [`store`] implements it and
-//!   the registry twice: in one SQLite file ([`store::sqlite`]) and in a PostgreSQL database
-//!   shared by many workers ([`store::postgres`]);
+//! - [`store`]: the storage traits ([`store::Registry`], the durable queue [`store::Queue`])
+//!   with the promises every store keeps, implemented twice: in one SQLite file
+//!   ([`store::sqlite`]) and in a PostgreSQL database shared by many workers
+//!   ([`store::postgres`]);
 //! - [`delivery`]: the engine (a worker per webhook, leases, strict order) and HTTP transport;
 //! - [`sealing`]: the state's secrets sealed at rest under `--secret-key-file`;
 //! - [`retry`]: the retry schedule as pure functions;
@@ -43,14 +45,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use sender::registry::{Registry, WebhookChanges};
-//! use sender::queue::Queue;
+//! use sender::manage::WebhookChanges;
+//! use sender::store::{Queue, Registry};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let state = Arc::new(sender::store::sqlite::SqliteState::open(&dir.path().join("sender.db"))?);
 //! let webhook = WebhookChanges {
 //!     name: Some("CRM sync".into()),
-//!     url: Some("http://127.0.0.1:8080/webhook".into()),
+//!     url: Some("http://127.0.0.1:8080/webhook".parse().expect("a Target URL")),
 //!     events: Some("COURSE_ENROLLMENT,COURSE_COMPLETED_BATCH".into()),
 //!     ..WebhookChanges::default()
 //! }
@@ -80,7 +82,6 @@ pub mod delivery;
 pub mod generate;
 pub mod lease;
 pub mod manage;
-pub mod queue;
 pub mod registry;
 pub mod replay;
 pub mod retry;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
+use common::target_url::TargetUrl;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use verify::{parse_envelope, parse_source, single_event_envelope, SourceItem, Verdict};
@@ -267,7 +268,7 @@ fn keep(item: &SourceItem, filter: &ReplayFilter) -> bool {
 #[derive(Debug, Clone)]
 pub struct SendOptions {
     /// The Target URL (`http://` only).
-    pub to: http::Uri,
+    pub to: TargetUrl,
     /// Verbatim or re-signed.
     pub mode: ReplayMode,
     /// Credentials for re-signed requests.
@@ -439,12 +440,12 @@ use common::client::HttpClient;
 /// Sends every planned request and summarises.
 ///
 /// # Errors
-/// A Target URL that is not `http://host:port/…`.
+/// An `https` Target URL.
 pub async fn send_all(
     requests: Vec<PlannedRequest>,
     options: &SendOptions,
 ) -> anyhow::Result<ReplaySummary> {
-    if options.to.scheme_str() != Some("http") || options.to.host().is_none() {
+    if options.to.is_https() {
         bail!(
             "--to must be an http:// URL with a host (got {}); https targets are not supported by replay",
             options.to
@@ -527,7 +528,7 @@ async fn send_one(client: &HttpClient, options: &SendOptions, request: PlannedRe
     let headers = outgoing_headers(&request, options.mode, &options.auth, verify::unix_now());
     let answer = common::client::post(
         client,
-        &options.to,
+        options.to.uri(),
         &headers,
         request.body,
         options.request_timeout,
@@ -606,7 +607,7 @@ impl Progress {
             if last.elapsed() >= Duration::from_secs(1) || done == plain.total {
                 *last = Instant::now();
                 let acknowledged = plain.acknowledged.load(Relaxed);
-                crate::cli::tell(
+                common::logging::tell(
                     "INFO",
                     format_args!(
                         "replay: {done}/{} tried, {acknowledged} acknowledged",

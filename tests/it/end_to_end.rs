@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use sender::queue::Queue;
 use sender::registry::{Auth, AuthMethod, SchemeName, Webhook};
+use sender::store::Queue;
 
 use crate::sender::{fast_config, Harness, Spawned};
 use crate::support::receiver::{run_cli, Process};
@@ -87,7 +87,7 @@ fn signature_file(harness: &Harness, webhook: &Webhook, dir: &Path) -> PathBuf {
 
 fn set_url(harness: &Harness, webhook: &Webhook, url: &str) {
     let mut stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
-    stored.url = url.to_owned();
+    stored.url = url.parse().expect("a Target URL");
     harness
         .state
         .update_webhook(&stored, stored.updated_at_ms)
@@ -199,7 +199,7 @@ async fn every_catalogue_event_reaches_the_receiver_once_for_every_auth_method()
     assert_eq!((counts.pending, counts.staged, counts.expired), (0, 0, 0));
     let rows = harness
         .state
-        .deliveries(&sender::queue::DeliveryFilter {
+        .deliveries(&sender::store::DeliveryFilter {
             limit: 10_000,
             ..Default::default()
         })

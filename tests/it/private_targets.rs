@@ -330,7 +330,7 @@ async fn a_name_that_passed_its_check_and_then_resolves_to_loopback_is_refused_a
     let error = loop {
         let rows = harness
             .state
-            .deliveries(&sender::queue::DeliveryFilter {
+            .deliveries(&sender::store::DeliveryFilter {
                 webhook_id: Some(id.clone()),
                 state: None,
                 limit: 1,

@@ -25,8 +25,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::queue::Queue;
-use sender::registry::{AuthMethod, Registry, WebhookChanges};
+use sender::store::Queue;
+use sender::manage::WebhookChanges;
+use sender::registry::AuthMethod;
+use sender::store::Registry;
 use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 
@@ -88,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         let state = Arc::new(SqliteState::open(&dir.path().join("sender.db"))?);
         let webhook = WebhookChanges {
             name: Some("bench batches".into()),
-            url: Some(url),
+            url: Some(url.parse()?),
             events: Some("COURSE_ENROLLMENT_BATCH".into()),
             auth: Some(AuthMethod::Signature),
             ..WebhookChanges::default()

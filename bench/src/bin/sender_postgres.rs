@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use sender::config::{DeliveryConfig, StateLocation};
-use sender::delivery::{Engine, Mode, State};
-use sender::registry::WebhookChanges;
+use sender::delivery::{Engine, Mode};
+use sender::store::State;
+use sender::manage::WebhookChanges;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
 
@@ -146,7 +147,7 @@ fn measure(
     for n in 0..WEBHOOKS {
         let webhook = WebhookChanges {
             name: Some(format!("bench {n}")),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some("all".into()),
             ..WebhookChanges::default()
         }

@@ -42,8 +42,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::queue::Queue;
-use sender::registry::{AuthMethod, Registry, WebhookChanges};
+use sender::store::Queue;
+use sender::manage::WebhookChanges;
+use sender::registry::AuthMethod;
+use sender::store::Registry;
 use sender::store::sqlite::SqliteState;
 use tokio::net::TcpListener;
 
@@ -136,7 +138,7 @@ async fn run_sender(
     let state = Arc::new(SqliteState::open(&dir.path().join("sender.db"))?);
     let webhook = WebhookChanges {
         name: Some("bench".into()),
-        url: Some(url.into()),
+        url: Some(url.parse().expect("a Target URL")),
         events: Some("all".into()),
         auth: Some(auth),
         ..WebhookChanges::default()

@@ -158,7 +158,7 @@ async fn list(admin: &Admin) -> Answer {
 async fn add(admin: &Admin, asked: &Asked) -> Answer {
     let input: WebhookInput = read_body!(asked);
     let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_deref()).await?;
+    super::check_target(admin, changes.url.as_ref()).await?;
     let webhook = blocking(admin, move |state| manage::add(state, changes)).await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -179,7 +179,7 @@ async fn edit(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     let mut input: WebhookInput = read_body!(asked);
     let version = input.version.take();
     let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_deref()).await?;
+    super::check_target(admin, changes.url.as_ref()).await?;
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| {
         manage::edit(state, &id, changes, version)

@@ -13,8 +13,8 @@ use verify::EventClass;
 use super::input::scheme_label;
 use super::Listed;
 use crate::manage::TestOutcome;
-use crate::queue::DeliveryDetail;
 use crate::registry::{Auth, EventSelection, SchemeName, Status, Webhook, MAX_WEBHOOKS};
+use crate::store::DeliveryDetail;
 
 /// The page frame: title, the navigation, a notice (escaped here) and the content.
 fn page(title: &str, notice: Option<&Notice>, main: &str) -> String {
@@ -128,7 +128,7 @@ pub(super) fn webhooks(all: &[Listed], notice: Option<&Notice>) -> String {
              <td>{last}</td>\
              <td><a href=\"/webhooks/{id}/deliveries\">Deliveries</a> · \
              <a href=\"/webhooks/{id}/delete\">Delete</a></td></tr>",
-            url = escape(&webhook.url),
+            url = escape(webhook.url.as_str()),
             auth = auth_word(&webhook.auth),
             events = escape(&events_text(&webhook.events)),
             version = webhook.updated_at_ms,
@@ -191,7 +191,7 @@ impl FormValues {
         FormValues {
             name: webhook.name.clone(),
             description: webhook.description.clone(),
-            url: webhook.url.clone(),
+            url: webhook.url.to_string(),
             auth: webhook.auth.method().to_owned(),
             username,
             scheme,
@@ -549,7 +549,7 @@ pub(super) fn confirm_delete(webhook: &Webhook, pending: u64) -> String {
          <form method=\"post\" action=\"/webhooks/{id}/delete\" class=\"bar\">\
          <button type=\"submit\">Delete</button> <a href=\"/webhooks/{id}\">Cancel</a></form>",
         name = escape(&webhook.name),
-        url = escape(&webhook.url),
+        url = escape(webhook.url.as_str()),
         s = if pending == 1 { "" } else { "s" },
     );
     page(&format!("Delete {}", webhook.name), None, &main)
@@ -562,7 +562,7 @@ pub(super) fn deliveries(webhook: &Webhook, details: &[DeliveryDetail]) -> Strin
         "<dl><dt>Target URL</dt><dd><code>{}</code></dd><dt>Activation status</dt><dd>{}</dd></dl>\
          <p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Refresh</a> \
          <a href=\"/webhooks/{id}\">Edit</a></p>",
-        escape(&webhook.url),
+        escape(webhook.url.as_str()),
         escape(&activation(&webhook.status))
     );
     if details.is_empty() {
@@ -725,9 +725,9 @@ mod tests {
 
     #[test]
     fn the_form_keeps_a_v1a_webhook_v1a() {
-        let webhook = crate::registry::WebhookChanges {
+        let webhook = crate::manage::WebhookChanges {
             name: Some("CRM".into()),
-            url: Some("http://127.0.0.1:9/hook".into()),
+            url: Some(crate::manage::target_url("http://127.0.0.1:9/hook").expect("valid")),
             events: Some("all".into()),
             auth: Some(crate::registry::AuthMethod::Signature),
             scheme: Some(SchemeName::StandardWebhooksV1a),

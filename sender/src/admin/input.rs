@@ -5,7 +5,8 @@
 use clap::ValueEnum as _;
 use serde::Deserialize;
 
-use crate::registry::{AuthMethod, SchemeName, WebhookChanges};
+use crate::manage::{target_url, WebhookChanges};
+use crate::registry::{AuthMethod, SchemeName};
 use crate::UsageError;
 
 /// The JSON body of `POST /api/webhooks` and `PATCH /api/webhooks/{id}`; fields left out keep
@@ -32,15 +33,16 @@ pub struct WebhookInput {
 }
 
 impl WebhookInput {
-    /// The changes, with `auth` and `scheme` read as the command line reads them.
+    /// The changes, with `url`, `auth` and `scheme` read as the command line reads them.
     ///
     /// # Errors
-    /// A [`UsageError`] for an unknown authentication method or scheme.
+    /// A [`UsageError`] for a `url` that is no Target URL, an unknown authentication method or
+    /// scheme.
     pub fn changes(self) -> Result<WebhookChanges, UsageError> {
         Ok(WebhookChanges {
             name: self.name,
             description: self.description,
-            url: self.url,
+            url: self.url.as_deref().map(target_url).transpose()?,
             events: self.events.map(|names| names.join(",")),
             auth: self.auth.as_deref().map(auth_method).transpose()?,
             username: self.username,
@@ -104,7 +106,8 @@ pub fn scheme_label(name: SchemeName) -> String {
 /// Activation status is a checkbox, so its absence means off.
 ///
 /// # Errors
-/// A [`UsageError`] for an unknown authentication method or scheme.
+/// A [`UsageError`] for a Target URL that is no URL, an unknown authentication method or
+/// scheme.
 pub fn form_changes(form: &[(String, String)], adding: bool) -> Result<WebhookChanges, UsageError> {
     let value = |name: &str| {
         form.iter()
@@ -123,7 +126,7 @@ pub fn form_changes(form: &[(String, String)], adding: bool) -> Result<WebhookCh
     Ok(WebhookChanges {
         name: value("name"),
         description: value("description"),
-        url: value("url"),
+        url: value("url").as_deref().map(target_url).transpose()?,
         events: Some(events.join(",")),
         auth,
         // The fields of the other methods stay in the form, hidden or not; only the chosen

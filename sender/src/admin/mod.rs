@@ -18,7 +18,7 @@
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
 //! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
-//! API bodies and forms into [`crate::registry::WebhookChanges`].
+//! API bodies and forms into [`crate::manage::WebhookChanges`].
 
 mod api;
 mod html;
@@ -36,7 +36,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::config::DeliveryConfig;
-use crate::delivery::{Engine, HttpTransport, Mode, State};
+use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::store::State;
 
 /// Where the pages listen unless told otherwise.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8082";
@@ -241,7 +242,7 @@ fn overlap(text: Option<&str>) -> Result<Duration, crate::UsageError> {
 /// A webhook with its newest request, as the **Webhooks** list shows it.
 pub(crate) struct Listed {
     webhook: crate::registry::Webhook,
-    last: Option<crate::queue::DeliverySummary>,
+    last: Option<crate::store::DeliverySummary>,
 }
 
 /// Every webhook with its newest request.
@@ -250,7 +251,7 @@ async fn listed(admin: &Admin) -> anyhow::Result<Vec<Listed>> {
         let mut all = Vec::new();
         for webhook in state.webhooks()? {
             let last = state
-                .deliveries(&crate::queue::DeliveryFilter {
+                .deliveries(&crate::store::DeliveryFilter {
                     webhook_id: Some(webhook.id.clone()),
                     state: None,
                     limit: 1,
@@ -270,10 +271,10 @@ const DELIVERIES_SHOWN: usize = 50;
 async fn deliveries_of(
     admin: &Admin,
     id: String,
-) -> anyhow::Result<(crate::registry::Webhook, Vec<crate::queue::DeliveryDetail>)> {
+) -> anyhow::Result<(crate::registry::Webhook, Vec<crate::store::DeliveryDetail>)> {
     blocking(admin, move |state| {
         let webhook = crate::manage::find(state, &id)?;
-        let newest = state.deliveries(&crate::queue::DeliveryFilter {
+        let newest = state.deliveries(&crate::store::DeliveryFilter {
             webhook_id: Some(webhook.id.clone()),
             state: None,
             limit: DELIVERIES_SHOWN,
@@ -303,7 +304,7 @@ async fn test_webhook(
     // The host only: a URL may carry a token in its query.
     tracing::info!(
         webhook = %webhook.id,
-        host = webhook.url.parse::<http::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned)).unwrap_or_default(),
+        host = webhook.url.host(),
         status = ?outcome.status,
         latency_ms = outcome.latency_ms,
         "test webhook"
@@ -313,7 +314,10 @@ async fn test_webhook(
 
 /// Refuses a Target URL these pages may not send to ([`crate::manage::check_target`]); `None`
 /// (an edit that keeps the URL) passes.
-async fn check_target(admin: &Admin, url: Option<&str>) -> Result<(), crate::UsageError> {
+async fn check_target(
+    admin: &Admin,
+    url: Option<&common::target_url::TargetUrl>,
+) -> Result<(), crate::UsageError> {
     match url {
         Some(url) => crate::manage::check_target(&admin.targets, url).await,
         None => Ok(()),

@@ -9,8 +9,8 @@ use clap::Subcommand;
 use common::outln;
 use serde_json::json;
 
-use crate::registry::Registry;
 use crate::sealing::SecretKey;
+use crate::store::Registry;
 
 /// `sender secret-key …`
 #[derive(Debug, Subcommand)]

@@ -1,44 +1,50 @@
-//! Where the sender keeps registrations and its queue, and what the two stores share.
+//! The storage of the sender: what the engine, the commands and the admin pages ask of it, as
+//! traits ([`Registry`]: registrations; [`Queue`]: the durable delivery queue and its leases;
+//! [`State`]: both), and the choice of store ([`open`]).
 //!
 //! - [`sqlite`]: one file, the embedded default (`--state sqlite:PATH`);
 //! - [`postgres`]: one database shared by any number of `sender run` workers
 //!   (`--state postgres://…`, SPEC section 7).
 //!
-//! Both implement [`Registry`](crate::registry::Registry) and [`Queue`](crate::queue::Queue)
-//! and keep the same promises, which one suite checks on each (`delivery_tests.rs`,
+//! Queue model: a real-time event becomes one *request* row at once; a batch event waits in a
+//! staging table until its webhook's batch is due (interval elapsed or full), then the staged
+//! events become one request. Requests of a webhook are worked in id order. Every method is
+//! synchronous and short; the engine calls them from `spawn_blocking`.
+//!
+//! Invariants every implementation keeps, which one suite checks on each (`delivery/tests.rs`,
 //! `tests/it/sender`):
-//! - an enqueue is all-or-nothing; a request's body and `webhook-id` are fixed when it is
-//!   written, so every retry resends the same bytes under the same id;
+//! - an enqueue is all-or-nothing; a request's body and `webhook-id` (`msg_…`) are fixed when
+//!   it is written, so every retry, and every restart, resends the same bytes under the same
+//!   id and the receiver's deduplication holds;
 //! - a webhook's pending requests are handed out in id order, and a failed one keeps its place
 //!   at the head (`RetryAt` only moves its time);
 //! - a webhook has at most one lease holder at a time; every change of hands gives the lease a
 //!   larger *fence* number, never reused (a released lease keeps its row and its number);
-//! - [`Queue::record`](crate::queue::Queue::record) writes only while the caller's fence is
-//!   still the lease's: a worker that stalled past its lease records nothing over the newer
-//!   holder's progress;
+//! - [`Queue::record`] writes only while the caller's fence is still the lease's: a worker
+//!   that stalled past its lease records nothing over the newer holder's progress;
 //! - an update of a webhook applies only if nobody changed it since it was read ("changed
-//!   meanwhile"), whichever process changed it.
+//!   meanwhile"), whichever process changed it;
+//! - at most [`MAX_WEBHOOKS`](crate::registry::MAX_WEBHOOKS) webhooks, checked in the
+//!   transaction that inserts one.
 //!
-//! This module holds what the stores share: the stored form of a webhook, the making of
-//! request bodies from events, the batch rule, and the lease row: whether its holder keeps
-//! another worker out, and which fence a taker gets.
+//! What the two stores share besides the traits: `rows.rs` (a webhook's columns and their
+//! sealing, a request's outcome and listing rows), `batching.rs` (requests made from events,
+//! the batch rule) and `lease_row.rs` (whether a lease's holder keeps another worker out,
+//! which fence a taker gets).
 
+mod batching;
+mod lease_row;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 
-use verify::timestamp::format_iso_millis;
+use verify::OutgoingEvent;
 
 use crate::config::StateLocation;
-use crate::delivery::State;
-use crate::lease::HeldLease;
-use crate::queue::{AttemptRecord, DeliverySummary, NewDelivery, RequestState};
-use crate::registry::{Auth, BasicAuth, EventSelection, Status, Webhook, WebhookId, MAX_WEBHOOKS};
-use crate::sealing::{self, Field, SecretColumns, SecretKey};
-use crate::UsageError;
+use crate::registry::{Webhook, WebhookId};
+use crate::sealing::SecretKey;
 
 /// Opens the state `location` names, creating its tables on first use, with the key that
 /// seals its secrets (see [`crate::sealing`]): given a key, the state's plain secrets are
@@ -46,7 +52,7 @@ use crate::UsageError;
 ///
 /// # Errors
 /// The file or database cannot be opened, or holds another program's tables; its secrets
-/// are sealed and no key, or another key, is given (a [`UsageError`]).
+/// are sealed and no key, or another key, is given (a [`UsageError`](crate::UsageError)).
 pub fn open(
     location: &StateLocation,
     secret_key: Option<SecretKey>,
@@ -61,452 +67,386 @@ pub fn open(
     })
 }
 
-/// What a store's pass over its secret columns (see [`crate::sealing`]) writes: the columns
-/// that change, and how many webhooks hold secrets.
-pub(crate) struct SealingPass {
-    /// The rows to write back.
-    pub changed: Vec<SecretColumns>,
-    /// Webhooks with a secret, changed or not.
-    pub with_secrets: u64,
-}
-
-impl SealingPass {
-    /// At opening: the plain secrets of `rows` sealed under `key` (nothing without a key).
-    ///
-    /// # Errors
-    /// Sealing fails (the system's random source).
-    pub fn seal_plain(rows: &[SecretColumns], key: Option<&SecretKey>) -> anyhow::Result<Self> {
-        let mut changed = Vec::new();
-        if let Some(key) = key {
-            for row in rows {
-                changed.extend(row.seal_plain(key)?);
-            }
-        }
-        Ok(Self::of(rows, changed))
-    }
-
-    /// At a rotation: every secret of `rows` sealed again, from `from` to `to`.
-    ///
-    /// # Errors
-    /// A secret does not open with `from`; sealing fails.
-    pub fn reseal(
-        rows: &[SecretColumns],
-        from: Option<&SecretKey>,
-        to: &SecretKey,
-    ) -> anyhow::Result<Self> {
-        let changed = rows
-            .iter()
-            .filter(|row| row.holds_secrets())
-            .map(|row| row.reseal(from, to))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self::of(rows, changed))
-    }
-
-    fn of(rows: &[SecretColumns], changed: Vec<SecretColumns>) -> Self {
-        let with_secrets = rows.iter().filter(|row| row.holds_secrets()).count();
-        Self {
-            changed,
-            with_secrets: u64::try_from(with_secrets).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// Says in the log how many plain secrets were sealed at opening, if any.
-    pub fn log_sealed(&self, key: Option<&SecretKey>) {
-        if let (Some(key), false) = (key, self.changed.is_empty()) {
-            tracing::info!(
-                webhooks = self.changed.len(),
-                key = %key.source().display(),
-                "sealed the secrets stored in plain text under --secret-key-file"
-            );
-        }
-    }
-}
-
-/// A webhook as its columns hold it (the same columns in both stores).
-#[derive(Clone)]
-pub(crate) struct WebhookRow {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub url: String,
-    pub events: String,
-    pub auth: String,
-    pub basic_username: Option<String>,
-    pub basic_password: Option<String>,
-    pub signature_file: Option<String>,
-    pub status: String,
-    pub disabled_reason: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-impl WebhookRow {
-    /// The columns of `webhook`, its secrets sealed under `key` when there is one.
-    ///
-    /// # Errors
-    /// Sealing fails (the system's random source).
-    pub fn of(webhook: &Webhook, key: Option<&SecretKey>) -> anyhow::Result<Self> {
-        let id = webhook.id.as_str();
-        let (basic_username, basic_password, signature_file) = match &webhook.auth {
-            Auth::None => (None, None, None),
-            Auth::Basic(basic) => (
-                Some(basic.username.clone()),
-                Some(sealing::write(
-                    basic.password.clone(),
-                    key,
-                    id,
-                    Field::BasicPassword,
-                )?),
-                None,
-            ),
-            Auth::Signature(file) => (
-                None,
-                None,
-                Some(sealing::write(
-                    file.to_json_pretty(),
-                    key,
-                    id,
-                    Field::SignatureFile,
-                )?),
-            ),
-        };
-        Ok(Self {
-            id: id.to_owned(),
-            name: webhook.name.clone(),
-            description: webhook.description.clone(),
-            url: webhook.url.clone(),
-            events: webhook.events.to_text(),
-            auth: webhook.auth.method().to_owned(),
-            basic_username,
-            basic_password,
-            signature_file,
-            status: webhook.status.as_str().to_owned(),
-            disabled_reason: match &webhook.status {
-                Status::Disabled(reason) => Some(reason.clone()),
-                _ => None,
-            },
-            created_at_ms: webhook.created_at_ms,
-            updated_at_ms: webhook.updated_at_ms,
-        })
-    }
-
-    /// The webhook these columns describe, its secrets opened with `key` when sealed.
-    ///
-    /// # Errors
-    /// A stored value this build cannot read (an unknown auth method, a broken signature
-    /// file), or sealed secrets without the key or under another key (a [`UsageError`]).
-    pub fn into_webhook(self, key: Option<&SecretKey>) -> anyhow::Result<Webhook> {
-        let id = self.id;
-        let events = if self.events == "all" {
-            EventSelection::All
-        } else {
-            EventSelection::Names(self.events.split(',').map(str::to_owned).collect())
-        };
-        let auth = match self.auth.as_str() {
-            "none" => Auth::None,
-            "basic" => Auth::Basic(BasicAuth {
-                username: self.basic_username.unwrap_or_default(),
-                password: sealing::read(
-                    self.basic_password.unwrap_or_default(),
-                    key,
-                    &id,
-                    Field::BasicPassword,
-                )?,
-            }),
-            "signature" => {
-                let text = sealing::read(
-                    self.signature_file.unwrap_or_default(),
-                    key,
-                    &id,
-                    Field::SignatureFile,
-                )?;
-                Auth::Signature(
-                    verify::SignatureFile::from_json(text.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("webhook {id}: stored signature file: {e}"))?,
-                )
-            }
-            other => anyhow::bail!("webhook {id}: unknown auth method {other:?}"),
-        };
-        let status = match self.status.as_str() {
-            "active" => Status::Active,
-            "retired" => Status::Retired,
-            _ => Status::Disabled(self.disabled_reason.unwrap_or_default()),
-        };
-        Ok(Webhook {
-            id: WebhookId(id),
-            name: self.name,
-            description: self.description,
-            url: self.url,
-            events,
-            auth,
-            status,
-            created_at_ms: self.created_at_ms,
-            updated_at_ms: self.updated_at_ms,
-        })
-    }
-}
-
-/// The refusal of a sixth webhook.
-pub(crate) fn too_many_webhooks(count: i64) -> anyhow::Error {
-    UsageError(format!(
-        "{count} webhooks are registered, the most allowed is {MAX_WEBHOOKS}; delete or edit one (`sender webhooks list`)"
-    ))
-    .into()
-}
-
-/// Whether `count` registered webhooks leave room for one more.
-pub(crate) fn room_for_another(count: i64) -> bool {
-    usize::try_from(count).unwrap_or(usize::MAX) < MAX_WEBHOOKS
-}
-
-/// The refusal of an update whose read went stale: `exists` tells a change from a deletion.
-pub(crate) fn changed_meanwhile(id: &WebhookId, exists: bool) -> anyhow::Error {
-    if exists {
-        anyhow::anyhow!(
-            "webhook {id} was changed meanwhile (by `sender run` or another command); \
-             nothing was written: look at it with `sender webhooks show {id}` and run the \
-             command again"
-        )
-    } else {
-        anyhow::anyhow!("webhook {id} was deleted meanwhile")
-    }
-}
-
-/// A request about to be written: its body is final.
-pub(crate) struct RequestToWrite {
+/// One event to enqueue for one webhook.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// The webhook it goes to.
+    pub webhook_id: WebhookId,
+    /// `accountId` of the envelope.
     pub account_id: i64,
-    /// Distinct event names, comma-separated.
-    pub event_names: String,
-    pub event_ids: Vec<String>,
-    pub body: Vec<u8>,
-    /// The staged events it is made of (none for a real-time event).
-    pub staged_seqs: Vec<i64>,
+    /// The event.
+    pub event: OutgoingEvent,
+    /// Real-time (own request now) or batch (staged).
+    pub class: verify::EventClass,
 }
 
-impl RequestToWrite {
-    /// The JSON list of its event ids, as stored.
-    pub fn event_ids_json(&self) -> anyhow::Result<String> {
-        Ok(serde_json::to_string(&self.event_ids)?)
-    }
-}
-
-/// What an enqueue writes for one delivery: a request now, or an event staged for a batch.
-pub(crate) enum Enqueued {
-    Request(RequestToWrite),
-    Staged { event_json: Vec<u8> },
-}
-
-/// How `delivery` enters the queue.
-pub(crate) fn enqueued(delivery: &NewDelivery) -> anyhow::Result<Enqueued> {
-    let event_json = serde_json::to_vec(&delivery.event)?;
-    Ok(match delivery.class {
-        verify::EventClass::RealTime => Enqueued::Request(RequestToWrite {
-            account_id: delivery.account_id,
-            event_names: delivery.event.event_name.clone(),
-            event_ids: vec![delivery.event.event_id.clone()],
-            body: verify::payload::envelope_bytes(
-                delivery.account_id,
-                std::iter::once(&event_json[..]),
-            ),
-            staged_seqs: Vec::new(),
-        }),
-        verify::EventClass::Batch => Enqueued::Staged { event_json },
-    })
-}
-
-/// A batch event waiting in the staging table.
-pub(crate) struct StagedEvent {
-    pub seq: i64,
-    pub account_id: i64,
-    pub event_id: String,
-    pub event_name: String,
-    pub event_json: Vec<u8>,
-    pub enqueued_at_ms: i64,
-}
-
-/// What to do with a webhook's staged events (oldest first) now.
-pub(crate) enum FlushPlan {
-    /// Nothing staged.
-    Empty,
-    /// Not due yet: the next look is at this epoch ms.
-    WaitUntil(i64),
-    /// Make requests of the first this many.
-    Take(usize),
-}
-
-/// The batch rule: everything when forced or when the oldest waited `interval_ms`; only the
-/// full batches when enough are staged before that.
-pub(crate) fn flush_plan(
-    staged: &[StagedEvent],
-    now_ms: i64,
-    interval_ms: i64,
-    max_events: usize,
-    force: bool,
-) -> FlushPlan {
-    let Some(oldest) = staged.first().map(|e| e.enqueued_at_ms) else {
-        return FlushPlan::Empty;
-    };
-    let max_events = max_events.max(1);
-    let due_at = oldest.saturating_add(interval_ms);
-    if force || due_at <= now_ms {
-        FlushPlan::Take(staged.len())
-    } else if staged.len() >= max_events {
-        FlushPlan::Take(staged.len() / max_events * max_events)
-    } else {
-        FlushPlan::WaitUntil(due_at)
-    }
-}
-
-/// Staged events made into requests of at most `max_events`, per account, keeping the order
-/// of arrival inside each account.
-pub(crate) fn batch_requests(staged: Vec<StagedEvent>, max_events: usize) -> Vec<RequestToWrite> {
-    let mut accounts: Vec<(i64, Vec<StagedEvent>)> = Vec::new();
-    for event in staged {
-        match accounts
-            .iter_mut()
-            .find(|(account, _)| *account == event.account_id)
-        {
-            Some((_, events)) => events.push(event),
-            None => accounts.push((event.account_id, vec![event])),
-        }
-    }
-    let mut requests = Vec::new();
-    for (account_id, events) in accounts {
-        for chunk in events.chunks(max_events.max(1)) {
-            let names: BTreeSet<&str> = chunk.iter().map(|e| e.event_name.as_str()).collect();
-            requests.push(RequestToWrite {
-                account_id,
-                event_names: names.into_iter().collect::<Vec<_>>().join(","),
-                event_ids: chunk.iter().map(|e| e.event_id.clone()).collect(),
-                body: verify::payload::envelope_bytes(
-                    account_id,
-                    chunk.iter().map(|e| e.event_json.as_slice()),
-                ),
-                staged_seqs: chunk.iter().map(|e| e.seq).collect(),
-            });
-        }
-    }
-    requests
-}
-
-/// The columns an attempt's outcome sets on its request: state, next attempt, finished at.
-pub(crate) fn outcome_columns(record: &AttemptRecord) -> (&'static str, i64, Option<i64>) {
-    let finished = record.started_at_ms.saturating_add(record.latency_ms);
-    match record.next {
-        RequestState::Delivered => ("delivered", finished, Some(finished)),
-        RequestState::RetryAt(at) => ("pending", at, None),
-        RequestState::Expired => ("expired", finished, Some(finished)),
-    }
-}
-
-/// Why a webhook was disabled when `record`'s request ran out of retention.
-pub(crate) fn retention_reason(record: &AttemptRecord, created_at_ms: i64) -> String {
-    format!(
-        "retention ended: request {} (queued {}) undelivered after {} attempts",
-        record.request_id,
-        format_iso_millis(created_at_ms),
-        record.attempt
-    )
-}
-
-/// A request row as `deliveries list` reads it.
-pub(crate) struct RequestRow {
+/// A request waiting to be (re)sent.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    /// Row id; requests of a webhook go in this order.
+    pub id: i64,
+    /// The `webhook-id` header, fixed at creation.
     pub msg_id: String,
-    pub webhook_id: String,
-    pub account_id: i64,
-    pub event_names: String,
-    pub event_count: i64,
-    pub state: String,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// The exact body bytes.
+    pub body: bytes::Bytes,
+    /// Epoch ms the request was made (retention counts from here).
     pub created_at_ms: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Epoch ms before which it must not be sent.
     pub next_attempt_at_ms: i64,
 }
 
-impl RequestRow {
-    /// The printed summary.
-    pub fn into_summary(self) -> DeliverySummary {
-        DeliverySummary {
-            id: self.msg_id,
-            webhook_id: self.webhook_id,
-            account_id: self.account_id,
-            event_names: self.event_names,
-            event_count: self.event_count,
-            attempts: self.attempts,
-            last_status: self.last_status,
-            last_error: self.last_error,
-            created_at: format_iso_millis(self.created_at_ms),
-            next_attempt_at: (self.state == "pending")
-                .then(|| format_iso_millis(self.next_attempt_at_ms)),
-            state: self.state,
+/// The outcome of one attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The request.
+    pub request_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Epoch ms the attempt started.
+    pub started_at_ms: i64,
+    /// HTTP status, when a response came.
+    pub status: Option<u16>,
+    /// What went wrong without a response (timeout, refused, …).
+    pub error: Option<String>,
+    /// Milliseconds from start to response (or failure).
+    pub latency_ms: i64,
+    /// The first bytes of the response body, as text.
+    pub response_head: String,
+    /// What happens to the request now.
+    pub next: RequestState,
+}
+
+/// A request's state after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// A 2xx came back.
+    Delivered,
+    /// Try again at this epoch ms.
+    RetryAt(i64),
+    /// Retention ended: the engine gives the webhook up right after recording this.
+    Expired,
+}
+
+/// What trying to take a webhook's lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This worker holds the lease until it releases it or stops renewing it.
+    Acquired {
+        /// The lease's fence number: larger at every change of hands, never reused. The
+        /// worker passes it with every [`Queue::record`], which writes only while it is still
+        /// the lease's.
+        fence: i64,
+    },
+    /// Another live worker holds it (its owner tag and expiry).
+    HeldBy(crate::lease::HeldLease),
+}
+
+impl Lease {
+    /// What a worker that tried to take `webhook_id`'s lease proves its writes with: the
+    /// token of the lease it acquired, or else who holds it.
+    ///
+    /// # Errors
+    /// The lease is held by another live worker: its owner tag and expiry.
+    pub fn token(self, webhook_id: &WebhookId) -> Result<LeaseToken, crate::lease::HeldLease> {
+        match self {
+            Self::Acquired { fence } => Ok(LeaseToken {
+                webhook_id: webhook_id.clone(),
+                fence,
+            }),
+            Self::HeldBy(held) => Err(held),
         }
     }
 }
 
-/// The space in which this process's pid names it: the boot and the pid namespace. Two
-/// processes sharing the state from two containers (or two machines) see different spaces,
-/// where the other's pid means nothing; `""` when it cannot be told (not Linux).
-pub(crate) fn process_identity_space() -> &'static str {
-    static SPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SPACE.get_or_init(|| {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
-        let namespace = std::fs::read_link("/proc/self/ns/pid");
-        match (boot, namespace) {
-            (Ok(boot), Ok(namespace)) => format!("{}/{}", boot.trim(), namespace.display()),
-            _ => String::new(),
-        }
-    })
-}
-
-/// Whether the process that owns a lease still runs. Its pid is judged only when it was
-/// written in this process's pid space (same boot, same pid namespace), where a reaped
-/// process has no /proc entry; otherwise the lease's expiry alone decides.
-pub(crate) fn process_alive(pid: i64, host: &str) -> bool {
-    let here = process_identity_space();
-    if here.is_empty() || host != here {
-        return true;
-    }
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// A webhook's lease row as both stores keep it.
-pub(crate) struct LeaseRow {
-    /// The holder's owner tag; `""` once released (the row and its fence stay).
-    pub owner: String,
-    /// The holder's pid, judged only in its own pid space `host`.
-    pub pid: i64,
-    pub host: String,
+/// What a worker proves with each write: the lease it holds on a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken {
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// The fence number [`Lease::Acquired`] gave.
     pub fence: i64,
-    pub expires_at_ms: i64,
 }
 
-impl LeaseRow {
-    /// The lease as held by another live worker, if it keeps `owner` out at `now_ms`: an
-    /// owner whose lease ran out, or whose process is seen to be gone, keeps nobody out.
-    pub fn held_against(self, owner: &str, now_ms: i64) -> Option<HeldLease> {
-        let live = self.owner != owner
-            && !self.owner.is_empty()
-            && self.expires_at_ms > now_ms
-            && process_alive(self.pid, &self.host);
-        live.then_some(HeldLease {
-            owner: self.owner,
-            expires_at_ms: self.expires_at_ms,
-        })
+/// What [`Queue::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The outcomes are written; this many events expired with a webhook given up.
+    Written {
+        /// Events expired because a request's retention ended.
+        expired_events: u64,
+    },
+    /// Nothing was written: the lease changed hands since the worker took it.
+    Fenced,
+}
+
+/// A row of `deliveries list`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySummary {
+    /// `msg_…`, also the `webhook-id` header.
+    pub id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// `accountId`.
+    pub account_id: i64,
+    /// Distinct event names, comma-separated.
+    pub event_names: String,
+    /// Events in the request.
+    pub event_count: i64,
+    /// `pending`, `delivered` or `expired`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Status of the last attempt, if it got a response.
+    pub last_status: Option<i64>,
+    /// Error of the last attempt, if it got none.
+    pub last_error: Option<String>,
+    /// When the request was made (ISO).
+    pub created_at: String,
+    /// When the next attempt is due (ISO), for pending requests.
+    pub next_attempt_at: Option<String>,
+}
+
+/// One attempt as `deliveries show` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    /// 1 for the first.
+    pub attempt: i64,
+    /// When it started (ISO).
+    pub at: String,
+    /// HTTP status, if a response came.
+    pub status: Option<i64>,
+    /// The error, if none came.
+    pub error: Option<String>,
+    /// Milliseconds.
+    pub latency_ms: i64,
+    /// First bytes of the response.
+    pub response_head: Option<String>,
+}
+
+impl AttemptView {
+    /// The status when a response came, else the error.
+    pub fn outcome(&self) -> String {
+        self.status
+            .map(|status| status.to_string())
+            .or_else(|| self.error.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A request with its attempts and body, for `deliveries show`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    /// The `eventId`s it carries.
+    pub event_ids: Vec<String>,
+    /// The body as sent (UTF-8 JSON).
+    pub body: String,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// Filter of `deliveries list`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this webhook.
+    pub webhook_id: Option<WebhookId>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Most rows, newest first.
+    pub limit: usize,
+}
+
+/// Counts for `trigger` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Requests waiting to be sent or retried.
+    pub pending: u64,
+    /// Batch events not yet in a request.
+    pub staged: u64,
+    /// Requests acknowledged with a 2xx.
+    pub delivered: u64,
+    /// Requests given up at the end of retention.
+    pub expired: u64,
+}
+
+/// What the delivery engine needs from durable storage.
+pub trait Queue: Send + Sync {
+    /// Enqueues events in one transaction: each real-time event becomes a request with a fresh
+    /// `msg_…` id, each batch event is staged. Nothing is enqueued if anything fails.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn enqueue(&self, deliveries: &[NewDelivery], now_ms: i64) -> anyhow::Result<()>;
+
+    /// Active webhooks with pending requests or staged events.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn webhooks_with_work(&self) -> anyhow::Result<Vec<WebhookId>>;
+
+    /// Takes (or renews) the webhook's lease for `owner` until `now_ms + ttl_ms`, unless a live
+    /// other owner holds it. An owner whose process is gone or whose lease ran out loses it.
+    ///
+    /// Finding the lease held must be cheap and must not block the holder: a worker that waits
+    /// for the lease calls this once per poll interval (see [`crate::lease`]), so a store
+    /// answers `HeldBy` from a plain read and takes its write lock only when the lease looks
+    /// free (checking again under the lock).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn try_lease(
+        &self,
+        webhook_id: &WebhookId,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> anyhow::Result<Lease>;
+
+    /// Gives the lease up, if `owner` holds it. The lease keeps its fence number, so the next
+    /// holder gets a larger one.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn release_lease(&self, webhook_id: &WebhookId, owner: &str) -> anyhow::Result<()>;
+
+    /// Gives the lease up if `owner` holds it and the webhook has no pending request and no
+    /// staged event, checked and released in one transaction; `false` when work is waiting
+    /// (the lease is then kept).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn release_lease_if_idle(&self, webhook_id: &WebhookId, owner: &str) -> anyhow::Result<bool>;
+
+    /// Turns staged batch events into requests of at most `max_events` (per account): all of
+    /// them when `force`, else only when the oldest waited `interval_ms` or a batch is full.
+    /// Gives the epoch ms when the next batch falls due, if events remain staged.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn flush_batches(
+        &self,
+        webhook_id: &WebhookId,
+        now_ms: i64,
+        interval_ms: i64,
+        max_events: usize,
+        force: bool,
+    ) -> anyhow::Result<Option<i64>>;
+
+    /// Up to `limit` pending requests of the webhook in id order: the oldest, due or not
+    /// (`strict`: the head of the line waits), or those due by `now_ms` with an id above
+    /// `after_id` (relaxed order, scanning forward).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn pending(
+        &self,
+        webhook_id: &WebhookId,
+        limit: usize,
+        strict: bool,
+        now_ms: i64,
+        after_id: i64,
+    ) -> anyhow::Result<Vec<PendingRequest>>;
+
+    /// The soonest `next_attempt_at_ms` among the webhook's pending requests.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn next_due(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
+
+    /// Records attempts of `lease`'s webhook and the requests' new states, in one
+    /// transaction, if `lease.fence` is still the lease's fence; else writes nothing and gives
+    /// [`Recorded::Fenced`]. A record whose request expired (retention over) also disables its
+    /// webhook and expires the webhook's pending requests and staged events in that same
+    /// transaction, so a crash cannot leave the webhook active behind an expired request.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded>;
+
+    /// Retention ended: disables the webhook with `reason` and marks every pending request and
+    /// staged event of it expired. Gives the number of events expired.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64>;
+
+    /// A signal raised when another process enqueued work, if this store has one (PostgreSQL:
+    /// LISTEN/NOTIFY). The engine still polls: a wake-up only comes sooner.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
 
-    /// The fence number `owner` holds the lease under once it takes it at this row: its own
-    /// (a renewal) or the next one (a change of hands).
-    pub fn fence_for(&self, owner: &str) -> i64 {
-        if self.owner == owner {
-            self.fence
-        } else {
-            self.fence + 1
-        }
-    }
+    /// Counts of the webhook's queue, or of all webhooks.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn counts(&self, webhook_id: Option<&WebhookId>) -> anyhow::Result<QueueCounts>;
+
+    /// Requests, newest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn deliveries(&self, filter: &DeliveryFilter) -> anyhow::Result<Vec<DeliverySummary>>;
+
+    /// One request by `msg_…` id (or row number) with its attempts.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>>;
 }
 
-/// This process's pid, as stored in a lease.
-pub(crate) fn own_pid() -> i64 {
-    i64::from(std::process::id())
+/// Storage of registrations.
+pub trait Registry: Send + Sync {
+    /// Stores a new webhook, refusing it when [`MAX_WEBHOOKS`](crate::registry::MAX_WEBHOOKS)
+    /// exist already.
+    ///
+    /// # Errors
+    /// A [`UsageError`](crate::UsageError) for a sixth webhook; storage errors otherwise.
+    fn insert_webhook(&self, webhook: &Webhook) -> anyhow::Result<()>;
+    /// Replaces a stored webhook's fields, provided it is still as it was read: its stored
+    /// `updated_at_ms` is `read_at_ms`. Otherwise someone changed it meanwhile (a worker
+    /// disabling it at the end of retention, another edit), and writing every field back
+    /// would silently undo that change.
+    ///
+    /// # Errors
+    /// The webhook changed or was deleted meanwhile; storage errors.
+    fn update_webhook(&self, webhook: &Webhook, read_at_ms: i64) -> anyhow::Result<()>;
+    /// The webhook with this id.
+    ///
+    /// # Errors
+    /// Storage errors, or a stored record that no longer parses.
+    fn webhook(&self, id: &WebhookId) -> anyhow::Result<Option<Webhook>>;
+    /// Every webhook, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn webhooks(&self) -> anyhow::Result<Vec<Webhook>>;
+    /// Deletes a webhook and its queue; gives the number of undelivered requests dropped, or
+    /// `None` when there was no such webhook.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn delete_webhook(&self, id: &WebhookId) -> anyhow::Result<Option<u64>>;
+    /// Seals every webhook's secrets under `new` in one transaction (opening those sealed
+    /// under the key the state was opened with) and records `new` as the state's key: from
+    /// then on only `new` opens it (see [`crate::sealing`]). Gives the number of webhooks
+    /// that hold secrets.
+    ///
+    /// # Errors
+    /// A secret does not open with the current key; storage errors. Nothing is changed then.
+    fn reseal_secrets(&self, new: &crate::sealing::SecretKey) -> anyhow::Result<u64>;
 }
+
+/// Registrations and queue together: what the engine, the commands and the admin pages read
+/// and write.
+pub trait State: Registry + Queue {}
+impl<S: Registry + Queue> State for S {}

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use sender::delivery::{Engine, Mode};
-use sender::queue::DeliveryFilter;
+use sender::store::DeliveryFilter;
 use serde_json::Value;
 
 use super::{fast_config, Harness};

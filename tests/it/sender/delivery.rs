@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use common::on_each_store;
 use sender::delivery::{Engine, Mode};
-use sender::queue::DeliveryFilter;
 use sender::registry::{AuthMethod, SchemeName, Status};
+use sender::store::DeliveryFilter;
 use verify::SignatureFile;
 
 use super::{fast_config, Harness};

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sender::config::DeliveryConfig;
-use sender::delivery::{Engine, Mode, RunReport, State};
+use sender::delivery::{Engine, Mode, RunReport};
 use sender::generate::{route, EventRecipe};
-use sender::registry::{Webhook, WebhookChanges, WebhookId};
+use sender::manage::WebhookChanges;
+use sender::registry::{Webhook, WebhookId};
 use sender::retry::RetryPolicy;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
+use sender::store::State;
 use verify::OutgoingEvent;
 
 /// Every duration of the engine shrunk to milliseconds.
@@ -86,7 +88,7 @@ impl Harness {
     pub fn add(&self, url: &str, events: &str, edit: impl FnOnce(&mut WebhookChanges)) -> Webhook {
         let mut changes = WebhookChanges {
             name: Some("test".into()),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some(events.into()),
             ..WebhookChanges::default()
         };

@@ -48,7 +48,7 @@ async fn python_standardwebhooks_verifies_every_signed_request() {
         .to_owned();
 
     let mut stored = harness.state.webhook(&webhook.id).expect("r").expect("w");
-    stored.url = url;
+    stored.url = url.parse().expect("a Target URL");
     harness
         .state
         .update_webhook(&stored, stored.updated_at_ms)

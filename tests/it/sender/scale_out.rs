@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sender::queue::Queue;
 use sender::store::postgres::PostgresState;
+use sender::store::Queue;
 use serde_json::Value;
 
 use super::enqueue;
@@ -105,7 +105,7 @@ async fn wait_all_arrived(endpoint: &FakeEndpoint, count: usize, deadline: Insta
 }
 
 /// The queue's counts, read from the database.
-fn counts(state: &str) -> sender::queue::QueueCounts {
+fn counts(state: &str) -> sender::store::QueueCounts {
     let url = common::postgres::DatabaseUrl::parse(state).expect("url");
     PostgresState::open(&url)
         .expect("open")
@@ -337,7 +337,9 @@ async fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
 
 #[test]
 fn an_edit_is_refused_when_another_process_changed_the_webhook_after_it_was_read() {
-    use sender::registry::{Registry, Status, WebhookChanges};
+    use sender::manage::WebhookChanges;
+    use sender::registry::Status;
+    use sender::store::Registry;
     let Some(state) = common::test_postgres::test_database("sender changed meanwhile") else {
         return;
     };
@@ -349,7 +351,7 @@ fn an_edit_is_refused_when_another_process_changed_the_webhook_after_it_was_read
     );
     let webhook = WebhookChanges {
         name: Some("crm".into()),
-        url: Some("http://127.0.0.1:9/hook".into()),
+        url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
         events: Some("all".into()),
         ..WebhookChanges::default()
     }

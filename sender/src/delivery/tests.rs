@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use super::{Answer, Clock, Engine, Mode, Outbound, State, Transport};
+use super::{Answer, Clock, Engine, Mode, Outbound, Transport};
 use crate::config::DeliveryConfig;
 use crate::lease::HeldLease;
-use crate::queue::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
-use crate::registry::{Status, Webhook, WebhookChanges};
+use crate::manage::WebhookChanges;
+use crate::registry::{Status, Webhook};
 use crate::retry::RetryPolicy;
 use crate::store::postgres::PostgresState;
 use crate::store::sqlite::SqliteState;
+use crate::store::State;
+use crate::store::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
 
 use common::on_each_store;
 
@@ -58,19 +60,16 @@ impl Harness {
 
     /// The token of a lease `lease` says was taken.
     fn token(webhook: &Webhook, lease: &Lease) -> LeaseToken {
-        let Lease::Acquired { fence } = lease else {
-            panic!("not acquired: {lease:?}");
-        };
-        LeaseToken {
-            webhook_id: webhook.id.clone(),
-            fence: *fence,
-        }
+        lease
+            .clone()
+            .token(&webhook.id)
+            .unwrap_or_else(|held| panic!("not acquired: held by {held:?}"))
     }
 
     fn add(&self, url: &str, events: &str) -> Webhook {
         let webhook = WebhookChanges {
             name: Some("paused".into()),
-            url: Some(url.into()),
+            url: Some(url.parse().expect("a Target URL")),
             events: Some(events.into()),
             ..WebhookChanges::default()
         }
@@ -250,7 +249,7 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt(harness: Harness) {
 #[test]
 fn debug_output_hides_credentials_and_signatures() {
     let outbound = Outbound {
-        url: "https://crm.example/hook".to_owned(),
+        url: "https://crm.example/hook".parse().expect("a Target URL"),
         headers: vec![
             (
                 "authorization".to_owned(),
@@ -306,7 +305,7 @@ fn a_registration_waits_for_another_process_writing_instead_of_failing() {
     is_locked.recv().expect("the other writer holds the lock");
     let webhook = WebhookChanges {
         name: Some("second".into()),
-        url: Some("http://127.0.0.1:9/hook".into()),
+        url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
         events: Some("all".into()),
         ..WebhookChanges::default()
     }
@@ -335,7 +334,7 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction(har
     let lease = harness.lease(&webhook, "pid:1:worker", NOW_MS);
     let recorded = harness
         .state
-        .record(&Harness::token(&webhook, &lease), &[crate::queue::AttemptRecord {
+        .record(&Harness::token(&webhook, &lease), &[crate::store::AttemptRecord {
             request_id: head.id,
             attempt: 2016,
             started_at_ms: NOW_MS + 604_800_000,
@@ -343,7 +342,7 @@ fn recording_an_expired_request_disables_the_webhook_in_the_same_transaction(har
             error: None,
             latency_ms: 3,
             response_head: String::new(),
-            next: crate::queue::RequestState::Expired,
+            next: crate::store::RequestState::Expired,
         }])
         .expect("recorded");
     assert_eq!(
@@ -607,17 +606,87 @@ async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_inte
     );
 }}
 
+on_each_store! {
+#[tokio::test(start_paused = true)]
+async fn the_worker_builds_a_signer_once_per_version_of_the_registration(harness: Harness) {
+    let webhook = crate::manage::add(
+        &*harness.state,
+        WebhookChanges {
+            name: Some("signed".into()),
+            url: Some("http://127.0.0.1:9/hook".parse().expect("a Target URL")),
+            events: Some("COURSE_ENROLLMENT".into()),
+            auth: Some(crate::registry::AuthMethod::Signature),
+            ..WebhookChanges::default()
+        },
+    )
+    .expect("added");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 1, 6);
+    // Three failures, then a 2xx: retried after 1, 2 and 4 s while the worker reads the
+    // registration again every 100 ms, about seventy reads of an unchanged registration.
+    let script = Script {
+        answer: Arc::new(|attempt| status(if attempt <= 3 { 500 } else { 200 }, None)),
+        sent: Arc::default(),
+    };
+    let engine = Engine::new(
+        harness.state.clone(),
+        script.clone(),
+        DeliveryConfig {
+            poll_interval: Duration::from_millis(100),
+            lease_ttl: Duration::from_secs(3600),
+            retry: RetryPolicy {
+                initial: Duration::from_secs(1),
+                cap: Duration::from_secs(4),
+                ..RetryPolicy::default()
+            },
+            ..DeliveryConfig::default()
+        },
+        Clock::starting_at(NOW_MS),
+    );
+    let drain = || engine.run(Mode::Drain(vec![webhook.id.clone()]), std::future::pending());
+    drain().await.expect("ran");
+    assert_eq!(script.sent.lock().expect("lock").len(), 4);
+    assert_eq!(engine.signer_builds(), 1, "one signer while nothing changed");
+
+    // A rotation is a new version of the registration: the next request is signed by a signer
+    // built anew, with both secrets.
+    crate::manage::rotate_secret(
+        &*harness.state,
+        webhook.id.as_str(),
+        Duration::from_secs(3600),
+        None,
+    )
+    .expect("rotated");
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT", 1, 7);
+    drain().await.expect("ran");
+    assert_eq!(engine.signer_builds(), 2, "built again after the rotation");
+    let signatures: Vec<usize> = script
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, request)| {
+            let (_, value) = request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .expect("signed");
+            value.split(' ').count()
+        })
+        .collect();
+    assert_eq!(signatures, [1, 1, 1, 1, 2]);
+}}
+
 /// The record of a first attempt of `request_id` at `at_ms` that ended in `next`.
 fn first_attempt(
     request_id: i64,
     at_ms: i64,
-    next: crate::queue::RequestState,
-) -> crate::queue::AttemptRecord {
-    crate::queue::AttemptRecord {
+    next: crate::store::RequestState,
+) -> crate::store::AttemptRecord {
+    crate::store::AttemptRecord {
         request_id,
         attempt: 1,
         started_at_ms: at_ms,
-        status: Some(if next == crate::queue::RequestState::Delivered {
+        status: Some(if next == crate::store::RequestState::Delivered {
             200
         } else {
             500
@@ -669,7 +738,7 @@ fn a_lease_has_one_holder_and_a_larger_fence_at_every_change_of_hands(harness: H
 on_each_store! {
 #[test]
 fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harness: Harness) {
-    use crate::queue::RequestState;
+    use crate::store::RequestState;
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT");
     harness.enqueue(&webhook, "COURSE_ENROLLMENT", 2, 8);
     let stalled = Harness::token(&webhook, &harness.lease(&webhook, "pid:1:a", NOW_MS));
@@ -711,7 +780,7 @@ fn a_worker_that_stalled_past_its_lease_records_nothing_over_the_new_holder(harn
 
 #[test]
 fn postgres_prunes_finished_requests_after_retention_and_keeps_pending_ones() {
-    use crate::queue::RequestState;
+    use crate::store::RequestState;
     let Some(harness) = Harness::postgres("sender pruning of finished requests") else {
         return;
     };

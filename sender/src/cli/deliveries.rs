@@ -1,0 +1,122 @@
+//! `sender deliveries list|show`: delivery requests and their attempts.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use common::outln;
+
+use super::output::print_json;
+use crate::registry::WebhookId;
+use crate::store::{DeliveryFilter, State};
+use crate::UsageError;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DeliveriesCommand {
+    /// Requests, newest first.
+    List {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Only requests in this state: pending, delivered or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// Most rows.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One request (`msg_…` id) with its body and every attempt.
+    Show {
+        /// The `msg_…` id (the `webhook-id` header).
+        id: String,
+    },
+}
+
+/// `deliveries list` and `deliveries show`.
+pub(super) fn deliveries(
+    state: &dyn State,
+    command: DeliveriesCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        DeliveriesCommand::List {
+            webhook,
+            status: wanted,
+            limit,
+        } => {
+            crate::manage::check_delivery_state(wanted.as_deref())?;
+            let rows = state.deliveries(&DeliveryFilter {
+                webhook_id: webhook.map(WebhookId),
+                state: wanted,
+                limit,
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?)?;
+            } else {
+                outln!(
+                    "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} EVENTS",
+                    "ID",
+                    "WEBHOOK",
+                    "STATE",
+                    "ATTEMPTS",
+                    "LAST",
+                    "CREATED"
+                )?;
+                for row in rows {
+                    let last = row
+                        .last_status
+                        .map(|s| s.to_string())
+                        .or_else(|| row.last_error.as_ref().map(|_| "error".to_owned()))
+                        .unwrap_or_else(|| "-".to_owned());
+                    outln!(
+                        "{:<28} {:<20} {:<9} {:>8} {:>6} {:<24} {} x{}",
+                        row.id,
+                        row.webhook_id,
+                        row.state,
+                        row.attempts,
+                        last,
+                        row.created_at,
+                        row.event_names,
+                        row.event_count
+                    )?;
+                }
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let detail = state.delivery(&id)?.ok_or_else(|| {
+                UsageError(format!(
+                    "no delivery {id:?}; `sender deliveries list` shows the ids"
+                ))
+            })?;
+            if json {
+                print_json(&serde_json::to_value(&detail)?)?;
+            } else {
+                let s = &detail.summary;
+                outln!("id          {}", s.id)?;
+                outln!("webhook     {}", s.webhook_id)?;
+                outln!("state       {}", s.state)?;
+                outln!("account     {}", s.account_id)?;
+                outln!("events      {} x{}", s.event_names, s.event_count)?;
+                outln!("created     {}", s.created_at)?;
+                if let Some(next) = &s.next_attempt_at {
+                    outln!("next try    {next}")?;
+                }
+                outln!("event ids   {}", detail.event_ids.join(", "))?;
+                outln!("attempts:")?;
+                for attempt in &detail.attempt_log {
+                    let outcome = attempt.outcome();
+                    outln!(
+                        "  #{:<3} {}  {:<40} {:>6} ms  {}",
+                        attempt.attempt,
+                        attempt.at,
+                        outcome,
+                        attempt.latency_ms,
+                        attempt.response_head.as_deref().unwrap_or("")
+                    )?;
+                }
+                outln!("body:")?;
+                outln!("{}", detail.body)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! `sender run` (the delivery worker) and `sender admin` (the worker behind the Integration
+//! Admin pages and their API).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::args::DeliveryArgs;
+use crate::delivery::{Engine, Mode};
+use crate::store::State;
+use crate::UsageError;
+
+#[derive(Debug, Args)]
+pub(super) struct AdminArgs {
+    /// Where the pages listen. Default 127.0.0.1:8082, or another free port when that one is
+    /// taken.
+    #[arg(long, env = "SENDER_ADMIN_LISTEN")]
+    listen: Option<String>,
+    /// The pages' access token, at least 16 characters (a random one per start when not
+    /// given); needed for any address that is not loopback.
+    #[arg(long, env = "SENDER_ADMIN_TOKEN")]
+    token: Option<String>,
+    /// Let Target URLs (pages, API, deliveries) reach loopback, private, link-local and
+    /// unspecified addresses although the pages listen beyond loopback (refused by default
+    /// there: whoever reaches the pages could make this machine call its own network).
+    #[arg(long, env = "SENDER_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_private_targets: bool,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// `run`: works the queue until SIGINT or SIGTERM.
+pub(super) async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.delivery.config()?;
+    let parallel = config.parallel;
+    let engine = Engine::http(state, config).with_role("run");
+    engine
+        .check_tls()
+        .map_err(|error| UsageError(format!("{error:#}")))?;
+    let shutdown = common::signal::shutdown_signal()?;
+    // One line on standard output once the signal handlers are in place, so whoever started
+    // the worker knows that SIGTERM now stops it cleanly.
+    // Written straight to stdout, errors ignored: a worker keeps working when nobody reads it.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "sender run: working the queue (parallel {parallel}); stop with SIGINT or SIGTERM"
+    );
+    let _ = stdout.flush();
+    let report = engine.run(Mode::Serve, shutdown).await?;
+    for id in &report.disabled {
+        tracing::warn!(webhook = %id, "disabled at the end of retention");
+    }
+    tracing::info!("sender run: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `admin`: the pages and their API, with the delivery worker in the same process.
+pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let config = args.delivery.config()?;
+    let address = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| crate::admin::DEFAULT_ADDRESS.to_owned());
+    let token = common::web::choose_token(
+        &address,
+        args.token.as_deref(),
+        common::web::TokenRule {
+            what: "the admin pages",
+            address_flag: "--listen",
+            token_flags: "--token (or SENDER_ADMIN_TOKEN)",
+        },
+    )
+    .map_err(|error| UsageError(format!("{error:#}")))?;
+    Engine::http(state.clone(), config.clone())
+        .check_tls()
+        .map_err(|error| UsageError(format!("{error:#}")))?;
+    let listener = common::web::bind("the admin pages", &address, args.listen.is_some())
+        .await
+        .map_err(|error| UsageError(format!("{error:#}")))?;
+    let local = listener
+        .local_addr()
+        .context("reading the admin pages' address")?;
+    let shutdown = common::signal::shutdown_signal()?;
+    // The first line of standard output: whoever started the pages opens this address.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "admin on http://{local}/?token={}", token.expose());
+    let _ = stdout.flush();
+    tracing::info!(address = %local, "admin pages and delivery worker started");
+    let targets =
+        common::target_guard::TargetGuard::for_listener(local, args.allow_private_targets);
+    if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
+        tracing::info!(
+            "the pages listen beyond loopback: Target URLs on loopback, private, link-local or unspecified addresses are refused (--allow-private-targets allows them)"
+        );
+    }
+    crate::admin::run(listener, token, state, config, targets, shutdown).await?;
+    tracing::info!("sender admin: stopped");
+    Ok(ExitCode::SUCCESS)
+}
