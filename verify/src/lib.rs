@@ -54,6 +54,7 @@ pub mod generate;
 pub mod headers;
 pub mod keyring;
 pub mod payload;
+mod random;
 pub mod redacted;
 pub mod resend;
 pub mod scheme;
