@@ -15,6 +15,8 @@
 //!   terminal or a page with its controls, bidirectional and invisible characters escaped;
 //! - `postgres`: connection strings (`postgres://…`), TLS to the database, a small pool, and a
 //!   printable form of the URL that never shows the password;
+//! - [`store_location`]: `receiver --store` and `sender --state`, read once (`sqlite:PATH`,
+//!   `sqlite://PATH`, `postgres://…`);
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
 //!   suites of both programs and of `tests/`;
 //! - `web` (feature `web`): the token-guarded web pages' shared layer: guard, layout,
@@ -36,6 +38,7 @@ pub mod parse;
 pub mod postgres;
 mod postgres_tls;
 pub mod signal;
+pub mod store_location;
 pub mod text;
 
 #[cfg(feature = "test-postgres")]

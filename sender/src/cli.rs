@@ -14,11 +14,12 @@ use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, V
 use common::cli::{event_names, CompletionsArgs, ManArgs, Selection};
 use common::logging::LogFormat;
 use common::parse::duration as parse_duration;
+use common::store_location::StoreLocation;
 use common::{out, outln};
 use serde_json::{json, Value};
 use verify::{SignatureFile, TimeStyle};
 
-use crate::config::{DeliveryConfig, StateLocation};
+use crate::config::DeliveryConfig;
 use crate::delivery::{Engine, HttpTransport, Mode, State};
 use crate::generate::DEFAULT_ACCOUNT_ID;
 use crate::manage::{TestOutcome, TestTarget, TriggerRequest, Triggered};
@@ -36,8 +37,9 @@ use crate::{format_duration, UsageError};
 #[derive(Debug, Parser)]
 #[command(name = "sender", version)]
 struct Cli {
-    /// Where registrations and the delivery queue live: sqlite:PATH, or
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared by many workers.
+    /// Where registrations and the delivery queue live: sqlite:PATH (sqlite://PATH is the
+    /// same: sqlite:///PATH is absolute), or postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared
+    /// by many workers.
     #[arg(
         long,
         env = "SENDER_STATE",
@@ -551,8 +553,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(args) => return args.write(command()).map(|()| ExitCode::SUCCESS),
         _ => {}
     }
-    let location = StateLocation::parse(&cli.state)?;
-    if let (StateLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
+    let location = StoreLocation::parse(&cli.state)
+        .map_err(|error| UsageError(format!("--state: {error:#}")))?;
+    if let (StoreLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
     {
         common::files::refuse_database_files(output.0, output.1, database)
             .map_err(|error| UsageError(format!("{error:#}")))?;

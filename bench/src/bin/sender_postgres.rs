@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use sender::config::{DeliveryConfig, StateLocation};
+use common::store_location::StoreLocation;
+use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode, State};
 use sender::registry::WebhookChanges;
 use sender::store::postgres::PostgresState;
@@ -208,9 +209,9 @@ fn measure(
 
 /// Opens a state; for PostgreSQL also the store itself, for its round-trip count.
 fn open(location: &str) -> anyhow::Result<(Arc<dyn State>, Option<Arc<PostgresState>>)> {
-    Ok(match StateLocation::parse(location)? {
-        StateLocation::Sqlite(path) => (Arc::new(SqliteState::open(&path)?), None),
-        StateLocation::Postgres(url) => {
+    Ok(match StoreLocation::parse(location)? {
+        StoreLocation::Sqlite(path) => (Arc::new(SqliteState::open(&path)?), None),
+        StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresState::open(&url)?);
             (store.clone(), Some(store))
         }

@@ -27,7 +27,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::StoreLocation;
+use common::store_location::StoreLocation;
+
 use crate::metrics::Metrics;
 
 /// A boxed future, so the traits stay object safe without a macro crate.

@@ -30,9 +30,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::store_location::StoreLocation;
 use verify::timestamp::format_iso_millis;
 
-use crate::config::StateLocation;
 use crate::delivery::State;
 use crate::lease::HeldLease;
 use crate::queue::{AttemptRecord, DeliverySummary, NewDelivery, RequestState};
@@ -48,14 +48,14 @@ use crate::UsageError;
 /// The file or database cannot be opened, or holds another program's tables; its secrets
 /// are sealed and no key, or another key, is given (a [`UsageError`]).
 pub fn open(
-    location: &StateLocation,
+    location: &StoreLocation,
     secret_key: Option<SecretKey>,
 ) -> anyhow::Result<Arc<dyn State>> {
     Ok(match location {
-        StateLocation::Sqlite(path) => {
+        StoreLocation::Sqlite(path) => {
             Arc::new(sqlite::SqliteState::open_with_secret_key(path, secret_key)?)
         }
-        StateLocation::Postgres(url) => Arc::new(postgres::PostgresState::open_with_secret_key(
+        StoreLocation::Postgres(url) => Arc::new(postgres::PostgresState::open_with_secret_key(
             url, secret_key,
         )?),
     })
