@@ -13,7 +13,8 @@
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
-//!   both with group commit;
+//!   both with group commit; [`accept_outcome`]: what storing one request did (which events
+//!   were new), below the store and the metrics that count it;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
@@ -73,6 +74,7 @@
 //! # }
 //! ```
 
+pub mod accept_outcome;
 mod check;
 mod cli;
 pub mod config;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use common::store_location::StoreLocation;
 
+use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 
 /// A boxed future, so the traits stay object safe without a macro crate.
@@ -78,29 +79,6 @@ impl NewEvent {
     /// The event's JSON text exactly as it stands in `body` (the body of its request).
     pub fn raw_text<'b>(&self, body: &'b [u8]) -> &'b [u8] {
         body.get(self.raw.clone()).unwrap_or_default()
-    }
-}
-
-/// What [`Store::accept`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AcceptOutcome {
-    /// For each event in order: `true` when it was stored now, `false` when it was a
-    /// duplicate (already stored, or earlier in the same request).
-    pub new: Vec<bool>,
-    /// Whether a forward job was committed with the request (forwarding on, and at least one
-    /// event was new).
-    pub queued_for_forwarding: bool,
-}
-
-impl AcceptOutcome {
-    /// How many events were stored now.
-    pub fn stored(&self) -> usize {
-        self.new.iter().filter(|new| **new).count()
-    }
-
-    /// How many events were duplicates.
-    pub fn duplicates(&self) -> usize {
-        self.new.len() - self.stored()
     }
 }
 

@@ -35,9 +35,10 @@ use tokio_postgres::types::ToSql;
 use verify::CaptureRecord;
 
 use super::{
-    query, AcceptOutcome, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob,
-    ForwardQueue, RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
+    query, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob, ForwardQueue,
+    RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
 };
+use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 
 mod requests;

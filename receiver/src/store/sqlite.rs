@@ -25,9 +25,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use verify::CaptureRecord;
 
 use super::{
-    query, AcceptOutcome, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob,
-    ForwardQueue, RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
+    query, AcceptedRequest, CaptureFilter, EventFilter, EventQuery, ForwardJob, ForwardQueue,
+    RefusedRequest, Store, StoreError, StoreFuture, StoredEvent,
 };
+use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 
 mod requests;
