@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use common::postgres::DatabaseUrl;
+use common::postgres_schema::{self, Layout, Step};
 use deadpool_postgres::{GenericClient as _, Object, Pool};
 use tokio::sync::{mpsc, oneshot, Notify, OnceCell};
 use tokio_postgres::types::ToSql;
@@ -45,10 +46,22 @@ mod requests;
 
 pub use requests::{PostgresRequestPool, PostgresRequestReader, GAP_WAIT, LATE_WINDOW};
 
-/// The version of the tables below, kept in `receiver_schema`.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The receiver's tables and how a database gets them (`common::postgres_schema`): the
+/// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
+/// Version 1 is the whole layout below; a change of layout is a step appended here.
+pub(super) const LAYOUT: Layout = Layout {
+    program: "receiver",
+    lock: SCHEMA_LOCK,
+    version_table: "receiver_schema",
+    steps: &[Step {
+        version: 1,
+        sql: SCHEMA,
+        creates: TABLE_NAMES,
+    }],
+    late_tables: None,
+};
 
-/// The tables, created together on first use. Times are epoch milliseconds, as in the SQLite
+/// The tables of version 1, created together on first use. Times are epoch milliseconds, as in the SQLite
 /// store; `receiver_events.event` is the event's JSON exactly as received (type `json` keeps
 /// the text as it is).
 const SCHEMA: &str = "
@@ -251,57 +264,25 @@ fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
     }
 }
 
-/// Creates the tables when the database has none of them, or checks their version. Under an
-/// advisory lock, so receivers starting together create them once.
+/// Creates the tables when the database has none of them, brings them to the latest
+/// version, or checks it (see [`LAYOUT`]). Under an advisory lock, so receivers starting
+/// together do it once.
 ///
 /// # Errors
-/// The database cannot be reached, or holds receiver tables of another version, or tables
-/// of these names that are not ours.
+/// The database cannot be reached, or holds receiver tables of a version this receiver did
+/// not write, or tables of these names that are not ours.
 pub(super) async fn prepare_schema(client: &mut Object) -> anyhow::Result<()> {
-    let transaction = client.transaction().await?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .await?;
-    let names: Vec<String> = TABLE_NAMES.iter().map(|name| (*name).to_owned()).collect();
-    let existing: i64 = transaction
-        .query_one(
-            "SELECT COUNT(*) FROM pg_catalog.pg_tables
-             WHERE schemaname = current_schema() AND tablename = ANY($1)",
-            &[&names],
-        )
-        .await?
-        .get(0);
-    if existing == 0 {
-        transaction.batch_execute(SCHEMA).await?;
-        transaction
-            .execute(
-                "INSERT INTO receiver_schema (version) VALUES ($1)",
-                &[&SCHEMA_VERSION],
-            )
-            .await?;
-        transaction.commit().await?;
-        tracing::info!(version = SCHEMA_VERSION, "created the receiver tables");
-        return Ok(());
+    let prepared = postgres_schema::prepare(client, &LAYOUT).await?;
+    if prepared.found == 0 {
+        tracing::info!(version = prepared.version, "created the receiver tables");
+    } else if prepared.found != prepared.version {
+        tracing::info!(
+            from = prepared.found,
+            to = prepared.version,
+            "upgraded the receiver tables"
+        );
     }
-    let version: Option<i32> = if existing == i64::try_from(TABLE_NAMES.len()).unwrap_or(0) {
-        transaction
-            .query_opt("SELECT MAX(version) FROM receiver_schema", &[])
-            .await?
-            .and_then(|row| row.get(0))
-    } else {
-        None
-    };
-    match version {
-        Some(SCHEMA_VERSION) => Ok(()),
-        Some(other) => anyhow::bail!(
-            "the database holds receiver tables of version {other}, this receiver reads version \
-             {SCHEMA_VERSION}: use another database (or schema), or the receiver that wrote them"
-        ),
-        None => anyhow::bail!(
-            "the database holds tables named like the receiver's (receiver_*) that it did not \
-             create; they are left untouched: use another database or schema"
-        ),
-    }
+    Ok(())
 }
 
 /// A server with `synchronous_commit = off` acknowledges commits it may still lose: every 2xx
@@ -943,19 +924,16 @@ impl PostgresReader {
             .block_on(async {
                 let pool = url.pool("receiver-reader", 1)?;
                 let client = pool.get().await?;
-                let version: Option<i32> = match client
-                    .query_opt("SELECT MAX(version) FROM receiver_schema", &[])
-                    .await
-                {
-                    Ok(row) => row.and_then(|row| row.get(0)),
-                    Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                        anyhow::bail!("no receiver tables there (a receiver listening with this --store creates them)")
-                    }
-                    Err(error) => return Err(error.into()),
+                let Some(version) = postgres_schema::stored_version(&client, &LAYOUT).await?
+                else {
+                    anyhow::bail!("no receiver tables there (a receiver listening with this --store creates them)")
                 };
-                if version != Some(SCHEMA_VERSION) {
+                // A reader writes nothing: tables of an older version wait for a listener
+                // to bring them up.
+                if version != LAYOUT.version() {
                     anyhow::bail!(
-                        "the receiver tables there are of version {version:?}, this receiver reads version {SCHEMA_VERSION}"
+                        "the receiver tables there are of version {version}, this receiver reads version {}",
+                        LAYOUT.version()
                     );
                 }
                 Ok(client)
