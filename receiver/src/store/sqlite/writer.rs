@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::checkpointer::Checkpointer;
 use super::jobs::{store_error, AcceptReply, ForwardDone, ForwardNote, Job};
-use super::schema::{check_layout, LAYOUT_VERSION, SCHEMA};
+use super::schema::{bring_up, check_layout};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
@@ -19,8 +19,8 @@ use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, Store
 /// Most jobs in one transaction, so one huge batch cannot starve its first callers.
 const MAX_BATCH: usize = 1024;
 
-/// Opens a connection for writing: WAL, synced commits, and the layout checked (a new file
-/// gets it).
+/// Opens a connection for writing: WAL, synced commits, and the store brought to the latest
+/// layout (a new file gets it).
 pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -42,20 +42,7 @@ pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;
          PRAGMA fullfsync=ON; PRAGMA checkpoint_fullfsync=ON;",
     )?;
-    // One transaction, layout version included: a crash while a new store is created leaves
-    // an empty file (created again at the next start), never tables without their version.
-    // The layout is checked again inside it, under the write lock: another program may have
-    // created tables since the first look.
-    connection.execute_batch("BEGIN IMMEDIATE;")?;
-    let created = check_layout(&connection, true).and_then(|()| {
-        connection.execute_batch(&format!(
-            "{SCHEMA} PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
-        ))
-    });
-    if let Err(error) = created {
-        let _ = connection.execute_batch("ROLLBACK;");
-        return Err(error);
-    }
+    bring_up(&connection)?;
     Ok(connection)
 }
 
