@@ -346,32 +346,34 @@ pub fn open(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<OpenStore> {
     match location {
-        StoreLocation::Sqlite(path) => {
-            let store = sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?;
-            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
-                Some(Arc::new(store.forward_queue()?))
-            } else {
-                None
-            };
-            Ok(OpenStore {
-                store: Arc::new(store),
-                forward_queue,
-            })
-        }
-        StoreLocation::Postgres(url) => {
-            let store =
-                postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
-            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
-                Some(Arc::new(store.forward_queue()))
-            } else {
-                None
-            };
-            Ok(OpenStore {
-                store: Arc::new(store),
-                forward_queue,
-            })
-        }
+        StoreLocation::Sqlite(path) => with_forward_queue(
+            sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?,
+            queue_forwarding,
+            sqlite::SqliteStore::forward_queue,
+        ),
+        StoreLocation::Postgres(url) => with_forward_queue(
+            postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?,
+            queue_forwarding,
+            |store| Ok(store.forward_queue()),
+        ),
     }
+}
+
+/// `store` and, when `queue_forwarding`, the forwarding queue `forward_queue` makes over it.
+fn with_forward_queue<S: Store + 'static, Q: ForwardQueue + 'static>(
+    store: S,
+    queue_forwarding: bool,
+    forward_queue: impl FnOnce(&S) -> anyhow::Result<Q>,
+) -> anyhow::Result<OpenStore> {
+    let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+        Some(Arc::new(forward_queue(&store)?))
+    } else {
+        None
+    };
+    Ok(OpenStore {
+        store: Arc::new(store),
+        forward_queue,
+    })
 }
 
 /// Opens the store at `location` for reading (`events`, `export`). Blocking.
