@@ -15,7 +15,7 @@ use super::error::{describe_pool_error, store_error, CommitError};
 use super::schema::{prepare_schema, warn_if_not_durable};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
-use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
+use crate::store::{within_refusal_budget, AcceptedRequest, NewEvent, RefusedRequest, StoreError};
 
 /// Most requests in one statement.
 const MAX_BATCH: usize = 512;
@@ -108,26 +108,21 @@ impl Inner {
             .await
             .map_err(|_| CommitError::connection("the commit timed out"))?
             .map_err(|error| CommitError::database(&error))?;
-        let mut stored: Vec<HashSet<String>> = vec![HashSet::new(); requests.len()];
+        // Per request, the ids of its events stored now (a `Vec::new` allocates nothing).
+        let mut stored: Vec<Vec<String>> = vec![Vec::new(); requests.len()];
         for row in rows {
             let position: i64 = row.get(0);
             let event_id: String = row.get(1);
             let index = usize::try_from(position - 1).unwrap_or(usize::MAX);
-            if let Some(set) = stored.get_mut(index) {
-                set.insert(event_id);
+            if let Some(ids) = stored.get_mut(index) {
+                ids.push(event_id);
             }
         }
         Ok(requests
             .iter()
             .zip(stored)
-            .map(|(request, mut stored_now)| {
-                // The first of repeats within a request is the one stored (rows go in by
-                // position); `remove` makes the later ones duplicates.
-                let new: Vec<bool> = request
-                    .events
-                    .iter()
-                    .map(|event| stored_now.remove(&event.event_id))
-                    .collect();
+            .map(|(request, stored_now)| {
+                let new = new_events(&request.events, stored_now);
                 let queued_for_forwarding = self.queue_forwarding && new.contains(&true);
                 AcceptOutcome {
                     new,
@@ -299,6 +294,66 @@ pub(super) async fn write_refusals(inner: Arc<Inner>, mut queue: mpsc::Receiver<
             for _ in &kept {
                 inner.metrics.refusal_not_kept();
             }
+        }
+    }
+}
+
+/// Which of `events` (one request's, in order) were stored now, given the ids the statement
+/// returned for the request. Each id comes back once (the key is unique), so as many ids as
+/// events means every event is new, and none means every one is a duplicate: only a request
+/// with both needs the set. There, the first of repeats within a request is the one stored
+/// (rows go in by position), and `remove` makes the later ones duplicates.
+fn new_events(events: &[NewEvent], stored_now: Vec<String>) -> Vec<bool> {
+    if stored_now.len() == events.len() {
+        return vec![true; events.len()];
+    }
+    if stored_now.is_empty() {
+        return vec![false; events.len()];
+    }
+    let mut stored_now: HashSet<String> = stored_now.into_iter().collect();
+    events
+        .iter()
+        .map(|event| stored_now.remove(&event.event_id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(ids: &[&str]) -> Vec<NewEvent> {
+        ids.iter()
+            .map(|id| NewEvent {
+                event_id: (*id).to_owned(),
+                event_name: "COURSE_COMPLETED".to_owned(),
+                timestamp_ms: 0,
+                known: true,
+                raw: 0..0,
+            })
+            .collect()
+    }
+
+    fn stored(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn new_events_reads_what_the_statement_returned() {
+        let cases: [(&[&str], &[&str], &[bool]); 6] = [
+            (&["a", "b"], &["b", "a"], &[true, true]),
+            (&["a", "b"], &[], &[false, false]),
+            (&["a", "b", "c"], &["c"], &[false, false, true]),
+            // Repeats within a request: the first is stored, the later ones are duplicates.
+            (&["a", "a"], &["a"], &[true, false]),
+            (&["a", "b", "a"], &["a", "b"], &[true, true, false]),
+            (&[], &[], &[]),
+        ];
+        for (sent, returned, expected) in cases {
+            assert_eq!(
+                new_events(&events(sent), stored(returned)),
+                expected,
+                "{sent:?} {returned:?}"
+            );
         }
     }
 }
