@@ -207,8 +207,11 @@ fn measure(
     })
 }
 
+/// A state, and for PostgreSQL the store itself, for its round-trip count.
+type Opened = (Arc<dyn State>, Option<Arc<PostgresState>>);
+
 /// Opens a state; for PostgreSQL also the store itself, for its round-trip count.
-fn open(location: &str) -> anyhow::Result<(Arc<dyn State>, Option<Arc<PostgresState>>)> {
+fn open(location: &str) -> anyhow::Result<Opened> {
     Ok(match StoreLocation::parse(location)? {
         StoreLocation::Sqlite(path) => (Arc::new(SqliteState::open(&path)?), None),
         StoreLocation::Postgres(url) => {
