@@ -6,6 +6,8 @@
 //!
 //! - [`cli`]: clap's exits, standard output that a closed pipe ends quietly (`out!`,
 //!   `outln!`), the `completions` and `man` subcommands, event-name completion;
+//! - [`config_file`]: `--config FILE`, a TOML file of long flag names whose values become the
+//!   flags' defaults (so a flag, then the environment, still win), checked key by key;
 //! - [`files`]: the files the programs write, mode 0600 and replaced whole or not at all
 //!   (through a synced temporary file renamed into place), never onto a database they read;
 //! - [`logging`]: the `tracing` set-up and `tell`, the lines meant for a person;
@@ -33,6 +35,7 @@
 //! the binaries call.
 
 pub mod cli;
+pub mod config_file;
 pub mod files;
 pub mod logging;
 pub mod parse;

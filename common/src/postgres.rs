@@ -29,6 +29,13 @@ pub fn is_postgres_url(store: &str) -> bool {
     URL_SCHEMES.iter().any(|scheme| store.starts_with(scheme))
 }
 
+/// Whether `text` is a URL (of any scheme) that carries a password, in its user part
+/// (`postgres://user:PASSWORD@host`) or as a `password=` parameter: text to keep out of
+/// logs, errors and help texts.
+pub fn url_has_password(text: &str) -> bool {
+    text.contains("://") && redact(text) != text
+}
+
 /// A parsed PostgreSQL connection string.
 #[derive(Clone)]
 pub struct DatabaseUrl {

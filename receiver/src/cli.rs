@@ -270,10 +270,18 @@ struct CheckArgs {
 }
 
 /// The command line as parsed, completed and documented: no help text shows the value of an
-/// environment variable (see `common::cli::hide_env_values`).
+/// environment variable (see `common::cli::hide_env_values`); `--config FILE` is one more
+/// global flag.
 fn command() -> clap::Command {
-    common::cli::hide_env_values(Cli::command())
+    common::cli::hide_env_values(common::config_file::add_flag(
+        Cli::command(),
+        "RECEIVER_CONFIG",
+    ))
 }
+
+/// The config file's keys whose values are secrets, whatever they look like (a store URL with
+/// a password is found by its form).
+const SECRET_KEYS: &[&str] = &["basic-password", "ui-token"];
 
 /// Whose fault a failure is.
 enum Failure {
@@ -284,7 +292,13 @@ enum Failure {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let parsed = command().try_get_matches().and_then(|matches| {
+    // `--config FILE`: the file's values become the flags' defaults, so a flag and then the
+    // environment still win (common::config_file).
+    let (configured, config_file) = match common::config_file::load(command(), SECRET_KEYS) {
+        Ok(loaded) => loaded,
+        Err(error) => return common::cli::failure(&error, 2),
+    };
+    let parsed = configured.try_get_matches().and_then(|matches| {
         refuse_listen_flags_before_a_subcommand(&matches)?;
         Cli::from_arg_matches(&matches)
     });
@@ -293,6 +307,9 @@ pub(crate) fn main() -> ExitCode {
         Err(error) => return common::cli::clap_exit(&error),
     };
     common::logging::init("receiver", cli.log_format);
+    if let Some(config_file) = &config_file {
+        config_file.warn_if_readable_by_others();
+    }
     let store = cli.store;
     let result = match cli.command {
         None => listen(cli.listen, &store),
@@ -391,11 +408,17 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         write_stall_timeout: config::DEFAULT_WRITE_STALL_TIMEOUT,
         shutdown_grace: args.shutdown_timeout,
     };
+    // clap's `requires` sees flags and environment variables, not a config file's values
+    // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        _ => None,
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
     };
     let forward = match &args.forward_to {
+        None if args.forward_signature_file.is_some() => {
+            anyhow::bail!("--forward-signature-file needs --forward-to")
+        }
         None => None,
         Some(url) => {
             let mut forward = ForwardConfig::new(parse_forward_url(url).context("--forward-to")?);

@@ -505,14 +505,28 @@ struct SignArgs {
 }
 
 /// The command line as parsed, completed and documented: no help text shows the value of an
-/// environment variable (see `common::cli::hide_env_values`).
+/// environment variable (see `common::cli::hide_env_values`); `--config FILE` is one more
+/// global flag.
 fn command() -> clap::Command {
-    common::cli::hide_env_values(Cli::command())
+    common::cli::hide_env_values(common::config_file::add_flag(
+        Cli::command(),
+        "SENDER_CONFIG",
+    ))
 }
+
+/// The config file's keys whose values are secrets, whatever they look like (a state URL with
+/// a password is found by its form).
+const SECRET_KEYS: &[&str] = &["password", "token"];
 
 /// Runs the `sender` command line and gives the exit status.
 pub fn cli_main() -> ExitCode {
-    let parsed = command()
+    // `--config FILE`: the file's values become the flags' defaults, so a flag and then the
+    // environment still win (common::config_file).
+    let (configured, config_file) = match common::config_file::load(command(), SECRET_KEYS) {
+        Ok(loaded) => loaded,
+        Err(error) => return common::cli::failure(&error, 2),
+    };
+    let parsed = configured
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {
@@ -520,6 +534,9 @@ pub fn cli_main() -> ExitCode {
         Err(error) => return common::cli::clap_exit(&error),
     };
     common::logging::init("sender", cli.log_format);
+    if let Some(config_file) = &config_file {
+        config_file.warn_if_readable_by_others();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -7,6 +7,8 @@
 //! touching it: it walks every subcommand of both programs through their `--help` (the
 //! `Commands:` lists), collects every variable the texts name (`[env: NAME`), sets each to a
 //! distinctive secret, and reads `-h`, `--help` and the manual pages of every subcommand.
+//! `RECEIVER_CONFIG` / `SENDER_CONFIG` name a config file instead: one holding the same kind
+//! of secrets, whose values must not show either.
 
 // Test helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -98,7 +100,19 @@ fn assert_no_secret(what: &str, output: &Output) {
     );
 }
 
-fn check_program(program: &str, expected: &[&str]) {
+/// A config file for `PROGRAM_CONFIG`, which names a file rather than holding a value: one
+/// whose every value is a secret, so the help texts are checked for the file's values too.
+fn secret_config_file(dir: &std::path::Path, keys: &[&str]) -> String {
+    let text: String = keys
+        .iter()
+        .map(|key| format!("{key} = \"{}\"\n", secret_value(key)))
+        .collect();
+    let path = dir.join("secrets.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn check_program(program: &str, expected: &[&str], config_keys: &[&str]) {
     let paths = subcommand_paths(program);
     assert!(paths.len() > 5, "{program}: found only {paths:?}");
     let mut variables = BTreeSet::new();
@@ -113,9 +127,17 @@ fn check_program(program: &str, expected: &[&str]) {
             "{program}: the help texts no longer name {name}: {variables:?}"
         );
     }
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = secret_config_file(config_dir.path(), config_keys);
     let environment: Vec<(String, String)> = variables
         .iter()
-        .map(|name| (name.clone(), secret_value(name)))
+        .map(|name| {
+            if name.ends_with("_CONFIG") {
+                (name.clone(), config.clone())
+            } else {
+                (name.clone(), secret_value(name))
+            }
+        })
         .collect();
 
     for path in &paths {
@@ -185,9 +207,15 @@ fn no_help_text_manual_page_or_completion_shows_an_environment_value() {
             "RECEIVER_UI_TOKEN",
             "RECEIVER_FORWARD_TO",
             "RECEIVER_BASIC_PASSWORD",
+            "RECEIVER_CONFIG",
         ],
+        &["store", "ui-token", "forward-to", "basic-password"],
     );
-    check_program(SENDER, &["SENDER_STATE", "SENDER_ADMIN_TOKEN"]);
+    check_program(
+        SENDER,
+        &["SENDER_STATE", "SENDER_ADMIN_TOKEN", "SENDER_CONFIG"],
+        &["state", "token", "password"],
+    );
 }
 
 #[test]

@@ -26,6 +26,12 @@ mod ecosystem;
 mod help_texts;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod config_file;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod deploy;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod sealed_secrets;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
