@@ -164,13 +164,19 @@ pub async fn prepare(
         } else {
             None
         };
-        let complete = version.is_some_and(|version| {
+        let known = |version: i64| layout.steps.iter().any(|step| step.version == version);
+        let complete = |version: i64| {
             layout
                 .tables_at(version)
                 .all(|table| present.iter().any(|name| name == table))
-        });
+        };
         match version {
-            Some(version) if complete => version,
+            Some(version) if !known(version) => anyhow::bail!(
+                "the database holds {program} tables of version {version}, this {program} \
+                 reads version {latest}: use another database (or schema), or the {program} \
+                 that wrote them"
+            ),
+            Some(version) if complete(version) => version,
             _ => anyhow::bail!(
                 "the database holds tables named like the {program}'s ({}) that it did not \
                  create (no complete set with a {} row); they are left untouched: use another \
@@ -180,13 +186,6 @@ pub async fn prepare(
             ),
         }
     };
-    if found != 0 && !layout.steps.iter().any(|step| step.version == found) {
-        anyhow::bail!(
-            "the database holds {program} tables of version {found}, this {program} reads \
-             version {latest}: use another database (or schema), or the {program} that wrote \
-             them"
-        );
-    }
     for step in layout.steps.iter().filter(|step| step.version > found) {
         transaction.batch_execute(step.sql).await.with_context(|| {
             format!("bringing the {program} tables to version {}", step.version)
@@ -439,6 +438,20 @@ mod tests {
             "{message}"
         );
         assert_eq!(versions(&pool).await, [1, 2], "nothing changed");
+        // A newer layout may have dropped a table this build knows: the version still
+        // explains the refusal.
+        let client = pool.get().await.expect("connect");
+        client
+            .batch_execute("DROP TABLE demo_tags; ALTER TABLE demo_items RENAME TO demo_things")
+            .await
+            .expect("as a newer build might");
+        let error = prepare_on(&pool, &layout(OLD))
+            .await
+            .expect_err("newer tables, fewer of them");
+        assert!(
+            format!("{error:#}").contains("demo tables of version 2"),
+            "{error:#}"
+        );
 
         // A version below the first step (a layout from before the steps began).
         const LATER_START: &[Step] = &[Step {
