@@ -16,7 +16,10 @@
 //! - [`text`]: showing text that came from a request (ids, names, headers, bodies) on a
 //!   terminal or a page with its controls, bidirectional and invisible characters escaped;
 //! - `postgres`: connection strings (`postgres://…`), TLS to the database, a small pool, and a
-//!   printable form of the URL that never shows the password;
+//!   printable form of the URL that never shows the password; [`postgres_schema`]: creating,
+//!   upgrading (ordered steps) or refusing a program's tables, under an advisory lock;
+//! - [`store_location`]: `receiver --store` and `sender --state`, read once (`sqlite:PATH`,
+//!   `sqlite://PATH`, `postgres://…`);
 //! - `test_postgres` (feature `test-postgres`): throwaway PostgreSQL servers for the store
 //!   suites of both programs and of `tests/`;
 //! - `web` (feature `web`): the token-guarded web pages' shared layer: guard, layout,
@@ -39,11 +42,14 @@ pub mod files;
 pub mod logging;
 pub mod parse;
 pub mod postgres;
+pub mod postgres_schema;
 mod postgres_tls;
 pub mod signal;
+pub mod store_location;
 pub mod text;
 
-#[cfg(feature = "test-postgres")]
+// Also built for this crate's own tests, which run the schema routine on a real server.
+#[cfg(any(test, feature = "test-postgres"))]
 pub mod test_postgres;
 
 #[cfg(feature = "web")]

@@ -15,6 +15,7 @@ use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, V
 use common::cli::{CompletionsArgs, ManArgs, Selection};
 use common::logging::{tell, LogFormat};
 use common::outln;
+use common::store_location::StoreLocation;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -38,7 +39,9 @@ struct Cli {
     /// subcommand: see `listen_flags_before`).
     #[command(flatten)]
     listen: ListenArgs,
-    /// Where events are stored (`listen` writes it, `events` and `export` read it).
+    /// Where events are stored (`listen` writes it, `events` and `export` read it):
+    /// sqlite:PATH (sqlite://PATH is the same: sqlite:///PATH is absolute), or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared by many receivers.
     #[arg(long, global = true, env = "RECEIVER_STORE", default_value = DEFAULT_STORE)]
     store: String,
     /// Log format on standard error (`RUST_LOG` filters).
@@ -460,7 +463,7 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
     let config = Config {
         path: args.path,
         authentication,
-        store: config::parse_store_location(store).context("--store")?,
+        store: StoreLocation::parse(store).context("--store")?,
         output: args.output,
         tls,
         limits,
@@ -570,7 +573,7 @@ fn filter_from(args: &FilterArgs) -> EventFilter {
 }
 
 fn open_reader(store: &str) -> Result<Box<dyn crate::store::EventQuery>, Failure> {
-    let location = config::parse_store_location(store)
+    let location = StoreLocation::parse(store)
         .context("--store")
         .map_err(Failure::Config)?;
     crate::store::open_reader(&location).map_err(Failure::Config)
@@ -699,10 +702,10 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         account_id: args.account,
         event_names: args.selection.event_names.clone(),
     };
-    let location = config::parse_store_location(store)
+    let location = StoreLocation::parse(store)
         .context("--store")
         .map_err(Failure::Config)?;
-    if let (Some(out), config::StoreLocation::Sqlite(database)) = (&args.out, &location) {
+    if let (Some(out), StoreLocation::Sqlite(database)) = (&args.out, &location) {
         common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
     }
     let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;

@@ -1,11 +1,12 @@
 //! What a listening receiver is told: the [`Config`] that [`crate::run`] takes, and the
-//! parsers that turn command-line text (store locations, signature files) into it; sizes and
-//! durations are read by `common::parse`.
+//! parsers that turn command-line text (authentication flags, signature files) into it; store
+//! locations are read by `common::store_location`, sizes and durations by `common::parse`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use common::store_location::StoreLocation;
 use verify::{Authentication, BasicCredentials, Keyring, SignatureFile};
 
 /// Default `--max-body`: 1 MiB, far above any Learning Manager batch seen.
@@ -105,7 +106,7 @@ pub struct Config {
 
 impl Config {
     /// The defaults: path `/webhook`, no authentication, pretty output, no TLS, the default
-    /// limits, and the store at `store` (a SQLite path, or a [`StoreLocation`]).
+    /// limits, and the store at `store` (a SQLite path, or a `StoreLocation`).
     pub fn new(store: impl Into<StoreLocation>) -> Self {
         Self {
             path: "/webhook".to_owned(),
@@ -126,82 +127,6 @@ impl Config {
             ..Self::new(store)
         }
     }
-}
-
-/// Where the receiver keeps what arrives (`--store`). `Debug` and `Display` never show a
-/// database password.
-#[derive(Debug, Clone)]
-pub enum StoreLocation {
-    /// The embedded store: one SQLite file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database shared by any number of receivers (SPEC section 7).
-    Postgres(Box<common::postgres::DatabaseUrl>),
-}
-
-impl From<PathBuf> for StoreLocation {
-    fn from(path: PathBuf) -> Self {
-        Self::Sqlite(path)
-    }
-}
-
-impl From<&Path> for StoreLocation {
-    fn from(path: &Path) -> Self {
-        Self::Sqlite(path.to_owned())
-    }
-}
-
-impl From<&PathBuf> for StoreLocation {
-    fn from(path: &PathBuf) -> Self {
-        Self::Sqlite(path.clone())
-    }
-}
-
-impl From<&str> for StoreLocation {
-    /// A SQLite path (use [`parse_store_location`] for text that may be a URL).
-    fn from(path: &str) -> Self {
-        Self::Sqlite(PathBuf::from(path))
-    }
-}
-
-impl From<common::postgres::DatabaseUrl> for StoreLocation {
-    fn from(url: common::postgres::DatabaseUrl) -> Self {
-        Self::Postgres(Box::new(url))
-    }
-}
-
-impl std::fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            Self::Postgres(url) => write!(f, "{url}"),
-        }
-    }
-}
-
-/// The store named by a `--store` value: `sqlite:PATH`, `sqlite://PATH` or a bare path for
-/// SQLite; `postgres://…` or `postgresql://…` for PostgreSQL.
-///
-/// # Errors
-/// Another scheme, an empty path, or an invalid PostgreSQL URL (the message never holds its
-/// password).
-pub fn parse_store_location(text: &str) -> anyhow::Result<StoreLocation> {
-    if common::postgres::is_postgres_url(text) {
-        return Ok(common::postgres::DatabaseUrl::parse(text)?.into());
-    }
-    let path = if let Some(rest) = text.strip_prefix("sqlite:") {
-        rest.strip_prefix("//").unwrap_or(rest)
-    } else if let Some((scheme, _)) = text.split_once("://") {
-        bail!(
-            "store {scheme}://…: the {scheme:?} store is not supported (use sqlite:PATH or \
-             postgres://USER@HOST/DB)"
-        )
-    } else {
-        text
-    };
-    if path.is_empty() {
-        bail!("store {text:?} names no file (use sqlite:PATH)");
-    }
-    Ok(StoreLocation::Sqlite(PathBuf::from(path)))
 }
 
 /// The authentication the flags ask for: Basic when a user is given, Signature when signature
@@ -261,35 +186,6 @@ pub fn read_signature_file(path: &Path) -> anyhow::Result<Keyring> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_locations() {
-        let sqlite = |text: &str| match parse_store_location(text) {
-            Ok(StoreLocation::Sqlite(path)) => Some(path),
-            _ => None,
-        };
-        assert_eq!(
-            sqlite("sqlite:./receiver.db"),
-            Some(PathBuf::from("./receiver.db"))
-        );
-        assert_eq!(
-            sqlite("sqlite:///var/r.db"),
-            Some(PathBuf::from("/var/r.db"))
-        );
-        assert_eq!(sqlite("r.db"), Some(PathBuf::from("r.db")));
-        assert!(parse_store_location("sqlite:").is_err());
-        assert!(parse_store_location("mysql://u:pw@db/x").is_err());
-        match parse_store_location("postgres://crm:s3cret@db/hooks") {
-            Ok(location @ StoreLocation::Postgres(_)) => {
-                assert_eq!(location.to_string(), "postgres://crm:***@db/hooks");
-                assert!(!format!("{location:?}").contains("s3cret"));
-            }
-            other => panic!("not a PostgreSQL store: {other:?}"),
-        }
-        let error =
-            parse_store_location("postgresql://crm:s3cret@db:port/hooks").expect_err("bad port");
-        assert!(!format!("{error:#}").contains("s3cret"));
-    }
 
     #[test]
     fn auth_flags_pick_one_method() {

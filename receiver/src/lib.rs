@@ -13,7 +13,8 @@
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
-//!   both with group commit;
+//!   both with group commit; [`accept_outcome`]: what storing one request did (which events
+//!   were new), below the store and the metrics that count it;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
@@ -73,6 +74,7 @@
 //! # }
 //! ```
 
+pub mod accept_outcome;
 mod check;
 mod cli;
 pub mod config;
@@ -91,6 +93,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use common::store_location::StoreLocation;
 use tokio::net::TcpListener;
 
 pub use config::{Config, Limits, OutputMode, TlsFiles};
@@ -132,7 +135,7 @@ pub struct Receiver {
     tls: Option<tokio_rustls::TlsAcceptor>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
     /// Where the store is, for the inspector's readers.
-    store_location: config::StoreLocation,
+    store_location: StoreLocation,
     /// How many refused requests the store keeps (the inspector's PostgreSQL reader needs it).
     keep_refused: u32,
 }
@@ -180,7 +183,7 @@ impl Receiver {
         targets: common::target_guard::TargetGuard,
     ) -> inspector::InspectorSettings {
         let open_reader: inspector::OpenReader = match &self.store_location {
-            config::StoreLocation::Sqlite(path) => {
+            StoreLocation::Sqlite(path) => {
                 let path = path.clone();
                 // A connection per page: SQLite opens in microseconds, and WAL readers never
                 // block the writer.
@@ -189,7 +192,7 @@ impl Receiver {
                     Ok(Box::new(reader) as Box<dyn store::RequestQuery + Send>)
                 })
             }
-            config::StoreLocation::Postgres(url) => {
+            StoreLocation::Postgres(url) => {
                 // A pool of the inspector's own, shared by its pages and streams.
                 let pool = store::postgres::PostgresRequestPool::new(url, self.keep_refused);
                 Arc::new(move || {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::AcceptOutcome;
+use crate::accept_outcome::AcceptOutcome;
 
 /// Upper bounds, in seconds, of the commit latency buckets.
 const COMMIT_SECONDS_BUCKETS: &[f64] = &[

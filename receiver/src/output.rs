@@ -14,9 +14,10 @@ use common::text::printable;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
+use crate::accept_outcome::AcceptOutcome;
 use crate::config::OutputMode;
 use crate::metrics::Metrics;
-use crate::store::{AcceptOutcome, AcceptedRequest};
+use crate::store::AcceptedRequest;
 
 /// Lines waiting for the printer.
 const QUEUE_LINES: usize = 8192;

@@ -1,11 +1,10 @@
-//! Settings of the delivery engine and where the state lives; the command line reads their
-//! durations with `common::parse::duration`.
+//! Settings of the delivery engine; the command line reads their durations with
+//! `common::parse::duration`, and where the state lives with `common::store_location`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::retry::RetryPolicy;
-use crate::UsageError;
 
 /// Learning Manager's connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,92 +61,5 @@ impl Default for DeliveryConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             ca_file: None,
         }
-    }
-}
-
-/// Where the sender keeps registrations and its queue.
-#[derive(Debug, Clone)]
-pub enum StateLocation {
-    /// A SQLite database file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database (`postgres://…` or `postgresql://…`), shared by many workers.
-    Postgres(Box<common::postgres::DatabaseUrl>),
-}
-
-impl PartialEq for StateLocation {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Sqlite(a), Self::Sqlite(b)) => a == b,
-            (Self::Postgres(a), Self::Postgres(b)) => a.redacted() == b.redacted(),
-            _ => false,
-        }
-    }
-}
-
-impl StateLocation {
-    /// Parses `sqlite:PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; a bare path is
-    /// read as a SQLite file.
-    ///
-    /// # Errors
-    /// A [`UsageError`] for another scheme, or an invalid PostgreSQL URL (the message never
-    /// shows its password).
-    pub fn parse(text: &str) -> Result<Self, UsageError> {
-        if common::postgres::is_postgres_url(text) {
-            return common::postgres::DatabaseUrl::parse(text)
-                .map(|url| Self::Postgres(Box::new(url)))
-                .map_err(|error| UsageError(format!("--state: {error:#}")));
-        }
-        match text.split_once(':') {
-            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
-            Some((scheme, _))
-                if !scheme.is_empty()
-                    && scheme.chars().all(|c| c.is_ascii_alphanumeric())
-                    && scheme.len() > 1 =>
-            {
-                // The rest is not echoed: a database URL may hold a password.
-                Err(UsageError(format!(
-                    "--state: unsupported store {scheme:?}; use sqlite:PATH or postgres://USER@HOST/DB"
-                )))
-            }
-            _ if !text.is_empty() => Ok(Self::Sqlite(PathBuf::from(text))),
-            _ => Err(UsageError(
-                "--state must not be empty; use sqlite:PATH or postgres://USER@HOST/DB".into(),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for StateLocation {
-    /// The location for messages: a PostgreSQL URL without its password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "{}", path.display()),
-            Self::Postgres(url) => write!(f, "{url}"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_locations() {
-        assert_eq!(
-            StateLocation::parse("sqlite:./sender.db"),
-            Ok(StateLocation::Sqlite("./sender.db".into()))
-        );
-        assert_eq!(
-            StateLocation::parse("/tmp/x.db"),
-            Ok(StateLocation::Sqlite("/tmp/x.db".into()))
-        );
-        assert!(matches!(
-            StateLocation::parse("postgres://u:s3cret@h/db"),
-            Ok(StateLocation::Postgres(url)) if url.redacted() == "postgres://u:***@h/db"
-        ));
-        let error = StateLocation::parse("postgresql://u:s3cret@h:x/db").expect_err("bad port");
-        assert!(!error.0.contains("s3cret"), "{error}");
-        assert!(StateLocation::parse("mysql://h/db").is_err());
-        assert!(StateLocation::parse("").is_err());
     }
 }

@@ -39,3 +39,6 @@ mod admin;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod private_targets;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod store_location;

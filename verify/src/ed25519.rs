@@ -111,7 +111,7 @@ impl SecretKey {
 
     /// A fresh key from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        Self::from_seed(crate::signature::random_bytes())
+        Self::from_seed(crate::random::random_bytes())
     }
 
     fn from_seed(seed: [u8; KEY_LEN]) -> Self {

@@ -1,142 +1,16 @@
 //! A keyring: the keys of one webhook with their validity, and the scheme they sign with.
 //!
-//! The keyring walk (which key matched, which had expired) is written once here; each scheme
-//! module in [`crate::scheme`] says how one key is checked against one request.
+//! The keys themselves and the walk over them (which key matched, which had expired) are in
+//! [`crate::key`], below the schemes; each scheme module in [`crate::scheme`] says how one
+//! key is checked against one request; the keyring picks the module of its scheme.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::ed25519;
 use crate::headers::Headers;
+use crate::key::{Key, KeyEntry, Verified};
 pub use crate::scheme::Scheme;
 use crate::scheme::{body_hmac, github, shopify, slack, standard_webhooks, stripe};
-use crate::signature::SigningSecret;
 use crate::VerifyError;
-
-/// One key: an HMAC secret, or an Ed25519 key of Standard Webhooks `v1a`.
-#[derive(Debug, Clone)]
-pub enum Key {
-    /// A shared secret for HMAC-SHA256 (every scheme).
-    Hmac(SigningSecret),
-    /// `whpk_`: verifies `v1a` signatures only (what a receiver holds).
-    Ed25519Public(ed25519::PublicKey),
-    /// `whsk_`: signs `v1a` signatures, and verifies them (what a sender holds).
-    Ed25519Secret(ed25519::SecretKey),
-}
-
-impl Key {
-    /// Parses a Standard Webhooks key: `whsec_` (v1), `whpk_` or `whsk_` (v1a).
-    ///
-    /// # Errors
-    /// [`VerifyError::InvalidSecret`] saying which rule the text breaks (never quoting it).
-    pub fn parse_standard(text: &str) -> Result<Self, VerifyError> {
-        let text = text.trim();
-        if text.starts_with(ed25519::PUBLIC_PREFIX) {
-            ed25519::PublicKey::parse(text).map(Self::Ed25519Public)
-        } else if text.starts_with(ed25519::SECRET_PREFIX) {
-            ed25519::SecretKey::parse(text).map(Self::Ed25519Secret)
-        } else if text.starts_with(crate::signature::SECRET_PREFIX) {
-            SigningSecret::parse(text).map(Self::Hmac)
-        } else {
-            Err(VerifyError::InvalidSecret(
-                "a Standard Webhooks key must start with \"whsec_\", \"whpk_\" or \"whsk_\"".into(),
-            ))
-        }
-    }
-
-    /// The key as a signature file writes it (`whsec_…`, plain text, `whpk_…` or `whsk_…`).
-    /// Never log this.
-    pub fn expose_text(&self) -> String {
-        match self {
-            Self::Hmac(secret) => secret.expose_text(),
-            Self::Ed25519Public(public) => public.to_text(),
-            Self::Ed25519Secret(secret) => secret.expose_text(),
-        }
-    }
-
-    /// The HMAC secret, when this is one.
-    pub fn hmac(&self) -> Option<&SigningSecret> {
-        match self {
-            Self::Hmac(secret) => Some(secret),
-            Self::Ed25519Public(_) | Self::Ed25519Secret(_) => None,
-        }
-    }
-
-    /// Whether a sender can sign with this key (everything but a public key).
-    pub fn can_sign(&self) -> bool {
-        !matches!(self, Self::Ed25519Public(_))
-    }
-
-    /// What a receiver needs of this key: the public half of an Ed25519 secret key, else the
-    /// key itself (an HMAC secret is shared by nature).
-    pub fn for_receiver(&self) -> Self {
-        match self {
-            Self::Ed25519Secret(secret) => Self::Ed25519Public(secret.public_key().clone()),
-            other => other.clone(),
-        }
-    }
-
-    /// `HMAC-SHA256` or `Ed25519`.
-    pub fn algorithm(&self) -> &'static str {
-        match self {
-            Self::Hmac(_) => crate::signature_file::ALGORITHM,
-            Self::Ed25519Public(_) | Self::Ed25519Secret(_) => {
-                crate::signature_file::ED25519_ALGORITHM
-            }
-        }
-    }
-}
-
-impl From<SigningSecret> for Key {
-    fn from(secret: SigningSecret) -> Self {
-        Self::Hmac(secret)
-    }
-}
-
-impl From<&SigningSecret> for Key {
-    fn from(secret: &SigningSecret) -> Self {
-        Self::Hmac(secret.clone())
-    }
-}
-
-impl From<ed25519::SecretKey> for Key {
-    fn from(secret: ed25519::SecretKey) -> Self {
-        Self::Ed25519Secret(secret)
-    }
-}
-
-/// One key of a keyring and the time span in which it is in force.
-#[derive(Debug, Clone)]
-pub struct KeyEntry {
-    /// The key.
-    pub key: Key,
-    /// Unix seconds when the key was made, if known (informative only).
-    pub created_at: Option<i64>,
-    /// Unix seconds from which the key is no longer accepted; `None` for never.
-    pub expires_at: Option<i64>,
-}
-
-impl KeyEntry {
-    /// A key with no expiry.
-    pub fn new(key: impl Into<Key>) -> Self {
-        Self {
-            key: key.into(),
-            created_at: None,
-            expires_at: None,
-        }
-    }
-
-    /// Whether the key is accepted at `now_secs`.
-    pub fn in_force_at(&self, now_secs: i64) -> bool {
-        self.expires_at.is_none_or(|expiry| now_secs < expiry)
-    }
-}
-
-/// What a successful verification found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
-    /// Index in the keyring of the key whose signature matched.
-    pub key_index: usize,
-}
 
 /// The keys a receiver accepts (or a sender signs with) for one scheme.
 ///
@@ -207,7 +81,7 @@ impl Keyring {
     ) -> Result<Verified, VerifyError> {
         match &self.scheme {
             Scheme::StandardWebhooks { tolerance_secs } => standard_webhooks::verify(
-                self,
+                &self.entries,
                 &standard_webhooks::STANDARD,
                 headers,
                 body,
@@ -215,7 +89,7 @@ impl Keyring {
                 *tolerance_secs,
             ),
             Scheme::Svix { tolerance_secs } => standard_webhooks::verify(
-                self,
+                &self.entries,
                 &standard_webhooks::SVIX,
                 headers,
                 body,
@@ -223,44 +97,22 @@ impl Keyring {
                 *tolerance_secs,
             ),
             Scheme::BodyHmacSha256(format) => {
-                body_hmac::verify(self, format, headers, body, now_secs)
+                body_hmac::verify(&self.entries, format, headers, body, now_secs)
             }
             // The presets are body-HMAC formats fixed by the vendor.
-            Scheme::Github => body_hmac::verify(self, &github::FORMAT, headers, body, now_secs),
-            Scheme::Shopify => body_hmac::verify(self, &shopify::FORMAT, headers, body, now_secs),
+            Scheme::Github => {
+                body_hmac::verify(&self.entries, &github::FORMAT, headers, body, now_secs)
+            }
+            Scheme::Shopify => {
+                body_hmac::verify(&self.entries, &shopify::FORMAT, headers, body, now_secs)
+            }
             Scheme::Stripe { tolerance_secs } => {
-                stripe::verify(self, headers, body, now_secs, *tolerance_secs)
+                stripe::verify(&self.entries, headers, body, now_secs, *tolerance_secs)
             }
             Scheme::Slack { tolerance_secs } => {
-                slack::verify(self, headers, body, now_secs, *tolerance_secs)
+                slack::verify(&self.entries, headers, body, now_secs, *tolerance_secs)
             }
         }
-    }
-
-    /// Asks `signed_with` once per key and says which key matched; when none in force did,
-    /// `check_shape` decides between a malformed header and a wrong or expired signature.
-    pub(crate) fn find_match(
-        &self,
-        now_secs: i64,
-        signed_with: impl Fn(&Key) -> bool,
-        check_shape: impl Fn() -> Result<(), VerifyError>,
-    ) -> Result<Verified, VerifyError> {
-        let mut matched_expired = false;
-        for (key_index, entry) in self.entries.iter().enumerate() {
-            if !signed_with(&entry.key) {
-                continue;
-            }
-            if entry.in_force_at(now_secs) {
-                return Ok(Verified { key_index });
-            }
-            matched_expired = true;
-        }
-        check_shape()?;
-        Err(if matched_expired {
-            VerifyError::SecretExpired
-        } else {
-            VerifyError::NoMatchingSignature
-        })
     }
 
     /// Whether any key in force at `now_secs` can sign (a receiver's keyring of `whpk_` keys
@@ -322,7 +174,7 @@ pub fn unix_now() -> i64 {
 mod tests {
     use super::*;
     use crate::headers::{WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP};
-    use crate::signature::{self, BodyHmacFormat, Encoding};
+    use crate::signature::{self, BodyHmacFormat, Encoding, SigningSecret};
 
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"accountId":1010,"events":[]}"#;

@@ -9,8 +9,10 @@
 //! - [`catalog`] and [`generate`]: every event name with its class and `data` fields, and a
 //!   seeded generator of realistic events;
 //! - [`basic`]: RFC 7617 credentials, checked in constant time;
-//! - [`signature`] and [`keyring`]: HMAC secrets, the constant-time compare, keys with expiry,
-//!   rotation; [`ed25519`]: the `whpk_` / `whsk_` keys of Standard Webhooks `v1a`;
+//! - [`signature`]: HMAC secrets and the constant-time compare; [`ed25519`]: the `whpk_` /
+//!   `whsk_` keys of Standard Webhooks `v1a`; [`key`]: one key with its expiry and the walk
+//!   that finds the key a request was signed with; [`keyring`]: the keys of one scheme
+//!   (rotation), verifying and signing through the scheme's module;
 //! - [`scheme`]: one module per signature scheme (Standard Webhooks `v1`/`v1a` and Svix,
 //!   `body-hmac-sha256`, GitHub, Shopify, Stripe, Slack), all of the same shape;
 //! - [`signature_file`]: the JSON file an admin downloads; [`capture`]: the capture record;
@@ -52,8 +54,10 @@ pub mod ed25519;
 pub mod error;
 pub mod generate;
 pub mod headers;
+pub mod key;
 pub mod keyring;
 pub mod payload;
+mod random;
 pub mod redacted;
 pub mod resend;
 pub mod scheme;
@@ -70,7 +74,8 @@ pub use diagnose::{diagnose_at, Diagnosis};
 pub use error::{PayloadError, VerifyError};
 pub use generate::EventGenerator;
 pub use headers::Headers;
-pub use keyring::{unix_now, Key, KeyEntry, Keyring, Scheme, Verified};
+pub use key::{Key, KeyEntry, Verified};
+pub use keyring::{unix_now, Keyring, Scheme};
 pub use payload::{
     parse_envelope, single_event_envelope, Envelope, Event, EventTime, OutgoingEnvelope,
     OutgoingEvent, TimeStyle,

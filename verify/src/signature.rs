@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::random::random_bytes;
 use crate::{ed25519, VerifyError};
 
 /// HMAC-SHA256, the only algorithm either scheme uses.
@@ -116,7 +117,10 @@ impl SigningSecret {
     /// A fresh plain-text secret: `prefix` and the hex of [`GENERATED_SECRET_BYTES`] random
     /// bytes (GitHub, Slack and Shopify secrets look like this; Stripe's start `whsec_`).
     pub fn generate_text(prefix: &str) -> Self {
-        let text = format!("{prefix}{}", Encoding::Hex.encode(&random_bytes()));
+        let text = format!(
+            "{prefix}{}",
+            Encoding::Hex.encode(&random_bytes::<GENERATED_SECRET_BYTES>())
+        );
         Self::from_key_unchecked(text.into_bytes(), SecretForm::Text)
     }
 
@@ -145,7 +149,10 @@ impl SigningSecret {
     /// # Panics
     /// When the operating system has no random source, which leaves no safe way to go on.
     pub fn generate() -> Self {
-        Self::from_key_unchecked(random_bytes().to_vec(), SecretForm::Whsec)
+        Self::from_key_unchecked(
+            random_bytes::<GENERATED_SECRET_BYTES>().to_vec(),
+            SecretForm::Whsec,
+        )
     }
 
     fn from_key_unchecked(key: Vec<u8>, form: SecretForm) -> Self {
@@ -197,17 +204,6 @@ impl SigningSecret {
     pub(crate) fn mac(&self) -> HmacSha256 {
         self.keyed.clone()
     }
-}
-
-/// [`GENERATED_SECRET_BYTES`] bytes from the operating system's CSPRNG.
-///
-/// # Panics
-/// When the operating system has no random source, which leaves no safe way to go on.
-pub(crate) fn random_bytes() -> [u8; GENERATED_SECRET_BYTES] {
-    let mut bytes = [0u8; GENERATED_SECRET_BYTES];
-    #[allow(clippy::expect_used)] // no secure fallback exists
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    bytes
 }
 
 impl fmt::Debug for SigningSecret {

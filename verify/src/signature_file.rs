@@ -3,18 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keyring::{Key, KeyEntry, Keyring, Scheme};
+use crate::key::{Key, KeyEntry, ED25519_ALGORITHM, HMAC_ALGORITHM};
+use crate::keyring::{Keyring, Scheme};
 use crate::signature::{BodyHmacFormat, Encoding, SigningSecret};
 use crate::timestamp::{format_iso_seconds, parse_iso_millis};
 use crate::VerifyError;
 
 /// The only version of the format so far.
 pub const SIGNATURE_FILE_VERSION: u32 = 1;
-/// The algorithm of every HMAC scheme.
-pub const ALGORITHM: &str = "HMAC-SHA256";
-/// The algorithm of Standard Webhooks `v1a` keys. Informative: each key's prefix decides how
-/// it is used, so one file may mix both during a migration.
-pub const ED25519_ALGORITHM: &str = "Ed25519";
 
 /// Why a signature file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +228,7 @@ impl SignatureFile {
         if self.version != SIGNATURE_FILE_VERSION {
             return Err(SignatureFileError::UnsupportedVersion(self.version));
         }
-        if !self.algorithm.eq_ignore_ascii_case(ALGORITHM)
+        if !self.algorithm.eq_ignore_ascii_case(HMAC_ALGORITHM)
             && !self.algorithm.eq_ignore_ascii_case(ED25519_ALGORITHM)
         {
             return Err(SignatureFileError::UnsupportedAlgorithm(shown(

@@ -39,7 +39,7 @@ struct Running {
 }
 
 async fn start(
-    store: impl Into<receiver::config::StoreLocation>,
+    store: impl Into<common::store_location::StoreLocation>,
     keyring: &Keyring,
     ui: bool,
 ) -> anyhow::Result<Running> {
@@ -351,7 +351,7 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
 
 /// Time to first byte of list pages of a store holding `total` events.
 async fn pages_on(
-    store: impl Into<receiver::config::StoreLocation>,
+    store: impl Into<common::store_location::StoreLocation>,
     total: i64,
 ) -> anyhow::Result<()> {
     let keyring = Keyring::single(SigningSecret::generate());

@@ -26,10 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use sender::config::{DeliveryConfig, StateLocation};
+use common::store_location::StoreLocation;
+use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::store::State;
 use sender::manage::WebhookChanges;
+use sender::store::State;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
 
@@ -207,11 +208,14 @@ fn measure(
     })
 }
 
+/// A state, and for PostgreSQL the store itself, for its round-trip count.
+type Opened = (Arc<dyn State>, Option<Arc<PostgresState>>);
+
 /// Opens a state; for PostgreSQL also the store itself, for its round-trip count.
-fn open(location: &str) -> anyhow::Result<(Arc<dyn State>, Option<Arc<PostgresState>>)> {
-    Ok(match StateLocation::parse(location)? {
-        StateLocation::Sqlite(path) => (Arc::new(SqliteState::open(&path)?), None),
-        StateLocation::Postgres(url) => {
+fn open(location: &str) -> anyhow::Result<Opened> {
+    Ok(match StoreLocation::parse(location)? {
+        StoreLocation::Sqlite(path) => (Arc::new(SqliteState::open(&path)?), None),
+        StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresState::open(&url)?);
             (store.clone(), Some(store))
         }

@@ -27,7 +27,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::StoreLocation;
+use common::store_location::StoreLocation;
+
+use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 
 /// A boxed future, so the traits stay object safe without a macro crate.
@@ -77,29 +79,6 @@ impl NewEvent {
     /// The event's JSON text exactly as it stands in `body` (the body of its request).
     pub fn raw_text<'b>(&self, body: &'b [u8]) -> &'b [u8] {
         body.get(self.raw.clone()).unwrap_or_default()
-    }
-}
-
-/// What [`Store::accept`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AcceptOutcome {
-    /// For each event in order: `true` when it was stored now, `false` when it was a
-    /// duplicate (already stored, or earlier in the same request).
-    pub new: Vec<bool>,
-    /// Whether a forward job was committed with the request (forwarding on, and at least one
-    /// event was new).
-    pub queued_for_forwarding: bool,
-}
-
-impl AcceptOutcome {
-    /// How many events were stored now.
-    pub fn stored(&self) -> usize {
-        self.new.iter().filter(|new| **new).count()
-    }
-
-    /// How many events were duplicates.
-    pub fn duplicates(&self) -> usize {
-        self.new.len() - self.stored()
     }
 }
 
@@ -367,32 +346,34 @@ pub fn open(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<OpenStore> {
     match location {
-        StoreLocation::Sqlite(path) => {
-            let store = sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?;
-            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
-                Some(Arc::new(store.forward_queue()?))
-            } else {
-                None
-            };
-            Ok(OpenStore {
-                store: Arc::new(store),
-                forward_queue,
-            })
-        }
-        StoreLocation::Postgres(url) => {
-            let store =
-                postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?;
-            let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
-                Some(Arc::new(store.forward_queue()))
-            } else {
-                None
-            };
-            Ok(OpenStore {
-                store: Arc::new(store),
-                forward_queue,
-            })
-        }
+        StoreLocation::Sqlite(path) => with_forward_queue(
+            sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?,
+            queue_forwarding,
+            sqlite::SqliteStore::forward_queue,
+        ),
+        StoreLocation::Postgres(url) => with_forward_queue(
+            postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?,
+            queue_forwarding,
+            |store| Ok(store.forward_queue()),
+        ),
     }
+}
+
+/// `store` and, when `queue_forwarding`, the forwarding queue `forward_queue` makes over it.
+fn with_forward_queue<S: Store + 'static, Q: ForwardQueue + 'static>(
+    store: S,
+    queue_forwarding: bool,
+    forward_queue: impl FnOnce(&S) -> anyhow::Result<Q>,
+) -> anyhow::Result<OpenStore> {
+    let forward_queue: Option<Arc<dyn ForwardQueue>> = if queue_forwarding {
+        Some(Arc::new(forward_queue(&store)?))
+    } else {
+        None
+    };
+    Ok(OpenStore {
+        store: Arc::new(store),
+        forward_queue,
+    })
 }
 
 /// Opens the store at `location` for reading (`events`, `export`). Blocking.

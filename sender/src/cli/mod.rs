@@ -37,8 +37,8 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use common::cli::{CompletionsArgs, ManArgs};
 use common::logging::LogFormat;
+use common::store_location::StoreLocation;
 
-use crate::config::StateLocation;
 use crate::sealing::SecretKey;
 use crate::store::State;
 use crate::UsageError;
@@ -48,8 +48,9 @@ use crate::UsageError;
 #[derive(Debug, Parser)]
 #[command(name = "sender", version)]
 struct Cli {
-    /// Where registrations and the delivery queue live: sqlite:PATH, or
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared by many workers.
+    /// Where registrations and the delivery queue live: sqlite:PATH (sqlite://PATH is the
+    /// same: sqlite:///PATH is absolute), or postgres://USER[:PASSWORD]@HOST[:PORT]/DB shared
+    /// by many workers.
     #[arg(
         long,
         env = "SENDER_STATE",
@@ -185,8 +186,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(args) => return args.write(command()).map(|()| ExitCode::SUCCESS),
         _ => {}
     }
-    let location = StateLocation::parse(&cli.state)?;
-    if let (StateLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
+    let location = StoreLocation::parse(&cli.state)
+        .map_err(|error| UsageError(format!("--state: {error:#}")))?;
+    if let (StoreLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
     {
         common::files::refuse_database_files(output.0, output.1, database)
             .map_err(|error| UsageError(format!("{error:#}")))?;

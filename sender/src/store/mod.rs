@@ -40,9 +40,9 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use common::store_location::StoreLocation;
 use verify::OutgoingEvent;
 
-use crate::config::StateLocation;
 use crate::registry::{Webhook, WebhookId};
 use crate::sealing::SecretKey;
 
@@ -54,14 +54,14 @@ use crate::sealing::SecretKey;
 /// The file or database cannot be opened, or holds another program's tables; its secrets
 /// are sealed and no key, or another key, is given (a [`UsageError`](crate::UsageError)).
 pub fn open(
-    location: &StateLocation,
+    location: &StoreLocation,
     secret_key: Option<SecretKey>,
 ) -> anyhow::Result<Arc<dyn State>> {
     Ok(match location {
-        StateLocation::Sqlite(path) => {
+        StoreLocation::Sqlite(path) => {
             Arc::new(sqlite::SqliteState::open_with_secret_key(path, secret_key)?)
         }
-        StateLocation::Postgres(url) => Arc::new(postgres::PostgresState::open_with_secret_key(
+        StoreLocation::Postgres(url) => Arc::new(postgres::PostgresState::open_with_secret_key(
             url, secret_key,
         )?),
     })

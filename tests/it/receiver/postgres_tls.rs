@@ -27,7 +27,7 @@ fn certificate(dir: &Path, file: &str, names: &[&str]) {
 async fn read_store(url: String) -> Result<(), String> {
     tokio::task::spawn_blocking(move || {
         let location =
-            receiver::config::parse_store_location(&url).map_err(|e| format!("{e:#}"))?;
+            common::store_location::StoreLocation::parse(&url).map_err(|e| format!("{e:#}"))?;
         receiver::store::open_reader(&location)
             .map(drop)
             .map_err(|error| format!("{error:#}"))

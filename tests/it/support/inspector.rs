@@ -56,7 +56,10 @@ impl Inspected {
         let ui_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ui");
         let ui = ui_listener.local_addr().expect("ui addr");
         let path = config.path.clone();
-        let on_postgres = matches!(config.store, receiver::config::StoreLocation::Postgres(_));
+        let on_postgres = matches!(
+            config.store,
+            common::store_location::StoreLocation::Postgres(_)
+        );
         let receiver = receiver::Receiver::start(config).expect("start receiver");
         let mut settings = receiver.inspector_settings(
             common::web::Token::given(token).expect("token"),

@@ -38,8 +38,8 @@ impl InProcess {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (store_path, on_postgres) = match &config.store {
-            receiver::config::StoreLocation::Sqlite(path) => (path.clone(), false),
-            receiver::config::StoreLocation::Postgres(_) => (PathBuf::new(), true),
+            common::store_location::StoreLocation::Sqlite(path) => (path.clone(), false),
+            common::store_location::StoreLocation::Postgres(_) => (PathBuf::new(), true),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(receiver::run(listener, config, async move {

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use receiver::config::StoreLocation;
+use common::store_location::StoreLocation;
 
 /// The two stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

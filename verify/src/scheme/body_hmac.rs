@@ -2,7 +2,7 @@
 //! and Shopify presets. No timestamp is signed, so there is no replay window.
 
 use crate::headers::{self, Headers};
-use crate::keyring::{Key, Keyring, Verified};
+use crate::key::{find_match, Key, KeyEntry, Verified};
 use crate::signature::{body_tag, matches_any, BodyHmacFormat};
 use crate::VerifyError;
 
@@ -12,7 +12,7 @@ use crate::VerifyError;
 /// A missing header, an entry without the prefix or not 32 bytes in the encoding, or no tag
 /// matching a secret in force.
 pub(crate) fn verify(
-    keyring: &Keyring,
+    key_entries: &[KeyEntry],
     format: &BodyHmacFormat,
     headers: &(impl Headers + ?Sized),
     body: &[u8],
@@ -20,7 +20,8 @@ pub(crate) fn verify(
 ) -> Result<Verified, VerifyError> {
     let value = headers::required(headers, &format.header)?;
     let tags = format.parse_tags(value)?;
-    keyring.find_match(
+    find_match(
+        key_entries,
         now_secs,
         |key| match key {
             Key::Hmac(secret) => matches_any(&body_tag(secret, body), tags.as_slice()),

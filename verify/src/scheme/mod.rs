@@ -1,11 +1,11 @@
 //! The signature schemes a receiver meets, one module each, all of the same shape:
-//! `verify(keyring, …, headers, body, now_secs) -> Result<Verified, VerifyError>` and
+//! `verify(key_entries, …, headers, body, now_secs) -> Result<Verified, VerifyError>` and
 //! `sign(keys, …, msg_id, timestamp_secs, body) -> headers`. GitHub and Shopify are fixed
 //! formats of [`body_hmac`], so their modules hold only that format.
 //!
-//! What they share is written once: the keyring walk with expiry ([`Keyring`]), HMAC and the
-//! constant-time compare ([`crate::signature`]), the timestamp rules and the hex tags of the
-//! timestamped HMAC schemes below.
+//! What they share is written once: the walk over the keys with expiry
+//! (`crate::key::find_match`), HMAC and the constant-time compare ([`crate::signature`]),
+//! the timestamp rules and the hex tags of the timestamped HMAC schemes below.
 //!
 //! | scheme | signed bytes | headers | replay window |
 //! |---|---|---|---|
@@ -24,7 +24,7 @@ pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 
-use crate::keyring::{Key, Keyring, Verified};
+use crate::key::{find_match, Key, KeyEntry, Verified};
 use crate::signature::{
     decode_tag, matches_any, tag_of, BodyHmacFormat, Encoding, SigningSecret, Tags,
     DEFAULT_TOLERANCE_SECS, SIGNATURE_LEN,
@@ -249,7 +249,7 @@ pub(crate) fn hex_tags<'a>(
 /// `invalid_timestamp`, `timestamp_too_old` / `timestamp_too_new`, `no_matching_signature`,
 /// `secret_expired`.
 pub(crate) fn verify_timed_tags(
-    keyring: &Keyring,
+    key_entries: &[KeyEntry],
     tags: &[[u8; SIGNATURE_LEN]],
     timestamp: &[u8],
     parts: &[&[u8]],
@@ -257,7 +257,8 @@ pub(crate) fn verify_timed_tags(
     tolerance_secs: i64,
 ) -> Result<Verified, VerifyError> {
     check_timestamp(parse_unix_secs(timestamp)?, now_secs, tolerance_secs)?;
-    keyring.find_match(
+    find_match(
+        key_entries,
         now_secs,
         |key| {
             key.hmac()

@@ -6,7 +6,7 @@
 
 use super::{hex_signatures, hex_tags, verify_timed_tags};
 use crate::headers::{self, Headers};
-use crate::keyring::{Key, Keyring, Verified};
+use crate::key::{Key, KeyEntry, Verified};
 use crate::VerifyError;
 
 /// The signature header, lowercase.
@@ -24,7 +24,7 @@ const VERSION: &[u8] = b"v0";
 /// `timestamp_too_old:<s>` / `timestamp_too_new:<s>`; `no_matching_signature`;
 /// `secret_expired`.
 pub(crate) fn verify(
-    keyring: &Keyring,
+    key_entries: &[KeyEntry],
     headers: &(impl Headers + ?Sized),
     body: &[u8],
     now_secs: i64,
@@ -50,7 +50,7 @@ pub(crate) fn verify(
         "X-Slack-Signature holds no v0= signature",
     )?;
     verify_timed_tags(
-        keyring,
+        key_entries,
         tags.as_slice(),
         timestamp,
         &[VERSION, b":", timestamp, b":", body],

@@ -13,7 +13,7 @@ use base64::Engine as _;
 
 use super::{check_timestamp, parse_unix_secs};
 use crate::headers::{self, Headers};
-use crate::keyring::{Key, Keyring, Verified};
+use crate::key::{find_match, Key, KeyEntry, Verified};
 use crate::signature::{standard_tag, StandardSignatures};
 use crate::{ed25519, VerifyError};
 
@@ -49,13 +49,13 @@ pub const SVIX: HeaderNames = HeaderNames {
     signature: "svix-signature",
 };
 
-/// Verifies a request against `keyring` at `now_secs`.
+/// Verifies a request against the keys of a keyring at `now_secs`.
 ///
 /// # Errors
 /// A missing header, a timestamp that is not digits or outside the tolerance, a malformed
 /// signature header, or no entry matching a key in force.
 pub(crate) fn verify(
-    keyring: &Keyring,
+    key_entries: &[KeyEntry],
     names: &HeaderNames,
     headers: &(impl Headers + ?Sized),
     body: &[u8],
@@ -80,7 +80,8 @@ pub(crate) fn verify(
     // is tried. The body is copied verbatim, never re-encoded.
     let message = OnceCell::new();
     let message = || message.get_or_init(|| signed_message(msg_id, timestamp, body));
-    keyring.find_match(
+    find_match(
+        key_entries,
         now_secs,
         |key| match key {
             Key::Hmac(secret) => signatures.matches(&standard_tag(secret, msg_id, timestamp, body)),

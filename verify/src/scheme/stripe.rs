@@ -5,7 +5,7 @@
 
 use super::{hex_signatures, hex_tags, verify_timed_tags};
 use crate::headers::{self, Headers};
-use crate::keyring::{Key, Keyring, Verified};
+use crate::key::{Key, KeyEntry, Verified};
 use crate::VerifyError;
 
 /// The signature header, lowercase.
@@ -34,7 +34,7 @@ pub(crate) fn timestamp_field(value: &[u8]) -> Option<&[u8]> {
 /// missing or a `v1` is not 64 hex digits; `invalid_timestamp`; `timestamp_too_old:<s>` /
 /// `timestamp_too_new:<s>`; `no_matching_signature`; `secret_expired`.
 pub(crate) fn verify(
-    keyring: &Keyring,
+    key_entries: &[KeyEntry],
     headers: &(impl Headers + ?Sized),
     body: &[u8],
     now_secs: i64,
@@ -52,7 +52,7 @@ pub(crate) fn verify(
         "Stripe-Signature has no v1= signature",
     )?;
     verify_timed_tags(
-        keyring,
+        key_entries,
         tags.as_slice(),
         timestamp,
         &[timestamp, b".", body],

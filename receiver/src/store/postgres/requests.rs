@@ -38,7 +38,7 @@ const POOL_SIZE: usize = 4;
 /// Longest a row is held back behind a lower id that has not committed: a batch that takes
 /// longer than the writers' commit timeout has been answered 503 already (its sender sends
 /// again, and the new arrival shows up), so a little more than that timeout.
-pub const GAP_WAIT: Duration = Duration::from_secs(super::COMMIT_TIMEOUT.as_secs() + 5);
+pub const GAP_WAIT: Duration = Duration::from_secs(super::writer::COMMIT_TIMEOUT.as_secs() + 5);
 /// Gaps this many ids below the newest id are settled: no batch is that far behind. Refused
 /// requests below their table's newest `--keep-refused` are trimmed, so that window is
 /// narrower when fewer are kept.
@@ -87,7 +87,7 @@ impl PostgresRequestPool {
     pub fn reader(&self, runtime: &Handle) -> anyhow::Result<PostgresRequestReader> {
         let client = runtime
             .block_on(self.pool.get())
-            .map_err(|error| anyhow::anyhow!(super::describe_pool_error(&error)))?;
+            .map_err(|error| anyhow::anyhow!(super::error::describe_pool_error(&error)))?;
         Ok(PostgresRequestReader {
             client,
             runtime: runtime.clone(),
@@ -169,7 +169,7 @@ impl PostgresRequestReader {
         match result {
             Ok(rows) => Ok(rows),
             Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
-            Err(error) => Err(anyhow::anyhow!(super::describe(&error))),
+            Err(error) => Err(anyhow::anyhow!(super::error::describe(&error))),
         }
     }
 

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::store::postgres::{prepare_schema, PostgresRequestPool};
+use crate::store::postgres::schema::prepare_schema;
+use crate::store::postgres::PostgresRequestPool;
 use crate::store::sqlite::{SqliteReader, SqliteStore};
 use crate::store::{
     Cursor, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,

@@ -4,7 +4,7 @@
 //! Ids follow commit order here (one writer, one transaction at a time), so a walk to newer
 //! rows may read up to the newest id: nothing can commit later below it.
 
-use super::SqliteReader;
+use super::reader::SqliteReader;
 use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};

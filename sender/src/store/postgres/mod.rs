@@ -57,7 +57,6 @@ use common::postgres::DatabaseUrl;
 
 pub use connection::PostgresState;
 pub use queue::FINISHED_KEPT_FOR_MS;
-pub use schema::LAYOUT_VERSION;
 
 use crate::registry::{Webhook, WebhookId};
 use crate::sealing::{self, SecretKey};

@@ -1,25 +1,42 @@
 //! The tables: created on first use under an advisory lock, with a layout version; tables of
 //! our names that are not ours (or of another version) are refused.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::connection::Db;
+use common::postgres_schema::{self, LateTables, Layout, Step};
 
-/// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: i64 = 1;
+/// The sender's tables and how a database gets them (`common::postgres_schema`): the steps in
+/// order, each bringing the tables to its version (recorded in `sender_schema`), and the key
+/// record, made also in databases whose tables predate it. Version 1 is the whole layout of
+/// [`SCHEMA`]; a change of layout is a step appended here.
+const LAYOUT: Layout = Layout {
+    program: "sender",
+    lock: SCHEMA_LOCK,
+    version_table: "sender_schema",
+    steps: &[Step {
+        version: 1,
+        sql: SCHEMA,
+        creates: TABLES,
+    }],
+    late_tables: Some(LateTables {
+        sql: SECRET_KEY_TABLE,
+        creates: &["sender_secret_key"],
+    }),
+};
 
 /// The advisory lock that serialises schema creation across processes ("sndr" in ASCII).
 pub(super) const SCHEMA_LOCK: i64 = 0x736e_6472;
 
-/// Our tables, oldest first; used to refuse tables of these names made by someone else.
-pub(super) const TABLES: &[&str] = &[
+/// The tables of [`SCHEMA`]; tables of these names (or the key record's) without a
+/// `sender_schema` row are someone else's, and refused.
+const TABLES: &[&str] = &[
+    "sender_schema",
     "sender_webhooks",
     "sender_requests",
     "sender_request_bodies",
     "sender_staged_events",
     "sender_attempts",
     "sender_leases",
-    "sender_secret_key",
 ];
 
 /// The key record (see `crate::sealing`), made also in databases whose tables predate it: a
@@ -104,50 +121,14 @@ CREATE TABLE sender_leases (
 );
 ";
 
-/// Creates the tables unless they exist, under an advisory lock; refuses tables of our names
-/// that carry no layout version, or another one.
+/// Creates the tables unless they exist, or brings them to the latest version, under an
+/// advisory lock (see [`LAYOUT`]); refuses tables of our names that carry no layout version,
+/// or one this build did not write.
 pub(super) async fn create_schema(
     client: &mut deadpool_postgres::Object,
     trips: &AtomicU64,
 ) -> anyhow::Result<()> {
-    let transaction = client.transaction().await?;
-    let db = Db::new(&transaction, trips);
-    db.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .await?;
-    let versioned: bool = db
-        .query_one("SELECT to_regclass('sender_schema') IS NOT NULL", &[])
-        .await?
-        .get(0);
-    if versioned {
-        let version: Option<i64> = db
-            .query_opt("SELECT max(version) FROM sender_schema", &[])
-            .await?
-            .and_then(|row| row.get(0));
-        anyhow::ensure!(
-            version == Some(LAYOUT_VERSION),
-            "its sender tables have layout version {version:?}, this build knows {LAYOUT_VERSION}: use another database"
-        );
-        transaction.batch_execute(SECRET_KEY_TABLE).await?;
-        transaction.commit().await?;
-        return Ok(());
-    }
-    for table in TABLES {
-        let taken: bool = db
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
-            .await?
-            .get(0);
-        anyhow::ensure!(
-            !taken,
-            "a table {table} exists that the sender did not make (no sender_schema): use another database or schema"
-        );
-    }
-    transaction.batch_execute(SCHEMA).await?;
-    transaction.batch_execute(SECRET_KEY_TABLE).await?;
-    db.execute(
-        "INSERT INTO sender_schema (version) VALUES ($1)",
-        &[&LAYOUT_VERSION],
-    )
-    .await?;
-    transaction.commit().await?;
+    let prepared = postgres_schema::prepare(client, &LAYOUT).await?;
+    trips.fetch_add(prepared.round_trips, Ordering::Relaxed);
     Ok(())
 }

@@ -1,0 +1,157 @@
+//! The embedded store: one SQLite file in WAL mode, written by one thread with group commit.
+//!
+//! Why one writer thread: SQLite allows one writer at a time anyway, and a thread that owns the
+//! connection can take every job waiting in its queue, run them all in ONE transaction and
+//! commit once, so N concurrent requests cost one disk sync instead of N (group commit). If
+//! anything in the batch fails (one request's insert, or the commit itself), the whole
+//! transaction is rolled back and every request is retried in a transaction of its own, so no
+//! request is failed or acknowledged because of another; failures are rare, so the common path
+//! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
+//! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
+//!
+//! Forwarding (`--forward-to`) adds the `forward_jobs` table: the job of a request is inserted
+//! by `insert_request`, inside the request's own transaction, and marks of jobs done ride the
+//! next group commit through the same writer, so there is still one writer. The forwarder
+//! reads the queue on a connection of its own ([`SqliteForwardQueue`]); WAL readers never
+//! block the writer.
+//!
+//! Its parts: `schema` (the layout and its version), `jobs` (what goes to the writer thread
+//! and comes back), `writer` (the thread and its group commit), `checkpointer` (the WAL copied
+//! into the file off the commit path), `forward_queue` (the forwarder's side), `reader`
+//! (`events` and `export`), `requests` (the inspector's reads).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{AcceptedRequest, RefusedRequest, Store, StoreError, StoreFuture};
+use crate::accept_outcome::AcceptOutcome;
+use crate::metrics::Metrics;
+use jobs::Job;
+use writer::{Settings, Writer};
+
+mod checkpointer;
+mod forward_queue;
+mod jobs;
+mod reader;
+mod requests;
+mod schema;
+mod writer;
+
+pub use forward_queue::SqliteForwardQueue;
+pub use reader::SqliteReader;
+
+/// Jobs waiting for the writer; senders wait (back-pressure) when it is full.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// The SQLite store. Cheap to share behind an `Arc`; the connection lives in the writer thread.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
+    path: PathBuf,
+    /// Woken by the writer after a commit that queued forward jobs.
+    jobs_signal: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created, or is not a database of this schema.
+    ///
+    /// With `queue_forwarding`, every request that stores a new event also gets a forward
+    /// job in its transaction (see [`SqliteStore::forward_queue`]).
+    pub fn open(
+        path: &Path,
+        keep_refused: u32,
+        queue_forwarding: bool,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<SqliteStore> {
+        // The store holds whole bodies and credential headers: a new one is created readable
+        // by its owner only before SQLite opens it, since SQLite gives its -wal and -shm
+        // files the main file's mode. An existing store keeps the mode its owner gave it
+        // (perhaps on purpose), with a warning.
+        common::files::create_private(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        if common::files::readable_by_others(path) {
+            tracing::warn!(
+                store = %path.display(),
+                "the store can be read by other users of this machine and holds whole \
+                 requests; `chmod 600` it and its -wal and -shm files"
+            );
+        }
+        // Open once here so that a wrong path fails at startup, not at the first request.
+        let connection = writer::open_writer(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let jobs_signal = Arc::new(Notify::new());
+        Writer::start(
+            path,
+            connection,
+            Settings {
+                keep_refused,
+                queue_forwarding,
+            },
+            Arc::clone(&metrics),
+            Arc::clone(&jobs_signal),
+            receiver,
+        )?;
+        metrics.set_store_up(true);
+        Ok(SqliteStore {
+            jobs: sender,
+            metrics,
+            path: path.to_owned(),
+            jobs_signal,
+        })
+    }
+
+    /// The forwarding queue over this store, with a read connection of its own.
+    ///
+    /// # Errors
+    /// The store file cannot be opened again.
+    pub fn forward_queue(&self) -> anyhow::Result<SqliteForwardQueue> {
+        SqliteForwardQueue::open(&self.path, self.jobs.clone(), Arc::clone(&self.jobs_signal))
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError("the store is closed".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the store writer stopped".to_owned()))?
+    }
+}
+
+impl Store for SqliteStore {
+    fn accept(
+        &self,
+        request: Arc<AcceptedRequest>,
+    ) -> StoreFuture<'_, Result<AcceptOutcome, StoreError>> {
+        Box::pin(self.submit(|reply| Job::Accept(request, reply)))
+    }
+
+    fn record_refusal(&self, refused: RefusedRequest) {
+        // Never wait, and leave half of the queue to accepted requests: a flood of refusals
+        // must not make them wait for a place.
+        let room = self.jobs.capacity() > QUEUE_CAPACITY / 2;
+        if !room || self.jobs.try_send(Job::Refuse(refused)).is_err() {
+            self.metrics.refusal_not_kept();
+        }
+    }
+
+    fn check_health(&self) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.submit(Job::Health))
+    }
+
+    fn close(&self) -> StoreFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.submit(Job::Close))
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading the SQLite store for `receiver events` and `receiver export` (the inspector's
+//! reads are in `requests`), on a connection of its own.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+use verify::CaptureRecord;
+
+use super::schema::{check_layout, RAW_TEXT};
+use crate::store::{query, CaptureFilter, EventFilter, EventQuery, StoredEvent};
+
+/// Read access for `receiver events` and `receiver export`, on its own connection.
+pub struct SqliteReader {
+    pub(super) connection: Connection,
+}
+
+impl SqliteReader {
+    /// Opens an existing store for reading. It may be in use by a listener at the same time.
+    ///
+    /// # Errors
+    /// The file does not exist or is not a store.
+    pub fn open(path: &Path) -> anyhow::Result<SqliteReader> {
+        if !path.exists() {
+            anyhow::bail!("no store at {} (give --store sqlite:PATH)", path.display());
+        }
+        // Read-write without create: a read-only WAL reader would need the -shm file to exist.
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening the store {}", path.display()))?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let has_events: Option<String> = connection
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .with_context(|| format!("reading the store {}", path.display()))?;
+        if has_events.is_none() {
+            anyhow::bail!(
+                "{} is not a receiver store (no events table)",
+                path.display()
+            );
+        }
+        check_layout(&connection, false)
+            .with_context(|| format!("reading the store {}", path.display()))?;
+        Ok(SqliteReader { connection })
+    }
+}
+
+/// The table names of this layout, for the shared read queries.
+const TABLES: query::Tables = query::Tables {
+    requests: "requests",
+    events: "events",
+    forward_jobs: "forward_jobs",
+    refused: "refused_requests",
+    raw_text: RAW_TEXT,
+    placeholder: |n| format!("?{n}"),
+};
+
+/// The shared queries' values as SQLite values.
+fn sqlite_values(values: Vec<query::SqlValue>) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    values
+        .into_iter()
+        .map(|value| match value {
+            query::SqlValue::Integer(integer) => Value::Integer(integer),
+            query::SqlValue::Text(text) => Value::Text(text),
+        })
+        .collect()
+}
+
+impl EventQuery for SqliteReader {
+    fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
+        let query = query::events(&TABLES, filter);
+        let mut statement = self.connection.prepare(&query.sql)?;
+        let values = sqlite_values(query.values);
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(StoredEvent {
+                account_id: row.get(0)?,
+                event_id: row.get(1)?,
+                event_name: row.get(2)?,
+                timestamp_ms: row.get(3)?,
+                received_at_ms: row.get(4)?,
+                known: row.get(5)?,
+                raw: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
+                request_id: row.get(7)?,
+                auth: row.get(8)?,
+                forwarding: query::forwarding_state(row.get(9)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
+        let query = query::count(&TABLES, filter);
+        let count: i64 = self.connection.query_row(
+            &query.sql,
+            rusqlite::params_from_iter(sqlite_values(query.values)),
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn captures(
+        &self,
+        filter: &CaptureFilter,
+        each: &mut dyn FnMut(CaptureRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let Some(query) = query::captures(&TABLES, filter) else {
+            return Ok(0);
+        };
+        let mut statement = self.connection.prepare(&query.sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(sqlite_values(query.values)))?;
+        let mut handed = 0;
+        while let Some(row) = rows.next()? {
+            let body: Vec<u8> = row.get(4)?;
+            let account: Option<i64> = row.get(6)?;
+            if !query::capture_matches(filter, account, &body) {
+                continue;
+            }
+            let headers: String = row.get(3)?;
+            each(query::capture_record(
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                &headers,
+                body,
+                row.get(5)?,
+            ))?;
+            handed += 1;
+        }
+        Ok(handed)
+    }
+}

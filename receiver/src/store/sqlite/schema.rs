@@ -1,0 +1,280 @@
+//! The store's layout: its tables, the version `PRAGMA user_version` records, the ordered
+//! steps that bring a file to it, and the check that refuses a file of another layout before
+//! anything changes it.
+
+use rusqlite::Connection;
+
+/// One step of the layout: the statements that bring a store from the previous step's version
+/// to `version`, recorded in `PRAGMA user_version` in the same transaction.
+struct Step {
+    /// The version after this step; steps go up.
+    version: i64,
+    /// The statements, run in one transaction with the version's record.
+    sql: &'static str,
+}
+
+/// The steps, in order. A new store runs them all; a store at the version of one of them runs
+/// those after it; any other version is refused with what to do (version 1, the layout that
+/// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
+/// events' JSON as offsets into the body. A change of layout is a step appended here.
+const STEPS: &[Step] = &[Step {
+    version: 2,
+    sql: VERSION_2,
+}];
+
+/// The whole layout of version 2, made in a new store.
+const VERSION_2: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id              INTEGER PRIMARY KEY,
+    received_at_ms  INTEGER NOT NULL,
+    method          TEXT    NOT NULL,
+    path            TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,  -- JSON array of [name, value]
+    body            BLOB    NOT NULL,  -- byte for byte
+    auth            TEXT    NOT NULL,  -- none | basic | signature
+    account_id      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    request_id      INTEGER NOT NULL REFERENCES requests(id),
+    event_name      TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    known           INTEGER NOT NULL,
+    -- The event's JSON is the bytes [raw_start, raw_start + raw_length) of its request's
+    -- body: kept once, in the body, rather than copied (see `RAW_TEXT`).
+    raw_start       INTEGER NOT NULL,
+    raw_length      INTEGER NOT NULL,
+    UNIQUE (account_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp_ms);
+CREATE INDEX IF NOT EXISTS events_by_name ON events (event_name, timestamp_ms);
+CREATE TABLE IF NOT EXISTS refused_requests (
+    id              INTEGER PRIMARY KEY,
+    received_at_ms  INTEGER NOT NULL,
+    method          TEXT    NOT NULL,
+    path            TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    status          INTEGER NOT NULL,
+    reason          TEXT    NOT NULL
+);
+-- One row that a health check rewrites, so /healthz proves a real commit works.
+CREATE TABLE IF NOT EXISTS health (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at_ms   INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO health (id, checked_at_ms) VALUES (1, 0);
+-- The durable inbox of --forward-to: one job per request to forward, in id order.
+CREATE TABLE IF NOT EXISTS forward_jobs (
+    id               INTEGER PRIMARY KEY,
+    request_id       INTEGER NOT NULL UNIQUE REFERENCES requests(id),
+    queued_at_ms     INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    forwarded_at_ms  INTEGER            -- NULL while pending
+);
+-- Only pending jobs: finding the next one never walks the forwarded history.
+CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
+";
+
+/// An event's JSON text, as a SQL expression over `events e JOIN requests r`.
+pub(super) const RAW_TEXT: &str = "substr(r.body, e.raw_start + 1, e.raw_length)";
+
+/// The version of the store on `connection` when this receiver can work with it: 0 for a new
+/// file (no tables yet) when `may_create`, the version of a step (a listener brings it up
+/// with the steps after it) when `may_create`, else only the latest. Any other
+/// layout is refused with what to do.
+///
+/// # Errors
+/// The store is of another layout, or cannot be read.
+pub(super) fn check_layout(connection: &Connection, may_create: bool) -> rusqlite::Result<i64> {
+    check_layout_of(connection, may_create, STEPS)
+}
+
+/// Brings the store on `connection` to the latest version: the steps after its version, in
+/// ONE transaction with their version records, so a crash while a store is created or brought
+/// up leaves it as it was (a new file stays empty and is created again at the next start,
+/// never tables without their version). The layout is checked again inside the transaction,
+/// under the write lock: another program may have created tables since the first look.
+///
+/// # Errors
+/// The store is of another layout, or a step failed (nothing of it is kept then).
+pub(super) fn bring_up(connection: &Connection) -> rusqlite::Result<()> {
+    bring_up_with(connection, STEPS)
+}
+
+/// [`check_layout`] against `steps` (the tests give steps of their own).
+fn check_layout_of(
+    connection: &Connection,
+    may_create: bool,
+    steps: &[Step],
+) -> rusqlite::Result<i64> {
+    let latest = steps.last().map_or(0, |step| step.version);
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == latest {
+        return Ok(version);
+    }
+    let tables: i64 = connection.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+        [],
+        |row| row.get(0),
+    )?;
+    if version == 0 && tables == 0 && may_create {
+        return Ok(0);
+    }
+    let known = steps.iter().any(|step| step.version == version);
+    if known && may_create {
+        return Ok(version);
+    }
+    Err(rusqlite::Error::InvalidParameterName(if known {
+        format!(
+            "the store has layout version {version}, this receiver reads version {latest}: \
+             `receiver listen` with this --store brings it up first"
+        )
+    } else {
+        format!(
+            "the store has layout version {version}, this receiver reads version {latest}: \
+             start a new store (--store sqlite:NEW_PATH), or read this one with the receiver \
+             that wrote it"
+        )
+    }))
+}
+
+/// [`bring_up`] with `steps`.
+fn bring_up_with(connection: &Connection, steps: &[Step]) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE;")?;
+    let applied = check_layout_of(connection, true, steps).and_then(|found| {
+        for step in steps.iter().filter(|step| step.version > found) {
+            connection.execute_batch(step.sql)?;
+            connection.pragma_update(None, "user_version", step.version)?;
+        }
+        connection.execute_batch("COMMIT;")
+    });
+    if let Err(error) = applied {
+        let _ = connection.execute_batch("ROLLBACK;");
+        return Err(error);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(connection: &Connection) -> i64 {
+        connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    fn tables(connection: &Connection) -> Vec<String> {
+        let mut statement = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let names = statement.query_map([], |row| row.get(0)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_new_store_gets_the_latest_layout_and_keeps_it() {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), 2);
+        assert_eq!(
+            tables(&connection),
+            [
+                "events",
+                "forward_jobs",
+                "health",
+                "refused_requests",
+                "requests"
+            ]
+        );
+        bring_up(&connection).unwrap();
+        assert_eq!(check_layout(&connection, false).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_layout_without_a_step_is_refused_untouched() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE events (raw TEXT); PRAGMA user_version = 1;")
+            .unwrap();
+        for refused in [
+            bring_up(&connection).map(drop),
+            check_layout(&connection, false).map(drop),
+        ] {
+            let message = refused.unwrap_err().to_string();
+            assert!(
+                message.contains("layout version 1") && message.contains("start a new store"),
+                "{message}"
+            );
+        }
+        assert_eq!(version(&connection), 1);
+        assert_eq!(tables(&connection), ["events"]);
+    }
+
+    /// The shape a next layout takes: a step appended after version 2.
+    const WITH_VERSION_3: &[Step] = &[
+        Step {
+            version: 2,
+            sql: VERSION_2,
+        },
+        Step {
+            version: 3,
+            sql: "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';",
+        },
+    ];
+
+    #[test]
+    fn a_store_of_an_earlier_step_is_brought_up_and_keeps_its_rows() {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up(&connection).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 0, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO events (account_id, event_id, request_id, event_name,
+                                     timestamp_ms, known, raw_start, raw_length)
+                 VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);",
+            )
+            .unwrap();
+        // A reader of the newer build waits for a listener to bring the store up.
+        let waiting = check_layout_of(&connection, false, WITH_VERSION_3).unwrap_err();
+        assert!(
+            waiting.to_string().contains("brings it up first"),
+            "{waiting}"
+        );
+
+        bring_up_with(&connection, WITH_VERSION_3).unwrap();
+        assert_eq!(version(&connection), 3);
+        let (event, note): (String, String) = connection
+            .query_row("SELECT event_id, note FROM events", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((event.as_str(), note.as_str()), ("kept", ""));
+        // And the build before it refuses the newer store.
+        assert!(check_layout(&connection, true).is_err());
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_store_at_its_version() {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up(&connection).unwrap();
+        let broken = [
+            Step {
+                version: 2,
+                sql: VERSION_2,
+            },
+            Step {
+                version: 3,
+                sql: "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
+            },
+        ];
+        assert!(bring_up_with(&connection, &broken).is_err());
+        assert_eq!(version(&connection), 2);
+        assert!(!tables(&connection).contains(&"notes".to_owned()));
+    }
+}

@@ -1,0 +1,521 @@
+//! The writer thread: it owns the connection, takes every job waiting in its queue, runs them
+//! in ONE transaction and commits once (group commit; see the module above), then answers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rusqlite::{params, Connection};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::checkpointer::Checkpointer;
+use super::jobs::{store_error, AcceptReply, ForwardDone, ForwardNote, Job};
+use super::schema::{bring_up, check_layout};
+use crate::accept_outcome::AcceptOutcome;
+use crate::metrics::Metrics;
+use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
+
+/// Most jobs in one transaction, so one huge batch cannot starve its first callers.
+const MAX_BATCH: usize = 1024;
+
+/// Opens a connection for writing: WAL, synced commits, and the store brought to the latest
+/// layout (a new file gets it).
+pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Before anything changes the file: another program's database is refused untouched.
+    check_layout(&connection, true)?;
+    // WAL: readers (`receiver events`) never block the writer. FULL: a commit returns only
+    // after the WAL is synced, which is what "no 2xx before the data is on disk" needs.
+    let mode: String = connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database refused WAL mode (got {mode})"
+        )));
+    }
+    connection.execute_batch(
+        // Checkpoints run in the checkpointer thread; the writer checkpoints itself only as a
+        // backstop when the WAL grows past 10 000 pages (40 MB) because that thread fell behind.
+        // fullfsync: on macOS a plain fsync does not reach the platter (F_FULLFSYNC does);
+        // elsewhere SQLite ignores these two.
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;
+         PRAGMA fullfsync=ON; PRAGMA checkpoint_fullfsync=ON;",
+    )?;
+    bring_up(&connection)?;
+    Ok(connection)
+}
+
+/// What the writer was told at open.
+#[derive(Clone, Copy)]
+pub(super) struct Settings {
+    /// How many refused requests to keep.
+    pub(super) keep_refused: u32,
+    /// Whether each request that stores a new event gets a forward job.
+    pub(super) queue_forwarding: bool,
+}
+
+/// The thread that owns the connection.
+pub(super) struct Writer {
+    path: PathBuf,
+    checkpointer: Option<Checkpointer>,
+    /// `None` after a failure: the next batch reopens, which clears any broken state.
+    connection: Option<Connection>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    jobs_signal: Arc<Notify>,
+}
+
+/// Jobs of one batch, sorted by kind.
+#[derive(Default)]
+struct Batch {
+    accepts: Vec<(Arc<AcceptedRequest>, AcceptReply)>,
+    refusals: Vec<RefusedRequest>,
+    health: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    close: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
+    notes: Vec<ForwardNote>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Accept(request, reply) => self.accepts.push((request, reply)),
+            Job::Refuse(refused) => self.refusals.push(refused),
+            Job::Health(reply) => self.health.push(reply),
+            Job::Close(reply) => self.close.push(reply),
+            Job::ForwardDone(done, reply) => self.forwarded.push((done, reply)),
+            Job::ForwardNote(note) => self.notes.push(note),
+        }
+    }
+}
+
+/// Everything one group transaction writes.
+struct Work<'a> {
+    requests: &'a [&'a AcceptedRequest],
+    forwarded: &'a [&'a ForwardDone],
+    health_check: bool,
+}
+
+impl Writer {
+    /// Starts the writer thread over `connection` (from [`open_writer`]), taking jobs from
+    /// `jobs` until a close job or until every sender is gone.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub(super) fn start(
+        path: &Path,
+        connection: Connection,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        jobs_signal: Arc<Notify>,
+        jobs: mpsc::Receiver<Job>,
+    ) -> anyhow::Result<()> {
+        let writer = Writer {
+            path: path.to_owned(),
+            checkpointer: Checkpointer::start(path),
+            connection: Some(connection),
+            settings,
+            metrics,
+            jobs_signal,
+        };
+        std::thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || writer.run(jobs))
+            .context("starting the store writer thread")?;
+        Ok(())
+    }
+
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut batch = Batch::default();
+            batch.push(first);
+            let mut taken = 1;
+            while taken < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+                taken += 1;
+            }
+            let closing = std::mem::take(&mut batch.close);
+            self.write_batch(batch);
+            if !closing.is_empty() {
+                // Stop taking jobs; what is still queued gets "the store is closed".
+                jobs.close();
+                let result = self.finish();
+                for reply in closing {
+                    let _ = reply.send(result.clone());
+                }
+                return;
+            }
+        }
+        let _ = self.finish();
+    }
+
+    /// Checkpoints the WAL into the database file and closes the connection.
+    fn finish(&mut self) -> Result<(), StoreError> {
+        // Stop the checkpointer first, so the final TRUNCATE checkpoint does not wait on it.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+        let Some(connection) = self.connection.take() else {
+            return Ok(());
+        };
+        let checkpoint = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        let closed = connection.close().map_err(|(_, error)| error);
+        checkpoint.and(closed).map_err(|error| {
+            tracing::warn!(%error, "closing the store");
+            StoreError(error.to_string())
+        })
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.connection.is_none() {
+            let connection = open_writer(&self.path).map_err(|error| {
+                StoreError(format!("reopening {}: {error}", self.path.display()))
+            })?;
+            self.connection = Some(connection);
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| StoreError("no connection".to_owned()))
+    }
+
+    fn write_batch(&mut self, batch: Batch) {
+        let Batch {
+            accepts,
+            refusals,
+            health,
+            forwarded,
+            notes,
+            ..
+        } = batch;
+        if accepts.is_empty()
+            && refusals.is_empty()
+            && health.is_empty()
+            && forwarded.is_empty()
+            && notes.is_empty()
+        {
+            return;
+        }
+        let started = Instant::now();
+        let settings = self.settings;
+        if !accepts.is_empty() || !forwarded.is_empty() || !health.is_empty() {
+            self.commit_durably(accepts, health, forwarded, started);
+        }
+        if !refusals.is_empty() || !notes.is_empty() {
+            let metrics = Arc::clone(&self.metrics);
+            let kept = self
+                .connection()
+                .map_err(|error| error.0)
+                .and_then(|connection| {
+                    keep_best_effort(
+                        connection,
+                        &refusals,
+                        &notes,
+                        settings.keep_refused,
+                        &metrics,
+                    )
+                    .map_err(|error| error.to_string())
+                });
+            if let Err(error) = kept {
+                tracing::debug!(%error, "keeping refused requests or forwarding notes failed");
+                // A connection left in an unknown state is reopened by the next batch.
+                self.connection = None;
+            }
+        }
+    }
+
+    /// The group commit of accepted requests, forwarding marks and a health check, and the
+    /// answers to them once it is on disk.
+    fn commit_durably(
+        &mut self,
+        accepts: Vec<(Arc<AcceptedRequest>, AcceptReply)>,
+        health: Vec<oneshot::Sender<Result<(), StoreError>>>,
+        forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
+        started: Instant,
+    ) {
+        let settings = self.settings;
+        let now_ms = verify::unix_now_ms();
+        let requests: Vec<&AcceptedRequest> = accepts
+            .iter()
+            .map(|(request, _)| request.as_ref())
+            .collect();
+        let done: Vec<&ForwardDone> = forwarded.iter().map(|(done, _)| done).collect();
+        let work = Work {
+            requests: &requests,
+            forwarded: &done,
+            health_check: !health.is_empty(),
+        };
+        let result = self
+            .connection()
+            .and_then(|connection| group_transaction(connection, &work, settings, now_ms));
+        match result {
+            Ok(outcomes) => {
+                self.committed(started, &outcomes);
+                for reply in health {
+                    let _ = reply.send(Ok(()));
+                }
+                for (_, reply) in forwarded {
+                    let _ = reply.send(Ok(()));
+                }
+                for ((_, reply), outcome) in accepts.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, jobs = accepts.len(), "group commit failed; retrying each request alone");
+                self.connection = None;
+                self.metrics.set_store_up(false);
+                for reply in health {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                // The forwarder keeps the job and marks it again later.
+                for (_, reply) in forwarded {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                // Retry alone, so one job's failure cannot fail the others.
+                for (request, reply) in accepts {
+                    let started = Instant::now();
+                    let alone = Work {
+                        requests: &[request.as_ref()],
+                        forwarded: &[],
+                        health_check: false,
+                    };
+                    let single = self.connection().and_then(|connection| {
+                        group_transaction(connection, &alone, settings, now_ms)
+                    });
+                    let answer = match single {
+                        Ok(outcomes) => {
+                            self.committed(started, &outcomes);
+                            // One request in, one outcome out.
+                            outcomes.into_iter().next().ok_or_else(|| error.clone())
+                        }
+                        Err(error) => {
+                            self.connection = None;
+                            Err(error)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// Everything a successful commit of `outcomes` (one per accepted request) means, for the
+    /// group commit and for a request retried alone alike: metrics, the store is up, the WAL
+    /// grew, forward jobs to wake the forwarder for.
+    fn committed(&self, started: Instant, outcomes: &[AcceptOutcome]) {
+        self.metrics
+            .observe_commit(started.elapsed(), outcomes.len());
+        self.metrics.set_store_up(true);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wal_grew();
+        }
+        self.forward_jobs_queued(outcomes);
+        for outcome in outcomes {
+            self.metrics.observe_events(outcome);
+        }
+    }
+
+    /// After a commit: counts the forward jobs it queued and wakes the forwarder.
+    fn forward_jobs_queued(&self, outcomes: &[AcceptOutcome]) {
+        let queued = outcomes
+            .iter()
+            .filter(|outcome| outcome.queued_for_forwarding)
+            .count();
+        if queued > 0 {
+            self.metrics.forward_queued(queued as u64);
+            self.jobs_signal.notify_one();
+        }
+    }
+}
+
+/// Runs one transaction over every job and commits once. `Err` when anything in it failed:
+/// then nothing of it is stored, and the caller retries each request alone, so one request's
+/// failure never fails (or acknowledges) another.
+fn group_transaction(
+    connection: &mut Connection,
+    work: &Work<'_>,
+    settings: Settings,
+    now_ms: i64,
+) -> Result<Vec<AcceptOutcome>, StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(store_error)?;
+    let outcomes = {
+        let mut inserts =
+            Inserts::prepare(&transaction, settings.queue_forwarding).map_err(store_error)?;
+        work.requests
+            .iter()
+            .map(|request| inserts.insert_request(request, now_ms))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?
+    };
+    for done in work.forwarded {
+        transaction
+            .prepare_cached(
+                "UPDATE forward_jobs SET forwarded_at_ms = ?1, attempts = ?2, last_error = NULL
+                 WHERE id = ?3",
+            )
+            .and_then(|mut update| update.execute(params![done.at_ms, done.attempts, done.job_id]))
+            .map_err(store_error)?;
+    }
+    if work.health_check {
+        transaction
+            .execute(
+                "UPDATE health SET checked_at_ms = ?1 WHERE id = 1",
+                [now_ms],
+            )
+            .map_err(store_error)?;
+    }
+    transaction.commit().map_err(store_error)?;
+    Ok(outcomes)
+}
+
+/// Keeps refused requests and notes of failed forwarding attempts, after the batch's answers
+/// went out: they are best effort, so their transaction is not synced (`synchronous=NORMAL`;
+/// the next durable commit syncs them along) and its failure fails nobody.
+fn keep_best_effort(
+    connection: &mut Connection,
+    refusals: &[RefusedRequest],
+    notes: &[ForwardNote],
+    keep_refused: u32,
+    metrics: &Metrics,
+) -> rusqlite::Result<()> {
+    let kept = within_refusal_budget(refusals, metrics);
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let written = (|| {
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        insert_refusals(&transaction, &kept, keep_refused)?;
+        insert_notes(&transaction, notes)?;
+        transaction.commit()
+    })();
+    // Back to FULL whatever happened: accepted requests must never commit unsynced.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    written
+}
+
+fn insert_notes(connection: &Connection, notes: &[ForwardNote]) -> rusqlite::Result<()> {
+    let mut update = connection.prepare_cached(
+        "UPDATE forward_jobs SET attempts = ?1, last_error = ?2
+         WHERE id = ?3 AND forwarded_at_ms IS NULL",
+    )?;
+    for note in notes {
+        update.execute(params![note.attempts, note.error, note.job_id])?;
+    }
+    Ok(())
+}
+
+/// The statements that store accepted requests, taken from the statement cache once per
+/// transaction rather than once per request (each `prepare_cached` hashes the SQL text and
+/// moves the statement out of and back into the cache).
+struct Inserts<'c> {
+    request: rusqlite::CachedStatement<'c>,
+    event: rusqlite::CachedStatement<'c>,
+    /// `Some` when forwarding is on.
+    forward_job: Option<rusqlite::CachedStatement<'c>>,
+    connection: &'c Connection,
+}
+
+impl<'c> Inserts<'c> {
+    fn prepare(connection: &'c Connection, queue_forwarding: bool) -> rusqlite::Result<Self> {
+        Ok(Inserts {
+            request: connection.prepare_cached(
+                "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            event: connection.prepare_cached(
+                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (account_id, event_id) DO NOTHING",
+            )?,
+            forward_job: if queue_forwarding {
+                Some(connection.prepare_cached(
+                    "INSERT INTO forward_jobs (request_id, queued_at_ms) VALUES (?1, ?2)",
+                )?)
+            } else {
+                None
+            },
+            connection,
+        })
+    }
+
+    fn insert_request(
+        &mut self,
+        request: &AcceptedRequest,
+        now_ms: i64,
+    ) -> rusqlite::Result<AcceptOutcome> {
+        self.request.execute(params![
+            request.received_at_ms,
+            request.method,
+            request.path,
+            request.headers_json,
+            request.body.as_ref(),
+            request.auth,
+            request.account_id,
+        ])?;
+        let request_id = self.connection.last_insert_rowid();
+        let mut new = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            // One insert-if-absent: the unique key decides, so two racing requests (or the
+            // same event twice in one request) cannot both store it.
+            let inserted = self.event.execute(params![
+                request.account_id,
+                event.event_id,
+                request_id,
+                event.event_name,
+                event.timestamp_ms,
+                event.known,
+                event.raw.start,
+                event.raw.len(),
+            ])?;
+            new.push(inserted == 1);
+        }
+        // The job commits with the request or not at all: a 2xx means "stored AND queued". A
+        // request whose events were all duplicates brings the app nothing new, so it is not
+        // forwarded again (its events went with the request that first stored them).
+        let queued_for_forwarding = match &mut self.forward_job {
+            Some(insert) if new.iter().any(|new| *new) => {
+                insert.execute(params![request_id, now_ms])?;
+                true
+            }
+            _ => false,
+        };
+        Ok(AcceptOutcome {
+            new,
+            queued_for_forwarding,
+        })
+    }
+}
+
+fn insert_refusals(
+    connection: &Connection,
+    refusals: &[&RefusedRequest],
+    keep_refused: u32,
+) -> rusqlite::Result<()> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO refused_requests (received_at_ms, method, path, headers, body, status, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for refused in refusals {
+        insert.execute(params![
+            refused.received_at_ms,
+            refused.method,
+            refused.path,
+            refused.headers_json,
+            refused.body.as_ref(),
+            refused.status,
+            refused.reason,
+        ])?;
+    }
+    // Keep the newest `keep_refused`: ids only grow, so everything below the cut goes.
+    connection
+        .prepare_cached(
+            "DELETE FROM refused_requests WHERE id <= (SELECT MAX(id) FROM refused_requests) - ?1",
+        )?
+        .execute([keep_refused])?;
+    Ok(())
+}
