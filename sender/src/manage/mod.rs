@@ -27,7 +27,10 @@ use serde_json::Value;
 
 pub use test_event::{check_target, send_test, TestOutcome, TestTarget};
 pub use trigger::{trigger, TriggerRequest, Triggered, MAX_TRIGGER_COUNT, TRIGGER_CHUNK_EVENTS};
-pub use validation::{field_error, target_url, WebhookChanges};
+pub use validation::{
+    field_error, one_a_field, signature_file_for, signature_file_of, target_url,
+    target_url_checked, Problem, WebhookChanges,
+};
 
 use crate::registry::{Auth, Status, Webhook, WebhookId};
 use crate::store::Registry;

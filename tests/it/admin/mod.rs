@@ -2,5 +2,6 @@
 //! the API over HTTP against its OpenAPI document, and the pages in a headless Chromium.
 
 mod api;
+mod before_save;
 mod browser;
 mod trigger_bound;
