@@ -570,11 +570,14 @@ pub(super) async fn rotate(admin: &Admin, id: &str, form: &[(String, String)]) -
 /// Redirects the address of a test result or a download (a reload, a bookmark) to the form
 /// it came from, which says why.
 pub(super) fn back_to_form(id: Option<&str>) -> Response<WebBody> {
+    let plain = |id: &str| {
+        id.bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+    };
     match id {
-        Some(id) => see_other(&format!(
-            "/webhooks/{}?done=test",
-            web::encode_query_value(id)
-        )),
+        Some(id) if plain(id) => see_other(&format!("/webhooks/{id}?done=test")),
+        // Not an id we make: the list, rather than echoing it into a header.
+        Some(_) => see_other("/"),
         None => see_other("/webhooks/new?done=test"),
     }
 }

@@ -151,7 +151,7 @@ pub(super) fn webhooks(all: &[Listed], notice: Option<&Notice>) -> String {
                 Status::Disabled(reason) => format!(" title=\"{}\"", escape(reason)),
                 _ => String::new(),
             },
-            last = last_delivery(queue),
+            last = last_delivery(queue, active),
         );
     }
     main.push_str("</tbody></table>");
@@ -160,8 +160,8 @@ pub(super) fn webhooks(all: &[Listed], notice: Option<&Notice>) -> String {
 
 /// The list's **Last delivery**: the oldest request still failing when there is one (in
 /// strict order it holds up the rest), else the newest request; then the staged batch
-/// events and when they go.
-fn last_delivery(queue: &QueueState) -> String {
+/// events and when they go. A webhook not `active` sends nothing: its queue waits.
+fn last_delivery(queue: &QueueState, active: bool) -> String {
     let mut html = match (&queue.failing, &queue.last) {
         (Some(failing), _) => {
             let mut text = format!(
@@ -170,8 +170,11 @@ fn last_delivery(queue: &QueueState) -> String {
                 escape(&outcome_of(failing)),
                 count(u64::try_from(failing.attempts).unwrap_or(0), "attempt"),
             );
-            if let Some(next) = &failing.next_attempt_at {
-                let _ = write!(text, "; next attempt at {}", escape(next));
+            match &failing.next_attempt_at {
+                Some(next) if active => {
+                    let _ = write!(text, "; next attempt at {}", escape(next));
+                }
+                _ => text.push_str("; no attempt while it is not Active"),
             }
             let behind = queue.counts.pending.saturating_sub(1);
             if behind > 0 {
@@ -206,8 +209,11 @@ fn last_delivery(queue: &QueueState) -> String {
             "<br><span class=\"state\" data-state=\"staged\">{} staged</span>",
             count(queue.counts.staged, "batch event")
         );
-        if let Some(due) = queue.staged_due_ms {
-            let _ = write!(html, ", sent as a batch by {}", time(due));
+        match queue.staged_due_ms {
+            Some(due) if active => {
+                let _ = write!(html, ", sent as a batch by {}", time(due));
+            }
+            _ => html.push_str(", sent once it is Active again"),
         }
     }
     html

@@ -4,4 +4,7 @@
 mod api;
 mod before_save;
 mod browser;
+mod browser_forms;
+mod page_states;
+mod quick_start;
 mod trigger_bound;
