@@ -263,7 +263,9 @@ pub(super) async fn edit_page(admin: &Admin, id: &str, done: Option<&str>) -> An
     stored_form(admin, &webhook, StatusCode::OK, notice.as_ref()).await
 }
 
-/// The Edit form of `webhook` as stored.
+/// The Edit form of `webhook` as stored, with a pending entry of its own: a Download
+/// signature answers with a file and leaves the page as it is, so the entry that keeps the
+/// file's secret for Save must be named by the page before.
 async fn stored_form(
     admin: &Admin,
     webhook: &Webhook,
@@ -272,6 +274,7 @@ async fn stored_form(
 ) -> Answer {
     let waiting = waiting(admin, Some(webhook)).await?;
     let base = FormBase::of(webhook);
+    let pending = admin.pending.create(webhook.id.clone(), false)?;
     Ok(web::html(
         status,
         webhook_form(&FormView {
@@ -282,7 +285,7 @@ async fn stored_form(
             changed: &[],
             notice,
             tested: None,
-            pending: None,
+            pending: Some(&pending),
             waiting,
         }),
     ))

@@ -409,5 +409,45 @@ async fn add_form(state: String) {
     let (_, shown, _) = admin.cli(&["webhooks", "show", &id, "--json"]);
     let shown: Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(shown["url"], url.as_str(), "a test saves nothing");
+
+    // Edit from Basic to Signature: Download signature before Save, and Save keeps that key.
+    let (_, page) = admin.page(&cookie, &format!("/webhooks/{id}")).await;
+    let to_signature = [
+        ("version", input_value(&page, "version")),
+        ("read", input_value(&page, "read")),
+        ("pending", input_value(&page, "pending")),
+        ("name", "Reporting".to_owned()),
+        ("url", url.clone()),
+        ("auth", "signature".to_owned()),
+        ("scheme", "svix".to_owned()),
+        ("events", "LEARNER_PROGRESS".to_owned()),
+        ("active", "on".to_owned()),
+    ];
+    let to_signature: Vec<(&str, &str)> =
+        to_signature.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let download = admin
+        .post_form(&cookie, &format!("/webhooks/{id}/signature"), &to_signature)
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    let early = signature_file(&download.body);
+    assert_eq!(
+        (early.webhook_id.as_str(), early.scheme.as_str()),
+        (id.as_str(), "svix")
+    );
+    let saved = admin
+        .post_form(&cookie, &format!("/webhooks/{id}"), &to_signature)
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{saved:?}");
+    let stored = signature_file(
+        &admin
+            .call(Method::GET, &format!("/api/webhooks/{id}/signature"), None)
+            .await
+            .body,
+    );
+    assert_eq!(stored.secrets.len(), 1);
+    assert_eq!(
+        stored.secrets[0].secret, early.secrets[0].secret,
+        "the Edit keeps the secret downloaded before its Save"
+    );
     admin.stop().await;
 }
