@@ -117,12 +117,18 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
     {
         return invalid(&[Problem::from(usage.clone())]);
     }
+    // The refusals' own words name commands for the command line; the API says them plainly.
+    let plain = |message: &str| manage::field_error(message).1;
     match Refusal::of(failure) {
         Some(Refusal::NotFound(message)) => {
-            error(StatusCode::NOT_FOUND, "not_found", &message, None)
+            error(StatusCode::NOT_FOUND, "not_found", &plain(&message), None)
         }
-        Some(Refusal::Limit(message)) => error(StatusCode::CONFLICT, "limit", &message, None),
-        Some(Refusal::Changed(message)) => error(StatusCode::CONFLICT, "changed", &message, None),
+        Some(Refusal::Limit(message)) => {
+            error(StatusCode::CONFLICT, "limit", &plain(&message), None)
+        }
+        Some(Refusal::Changed(message)) => {
+            error(StatusCode::CONFLICT, "changed", &plain(&message), None)
+        }
         None => {
             tracing::warn!(error = %format!("{failure:#}"), "admin API");
             error(

@@ -405,6 +405,10 @@ async fn refusals(state: String) {
         .await;
     assert_eq!(sixth["error"], "limit");
     assert!(
+        !sixth["message"].as_str().expect("message").contains('`'),
+        "{sixth}"
+    );
+    assert!(
         sixth["message"].as_str().expect("message").contains('5'),
         "{sixth}"
     );
@@ -435,6 +439,11 @@ async fn refusals(state: String) {
     ] {
         let answer = admin.json(method, &target, Some(body), 409).await;
         assert_eq!(answer["error"], "changed", "{target}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("changed meanwhile (by the delivery worker") && !message.contains('`'),
+            "{message:?} is not in plain words"
+        );
     }
     let now = admin.json(Method::GET, &path, None, 200).await;
     assert_eq!(
