@@ -138,6 +138,7 @@ impl WebhookArgs {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance,
             active: self.inactive.then_some(false),
+            pending_signature: None,
         })
     }
 }

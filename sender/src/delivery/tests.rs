@@ -560,6 +560,26 @@ fn a_state_file_from_before_lease_hosts_is_brought_up_to_date() {
 }
 
 on_each_store! {
+#[tokio::test]
+async fn the_oldest_staged_event_says_when_a_batch_goes(harness: Harness) {
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT_BATCH");
+    let state = &harness.state;
+    assert_eq!(state.oldest_staged_at_ms(&webhook.id).expect("read"), None);
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT_BATCH", 3, 4);
+    assert_eq!(
+        state.oldest_staged_at_ms(&webhook.id).expect("read"),
+        Some(NOW_MS)
+    );
+    let other = harness.add("http://127.0.0.1:9/other", "CI_STATS");
+    assert_eq!(state.oldest_staged_at_ms(&other.id).expect("read"), None);
+    // Made into a request: nothing is staged any more.
+    state
+        .flush_batches(&webhook.id, NOW_MS, 60_000, 100, true)
+        .expect("flush");
+    assert_eq!(state.oldest_staged_at_ms(&webhook.id).expect("read"), None);
+}}
+
+on_each_store! {
 #[tokio::test(start_paused = true)]
 async fn a_batch_filled_by_another_process_goes_out_without_waiting_for_the_interval(harness: Harness) {
     let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT_BATCH");

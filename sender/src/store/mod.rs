@@ -402,6 +402,13 @@ pub trait Queue: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>>;
+
+    /// When the webhook's oldest staged batch event was staged (epoch ms), if any waits: its
+    /// batch goes out a batch interval later (or sooner, when full). The admin pages say so.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn oldest_staged_at_ms(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
 }
 
 /// Storage of registrations.

@@ -144,6 +144,56 @@ async fn every_operation(state: String) {
         received[0].header("webhook-id").expect("id")
     );
 
+    // Before Save: a pending signature and its file, and a test of a webhook not registered
+    // that signs with it (`before_save.rs` follows it through the save).
+    let pending = admin
+        .json(
+            Method::POST,
+            "/api/pending-signatures",
+            Some(json!({"name": "Reporting", "scheme": "standard-webhooks"})),
+            201,
+        )
+        .await;
+    let pending_id = pending["id"].as_str().expect("id");
+    let early = admin
+        .call(
+            Method::GET,
+            &format!("/api/pending-signatures/{pending_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(early.status, http::StatusCode::OK);
+    let early = verify::SignatureFile::from_json(&early.body).expect("a signature file");
+    assert_eq!(early.webhook_id, pending["webhookId"].as_str().expect("id"));
+    let unsaved = admin
+        .json(
+            Method::POST,
+            "/api/test",
+            Some(
+                json!({"webhook": {"name": "Reporting", "url": endpoint.url(),
+                "events": ["LEARNER_PROGRESS"], "auth": "signature",
+                "pendingSignature": pending_id}}),
+            ),
+            200,
+        )
+        .await;
+    assert_eq!(unsaved["ok"], true, "{unsaved}");
+    let received = endpoint.wait_for(2, Duration::from_secs(10)).await;
+    early
+        .keyring()
+        .expect("keyring")
+        .verify(&received[1].headers, &received[1].body)
+        .expect("the unsaved webhook's test verifies with the file got before Save");
+    assert_eq!(
+        admin
+            .json(Method::GET, "/api/webhooks", None, 200)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a test registers nothing"
+    );
+
     // A refusal of the credentials comes with the auth hint.
     endpoint.script([Reply::status(401)]);
     let refused = admin
@@ -265,7 +315,7 @@ async fn refusals(state: String) {
     };
     // A bad URL, an unknown event name, Basic without a password: 422, field named.
     let mut bad = webhook("x", "ftp://127.0.0.1/hook");
-    refused("url", "not http or https")(
+    refused("url", "must start with http:// or https://")(
         admin
             .json(Method::POST, "/api/webhooks", Some(bad.clone()), 422)
             .await,
@@ -287,11 +337,41 @@ async fn refusals(state: String) {
     );
     bad = webhook("x", url);
     bad["events"] = json!([]);
-    refused("events", "Trigger events")(
+    refused("events", "Choose at least one trigger event")(
         admin
             .json(Method::POST, "/api/webhooks", Some(bad), 422)
             .await,
     );
+    // Every problem at once, one a field, in plain words.
+    let all = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"name": " ", "url": "crm.example.com", "auth": "basic"})),
+            422,
+        )
+        .await;
+    let errors: Vec<(String, String)> = all["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|error| {
+            (
+                error["field"].as_str().expect("field").to_owned(),
+                error["message"].as_str().expect("message").to_owned(),
+            )
+        })
+        .collect();
+    let fields: Vec<&str> = errors.iter().map(|(field, _)| field.as_str()).collect();
+    assert_eq!(fields, ["url", "events", "name", "username"], "{all}");
+    assert_eq!(all["field"], "url");
+    for (_, message) in &errors {
+        assert!(
+            !message.contains('`') && !message.contains("--") && !message.contains("sender "),
+            "{message:?} is not plain"
+        );
+    }
+    assert_eq!(errors[2].1, "Name is required");
     let answer = admin
         .json(
             Method::POST,
@@ -325,6 +405,10 @@ async fn refusals(state: String) {
         .await;
     assert_eq!(sixth["error"], "limit");
     assert!(
+        !sixth["message"].as_str().expect("message").contains('`'),
+        "{sixth}"
+    );
+    assert!(
         sixth["message"].as_str().expect("message").contains('5'),
         "{sixth}"
     );
@@ -355,6 +439,11 @@ async fn refusals(state: String) {
     ] {
         let answer = admin.json(method, &target, Some(body), 409).await;
         assert_eq!(answer["error"], "changed", "{target}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("changed meanwhile (by the delivery worker") && !message.contains('`'),
+            "{message:?} is not in plain words"
+        );
     }
     let now = admin.json(Method::GET, &path, None, 200).await;
     assert_eq!(

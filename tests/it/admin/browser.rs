@@ -54,6 +54,14 @@ fn status(browser: &Browser, text: &str) {
     );
 }
 
+/// Waits for an alert starting with `text`.
+fn alert(browser: &Browser, text: &str) {
+    browser.wait_for(
+        &format!("//*[@role='alert' and starts-with(normalize-space(), '{text}')]"),
+        Duration::from_secs(15),
+    );
+}
+
 /// Fills the Add webhook form (Name, Target URL, trigger events) and leaves it unsaved.
 fn fill(browser: &Browser, name: &str, url: &str, events: &[&str]) {
     browser.type_into(&browser.field("Name"), name);
@@ -108,7 +116,9 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "//label[normalize-space()='Target URL']/following-sibling::*[@role='alert']",
         Duration::from_secs(5),
     );
-    assert!(browser.text(&url_error).contains("not http or https"));
+    assert!(browser
+        .text(&url_error)
+        .contains("must start with http:// or https://"));
     let url_field = browser.field("Target URL");
     assert_eq!(browser.attribute(&url_field, "aria-invalid"), "true");
     assert_eq!(
@@ -145,7 +155,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     assert!(browser.is_selected(&browser.field("Activation status")));
 
     // Download signature, and start the CRM's receiver with that file.
-    browser.click(&browser.link("Download signature"));
+    browser.click(&browser.button("Download signature"));
     let file_name = format!("signature-{id}.json");
     let file = browser.downloaded(&file_name, Duration::from_secs(10));
     let parsed = verify::SignatureFile::from_json(&file).expect("a signature file");
@@ -160,7 +170,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
     // Test webhook: the receiver accepts it.
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     shot(&browser, "edit-tested");
 
     // Against a receiver with another secret: refused, with the auth hint.
@@ -169,7 +179,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     let (other_receiver, _) = signed_receiver(dir.path(), "other", free_addr(), &other);
     retarget(&browser, &format!("http://{}/webhook", other_receiver.addr));
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 401");
+    alert(&browser, "Test failed: answered 401");
     let hint = browser.wait_for(
         "//*[@role='alert' and starts-with(normalize-space(), 'Hint:')]",
         Duration::from_secs(5),
@@ -190,10 +200,11 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "second description"
     );
 
-    // Retire and activate from the list's Activation status switch.
+    // Retire and activate from the list's Activation status switch, each confirmed.
     browser.goto(&format!("http://{}/", admin.addr));
     let switch = "//button[@role='switch' and @aria-label='Activation status of CRM sync']";
     browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.button("Retire"));
     let off = browser.wait_for(
         &format!("{switch}[@aria-checked='false']"),
         Duration::from_secs(5),
@@ -206,6 +217,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "retired"
     );
     browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.button("Activate"));
     let on = browser.wait_for(
         &format!("{switch}[@aria-checked='true']"),
         Duration::from_secs(5),
@@ -220,7 +232,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.type_into(&browser.field("Count"), "2");
     browser.type_into(&browser.field("Field values"), "userId=42");
     browser.click_to_navigate(&browser.button("Trigger"));
-    status(&browser, "Queued 2 COURSE_ENROLLMENT event(s)");
+    status(&browser, "Queued 2 events of COURSE_ENROLLMENT");
     shot(&browser, "trigger");
     browser.goto(&format!("http://{}/webhooks/{id}/deliveries", admin.addr));
     let first = "(//section[starts-with(@aria-label, 'Request msg_')])[1]";
@@ -277,8 +289,8 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         Duration::from_secs(1),
     );
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
-    browser.click(&browser.link("Download signature"));
+    status(&browser, "Test succeeded: answered 200");
+    browser.click(&browser.button("Download signature"));
     let rotated_name = format!("signature-{id} (1).json");
     let rotated = verify::SignatureFile::from_json(
         &browser.downloaded(&rotated_name, Duration::from_secs(10)),
@@ -293,7 +305,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     );
     retarget(&browser, &format!("http://{}/webhook", new_receiver.addr));
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     drop(crm);
 
     // A Basic webhook, tested against a receiver that checks Basic.
@@ -316,7 +328,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.click_to_navigate(&browser.button("Save"));
     status(&browser, "Saved.");
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     assert!(!browser
         .text(&browser.wait_for("//main", Duration::from_secs(1)))
         .contains("s3cret-pw"));

@@ -393,6 +393,20 @@ impl Browser {
         .to_owned()
     }
 
+    /// Whether an element is shown (a person can see it), as the browser computes it.
+    pub fn is_displayed(&self, element: &Element) -> bool {
+        self.command("GET", &format!("/element/{}/displayed", element.0), None) == true
+    }
+
+    /// The HTML of the current page as the server sent it and the page left it (what "view
+    /// source" and a page's script could read).
+    pub fn source(&self) -> String {
+        self.command("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Whether a checkbox, radio button or option is checked / selected.
     pub fn is_selected(&self, element: &Element) -> bool {
         self.command("GET", &format!("/element/{}/selected", element.0), None) == true

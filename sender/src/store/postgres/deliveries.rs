@@ -140,3 +140,21 @@ pub(super) fn delivery(store: &PostgresState, id: &str) -> anyhow::Result<Option
         }))
     })
 }
+
+/// [`Queue::oldest_staged_at_ms`](crate::store::Queue::oldest_staged_at_ms) in this store.
+pub(super) fn oldest_staged_at_ms(
+    store: &PostgresState,
+    webhook_id: &WebhookId,
+) -> anyhow::Result<Option<i64>> {
+    let webhook_id = webhook_id.as_str().to_owned();
+    store.call(|pool, trips| async move {
+        let client = pool.get().await?;
+        Ok(Db::new(&client, &trips)
+            .query_one(
+                "SELECT MIN(enqueued_at_ms) FROM sender_staged_events WHERE webhook_id = $1",
+                &[&webhook_id],
+            )
+            .await?
+            .get(0))
+    })
+}

@@ -213,4 +213,8 @@ impl Queue for PostgresState {
     fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>> {
         deliveries::delivery(self, id)
     }
+
+    fn oldest_staged_at_ms(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>> {
+        deliveries::oldest_staged_at_ms(self, webhook_id)
+    }
 }

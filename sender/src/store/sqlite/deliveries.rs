@@ -124,3 +124,16 @@ pub(super) fn delivery(store: &SqliteState, id: &str) -> anyhow::Result<Option<D
         attempt_log,
     }))
 }
+
+/// [`Queue::oldest_staged_at_ms`](crate::store::Queue::oldest_staged_at_ms) in this store.
+pub(super) fn oldest_staged_at_ms(
+    store: &SqliteState,
+    webhook_id: &WebhookId,
+) -> anyhow::Result<Option<i64>> {
+    let connection = store.lock();
+    Ok(connection.query_row(
+        "SELECT MIN(enqueued_at_ms) FROM staged_events WHERE webhook_id = ?1",
+        [webhook_id.as_str()],
+        |row| row.get(0),
+    )?)
+}

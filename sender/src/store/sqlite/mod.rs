@@ -191,4 +191,8 @@ impl Queue for SqliteState {
     fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>> {
         deliveries::delivery(self, id)
     }
+
+    fn oldest_staged_at_ms(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>> {
+        deliveries::oldest_staged_at_ms(self, webhook_id)
+    }
 }
