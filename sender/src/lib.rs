@@ -87,6 +87,8 @@ pub mod replay;
 pub mod retry;
 pub mod sealing;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 use std::time::Duration;
