@@ -17,10 +17,14 @@
 //! `common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
-//! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
-//! API bodies and forms into [`crate::manage::WebhookChanges`].
+//! `api` answers JSON (`api_recovery` its resend, recover and retry); `pages` handles the HTML pages and `html` renders them; `deliveries`
+//! and `deliveries_html` are the Deliveries page (the outage's page: Retry now, Resend,
+//! Recover); `input` turns API bodies and forms into [`crate::manage::WebhookChanges`].
 
 mod api;
+mod api_recovery;
+mod deliveries;
+mod deliveries_html;
 mod html;
 mod input;
 mod pages;
@@ -36,7 +40,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::config::DeliveryConfig;
-use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::delivery::{Engine, HttpTransport, Mode, Reporting};
+use crate::monitoring::Monitoring;
 use crate::store::State;
 
 /// Where the pages listen unless told otherwise.
@@ -55,6 +60,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Admin {
     guard: Guard,
     state: Arc<dyn State>,
+    /// `/metrics` and `/healthz` on the pages' address.
+    monitoring: Arc<Monitoring>,
+    /// For the Deliveries page: when staged batch events go.
+    batch_interval: Duration,
     /// Where Target URLs may point: from the listening address (see [`TargetGuard`]).
     targets: TargetGuard,
     /// For **Test webhook**: the engine's timeouts, CA file and target guard.
@@ -77,6 +86,8 @@ impl Admin {
     ) -> anyhow::Result<Admin> {
         Ok(Admin {
             guard: Guard::new(token, COOKIE_PREFIX, port)?.with_header(TOKEN_HEADER),
+            monitoring: Monitoring::new(state.clone()),
+            batch_interval: config.batch_interval,
             state,
             transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
                 .with_ca_file(config.ca_file.clone())
@@ -84,6 +95,15 @@ impl Admin {
             targets,
         })
     }
+}
+
+/// What `sender admin` reports besides its pages: the worker's counters and notifications, and
+/// the `/metrics` and `/healthz` its address also answers (see [`crate::monitoring`]).
+pub struct Observed {
+    /// The engine's reporting.
+    pub reporting: Reporting,
+    /// The counters and state `/metrics` reads.
+    pub monitoring: Arc<Monitoring>,
 }
 
 /// Serves the pages on `listener` and runs the delivery worker (as `sender run`) until
@@ -98,17 +118,16 @@ pub async fn run(
     state: Arc<dyn State>,
     config: DeliveryConfig,
     targets: TargetGuard,
+    observed: Observed,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let admin = Arc::new(Admin::new(
-        token,
-        port,
-        state.clone(),
-        &config,
-        targets.clone(),
-    )?);
-    let engine = Engine::http_guarded(state, config, targets).with_role("admin");
+    let mut admin = Admin::new(token, port, state.clone(), &config, targets.clone())?;
+    admin.monitoring = observed.monitoring;
+    let admin = Arc::new(admin);
+    let engine = Engine::http_guarded(state, config, targets)
+        .with_role("admin")
+        .with_reporting(observed.reporting);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.changed().await;
@@ -163,6 +182,14 @@ impl Asked {
 /// Guard, cross-site check, then route. Every answer carries the security headers.
 async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebBody> {
     let (parts, body) = request.into_parts();
+    // A load balancer's or an orchestrator's probe holds no token; `/healthz` says nothing
+    // but whether the state answers. `/metrics` is behind the token like every page (the
+    // `x-admin-token` header; `--metrics ADDR` serves it without one).
+    if parts.uri.path() == "/healthz" {
+        if let Some(answer) = admin.monitoring.answer(&parts.method, "/healthz").await {
+            return answer;
+        }
+    }
     let access = admin.guard.check(&parts);
     if let Some(refusal) = access.refusal() {
         return refusal;
@@ -196,6 +223,8 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebB
     let path = parts.uri.path();
     let mut response = if path == web::STYLESHEET_PATH || path == web::SCRIPT_PATH {
         web::asset(path).unwrap_or_else(web::not_found)
+    } else if let Some(answer) = admin.monitoring.answer(&parts.method, path).await {
+        answer
     } else if api {
         api::route(admin, &asked).await
     } else {

@@ -14,8 +14,10 @@
 //!
 //! Layout: this module the operations on registrations; `validation.rs` the validation of
 //! their changes ([`WebhookChanges`]) and the field a message is about; `test_event.rs` the
-//! test event and the Target URL check of the pages; `trigger.rs` `trigger`.
+//! test event and the Target URL check of the pages; `trigger.rs` `trigger`; `recovery.rs`
+//! what an admin does after an outage (resend, recover, retry now, what activation says).
 
+mod recovery;
 mod test_event;
 mod trigger;
 mod validation;
@@ -25,6 +27,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use recovery::{
+    activation_note, expired, inactive_note, plural, recover, resend, retry_now, RecoverRequest,
+};
 pub use test_event::{check_target, send_test, TestOutcome, TestTarget};
 pub use trigger::{trigger, TriggerRequest, Triggered, MAX_TRIGGER_COUNT, TRIGGER_CHUNK_EVENTS};
 pub use validation::{field_error, target_url, WebhookChanges};

@@ -14,7 +14,7 @@ use sender::delivery::{Engine, Mode};
 use sender::manage::WebhookChanges;
 use sender::registry::{Auth, AuthMethod, BasicAuth};
 use sender::retry::RetryPolicy;
-use sender::store::{DeliveryFilter, Queue as _};
+use sender::store::DeliveryFilter;
 use verify::RedactedString;
 
 use crate::sender::Harness;
