@@ -180,18 +180,35 @@ fn requests_table(outage: &Outage) -> String {
          <th>Events</th><th>State</th><th>Last answer</th><th>Next attempt</th>\
          <th>Attempts</th><th>Actions</th></tr></thead><tbody>",
     );
+    // A message queued again shows its newest request by its older ones.
+    let mut newest_row: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for detail in outage.head.iter().chain(&outage.newest) {
+        let row = newest_row.entry(detail.summary.id.as_str()).or_default();
+        *row = (*row).max(detail.summary.row);
+    }
+    let later = |detail: &DeliveryDetail| {
+        newest_row
+            .get(detail.summary.id.as_str())
+            .copied()
+            .filter(|row| *row > detail.summary.row)
+    };
     if let Some(head) = &outage.head {
-        html.push_str(&request_row(outage, head, true));
+        html.push_str(&request_row(outage, head, true, later(head)));
     }
     for detail in &outage.newest {
-        html.push_str(&request_row(outage, detail, false));
+        html.push_str(&request_row(outage, detail, false, later(detail)));
     }
     html.push_str("</tbody></table>");
     html
 }
 
-/// One request's row.
-fn request_row(outage: &Outage, detail: &DeliveryDetail, head: bool) -> String {
+/// One request's row; `queued_again` is the row of a newer request of the same message.
+fn request_row(
+    outage: &Outage,
+    detail: &DeliveryDetail,
+    head: bool,
+    queued_again: Option<i64>,
+) -> String {
     let webhook = &outage.webhook;
     let id = escape(webhook.id.as_str());
     let summary = &detail.summary;
@@ -202,7 +219,10 @@ fn request_row(outage: &Outage, detail: &DeliveryDetail, head: bool) -> String {
         "pending" if head => ("head", "pending: next to go".to_owned()),
         "pending" => ("waiting", "pending: waits behind the head".to_owned()),
         "delivered" => ("delivered", "delivered".to_owned()),
-        other => ("expired", other.to_owned()),
+        other => match queued_again {
+            Some(row) => ("superseded", format!("{other}: queued again as #{row}")),
+            None => ("expired", other.to_owned()),
+        },
     };
     let next = match (summary.state.as_str(), head, &summary.next_attempt_at) {
         ("pending", true, Some(next)) if active => {

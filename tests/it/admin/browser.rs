@@ -14,7 +14,12 @@ use crate::support::browser::{self, Browser};
 use crate::support::receiver::{free_addr, run_cli, Process};
 
 /// A `receiver listen` on `addr` with its own store and the given auth flags.
-fn receiver(dir: &Path, name: &str, addr: SocketAddr, auth: &[&str]) -> (Process, PathBuf) {
+pub(super) fn receiver(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    auth: &[&str],
+) -> (Process, PathBuf) {
     let store = dir.join(format!("{name}.db"));
     let store_arg = format!("sqlite:{}", store.display());
     let listen = addr.to_string();
@@ -42,12 +47,12 @@ fn other_secret_file(path: &Path) {
     std::fs::write(path, file.to_string()).expect("write the other file");
 }
 
-fn shot(browser: &Browser, name: &str) {
+pub(super) fn shot(browser: &Browser, name: &str) {
     browser.screenshot(&browser::screenshots("admin-screenshots").join(format!("{name}.png")));
 }
 
 /// Waits for a status line starting with `text`.
-fn status(browser: &Browser, text: &str) {
+pub(super) fn status(browser: &Browser, text: &str) {
     browser.wait_for(
         &format!("//*[@role='status' and starts-with(normalize-space(), '{text}')]"),
         Duration::from_secs(15),

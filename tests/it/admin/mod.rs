@@ -3,4 +3,5 @@
 
 mod api;
 mod browser;
+mod deliveries_browser;
 mod trigger_bound;

@@ -57,11 +57,17 @@ impl AdminProcess {
 
     /// [`AdminProcess::start`] with more flags (`--metrics ADDR`: its line is read too).
     pub async fn start_with(state: &str, extra: &[&str]) -> AdminProcess {
+        Self::start_with_numbers(state, FAST, extra).await
+    }
+
+    /// [`AdminProcess::start_with`] with the worker's numbers `numbers` instead of the tests'
+    /// usual ones.
+    pub async fn start_with_numbers(state: &str, numbers: &[&str], extra: &[&str]) -> AdminProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
         command
             .args(["--state", state, "admin", "--listen", "127.0.0.1:0"])
             .args(["--token", TOKEN])
-            .args(FAST)
+            .args(numbers)
             .args(extra)
             // The failed attempts the tests provoke are warnings; errors still show.
             .env("RUST_LOG", "error");
