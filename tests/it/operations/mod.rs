@@ -11,6 +11,7 @@ mod keep_alive;
 mod metrics_format;
 mod notifications;
 mod outage;
+mod usage;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
