@@ -26,11 +26,17 @@ pub(super) struct HealthTracker {
 }
 
 impl HealthTracker {
-    /// Starts from the stored health.
+    /// Starts from the stored health. A worker works only active webhooks, so one stored as
+    /// disabled was activated again since: it is failing until its first 2xx (which tells it
+    /// recovered), and a second end of retention is a second disable, told again.
     pub(super) fn new(stored: WebhookHealth, notify: bool) -> Self {
+        let mut current = stored;
+        if current.state == HealthState::Disabled {
+            current.state = HealthState::Failing;
+        }
         Self {
             stored,
-            current: stored,
+            current,
             notices: Vec::new(),
             notify,
         }
@@ -84,16 +90,19 @@ impl HealthTracker {
             }
             RequestState::Expired => {
                 health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-                health.state = HealthState::Disabled;
-                health.since_ms = at_ms;
-                let mut detail = Map::new();
-                detail.insert("reason".into(), json!("retention ended"));
-                detail.insert(
-                    "consecutiveFailures".into(),
-                    json!(health.consecutive_failures),
-                );
-                outcome(&mut detail);
-                notice = Some((NotificationKind::Disabled, detail));
+                // Several requests may run out in one commit (relaxed order): one disable.
+                if health.state != HealthState::Disabled {
+                    health.state = HealthState::Disabled;
+                    health.since_ms = at_ms;
+                    let mut detail = Map::new();
+                    detail.insert("reason".into(), json!("retention ended"));
+                    detail.insert(
+                        "consecutiveFailures".into(),
+                        json!(health.consecutive_failures),
+                    );
+                    outcome(&mut detail);
+                    notice = Some((NotificationKind::Disabled, detail));
+                }
             }
         }
         if let (Some((kind, detail)), true) = (notice, self.notify) {
@@ -230,6 +239,23 @@ mod tests {
         assert_eq!(change.health.state, HealthState::Disabled);
         assert_eq!(change.notices[0].detail["consecutiveFailures"], 2);
         tracker.judged(&attempt(RequestState::Delivered, 3), "msg_b", "CRM");
+        assert_eq!(kinds(commit(&mut tracker).as_ref()), ["webhook.recovered"]);
+    }
+
+    #[test]
+    fn requests_running_out_together_are_one_disable_and_a_reactivated_webhook_is_told_again() {
+        let mut tracker = HealthTracker::new(WebhookHealth::default(), true);
+        tracker.judged(&attempt(RequestState::Expired, 1), "msg_a", "CRM");
+        tracker.judged(&attempt(RequestState::Expired, 1), "msg_b", "CRM");
+        let change = commit(&mut tracker).expect("a change");
+        assert_eq!(kinds(Some(&change)), ["webhook.disabled"]);
+        // Activated again (a new lease pass reads it disabled), still down: told again.
+        let mut tracker = HealthTracker::new(change.health, true);
+        tracker.judged(&attempt(RequestState::Expired, 9), "msg_c", "CRM");
+        assert_eq!(kinds(commit(&mut tracker).as_ref()), ["webhook.disabled"]);
+        // Or back: its first 2xx tells it recovered.
+        let mut tracker = HealthTracker::new(change.health, true);
+        tracker.judged(&attempt(RequestState::Delivered, 9), "msg_c", "CRM");
         assert_eq!(kinds(commit(&mut tracker).as_ref()), ["webhook.recovered"]);
     }
 

@@ -39,6 +39,15 @@ impl AttemptCounters {
             .or_default() += 1;
     }
 
+    /// Forgets the counts of webhooks not in `kept` (deleted since), so the map stays as small
+    /// as the registrations.
+    pub fn retain(&self, kept: &[WebhookId]) {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(webhook, _), _| kept.iter().any(|id| id.as_str() == webhook));
+    }
+
     fn snapshot(&self) -> BTreeMap<(String, &'static str), u64> {
         self.counts
             .lock()

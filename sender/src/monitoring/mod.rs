@@ -69,6 +69,10 @@ impl Monitoring {
     /// The answer to `GET /metrics`.
     pub async fn metrics(&self) -> Response<WebBody> {
         let backlogs = self.read(|state| state.backlogs()).await;
+        if let Some(backlogs) = &backlogs {
+            let ids: Vec<_> = backlogs.iter().map(|b| b.webhook_id.clone()).collect();
+            self.counters.retain(&ids);
+        }
         let text = render(&self.counters, backlogs.as_deref(), verify::unix_now_ms());
         web::respond(
             StatusCode::OK,
