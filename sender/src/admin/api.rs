@@ -63,6 +63,15 @@ pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
         }
         (&Method::GET, ["api", "webhooks", id, "deliveries"]) => deliveries(admin, id).await,
         (&Method::GET, ["api", "deliveries", id]) => delivery(admin, id).await,
+        (&Method::POST, ["api", "deliveries", id, "resend"]) => {
+            super::api_recovery::resend(admin, id).await
+        }
+        (&Method::POST, ["api", "webhooks", id, "recover"]) => {
+            super::api_recovery::recover(admin, id, asked).await
+        }
+        (&Method::POST, ["api", "webhooks", id, "retry"]) => {
+            super::api_recovery::retry(admin, id).await
+        }
         (&Method::POST, ["api", "trigger"]) => trigger(admin, asked).await,
         _ => Ok(error(
             StatusCode::NOT_FOUND,
@@ -89,7 +98,7 @@ pub(super) fn error(
 }
 
 /// A JSON answer.
-fn answer(status: StatusCode, body: &Value) -> Response<WebBody> {
+pub(super) fn answer(status: StatusCode, body: &Value) -> Response<WebBody> {
     web::respond(status, "application/json", format!("{body}\n"))
 }
 
@@ -142,7 +151,7 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
 }
 
 /// Reads a JSON body; an empty body is `{}`.
-fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
+pub(super) fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
     if asked.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -13,7 +13,7 @@ use verify::EventClass;
 
 use super::{Listed, QueueState};
 use crate::registry::{Auth, EventSelection, Status, Webhook, MAX_WEBHOOKS};
-use crate::store::{DeliveryDetail, DeliverySummary};
+use crate::store::DeliverySummary;
 
 /// The page frame: title, the navigation, a notice (escaped here) and the content. The
 /// admin pages' own stylesheet follows the shared one (a `<link>` may stand in the body).
@@ -52,7 +52,7 @@ impl Notice {
 }
 
 /// The words of a webhook's Activation status.
-fn activation(status: &Status) -> String {
+pub(super) fn activation(status: &Status) -> String {
     match status {
         Status::Active => "Active".to_owned(),
         Status::Retired => "Inactive".to_owned(),
@@ -354,76 +354,6 @@ pub(super) fn confirm_delete(webhook: &Webhook, pending: u64) -> String {
         s = if pending == 1 { "" } else { "s" },
     );
     page(&format!("Delete {}", webhook.name), None, &main)
-}
-
-/// **Deliveries** of one webhook: each request in order with its attempts.
-pub(super) fn deliveries(webhook: &Webhook, details: &[DeliveryDetail]) -> String {
-    let id = escape(webhook.id.as_str());
-    let mut main = format!(
-        "<dl><dt>Target URL</dt><dd><code>{}</code></dd><dt>Activation status</dt><dd>{}</dd></dl>\
-         <p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Refresh</a> \
-         <a href=\"/webhooks/{id}\">Edit</a></p>",
-        escape(webhook.url.as_str()),
-        escape(&activation(&webhook.status))
-    );
-    if details.is_empty() {
-        main.push_str("<p>No request yet: <a href=\"/trigger\">Trigger</a> fires an event.</p>");
-    }
-    if details
-        .iter()
-        .any(|detail| detail.summary.state == "pending")
-    {
-        main.push_str(
-            "<p role=\"status\" data-refresh=\"1000\">Requests are pending: this page \
-             refreshes every second.</p>",
-        );
-    }
-    for detail in details {
-        let summary = &detail.summary;
-        let _ = write!(
-            main,
-            "<section aria-label=\"Request {msg}\"><h2>Request <code>{msg}</code>: {state}</h2><dl>\
-             <dt>Events</dt><dd>{names} ×{count}: {ids}</dd><dt>Account</dt><dd>{account}</dd>\
-             <dt>Made</dt><dd>{created}</dd>",
-            msg = escape(&summary.id),
-            state = escape(&summary.state),
-            names = escape(&summary.event_names),
-            count = summary.event_count,
-            ids = detail
-                .event_ids
-                .iter()
-                .map(|id| format!("<code>{}</code>", escape(id)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            account = summary.account_id,
-            created = escape(&summary.created_at),
-        );
-        if let Some(next) = &summary.next_attempt_at {
-            let _ = write!(main, "<dt>Next attempt</dt><dd>{}</dd>", escape(next));
-        }
-        let _ = write!(
-            main,
-            "</dl><table aria-label=\"Attempts of {}\"><thead><tr><th>Attempt</th><th>Time</th>\
-             <th>Status or error</th><th>Latency</th><th>Answer (first bytes)</th></tr></thead><tbody>",
-            escape(&summary.id)
-        );
-        for attempt in &detail.attempt_log {
-            let _ = write!(
-                main,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td><code>{}</code></td></tr>",
-                attempt.attempt,
-                escape(&attempt.at),
-                escape(&attempt.outcome()),
-                attempt.latency_ms,
-                escape(attempt.response_head.as_deref().unwrap_or(""))
-            );
-        }
-        if detail.attempt_log.is_empty() {
-            main.push_str("<tr><td colspan=\"5\">not tried yet</td></tr>");
-        }
-        main.push_str("</tbody></table></section>");
-    }
-    page(&format!("Deliveries of {}", webhook.name), None, &main)
 }
 
 /// What the Trigger form holds.

@@ -17,14 +17,19 @@
 //! `common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
-//! `api` answers JSON; `pages` handles the HTML pages and `html` renders them, but for the Add
-//! webhook / Edit form, whose flows (Test webhook and Download signature before Save, Save,
-//! every error at once) are `form_pages` and whose HTML is `form_html`; `pending` holds the
-//! unsaved forms' secrets (a signature made before Save, a typed password); `input` turns API
-//! bodies and forms into [`crate::manage::WebhookChanges`]; `admin.css` is the pages' own
-//! stylesheet, beside the shared one.
+//! `api` answers JSON (`api_recovery` its resend, recover and retry); `pages` handles the HTML
+//! pages and `html` renders them, but for the Add webhook / Edit form, whose flows (Test
+//! webhook and Download signature before Save, Save, every error at once) are `form_pages` and
+//! whose HTML is `form_html`, and the Deliveries page (the outage's page: Retry now, Resend,
+//! Recover), which is `deliveries` and `deliveries_html`; `pending` holds the unsaved forms'
+//! secrets (a signature made before Save, a typed password); `input` turns API bodies and
+//! forms into [`crate::manage::WebhookChanges`]; `admin.css` is the pages' own stylesheet,
+//! beside the shared one.
 
 mod api;
+mod api_recovery;
+mod deliveries;
+mod deliveries_html;
 mod form_html;
 mod form_pages;
 mod html;
@@ -43,7 +48,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::config::DeliveryConfig;
-use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::delivery::{Engine, HttpTransport, Mode, Reporting};
+use crate::monitoring::Monitoring;
 use crate::store::State;
 
 /// Where the pages listen unless told otherwise.
@@ -67,13 +73,16 @@ const STYLESHEET_PATH: &str = "/assets/admin.css";
 pub struct Admin {
     guard: Guard,
     state: Arc<dyn State>,
+    /// `/metrics` and `/healthz` on the pages' address.
+    monitoring: Arc<Monitoring>,
     /// Where Target URLs may point: from the listening address (see [`TargetGuard`]).
     targets: TargetGuard,
     /// For **Test webhook**: the engine's timeouts, CA file and target guard.
     transport: HttpTransport,
     /// The unsaved forms' secrets.
     pending: pending::PendingForms,
-    /// The worker's batch interval and size, to say when staged batch events go.
+    /// The worker's batch interval and size, to say when staged batch events go (the
+    /// Deliveries and Trigger pages).
     batch_interval: Duration,
     batch_size: usize,
 }
@@ -94,6 +103,7 @@ impl Admin {
     ) -> anyhow::Result<Admin> {
         Ok(Admin {
             guard: Guard::new(token, COOKIE_PREFIX, port)?.with_header(TOKEN_HEADER),
+            monitoring: Monitoring::new(state.clone()),
             state,
             transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
                 .with_ca_file(config.ca_file.clone())
@@ -104,6 +114,15 @@ impl Admin {
             batch_size: config.batch_size,
         })
     }
+}
+
+/// What `sender admin` reports besides its pages: the worker's counters and notifications, and
+/// the `/metrics` and `/healthz` its address also answers (see [`crate::monitoring`]).
+pub struct Observed {
+    /// The engine's reporting.
+    pub reporting: Reporting,
+    /// The counters and state `/metrics` reads.
+    pub monitoring: Arc<Monitoring>,
 }
 
 /// Serves the pages on `listener` and runs the delivery worker (as `sender run`) until
@@ -118,17 +137,16 @@ pub async fn run(
     state: Arc<dyn State>,
     config: DeliveryConfig,
     targets: TargetGuard,
+    observed: Observed,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let admin = Arc::new(Admin::new(
-        token,
-        port,
-        state.clone(),
-        &config,
-        targets.clone(),
-    )?);
-    let engine = Engine::http_guarded(state, config, targets).with_role("admin");
+    let mut admin = Admin::new(token, port, state.clone(), &config, targets.clone())?;
+    admin.monitoring = observed.monitoring;
+    let admin = Arc::new(admin);
+    let engine = Engine::http_guarded(state, config, targets)
+        .with_role("admin")
+        .with_reporting(observed.reporting);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.changed().await;
@@ -183,6 +201,14 @@ impl Asked {
 /// Guard, cross-site check, then route. Every answer carries the security headers.
 async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebBody> {
     let (parts, body) = request.into_parts();
+    // A load balancer's or an orchestrator's probe holds no token; `/healthz` says nothing
+    // but whether the state answers. `/metrics` is behind the token like every page (the
+    // `x-admin-token` header; `--metrics ADDR` serves it without one).
+    if parts.uri.path() == "/healthz" {
+        if let Some(answer) = admin.monitoring.answer(&parts.method, "/healthz").await {
+            return answer;
+        }
+    }
     let access = admin.guard.check(&parts);
     if let Some(refusal) = access.refusal() {
         return refusal;
@@ -218,6 +244,8 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebB
         web::asset(path).unwrap_or_else(web::not_found)
     } else if path == STYLESHEET_PATH {
         web::respond(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET)
+    } else if let Some(answer) = admin.monitoring.answer(&parts.method, path).await {
+        answer
     } else if api {
         api::route(admin, &asked).await
     } else {

@@ -47,9 +47,17 @@ pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
         (&Method::GET, ["webhooks", id, "delete"]) => confirm_delete(admin, id).await,
         (&Method::POST, ["webhooks", id, "delete"]) => delete(admin, id).await,
         (&Method::GET, ["webhooks", id, "deliveries"]) => {
-            super::deliveries_of(admin, (*id).to_owned())
-                .await
-                .map(|(webhook, details)| page(html::deliveries(&webhook, &details)))
+            super::deliveries::page(admin, id, asked).await
+        }
+        (&Method::POST, ["webhooks", id, "deliveries", request, "resend"]) => {
+            super::deliveries::resend(admin, id, request).await
+        }
+        (&Method::POST, ["webhooks", id, "retry"]) => super::deliveries::retry_now(admin, id).await,
+        (&Method::GET, ["webhooks", id, "recover"]) => {
+            super::deliveries::confirm_recover(admin, id, asked).await
+        }
+        (&Method::POST, ["webhooks", id, "recover"]) => {
+            super::deliveries::recover(admin, id, &form).await
         }
         (&Method::GET, ["trigger"]) => Ok(page(html::trigger(
             &TriggerValues::default(),

@@ -123,6 +123,9 @@ pub fn field_error(message: &str) -> (&'static str, String) {
         ("--count", "count", "Count"),
         ("--set", "set", "Field values"),
         ("--data", "data", "Data"),
+        ("--status", "status", "Requests"),
+        ("--since", "since", "Since"),
+        ("--until", "until", "Until"),
     ];
     if let Some((_, field, plain)) = SENTENCES
         .iter()

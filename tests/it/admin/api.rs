@@ -47,6 +47,19 @@ async fn deliveries_until(
     }
 }
 
+/// The body of the first request `received` with this `webhook-id`.
+fn received_body(
+    received: &[crate::support::endpoint::Received],
+    webhook_id: &str,
+) -> bytes::Bytes {
+    received
+        .iter()
+        .find(|request| request.header("webhook-id") == Some(webhook_id))
+        .expect("received before")
+        .body
+        .clone()
+}
+
 on_each_store! {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_its_openapi_document_says(harness: Harness) {
@@ -261,6 +274,58 @@ async fn every_operation(state: String) {
     let listed = admin.json(Method::GET, "/api/webhooks", None, 200).await;
     assert_eq!(listed[0]["lastDelivery"]["state"], "delivered");
 
+    // Resend a delivered request: a new request with the same webhook-id goes behind the queue.
+    let first_id = first["id"].as_str().expect("id");
+    let resent = admin
+        .json(
+            Method::POST,
+            &format!("/api/deliveries/{first_id}/resend"),
+            None,
+            202,
+        )
+        .await;
+    assert_eq!(
+        (resent["id"].as_str(), resent["webhookId"].as_str()),
+        (Some(first_id), Some(id.as_str()))
+    );
+    deliveries_until(&admin, &id, |all| {
+        all.len() == 3 && all.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let again = endpoint.wait_for(4, Duration::from_secs(10)).await;
+    let last = again.last().expect("the resent request");
+    assert_eq!(last.header("webhook-id"), Some(first_id));
+    assert_eq!(last.body, received_body(&again, first_id));
+    // Recover counts first (two messages delivered, one of them twice), then queues.
+    let counted = admin
+        .json(
+            Method::POST,
+            &format!("{path}/recover"),
+            Some(json!({"status": "delivered", "dryRun": true})),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (counted["requests"].clone(), counted["dryRun"].clone()),
+        (json!(2), json!(true))
+    );
+    assert_eq!(
+        counted["ids"][0].as_str(),
+        Some(first_id),
+        "in their first order"
+    );
+    let expired = admin
+        .json(Method::POST, &format!("{path}/recover"), None, 202)
+        .await;
+    assert_eq!(
+        (expired["status"].clone(), expired["requests"].clone()),
+        (json!("expired"), json!(0))
+    );
+    let retried = admin
+        .json(Method::POST, &format!("{path}/retry"), None, 200)
+        .await;
+    assert_eq!(retried["request"], Value::Null, "nothing pending");
+
     // Rotate: two secrets sign until the overlap ends; the new file holds both.
     let rotated = admin
         .json(
@@ -459,6 +524,48 @@ async fn refusals(state: String) {
     admin
         .json(Method::GET, "/api/webhooks/wh_nothing", None, 404)
         .await;
+    // Resend and recover: what is not there is 404, a wrong choice says which field.
+    admin
+        .json(
+            Method::POST,
+            "/api/deliveries/msg_nothing/resend",
+            None,
+            404,
+        )
+        .await;
+    admin
+        .json(Method::POST, "/api/webhooks/wh_nothing/recover", None, 404)
+        .await;
+    refused("status", "use expired, failed, delivered or all")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"status": "lost"})),
+                422,
+            )
+            .await,
+    );
+    refused("since", "is not a time")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"since": "yesterday-ish"})),
+                422,
+            )
+            .await,
+    );
+    refused("since", "before")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"since": "2026-11-28", "until": "2026-11-27"})),
+                422,
+            )
+            .await,
+    );
     refused("events", "unknown event")(
         admin
             .json(

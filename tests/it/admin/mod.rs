@@ -5,6 +5,7 @@ mod api;
 mod before_save;
 mod browser;
 mod browser_forms;
+mod deliveries_browser;
 mod page_states;
 mod quick_start;
 mod trigger_bound;

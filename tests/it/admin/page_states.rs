@@ -225,7 +225,7 @@ async fn list_states(harness: &Harness) {
     let endpoint = FakeEndpoint::start().await;
     endpoint.answer(Reply::status(503));
     // Batches wait an hour here, so the staged events stay staged while the test looks.
-    let admin = AdminProcess::start_with(&harness.location, &[("--batch-interval", "1h")]).await;
+    let admin = AdminProcess::start_changed(&harness.location, &[("--batch-interval", "1h")]).await;
     let cookie = admin.sign_in().await;
     let added = admin
         .json(

@@ -8,15 +8,11 @@
 //! exposition, is what this test checks with an independent reader.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::receiver::{envelope, free_addr, get, metric, FakeApp, InProcess};
-
-const PARSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/py/prometheus_families.py");
 
 /// One family as the receiver should expose it: name (as the parser names it: a counter
 /// without `_total`), type, help text, and the label names of each sample name.
@@ -110,39 +106,9 @@ const EXPECTED: &[Family] = &[
     },
 ];
 
-/// The families the Python parser reads in `text`.
-fn parse_with_python(text: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(PARSER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the Prometheus parser refused the exposition: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice::<Value>(&output.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
-    if !crate::support::external::python_module(
-        "prometheus_client",
-        "prometheus_client",
+    if !crate::support::prometheus::parser_available(
         "the /metrics check with Python's Prometheus parser",
     ) {
         return;
@@ -169,7 +135,7 @@ async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
     );
 
     let text = String::from_utf8(get(receiver.addr, "/metrics").await.body.to_vec()).unwrap();
-    let families = parse_with_python(&text);
+    let families = crate::support::prometheus::families(&text);
     let found: Vec<&str> = families
         .iter()
         .map(|family| family["name"].as_str().unwrap())

@@ -6,6 +6,7 @@ pub mod external;
 pub mod receiver;
 
 pub mod inspector;
+pub mod prometheus;
 pub mod rng;
 #[cfg(feature = "receiver-tests")]
 pub mod store;
