@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
+use super::forward::{self, sql::SqlSession};
 use super::{
     Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
     RequestQuery, RequestSummary, RequestVerdict,
@@ -99,6 +100,9 @@ pub(crate) trait RequestRows {
 
     /// The cursor just above the newest request a live stream may start after.
     fn newest(&self) -> anyhow::Result<Cursor>;
+
+    /// The reader as a session of the forwarding queues' shared SQL.
+    fn session(&self) -> &dyn SqlSession;
 }
 
 impl<R: RequestRows> RequestQuery for R {
@@ -127,6 +131,25 @@ impl<R: RequestRows> RequestQuery for R {
 
     fn newest(&self) -> anyhow::Result<Cursor> {
         RequestRows::newest(self)
+    }
+
+    fn forward_jobs(&self, request_id: i64) -> anyhow::Result<Vec<forward::JobDetail>> {
+        forward::control::jobs_of_request(self.session(), request_id)
+    }
+
+    fn forward_overview(
+        &self,
+        configured: &[String],
+    ) -> anyhow::Result<Vec<forward::TargetOverview>> {
+        forward::control::overview(self.session(), configured)
+    }
+
+    fn retry_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::retry(self.session(), ids)
+    }
+
+    fn skip_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::skip(self.session(), ids)
     }
 
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>> {
@@ -282,6 +305,10 @@ fn walk(
 
 /// Whether rows of `side` can match the verdict part of `filter` at all.
 fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
+    // Refused requests are never forwarded.
+    if side == Side::Refused && filter.forward_state.is_some() {
+        return false;
+    }
     match (side, filter.verdict.as_deref()) {
         (_, None) => true,
         (Side::Accepted, Some(verdict)) => verdict == "accepted" || verdict == "duplicate",
@@ -303,10 +330,19 @@ fn summarise(
     chunk: Vec<KeptRow>,
     filter: &RequestFilter,
 ) -> anyhow::Result<Vec<RequestSummary>> {
-    let candidates: Vec<Candidate> = chunk
+    let mut candidates: Vec<Candidate> = chunk
         .into_iter()
         .filter_map(|row| candidate(row, filter))
         .collect();
+    if let Some(state) = filter.forward_state {
+        // One look at the jobs of the whole chunk.
+        let ids: Vec<i64> = candidates
+            .iter()
+            .map(|candidate| candidate.row.id)
+            .collect();
+        let with_state = forward::control::requests_with_jobs_in(rows.session(), &ids, state)?;
+        candidates.retain(|candidate| with_state.contains(&candidate.row.id));
+    }
     let mut asked = Vec::new();
     for candidate in &candidates {
         if let (Side::Accepted, Some(account)) = (candidate.row.side, candidate.account_id) {
@@ -452,16 +488,6 @@ fn merge(
         refused: refused_next,
     };
     (rows, cursor, accepted_done && refused_done)
-}
-
-/// The forwarding state of a request from its job's `forwarded_at_ms`: no job, a job not
-/// yet forwarded, or one forwarded.
-pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState {
-    match forwarded_at_ms {
-        None => ForwardingState::None,
-        Some(None) => ForwardingState::Pending,
-        Some(Some(_)) => ForwardingState::Forwarded,
-    }
 }
 
 /// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
