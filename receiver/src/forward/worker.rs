@@ -240,7 +240,9 @@ impl Worker {
             match self.queue.record(outcome.clone()).await {
                 Ok(()) => return true,
                 Err(error) if !durable => {
-                    tracing::debug!(target = %self.name, job = outcome.job_id, %error, "recording a failed attempt");
+                    if let Some(left_out) = log.allow(Instant::now()) {
+                        tracing::warn!(target = %self.name, job = outcome.job_id, %error, left_out, "recording a failed attempt (the schedule goes on)");
+                    }
                     return true;
                 }
                 Err(error) => {

@@ -223,7 +223,7 @@ WHERE id = $3";
 /// `$1` the time, `$2` the error, `$3` the next try, `$4` the job.
 pub(crate) const FAILED: &str = "
 UPDATE {jobs} SET attempts = attempts + 1, last_attempt_at_ms = $1, last_error = $2,
-    next_attempt_at_ms = CASE WHEN state = 'pending' THEN $3 ELSE NULL END
+    next_attempt_at_ms = CASE WHEN state = 'pending' THEN CAST($3 AS BIGINT) ELSE NULL END
 WHERE id = $4";
 
 /// One attempt kept. `$1` the job, `$2` the time, `$3` the status, `$4` the error, `$5` the
@@ -387,12 +387,30 @@ pub(crate) fn sqlite_value(value: &Value) -> rusqlite::types::Value {
     }
 }
 
+/// What drives a PostgreSQL client for a blocking caller.
+pub(crate) enum Driver<'r> {
+    /// A runtime of the caller's own, outside any other (the commands): only its own
+    /// `block_on` drives a current-thread runtime's I/O.
+    Own(&'r tokio::runtime::Runtime),
+    /// The listener's runtime, from one of its blocking threads.
+    Shared(&'r tokio::runtime::Handle),
+}
+
+impl Driver<'_> {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match self {
+            Self::Own(runtime) => runtime.block_on(future),
+            Self::Shared(handle) => handle.block_on(future),
+        }
+    }
+}
+
 /// A PostgreSQL client driven from a blocking thread, as a session.
 pub(crate) struct PostgresSession<'c> {
     /// The client.
     pub(crate) client: &'c tokio_postgres::Client,
-    /// The runtime that drives it (the caller is on a blocking thread of it, or outside any).
-    pub(crate) runtime: &'c tokio::runtime::Handle,
+    /// The runtime that drives it.
+    pub(crate) runtime: Driver<'c>,
 }
 
 /// Held (per transaction) while job inserts hand out queue places: the same lock the batch

@@ -4,12 +4,12 @@
 
 use super::reader::PostgresReader;
 use super::requests::PostgresRequestReader;
-use crate::store::forward::sql::{Dialect, PostgresSession, Row, SqlSession, Value};
+use crate::store::forward::sql::{Dialect, Driver, PostgresSession, Row, SqlSession, Value};
 
 /// Runs `work` on a session over the reader's client and runtime.
 fn with_session<T>(
     client: &tokio_postgres::Client,
-    runtime: &tokio::runtime::Handle,
+    runtime: Driver<'_>,
     work: impl FnOnce(&PostgresSession<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     work(&PostgresSession { client, runtime })
@@ -22,28 +22,28 @@ impl SqlSession for PostgresReader {
 
     fn query(&self, sql: &str, values: &[Value]) -> anyhow::Result<Vec<Row>> {
         let client = self.client()?;
-        with_session(&client, self.runtime.handle(), |session| {
+        with_session(&client, Driver::Own(&self.runtime), |session| {
             session.query(sql, values)
         })
     }
 
     fn execute(&self, sql: &str, values: &[Value]) -> anyhow::Result<u64> {
         let client = self.client()?;
-        with_session(&client, self.runtime.handle(), |session| {
+        with_session(&client, Driver::Own(&self.runtime), |session| {
             session.execute(sql, values)
         })
     }
 
     fn begin_ordered(&self) -> anyhow::Result<()> {
         let client = self.client()?;
-        with_session(&client, self.runtime.handle(), |session| {
+        with_session(&client, Driver::Own(&self.runtime), |session| {
             session.begin_ordered()
         })
     }
 
     fn next_queue_order(&self) -> anyhow::Result<i64> {
         let client = self.client()?;
-        with_session(&client, self.runtime.handle(), |session| {
+        with_session(&client, Driver::Own(&self.runtime), |session| {
             session.next_queue_order()
         })
     }
@@ -55,25 +55,25 @@ impl SqlSession for PostgresRequestReader {
     }
 
     fn query(&self, sql: &str, values: &[Value]) -> anyhow::Result<Vec<Row>> {
-        with_session(&self.client, &self.runtime, |session| {
+        with_session(&self.client, Driver::Shared(&self.runtime), |session| {
             session.query(sql, values)
         })
     }
 
     fn execute(&self, sql: &str, values: &[Value]) -> anyhow::Result<u64> {
-        with_session(&self.client, &self.runtime, |session| {
+        with_session(&self.client, Driver::Shared(&self.runtime), |session| {
             session.execute(sql, values)
         })
     }
 
     fn begin_ordered(&self) -> anyhow::Result<()> {
-        with_session(&self.client, &self.runtime, |session| {
+        with_session(&self.client, Driver::Shared(&self.runtime), |session| {
             session.begin_ordered()
         })
     }
 
     fn next_queue_order(&self) -> anyhow::Result<i64> {
-        with_session(&self.client, &self.runtime, |session| {
+        with_session(&self.client, Driver::Shared(&self.runtime), |session| {
             session.next_queue_order()
         })
     }

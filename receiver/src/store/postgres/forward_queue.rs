@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::error::store_error;
 use super::writer::Inner;
 use crate::routing::Routes;
-use crate::store::forward::sql::{self, Dialect, PostgresSession};
+use crate::store::forward::sql::{self, Dialect, Driver, PostgresSession};
 use crate::store::forward::{
     control, AdoptReport, ForwardJob, ForwardQueue, JobOutcome, TargetBacklog,
 };
@@ -185,7 +185,7 @@ impl PostgresForwardQueue {
         tokio::task::spawn_blocking(move || {
             let session = PostgresSession {
                 client: &client,
-                runtime: &runtime,
+                runtime: Driver::Shared(&runtime),
             };
             work(&session).map_err(|error| StoreError(format!("{error:#}")))
         })
