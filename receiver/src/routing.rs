@@ -231,6 +231,8 @@ mod tests {
         check("*_COMPLETED*", "COURSE_COMPLETED_BATCH", true);
         check("C*_*_B*", "COURSE_COMPLETED_BATCH", true);
         check("C*X*", "COURSE_COMPLETED", false);
+        check("*_ENROLLMENT", "COURSE_UNENROLLMENT", false);
+        check("*_ENROLLMENT", "LEARNING_PATH_ENROLLMENT", true);
         check("A*A", "A", false);
         check("A*A", "AA", true);
         check("**", "ANYTHING", true);

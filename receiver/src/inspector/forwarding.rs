@@ -82,9 +82,12 @@ fn head_text(head: Option<&JobSummary>) -> String {
                 .next_attempt_at_ms
                 .map(|at| format!("; next try {}", time(at)))
                 .unwrap_or_default();
+            let attempts = match job.attempts {
+                1 => "1 attempt".to_owned(),
+                many => format!("{many} attempts"),
+            };
             format!(
-                "{link} holds the queue: {} attempts, last: {}{next}",
-                job.attempts,
+                "{link} holds the queue: {attempts}, last: {}{next}",
                 shown(error)
             )
         }

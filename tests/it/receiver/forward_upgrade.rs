@@ -130,9 +130,17 @@ CREATE INDEX receiver_forward_jobs_pending ON receiver_forward_jobs (id)
     WHERE forwarded_at_ms IS NULL;
 INSERT INTO receiver_schema (version) VALUES (1);";
 
-/// The requests stored by the old build: `(event id, event name)` of each, and its job's
-/// `(attempts, last error, forwarded at)`.
-const OLD_REQUESTS: &[(&[(&str, &str)], i64, Option<&str>, Option<i64>)] = &[
+/// A request stored by the old build: its `(event id, event name)`s, and its job's attempts,
+/// last error and time forwarded.
+type OldRequest = (
+    &'static [(&'static str, &'static str)],
+    i64,
+    Option<&'static str>,
+    Option<i64>,
+);
+
+/// The requests stored by the old build.
+const OLD_REQUESTS: &[OldRequest] = &[
     (&[("a1", "COURSE_ENROLLMENT")], 1, None, Some(1_000)),
     (
         &[("b1", "COURSE_ENROLLMENT")],

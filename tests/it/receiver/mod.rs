@@ -21,6 +21,7 @@ mod hardening;
 mod inspector;
 mod inspector_browser;
 mod inspector_curl;
+mod inspector_forwarding;
 mod inspector_guard;
 mod layout;
 mod metrics_format;

@@ -391,8 +391,11 @@ pub(crate) fn retry(session: &dyn SqlSession, ids: &[i64]) -> anyhow::Result<Cha
         // The original order among the jobs retried together: order first.
         jobs.sort_by_key(|(_, _, target, order)| (target.clone(), *order));
         jobs.dedup_by_key(|(id, ..)| *id);
+        // A retried job starts over: its attempts stay in the log (and in its count), its last
+        // error does not (the overview would take it for a job holding the queue).
         let update = session.dialect().render(
-            "UPDATE {jobs} SET state = 'pending', queue_order = $1, next_attempt_at_ms = NULL
+            "UPDATE {jobs} SET state = 'pending', queue_order = $1, next_attempt_at_ms = NULL,
+                 last_error = NULL
              WHERE id = $2",
         );
         let mut report = ChangeReport::default();

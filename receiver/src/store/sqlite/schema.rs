@@ -367,21 +367,23 @@ mod tests {
 
         bring_up(&connection).unwrap();
         assert_eq!(version(&connection), 3);
-        let jobs: Vec<(i64, String, String, i64, i64, Option<String>, Option<i64>)> = connection
+        // Each job as `id target state place attempts last_error forwarded_at`.
+        let jobs: Vec<String> = connection
             .prepare(
                 "SELECT id, target, state, queue_order, attempts, last_error, forwarded_at_ms
                  FROM forward_jobs ORDER BY id",
             )
             .unwrap()
             .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
+                Ok(format!(
+                    "{} {:?} {} {} {} {:?} {:?}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
                 ))
             })
             .unwrap()
@@ -390,24 +392,8 @@ mod tests {
         assert_eq!(
             jobs,
             [
-                (
-                    1,
-                    String::new(),
-                    "forwarded".to_owned(),
-                    1,
-                    2,
-                    None,
-                    Some(12)
-                ),
-                (
-                    2,
-                    String::new(),
-                    "pending".to_owned(),
-                    2,
-                    3,
-                    Some("the app answered 503".to_owned()),
-                    None
-                ),
+                r#"1 "" forwarded 1 2 None Some(12)"#,
+                r#"2 "" pending 2 3 Some("the app answered 503") None"#,
             ]
         );
         let next: i64 = connection
