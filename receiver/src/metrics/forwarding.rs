@@ -90,7 +90,7 @@ impl ForwardMetrics {
         };
         let _ = writeln!(
             out,
-            "# HELP receiver_forward_pending Requests stored and waiting to be forwarded, all targets.\n# TYPE receiver_forward_pending gauge\nreceiver_forward_pending {pending}"
+            "# HELP receiver_forward_pending Forward jobs waiting, all targets (a request waiting for two targets counts twice).\n# TYPE receiver_forward_pending gauge\nreceiver_forward_pending {pending}"
         );
         let _ = writeln!(
             out,

@@ -85,7 +85,7 @@ const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_forward_pending",
         kind: "gauge",
-        help: "Requests stored and waiting to be forwarded, all targets.",
+        help: "Forward jobs waiting, all targets (a request waiting for two targets counts twice).",
         labels: &[("", &[])],
     },
     counter(

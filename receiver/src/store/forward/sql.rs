@@ -498,6 +498,7 @@ impl SqlSession for PostgresSession<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Attempt;
     use super::*;
 
     #[test]
@@ -528,7 +529,6 @@ mod tests {
             latency_us: 0,
             answer: Vec::new(),
         };
-        use super::super::Attempt;
         assert_eq!(
             attempt(Some(503), None).summary(),
             "the app answered 503 Service Unavailable"
