@@ -464,8 +464,30 @@ async fn resigned_for_the_app_with_a_fresh_timestamp_and_the_original_id() {
     let path = dir.path().join("app-sig.json");
     std::fs::write(&path, file.to_json_pretty()).unwrap();
     let store = format!("sqlite:{}", dir.path().join("cli.db").display());
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--forward-to", "https://app/x"], "only http:// targets"),
+        (
+            &[
+                "--forward-to",
+                "http://app/x",
+                "--forward-to",
+                "COURSE_*=http://app/x",
+            ],
+            "is given twice",
+        ),
+        (
+            &["--forward-to", "COURSE_COMPLETED!=http://app/x"],
+            "event names hold letters",
+        ),
+        (
+            &[
+                "--forward-to",
+                "http://app/x",
+                "--forward-signature-file",
+                "http://app/y=app-sig.json",
+            ],
+            "no --forward-to target has this URL",
+        ),
         (
             &[
                 "--forward-to",
