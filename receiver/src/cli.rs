@@ -304,7 +304,7 @@ fn command() -> clap::Command {
 const SECRET_KEYS: &[&str] = &["basic-password", "ui-token"];
 
 /// Whose fault a failure is.
-pub(crate) enum Failure {
+enum Failure {
     /// Usage or configuration: exit 2.
     Config(anyhow::Error),
     /// The work failed: exit 1.
@@ -337,7 +337,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Events { command }) => events(command, &store),
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
-        Some(Command::Forward { command }) => crate::forward_commands::run(command, &store),
+        Some(Command::Forward { command }) => forward(command, &store),
         Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
         Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
@@ -647,7 +647,7 @@ fn event_line(event: &StoredEvent) -> String {
     )
 }
 
-pub(crate) fn print(text: &str) -> Result<(), Failure> {
+fn print(text: &str) -> Result<(), Failure> {
     outln!("{text}").map_err(Failure::Work)
 }
 
@@ -769,6 +769,16 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         format_args!("exported {written} requests to {}", path.display()),
     );
     Ok(())
+}
+
+/// `receiver forward …`: a store that cannot be opened is exit 2, a job that cannot be
+/// changed exit 1.
+fn forward(command: crate::forward_commands::ForwardCommand, store: &str) -> Result<(), Failure> {
+    let location = StoreLocation::parse(store)
+        .context("--store")
+        .map_err(Failure::Config)?;
+    let control = crate::store::open_forward_control(&location).map_err(Failure::Config)?;
+    crate::forward_commands::run(command, &control).map_err(Failure::Work)
 }
 
 fn check(args: CheckArgs) -> Result<(), Failure> {

@@ -2,17 +2,16 @@
 //! either store, beside a running listener (SQLite) or from any host (PostgreSQL). A retry or
 //! a skip is seen by the forwarder of that target within a second.
 //!
-//! Exit status: 0 done, 1 a job that does not exist or cannot be changed so (nothing is
-//! changed then), 2 a store that cannot be opened.
+//! The command line (`cli`) opens the store and maps errors to exit statuses: 1 for what
+//! [`run`] returns (a job that does not exist or cannot be changed so; nothing is changed
+//! then), 2 for a store that cannot be opened.
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use common::store_location::StoreLocation;
+use common::outln;
 use common::text::{printable, printable_lines};
 use serde_json::{json, Value};
 use verify::timestamp::format_iso_millis;
 
-use crate::cli::{print, Failure};
 use crate::forward::parse_forward_url;
 use crate::store::forward::{AttemptRecord, ChangeReport, ForwardControl, JobFilter, JobSummary};
 use crate::store::JobState;
@@ -72,23 +71,27 @@ pub(crate) struct RetryArgs {
     target: Option<String>,
 }
 
-/// Runs a `receiver forward` subcommand on `store`.
-pub(crate) fn run(command: ForwardCommand, store: &str) -> Result<(), Failure> {
-    let location = StoreLocation::parse(store)
-        .context("--store")
-        .map_err(Failure::Config)?;
-    let control = crate::store::open_forward_control(&location).map_err(Failure::Config)?;
+/// Prints `text` and a line end on standard output (a closed pipe ends quietly).
+fn print(text: &str) -> anyhow::Result<()> {
+    outln!("{text}")
+}
+
+/// Runs a `receiver forward` subcommand on the store `control` opened.
+///
+/// # Errors
+/// A job that does not exist or cannot be changed so (nothing is changed then), or the
+/// store cannot be read or written.
+pub(crate) fn run(command: ForwardCommand, control: &ForwardControl) -> anyhow::Result<()> {
     match command {
-        ForwardCommand::List(args) => list(&control, args),
-        ForwardCommand::Show { job, json } => show(&control, job, json),
+        ForwardCommand::List(args) => list(control, args),
+        ForwardCommand::Show { job, json } => show(control, job, json),
         ForwardCommand::Retry(args) => {
             let report = if args.all_parked {
                 let target = args.target.as_deref().map(target_name);
                 control.retry_all_parked(target.as_deref())
             } else {
                 control.retry(&args.jobs)
-            }
-            .map_err(Failure::Work)?;
+            }?;
             if report.changed.is_empty() && report.unchanged.is_empty() {
                 return print("no parked job");
             }
@@ -99,7 +102,7 @@ pub(crate) fn run(command: ForwardCommand, store: &str) -> Result<(), Failure> {
             )
         }
         ForwardCommand::Skip { jobs } => {
-            let report = control.skip(&jobs).map_err(Failure::Work)?;
+            let report = control.skip(&jobs)?;
             said(
                 &report,
                 "skipped; the queue goes on without it at",
@@ -114,7 +117,7 @@ fn target_name(text: &str) -> String {
     parse_forward_url(text).map_or_else(|_| text.to_owned(), |url| url.to_string())
 }
 
-fn said(report: &ChangeReport, changed: &str, unchanged: &str) -> Result<(), Failure> {
+fn said(report: &ChangeReport, changed: &str, unchanged: &str) -> anyhow::Result<()> {
     let mut lines: Vec<String> = report
         .changed
         .iter()
@@ -129,14 +132,14 @@ fn said(report: &ChangeReport, changed: &str, unchanged: &str) -> Result<(), Fai
     print(&lines.join("\n"))
 }
 
-fn list(control: &ForwardControl, args: ListArgs) -> Result<(), Failure> {
+fn list(control: &ForwardControl, args: ListArgs) -> anyhow::Result<()> {
     let filter = JobFilter {
         state: args.state.as_deref().and_then(JobState::parse),
         target: args.target.as_deref().map(target_name),
         request_id: None,
         limit: args.limit,
     };
-    let jobs = control.list(&filter).map_err(Failure::Work)?;
+    let jobs = control.list(&filter)?;
     if args.json {
         let array: Vec<Value> = jobs.iter().map(job_json).collect();
         return print(&Value::Array(array).to_string());
@@ -148,11 +151,11 @@ fn list(control: &ForwardControl, args: ListArgs) -> Result<(), Failure> {
     print(&lines.join("\n"))
 }
 
-fn show(control: &ForwardControl, job: i64, json: bool) -> Result<(), Failure> {
-    let Some(detail) = control.show(job).map_err(Failure::Work)? else {
-        return Err(Failure::Work(anyhow::anyhow!(
+fn show(control: &ForwardControl, job: i64, json: bool) -> anyhow::Result<()> {
+    let Some(detail) = control.show(job)? else {
+        anyhow::bail!(
             "no forward job {job} (`receiver forward list` shows the jobs and their ids)"
-        )));
+        );
     };
     if json {
         let mut value = job_json(&detail.job);

@@ -16,7 +16,8 @@
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
-//!   were new), below the store and the metrics that count it;
+//!   were new), below the store and the metrics that count it; [`backlog`]: how far behind a
+//!   forwarding target is, below the store that counts it and the metrics that show it;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
@@ -79,6 +80,7 @@
 //! ```
 
 pub mod accept_outcome;
+pub mod backlog;
 mod check;
 mod cli;
 pub mod config;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::store::forward::TargetBacklog;
+use crate::backlog::TargetBacklog;
 
 /// What `/metrics` says about forwarding; rendered only when forwarding is on.
 #[derive(Default)]

@@ -18,6 +18,7 @@
 //! reads, [`RequestQuery`], over each store's SQL); [`open`] and [`open_reader`] pick one by
 //! [`StoreLocation`].
 
+mod body;
 pub mod forward;
 pub mod postgres;
 mod query;

@@ -211,7 +211,7 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, events) = super::requests::body_account_and_events(body);
+    let (body_account, events) = super::body::body_account_and_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
+use super::body::body_account_and_events;
 use super::forward::{self, sql::SqlSession};
 use super::{
     Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
@@ -488,36 +489,4 @@ fn merge(
         refused: refused_next,
     };
     (rows, cursor, accepted_done && refused_done)
-}
-
-/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
-/// leniently: a refused body may be anything.
-pub(crate) fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (None, Vec::new());
-    };
-    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let text = |event: &serde_json::Value, field: &str| {
-        event
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let events = value
-        .get("events")
-        .and_then(serde_json::Value::as_array)
-        .map(|events| {
-            events
-                .iter()
-                .filter(|event| {
-                    event
-                        .get("eventName")
-                        .is_some_and(serde_json::Value::is_string)
-                })
-                .map(|event| (text(event, "eventName"), text(event, "eventId")))
-                .collect()
-        })
-        .unwrap_or_default();
-    (account, events)
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use super::sql::{in_ordered_transaction, Row, SqlSession, Value};
 use super::{JobState, TargetBacklog};
 use crate::routing::Routes;
-use crate::store::requests::body_account_and_events;
+use crate::store::body::body_account_and_events;
 
 /// Which jobs `receiver forward list` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

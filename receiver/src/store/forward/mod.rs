@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 
 use super::{StoreError, StoreFuture};
+pub use crate::backlog::TargetBacklog;
 use crate::routing::Routes;
 
 pub use control::{
@@ -158,19 +159,6 @@ pub struct JobOutcome {
     pub attempt: Attempt,
     /// What it did.
     pub result: AttemptResult,
-}
-
-/// How far behind one target is, as the metrics and the inspector's overview show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetBacklog {
-    /// The target (its URL).
-    pub target: String,
-    /// Jobs pending.
-    pub pending: u64,
-    /// Jobs parked.
-    pub parked: u64,
-    /// When the oldest pending job was queued, epoch milliseconds.
-    pub oldest_pending_queued_at_ms: Option<i64>,
 }
 
 /// The durable forwarding queues the forwarder works from, one per target. Async: the

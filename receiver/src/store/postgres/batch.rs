@@ -8,7 +8,7 @@ use crate::store::AcceptedRequest;
 
 /// Held (per transaction) while a batch inserts forward jobs: job ids and queue places follow
 /// commit order (a retry takes it too, `store::forward::sql`).
-const FORWARD_ORDER_LOCK: i64 = 0x7265_6376_0000_0002;
+pub(super) const FORWARD_ORDER_LOCK: i64 = 0x7265_6376_0000_0002;
 
 /// The statement of one batch. `$1`–`$7` are the requests' columns, `$8`–`$13` the events'
 /// (with the 1-based position of their request); it returns `(request position, eventId)` of

@@ -31,7 +31,7 @@ impl CommitError {
 
 /// The client's error in words: the server's message and code when it sent one (the
 /// client's own `Display` says only "db error"), else the cause. Neither holds the password.
-pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(error) {

@@ -22,9 +22,10 @@ use deadpool_postgres::{ClientWrapper, Object};
 use tokio::sync::watch;
 
 use super::error::store_error;
+use super::forward_control::{postgres_parameters, postgres_row, Driver, PostgresSession};
 use super::writer::Inner;
 use crate::routing::Routes;
-use crate::store::forward::sql::{self, Dialect, Driver, PostgresSession};
+use crate::store::forward::sql::{self, Dialect};
 use crate::store::forward::{
     control, AdoptReport, ForwardJob, ForwardQueue, JobOutcome, TargetBacklog,
 };
@@ -145,7 +146,7 @@ impl PostgresForwardQueue {
             .map_err(failed)?;
         match rows.first() {
             None => Ok(None),
-            Some(row) => sql::postgres_row(row)
+            Some(row) => postgres_row(row)
                 .and_then(|row| sql::head_job(&row))
                 .map(Some)
                 .map_err(|error| StoreError(format!("{error:#}"))),
@@ -162,7 +163,7 @@ impl PostgresForwardQueue {
             let attempt =
                 sql::attempt_values(outcome.job_id, &outcome.attempt, outcome.result.outcome());
             for (statement, values) in [(update, values), (sql::INSERT_ATTEMPT, attempt)] {
-                let parameters = sql::postgres_parameters(&values);
+                let parameters = postgres_parameters(&values);
                 transaction
                     .execute(&Dialect::Postgres.render(statement), &parameters)
                     .await

@@ -50,7 +50,6 @@ mod requests;
 pub(super) mod schema;
 mod writer;
 
-pub(crate) use error::describe as describe_error;
 pub use forward_queue::PostgresForwardQueue;
 pub use reader::PostgresReader;
 pub use requests::{PostgresRequestPool, PostgresRequestReader, GAP_WAIT, LATE_WINDOW};

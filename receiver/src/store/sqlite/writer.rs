@@ -407,7 +407,7 @@ fn record_outcome(connection: &Connection, outcome: &JobOutcome) -> rusqlite::Re
         connection
             .prepare_cached(&Dialect::Sqlite.render(statement))?
             .execute(rusqlite::params_from_iter(
-                values.iter().map(forward_sql::sqlite_value),
+                values.iter().map(super::forward_control::sqlite_value),
             ))?;
     }
     Ok(())
