@@ -36,7 +36,7 @@ const fn counter(name: &'static str, help: &'static str) -> Family {
 const HISTOGRAM_LABELS: &[(&str, &[&str])] =
     &[("_bucket", &["le"]), ("_sum", &[]), ("_count", &[])];
 
-/// Every family, with forwarding on (its three families appear only then).
+/// Every family, with forwarding on (its six families appear only then).
 const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_requests",
@@ -81,17 +81,35 @@ const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_forward_pending",
         kind: "gauge",
-        help: "Requests stored and waiting to be forwarded.",
+        help: "Forward jobs waiting, all targets (a request waiting for two targets counts twice).",
         labels: &[("", &[])],
     },
     counter(
         "receiver_forwarded",
-        "Requests the app acknowledged with 2xx.",
+        "Requests an app acknowledged with 2xx, all targets.",
     ),
     counter(
         "receiver_forward_failures",
-        "Forwarding attempts that failed (no answer or not 2xx).",
+        "Forwarding attempts that failed (no answer or not 2xx), all targets.",
     ),
+    Family {
+        name: "receiver_forward_jobs",
+        kind: "gauge",
+        help: "Forward jobs by target and state: pending (waiting or being tried), parked (refused by the app, waiting for a retry).",
+        labels: &[("", &["state", "target"])],
+    },
+    Family {
+        name: "receiver_forward_oldest_pending_seconds",
+        kind: "gauge",
+        help: "Age of the oldest pending forward job, by target (0 when none waits).",
+        labels: &[("", &["target"])],
+    },
+    Family {
+        name: "receiver_forward_attempts",
+        kind: "counter",
+        help: "Forwarding attempts by target and outcome: delivered (2xx), failed (tried again, holding the queue), parked (refused for good).",
+        labels: &[("_total", &["outcome", "target"])],
+    },
     Family {
         name: "receiver_commit_seconds",
         kind: "histogram",
@@ -215,6 +233,21 @@ async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
         1.0
     );
     assert_eq!(value("receiver_store_up", serde_json::json!({})), 1.0);
+    let target = format!("http://{}/app", app.addr);
+    assert_eq!(
+        value(
+            "receiver_forward_attempts_total",
+            serde_json::json!({"target": target, "outcome": "delivered"})
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "receiver_forward_jobs",
+            serde_json::json!({"target": target, "state": "parked"})
+        ),
+        0.0
+    );
     assert_eq!(
         value(
             "receiver_commit_batch_requests_bucket",

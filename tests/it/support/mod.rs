@@ -25,3 +25,6 @@ pub mod admin;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 pub mod openapi;
+
+#[cfg(feature = "receiver-tests")]
+pub mod forwarding;
