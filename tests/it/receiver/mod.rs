@@ -9,6 +9,7 @@ mod answers_with_auth;
 mod auth;
 mod check;
 mod crash;
+mod dedupe_keys;
 mod environment;
 mod events_cli;
 mod export;

@@ -40,6 +40,8 @@ mod checkpointer;
 mod forward_control;
 mod forward_queue;
 mod jobs;
+mod keys;
+mod lock;
 mod reader;
 mod requests;
 mod schema;
@@ -88,14 +90,24 @@ impl SqliteStore {
                  requests; `chmod 600` it and its -wal and -shm files"
             );
         }
+        // One listener per store, before anything is written: its dedupe keys are in memory.
+        let lock = lock::ListenLock::take(path)?;
         // Open once here so that a wrong path fails at startup, not at the first request.
         let connection = writer::open_writer(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
+        let loading = std::time::Instant::now();
+        let keys = keys::KeySet::load(&connection)
+            .with_context(|| format!("reading the dedupe keys of {}", path.display()))?;
+        tracing::info!(
+            keys = keys.len(),
+            seconds = loading.elapsed().as_secs_f64(),
+            "dedupe keys read from the store"
+        );
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let signals = Arc::new(JobSignals::new(&routes));
         Writer::start(
             path,
-            connection,
+            (connection, keys, lock),
             Settings {
                 keep_refused,
                 routes: Arc::new(routes),

@@ -18,6 +18,7 @@ struct Step {
 /// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
 /// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
 /// request and target, with its state, its place in its target's queue and every attempt).
+/// Version 4 leaves dedupe to the listener's keys in memory ([`APPEND_ONLY_EVENTS`]).
 /// A change of layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
@@ -27,6 +28,10 @@ const STEPS: &[Step] = &[
     Step {
         version: 3,
         sql: VERSION_3,
+    },
+    Step {
+        version: 4,
+        sql: APPEND_ONLY_EVENTS,
     },
 ];
 
@@ -143,6 +148,40 @@ CREATE TABLE forward_order (
 INSERT INTO forward_order (id, next) SELECT 1, COALESCE(MAX(id), 0) + 1 FROM forward_jobs;
 ";
 
+/// Version 4: the events table without its `UNIQUE (account_id, event_id)` index, so a
+/// commit only appends (issue 26). With random event ids that index put each new event on a
+/// page of its own, at a random place: the largest part of what every commit wrote, twice
+/// (the WAL, then the checkpoint). The listener decides duplicates from its keys in memory
+/// (`keys.rs`), read from this table at its start; one listener per store (`lock.rs`).
+/// `events_by_request` finds a request's events (the inspector's verdicts, pruning); request
+/// ids only grow, so it is appended to at its end. The indexes by time and by name go too:
+/// even appended to, each cost every commit two or three pages (its last leaf, the sibling
+/// a split balances with, their parent), a quarter of what a commit wrote; `events` and the
+/// reports read the narrow table whole instead (a million events in a fraction of a second,
+/// measured in the README). SQLite drops a table constraint only by making the table again:
+/// same columns, same ids.
+const APPEND_ONLY_EVENTS: &str = "
+CREATE TABLE events_4 (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    request_id      INTEGER NOT NULL REFERENCES requests(id),
+    event_name      TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    known           INTEGER NOT NULL,
+    raw_start       INTEGER NOT NULL,
+    raw_length      INTEGER NOT NULL
+);
+INSERT INTO events_4 (id, account_id, event_id, request_id, event_name, timestamp_ms, known,
+                      raw_start, raw_length)
+SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start,
+       raw_length
+FROM events ORDER BY id;
+DROP TABLE events;
+ALTER TABLE events_4 RENAME TO events;
+CREATE INDEX events_by_request ON events (request_id);
+";
+
 /// An event's JSON text, as a SQL expression over `events e JOIN requests r`.
 pub(super) const RAW_TEXT: &str = "substr(r.body, e.raw_start + 1, e.raw_length)";
 
@@ -250,7 +289,7 @@ mod tests {
     fn a_new_store_gets_the_latest_layout_and_keeps_it() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 3);
+        assert_eq!(version(&connection), latest());
         assert_eq!(
             tables(&connection),
             [
@@ -264,7 +303,7 @@ mod tests {
             ]
         );
         bring_up(&connection).unwrap();
-        assert_eq!(check_layout(&connection, false).unwrap(), 3);
+        assert_eq!(check_layout(&connection, false).unwrap(), latest());
     }
 
     #[test]
@@ -365,7 +404,7 @@ mod tests {
             )
             .unwrap();
 
-        bring_up(&connection).unwrap();
+        bring_up_with(&connection, &STEPS[..2]).unwrap();
         assert_eq!(version(&connection), 3);
         // Each job as `id target state place attempts last_error forwarded_at`.
         let jobs: Vec<String> = connection
@@ -416,5 +455,90 @@ mod tests {
             })
             .unwrap();
         assert_eq!(attempts, 0, "a job's attempts go with it");
+    }
+
+    /// The names of the indexes on `table`.
+    fn indexes(connection: &Connection, table: &str) -> Vec<String> {
+        let mut statement = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+            .unwrap();
+        let names = statement.query_map([table], |row| row.get(0)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_version_3_store_loses_the_unique_index_and_keeps_its_events_and_ids() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .unwrap();
+        bring_up_with(&connection, &STEPS[..2]).unwrap();
+        assert_eq!(version(&connection), 3);
+        assert!(indexes(&connection, "events").contains(&"sqlite_autoindex_events_1".to_owned()));
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 10, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO requests VALUES (2, 20, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO events (id, account_id, event_id, request_id, event_name,
+                                     timestamp_ms, known, raw_start, raw_length)
+                 VALUES (5, 1010, 'a', 1, 'COURSE_COMPLETED', 100, 1, 0, 2),
+                        (9, 1010, 'b', 2, 'COURSE_ENROLLMENT', 200, 0, 0, 2);",
+            )
+            .unwrap();
+
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), 4);
+        assert_eq!(
+            indexes(&connection, "events"),
+            ["events_by_request"],
+            "no index on the keys, the times or the names: commits only append"
+        );
+        let rows: Vec<String> = connection
+            .prepare(
+                "SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known,
+                        raw_start, raw_length
+                 FROM events ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {} {} {} {} {} {} {} {}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, bool>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, i64>(8)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                "5 1010 a 1 COURSE_COMPLETED 100 true 0 2",
+                "9 1010 b 2 COURSE_ENROLLMENT 200 false 0 2"
+            ]
+        );
+        // Still a request's events, found by the request.
+        let plan: String = connection
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT event_id FROM events WHERE request_id = 2",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("events_by_request"), "{plan}");
+        // And an event without its request is refused, as before.
+        let orphan = connection.execute_batch(
+            "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms,
+                                 known, raw_start, raw_length)
+             VALUES (1010, 'c', 77, 'X', 0, 1, 0, 2);",
+        );
+        assert!(orphan.is_err());
     }
 }

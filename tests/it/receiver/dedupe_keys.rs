@@ -1,0 +1,177 @@
+//! The SQLite store's dedupe keys live in the listener's memory (issue 26): read again from
+//! the store at each start, they refuse every duplicate across a restart, however many keys
+//! there are; and one listener per store, since a second one would hold keys of its own.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::receiver::{binary, envelope, open_db, output_within, post, Process};
+
+/// Requests of the first life, and events in each.
+const REQUESTS: usize = 40;
+const EVENTS_PER_REQUEST: usize = 50;
+
+fn listen(store: &str) -> Process {
+    Process::spawn(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--output",
+            "quiet",
+            "--ui",
+            "off",
+        ],
+        &[],
+    )
+}
+
+/// The ids of request `request`'s events: UUID-like, as Learning Manager's.
+fn ids(request: usize) -> Vec<String> {
+    (0..EVENTS_PER_REQUEST)
+        .map(|event| format!("{request:08x}-0000-4000-8000-{event:012x}"))
+        .collect()
+}
+
+fn body(account: i64, ids: &[String]) -> String {
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    envelope(account, &ids)
+}
+
+/// `(stored, duplicates)` of a 200 answer.
+async fn post_events(process: &Process, body: String) -> (u64, u64) {
+    let reply = post(process.addr, "/webhook", &[], body).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let answer = reply.json();
+    (
+        answer["stored"].as_u64().unwrap(),
+        answer["duplicates"].as_u64().unwrap(),
+    )
+}
+
+fn stored_events(db_path: &Path) -> (i64, i64) {
+    let db = open_db(db_path);
+    db.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT account_id || '/' || event_id) FROM events",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_thousands_of_keys_still_refuses_every_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("receiver.db");
+    let store = format!("sqlite:{}", db_path.display());
+
+    let first = listen(&store);
+    for request in 0..REQUESTS {
+        let answer = post_events(&first, body(1010, &ids(request))).await;
+        assert_eq!(answer, (EVENTS_PER_REQUEST as u64, 0));
+    }
+    // The same event id in another account is another event.
+    assert_eq!(post_events(&first, body(1011, &ids(0))).await, (50, 0));
+    // Killed, not stopped: the keys come back from the store alone.
+    first.kill();
+
+    let second = listen(&store);
+    for request in 0..REQUESTS {
+        let answer = post_events(&second, body(1010, &ids(request))).await;
+        assert_eq!(answer, (0, EVENTS_PER_REQUEST as u64), "request {request}");
+    }
+    assert_eq!(post_events(&second, body(1011, &ids(0))).await, (0, 50));
+    // Old and new together: only the new ones are stored, and a new one sent twice in the
+    // same request once.
+    let mut mixed = ids(7)[..10].to_vec();
+    let fresh = ids(REQUESTS)[..10].to_vec();
+    mixed.extend(fresh.iter().cloned());
+    mixed.push(fresh[0].clone());
+    assert_eq!(post_events(&second, body(1010, &mixed)).await, (10, 11));
+    // Concurrent retries of one new batch after the restart: stored once between them.
+    let racing = body(1010, &ids(REQUESTS + 1));
+    let answers = futures_join(&second, &racing, 8).await;
+    assert_eq!(
+        answers.iter().map(|(stored, _)| stored).sum::<u64>(),
+        EVENTS_PER_REQUEST as u64,
+        "{answers:?}"
+    );
+    second.kill();
+
+    let expected = (REQUESTS * EVENTS_PER_REQUEST + 50 + 10 + EVENTS_PER_REQUEST) as i64;
+    assert_eq!(stored_events(&db_path), (expected, expected));
+}
+
+/// `copies` posts of `body` at once.
+async fn futures_join(process: &Process, body: &str, copies: usize) -> Vec<(u64, u64)> {
+    let addr = process.addr;
+    let tasks: Vec<_> = (0..copies)
+        .map(|_| {
+            let body = body.to_owned();
+            tokio::spawn(async move {
+                let reply = post(addr, "/webhook", &[], body).await;
+                assert_eq!(reply.status, 200);
+                let answer = reply.json();
+                (
+                    answer["stored"].as_u64().unwrap(),
+                    answer["duplicates"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_listener_on_the_same_store_is_refused_and_the_first_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("receiver.db");
+    let store = format!("sqlite:{}", db_path.display());
+    let first = listen(&store);
+    assert_eq!(post_events(&first, body(1010, &ids(0))).await, (50, 0));
+
+    let output = output_within(
+        std::process::Command::new(binary()).args([
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--output",
+            "quiet",
+            "--ui",
+            "off",
+        ]),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains("another `receiver listen`")
+            && stderr.contains(&format!("(process {})", first.child.id()))
+            && stderr.contains(&db_path.display().to_string()),
+        "{stderr}"
+    );
+    // The first one never noticed: its keys still decide.
+    assert_eq!(post_events(&first, body(1010, &ids(0))).await, (0, 50));
+    assert_eq!(post_events(&first, body(1010, &ids(1))).await, (50, 0));
+    first.kill();
+
+    // Its lock went with it, SIGKILL or not.
+    let again = listen(&store);
+    assert_eq!(post_events(&again, body(1010, &ids(1))).await, (0, 50));
+    again.kill();
+    assert_eq!(stored_events(&db_path), (100, 100));
+}
