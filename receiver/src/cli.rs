@@ -627,7 +627,9 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
             let events = reader.events(&filter).map_err(Failure::Work)?;
             if json {
                 let array: Vec<_> = events.iter().map(event_json).collect();
-                print(&serde_json::Value::Array(array).to_string())
+                print(&common::text::printable_json(
+                    &serde_json::Value::Array(array).to_string(),
+                ))
             } else {
                 let lines: Vec<String> = events.iter().map(event_line).collect();
                 if lines.is_empty() {
@@ -656,7 +658,7 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
                 } else {
                     serde_json::Value::Array(array)
                 };
-                print(&value.to_string())
+                print(&common::text::printable_json(&value.to_string()))
             } else {
                 for event in &events {
                     let raw: serde_json::Value =

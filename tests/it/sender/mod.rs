@@ -6,6 +6,7 @@ mod cli;
 mod connect_timeout;
 mod delivery;
 mod python;
+mod remote_text;
 mod replay;
 mod run_worker;
 mod scale_out;
