@@ -16,6 +16,7 @@ use common::cli::{CompletionsArgs, ManArgs, Selection};
 use common::logging::{tell, LogFormat};
 use common::outln;
 use common::store_location::StoreLocation;
+use common::target_guard::TargetGuard;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -473,6 +474,13 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
     Ok((args.listen, config))
 }
 
+/// Where Send again may send for an inspector bound to `ui_local`: anywhere on loopback, only
+/// to public addresses beyond it unless `--allow-private-targets` (`common::target_guard`);
+/// the log says which and why.
+fn targets_for(allow_private_targets: bool, ui_local: std::net::SocketAddr) -> TargetGuard {
+    TargetGuard::for_pages("the inspector", ui_local, allow_private_targets)
+}
+
 fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
     let ui = ui_choice(args.ui.as_deref(), args.ui_token.as_deref()).map_err(Failure::Config)?;
     let allow_private_targets = args.allow_private_targets;
@@ -519,15 +527,7 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
                     "inspector on {scheme}://{ui_local}/?token={}",
                     ui.token.expose()
                 );
-                let targets = common::target_guard::TargetGuard::for_listener(
-                    ui_local,
-                    allow_private_targets,
-                );
-                if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
-                    tracing::info!(
-                        "the inspector listens beyond loopback: Send again refuses loopback, private, link-local and unspecified addresses (--allow-private-targets allows them)"
-                    );
-                }
+                let targets = targets_for(allow_private_targets, ui_local);
                 Some((
                     ui_listener,
                     receiver.inspector_settings(ui.token, webhook_url, targets),
@@ -754,7 +754,9 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     let unchecked = count(crate::check::Verdict::Unchecked);
     if args.json {
         let array: Vec<_> = reports.iter().map(crate::check::Report::to_json).collect();
-        print(&serde_json::Value::Array(array).to_string())?;
+        print(&common::text::printable_json(
+            &serde_json::Value::Array(array).to_string(),
+        ))?;
     } else {
         let mut lines: Vec<String> = reports.iter().map(crate::check::Report::to_text).collect();
         let mut summary = format!(
@@ -781,4 +783,47 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `listen` arguments of a command line (from `argv` alone: no configuration file).
+    fn listen_args(argv: &[&str]) -> ListenArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Listen(args)) => *args,
+            None => cli.listen,
+            Some(other) => panic!("not listen: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_inspector_s_rule_comes_from_its_address_and_the_flag() {
+        use common::target_guard::TargetPolicy::{AnyAddress, PublicOnly};
+        let everywhere: std::net::SocketAddr = "0.0.0.0:8081".parse().expect("address");
+        let loopback: std::net::SocketAddr = "127.0.0.1:8081".parse().expect("address");
+        for (argv, at, expected) in [
+            (&["receiver", "listen"][..], everywhere, PublicOnly),
+            (
+                &["receiver", "listen", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (
+                &["receiver", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (&["receiver", "listen"][..], loopback, AnyAddress),
+        ] {
+            let args = listen_args(argv);
+            assert_eq!(
+                targets_for(args.allow_private_targets, at).policy(),
+                expected,
+                "{argv:?} on {at}"
+            );
+        }
+    }
 }

@@ -41,4 +41,7 @@ mod admin;
 mod private_targets;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod private_targets_cli;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod store_location;

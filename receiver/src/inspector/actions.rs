@@ -122,12 +122,12 @@ pub(super) async fn send_again(
         Ok(to) => to,
         Err(_) => return refuse(format!("Target URL {to_text:?} is not a URL")),
     };
-    let Some(host) = to.host().filter(|_| to.scheme_str() == Some("http")) else {
+    if to.host().is_none() || to.scheme_str() != Some("http") {
         return refuse("Target URL must be an http:// URL with a host".to_owned());
-    };
+    }
     // An inspector reachable from other hosts sends nothing internal (the client's connect
     // checks again). Said beside the field, the URL and mode kept (never the signature file).
-    if let Err(refused) = state.targets.check(host, to.port_u16().unwrap_or(80)).await {
+    if let Err(refused) = state.targets.check_uri(&to).await {
         return web::html(
             StatusCode::BAD_REQUEST,
             pages::send_target_refused(

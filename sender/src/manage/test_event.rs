@@ -20,7 +20,7 @@ use crate::UsageError;
 pub async fn check_target(targets: &TargetGuard, url: &TargetUrl) -> Result<(), UsageError> {
     // The host alone is named, never the whole URL.
     targets
-        .check(url.host(), url.port())
+        .check_uri(url.uri())
         .await
         .map_err(|refused| UsageError(format!("--url: {refused}")))
 }
