@@ -707,7 +707,11 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
     let location = StoreLocation::parse(store)
         .context("--store")
         .map_err(Failure::Config)?;
-    if let (Some(out), StoreLocation::Sqlite(database)) = (&args.out, &location) {
+    if let Some(out) = &args.out {
+        let database = match &location {
+            StoreLocation::Sqlite(database) => Some(database.as_path()),
+            StoreLocation::Postgres(_) => None,
+        };
         common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
     }
     let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;
