@@ -143,10 +143,11 @@ impl AddressClass {
 }
 
 /// Which targets a page or API may send to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetPolicy {
     /// Any address: the pages listen on loopback (only this machine's user reaches them), or
-    /// `--allow-private-targets` was given.
+    /// `--allow-private-targets` was given; the command line's rule.
+    #[default]
     AnyAddress,
     /// Addresses on the internet only: the pages are reachable from other hosts.
     PublicOnly,
@@ -217,8 +218,10 @@ pub enum TargetError {
     },
 }
 
-impl fmt::Display for TargetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TargetError {
+    /// What was refused, without why the rule holds: `10.0.0.5 is a private address`,
+    /// `name resolves to 127.0.0.1, a loopback address`, or that the name does not resolve.
+    pub fn refused(&self) -> String {
         match self {
             Self::Internal {
                 host,
@@ -227,13 +230,25 @@ impl fmt::Display for TargetError {
             } => {
                 let article = class.article();
                 if host.parse::<IpAddr>().ok() == Some(*address) {
-                    write!(f, "{address} is {article} {class} address")?;
+                    format!("{address} is {article} {class} address")
                 } else {
-                    write!(f, "{host} resolves to {address}, {article} {class} address")?;
+                    format!("{host} resolves to {address}, {article} {class} address")
                 }
-                f.write_str(
-                    ": these pages are reachable from other hosts, so they send nothing to \
+            }
+            Self::Unresolved { .. } => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Internal { .. } => {
+                write!(
+                    f,
+                    "{}: these pages are reachable from other hosts, so they send nothing to \
                      internal addresses (start them with --allow-private-targets to allow it)",
+                    self.refused()
                 )
             }
             Self::Unresolved { host, cause } => {
@@ -328,6 +343,18 @@ impl TargetGuard {
     /// The policy.
     pub fn policy(&self) -> TargetPolicy {
         self.policy
+    }
+
+    /// The same guard (its resolver), under `policy` where that is the stricter: what the
+    /// connect for a target that carries a rule of its own goes through (a sender webhook
+    /// whose Target URL was given through pages reachable from other hosts).
+    #[must_use]
+    pub fn at_least(&self, policy: TargetPolicy) -> TargetGuard {
+        let mut guard = self.clone();
+        if policy == TargetPolicy::PublicOnly {
+            guard.policy = policy;
+        }
+        guard
     }
 
     /// The addresses to connect to for `host` and `port`: an address literal (`10.0.0.5`,

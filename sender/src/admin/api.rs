@@ -157,8 +157,8 @@ async fn list(admin: &Admin) -> Answer {
 
 async fn add(admin: &Admin, asked: &Asked) -> Answer {
     let input: WebhookInput = read_body!(asked);
-    let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_ref()).await?;
+    let mut changes = input.changes()?;
+    super::admit_changes(admin, &mut changes).await?;
     let webhook = blocking(admin, move |state| manage::add(state, changes)).await?;
     Ok(answer(
         StatusCode::CREATED,
@@ -178,8 +178,8 @@ async fn show(admin: &Admin, id: &str) -> Answer {
 async fn edit(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     let mut input: WebhookInput = read_body!(asked);
     let version = input.version.take();
-    let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_ref()).await?;
+    let mut changes = input.changes()?;
+    super::admit_changes(admin, &mut changes).await?;
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| {
         manage::edit(state, &id, changes, version)

@@ -3,6 +3,7 @@
 //! validation ([`WebhookChanges::apply`]) judges all three.
 
 use clap::ValueEnum as _;
+use common::target_guard::TargetPolicy;
 use serde::Deserialize;
 
 use crate::manage::{target_url, WebhookChanges};
@@ -53,6 +54,8 @@ impl WebhookInput {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance_seconds,
             active: self.active,
+            // The pages' rule, given where they save it (`admit_changes`).
+            target_policy: TargetPolicy::default(),
         })
     }
 }
@@ -145,6 +148,8 @@ pub fn form_changes(form: &[(String, String)], adding: bool) -> Result<WebhookCh
         signature_prefix: None,
         tolerance_secs: None,
         active: Some(value("active").is_some()).filter(|active| !adding || !active),
+        // The pages' rule, given where they save it (`admit_changes`).
+        target_policy: TargetPolicy::default(),
     })
 }
 

@@ -312,6 +312,19 @@ async fn test_webhook(
     Ok(outcome)
 }
 
+/// A change made through these pages, before it is saved: its Target URL checked
+/// ([`check_target`]), and the pages' rule given to it, so that a URL given here is also
+/// delivered to under that rule, by every worker (`sender run` and `trigger` too: see
+/// `registry::Webhook::target_policy`), at connect time.
+async fn admit_changes(
+    admin: &Admin,
+    changes: &mut crate::manage::WebhookChanges,
+) -> Result<(), crate::UsageError> {
+    check_target(admin, changes.url.as_ref()).await?;
+    changes.target_policy = admin.targets.policy();
+    Ok(())
+}
+
 /// Refuses a Target URL these pages may not send to ([`crate::manage::check_target`]); `None`
 /// (an edit that keeps the URL) passes.
 async fn check_target(

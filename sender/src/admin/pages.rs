@@ -145,7 +145,7 @@ async fn list(admin: &Admin, asked: &Asked) -> Answer {
 async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
     let changes = form_changes(form, true);
     let added = match changes {
-        Ok(changes) => match super::check_target(admin, changes.url.as_ref()).await {
+        Ok(mut changes) => match super::admit_changes(admin, &mut changes).await {
             Ok(()) => blocking(admin, move |state| manage::add(state, changes)).await,
             Err(usage) => Err(usage.into()),
         },
@@ -183,7 +183,7 @@ async fn save(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
     let version = version(form);
     let owned = id.to_owned();
     let saved = match changes {
-        Ok(changes) => match super::check_target(admin, changes.url.as_ref()).await {
+        Ok(mut changes) => match super::admit_changes(admin, &mut changes).await {
             Ok(()) => {
                 blocking(admin, move |state| {
                     manage::edit(state, &owned, changes, version)

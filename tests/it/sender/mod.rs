@@ -5,6 +5,7 @@
 mod cli;
 mod connect_timeout;
 mod delivery;
+mod least_privilege;
 mod python;
 mod remote_text;
 mod replay;

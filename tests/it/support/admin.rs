@@ -50,11 +50,17 @@ impl AdminProcess {
     /// Starts `sender --state STATE admin --listen 127.0.0.1:0 --token TOKEN`, waits for its
     /// first line and reads `/api/openapi.json`.
     pub async fn start(state: &str) -> AdminProcess {
+        Self::start_with(state, &[]).await
+    }
+
+    /// [`AdminProcess::start`] with more arguments (`--secret-key-file FILE`).
+    pub async fn start_with(state: &str, extra: &[&str]) -> AdminProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
         command
             .args(["--state", state, "admin", "--listen", "127.0.0.1:0"])
             .args(["--token", TOKEN])
             .args(FAST)
+            .args(extra)
             // The failed attempts the tests provoke are warnings; errors still show.
             .env("RUST_LOG", "error");
         let mut process = Spawned::spawn(&mut command);

@@ -16,7 +16,6 @@ pub(crate) const LAYOUT: Layout = Layout {
         sql: SCHEMA,
         creates: TABLE_NAMES,
     }],
-    late_tables: None,
 };
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in

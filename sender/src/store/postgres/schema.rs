@@ -3,25 +3,30 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::postgres_schema::{self, LateTables, Layout, Step};
+use common::postgres_schema::{self, Layout, Step};
 
 /// The sender's tables and how a database gets them (`common::postgres_schema`): the steps in
-/// order, each bringing the tables to its version (recorded in `sender_schema`), and the key
-/// record, made also in databases whose tables predate it. Version 1 is the whole layout of
-/// [`SCHEMA`]; a change of layout is a step appended here.
+/// order, each bringing the tables to its version (recorded in `sender_schema`). Version 1 is
+/// the whole layout of [`SCHEMA`]; version 2 ([`VERSION_2`]) the key record and the rule a
+/// webhook's Target URL was given under. A database at the latest version is opened without
+/// a statement that changes its layout, so a role that may only read and write rows (no
+/// CREATE on the schema) runs the sender. A change of layout is a step appended here.
 const LAYOUT: Layout = Layout {
     program: "sender",
     lock: SCHEMA_LOCK,
     version_table: "sender_schema",
-    steps: &[Step {
-        version: 1,
-        sql: SCHEMA,
-        creates: TABLES,
-    }],
-    late_tables: Some(LateTables {
-        sql: SECRET_KEY_TABLE,
-        creates: &["sender_secret_key"],
-    }),
+    steps: &[
+        Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLES,
+        },
+        Step {
+            version: 2,
+            sql: VERSION_2,
+            creates: &["sender_secret_key"],
+        },
+    ],
 };
 
 /// The advisory lock that serialises schema creation across processes ("sndr" in ASCII).
@@ -39,13 +44,18 @@ const TABLES: &[&str] = &[
     "sender_leases",
 ];
 
-/// The key record (see `crate::sealing`), made also in databases whose tables predate it: a
-/// table the layout may lack, as nothing but a key's presence depends on it.
-pub(super) const SECRET_KEY_TABLE: &str = "
+/// Version 2: the key record (see `crate::sealing`), which the build before the versions of
+/// this table made at every opening (hence `IF NOT EXISTS`: a database of version 1 may have
+/// it), and whether a webhook's deliveries may reach internal addresses (see
+/// `registry::Webhook::target_policy`).
+const VERSION_2: &str = "
 CREATE TABLE IF NOT EXISTS sender_secret_key (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     key_check TEXT NOT NULL
 );
+-- true: the Target URL was given through pages reachable from other hosts; deliveries and
+-- tests then connect to public addresses only.
+ALTER TABLE sender_webhooks ADD COLUMN public_targets_only BOOLEAN NOT NULL DEFAULT FALSE;
 ";
 
 pub(super) const SCHEMA: &str = "
@@ -131,4 +141,91 @@ pub(super) async fn create_schema(
     let prepared = postgres_schema::prepare(client, &LAYOUT).await?;
     trips.fetch_add(prepared.round_trips, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use common::postgres::DatabaseUrl;
+
+    use crate::registry::WebhookId;
+    use crate::store::postgres::PostgresState;
+    use crate::store::Registry as _;
+
+    /// The layout the sender before the steps of version 2 prepared, and its key record,
+    /// which it made at every opening.
+    const TODAY: Layout = Layout {
+        program: "sender",
+        lock: SCHEMA_LOCK,
+        version_table: "sender_schema",
+        steps: &[Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLES,
+        }],
+    };
+    const TODAY_KEY_RECORD: &str = "CREATE TABLE IF NOT EXISTS sender_secret_key (
+        id BIGINT PRIMARY KEY CHECK (id = 1), key_check TEXT NOT NULL)";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_of_version_1_is_brought_to_version_2_and_keeps_its_rows() {
+        let Some(location) = common::test_postgres::test_database("sender layout upgrade") else {
+            return;
+        };
+        let url = DatabaseUrl::parse(&location).expect("test URL");
+        let pool = url.pool("sender-layout-test", 2).expect("pool");
+        let mut client = pool.get().await.expect("connect");
+        postgres_schema::prepare(&mut client, &TODAY)
+            .await
+            .expect("today's layout");
+        client
+            .batch_execute(&format!(
+                "{TODAY_KEY_RECORD};
+                 INSERT INTO sender_webhooks VALUES ('wh_kept', 'CRM', '', 'http://127.0.0.1:9/hook',
+                     'all', 'none', NULL, NULL, NULL, 'active', NULL, 1, 2);
+                 INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                     event_count, created_at_ms, state, next_attempt_at_ms)
+                     VALUES ('msg_kept', 'wh_kept', 1010, 'COURSE_ENROLLMENT', 1, 1, 'pending', 1);"
+            ))
+            .await
+            .expect("rows of today's layout");
+        drop(client);
+
+        let state = tokio::task::spawn_blocking(move || PostgresState::open(&url))
+            .await
+            .expect("joined")
+            .expect("opened and brought up");
+        let client = pool.get().await.expect("connect");
+        let versions: Vec<i64> = client
+            .query("SELECT version FROM sender_schema ORDER BY version", &[])
+            .await
+            .expect("versions")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(versions, [1, 2]);
+        let state = std::sync::Arc::new(state);
+        let read = state.clone();
+        let webhook =
+            tokio::task::spawn_blocking(move || read.webhook(&WebhookId("wh_kept".into())))
+                .await
+                .expect("joined")
+                .expect("read")
+                .expect("kept");
+        assert_eq!(webhook.url.as_str(), "http://127.0.0.1:9/hook");
+        assert_eq!(
+            webhook.target_policy,
+            common::target_guard::TargetPolicy::AnyAddress
+        );
+        let pending: i64 = client
+            .query_one(
+                "SELECT count(*) FROM sender_requests WHERE msg_id = 'msg_kept'",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(pending, 1);
+    }
 }

@@ -13,7 +13,8 @@
 //!
 //! Layout, one file per job, the trait implementations below handing each method to its file:
 //! `connection.rs` (the state: one connection behind a lock), `schema.rs` (the file, its
-//! pragmas and tables), `secrets.rs` (the sealing passes, the scrub after them),
+//! pragmas, its tables and the steps of their layout), `secrets.rs` (the key record and the
+//! transaction of a pass over the secrets, the scrub after it),
 //! `webhooks.rs` (registrations), `queue.rs` (enqueue, batches, pending requests),
 //! `leases.rs`, `record.rs` (outcomes under the fence, the expiry at the end of retention) and
 //! `deliveries.rs` (what `deliveries` and the pages read).
@@ -33,13 +34,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use rusqlite::OptionalExtension;
 
 pub use connection::SqliteState;
 
 use crate::registry::{Webhook, WebhookId};
-use crate::sealing::{self, SecretKey};
-use crate::store::rows::SealingPass;
+use crate::sealing::SecretKey;
 use crate::store::{
     AttemptRecord, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken, NewDelivery,
     PendingRequest, Queue, QueueCounts, Recorded, Registry,
@@ -70,25 +69,8 @@ impl SqliteState {
             connection: Mutex::new(connection),
             secret_key,
         };
-        if state.secret_key.is_none() {
-            // Nothing to write without a key: a read, no write lock, refuses a sealed state.
-            let recorded: Option<String> = state
-                .lock()
-                .query_row("SELECT key_check FROM secret_key WHERE id = 1", [], |row| {
-                    row.get(0)
-                })
-                .optional()
-                .context("reading the secret key record")?;
-            sealing::admit(recorded.as_deref(), None)?;
-            return Ok(state);
-        }
-        secrets::sealing_pass(&state, |rows, recorded| {
-            let written = sealing::admit(recorded, state.secret_key.as_ref())?;
-            let pass = SealingPass::seal_plain(rows, state.secret_key.as_ref())?;
-            pass.log_sealed(state.secret_key.as_ref());
-            Ok((written, pass))
-        })
-        .with_context(|| format!("state database {}", path.display()))?;
+        crate::store::secrets::admit_at_opening(&state)
+            .with_context(|| format!("state database {}", path.display()))?;
         Ok(state)
     }
 }
@@ -115,7 +97,7 @@ impl Registry for SqliteState {
     }
 
     fn reseal_secrets(&self, new: &SecretKey) -> anyhow::Result<u64> {
-        secrets::reseal_secrets(self, new)
+        crate::store::secrets::reseal_secrets(self, new)
     }
 }
 
