@@ -19,6 +19,7 @@ mod inspector;
 mod inspector_browser;
 mod inspector_curl;
 mod inspector_guard;
+mod inspector_resign;
 mod layout;
 mod metrics_format;
 mod outage;
