@@ -45,3 +45,6 @@ mod private_targets_cli;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod store_location;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod operations;

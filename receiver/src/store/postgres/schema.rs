@@ -6,16 +6,24 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below; a change of layout is a step appended here.
+/// Version 1 is the whole layout below; version 2 forwards to several targets. A change of
+/// layout is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
     version_table: "receiver_schema",
-    steps: &[Step {
-        version: 1,
-        sql: SCHEMA,
-        creates: TABLE_NAMES,
-    }],
+    steps: &[
+        Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLE_NAMES,
+        },
+        Step {
+            version: 2,
+            sql: SEVERAL_TARGETS,
+            creates: &["receiver_forward_attempts"],
+        },
+    ],
 };
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in
@@ -77,6 +85,53 @@ CREATE INDEX receiver_forward_jobs_pending ON receiver_forward_jobs (id)
     WHERE forwarded_at_ms IS NULL;
 ";
 
+/// From version 1 to 2: forwarding to several targets, as the SQLite layout's version 3. A
+/// job per request and target (the unique key becomes `(request_id, target)`), each job's
+/// state and place in its target's queue (`queue_order`, from a sequence of its own taken
+/// under the lock that orders job inserts), and every attempt in
+/// `receiver_forward_attempts`. A job of version 1 keeps its id, attempts and time, gets the
+/// target `''` (given to the targets at the next start with forwarding) and its id as its
+/// place. `target` keeps the default `''` so that a receiver of version 1 still running on
+/// the database keeps storing (its jobs are given to targets the same way).
+const SEVERAL_TARGETS: &str = "
+ALTER TABLE receiver_forward_jobs DROP CONSTRAINT receiver_forward_jobs_request_id_key;
+ALTER TABLE receiver_forward_jobs
+    ADD COLUMN target text NOT NULL DEFAULT '',
+    ADD COLUMN state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    ADD COLUMN queue_order bigint,
+    ADD COLUMN last_attempt_at_ms bigint,
+    ADD COLUMN next_attempt_at_ms bigint,
+    ALTER COLUMN attempts TYPE bigint;
+UPDATE receiver_forward_jobs
+SET queue_order = id,
+    state = CASE WHEN forwarded_at_ms IS NULL THEN 'pending' ELSE 'forwarded' END;
+CREATE SEQUENCE receiver_forward_order_seq OWNED BY receiver_forward_jobs.queue_order;
+SELECT setval('receiver_forward_order_seq',
+              COALESCE((SELECT MAX(id) FROM receiver_forward_jobs), 0) + 1, false);
+ALTER TABLE receiver_forward_jobs
+    ALTER COLUMN queue_order SET DEFAULT nextval('receiver_forward_order_seq'),
+    ALTER COLUMN queue_order SET NOT NULL,
+    ADD CONSTRAINT receiver_forward_jobs_request_target UNIQUE (request_id, target);
+DROP INDEX receiver_forward_jobs_pending;
+-- Each queue's head, and the counts and oldest times of the metrics, from these alone.
+CREATE INDEX receiver_forward_jobs_pending
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'pending';
+CREATE INDEX receiver_forward_jobs_parked
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'parked';
+CREATE TABLE receiver_forward_attempts (
+    id          bigserial PRIMARY KEY,
+    job_id      bigint  NOT NULL REFERENCES receiver_forward_jobs (id) ON DELETE CASCADE,
+    at_ms       bigint  NOT NULL,
+    status      bigint,                     -- the app's status; NULL without an answer
+    error       text,                       -- why there was no answer
+    latency_us  bigint  NOT NULL,
+    answer      bytea   NOT NULL,           -- the first KiB of the answer's body
+    outcome     text    NOT NULL            -- delivered | failed | parked
+);
+CREATE INDEX receiver_forward_attempts_by_job ON receiver_forward_attempts (job_id, id);
+";
+
 /// Every table of [`SCHEMA`]: tables of these names without a `receiver_schema` row are
 /// another program's, and are left alone.
 const TABLE_NAMES: &[&str] = &[
@@ -90,7 +145,8 @@ const TABLE_NAMES: &[&str] = &[
 
 /// The advisory lock held while the tables are prepared. Advisory lock keys are one 64-bit
 /// space per database, shared with other programs: the receiver's are fixed random-looking
-/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`).
+/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`); the
+/// per-target forwarding leases are two-key locks (`forward_queue.rs`), a space of their own.
 const SCHEMA_LOCK: i64 = 0x7265_6376_0000_0001;
 
 /// Creates the tables when the database has none of them, brings them to the latest

@@ -7,10 +7,11 @@ use common::postgres_schema::{self, Layout, Step};
 
 /// The sender's tables and how a database gets them (`common::postgres_schema`): the steps in
 /// order, each bringing the tables to its version (recorded in `sender_schema`). Version 1 is
-/// the whole layout of [`SCHEMA`]; version 2 ([`VERSION_2`]) the key record and the rule a
-/// webhook's Target URL was given under. A database at the latest version is opened without
-/// a statement that changes its layout, so a role that may only read and write rows (no
-/// CREATE on the schema) runs the sender. A change of layout is a step appended here.
+/// the whole layout of [`SCHEMA`], version 2 [`VERSION_2`] (requests queued again, health,
+/// notifications), version 3 [`VERSION_3`] (the key record and the rule a webhook's Target
+/// URL was given under). A database at the latest version is opened without a statement that
+/// changes its layout, so a role that may only read and write rows (no CREATE on the schema)
+/// runs the sender. A change of layout is a step appended here.
 const LAYOUT: Layout = Layout {
     program: "sender",
     lock: SCHEMA_LOCK,
@@ -24,6 +25,11 @@ const LAYOUT: Layout = Layout {
         Step {
             version: 2,
             sql: VERSION_2,
+            creates: &["sender_webhook_health", "sender_notifications"],
+        },
+        Step {
+            version: 3,
+            sql: VERSION_3,
             creates: &["sender_secret_key"],
         },
     ],
@@ -44,11 +50,11 @@ const TABLES: &[&str] = &[
     "sender_leases",
 ];
 
-/// Version 2: the key record (see `crate::sealing`), which the build before the versions of
-/// this table made at every opening (hence `IF NOT EXISTS`: a database of version 1 may have
-/// it), and whether a webhook's deliveries may reach internal addresses (see
+/// Version 3: the key record (see `crate::sealing`), which the builds of versions 1 and 2
+/// made at every opening (hence `IF NOT EXISTS`: a database of those versions may have it),
+/// and whether a webhook's deliveries may reach internal addresses (see
 /// `registry::Webhook::target_policy`).
-const VERSION_2: &str = "
+const VERSION_3: &str = "
 CREATE TABLE IF NOT EXISTS sender_secret_key (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     key_check TEXT NOT NULL
@@ -131,6 +137,38 @@ CREATE TABLE sender_leases (
 );
 ";
 
+/// Version 2: a message may be queued again (`deliveries resend`, `recover`), so a request's
+/// `msg_id` (its `webhook-id`) is no longer unique, and `resend_of` names the row a request
+/// copies; each webhook's health and the operator's notifications get their tables.
+pub(super) const VERSION_2: &str = "
+ALTER TABLE sender_requests DROP CONSTRAINT sender_requests_msg_id_key;
+ALTER TABLE sender_requests ADD COLUMN resend_of BIGINT;
+CREATE INDEX sender_requests_by_msg ON sender_requests (msg_id);
+CREATE INDEX sender_requests_by_webhook ON sender_requests (webhook_id, id);
+CREATE TABLE sender_webhook_health (
+    webhook_id TEXT PRIMARY KEY,
+    consecutive_failures BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    since_ms BIGINT NOT NULL
+);
+CREATE TABLE sender_notifications (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    msg_id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_at_ms BIGINT
+);
+CREATE INDEX sender_notifications_pending ON sender_notifications (id) WHERE state = 'pending';
+";
+
 /// Creates the tables unless they exist, or brings them to the latest version, under an
 /// advisory lock (see [`LAYOUT`]); refuses tables of our names that carry no layout version,
 /// or one this build did not write.
@@ -146,86 +184,199 @@ pub(super) async fn create_schema(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use common::postgres::DatabaseUrl;
-
-    use crate::registry::WebhookId;
     use crate::store::postgres::PostgresState;
-    use crate::store::Registry as _;
+    use crate::store::{DeliveryFilter, Queue as _, Recovery as _, Registry as _};
 
-    /// The layout the sender before the steps of version 2 prepared, and its key record,
-    /// which it made at every opening.
-    const TODAY: Layout = Layout {
-        program: "sender",
-        lock: SCHEMA_LOCK,
-        version_table: "sender_schema",
-        steps: &[Step {
-            version: 1,
-            sql: SCHEMA,
-            creates: TABLES,
-        }],
-    };
-    const TODAY_KEY_RECORD: &str = "CREATE TABLE IF NOT EXISTS sender_secret_key (
-        id BIGINT PRIMARY KEY CHECK (id = 1), key_check TEXT NOT NULL)";
+    /// The key record the builds of versions 1 and 2 made at every opening, outside the steps.
+    const KEY_RECORD_OF_VERSIONS_1_AND_2: &str = "CREATE TABLE IF NOT EXISTS sender_secret_key (
+        id BIGINT PRIMARY KEY CHECK (id = 1), key_check TEXT NOT NULL);";
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_database_of_version_1_is_brought_to_version_2_and_keeps_its_rows() {
-        let Some(location) = common::test_postgres::test_database("sender layout upgrade") else {
+    #[test]
+    fn a_database_of_version_1_is_brought_up_in_place_and_keeps_its_rows() {
+        let Some(url) = common::test_postgres::test_database("sender_version_1_brought_up") else {
             return;
         };
-        let url = DatabaseUrl::parse(&location).expect("test URL");
-        let pool = url.pool("sender-layout-test", 2).expect("pool");
-        let mut client = pool.get().await.expect("connect");
-        postgres_schema::prepare(&mut client, &TODAY)
-            .await
-            .expect("today's layout");
-        client
-            .batch_execute(&format!(
-                "{TODAY_KEY_RECORD};
-                 INSERT INTO sender_webhooks VALUES ('wh_kept', 'CRM', '', 'http://127.0.0.1:9/hook',
-                     'all', 'none', NULL, NULL, NULL, 'active', NULL, 1, 2);
-                 INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
-                     event_count, created_at_ms, state, next_attempt_at_ms)
-                     VALUES ('msg_kept', 'wh_kept', 1010, 'COURSE_ENROLLMENT', 1, 1, 'pending', 1);"
-            ))
-            .await
-            .expect("rows of today's layout");
-        drop(client);
-
-        let state = tokio::task::spawn_blocking(move || PostgresState::open(&url))
-            .await
-            .expect("joined")
-            .expect("opened and brought up");
-        let client = pool.get().await.expect("connect");
-        let versions: Vec<i64> = client
-            .query("SELECT version FROM sender_schema ORDER BY version", &[])
-            .await
-            .expect("versions")
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        assert_eq!(versions, [1, 2]);
-        let state = std::sync::Arc::new(state);
-        let read = state.clone();
-        let webhook =
-            tokio::task::spawn_blocking(move || read.webhook(&WebhookId("wh_kept".into())))
+        let parsed = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            // The database as today's sender leaves it: version 1 and some rows.
+            let pool = parsed.pool("sender-schema-test", 2).expect("pool");
+            let mut client = pool.get().await.expect("connect");
+            let version_1 = Layout {
+                steps: &LAYOUT.steps[..1],
+                ..LAYOUT
+            };
+            postgres_schema::prepare(&mut client, &version_1)
                 .await
-                .expect("joined")
-                .expect("read")
-                .expect("kept");
-        assert_eq!(webhook.url.as_str(), "http://127.0.0.1:9/hook");
+                .expect("version 1");
+            client
+                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
+                .await
+                .expect("key record");
+            client
+                .batch_execute(
+                    "INSERT INTO sender_webhooks (id, name, description, url, events, auth, status,
+                         created_at_ms, updated_at_ms)
+                     VALUES ('wh_old', 'Old', '', 'http://127.0.0.1:9/hook', 'all', 'none', 'active', 1, 1);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, attempts, next_attempt_at_ms,
+                         last_status, finished_at_ms)
+                     VALUES ('msg_delivered', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11),
+                            ('msg_pending', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 20, 'pending', 0, 20, NULL, NULL);
+                     INSERT INTO sender_request_bodies (request_id, body, event_ids)
+                     SELECT id, convert_to('{\"accountId\":1010,\"events\":[]}', 'UTF8'), '[\"e1\"]'
+                     FROM sender_requests;
+                     INSERT INTO sender_attempts (request_id, attempt, started_at_ms, status, latency_ms, response_head)
+                     SELECT id, 1, 10, 200, 1, 'ok' FROM sender_requests WHERE msg_id = 'msg_delivered';",
+                )
+                .await
+                .expect("rows");
+        });
+        let state = PostgresState::open(&parsed).expect("opened and brought up");
+        let listed = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .expect("list");
+        let rows: Vec<(&str, &str)> = listed
+            .iter()
+            .map(|r| (r.id.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("msg_pending", "pending"), ("msg_delivered", "delivered")]
+        );
+        let detail = state
+            .delivery("msg_delivered")
+            .expect("read")
+            .expect("kept");
+        assert_eq!(detail.attempt_log.len(), 1);
+        // The message may be queued again now: its id is no longer unique.
+        let resent = state
+            .resend("msg_delivered", 50)
+            .expect("resend")
+            .expect("found");
+        assert!(resent.row > listed[0].row, "{resent:?}");
+        assert_eq!(state.counts(None).expect("counts").pending, 2);
+        runtime.block_on(async {
+            let pool = parsed.pool("sender-schema-test", 1).expect("pool");
+            let client = pool.get().await.expect("connect");
+            let versions: Vec<i64> = client
+                .query("SELECT version FROM sender_schema ORDER BY version", &[])
+                .await
+                .expect("versions")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(versions, [1, 2, 3]);
+        });
+        let webhook = state.webhooks().expect("webhooks").remove(0);
         assert_eq!(
             webhook.target_policy,
             common::target_guard::TargetPolicy::AnyAddress
         );
-        let pending: i64 = client
-            .query_one(
-                "SELECT count(*) FROM sender_requests WHERE msg_id = 'msg_kept'",
-                &[],
+    }
+
+    #[test]
+    fn a_database_of_version_2_is_brought_up_in_place_and_keeps_its_rows() {
+        let Some(url) = common::test_postgres::test_database("sender_version_2_brought_up") else {
+            return;
+        };
+        let parsed = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            // The database as the build of version 2 leaves it: its steps, its key record
+            // (made outside the steps) and rows of every kind, a request queued again among
+            // them.
+            let pool = parsed.pool("sender-schema-test", 2).expect("pool");
+            let mut client = pool.get().await.expect("connect");
+            let version_2 = Layout {
+                steps: &LAYOUT.steps[..2],
+                ..LAYOUT
+            };
+            postgres_schema::prepare(&mut client, &version_2)
+                .await
+                .expect("version 2");
+            client
+                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
+                .await
+                .expect("key record");
+            client
+                .batch_execute(
+                    "INSERT INTO sender_webhooks (id, name, description, url, events, auth,
+                         basic_username, basic_password, status, created_at_ms, updated_at_ms)
+                     VALUES ('wh_v2', 'CRM', '', 'http://127.0.0.1:9/hook', 'all', 'basic', 'crm',
+                         'plain password', 'active', 1, 2);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, attempts, next_attempt_at_ms,
+                         last_status, finished_at_ms)
+                     VALUES ('msg_a', 'wh_v2', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, next_attempt_at_ms, resend_of)
+                     SELECT msg_id, webhook_id, account_id, event_names, event_count, 20,
+                         'pending', 20, id FROM sender_requests WHERE msg_id = 'msg_a';
+                     INSERT INTO sender_request_bodies (request_id, body, event_ids)
+                     SELECT id, convert_to('{}', 'UTF8'), '[\"e1\"]' FROM sender_requests;
+                     INSERT INTO sender_webhook_health (webhook_id, consecutive_failures, state, since_ms)
+                     VALUES ('wh_v2', 5, 'failing', 15);
+                     INSERT INTO sender_notifications (msg_id, webhook_id, kind, body,
+                         created_at_ms, state, next_attempt_at_ms)
+                     VALUES ('msg_note', 'wh_v2', 'webhook.failing', convert_to('{}', 'UTF8'),
+                         15, 'pending', 15);",
+                )
+                .await
+                .expect("rows of version 2");
+        });
+        let state = PostgresState::open(&parsed).expect("opened and brought up");
+        let webhook = state.webhooks().expect("webhooks").remove(0);
+        assert_eq!(
+            (
+                webhook.id.as_str(),
+                webhook.url.as_str(),
+                webhook.target_policy
+            ),
+            (
+                "wh_v2",
+                "http://127.0.0.1:9/hook",
+                common::target_guard::TargetPolicy::AnyAddress
             )
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(pending, 1);
+        );
+        let rows: Vec<(String, bool)> = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .expect("list")
+            .into_iter()
+            .map(|row| (row.id, row.resend_of.is_some()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("msg_a".to_owned(), true), ("msg_a".to_owned(), false)]
+        );
+        runtime.block_on(async {
+            let pool = parsed.pool("sender-schema-test", 1).expect("pool");
+            let client = pool.get().await.expect("connect");
+            let versions: Vec<i64> = client
+                .query("SELECT version FROM sender_schema ORDER BY version", &[])
+                .await
+                .expect("versions")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(versions, [1, 2, 3]);
+            let kept: (i64, String, i64) = client
+                .query_one(
+                    "SELECT consecutive_failures, state,
+                         (SELECT count(*) FROM sender_notifications)
+                     FROM sender_webhook_health WHERE webhook_id = 'wh_v2'",
+                    &[],
+                )
+                .await
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .expect("health and notifications");
+            assert_eq!(kept, (5, "failing".to_owned(), 1));
+        });
     }
 }

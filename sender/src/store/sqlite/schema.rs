@@ -8,39 +8,121 @@ use std::path::Path;
 use anyhow::Context as _;
 use rusqlite::Connection;
 
-/// One step of the layout: the statements that bring a state from the previous step's
-/// version to `version`, recorded in `PRAGMA user_version` in the same transaction.
+/// One step of the layout: what brings a file from the previous step's version to `version`,
+/// run in the transaction that records the version in `PRAGMA user_version`.
 pub(super) struct Step {
     /// The version after this step; steps go up.
     pub(super) version: i64,
-    /// The statements.
-    pub(super) sql: &'static str,
+    /// The change.
+    pub(super) apply: fn(&Connection) -> rusqlite::Result<()>,
 }
 
-/// The steps, in order; a change of layout is a step appended here. Version 1 is the layout
-/// of the states written before the versions (`user_version` 0): its statements create only
-/// what is missing, so such a state is brought to version 1 by them (and its leases by
-/// [`add_lease_columns`]). Version 2 records, per webhook, whether its deliveries may reach
-/// internal addresses (see `registry::Webhook::target_policy`).
+/// The steps, in order. A file at version 0 (a new one, or one written before the versions:
+/// those have the version 1 tables, less perhaps the lease columns, which step 1 adds) runs
+/// them all; a file at a step's version runs those after it; a later version is refused (a
+/// newer sender wrote it). A change of layout is a step appended here.
 pub(super) const STEPS: &[Step] = &[
     Step {
         version: 1,
-        sql: SCHEMA,
+        apply: version_1,
     },
     Step {
         version: 2,
-        sql: VERSION_2,
+        apply: version_2,
+    },
+    Step {
+        version: 3,
+        apply: version_3,
     },
 ];
 
-/// Version 2: the rule a webhook's Target URL was given under.
+/// Version 1: the tables as they were before the versions ([`SCHEMA`]), made when missing,
+/// and the lease columns added later to that layout.
+fn version_1(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(SCHEMA)?;
+    add_lease_columns(connection)
+}
+/// Version 2: a message may be queued again (`deliveries resend`, `recover`), so a request's
+/// `msg_id` (its `webhook-id`) is no longer unique: SQLite cannot drop a constraint, so the
+/// table is rebuilt, its rows, ids and id sequence kept; `resend_of` names the row a request
+/// copies. Each webhook's health and the operator's notifications get their tables.
+fn version_2(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(VERSION_2)
+}
+
 const VERSION_2: &str = "
+CREATE TABLE requests_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
+    event_names TEXT NOT NULL,
+    event_count INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    finished_at_ms INTEGER,
+    -- The row this request copies (queued again), or NULL for a message's first request.
+    resend_of INTEGER
+);
+INSERT INTO requests_v2 (id, msg_id, webhook_id, account_id, event_names, event_count,
+    created_at_ms, state, attempts, next_attempt_at_ms, last_status, last_error, finished_at_ms)
+SELECT id, msg_id, webhook_id, account_id, event_names, event_count, created_at_ms, state,
+    attempts, next_attempt_at_ms, last_status, last_error, finished_at_ms FROM requests;
+-- The id sequence goes on from where it was (ids of deleted rows are never given again).
+DELETE FROM sqlite_sequence WHERE name = 'requests_v2';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'requests_v2', MAX(seq) FROM (
+        SELECT seq FROM sqlite_sequence WHERE name = 'requests'
+        UNION ALL SELECT COALESCE(MAX(id), 0) FROM requests_v2);
+DROP TABLE requests;
+ALTER TABLE requests_v2 RENAME TO requests;
+CREATE INDEX requests_pending ON requests (webhook_id, id) WHERE state = 'pending';
+CREATE INDEX requests_by_msg ON requests (msg_id);
+CREATE INDEX requests_by_webhook ON requests (webhook_id, id);
+-- A webhook's health: failed attempts in a row, and whether that made it failing or disabled.
+CREATE TABLE webhook_health (
+    webhook_id TEXT PRIMARY KEY,
+    consecutive_failures INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    since_ms INTEGER NOT NULL
+);
+-- The operator's notifications (--notify-url), sent in id order.
+CREATE TABLE notifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms INTEGER NOT NULL,
+    claimed_by TEXT,
+    claimed_until_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_at_ms INTEGER
+);
+CREATE INDEX notifications_pending ON notifications (id) WHERE state = 'pending';
+";
+
+/// Version 3: per webhook, whether its deliveries may reach internal addresses (see
+/// `registry::Webhook::target_policy`).
+fn version_3(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(VERSION_3)
+}
+
+/// Version 3: the rule a webhook's Target URL was given under.
+const VERSION_3: &str = "
 -- 1: the URL was given through pages reachable from other hosts; deliveries and tests then
 -- connect to public addresses only.
 ALTER TABLE webhooks ADD COLUMN public_targets_only INTEGER NOT NULL DEFAULT 0;
 ";
 
-/// Version 1, the whole layout before the versions began.
+/// The tables of version 1, as files had them before the versions began.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
     id TEXT PRIMARY KEY,
@@ -124,7 +206,7 @@ CREATE TABLE IF NOT EXISTS secret_key (
 
 /// State files written before leases recorded their host and fence get the columns (leases
 /// are short-lived, so old rows simply carry none and are judged by their expiry).
-pub(super) fn add_lease_columns(connection: &Connection) -> rusqlite::Result<()> {
+fn add_lease_columns(connection: &Connection) -> rusqlite::Result<()> {
     for (column, definition) in [
         ("host", "host TEXT NOT NULL DEFAULT ''"),
         ("fence", "fence INTEGER NOT NULL DEFAULT 0"),
@@ -161,13 +243,9 @@ pub(super) fn bring_up_with(connection: &Connection, steps: &[Step]) -> anyhow::
     let applied = layout_version(connection, steps).and_then(|found| {
         let found = found.unwrap_or(0);
         for step in steps.iter().filter(|step| step.version > found) {
-            connection.execute_batch(step.sql).with_context(|| {
+            (step.apply)(connection).with_context(|| {
                 format!("bringing the state to layout version {}", step.version)
             })?;
-            if step.version == 1 {
-                // A state from before the versions may predate the lease columns too.
-                add_lease_columns(connection)?;
-            }
             connection.pragma_update(None, "user_version", step.version)?;
         }
         connection.execute_batch("COMMIT;")?;
@@ -255,6 +333,8 @@ mod tests {
     use rusqlite::OptionalExtension as _;
 
     use super::*;
+    use crate::store::sqlite::SqliteState;
+    use crate::store::{DeliveryFilter, Queue as _, Recovery as _, Registry as _};
 
     fn version(connection: &Connection) -> i64 {
         connection
@@ -262,13 +342,170 @@ mod tests {
             .unwrap()
     }
 
+    /// A state file as the sender wrote it before the versions: the version 1 tables, user
+    /// version 0, a webhook, a delivered request with its attempt, a pending one, a staged
+    /// event, and a deleted request whose id must never be given again.
+    fn file_before_the_versions(path: &Path) {
+        let connection = Connection::open(path).expect("create");
+        connection.execute_batch(SCHEMA).expect("version 1 tables");
+        connection
+            .execute_batch(
+                "INSERT INTO webhooks (id, name, description, url, events, auth, status,
+                     created_at_ms, updated_at_ms)
+                 VALUES ('wh_old', 'Old', '', 'http://127.0.0.1:9/hook', 'all', 'none', 'active', 1, 1);
+                 INSERT INTO requests (id, msg_id, webhook_id, account_id, event_names, event_count,
+                     created_at_ms, state, attempts, next_attempt_at_ms, last_status, finished_at_ms)
+                 VALUES (1, 'msg_delivered', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11),
+                        (2, 'msg_pending', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 20, 'pending', 0, 20, NULL, NULL),
+                        (3, 'msg_deleted', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 30, 'pending', 0, 30, NULL, NULL);
+                 DELETE FROM requests WHERE id = 3;
+                 INSERT INTO request_bodies (request_id, body, event_ids)
+                 VALUES (1, CAST('{\"accountId\":1010,\"events\":[]}' AS BLOB), '[\"e1\"]'),
+                        (2, CAST('{\"accountId\":1010,\"events\":[2]}' AS BLOB), '[\"e2\"]');
+                 INSERT INTO attempts (request_id, attempt, started_at_ms, status, latency_ms, response_head)
+                 VALUES (1, 1, 10, 200, 1, 'ok');
+                 INSERT INTO staged_events (webhook_id, account_id, event_id, event_name, event_json, enqueued_at_ms)
+                 VALUES ('wh_old', 1010, 'e9', 'COURSE_ENROLLMENT_BATCH', CAST('{}' AS BLOB), 40);",
+            )
+            .expect("rows");
+        assert_eq!(version(&connection), 0);
+    }
+
+    #[test]
+    fn a_file_of_the_unversioned_layout_is_brought_up_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("sender.db");
+        file_before_the_versions(&path);
+        let state = SqliteState::open(&path).expect("opened and brought up");
+        let listed = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .expect("list");
+        let rows: Vec<(i64, &str, &str)> = listed
+            .iter()
+            .map(|r| (r.row, r.id.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (2, "msg_pending", "pending"),
+                (1, "msg_delivered", "delivered")
+            ]
+        );
+        let detail = state
+            .delivery("msg_delivered")
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            (detail.attempt_log.len(), detail.event_ids.as_slice()),
+            (1, ["e1".to_owned()].as_slice())
+        );
+        assert_eq!(state.counts(None).expect("counts").staged, 1);
+        // The message may be queued again now, under a row number never given before.
+        let resent = state
+            .resend("msg_delivered", 50)
+            .expect("resend")
+            .expect("found");
+        assert_eq!(resent.row, 4, "ids go on after the deleted 3");
+        assert_eq!(version(&state.lock()), 3);
+        let webhook = state.webhooks().expect("webhooks").remove(0);
+        assert_eq!(
+            webhook.target_policy,
+            common::target_guard::TargetPolicy::AnyAddress
+        );
+        drop(state);
+        // Opened again: nothing to do, nothing lost.
+        let state = SqliteState::open(&path).expect("opened again");
+        assert_eq!(state.counts(None).expect("counts").pending, 2);
+    }
+
+    #[test]
+    fn a_file_of_layout_version_2_is_brought_up_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("sender.db");
+        // What the sender of layout version 2 made: its two steps, then rows of every kind,
+        // a request queued again among them.
+        let connection = Connection::open(&path).unwrap();
+        version_1(&connection).unwrap();
+        version_2(&connection).unwrap();
+        connection.pragma_update(None, "user_version", 2).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO webhooks (id, name, description, url, events, auth, basic_username,
+                     basic_password, status, created_at_ms, updated_at_ms)
+                 VALUES ('wh_v2', 'CRM', '', 'http://127.0.0.1:9/hook', 'all', 'basic', 'crm',
+                     'plain password', 'active', 1, 2);
+                 INSERT INTO requests (id, msg_id, webhook_id, account_id, event_names, event_count,
+                     created_at_ms, state, attempts, next_attempt_at_ms, last_status, finished_at_ms,
+                     resend_of)
+                 VALUES (1, 'msg_a', 'wh_v2', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11, NULL),
+                        (2, 'msg_a', 'wh_v2', 1010, 'COURSE_ENROLLMENT', 1, 20, 'pending', 0, 20, NULL, NULL, 1);
+                 INSERT INTO request_bodies (request_id, body, event_ids)
+                 VALUES (1, CAST('{}' AS BLOB), '[\"e1\"]'), (2, CAST('{}' AS BLOB), '[\"e1\"]');
+                 INSERT INTO webhook_health (webhook_id, consecutive_failures, state, since_ms)
+                 VALUES ('wh_v2', 5, 'failing', 15);
+                 INSERT INTO notifications (msg_id, webhook_id, kind, body, created_at_ms, state,
+                     next_attempt_at_ms)
+                 VALUES ('msg_note', 'wh_v2', 'webhook.failing', CAST('{}' AS BLOB), 15, 'pending', 15);",
+            )
+            .unwrap();
+        drop(connection);
+
+        let state = SqliteState::open(&path).expect("opened and brought up");
+        assert_eq!(version(&state.lock()), 3);
+        let webhook = state.webhooks().unwrap().remove(0);
+        assert_eq!(
+            (
+                webhook.id.as_str(),
+                webhook.url.as_str(),
+                webhook.target_policy
+            ),
+            (
+                "wh_v2",
+                "http://127.0.0.1:9/hook",
+                common::target_guard::TargetPolicy::AnyAddress
+            )
+        );
+        let rows: Vec<(i64, String, Option<i64>)> = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.row, r.id, r.resend_of))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (2, "msg_a".to_owned(), Some(1)),
+                (1, "msg_a".to_owned(), None)
+            ]
+        );
+        let kept: (i64, String, i64) = state
+            .lock()
+            .query_row(
+                "SELECT consecutive_failures, state, (SELECT COUNT(*) FROM notifications)
+                 FROM webhook_health WHERE webhook_id = 'wh_v2'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (5, "failing".to_owned(), 1));
+    }
+
     #[test]
     fn a_new_state_gets_every_step_and_an_up_to_date_one_nothing() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 2);
+        assert_eq!(version(&connection), 3);
         connection
             .prepare("SELECT public_targets_only FROM webhooks")
+            .unwrap();
+        connection
+            .prepare("SELECT resend_of FROM requests, webhook_health, notifications")
             .unwrap();
         // Up to date: not one statement that changes the layout (a write would need the
         // write lock, which a reader holding a transaction keeps from it: none is taken).
@@ -277,7 +514,7 @@ mod tests {
     }
 
     #[test]
-    fn a_state_made_by_the_layout_before_the_versions_is_brought_up_and_keeps_its_rows() {
+    fn a_state_made_by_the_layout_before_the_versions_keeps_its_key_record_and_leases() {
         let connection = Connection::open_in_memory().unwrap();
         // What the sender before the versions made: SCHEMA at every opening, user_version 0.
         connection.execute_batch(SCHEMA).unwrap();
@@ -292,7 +529,7 @@ mod tests {
             .unwrap();
         assert_eq!(version(&connection), 0);
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 2);
+        assert_eq!(version(&connection), 3);
         let (url, public_only, fence): (String, i64, i64) = connection
             .query_row(
                 "SELECT url, public_targets_only, fence FROM webhooks JOIN leases
@@ -325,7 +562,7 @@ mod tests {
             )
             .unwrap();
         bring_up(&older).unwrap();
-        assert_eq!(version(&older), 2);
+        assert_eq!(version(&older), 3);
         let fence: i64 = older
             .query_row(
                 "SELECT fence FROM leases WHERE webhook_id = 'wh_old'",
@@ -341,10 +578,10 @@ mod tests {
     fn a_newer_layout_or_another_program_s_tables_are_refused_untouched() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        connection.pragma_update(None, "user_version", 7).unwrap();
+        connection.pragma_update(None, "user_version", 9).unwrap();
         let error = format!("{:#}", bring_up(&connection).unwrap_err());
         assert!(
-            error.contains("layout version 7") && error.contains("reads version 2"),
+            error.contains("layout version 9") && error.contains("reads version 3"),
             "{error}"
         );
         let receiver = Connection::open_in_memory().unwrap();
@@ -360,22 +597,24 @@ mod tests {
     fn a_failing_step_leaves_the_state_at_its_version() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        let broken = [
-            Step {
-                version: 1,
-                sql: SCHEMA,
-            },
-            Step {
-                version: 2,
-                sql: VERSION_2,
-            },
-            Step {
-                version: 3,
-                sql: "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
-            },
-        ];
-        assert!(bring_up_with(&connection, &broken).is_err());
-        assert_eq!(version(&connection), 2);
+        fn broken(connection: &Connection) -> rusqlite::Result<()> {
+            connection.execute_batch(
+                "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
+            )
+        }
+        let mut steps: Vec<Step> = STEPS
+            .iter()
+            .map(|step| Step {
+                version: step.version,
+                apply: step.apply,
+            })
+            .collect();
+        steps.push(Step {
+            version: 4,
+            apply: broken,
+        });
+        assert!(bring_up_with(&connection, &steps).is_err());
+        assert_eq!(version(&connection), 3);
         let notes: Option<i64> = connection
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE name = 'notes'",
