@@ -16,6 +16,7 @@ use common::cli::{CompletionsArgs, ManArgs, Selection};
 use common::logging::{tell, LogFormat};
 use common::outln;
 use common::store_location::StoreLocation;
+use common::target_guard::TargetGuard;
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -450,6 +451,13 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
     Ok((args.listen, config))
 }
 
+/// Where Send again may send for an inspector bound to `ui_local`: anywhere on loopback, only
+/// to public addresses beyond it unless `--allow-private-targets` (`common::target_guard`);
+/// the log says which and why.
+fn targets_for(allow_private_targets: bool, ui_local: std::net::SocketAddr) -> TargetGuard {
+    TargetGuard::for_pages("the inspector", ui_local, allow_private_targets)
+}
+
 /// The forwarding settings the `--forward-*` flags ask for; `None` without `--forward-to`.
 ///
 /// # Errors
@@ -556,15 +564,7 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
                     "inspector on {scheme}://{ui_local}/?token={}",
                     ui.token.expose()
                 );
-                let targets = common::target_guard::TargetGuard::for_listener(
-                    ui_local,
-                    allow_private_targets,
-                );
-                if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
-                    tracing::info!(
-                        "the inspector listens beyond loopback: Send again refuses loopback, private, link-local and unspecified addresses (--allow-private-targets allows them)"
-                    );
-                }
+                let targets = targets_for(allow_private_targets, ui_local);
                 Some((
                     ui_listener,
                     receiver.inspector_settings(ui.token, webhook_url, targets),
@@ -664,7 +664,9 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
             let events = reader.events(&filter).map_err(Failure::Work)?;
             if json {
                 let array: Vec<_> = events.iter().map(event_json).collect();
-                print(&serde_json::Value::Array(array).to_string())
+                print(&common::text::printable_json(
+                    &serde_json::Value::Array(array).to_string(),
+                ))
             } else {
                 let lines: Vec<String> = events.iter().map(event_line).collect();
                 if lines.is_empty() {
@@ -693,7 +695,7 @@ fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
                 } else {
                     serde_json::Value::Array(array)
                 };
-                print(&value.to_string())
+                print(&common::text::printable_json(&value.to_string()))
             } else {
                 for event in &events {
                     let raw: serde_json::Value =
@@ -742,7 +744,11 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
     let location = StoreLocation::parse(store)
         .context("--store")
         .map_err(Failure::Config)?;
-    if let (Some(out), StoreLocation::Sqlite(database)) = (&args.out, &location) {
+    if let Some(out) = &args.out {
+        let database = match &location {
+            StoreLocation::Sqlite(database) => Some(database.as_path()),
+            StoreLocation::Postgres(_) => None,
+        };
         common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
     }
     let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;
@@ -799,7 +805,9 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     let unchecked = count(crate::check::Verdict::Unchecked);
     if args.json {
         let array: Vec<_> = reports.iter().map(crate::check::Report::to_json).collect();
-        print(&serde_json::Value::Array(array).to_string())?;
+        print(&common::text::printable_json(
+            &serde_json::Value::Array(array).to_string(),
+        ))?;
     } else {
         let mut lines: Vec<String> = reports.iter().map(crate::check::Report::to_text).collect();
         let mut summary = format!(
@@ -826,4 +834,47 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `listen` arguments of a command line (from `argv` alone: no configuration file).
+    fn listen_args(argv: &[&str]) -> ListenArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Listen(args)) => *args,
+            None => cli.listen,
+            Some(other) => panic!("not listen: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_inspector_s_rule_comes_from_its_address_and_the_flag() {
+        use common::target_guard::TargetPolicy::{AnyAddress, PublicOnly};
+        let everywhere: std::net::SocketAddr = "0.0.0.0:8081".parse().expect("address");
+        let loopback: std::net::SocketAddr = "127.0.0.1:8081".parse().expect("address");
+        for (argv, at, expected) in [
+            (&["receiver", "listen"][..], everywhere, PublicOnly),
+            (
+                &["receiver", "listen", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (
+                &["receiver", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (&["receiver", "listen"][..], loopback, AnyAddress),
+        ] {
+            let args = listen_args(argv);
+            assert_eq!(
+                targets_for(args.allow_private_targets, at).policy(),
+                expected,
+                "{argv:?} on {at}"
+            );
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod inspector_browser;
 mod inspector_curl;
 mod inspector_forwarding;
 mod inspector_guard;
+mod inspector_resign;
 mod layout;
 mod metrics_format;
 mod outage;

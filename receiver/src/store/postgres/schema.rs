@@ -24,7 +24,6 @@ pub(crate) const LAYOUT: Layout = Layout {
             creates: &["receiver_forward_attempts"],
         },
     ],
-    late_tables: None,
 };
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in
