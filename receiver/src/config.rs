@@ -102,6 +102,8 @@ pub struct Config {
     pub keep_refused: u32,
     /// Forward every stored request to the team's app (`--forward-to`); off when `None`.
     pub forward: Option<crate::forward::ForwardConfig>,
+    /// What the listener prunes while it serves (`--retain`, `--dedupe-window`).
+    pub retention: crate::retention::Retention,
 }
 
 impl Config {
@@ -117,6 +119,7 @@ impl Config {
             limits: Limits::default(),
             keep_refused: DEFAULT_KEEP_REFUSED,
             forward: None,
+            retention: crate::retention::Retention::default(),
         }
     }
 

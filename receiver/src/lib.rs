@@ -15,6 +15,9 @@
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
 //!   were new), below the store and the metrics that count it;
+//! - [`reload`]: what SIGHUP replaces while serving (authentication, TLS certificate);
+//! - [`retention`]: `--retain` and `--dedupe-window`, and the pruner that applies them while
+//!   serving; [`erasure`]: which stored requests `receiver erase` removes;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
@@ -78,12 +81,15 @@ pub mod accept_outcome;
 mod check;
 mod cli;
 pub mod config;
+pub mod erasure;
 pub mod forward;
 mod guard;
 pub mod inspector;
 pub mod metrics;
 mod output;
+pub mod reload;
 mod response;
+pub mod retention;
 mod server;
 mod service;
 pub mod store;
@@ -133,11 +139,15 @@ pub async fn run(
 pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The certificate a reload replaces, with TLS.
+    certificate: Option<Arc<reload::LiveCertificate>>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
     /// Where the store is, for the inspector's readers.
     store_location: StoreLocation,
     /// How many refused requests the store keeps (the inspector's PostgreSQL reader needs it).
     keep_refused: u32,
+    /// What the pruner removes while serving.
+    retention: retention::Retention,
 }
 
 impl Receiver {
@@ -147,7 +157,12 @@ impl Receiver {
     /// The store cannot be opened or created, or the TLS files cannot be used.
     pub fn start(config: Config) -> anyhow::Result<Receiver> {
         let metrics = Arc::new(Metrics::default());
-        let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let (tls, certificate) = config
+            .tls
+            .as_ref()
+            .map(server::tls_acceptor)
+            .transpose()?
+            .unzip();
         let opened = store::open(
             &config.store,
             config.keep_refused,
@@ -159,16 +174,18 @@ impl Receiver {
         Ok(Receiver {
             shared: Arc::new(Shared {
                 path: config.path,
-                authentication: config.authentication,
+                authentication: Arc::new(reload::LiveAuthentication::new(config.authentication)),
                 limits: config.limits,
                 store: opened.store,
                 metrics,
                 output,
             }),
             tls,
+            certificate,
             forwarding,
             store_location: config.store.clone(),
             keep_refused: config.keep_refused,
+            retention: config.retention,
         })
     }
 
@@ -208,7 +225,7 @@ impl Receiver {
         inspector::InspectorSettings {
             token,
             webhook_url,
-            authentication: self.shared.authentication.clone(),
+            authentication: Arc::clone(&self.shared.authentication),
             open_reader,
             // The inspector speaks TLS whenever the webhook port does, with its certificate:
             // its pages show full bodies and its cookie opens them.
@@ -216,6 +233,15 @@ impl Receiver {
             wrong_token_limit: common::web::WrongTokenLimit::default(),
             targets,
         }
+    }
+
+    /// The handle a reload (SIGHUP) goes through: it replaces the authentication and the TLS
+    /// certificate of this receiver while it serves.
+    pub fn reloader(&self) -> reload::Reloader {
+        reload::Reloader::new(
+            Arc::clone(&self.shared.authentication),
+            self.certificate.clone(),
+        )
     }
 
     /// Whether this receiver serves HTTPS.
@@ -228,8 +254,8 @@ impl Receiver {
         Arc::clone(&self.shared.metrics)
     }
 
-    /// Serves until `shutdown` resolves; then drains, stops the forwarder and closes the
-    /// store, in that order (the forwarder marks its jobs through the store).
+    /// Serves until `shutdown` resolves, pruning meanwhile; then drains, stops the forwarder
+    /// and the pruner and closes the store, in that order (both work through the store).
     ///
     /// # Errors
     /// The store failed to close cleanly (what was acknowledged is committed all the same).
@@ -256,10 +282,16 @@ impl Receiver {
             }
             None => None,
         };
+        let pruner = retention::Pruner::spawn(
+            Arc::clone(&shared.store),
+            self.retention,
+            Arc::clone(&shared.metrics),
+        );
         server::serve(Arc::clone(&shared), listener, self.tls, shutdown).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;
         }
+        pruner.stop().await;
         let closed = shared.store.close().await;
         let printer = Arc::clone(&shared);
         // Waiting for the printer blocks (bounded), so keep it off the async workers.

@@ -108,6 +108,61 @@ pub struct Metrics {
     forward_pending: AtomicI64,
     forwarded: AtomicU64,
     forward_failures: AtomicU64,
+    pruning: Pruning,
+}
+
+/// What the listener's pruner removed, and how long its batches held the store.
+struct Pruning {
+    requests: AtomicU64,
+    events: AtomicU64,
+    refused: AtomicU64,
+    keys_expired: AtomicU64,
+    batch_seconds: Histogram,
+    longest_batch_micros: AtomicU64,
+}
+
+impl Pruning {
+    fn render(&self, out: &mut String) {
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "receiver_pruned_requests_total",
+                "Accepted requests removed by the retention.",
+                &self.requests,
+            ),
+            (
+                "receiver_pruned_events_total",
+                "Events removed with them.",
+                &self.events,
+            ),
+            (
+                "receiver_pruned_refused_total",
+                "Refused requests removed by the retention.",
+                &self.refused,
+            ),
+            (
+                "receiver_dedupe_keys_expired_total",
+                "Dedupe keys of removed events dropped at the end of their window.",
+                &self.keys_expired,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        self.batch_seconds.render(
+            out,
+            "receiver_prune_batch_seconds",
+            "How long one prune batch held the store (commits wait as long).",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP receiver_prune_longest_batch_seconds The longest a prune batch held the store since start.\n# TYPE receiver_prune_longest_batch_seconds gauge\nreceiver_prune_longest_batch_seconds {}",
+            self.longest_batch_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -128,6 +183,14 @@ impl Default for Metrics {
             forward_pending: AtomicI64::new(0),
             forwarded: AtomicU64::new(0),
             forward_failures: AtomicU64::new(0),
+            pruning: Pruning {
+                requests: AtomicU64::new(0),
+                events: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                keys_expired: AtomicU64::new(0),
+                batch_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
+                longest_batch_micros: AtomicU64::new(0),
+            },
         }
     }
 }
@@ -218,6 +281,29 @@ impl Metrics {
     /// One forwarding attempt failed (no answer, or not 2xx).
     pub fn forward_failed(&self) {
         self.forward_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One batch of the listener's prune: how long it held the store, and what it removed.
+    pub fn observe_prune(
+        &self,
+        held: Duration,
+        requests: u64,
+        events: u64,
+        refused: u64,
+        keys_expired: u64,
+    ) {
+        let pruning = &self.pruning;
+        pruning.requests.fetch_add(requests, Ordering::Relaxed);
+        pruning.events.fetch_add(events, Ordering::Relaxed);
+        pruning.refused.fetch_add(refused, Ordering::Relaxed);
+        pruning
+            .keys_expired
+            .fetch_add(keys_expired, Ordering::Relaxed);
+        pruning.batch_seconds.observe(held.as_secs_f64());
+        let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX);
+        pruning
+            .longest_batch_micros
+            .fetch_max(micros, Ordering::Relaxed);
     }
 
     /// Group-commit batch sizes seen so far: `(upper bound, commits)` per non-empty bucket.
@@ -319,6 +405,7 @@ impl Metrics {
             "receiver_commit_batch_requests",
             "Accepted requests per group commit.",
         );
+        self.pruning.render(&mut out);
         out
     }
 }

@@ -6,16 +6,24 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below; a change of layout is a step appended here.
+/// Version 1 is the whole layout below; version 2 adds the dedupe keys that outlive their
+/// pruned or erased events. A change of layout is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
     version_table: "receiver_schema",
-    steps: &[Step {
-        version: 1,
-        sql: SCHEMA,
-        creates: TABLE_NAMES,
-    }],
+    steps: &[
+        Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLE_NAMES,
+        },
+        Step {
+            version: 2,
+            sql: DEDUPE_KEYS,
+            creates: &["receiver_dedupe_keys"],
+        },
+    ],
     late_tables: None,
 };
 
@@ -76,6 +84,24 @@ CREATE TABLE receiver_forward_jobs (
 );
 CREATE INDEX receiver_forward_jobs_pending ON receiver_forward_jobs (id)
     WHERE forwarded_at_ms IS NULL;
+";
+
+/// Version 2: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// kept until `--dedupe-window` after their request was received, so a late retry of such an
+/// event is still a duplicate (the batch statement looks them up; pruning and erasure write
+/// them, in append order). And events by request: pruning and erasure delete a request's
+/// events by it, and the foreign key's check on each deleted request needs it too (without it,
+/// a scan of every event per request).
+const DEDUPE_KEYS: &str = "
+CREATE TABLE receiver_dedupe_keys (
+    id               bigserial PRIMARY KEY,
+    account_id       bigint  NOT NULL,
+    event_id         text    NOT NULL,
+    received_at_ms   bigint  NOT NULL,  -- when the request that stored the event arrived
+    UNIQUE (account_id, event_id)
+);
+CREATE INDEX receiver_dedupe_keys_by_time ON receiver_dedupe_keys (received_at_ms);
+CREATE INDEX receiver_events_by_request ON receiver_events (request_id);
 ";
 
 /// Every table of [`SCHEMA`]: tables of these names without a `receiver_schema` row are

@@ -1,12 +1,13 @@
 //! What goes to the writer thread, and how its answers come back: every write of the store
-//! (accepted requests, refusals, health checks, forwarding marks, close) is a [`Job`] on one
-//! queue, so there is one writer.
+//! (accepted requests, refusals, health checks, forwarding marks, prunes, close) is a [`Job`]
+//! on one queue, so there is one writer.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use crate::accept_outcome::AcceptOutcome;
+use crate::store::maintenance::{PruneBatch, PruneCursor, PruneRule};
 use crate::store::{AcceptedRequest, RefusedRequest, StoreError};
 
 /// Where the writer answers an accepted request, once its transaction committed (or not).
@@ -20,6 +21,13 @@ pub(super) enum Job {
     Close(oneshot::Sender<Result<(), StoreError>>),
     ForwardDone(ForwardDone, oneshot::Sender<Result<(), StoreError>>),
     ForwardNote(ForwardNote),
+    Prune(PruneOrder, oneshot::Sender<Result<PruneBatch, StoreError>>),
+}
+
+/// One batch of the listener's prune, run in a transaction of its own between group commits.
+pub(super) struct PruneOrder {
+    pub(super) rule: PruneRule,
+    pub(super) cursor: PruneCursor,
 }
 
 /// A job the app acknowledged.

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 
 /// One step of the layout: the statements that bring a store from the previous step's version
 /// to `version`, recorded in `PRAGMA user_version` in the same transaction.
+#[derive(Clone, Copy)]
 struct Step {
     /// The version after this step; steps go up.
     version: i64,
@@ -16,11 +17,18 @@ struct Step {
 /// The steps, in order. A new store runs them all; a store at the version of one of them runs
 /// those after it; any other version is refused with what to do (version 1, the layout that
 /// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
-/// events' JSON as offsets into the body. A change of layout is a step appended here.
-const STEPS: &[Step] = &[Step {
-    version: 2,
-    sql: VERSION_2,
-}];
+/// events' JSON as offsets into the body; version 3 adds the dedupe keys that outlive their
+/// pruned or erased events. A change of layout is a step appended here.
+const STEPS: &[Step] = &[
+    Step {
+        version: 2,
+        sql: VERSION_2,
+    },
+    Step {
+        version: 3,
+        sql: VERSION_3,
+    },
+];
 
 /// The whole layout of version 2, made in a new store.
 const VERSION_2: &str = "
@@ -77,6 +85,22 @@ CREATE TABLE IF NOT EXISTS forward_jobs (
 );
 -- Only pending jobs: finding the next one never walks the forwarded history.
 CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
+";
+
+/// Version 3: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// kept until `--dedupe-window` after their request was received, so a late retry of such an
+/// event is still a duplicate. Rows go in append order (the rowid), written by pruning and
+/// erasure only, never on the commit path, which only looks keys up.
+const VERSION_3: &str = "
+CREATE TABLE dedupe_keys (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    received_at_ms  INTEGER NOT NULL,  -- when the request that stored the event arrived
+    UNIQUE (account_id, event_id)
+);
+-- Expiry walks the oldest keys first.
+CREATE INDEX dedupe_keys_by_time ON dedupe_keys (received_at_ms);
 ";
 
 /// An event's JSON text, as a SQL expression over `events e JOIN requests r`.
@@ -177,14 +201,20 @@ mod tests {
         names.collect::<Result<_, _>>().unwrap()
     }
 
+    /// The version a new store gets.
+    fn latest() -> i64 {
+        STEPS.last().unwrap().version
+    }
+
     #[test]
     fn a_new_store_gets_the_latest_layout_and_keeps_it() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 2);
+        assert_eq!(version(&connection), latest());
         assert_eq!(
             tables(&connection),
             [
+                "dedupe_keys",
                 "events",
                 "forward_jobs",
                 "health",
@@ -193,7 +223,41 @@ mod tests {
             ]
         );
         bring_up(&connection).unwrap();
-        assert_eq!(check_layout(&connection, false).unwrap(), 2);
+        assert_eq!(check_layout(&connection, false).unwrap(), latest());
+    }
+
+    /// A store as version 2 made it (before the dedupe keys), with rows, is brought up in
+    /// place by the listener and keeps them; the new table starts empty.
+    #[test]
+    fn a_store_of_version_2_gains_the_dedupe_keys_and_keeps_its_rows() {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up_with(&connection, &STEPS[..1]).unwrap();
+        assert_eq!(version(&connection), 2);
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 0, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO events (account_id, event_id, request_id, event_name,
+                                     timestamp_ms, known, raw_start, raw_length)
+                 VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);
+                 INSERT INTO forward_jobs (request_id, queued_at_ms) VALUES (1, 5);",
+            )
+            .unwrap();
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), latest());
+        let kept: (String, i64, i64) = connection
+            .query_row(
+                "SELECT e.event_id, r.account_id, j.queued_at_ms
+                 FROM events e JOIN requests r ON r.id = e.request_id
+                 JOIN forward_jobs j ON j.request_id = r.id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("kept".to_owned(), 1010, 5));
+        let keys: i64 = connection
+            .query_row("SELECT COUNT(*) FROM dedupe_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(keys, 0);
     }
 
     #[test]
@@ -216,20 +280,19 @@ mod tests {
         assert_eq!(tables(&connection), ["events"]);
     }
 
-    /// The shape a next layout takes: a step appended after version 2.
-    const WITH_VERSION_3: &[Step] = &[
-        Step {
-            version: 2,
-            sql: VERSION_2,
-        },
-        Step {
-            version: 3,
-            sql: "ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';",
-        },
-    ];
+    /// The shape a next layout takes: a step appended after the latest.
+    fn with_a_next_step(sql: &'static str) -> Vec<Step> {
+        let mut steps: Vec<Step> = STEPS.to_vec();
+        steps.push(Step {
+            version: latest() + 1,
+            sql,
+        });
+        steps
+    }
 
     #[test]
     fn a_store_of_an_earlier_step_is_brought_up_and_keeps_its_rows() {
+        let next = with_a_next_step("ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';");
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
         connection
@@ -241,14 +304,14 @@ mod tests {
             )
             .unwrap();
         // A reader of the newer build waits for a listener to bring the store up.
-        let waiting = check_layout_of(&connection, false, WITH_VERSION_3).unwrap_err();
+        let waiting = check_layout_of(&connection, false, &next).unwrap_err();
         assert!(
             waiting.to_string().contains("brings it up first"),
             "{waiting}"
         );
 
-        bring_up_with(&connection, WITH_VERSION_3).unwrap();
-        assert_eq!(version(&connection), 3);
+        bring_up_with(&connection, &next).unwrap();
+        assert_eq!(version(&connection), latest() + 1);
         let (event, note): (String, String) = connection
             .query_row("SELECT event_id, note FROM events", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -263,18 +326,11 @@ mod tests {
     fn a_failing_step_leaves_the_store_at_its_version() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        let broken = [
-            Step {
-                version: 2,
-                sql: VERSION_2,
-            },
-            Step {
-                version: 3,
-                sql: "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
-            },
-        ];
+        let broken = with_a_next_step(
+            "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
+        );
         assert!(bring_up_with(&connection, &broken).is_err());
-        assert_eq!(version(&connection), 2);
+        assert_eq!(version(&connection), latest());
         assert!(!tables(&connection).contains(&"notes".to_owned()));
     }
 }
