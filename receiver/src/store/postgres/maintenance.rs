@@ -37,9 +37,9 @@ const LOCK_EVENTS: &str = "SET LOCAL lock_timeout = '10s';
 LOCK TABLE receiver_events IN SHARE ROW EXCLUSIVE MODE";
 
 /// Removes the requests `$1` with the events they stored and their forward jobs, writes the
-/// keys of those events whose request was received at or after `$2`, and returns
-/// `(request_id, event_id)` of every event removed. The foreign keys are checked at the end
-/// of the statement, when the events are gone.
+/// keys of those events whose request was received at or after `$2`, and returns a row per
+/// request removed (`id`, NULL) and per event removed (`request_id`, `event_id`). The foreign
+/// keys are checked at the end of the statement, when the events are gone.
 const REMOVE_REQUESTS: &str = "
 WITH gone_events AS (
     DELETE FROM receiver_events WHERE request_id = ANY($1::int8[])
@@ -56,32 +56,52 @@ gone_jobs AS (
     DELETE FROM receiver_forward_jobs WHERE request_id = ANY($1::int8[])
 ),
 gone_requests AS (
-    DELETE FROM receiver_requests WHERE id = ANY($1::int8[])
+    DELETE FROM receiver_requests WHERE id = ANY($1::int8[]) RETURNING id
 )
-SELECT request_id, event_id FROM gone_events";
+SELECT request_id, event_id FROM gone_events
+UNION ALL SELECT id, NULL FROM gone_requests";
 
 /// What a dry run of [`REMOVE_REQUESTS`] would return.
-const EVENTS_OF_REQUESTS: &str =
-    "SELECT request_id, event_id FROM receiver_events WHERE request_id = ANY($1::int8[])";
+const WOULD_REMOVE: &str = "
+SELECT request_id, event_id FROM receiver_events WHERE request_id = ANY($1::int8[])
+UNION ALL SELECT id, NULL FROM receiver_requests WHERE id = ANY($1::int8[])";
 
-/// Removes (or, dry, lists) the requests `ids`; `(request_id, event_id)` of their events.
+/// What [`remove_requests`] removed: how many requests, and `(request_id, event_id)` of each
+/// event.
+struct Removed {
+    requests: u64,
+    events: Vec<(i64, String)>,
+}
+
+/// Removes (or, dry, finds) the requests `ids` with their events. Counted from what the
+/// statement removed, not from `ids`: a request already gone is not counted twice.
 async fn remove_requests(
     client: &impl tokio_postgres::GenericClient,
     ids: &[i64],
     keys_before_ms: i64,
     dry_run: bool,
-) -> Result<Vec<(i64, String)>, tokio_postgres::Error> {
+) -> Result<Removed, tokio_postgres::Error> {
+    let mut removed = Removed {
+        requests: 0,
+        events: Vec::new(),
+    };
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(removed);
     }
     let rows = if dry_run {
-        client.query(EVENTS_OF_REQUESTS, &[&ids]).await?
+        client.query(WOULD_REMOVE, &[&ids]).await?
     } else {
         client
             .query(REMOVE_REQUESTS, &[&ids, &keys_before_ms])
             .await?
     };
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    for row in &rows {
+        match row.get::<_, Option<String>>(1) {
+            Some(event_id) => removed.events.push((row.get(0), event_id)),
+            None => removed.requests += 1,
+        }
+    }
+    Ok(removed)
 }
 
 /// One batch of a prune (see `Store::prune_batch`), in one transaction on `client`; a dry run
@@ -169,9 +189,9 @@ pub(super) async fn prune_batch(
                 prune.push(id);
             }
         }
-        let events = remove_requests(&transaction, &prune, rule.keys_before_ms, dry_run).await?;
-        pruned.requests = prune.len() as u64;
-        pruned.events = events.len() as u64;
+        let removed = remove_requests(&transaction, &prune, rule.keys_before_ms, dry_run).await?;
+        pruned.requests = removed.requests;
+        pruned.events = removed.events.len() as u64;
         more |= rows.len() == PRUNE_BATCH && !reached_the_end;
     }
     if dry_run {
@@ -254,7 +274,7 @@ async fn erase_batch(
         })
         .collect();
     let ids: Vec<i64> = bodies.keys().copied().collect();
-    let events = remove_requests(&transaction, &ids, keys_before_ms, dry_run).await?;
+    let removed = remove_requests(&transaction, &ids, keys_before_ms, dry_run).await?;
     let named = |request: i64, event_id: &str| {
         bodies
             .get(&request)
@@ -286,9 +306,10 @@ async fn erase_batch(
         transaction.commit().await?;
     }
     Ok(Erased {
-        requests: ids.len() as u64,
-        events: events.len() as u64,
-        other_events: events
+        requests: removed.requests,
+        events: removed.events.len() as u64,
+        other_events: removed
+            .events
             .iter()
             .filter(|(request, event_id)| !named(*request, event_id))
             .count() as u64,
