@@ -7,6 +7,7 @@
 mod answers;
 mod answers_with_auth;
 mod auth;
+mod backup;
 mod check;
 mod crash;
 mod environment;
@@ -26,6 +27,7 @@ mod outage;
 mod postgres_secrets;
 mod postgres_tls;
 mod process;
+mod reload;
 mod retention;
 mod samples;
 mod scale_out;

@@ -154,3 +154,81 @@ pub(super) async fn warn_if_not_durable(client: &Object) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database whose receiver tables a receiver of version 1 made, with rows, is brought
+    /// up in place by the next start and keeps them; the dedupe keys start empty.
+    #[tokio::test]
+    async fn tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows() {
+        let what = "tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows";
+        let Some(url) = common::test_postgres::test_database(what) else {
+            return;
+        };
+        let url = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let pool = url.pool("schema-test", 1).expect("pool");
+        let mut client = pool.get().await.expect("connect");
+        let version_1 = Layout {
+            steps: &LAYOUT.steps[..1],
+            ..LAYOUT
+        };
+        postgres_schema::prepare(&mut client, &version_1)
+            .await
+            .expect("version 1");
+        client
+            .batch_execute(
+                "INSERT INTO receiver_requests (received_at_ms, method, path, headers, body, auth, account_id)
+                 VALUES (5, 'POST', '/webhook', '[]', '\\x7b7d', 'none', 1010);
+                 INSERT INTO receiver_events (account_id, event_id, request_id, event_name,
+                     timestamp_ms, received_at_ms, known, event)
+                 SELECT 1010, 'kept', id, 'COURSE_COMPLETED', 0, 5, true, '{}' FROM receiver_requests;
+                 INSERT INTO receiver_forward_jobs (request_id, queued_at_ms)
+                 SELECT id, 6 FROM receiver_requests;",
+            )
+            .await
+            .expect("rows of version 1");
+
+        prepare_schema(&mut client).await.expect("brought up");
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version::int8 FROM receiver_schema ORDER BY version",
+                &[],
+            )
+            .await
+            .expect("versions")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(versions, [1, LAYOUT.version()]);
+        let kept = client
+            .query_one(
+                "SELECT e.event_id, r.received_at_ms, j.queued_at_ms,
+                        (SELECT COUNT(*) FROM receiver_dedupe_keys)
+                 FROM receiver_events e JOIN receiver_requests r ON r.id = e.request_id
+                 JOIN receiver_forward_jobs j ON j.request_id = r.id",
+                &[],
+            )
+            .await
+            .expect("the rows");
+        assert_eq!(kept.get::<_, String>(0), "kept");
+        assert_eq!(
+            (
+                kept.get::<_, i64>(1),
+                kept.get::<_, i64>(2),
+                kept.get::<_, i64>(3)
+            ),
+            (5, 6, 0)
+        );
+        let indexed: bool = client
+            .query_one(
+                "SELECT to_regclass('receiver_events_by_request') IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("index")
+            .get(0);
+        assert!(indexed);
+    }
+}
