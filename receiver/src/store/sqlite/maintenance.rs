@@ -143,20 +143,21 @@ fn prune_within(
     // its body timeout of its receipt, so the first one not old enough ends the pass; one held
     // by its forwarding is passed over (the next pass looks at it again).
     let sql = format!(
-        "SELECT r.id, r.received_at_ms, r.body, {} FROM requests r
+        "SELECT r.id, r.received_at_ms, {} FROM requests r
          WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
         held_by_forwarding("forward_jobs")
     );
     // Read first, then remove: rows are not deleted under a statement still reading them.
-    let rows: Vec<(i64, i64, Vec<u8>, bool)> = connection
+    // Bodies are read only for the requests that go (a held one may be passed over often).
+    let rows: Vec<(i64, i64, bool)> = connection
         .prepare_cached(&sql)?
         .query_map(params![cursor.requests, limit], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
     let looked_at = rows.len();
     let mut reached_the_end = false;
-    for (id, received_at_ms, body, held) in rows {
+    for (id, received_at_ms, held) in rows {
         if received_at_ms >= before_ms {
             reached_the_end = true;
             break;
@@ -165,6 +166,9 @@ fn prune_within(
         if held {
             continue;
         }
+        let body: Vec<u8> = connection
+            .prepare_cached("SELECT body FROM requests WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))?;
         let request = StoredRequest {
             id,
             received_at_ms,
@@ -207,34 +211,34 @@ fn remove_request(
     let keep_keys = request.received_at_ms >= keys_before_ms;
     match BodyEvents::read(request.body, selector) {
         Some(body) => {
-            let mut find = connection.prepare_cached(
-                "SELECT id FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3",
-            )?;
-            let mut delete = connection.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+            // By the unique key, with the request's id: an event of the body that was a
+            // duplicate belongs to another request (or, repeated in the body, went with its
+            // first copy) and is not this request's.
+            let mut remove = connection.prepare_cached(if dry_run {
+                "SELECT 1 FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3"
+            } else {
+                "DELETE FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3
+                 RETURNING 1"
+            })?;
             let mut keep = connection.prepare_cached(
                 "INSERT INTO dedupe_keys (account_id, event_id, received_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?;
             for event in &body.events {
-                // A repeat within the body was a duplicate: the first found it stored.
-                let Some(row) = find
-                    .query_row(
-                        params![body.account_id, event.event_id, request.id],
-                        |row| row.get::<_, i64>(0),
-                    )
-                    .optional()?
-                else {
+                let found = remove
+                    .query_row(params![body.account_id, event.event_id, request.id], |_| {
+                        Ok(())
+                    })
+                    .optional()?;
+                if found.is_none() {
                     continue;
-                };
-                if !dry_run {
-                    delete.execute([row])?;
-                    if keep_keys {
-                        keep.execute(params![
-                            body.account_id,
-                            event.event_id,
-                            request.received_at_ms
-                        ])?;
-                    }
+                }
+                if keep_keys && !dry_run {
+                    keep.execute(params![
+                        body.account_id,
+                        event.event_id,
+                        request.received_at_ms
+                    ])?;
                 }
                 removed.events += 1;
                 if !event.named {
