@@ -278,7 +278,10 @@ async fn run(seconds: u64, connections: usize, rounds: usize, total: i64) -> any
                 }
             );
             if measured.failed > 0 {
-                anyhow::bail!("{} requests failed in round {round} ({arm:?})", measured.failed);
+                anyhow::bail!(
+                    "{} requests failed in round {round} ({arm:?})",
+                    measured.failed
+                );
             }
             results.push((arm, result));
         }

@@ -356,10 +356,9 @@ impl Maintenance for PostgresMaintenance {
         dry_run: bool,
     ) -> anyhow::Result<PruneBatch> {
         let client: &mut tokio_postgres::Client = &mut self.client;
-        Ok(self
-            .runtime
+        self.runtime
             .block_on(prune_batch(client, rule, cursor, dry_run))
-            .map_err(|error| anyhow::anyhow!(super::error::describe(&error)))?)
+            .map_err(|error| anyhow::anyhow!(super::error::describe(&error)))
     }
 
     fn find_erasure(&mut self, selector: &ErasureSelector) -> anyhow::Result<ErasureTargets> {
