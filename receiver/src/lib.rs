@@ -56,7 +56,17 @@
 //!   jobs left pending wait for the next start with `--forward-to` (to whatever URL it
 //!   names); events stored while forwarding was off show `forwarding: none` and stay so;
 //! - output lines go through a bounded queue to a printing thread: a reader that stops
-//!   reading our standard output makes us drop lines (counted), never stall requests.
+//!   reading our standard output makes us drop lines (counted), never stall requests;
+//! - retention removes refused requests past it too (they hold bodies as well); `erase`
+//!   removes the refused requests whose body carries a matching event, counted apart
+//!   (`refusedRequests`); the events counted are the stored rows that went;
+//! - what holds a request for its forwarding is one predicate (`NOT_YET_FORWARDED` in
+//!   [`store::maintenance`]): a pending job, and a parked one once jobs have states (it awaits
+//!   an operator's retry, which sends the body); a skipped job holds nothing;
+//! - the dedupe keys of erased events last as long as those of pruned ones: the dedupe window
+//!   from their request's receipt (Learning Manager's retry horizon);
+//! - on SIGHUP the whole command line is read again with the config file, and only the
+//!   authentication and the TLS certificate are applied; the rest is read at start.
 //!
 //! # Example
 //!

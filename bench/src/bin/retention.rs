@@ -15,6 +15,11 @@
 //! dedupe keys as a retention with a long dedupe window leaves them). Rounds alternate the
 //! order of the three, so a trend in the machine's load favours none. The receiver and the
 //! closed-loop load generator run in this process, as in `inspector.rs`.
+//!
+//! On a machine shared with other work the rates swing from round to round, so the report
+//! also gives what each stored event cost the store, which other processes disturb far less:
+//! CPU of the writer thread (where a prune batch runs too) and of the checkpointer, and bytes
+//! written to disk (the WAL and its checkpoints), per event stored in the round.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -180,6 +185,22 @@ struct Round {
     batches_within_50_ms: f64,
     longest_batch_ms: f64,
     held_seconds: f64,
+    /// Per event stored: CPU microseconds of the writer and of the checkpointer threads,
+    /// and KiB written to disk by the process.
+    writer_us: f64,
+    checkpointer_us: f64,
+    written_kib: f64,
+}
+
+/// Bytes this process has written to disk so far (`/proc/self/io`).
+fn written_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("write_bytes: ")?.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -233,6 +254,7 @@ async fn run(seconds: u64, connections: usize, rounds: usize, total: i64) -> any
                 },
                 Arm::Kept | Arm::Keys => Retention::default(),
             };
+            let written_before = written_bytes();
             let running = start(&path(arm), &keyring, retention).await?;
             let measured = closed_loop(
                 running.addr,
@@ -244,7 +266,13 @@ async fn run(seconds: u64, connections: usize, rounds: usize, total: i64) -> any
             )
             .await?;
             let metrics = metrics_text(running.addr).await?;
+            // The store's threads of this round (the previous rounds' ended with their store);
+            // thread names are cut to 15 bytes.
+            let threads = bench::cpu_seconds_by_thread(std::process::id());
+            let written = written_bytes() - written_before;
             running.stop().await?;
+            let stored = metric_value(&metrics, "receiver_events_stored_total").max(1.0);
+            let per_event = |value: f64| value / stored;
             let result = Round {
                 rate: measured.rate(),
                 p99_ms: measured.percentile_ms(0.99),
@@ -258,13 +286,21 @@ async fn run(seconds: u64, connections: usize, rounds: usize, total: i64) -> any
                 longest_batch_ms: 1000.0
                     * metric_value(&metrics, "receiver_prune_longest_batch_seconds"),
                 held_seconds: metric_value(&metrics, "receiver_prune_batch_seconds_sum"),
+                writer_us: per_event(1e6 * threads.get("store-writer").copied().unwrap_or(0.0)),
+                checkpointer_us: per_event(
+                    1e6 * threads.get("store-checkpoin").copied().unwrap_or(0.0),
+                ),
+                written_kib: per_event(written / 1024.0),
             };
             println!(
-                "  round {round} {:<6} {:>8.0} events/s  p99 {:>6.2} ms  max {:>7.2} ms{}",
+                "  round {round} {:<6} {:>8.0} events/s  p99 {:>6.2} ms  max {:>7.2} ms  per event: writer {:.1} µs, checkpointer {:.1} µs, {:.1} KiB written{}",
                 arm.name(),
                 result.rate,
                 result.p99_ms,
                 result.max_ms,
+                result.writer_us,
+                result.checkpointer_us,
+                result.written_kib,
                 if arm == Arm::Pruned {
                     format!(
                         "  pruned {:.0} requests in {:.0} batches, longest {:.1} ms, {:.1}% of the time",
@@ -330,6 +366,32 @@ async fn run(seconds: u64, connections: usize, rounds: usize, total: i64) -> any
          most 50 ms)",
         pruned_total / pruning_seconds,
         1000.0 * held / batches.max(1.0)
+    );
+    let cost = |wanted: Arm| {
+        let rounds = of(wanted);
+        (
+            median(rounds.iter().map(|round| round.writer_us).collect()),
+            median(rounds.iter().map(|round| round.checkpointer_us).collect()),
+            median(rounds.iter().map(|round| round.written_kib).collect()),
+        )
+    };
+    for arm in [Arm::Kept, Arm::Pruned, Arm::Keys] {
+        let (writer, checkpointer, written) = cost(arm);
+        println!(
+            "per event stored ({}, median of {rounds}): writer {writer:.1} µs, checkpointer \
+             {checkpointer:.1} µs, {written:.1} KiB written",
+            arm.name()
+        );
+    }
+    let (kept_writer, kept_checkpointer, kept_written) = cost(Arm::Kept);
+    let (pruned_writer, pruned_checkpointer, pruned_written) = cost(Arm::Pruned);
+    println!(
+        "store cost per event while pruning against without: writer {:.2}, writer and \
+         checkpointer {:.2}, bytes written {:.2} (the pruning's share rides on each event \
+         stored)",
+        pruned_writer / kept_writer,
+        (pruned_writer + pruned_checkpointer) / (kept_writer + kept_checkpointer),
+        pruned_written / kept_written
     );
     println!(
         "commit path with {total} dedupe keys: {keys:.0} events/s against {kept:.0} with none: \
