@@ -372,19 +372,6 @@ impl Spread {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spread_takes_the_middle() {
-        let spread = Spread::of(&[3.0, 1.0, 2.0]);
-        assert_eq!((spread.median, spread.min, spread.max), (2.0, 1.0, 3.0));
-        assert_eq!(Spread::of(&[1.0, 2.0, 3.0, 10.0]).median, 2.5);
-        assert!(Spread::of(&[]).median.is_nan());
-    }
-}
-
 /// CPU seconds (user and system) each thread of process `pid` has used, summed by thread
 /// name, from `/proc/PID/task/*/stat` (Linux; empty elsewhere).
 pub fn cpu_seconds_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
@@ -418,4 +405,17 @@ pub fn cpu_seconds_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64
         }
     }
     by_thread
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_the_middle() {
+        let spread = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((spread.median, spread.min, spread.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of(&[1.0, 2.0, 3.0, 10.0]).median, 2.5);
+        assert!(Spread::of(&[]).median.is_nan());
+    }
 }

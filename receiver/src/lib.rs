@@ -8,13 +8,16 @@
 //! - `cli` (private): the command line (`listen`, `events`, `export`, `check`), exit codes,
 //!   logging; `check` (private): re-checks captured requests offline and explains refusals;
 //! - [`forward`]: `--forward-to`, the durable inbox that forwards stored requests to the
-//!   team's app in order, with retries;
+//!   team's apps, each target in order, with retries, parking what an app refuses for good;
+//!   [`routing`]: which targets take a request (event names and globs), below the store and
+//!   the forwarder; `forward_commands` (private): `receiver forward list|show|retry|skip`;
 //! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
-//!   were new), below the store and the metrics that count it;
+//!   were new), below the store and the metrics that count it; [`backlog`]: how far behind a
+//!   forwarding target is, below the store that counts it and the metrics that show it;
 //! - [`reload`]: what SIGHUP replaces while serving (authentication, TLS certificate);
 //! - [`retention`]: `--retain` and `--dedupe-window`, and the pruner that applies them while
 //!   serving; [`erasure`]: which stored requests `receiver erase` removes;
@@ -51,18 +54,20 @@
 //! - `check` of a Basic capture: the stored `authorization` is redacted, so it says the
 //!   credentials cannot be re-checked (verdict `unchecked`, exit 1) rather than
 //!   `basic_malformed`;
-//! - forwarding: a request is forwarded when it stored at least one new event (refused and
-//!   all-duplicate requests are not); at least once, strictly in order (see [`forward`]);
-//!   jobs left pending wait for the next start with `--forward-to` (to whatever URL it
-//!   names); events stored while forwarding was off show `forwarding: none` and stay so;
+//! - forwarding: a request goes to each target that takes one of its new events (refused and
+//!   all-duplicate requests go nowhere); at least once, in order per target (see
+//!   [`forward`]); jobs left pending wait for the next start with their target; jobs of the
+//!   layout before several targets are given to the targets at the next start, as if their
+//!   requests had just arrived; events stored while forwarding was off show
+//!   `forwarding: none` and stay so;
 //! - output lines go through a bounded queue to a printing thread: a reader that stops
 //!   reading our standard output makes us drop lines (counted), never stall requests;
 //! - retention removes refused requests past it too (they hold bodies as well); `erase`
 //!   removes the refused requests whose body carries a matching event, counted apart
 //!   (`refusedRequests`); the events counted are the stored rows that went;
 //! - what holds a request for its forwarding is one predicate (`NOT_YET_FORWARDED` in
-//!   [`store::maintenance`]): a pending job, and a parked one once jobs have states (it awaits
-//!   an operator's retry, which sends the body); a skipped job holds nothing;
+//!   [`store::maintenance`]): a pending or parked job on any target (a parked one awaits an
+//!   operator's retry, which sends the body); a skipped or forwarded job holds nothing;
 //! - the dedupe keys of erased events last as long as those of pruned ones: the dedupe window
 //!   from their request's receipt (Learning Manager's retry horizon);
 //! - on SIGHUP the whole command line is read again with the config file, and only the
@@ -88,11 +93,13 @@
 //! ```
 
 pub mod accept_outcome;
+pub mod backlog;
 mod check;
 mod cli;
 pub mod config;
 pub mod erasure;
 pub mod forward;
+mod forward_commands;
 mod guard;
 pub mod inspector;
 pub mod metrics;
@@ -100,6 +107,7 @@ mod output;
 pub mod reload;
 mod response;
 pub mod retention;
+pub mod routing;
 mod server;
 mod service;
 pub mod store;
@@ -156,6 +164,8 @@ pub struct Receiver {
     store_location: StoreLocation,
     /// How many refused requests the store keeps (the inspector's PostgreSQL reader needs it).
     keep_refused: u32,
+    /// The forwarding targets' names, for the inspector's overview.
+    forward_targets: Vec<String>,
     /// What the pruner removes while serving.
     retention: retention::Retention,
 }
@@ -173,10 +183,20 @@ impl Receiver {
             .map(server::tls_acceptor)
             .transpose()?
             .unzip();
+        let routes = config
+            .forward
+            .as_ref()
+            .map(forward::ForwardConfig::routes)
+            .unwrap_or_default();
+        let forward_targets = routes
+            .routes()
+            .iter()
+            .map(|route| route.target.clone())
+            .collect();
         let opened = store::open(
             &config.store,
             config.keep_refused,
-            config.forward.is_some(),
+            routes,
             Arc::clone(&metrics),
         )?;
         let forwarding = opened.forward_queue.zip(config.forward);
@@ -195,6 +215,7 @@ impl Receiver {
             forwarding,
             store_location: config.store.clone(),
             keep_refused: config.keep_refused,
+            forward_targets,
             retention: config.retention,
         })
     }
@@ -242,6 +263,14 @@ impl Receiver {
             tls: self.tls.clone(),
             wrong_token_limit: common::web::WrongTokenLimit::default(),
             targets,
+            forward_targets: self.forward_targets.clone(),
+            forward_changed: match &self.forwarding {
+                Some((queue, _)) => {
+                    let queue = Arc::clone(queue);
+                    Arc::new(move || queue.wake_all())
+                }
+                None => Arc::new(|| {}),
+            },
         }
     }
 
@@ -275,23 +304,14 @@ impl Receiver {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
-        let forwarder = match self.forwarding {
-            Some((queue, config)) => {
-                // Counted before serving, so the gauge and the writer's increments agree.
-                let pending = queue.pending_count().await.unwrap_or_else(|error| {
-                    tracing::warn!(%error, "counting pending forward jobs");
-                    0
-                });
-                shared.metrics.forward_started(pending);
-                Some(Forwarder::spawn(
-                    queue,
-                    config,
-                    Arc::clone(&shared.metrics),
-                    shared.limits.shutdown_grace,
-                ))
-            }
-            None => None,
-        };
+        let forwarder = self.forwarding.map(|(queue, config)| {
+            Forwarder::spawn(
+                queue,
+                config,
+                Arc::clone(&shared.metrics),
+                shared.limits.shutdown_grace,
+            )
+        });
         let pruner = retention::Pruner::spawn(
             Arc::clone(&shared.store),
             self.retention,

@@ -51,7 +51,12 @@ const BODY_END: &str = r#""}}]}"#;
 /// [`PREFILLED_AGE_MS`] ago, through SQL (the receiver makes the schema).
 async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::sqlite::SqliteStore::open(db, 10_000, false, metrics)?;
+    let store = receiver::store::sqlite::SqliteStore::open(
+        db,
+        10_000,
+        receiver::routing::Routes::default(),
+        metrics,
+    )?;
     receiver::store::Store::close(&store).await?;
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;

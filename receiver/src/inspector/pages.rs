@@ -11,7 +11,7 @@ use verify::timestamp::{format_iso_millis, parse_instant_millis};
 
 use crate::check::Report;
 use crate::store::{
-    Cursor, RequestDetail, RequestFilter, RequestPage, RequestSummary, RequestVerdict,
+    Cursor, JobState, RequestDetail, RequestFilter, RequestPage, RequestSummary, RequestVerdict,
 };
 
 /// Bodies longer than this are shown cut (the full bytes stay downloadable).
@@ -26,6 +26,8 @@ pub(super) struct FilterFields {
     since: String,
     until: String,
     event_id: String,
+    /// A forward job state: requests with a job in it.
+    forwarding: String,
 }
 
 impl FilterFields {
@@ -45,6 +47,7 @@ impl FilterFields {
             since: value("since"),
             until: value("until"),
             event_id: value("event_id"),
+            forwarding: value("forwarding"),
         }
     }
 
@@ -75,6 +78,12 @@ impl FilterFields {
                     .map_err(|_| format!("Account {text:?} is not a number"))?,
             ),
         };
+        let forward_state = match self.forwarding.as_str() {
+            "" => None,
+            text => Some(JobState::parse(text).ok_or(format!(
+                "Forwarding {text:?} is none of pending, parked, skipped, forwarded"
+            ))?),
+        };
         Ok(RequestFilter {
             event_name: text(&self.event_name),
             account_id: account,
@@ -82,6 +91,7 @@ impl FilterFields {
             received_since_ms: time("Since", &self.since)?,
             received_until_ms: time("Until", &self.until)?,
             event_id_text: text(&self.event_id),
+            forward_state,
         })
     }
 
@@ -94,6 +104,7 @@ impl FilterFields {
             ("since", &self.since),
             ("until", &self.until),
             ("event_id", &self.event_id),
+            ("forwarding", &self.forwarding),
         ]
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -149,6 +160,18 @@ fn filter_form(fields: &FilterFields) -> String {
             "<option value=\"{verdict}\" selected>{verdict}</option>"
         ));
     }
+    let mut forward_options = String::new();
+    for state in std::iter::once("").chain(JobState::ALL.iter().map(|state| state.as_str())) {
+        let selected = if fields.forwarding == state {
+            " selected"
+        } else {
+            ""
+        };
+        let label = if state.is_empty() { "any" } else { state };
+        forward_options.push_str(&format!(
+            "<option value=\"{state}\"{selected}>{label}</option>"
+        ));
+    }
     let field = |id: &str, label: &str, value: &str, kind: &str, hint: &str| {
         format!(
             "<label for=\"{id}\">{label}<input id=\"{id}\" name=\"{id}\" type=\"{kind}\" value=\"{}\" placeholder=\"{hint}\"></label>",
@@ -158,7 +181,8 @@ fn filter_form(fields: &FilterFields) -> String {
     format!(
         "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filters\">\
          {}{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
-         {}{}{}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
+         {}{}{}<label for=\"forwarding\">Forwarding<select id=\"forwarding\" name=\"forwarding\">{forward_options}</select></label>\
+         <button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
         field("event_name", "Event name", &fields.event_name, "text", "COURSE_ENROLLMENT"),
         field("account", "Account", &fields.account, "text", "1010"),
         field("since", "Since", &fields.since, "text", "2026-11-27T10:00:00Z"),
@@ -211,6 +235,7 @@ pub(super) fn list(
     start: Cursor,
     live: Option<Cursor>,
     limit: usize,
+    forwarding: &str,
 ) -> String {
     let filter_query = fields.to_query();
     let limit_part = if limit == super::PAGE_ROWS {
@@ -259,7 +284,7 @@ pub(super) fn list(
         "<a href=\"/\">Back to the newest requests</a>"
     };
     let main = format!(
-        "{}<div class=\"bar\">{status} {download} {older}</div>\
+        "{forwarding}{}<div class=\"bar\">{status} {download} {older}</div>\
          <table aria-label=\"Requests\"><thead><tr><th scope=\"col\">Received</th>\
          <th scope=\"col\">Verdict</th><th scope=\"col\">Account</th><th scope=\"col\">Events</th></tr></thead>\
          <tbody{stream}>{rows}</tbody></table>\
@@ -306,7 +331,12 @@ fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
 }
 
 /// The detail page.
-pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str) -> String {
+pub(super) fn detail(
+    detail: &RequestDetail,
+    report: &Report,
+    webhook_url: &str,
+    forwarding: &str,
+) -> String {
     let key = detail.summary.key.to_text();
     let record = &detail.record;
     let account = detail
@@ -393,7 +423,7 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
          <dt>Account</dt><dd>{account}</dd>\
          <dt>Request</dt><dd><code>{method} {path}</code></dd></dl></section>\
          <section aria-labelledby=\"diagnosis\"><h2 id=\"diagnosis\">Diagnosis</h2>{diagnosis}</section>\
-         <section aria-labelledby=\"events\"><h2 id=\"events\">Events</h2>{events}</section>\
+         <section aria-labelledby=\"events\"><h2 id=\"events\">Events</h2>{events}</section>{forwarding}\
          <section aria-labelledby=\"actions\"><h2 id=\"actions\">Actions</h2>\
          <div class=\"bar\"><a href=\"/download?request={key}\" download>Download capture</a>\
          <button type=\"button\" data-copy=\"curl\">Copy as curl</button></div>\

@@ -23,11 +23,12 @@ use crate::erasure::ErasureSelector;
 /// (measured by `bench/src/bin/retention.rs`), so a commit never waits long for it.
 pub const PRUNE_BATCH: usize = 64;
 
-/// Which forward jobs keep their request from being pruned: those not yet forwarded. As a
-/// condition on a forward job `j` (SQL, both stores). Today's jobs are pending
-/// (`forwarded_at_ms IS NULL`) or forwarded; with a state per job, pending and parked ones
-/// keep it (a parked job waits for an operator's retry, which sends the request's body).
-pub(crate) const NOT_YET_FORWARDED: &str = "j.forwarded_at_ms IS NULL";
+/// Which forward jobs keep their request from being pruned: those not yet forwarded, on any
+/// target. As a condition on a forward job `j` (SQL, both stores). A pending job waits for its
+/// app; a parked one waits for an operator's `receiver forward retry`, which sends the
+/// request's body, so it keeps it too. A skipped job (the operator gave up on it) and a
+/// forwarded one hold nothing.
+pub(crate) const NOT_YET_FORWARDED: &str = "j.state IN ('pending', 'parked')";
 
 /// The condition, on a request `r`, that it has a forward job [`NOT_YET_FORWARDED`], for the
 /// store whose forward jobs are in `forward_jobs`.
@@ -210,7 +211,7 @@ mod tests {
     fn the_hold_reads_one_predicate() {
         assert_eq!(
             held_by_forwarding("forward_jobs"),
-            "EXISTS (SELECT 1 FROM forward_jobs j WHERE j.request_id = r.id AND j.forwarded_at_ms IS NULL)"
+            "EXISTS (SELECT 1 FROM forward_jobs j WHERE j.request_id = r.id AND j.state IN ('pending', 'parked'))"
         );
     }
 }

@@ -103,8 +103,8 @@ fn event_conditions<'t>(tables: &'t Tables, filter: &EventFilter) -> Conditions<
 }
 
 /// The events matching `filter`, oldest arrival first. Columns: account, event id, name,
-/// timestamp, received at, known, JSON text, request id, auth, forwarding state (0 none,
-/// 1 pending, 2 forwarded; see [`forwarding_state`]).
+/// timestamp, received at, known, JSON text, request id, auth, forwarding state (a number
+/// summing up the request's jobs; see [`forwarding_state`]).
 pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
     let mut conditions = event_conditions(tables, filter);
     let clause = conditions.clause();
@@ -122,13 +122,13 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         raw_text,
         ..
     } = tables;
+    // One job per target: the request's state is summed up in one number per event.
+    let forwarding = super::forward::sql::REQUEST_STATE_CODE.replace("{jobs}", forward_jobs);
     Query {
         sql: format!(
             "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, r.received_at_ms,
-                    e.known, {raw_text}, e.request_id, r.auth,
-                    CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
+                    e.known, {raw_text}, e.request_id, r.auth, {forwarding}
              FROM {events} e JOIN {requests} r ON r.id = e.request_id
-             LEFT JOIN {forward_jobs} f ON f.request_id = e.request_id
              {clause} ORDER BY e.id {limit}"
         ),
         values: conditions.values,
@@ -198,11 +198,7 @@ pub(crate) fn captures(tables: &Tables, filter: &CaptureFilter) -> Option<Query>
 
 /// The forwarding state from the number [`events`] selects.
 pub(crate) fn forwarding_state(code: i64) -> ForwardingState {
-    match code {
-        0 => ForwardingState::None,
-        1 => ForwardingState::Pending,
-        _ => ForwardingState::Forwarded,
-    }
+    ForwardingState::from_code(code)
 }
 
 /// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
@@ -215,7 +211,7 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, events) = super::requests::body_account_and_events(body);
+    let (body_account, events) = super::body::body_account_and_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
+use super::body::body_account_and_events;
+use super::forward::{self, sql::SqlSession};
 use super::{
     Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
     RequestQuery, RequestSummary, RequestVerdict,
@@ -99,6 +101,9 @@ pub(crate) trait RequestRows {
 
     /// The cursor just above the newest request a live stream may start after.
     fn newest(&self) -> anyhow::Result<Cursor>;
+
+    /// The reader as a session of the forwarding queues' shared SQL.
+    fn session(&self) -> &dyn SqlSession;
 }
 
 impl<R: RequestRows> RequestQuery for R {
@@ -127,6 +132,25 @@ impl<R: RequestRows> RequestQuery for R {
 
     fn newest(&self) -> anyhow::Result<Cursor> {
         RequestRows::newest(self)
+    }
+
+    fn forward_jobs(&self, request_id: i64) -> anyhow::Result<Vec<forward::JobDetail>> {
+        forward::control::jobs_of_request(self.session(), request_id)
+    }
+
+    fn forward_overview(
+        &self,
+        configured: &[String],
+    ) -> anyhow::Result<Vec<forward::TargetOverview>> {
+        forward::control::overview(self.session(), configured)
+    }
+
+    fn retry_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::retry(self.session(), ids)
+    }
+
+    fn skip_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::skip(self.session(), ids)
     }
 
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>> {
@@ -282,6 +306,10 @@ fn walk(
 
 /// Whether rows of `side` can match the verdict part of `filter` at all.
 fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
+    // Refused requests are never forwarded.
+    if side == Side::Refused && filter.forward_state.is_some() {
+        return false;
+    }
     match (side, filter.verdict.as_deref()) {
         (_, None) => true,
         (Side::Accepted, Some(verdict)) => verdict == "accepted" || verdict == "duplicate",
@@ -303,10 +331,19 @@ fn summarise(
     chunk: Vec<KeptRow>,
     filter: &RequestFilter,
 ) -> anyhow::Result<Vec<RequestSummary>> {
-    let candidates: Vec<Candidate> = chunk
+    let mut candidates: Vec<Candidate> = chunk
         .into_iter()
         .filter_map(|row| candidate(row, filter))
         .collect();
+    if let Some(state) = filter.forward_state {
+        // One look at the jobs of the whole chunk.
+        let ids: Vec<i64> = candidates
+            .iter()
+            .map(|candidate| candidate.row.id)
+            .collect();
+        let with_state = forward::control::requests_with_jobs_in(rows.session(), &ids, state)?;
+        candidates.retain(|candidate| with_state.contains(&candidate.row.id));
+    }
     let mut asked = Vec::new();
     for candidate in &candidates {
         if let (Side::Accepted, Some(account)) = (candidate.row.side, candidate.account_id) {
@@ -452,46 +489,4 @@ fn merge(
         refused: refused_next,
     };
     (rows, cursor, accepted_done && refused_done)
-}
-
-/// The forwarding state of a request from its job's `forwarded_at_ms`: no job, a job not
-/// yet forwarded, or one forwarded.
-pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState {
-    match forwarded_at_ms {
-        None => ForwardingState::None,
-        Some(None) => ForwardingState::Pending,
-        Some(Some(_)) => ForwardingState::Forwarded,
-    }
-}
-
-/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
-/// leniently: a refused body may be anything.
-pub(crate) fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (None, Vec::new());
-    };
-    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let text = |event: &serde_json::Value, field: &str| {
-        event
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let events = value
-        .get("events")
-        .and_then(serde_json::Value::as_array)
-        .map(|events| {
-            events
-                .iter()
-                .filter(|event| {
-                    event
-                        .get("eventName")
-                        .is_some_and(serde_json::Value::is_string)
-                })
-                .map(|event| (text(event, "eventName"), text(event, "eventId")))
-                .collect()
-        })
-        .unwrap_or_default();
-    (account, events)
 }

@@ -211,3 +211,55 @@ async fn erasing_an_account_or_an_event_id(store: TestStore) {
     assert_eq!(code, Some(2), "one selector at a time: {stderr}");
     inspected.stop().await;
 }
+
+for_each_store!(erasing_a_request_while_it_is_being_forwarded_stalls_nothing);
+
+/// The app holds the request's forward open while `erase` removes it: the forwarder's record
+/// of the answer finds no job, and the target's queue goes on with the next request.
+async fn erasing_a_request_while_it_is_being_forwarded_stalls_nothing(store: TestStore) {
+    let app = crate::support::receiver::FakeApp::start_at(free_addr(), 200).await;
+    app.set_delay(Duration::from_secs(2));
+    let mut config = store.config();
+    let mut forward = ForwardConfig::new(format!("http://{}/inbox", app.addr).parse().unwrap());
+    forward.retry = RetryPolicy {
+        min: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+    };
+    config.forward = Some(forward);
+    let receiver = crate::support::receiver::InProcess::start(config).await;
+    let erased = receiver
+        .post(&[], batch(1010, &[("in-flight", "42")]))
+        .await;
+    assert_eq!(erased.status, StatusCode::OK);
+    let sent = crate::support::receiver::wait_until(Duration::from_secs(10), || async {
+        !app.requests().is_empty()
+    })
+    .await;
+    assert!(sent, "the request is being forwarded");
+
+    let report = erase_json(&["--user-id", "42"], &store);
+    assert_eq!(report["requests"], 1, "{report}");
+    app.set_delay(Duration::ZERO);
+    let next = receiver.post(&[], batch(1010, &[("next", "7")])).await;
+    assert_eq!(next.status, StatusCode::OK);
+    assert!(
+        app.wait_acknowledged(2, Duration::from_secs(20)).await,
+        "the next request is forwarded after the erased one's answer"
+    );
+    // Its own job is the one marked forwarded (SQLite gives no id twice).
+    let recorded = crate::support::receiver::wait_until(Duration::from_secs(10), || async {
+        count(&store, "{forward_jobs}").await == 1
+            && store
+                .text(
+                    "SELECT e.event_id FROM {forward_jobs} j
+                     JOIN {events} e ON e.request_id = j.request_id WHERE j.state = 'forwarded'",
+                )
+                .await
+                .as_deref()
+                == Some("next")
+    })
+    .await;
+    assert!(recorded, "the next request's job is recorded forwarded");
+    assert_eq!(count(&store, "{requests}").await, 1);
+    receiver.stop().await.unwrap();
+}

@@ -112,7 +112,7 @@ async fn requests_not_yet_forwarded_survive_pruning(store: TestStore) {
     assert_eq!(count(&store, "{requests}").await, 3);
     assert_eq!(count(&store, "{events}").await, 3);
     assert_eq!(
-        count(&store, "{forward_jobs} WHERE forwarded_at_ms IS NULL").await,
+        count(&store, "{forward_jobs} WHERE state = 'pending'").await,
         3
     );
 
@@ -130,6 +130,56 @@ async fn requests_not_yet_forwarded_survive_pruning(store: TestStore) {
     })
     .await;
     assert!(pruned, "forwarded requests are pruned");
+    receiver.stop().await.unwrap();
+}
+
+for_each_store!(a_request_parked_on_one_target_survives_pruning_until_skipped);
+
+/// Forwarded to one app and parked by the other (it answers 400): the parked job holds the
+/// request (an operator's retry would send its body); once skipped, nothing holds it.
+async fn a_request_parked_on_one_target_survives_pruning_until_skipped(store: TestStore) {
+    let delivering = FakeApp::start_at(free_addr(), 200).await;
+    let refusing = FakeApp::start_at(free_addr(), 400).await;
+    let mut forward = forward_to(delivering.addr);
+    forward.targets.push(receiver::forward::ForwardTarget::new(
+        format!("http://{}/reports", refusing.addr).parse().unwrap(),
+    ));
+    let mut config = store.config();
+    config.retention = one_second();
+    config.forward = Some(forward);
+    let receiver = InProcess::start(config).await;
+    let reply = receiver.post(&[], envelope(7, &["parked-1"])).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let settled = wait_until(PRUNED_WITHIN, || async {
+        count(&store, "{forward_jobs} WHERE state = 'forwarded'").await == 1
+            && count(&store, "{forward_jobs} WHERE state = 'parked'").await == 1
+    })
+    .await;
+    assert!(settled, "forwarded to one target, parked on the other");
+
+    let addr = receiver.addr;
+    let passes = wait_until(PRUNED_WITHIN, || async move {
+        metric(addr, "receiver_prune_batch_seconds_count").await >= Some(2.0)
+    })
+    .await;
+    assert!(passes, "the pruner ran a second pass");
+    assert_eq!(
+        count(&store, "{requests}").await,
+        1,
+        "the parked job holds it"
+    );
+    assert_eq!(count(&store, "{events}").await, 1);
+
+    // The operator gives up on it (as `receiver forward skip` does): pruned at the next pass.
+    store
+        .execute("UPDATE {forward_jobs} SET state = 'skipped' WHERE state = 'parked'")
+        .await;
+    let pruned = wait_until(PRUNED_WITHIN, || async {
+        count(&store, "{requests}").await == 0 && count(&store, "{forward_jobs}").await == 0
+    })
+    .await;
+    assert!(pruned, "a skipped job holds nothing");
+    assert_eq!(count(&store, "{dedupe_keys}").await, 1);
     receiver.stop().await.unwrap();
 }
 
@@ -175,7 +225,7 @@ async fn receiver_prune_removes_once_and_keeps_keys_for_the_window(store: TestSt
     // a, b and c were forwarded; d was not.
     store
         .execute(
-            "UPDATE {forward_jobs} SET forwarded_at_ms = 1 WHERE request_id IN
+            "UPDATE {forward_jobs} SET state = 'forwarded', forwarded_at_ms = 1 WHERE request_id IN
              (SELECT id FROM {requests} ORDER BY id LIMIT 3)",
         )
         .await;

@@ -6,8 +6,9 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below; version 2 adds the dedupe keys that outlive their
-/// pruned or erased events. A change of layout is a step appended here.
+/// Version 1 is the whole layout below; version 2 forwards to several targets; version 3 adds
+/// the dedupe keys that outlive their pruned or erased events. A change of layout is a step
+/// appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
@@ -20,6 +21,11 @@ pub(crate) const LAYOUT: Layout = Layout {
         },
         Step {
             version: 2,
+            sql: SEVERAL_TARGETS,
+            creates: &["receiver_forward_attempts"],
+        },
+        Step {
+            version: 3,
             sql: DEDUPE_KEYS,
             creates: &["receiver_dedupe_keys"],
         },
@@ -86,7 +92,54 @@ CREATE INDEX receiver_forward_jobs_pending ON receiver_forward_jobs (id)
     WHERE forwarded_at_ms IS NULL;
 ";
 
-/// Version 2: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// From version 1 to 2: forwarding to several targets, as the SQLite layout's version 3. A
+/// job per request and target (the unique key becomes `(request_id, target)`), each job's
+/// state and place in its target's queue (`queue_order`, from a sequence of its own taken
+/// under the lock that orders job inserts), and every attempt in
+/// `receiver_forward_attempts`. A job of version 1 keeps its id, attempts and time, gets the
+/// target `''` (given to the targets at the next start with forwarding) and its id as its
+/// place. `target` keeps the default `''` so that a receiver of version 1 still running on
+/// the database keeps storing (its jobs are given to targets the same way).
+const SEVERAL_TARGETS: &str = "
+ALTER TABLE receiver_forward_jobs DROP CONSTRAINT receiver_forward_jobs_request_id_key;
+ALTER TABLE receiver_forward_jobs
+    ADD COLUMN target text NOT NULL DEFAULT '',
+    ADD COLUMN state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    ADD COLUMN queue_order bigint,
+    ADD COLUMN last_attempt_at_ms bigint,
+    ADD COLUMN next_attempt_at_ms bigint,
+    ALTER COLUMN attempts TYPE bigint;
+UPDATE receiver_forward_jobs
+SET queue_order = id,
+    state = CASE WHEN forwarded_at_ms IS NULL THEN 'pending' ELSE 'forwarded' END;
+CREATE SEQUENCE receiver_forward_order_seq OWNED BY receiver_forward_jobs.queue_order;
+SELECT setval('receiver_forward_order_seq',
+              COALESCE((SELECT MAX(id) FROM receiver_forward_jobs), 0) + 1, false);
+ALTER TABLE receiver_forward_jobs
+    ALTER COLUMN queue_order SET DEFAULT nextval('receiver_forward_order_seq'),
+    ALTER COLUMN queue_order SET NOT NULL,
+    ADD CONSTRAINT receiver_forward_jobs_request_target UNIQUE (request_id, target);
+DROP INDEX receiver_forward_jobs_pending;
+-- Each queue's head, and the counts and oldest times of the metrics, from these alone.
+CREATE INDEX receiver_forward_jobs_pending
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'pending';
+CREATE INDEX receiver_forward_jobs_parked
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'parked';
+CREATE TABLE receiver_forward_attempts (
+    id          bigserial PRIMARY KEY,
+    job_id      bigint  NOT NULL REFERENCES receiver_forward_jobs (id) ON DELETE CASCADE,
+    at_ms       bigint  NOT NULL,
+    status      bigint,                     -- the app's status; NULL without an answer
+    error       text,                       -- why there was no answer
+    latency_us  bigint  NOT NULL,
+    answer      bytea   NOT NULL,           -- the first KiB of the answer's body
+    outcome     text    NOT NULL            -- delivered | failed | parked
+);
+CREATE INDEX receiver_forward_attempts_by_job ON receiver_forward_attempts (job_id, id);
+";
+
+/// Version 3: the `(account_id, event_id)` keys of events that retention or erasure deleted,
 /// kept until `--dedupe-window` after their request was received, so a late retry of such an
 /// event is still a duplicate (the batch statement looks them up; pruning and erasure write
 /// them, in append order). And events by request: pruning and erasure delete a request's
@@ -117,7 +170,8 @@ const TABLE_NAMES: &[&str] = &[
 
 /// The advisory lock held while the tables are prepared. Advisory lock keys are one 64-bit
 /// space per database, shared with other programs: the receiver's are fixed random-looking
-/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`).
+/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`); the
+/// per-target forwarding leases are two-key locks (`forward_queue.rs`), a space of their own.
 const SCHEMA_LOCK: i64 = 0x7265_6376_0000_0001;
 
 /// Creates the tables when the database has none of them, brings them to the latest
@@ -159,24 +213,44 @@ pub(super) async fn warn_if_not_durable(client: &Object) {
 mod tests {
     use super::*;
 
-    /// A database whose receiver tables a receiver of version 1 made, with rows, is brought
-    /// up in place by the next start and keeps them; the dedupe keys start empty.
+    /// A database whose receiver tables a receiver of version 1 made (one target), with rows,
+    /// is brought up in place by the next start and keeps them; the dedupe keys start empty.
     #[tokio::test]
     async fn tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows() {
-        let what = "tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows";
+        brought_up_from(
+            1,
+            "tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows",
+        )
+        .await;
+    }
+
+    /// The same from version 2 (several targets, before the dedupe keys).
+    #[tokio::test]
+    async fn tables_of_version_2_gain_the_dedupe_keys_and_keep_their_rows() {
+        brought_up_from(
+            2,
+            "tables_of_version_2_gain_the_dedupe_keys_and_keep_their_rows",
+        )
+        .await;
+    }
+
+    /// Tables made by the steps up to `version`, with a request, its event and its forward
+    /// job (the columns every version has), brought up to the latest by `prepare_schema`.
+    async fn brought_up_from(version: i64, what: &str) {
         let Some(url) = common::test_postgres::test_database(what) else {
             return;
         };
         let url = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
         let pool = url.pool("schema-test", 1).expect("pool");
         let mut client = pool.get().await.expect("connect");
-        let version_1 = Layout {
-            steps: &LAYOUT.steps[..1],
+        let steps = usize::try_from(version).expect("a version");
+        let earlier = Layout {
+            steps: &LAYOUT.steps[..steps],
             ..LAYOUT
         };
-        postgres_schema::prepare(&mut client, &version_1)
+        postgres_schema::prepare(&mut client, &earlier)
             .await
-            .expect("version 1");
+            .expect("the earlier version");
         client
             .batch_execute(
                 "INSERT INTO receiver_requests (received_at_ms, method, path, headers, body, auth, account_id)
@@ -188,7 +262,7 @@ mod tests {
                  SELECT id, 6 FROM receiver_requests;",
             )
             .await
-            .expect("rows of version 1");
+            .expect("rows of the earlier version");
 
         prepare_schema(&mut client).await.expect("brought up");
         let versions: Vec<i64> = client
@@ -201,7 +275,7 @@ mod tests {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, LAYOUT.version()]);
+        assert_eq!(versions, (1..=LAYOUT.version()).collect::<Vec<_>>());
         let kept = client
             .query_one(
                 "SELECT e.event_id, r.received_at_ms, j.queued_at_ms,

@@ -310,7 +310,9 @@ impl SqliteFixture {
             .unwrap();
         runtime.block_on(async {
             let metrics = Arc::new(crate::metrics::Metrics::default());
-            let store = SqliteStore::open(&path, 10_000, false, metrics).unwrap();
+            let store =
+                SqliteStore::open(&path, 10_000, crate::routing::Routes::default(), metrics)
+                    .unwrap();
             crate::store::Store::close(&store).await.unwrap();
         });
         SqliteFixture { _dir: dir, path }

@@ -280,6 +280,14 @@ fn remove_request(
         }
     }
     if !dry_run {
+        // Foreign keys are off here (see `in_write_transaction`), so the attempts' cascade
+        // is done by hand.
+        connection
+            .prepare_cached(
+                "DELETE FROM forward_attempts
+                 WHERE job_id IN (SELECT id FROM forward_jobs WHERE request_id = ?1)",
+            )?
+            .execute([request.id])?;
         connection
             .prepare_cached("DELETE FROM forward_jobs WHERE request_id = ?1")?
             .execute([request.id])?;

@@ -5,7 +5,8 @@
 //! rows may read up to the newest id: nothing can commit later below it.
 
 use super::reader::SqliteReader;
-use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
+use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
@@ -72,12 +73,15 @@ impl RequestRows for SqliteReader {
     }
 
     fn forwarding_of(&self, request_id: i64) -> anyhow::Result<ForwardingState> {
-        let forwarded: Option<Option<i64>> = self
+        let sql = format!(
+            "SELECT {} FROM (SELECT ?1 AS request_id) e",
+            REQUEST_STATE_CODE.replace("{jobs}", "forward_jobs")
+        );
+        let code: i64 = self
             .connection
-            .prepare_cached("SELECT forwarded_at_ms FROM forward_jobs WHERE request_id = ?1")?
-            .query_row([request_id], |row| row.get(0))
-            .optional()?;
-        Ok(job_state(forwarded))
+            .prepare_cached(&sql)?
+            .query_row([request_id], |row| row.get(0))?;
+        Ok(ForwardingState::from_code(code))
     }
 
     fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>> {
@@ -112,6 +116,10 @@ impl RequestRows for SqliteReader {
                 })
             })
             .optional()?)
+    }
+
+    fn session(&self) -> &dyn SqlSession {
+        self
     }
 
     fn newest(&self) -> anyhow::Result<Cursor> {

@@ -17,8 +17,10 @@ struct Step {
 /// The steps, in order. A new store runs them all; a store at the version of one of them runs
 /// those after it; any other version is refused with what to do (version 1, the layout that
 /// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
-/// events' JSON as offsets into the body; version 3 adds the dedupe keys that outlive their
-/// pruned or erased events. A change of layout is a step appended here.
+/// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
+/// request and target, with its state, its place in its target's queue and every attempt);
+/// version 4 adds the dedupe keys that outlive their pruned or erased events. A change of
+/// layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
         version: 2,
@@ -27,6 +29,10 @@ const STEPS: &[Step] = &[
     Step {
         version: 3,
         sql: VERSION_3,
+    },
+    Step {
+        version: 4,
+        sql: VERSION_4,
     },
 ];
 
@@ -87,11 +93,115 @@ CREATE TABLE IF NOT EXISTS forward_jobs (
 CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
 ";
 
-/// Version 3: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// From version 2 to 3: forwarding to several targets. `forward_jobs` is made again (SQLite
+/// cannot drop the `UNIQUE (request_id)` in place) with a job per request and target, each
+/// job's state and place in its target's queue; `forward_attempts` keeps every attempt;
+/// `forward_order` hands out the queue places. A job of version 2 keeps its id, attempts and
+/// time, gets the target `''` (the receiver gives it to its targets at its next start with
+/// forwarding, as if its request had just arrived) and its id as its place.
+const VERSION_3: &str = "
+CREATE TABLE forward_jobs_3 (
+    id                  INTEGER PRIMARY KEY,
+    request_id          INTEGER NOT NULL REFERENCES requests(id),
+    -- The --forward-to URL; '' for a job queued before targets had names.
+    target              TEXT    NOT NULL DEFAULT '',
+    state               TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    -- Its place in its target's queue: commit order, and the end of it after a retry.
+    queue_order         INTEGER NOT NULL,
+    queued_at_ms        INTEGER NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    last_attempt_at_ms  INTEGER,
+    next_attempt_at_ms  INTEGER,
+    forwarded_at_ms     INTEGER,            -- NULL until the app answered 2xx
+    UNIQUE (request_id, target)
+);
+INSERT INTO forward_jobs_3 (id, request_id, target, state, queue_order, queued_at_ms, attempts,
+                            last_error, forwarded_at_ms)
+SELECT id, request_id, '', CASE WHEN forwarded_at_ms IS NULL THEN 'pending' ELSE 'forwarded' END,
+       id, queued_at_ms, attempts, last_error, forwarded_at_ms
+FROM forward_jobs;
+DROP TABLE forward_jobs;
+ALTER TABLE forward_jobs_3 RENAME TO forward_jobs;
+-- Each queue's head, and the counts and oldest times of the metrics, from these alone.
+CREATE INDEX forward_jobs_pending ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'pending';
+CREATE INDEX forward_jobs_parked ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'parked';
+CREATE TABLE forward_attempts (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES forward_jobs(id) ON DELETE CASCADE,
+    at_ms       INTEGER NOT NULL,
+    status      INTEGER,                    -- the app's status; NULL without an answer
+    error       TEXT,                       -- why there was no answer
+    latency_us  INTEGER NOT NULL,
+    answer      BLOB    NOT NULL,           -- the first KiB of the answer's body
+    outcome     TEXT    NOT NULL            -- delivered | failed | parked
+);
+CREATE INDEX forward_attempts_by_job ON forward_attempts (job_id, id);
+-- The next queue place (one row): taken by the writer's commits and by retries, both under
+-- SQLite's write lock, so places follow commit order.
+CREATE TABLE forward_order (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    next  INTEGER NOT NULL
+);
+INSERT INTO forward_order (id, next) SELECT 1, COALESCE(MAX(id), 0) + 1 FROM forward_jobs;
+";
+
+/// Version 4: the `(account_id, event_id)` keys of events that retention or erasure deleted,
 /// kept until `--dedupe-window` after their request was received, so a late retry of such an
 /// event is still a duplicate. Rows go in append order (the rowid), written by pruning and
 /// erasure only, never on the commit path, which only looks keys up.
-const VERSION_3: &str = "
+///
+/// And forward job ids that are never used twice (`AUTOINCREMENT`): once erasure or retention
+/// can remove the newest job, SQLite would give its id to the next one, and the answer to an
+/// erased job still being sent would be recorded on that new job (marked forwarded, never
+/// sent). `forward_jobs` and `forward_attempts` are made again, rows and ids kept; the
+/// attempts first, so no cascade runs.
+const VERSION_4: &str = "
+CREATE TABLE forward_jobs_4 (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id          INTEGER NOT NULL REFERENCES requests(id),
+    target              TEXT    NOT NULL DEFAULT '',
+    state               TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    queue_order         INTEGER NOT NULL,
+    queued_at_ms        INTEGER NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    last_attempt_at_ms  INTEGER,
+    next_attempt_at_ms  INTEGER,
+    forwarded_at_ms     INTEGER,
+    UNIQUE (request_id, target)
+);
+INSERT INTO forward_jobs_4 (id, request_id, target, state, queue_order, queued_at_ms, attempts,
+                            last_error, last_attempt_at_ms, next_attempt_at_ms, forwarded_at_ms)
+SELECT id, request_id, target, state, queue_order, queued_at_ms, attempts, last_error,
+       last_attempt_at_ms, next_attempt_at_ms, forwarded_at_ms
+FROM forward_jobs;
+CREATE TABLE forward_attempts_4 (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES forward_jobs_4(id) ON DELETE CASCADE,
+    at_ms       INTEGER NOT NULL,
+    status      INTEGER,
+    error       TEXT,
+    latency_us  INTEGER NOT NULL,
+    answer      BLOB    NOT NULL,
+    outcome     TEXT    NOT NULL
+);
+INSERT INTO forward_attempts_4 SELECT id, job_id, at_ms, status, error, latency_us, answer, outcome
+FROM forward_attempts;
+DROP TABLE forward_attempts;
+DROP TABLE forward_jobs;
+-- Renaming rewrites forward_attempts_4's reference to the new name.
+ALTER TABLE forward_jobs_4 RENAME TO forward_jobs;
+ALTER TABLE forward_attempts_4 RENAME TO forward_attempts;
+CREATE INDEX forward_jobs_pending ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'pending';
+CREATE INDEX forward_jobs_parked ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'parked';
+CREATE INDEX forward_attempts_by_job ON forward_attempts (job_id, id);
 CREATE TABLE dedupe_keys (
     id              INTEGER PRIMARY KEY,
     account_id      INTEGER NOT NULL,
@@ -201,7 +311,7 @@ mod tests {
         names.collect::<Result<_, _>>().unwrap()
     }
 
-    /// The version a new store gets.
+    /// The latest version of this build.
     fn latest() -> i64 {
         STEPS.last().unwrap().version
     }
@@ -216,44 +326,70 @@ mod tests {
             [
                 "dedupe_keys",
                 "events",
+                "forward_attempts",
                 "forward_jobs",
+                "forward_order",
                 "health",
                 "refused_requests",
-                "requests"
+                "requests",
+                "sqlite_sequence"
             ]
         );
         bring_up(&connection).unwrap();
         assert_eq!(check_layout(&connection, false).unwrap(), latest());
     }
 
-    /// A store as version 2 made it (before the dedupe keys), with rows, is brought up in
-    /// place by the listener and keeps them; the new table starts empty.
+    /// A store as version 3 made it (several targets, before the dedupe keys), with rows, is
+    /// brought up in place by the listener and keeps them; the new table starts empty.
     #[test]
-    fn a_store_of_version_2_gains_the_dedupe_keys_and_keeps_its_rows() {
+    fn a_store_of_version_3_gains_the_dedupe_keys_and_keeps_its_rows() {
         let connection = Connection::open_in_memory().unwrap();
-        bring_up_with(&connection, &STEPS[..1]).unwrap();
-        assert_eq!(version(&connection), 2);
+        bring_up_with(&connection, &STEPS[..2]).unwrap();
+        assert_eq!(version(&connection), 3);
         connection
             .execute_batch(
                 "INSERT INTO requests VALUES (1, 0, 'POST', '/', '[]', x'7b7d', 'none', 1010);
                  INSERT INTO events (account_id, event_id, request_id, event_name,
                                      timestamp_ms, known, raw_start, raw_length)
                  VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);
-                 INSERT INTO forward_jobs (request_id, queued_at_ms) VALUES (1, 5);",
+                 INSERT INTO forward_jobs (request_id, target, state, queue_order, queued_at_ms)
+                 VALUES (1, 'http://a/', 'parked', 1, 5);
+                 INSERT INTO forward_attempts (job_id, at_ms, status, latency_us, answer, outcome)
+                 VALUES (1, 6, 400, 10, x'', 'parked');",
             )
             .unwrap();
         bring_up(&connection).unwrap();
         assert_eq!(version(&connection), latest());
-        let kept: (String, i64, i64) = connection
+        let kept: (String, i64, String, i64) = connection
             .query_row(
-                "SELECT e.event_id, r.account_id, j.queued_at_ms
+                "SELECT e.event_id, r.account_id, j.state, j.queued_at_ms
                  FROM events e JOIN requests r ON r.id = e.request_id
                  JOIN forward_jobs j ON j.request_id = r.id",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .unwrap();
-        assert_eq!(kept, ("kept".to_owned(), 1010, 5));
+        assert_eq!(kept, ("kept".to_owned(), 1010, "parked".to_owned(), 5));
+        let attempts: i64 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM forward_attempts WHERE job_id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 1, "the attempts are kept with their job");
+        // The newest job removed (as erasure does), the next one gets a new id.
+        connection
+            .execute_batch(
+                "DELETE FROM forward_attempts; DELETE FROM forward_jobs;
+                 INSERT INTO forward_jobs (request_id, target, queue_order, queued_at_ms)
+                 VALUES (1, 'http://b/', 2, 7);",
+            )
+            .unwrap();
+        let id: i64 = connection
+            .query_row("SELECT id FROM forward_jobs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, 2, "a removed job's id is not given again");
         let keys: i64 = connection
             .query_row("SELECT COUNT(*) FROM dedupe_keys", [], |row| row.get(0))
             .unwrap();
@@ -280,8 +416,8 @@ mod tests {
         assert_eq!(tables(&connection), ["events"]);
     }
 
-    /// The shape a next layout takes: a step appended after the latest.
-    fn with_a_next_step(sql: &'static str) -> Vec<Step> {
+    /// This build's steps and one more, the shape a next layout takes.
+    fn with_next_step(sql: &'static str) -> Vec<Step> {
         let mut steps: Vec<Step> = STEPS.to_vec();
         steps.push(Step {
             version: latest() + 1,
@@ -292,7 +428,6 @@ mod tests {
 
     #[test]
     fn a_store_of_an_earlier_step_is_brought_up_and_keeps_its_rows() {
-        let next = with_a_next_step("ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';");
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
         connection
@@ -303,6 +438,7 @@ mod tests {
                  VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);",
             )
             .unwrap();
+        let next = with_next_step("ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';");
         // A reader of the newer build waits for a listener to bring the store up.
         let waiting = check_layout_of(&connection, false, &next).unwrap_err();
         assert!(
@@ -326,11 +462,86 @@ mod tests {
     fn a_failing_step_leaves_the_store_at_its_version() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        let broken = with_a_next_step(
+        let broken = with_next_step(
             "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
         );
         assert!(bring_up_with(&connection, &broken).is_err());
         assert_eq!(version(&connection), latest());
         assert!(!tables(&connection).contains(&"notes".to_owned()));
+    }
+
+    #[test]
+    fn a_version_2_store_gets_several_targets_and_keeps_its_jobs() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .unwrap();
+        bring_up_with(&connection, &STEPS[..1]).unwrap();
+        assert_eq!(version(&connection), 2);
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 10, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO requests VALUES (2, 20, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO forward_jobs (id, request_id, queued_at_ms, attempts, last_error,
+                                           forwarded_at_ms)
+                 VALUES (1, 1, 11, 2, NULL, 12), (2, 2, 21, 3, 'the app answered 503', NULL);",
+            )
+            .unwrap();
+
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), latest());
+        // Each job as `id target state place attempts last_error forwarded_at`.
+        let jobs: Vec<String> = connection
+            .prepare(
+                "SELECT id, target, state, queue_order, attempts, last_error, forwarded_at_ms
+                 FROM forward_jobs ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {:?} {} {} {} {:?} {:?}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            jobs,
+            [
+                r#"1 "" forwarded 1 2 None Some(12)"#,
+                r#"2 "" pending 2 3 Some("the app answered 503") None"#,
+            ]
+        );
+        let next: i64 = connection
+            .query_row("SELECT next FROM forward_order", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(next, 3, "new places come after the kept jobs");
+        let keys: i64 = connection
+            .query_row("SELECT COUNT(*) FROM dedupe_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(keys, 0, "the dedupe keys' table comes with the steps after");
+        // A request may now have a job per target, and an attempt goes with its job.
+        connection
+            .execute_batch(
+                "INSERT INTO forward_jobs (request_id, target, queue_order, queued_at_ms)
+                 VALUES (2, 'http://a/', 3, 30), (2, 'http://b/', 4, 30);
+                 INSERT INTO forward_attempts (job_id, at_ms, status, latency_us, answer, outcome)
+                 VALUES (2, 40, 503, 10, x'', 'failed');
+                 DELETE FROM forward_jobs WHERE id = 2;",
+            )
+            .unwrap();
+        let attempts: i64 = connection
+            .query_row("SELECT COUNT(*) FROM forward_attempts", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(attempts, 0, "a job's attempts go with it");
     }
 }
