@@ -207,6 +207,39 @@ pub fn refuse_sqlite_database(flag: &str, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `path` whole or not at all, as [`write_atomically`] does, for a writer that takes a
+/// file name rather than a stream (SQLite's `VACUUM INTO`): `write` fills the temporary file
+/// named by its argument, which exists, empty, with mode [`PRIVATE_MODE`]; the file is then
+/// synced and renamed over `path`, the directory synced too. When `write` or any step fails,
+/// the temporary file is removed and `path` is left as it was.
+///
+/// # Errors
+/// `write`'s error, or the file cannot be created, synced or renamed (each said with the path).
+pub fn write_atomically_at<T>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    // A link is followed (the file it leads to is replaced, as by write_atomically); a FIFO or
+    // a descriptor cannot take a file written by name.
+    let target = match Destination::of(path)? {
+        Destination::File(target) => target,
+        Destination::Stream(_) => anyhow::bail!(
+            "{} is not a regular file: name a file (this output is written whole, by name)",
+            path.display()
+        ),
+    };
+    let temporary = Temporary::create(&target)?;
+    let value = write(&temporary.path)?;
+    File::open(&temporary.path)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.path.display()))?;
+    std::fs::rename(&temporary.path, &target)
+        .with_context(|| format!("replacing {}", target.display()))?;
+    temporary.keep();
+    sync_directory_of(&target)?;
+    Ok(value)
+}
+
 /// Writes `bytes` to `path`, which must not exist yet, whole or not at all (as
 /// [`write_atomically`]); never replaces a file, even one created meanwhile.
 ///
@@ -420,6 +453,30 @@ mod tests {
         assert_eq!(failed.unwrap_err().to_string(), "the store went away");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "good");
         assert_eq!(names_in(dir.path()), vec!["out.jsonl"]);
+    }
+
+    #[test]
+    fn a_write_by_file_name_is_whole_0600_or_leaves_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backup.db");
+        std::fs::write(&path, "old").unwrap();
+        let failed = write_atomically_at(&path, |temporary| -> anyhow::Result<()> {
+            std::fs::write(temporary, "half")?;
+            anyhow::bail!("the copy failed")
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "the copy failed");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(names_in(dir.path()), vec!["backup.db"]);
+        write_atomically_at(&path, |temporary| {
+            // The writer gets an empty file that is already private.
+            assert_eq!(std::fs::read(temporary)?, b"");
+            assert_eq!(mode(temporary), 0o600);
+            Ok(std::fs::write(temporary, "new")?)
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(names_in(dir.path()), vec!["backup.db"]);
     }
 
     #[test]

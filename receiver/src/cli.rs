@@ -1,5 +1,7 @@
 //! The command line: `receiver [listen]`, `receiver events list|show|count`, `receiver export`,
-//! `receiver check`, `receiver completions SHELL`, `receiver man`.
+//! `receiver check`, `receiver prune`, `receiver erase`, `receiver backup` (those three in
+//! `maintenance`), `receiver completions SHELL`, `receiver man`; `reload` is what `listen`
+//! does on SIGHUP.
 //!
 //! Errors are printed once, as `error: ` and the cause chain; the exit status says whose
 //! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
@@ -23,6 +25,9 @@ use verify::timestamp::format_iso_millis;
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_targets, signature_files_by_target, ForwardConfig, RetryPolicy};
 use crate::store::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
+
+mod maintenance;
+mod reload;
 
 /// The store when `--store` and `RECEIVER_STORE` are both absent.
 const DEFAULT_STORE: &str = "sqlite:./receiver.db";
@@ -80,6 +85,23 @@ enum Command {
         #[command(subcommand)]
         command: crate::forward_commands::ForwardCommand,
     },
+    /// Remove requests received before a time, once, as `listen --retain` does while serving.
+    ///
+    /// Accepted requests go with their events and forward jobs, refused ones too; a request
+    /// with a forward job pending or parked on any target stays. The (accountId, eventId) keys
+    /// of removed events received within --dedupe-window stay, so a late retry is still a
+    /// duplicate.
+    Prune(maintenance::PruneArgs),
+    /// Remove every stored request that carries a learner's (or an account's, or an event's)
+    /// data, with all of its events, capture and forward jobs.
+    ///
+    /// A request goes whole (its bytes are the record): the output says how many events of
+    /// others went with it. The dedupe keys of erased events stay for --dedupe-window, so a
+    /// retry of one is a duplicate and does not store it again.
+    Erase(maintenance::EraseArgs),
+    /// Copy a SQLite store, consistently, while a listener writes it (a PostgreSQL store is
+    /// copied with pg_dump).
+    Backup(maintenance::BackupArgs),
     /// Print the shell completion script (e.g. `source <(receiver completions bash)`).
     Completions(CompletionsArgs),
     /// Print the manual page, or write one per subcommand with --out DIR.
@@ -203,6 +225,14 @@ struct ListenArgs {
     /// Deadline for the app's answer.
     #[arg(long, env = "RECEIVER_FORWARD_TIMEOUT", default_value = "30s", value_parser = common::parse::duration)]
     forward_timeout: Duration,
+    /// Prune accepted and refused requests received longer ago than this (e.g. 90d), while
+    /// serving; a request whose forward job is not yet forwarded stays. Default: keep all.
+    #[arg(long, env = "RECEIVER_RETAIN", value_parser = common::parse::duration)]
+    retain: Option<Duration>,
+    /// How long after its receipt the (accountId, eventId) of a pruned or erased event still
+    /// makes a retry a duplicate (Learning Manager retries for 7 days).
+    #[arg(long, env = "RECEIVER_DEDUPE_WINDOW", default_value = "7d", value_parser = common::parse::duration)]
+    dedupe_window: Duration,
 }
 
 /// `--since` / `--until` compare with the event's own timestamp.
@@ -339,6 +369,9 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
         Some(Command::Forward { command }) => forward(command, &store),
+        Some(Command::Prune(args)) => maintenance::prune(&args, &store),
+        Some(Command::Erase(args)) => maintenance::erase(&args, &store),
+        Some(Command::Backup(args)) => maintenance::backup(&args, &store),
         Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
         Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
@@ -417,6 +450,20 @@ fn ui_choice(ui: Option<&str>, token: Option<&str>) -> anyhow::Result<Option<UiC
     }))
 }
 
+/// The TLS files of `--tls-cert` and `--tls-key`, both or neither.
+///
+/// # Errors
+/// Only one of the two is given.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    // clap's `requires` sees flags and environment variables, not a config file's values
+    // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    }
+}
+
 fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Config)> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path {:?} must start with '/'", args.path);
@@ -430,14 +477,11 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         write_stall_timeout: config::DEFAULT_WRITE_STALL_TIMEOUT,
         shutdown_grace: args.shutdown_timeout,
     };
-    // clap's `requires` sees flags and environment variables, not a config file's values
-    // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
     let forward = forward_config(&args)?;
-    let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        (None, None) => None,
-        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
-    };
+    let tls = tls_files(args.tls_cert, args.tls_key)?;
+    if args.retain.is_some_and(|retain| retain.is_zero()) {
+        anyhow::bail!("--retain must be above 0 (leave it out to keep everything)");
+    }
     let config = Config {
         path: args.path,
         authentication,
@@ -447,6 +491,10 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         limits,
         keep_refused: args.keep_refused,
         forward,
+        retention: crate::retention::Retention {
+            retain: args.retain,
+            dedupe_window: args.dedupe_window,
+        },
     };
     Ok((args.listen, config))
 }
@@ -547,6 +595,8 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
             None => None,
         };
         let shutdown = common::signal::shutdown_signal().map_err(Failure::Work)?;
+        // From here SIGHUP reloads instead of ending the process.
+        reload::on_hangup(receiver.reloader()).map_err(Failure::Work)?;
         let scheme = if receiver.is_tls() { "https" } else { "http" };
         let webhook_url = format!("{scheme}://{local}{path}");
         // The first line of stdout in every output mode: tests and scripts wait for it; the
