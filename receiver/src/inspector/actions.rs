@@ -98,7 +98,8 @@ pub(super) async fn body(state: &Arc<State>, key: RequestKey) -> Response<WebBod
 }
 
 /// `POST /requests/KEY/send`: fields `to`, `mode` (`verbatim` or `resign`) and, to re-sign,
-/// `signature_file` (the file's JSON).
+/// `signature_file` (the file's JSON), and for a request the receiver refused
+/// `include_refused=on`: re-signing it makes it pass as signed, which must be asked for.
 pub(super) async fn send_again(
     state: &Arc<State>,
     key: RequestKey,
@@ -122,29 +123,42 @@ pub(super) async fn send_again(
         Ok(to) => to,
         Err(_) => return refuse(format!("Target URL {to_text:?} is not a URL")),
     };
-    let Some(host) = to.host().filter(|_| to.scheme_str() == Some("http")) else {
+    if to.host().is_none() || to.scheme_str() != Some("http") {
         return refuse("Target URL must be an http:// URL with a host".to_owned());
-    };
-    // An inspector reachable from other hosts sends nothing internal (the client's connect
-    // checks again). Said beside the field, the URL and mode kept (never the signature file).
-    if let Err(refused) = state.targets.check(host, to.port_u16().unwrap_or(80)).await {
-        return web::html(
-            StatusCode::BAD_REQUEST,
-            pages::send_target_refused(
-                &key_text,
-                &to_text,
-                &field("mode"),
-                &format!("Target URL: {refused}"),
-            ),
-        );
     }
     let detail = match read_store(state, move |reader| reader.request(key)).await {
         Ok(Some(detail)) => detail,
         Ok(None) => return web::text(StatusCode::NOT_FOUND, "404 not found\n".to_owned()),
         Err(error) => return store_failed(&error),
     };
+    let mode = field("mode");
+    let refused = pages::is_refusal(&detail.summary.verdict);
+    // Said beside its field, the URL and mode kept (never the signature file).
+    let beside = |field: pages::SendField, message: String| {
+        web::html(
+            StatusCode::BAD_REQUEST,
+            pages::send_refused(&key_text, &to_text, &mode, refused, (field, &message)),
+        )
+    };
+    // An inspector reachable from other hosts sends nothing internal (the client's connect
+    // checks again).
+    if let Err(refused) = state.targets.check_uri(&to).await {
+        return beside(pages::SendField::Target, format!("Target URL: {refused}"));
+    }
+    // Re-signing launders a refused request (another account's, a forged signature) into
+    // one the next receiver stores as signed: only when asked for by name.
+    if refused && mode == "resign" && field("include_refused") != "on" {
+        return beside(
+            pages::SendField::IncludeRefused,
+            format!(
+                "This request was refused ({}): tick \"Re-sign although it was refused\" to \
+                 re-sign it anyway, or send it verbatim",
+                detail.summary.verdict.label()
+            ),
+        );
+    }
     let record = detail.record;
-    let headers = match field("mode").as_str() {
+    let headers = match mode.as_str() {
         "verbatim" => verify::resend::verbatim_headers(record.headers),
         "resign" => {
             let text = field("signature_file");

@@ -33,7 +33,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use verify::Authentication;
 
 use crate::store::{Cursor, RequestFilter, RequestKey, RequestQuery};
 
@@ -72,8 +71,9 @@ pub struct InspectorSettings {
     pub token: Token,
     /// The receiver's webhook URL, for Copy as curl.
     pub webhook_url: String,
-    /// The receiver's authentication, for the `check` diagnosis of each request.
-    pub authentication: Authentication,
+    /// The receiver's authentication in force (a reload replaces it), for the `check`
+    /// diagnosis of each request.
+    pub authentication: Arc<crate::reload::LiveAuthentication>,
     /// How to read the store.
     pub open_reader: OpenReader,
     /// Serves the pages over TLS (the receiver's certificate) when set.
@@ -94,7 +94,7 @@ pub struct InspectorSettings {
 struct State {
     guard: Guard,
     webhook_url: String,
-    authentication: Authentication,
+    authentication: Arc<crate::reload::LiveAuthentication>,
     open_reader: OpenReader,
     /// Send again's check of the Target URL; the client connects through the same guard.
     targets: TargetGuard,
@@ -349,7 +349,8 @@ async fn detail(
                 source: key.to_text(),
                 item: verify::SourceItem::Capture(detail.record.clone()),
             };
-            let report = crate::check::check(&state.authentication, &item, verify::unix_now());
+            let report =
+                crate::check::check(&state.authentication.current(), &item, verify::unix_now());
             let forwarding = match key {
                 RequestKey::Accepted(_) => {
                     forwarding::section(key, &jobs, forwarding::notice_of(query).as_deref())

@@ -440,33 +440,86 @@ pub(super) fn detail(
         path = shown(&record.path),
         curl = escape(&super::curl::curl_command(detail, webhook_url)),
         as_received = escape(&as_received),
-        send_form = send_again_form(&key, "", "verbatim", None),
+        send_form = send_again_form(
+            &key,
+            "",
+            "verbatim",
+            is_refusal(&detail.summary.verdict),
+            None
+        ),
     );
     layout(&format!("Request {key}"), &heading(""), &main)
 }
 
+/// Whether a request's verdict was a refusal (the receiver did not accept it).
+pub(super) fn is_refusal(verdict: &RequestVerdict) -> bool {
+    matches!(verdict, RequestVerdict::Refused { .. })
+}
+
+/// The form field a Send again error is shown beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SendField {
+    /// **Target URL**.
+    Target,
+    /// **Re-sign although it was refused**.
+    IncludeRefused,
+}
+
+impl SendField {
+    fn id(self) -> &'static str {
+        match self {
+            Self::Target => "to",
+            Self::IncludeRefused => "include_refused",
+        }
+    }
+}
+
 /// The Send again form of request `key`, with the Target URL and mode given, and `error`
-/// beside the Target URL when it was refused. The signature file is never put back: it holds
-/// a secret, which a page does not echo.
-fn send_again_form(key: &str, to: &str, mode: &str, error: Option<&str>) -> String {
-    let (invalid, message) = match error {
-        Some(error) => (
-            " aria-invalid=\"true\" aria-describedby=\"to-error\"",
+/// beside its field. A request that was refused gets a box to tick before it may be
+/// re-signed: signed anew, a forged or broken request would pass as signed at the next
+/// receiver (as `sender replay` re-signs one only with `--include-refused`). The signature
+/// file is never put back: it holds a secret, which a page does not echo.
+fn send_again_form(
+    key: &str,
+    to: &str,
+    mode: &str,
+    refused: bool,
+    error: Option<(SendField, &str)>,
+) -> String {
+    let beside = |field: SendField| match error {
+        Some((at, message)) if at == field => (
             format!(
-                "<p class=\"error\" id=\"to-error\" role=\"alert\">{}</p>",
-                escape(error)
+                " aria-invalid=\"true\" aria-describedby=\"{}-error\"",
+                field.id()
+            ),
+            format!(
+                "<p class=\"error\" id=\"{}-error\" role=\"alert\">{}</p>",
+                field.id(),
+                escape(message)
             ),
         ),
-        None => ("", String::new()),
+        _ => (String::new(), String::new()),
+    };
+    let (to_invalid, to_message) = beside(SendField::Target);
+    let include_refused = if refused {
+        let (invalid, message) = beside(SendField::IncludeRefused);
+        format!(
+            "<p><label for=\"include_refused\"><input id=\"include_refused\" name=\"include_refused\" \
+             type=\"checkbox\" value=\"on\"{invalid}> Re-sign although it was refused</label></p>{message}\
+             <p class=\"note\">This request was refused: re-signed, a forged or broken request passes as \
+             signed at the next receiver.</p>"
+        )
+    } else {
+        String::new()
     };
     let selected = |value: &str| if mode == value { " selected" } else { "" };
     format!(
         "<form method=\"post\" action=\"/requests/{key}/send\" aria-label=\"Send again\">\
-         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\" value=\"{to}\"{invalid}></label></p>{message}\
+         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\" value=\"{to}\"{to_invalid}></label></p>{to_message}\
          <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"><option value=\"verbatim\"{verbatim}>Verbatim: the captured headers and bytes</option>\
          <option value=\"resign\"{resign}>Re-signed with the signature file below</option></select></label></p>\
          <p><label for=\"signature_file\">Signature file (its JSON, for re-signing)<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"></textarea></label></p>\
-         <p><button type=\"submit\">Send again</button></p></form>",
+         {include_refused}<p><button type=\"submit\">Send again</button></p></form>",
         key = escape(key),
         to = escape(to),
         verbatim = selected("verbatim"),
@@ -474,13 +527,20 @@ fn send_again_form(key: &str, to: &str, mode: &str, error: Option<&str>) -> Stri
     )
 }
 
-/// Send again refused for its Target URL: the form again, the error beside the field.
-pub(super) fn send_target_refused(key: &str, to: &str, mode: &str, error: &str) -> String {
+/// Send again not done for what the form said: the form again, what was typed kept, the
+/// error beside its field.
+pub(super) fn send_refused(
+    key: &str,
+    to: &str,
+    mode: &str,
+    refused: bool,
+    error: (SendField, &str),
+) -> String {
     let main = format!(
         "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p>\
          <section aria-labelledby=\"send\"><h2 id=\"send\">Send again</h2>{form}</section>",
         key = escape(key),
-        form = send_again_form(key, to, mode, Some(error)),
+        form = send_again_form(key, to, mode, refused, Some(error)),
     );
     layout("Cannot send", &heading(""), &main)
 }

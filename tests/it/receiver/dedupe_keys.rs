@@ -1,11 +1,12 @@
 //! The SQLite store's dedupe keys live in the listener's memory (issue 26): read again from
 //! the store at each start, they refuse every duplicate across a restart, however many keys
-//! there are; and one listener per store, since a second one would hold keys of its own.
+//! there are, those of pruned events within the dedupe window too, and stay exact when another
+//! process prunes; and one listener per store, since a second one would hold keys of its own.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::receiver::{binary, envelope, open_db, output_within, post, Process};
+use crate::support::receiver::{binary, envelope, open_db, output_within, post, run_cli, Process};
 
 /// Requests of the first life, and events in each.
 const REQUESTS: usize = 40;
@@ -103,10 +104,43 @@ async fn a_restart_with_thousands_of_keys_still_refuses_every_duplicate() {
         EVENTS_PER_REQUEST as u64,
         "{answers:?}"
     );
-    second.kill();
-
     let expected = (REQUESTS * EVENTS_PER_REQUEST + 50 + 10 + EVENTS_PER_REQUEST) as i64;
     assert_eq!(stored_events(&db_path), (expected, expected));
+
+    // `receiver prune` from another process while the listener runs: every request goes,
+    // each event's key stays as a tombstone for the 30-day window, and the listener, which
+    // was not told, still refuses them all.
+    let tomorrow = (verify::unix_now_ms() + 86_400_000).to_string();
+    prune(&store, &["--before", &tomorrow, "--dedupe-window", "30d"]);
+    assert_eq!(stored_events(&db_path), (0, 0));
+    for request in [0, REQUESTS - 1] {
+        let answer = post_events(&second, body(1010, &ids(request))).await;
+        assert_eq!(answer, (0, EVENTS_PER_REQUEST as u64), "request {request}");
+    }
+    second.kill();
+
+    // Tombstones only now, and a restart: read back with the store, still duplicates.
+    let third = listen(&store);
+    for request in 0..REQUESTS {
+        let answer = post_events(&third, body(1010, &ids(request))).await;
+        assert_eq!(answer, (0, EVENTS_PER_REQUEST as u64), "request {request}");
+    }
+    assert_eq!(post_events(&third, body(1011, &ids(0))).await, (0, 50));
+    // Once their window ended (dropped by another process, again untold), an event is
+    // new again: the keys in memory never refuse what the store no longer holds.
+    prune(&store, &["--before", "0", "--dedupe-window", "1ms"]);
+    assert_eq!(post_events(&third, body(1010, &ids(3))).await, (50, 0));
+    third.kill();
+    assert_eq!(stored_events(&db_path), (50, 50));
+}
+
+/// `receiver prune ARGS --store STORE`, which must succeed.
+fn prune(store: &str, args: &[&str]) {
+    let mut all = vec!["prune"];
+    all.extend(args);
+    all.extend(["--store", store]);
+    let (code, _, stderr) = run_cli(&all, &[]);
+    assert_eq!(code, Some(0), "{all:?}: {stderr}");
 }
 
 /// `copies` posts of `body` at once.
@@ -156,7 +190,8 @@ async fn a_second_listener_on_the_same_store_is_refused_and_the_first_keeps_work
         Duration::from_secs(30),
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // As any store that cannot be opened: 2, the --store given is not usable.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("error: ")
             && stderr.contains("another `receiver listen`")

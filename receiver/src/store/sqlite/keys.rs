@@ -6,13 +6,17 @@
 //! and again by the checkpoint, the largest part of what a commit wrote (issue 26). The tables
 //! now take only appends, and this set does what the index did.
 //!
-//! What it holds: a fingerprint (64 bits of a keyed hash of the key) and a row for every key of
-//! the `events` table, each with its row id. It is a superset index, not the truth: a
-//! fingerprint found is a *candidate*, which the writer confirms by reading that row (or, for a
-//! key no row holds any more, the tombstones) in the same transaction; a fingerprint not found
-//! means no stored row holds the key. So it stays exact when another process removes rows
-//! (`receiver prune`, `receiver erase`: a candidate whose row is gone is simply not confirmed),
-//! and two keys sharing a fingerprint cost one more read, never a wrong answer.
+//! What it holds: a fingerprint (64 bits of a keyed hash of the key) for every key of the
+//! `events` table, with its row id, and for every tombstone of `dedupe_keys` (the key of an
+//! event pruned or erased within `--dedupe-window`, [`TOMBSTONE_ROW`]). It is a superset index,
+//! not the truth: a fingerprint found is a *candidate*, which the writer confirms by reading
+//! that row, or the tombstones by their unique index, in the same transaction; a fingerprint not
+//! found means no row and no tombstone holds the key. So it stays exact when another process
+//! removes rows (`receiver prune`, `receiver erase`: a candidate whose row is gone is confirmed
+//! by its tombstone, or not at all), and two keys sharing a fingerprint cost one more read,
+//! never a wrong answer. The listener's own pruning tells the set what it removed
+//! ([`KeyChanges`]), so its entries follow the store's; entries that another process's removals
+//! left behind cost 12 bytes each until the next start.
 //!
 //! Why only the writer adds: new keys enter the store only through the listener's writer
 //! thread (the store's lock file keeps a second `listen` out; see `super::lock`), so every key
@@ -30,6 +34,29 @@ use rusqlite::Connection;
 
 /// How many shards: the top bits of a fingerprint choose one.
 const SHARD_BITS: u32 = 12;
+
+/// The row of a tombstone's entry (row ids start at 1): confirmed in `dedupe_keys`.
+pub(super) const TOMBSTONE_ROW: i64 = 0;
+
+/// What a committed prune or erasure did to the stored keys.
+#[derive(Debug, Default)]
+pub(super) struct KeyChanges {
+    /// Events removed.
+    pub(super) removed: Vec<RemovedKey>,
+    /// Tombstones whose window ended: `(account_id, event_id)`.
+    pub(super) expired: Vec<(i64, String)>,
+}
+
+/// One removed event.
+#[derive(Debug)]
+pub(super) struct RemovedKey {
+    pub(super) account_id: i64,
+    pub(super) event_id: String,
+    /// The event's row.
+    pub(super) row: i64,
+    /// Whether its key was kept as a tombstone.
+    pub(super) tombstone: bool,
+}
 
 /// One key's entry: the fingerprint's low 32 bits (the top ones chose the shard) and the row
 /// id, split so an entry takes 12 bytes, not 16.
@@ -79,8 +106,8 @@ impl KeySet {
         }
     }
 
-    /// The set of every key in the `events` table on `connection`, read in row order (the
-    /// order they were appended) in one read transaction.
+    /// The set of every key of the `events` and `dedupe_keys` tables on `connection`, each read
+    /// in row order (the order they were appended).
     ///
     /// # Errors
     /// The table cannot be read.
@@ -88,14 +115,19 @@ impl KeySet {
         let mut set = KeySet::new();
         // Each shard sized once for its share and a margin (shares vary by a few times their
         // square root), so loading a million keys never holds two copies of a shard.
-        let count: i64 =
-            connection.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+        let count: i64 = connection.query_row(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM dedupe_keys)",
+            [],
+            |row| row.get(0),
+        )?;
         let share = usize::try_from(count).unwrap_or(0) >> SHARD_BITS;
         for shard in &mut set.shards {
             shard.reserve_exact(share + share.isqrt() * 4 + 4);
         }
-        let mut statement =
-            connection.prepare("SELECT id, account_id, event_id FROM events ORDER BY id")?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT id, account_id, event_id FROM events
+             UNION ALL SELECT {TOMBSTONE_ROW}, account_id, event_id FROM dedupe_keys"
+        ))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -158,6 +190,22 @@ impl KeySet {
         }
     }
 
+    /// Follows a committed prune or erasure: a removed event's entry goes, or stays as its
+    /// tombstone's; an expired tombstone's entry goes.
+    pub(super) fn apply(&mut self, changes: KeyChanges) {
+        for removed in changes.removed {
+            let fingerprint = self.fingerprint(removed.account_id, &removed.event_id);
+            self.remove(fingerprint, removed.row);
+            if removed.tombstone {
+                self.insert(fingerprint, TOMBSTONE_ROW);
+            }
+        }
+        for (account_id, event_id) in changes.expired {
+            let fingerprint = self.fingerprint(account_id, &event_id);
+            self.remove(fingerprint, TOMBSTONE_ROW);
+        }
+    }
+
     fn shard(&self, fingerprint: Fingerprint) -> &Vec<Entry> {
         &self.shards[(fingerprint.0 >> (64 - SHARD_BITS)) as usize]
     }
@@ -215,17 +263,58 @@ mod tests {
         connection
             .execute_batch(
                 "CREATE TABLE events (id INTEGER PRIMARY KEY, account_id INTEGER, event_id TEXT);
-                 INSERT INTO events VALUES (3, 1010, 'a'), (9, 1010, 'b'), (12, 1011, 'a');",
+                 INSERT INTO events VALUES (3, 1010, 'a'), (9, 1010, 'b'), (12, 1011, 'a');
+                 CREATE TABLE dedupe_keys (id INTEGER PRIMARY KEY, account_id INTEGER,
+                                           event_id TEXT);
+                 INSERT INTO dedupe_keys VALUES (1, 1010, 'pruned');",
             )
             .unwrap();
         let set = KeySet::load(&connection).unwrap();
-        assert_eq!(set.len(), 3);
-        for (account, key, row) in [(1010, "a", 3), (1010, "b", 9), (1011, "a", 12)] {
+        assert_eq!(set.len(), 4);
+        for (account, key, row) in [
+            (1010, "a", 3),
+            (1010, "b", 9),
+            (1011, "a", 12),
+            (1010, "pruned", TOMBSTONE_ROW),
+        ] {
             assert_eq!(
                 set.candidates(set.fingerprint(account, key))
                     .collect::<Vec<_>>(),
                 [row]
             );
         }
+    }
+
+    #[test]
+    fn a_prune_moves_keys_to_tombstones_and_their_expiry_removes_them() {
+        let mut set = KeySet::new();
+        let (kept, gone) = (set.fingerprint(1010, "kept"), set.fingerprint(1010, "gone"));
+        set.insert(kept, 5);
+        set.insert(gone, 6);
+        set.apply(KeyChanges {
+            removed: vec![
+                RemovedKey {
+                    account_id: 1010,
+                    event_id: "kept".to_owned(),
+                    row: 5,
+                    tombstone: true,
+                },
+                RemovedKey {
+                    account_id: 1010,
+                    event_id: "gone".to_owned(),
+                    row: 6,
+                    tombstone: false,
+                },
+            ],
+            expired: Vec::new(),
+        });
+        assert_eq!(set.candidates(kept).collect::<Vec<_>>(), [TOMBSTONE_ROW]);
+        assert_eq!(set.candidates(gone).count(), 0);
+        set.apply(KeyChanges {
+            removed: Vec::new(),
+            expired: vec![(1010, "kept".to_owned())],
+        });
+        assert_eq!(set.candidates(kept).count(), 0);
+        assert_eq!(set.len(), 0);
     }
 }

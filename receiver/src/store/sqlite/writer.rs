@@ -11,15 +11,17 @@ use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpointer::Checkpointer;
-use super::jobs::{store_error, AcceptReply, Job};
-use super::keys::{Fingerprint, KeySet};
+use super::jobs::{store_error, AcceptReply, Job, PruneOrder};
+use super::keys::{Fingerprint, KeyChanges, KeySet, TOMBSTONE_ROW};
 use super::lock::ListenLock;
+use super::maintenance::{prune_batch, Durability};
 use super::schema::{bring_up, check_layout};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 use crate::routing::Routes;
 use crate::store::forward::sql::{self as forward_sql, Dialect};
 use crate::store::forward::{JobOutcome, JobSignals};
+use crate::store::maintenance::PruneBatch;
 use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
 
 /// Most jobs in one transaction, so one huge batch cannot starve its first callers.
@@ -91,6 +93,7 @@ struct Batch {
     close: Vec<oneshot::Sender<Result<(), StoreError>>>,
     forwarded: Vec<(JobOutcome, oneshot::Sender<Result<(), StoreError>>)>,
     notes: Vec<JobOutcome>,
+    prunes: Vec<(PruneOrder, oneshot::Sender<Result<PruneBatch, StoreError>>)>,
 }
 
 impl Batch {
@@ -102,6 +105,7 @@ impl Batch {
             Job::Close(reply) => self.close.push(reply),
             Job::ForwardDone(done, reply) => self.forwarded.push((done, reply)),
             Job::ForwardNote(note) => self.notes.push(note),
+            Job::Prune(order, reply) => self.prunes.push((order, reply)),
         }
     }
 }
@@ -159,7 +163,13 @@ impl Writer {
                 taken += 1;
             }
             let closing = std::mem::take(&mut batch.close);
+            let prunes = std::mem::take(&mut batch.prunes);
             self.write_batch(batch);
+            // After the batch's answers: a prune's transaction never delays requests that
+            // were already waiting, and the next batch waits for one short transaction.
+            for (order, reply) in prunes {
+                let _ = reply.send(self.prune(&order));
+            }
             if !closing.is_empty() {
                 // Stop taking jobs; what is still queued gets "the store is closed".
                 jobs.close();
@@ -174,6 +184,38 @@ impl Writer {
             }
         }
         let _ = self.finish();
+    }
+
+    /// One batch of the listener's prune, in a transaction of its own.
+    fn prune(&mut self, order: &PruneOrder) -> Result<PruneBatch, StoreError> {
+        let mut changes = KeyChanges::default();
+        let result = self.connection_and_keys().and_then(|(connection, _)| {
+            prune_batch(
+                connection,
+                order.rule,
+                order.cursor,
+                Durability::Deferred,
+                false,
+                &mut changes,
+            )
+            .map_err(store_error)
+        });
+        match &result {
+            Ok(batch) => {
+                // Committed: the keys it removed leave the set, or stay as tombstones'.
+                self.keys.apply(changes);
+                if let Some(checkpointer) = &self.checkpointer {
+                    if batch.pruned != crate::store::maintenance::Pruned::default() {
+                        checkpointer.wal_grew();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "pruning failed");
+                self.failed();
+            }
+        }
+        result
     }
 
     /// Checkpoints the WAL into the database file and closes the connection.
@@ -442,16 +484,21 @@ fn insert_notes(connection: &Connection, notes: &[JobOutcome]) -> rusqlite::Resu
 }
 
 /// Records what an attempt did to its job, and the attempt (the statements both stores use).
+/// A job `receiver erase` removed while it was being sent is gone: nothing to record (its
+/// attempt would break the foreign key and fail the whole group commit).
 fn record_outcome(connection: &Connection, outcome: &JobOutcome) -> rusqlite::Result<()> {
     let (update, values) = forward_sql::outcome_update(outcome);
     let attempt =
         forward_sql::attempt_values(outcome.job_id, &outcome.attempt, outcome.result.outcome());
     for (statement, values) in [(update, values), (forward_sql::INSERT_ATTEMPT, attempt)] {
-        connection
+        let changed = connection
             .prepare_cached(&Dialect::Sqlite.render(statement))?
             .execute(rusqlite::params_from_iter(
                 values.iter().map(super::forward_control::sqlite_value),
             ))?;
+        if changed == 0 {
+            break;
+        }
     }
     Ok(())
 }
@@ -464,6 +511,9 @@ struct Inserts<'c> {
     event: rusqlite::CachedStatement<'c>,
     /// Whether a row holds a key: how a candidate of the dedupe keys is confirmed.
     holds_key: rusqlite::CachedStatement<'c>,
+    /// Whether a tombstone holds a key (`dedupe_keys`, by its unique index): the key of an
+    /// event pruned or erased within the dedupe window.
+    tombstone: rusqlite::CachedStatement<'c>,
     /// The keys stored before this transaction.
     keys: &'c KeySet,
     /// The keys this transaction stored, by fingerprint, with their rows: they join `keys`
@@ -498,6 +548,9 @@ impl<'c> Inserts<'c> {
             )?,
             holds_key: connection.prepare_cached(
                 "SELECT 1 FROM events WHERE id = ?1 AND account_id = ?2 AND event_id = ?3",
+            )?,
+            tombstone: connection.prepare_cached(
+                "SELECT 1 FROM dedupe_keys WHERE account_id = ?1 AND event_id = ?2",
             )?,
             keys,
             added: std::collections::HashMap::new(),
@@ -544,9 +597,11 @@ impl<'c> Inserts<'c> {
     }
 
     /// Whether the store holds `(account_id, event_id)`: stored before this transaction or
-    /// earlier in it. The set names the rows that may hold it; each is read to confirm, so a
-    /// row removed meanwhile by another program, or another key with the same fingerprint,
-    /// never makes a false duplicate.
+    /// earlier in it, or left by a pruned or erased event as a tombstone. The set names the
+    /// rows that may hold it; each is read to confirm, so a row removed meanwhile by another
+    /// program, or another key with the same fingerprint, never makes a false duplicate. A
+    /// key the set does not know is in no row and no tombstone (every key enters through
+    /// this writer, and a tombstone only replaces an event's row).
     fn stored(
         &mut self,
         fingerprint: Fingerprint,
@@ -554,12 +609,16 @@ impl<'c> Inserts<'c> {
         event_id: &str,
     ) -> rusqlite::Result<bool> {
         let earlier = self.added.get(&fingerprint).into_iter().flatten().copied();
+        let mut candidates = 0;
         for row in self.keys.candidates(fingerprint).chain(earlier) {
-            if self.holds_key.exists(params![row, account_id, event_id])? {
+            candidates += 1;
+            if row != TOMBSTONE_ROW && self.holds_key.exists(params![row, account_id, event_id])? {
                 return Ok(true);
             }
         }
-        Ok(false)
+        // Its event's row is gone: pruned or erased, perhaps by another process, which
+        // leaves a tombstone within the dedupe window.
+        Ok(candidates > 0 && self.tombstone.exists(params![account_id, event_id])?)
     }
 
     fn insert_request(
