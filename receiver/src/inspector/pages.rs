@@ -340,7 +340,7 @@ pub(super) fn detail(detail: &RequestDetail, report: &Report, webhook_url: &str)
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
                 shown(&event.event_name),
                 shown(&event.event_id),
-                if event.new { "new" } else { "duplicate" },
+                event.storage.label(),
                 event.forwarding.as_str()
             )
         })

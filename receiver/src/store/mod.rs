@@ -518,6 +518,31 @@ pub struct RequestPage {
     pub older: Option<Cursor>,
 }
 
+/// What became of one event of a kept request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStorage {
+    /// Stored by this request.
+    New,
+    /// Stored before: by another request, or earlier in this one.
+    Duplicate,
+    /// Never stored: the request was refused (a refused request stores nothing).
+    Refused,
+    /// Stored once but no longer found (deleted since).
+    Gone,
+}
+
+impl EventStorage {
+    /// `new`, `duplicate`, `not stored (refused)` or `no longer stored`, as the detail shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Duplicate => "duplicate",
+            Self::Refused => "not stored (refused)",
+            Self::Gone => "no longer stored",
+        }
+    }
+}
+
 /// An event of a request in the detail view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventState {
@@ -525,8 +550,8 @@ pub struct EventState {
     pub event_name: String,
     /// `eventId`.
     pub event_id: String,
-    /// Stored by this request (`false`: stored before, by another one or earlier in this one).
-    pub new: bool,
+    /// Whether this request stored it.
+    pub storage: EventStorage,
     /// The forwarding state of the request that stored it.
     pub forwarding: ForwardingState,
 }

@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use verify::CaptureRecord;
 
 use super::{
-    Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
-    RequestQuery, RequestSummary, RequestVerdict,
+    Cursor, EventState, EventStorage, ForwardingState, RequestDetail, RequestFilter, RequestKey,
+    RequestPage, RequestQuery, RequestSummary, RequestVerdict,
 };
 
 #[cfg(test)]
@@ -151,8 +151,12 @@ impl<R: RequestRows> RequestQuery for R {
         let mut states = Vec::with_capacity(events.len());
         for ((event_name, event_id), by) in events.iter().zip(stored_by) {
             let first_here = seen.insert(event_id.as_str());
-            let (new, state) = match by {
-                Some(by) => {
+            let (storage, state) = match (key, by) {
+                // A refused request stores nothing, whatever another request stored under the
+                // same key.
+                (RequestKey::Refused(_), _) => (EventStorage::Refused, ForwardingState::None),
+                (RequestKey::Accepted(_), None) => (EventStorage::Gone, ForwardingState::None),
+                (RequestKey::Accepted(id), Some(by)) => {
                     let state = match forwarding.get(&by) {
                         Some(state) => *state,
                         None => {
@@ -161,14 +165,18 @@ impl<R: RequestRows> RequestQuery for R {
                             state
                         }
                     };
-                    (key == RequestKey::Accepted(by) && first_here, state)
+                    let storage = if by == id && first_here {
+                        EventStorage::New
+                    } else {
+                        EventStorage::Duplicate
+                    };
+                    (storage, state)
                 }
-                None => (false, ForwardingState::None),
             };
             states.push(EventState {
                 event_name: event_name.clone(),
                 event_id: event_id.clone(),
-                new,
+                storage,
                 forwarding: state,
             });
         }
@@ -177,7 +185,11 @@ impl<R: RequestRows> RequestQuery for R {
                 status: kept.status,
                 reason: reason.clone(),
             },
-            None if states.is_empty() || states.iter().any(|state| state.new) => {
+            None if states.is_empty()
+                || states
+                    .iter()
+                    .any(|state| state.storage == EventStorage::New) =>
+            {
                 RequestVerdict::Accepted
             }
             None => RequestVerdict::Duplicate,

@@ -18,6 +18,7 @@ mod hardening;
 mod inspector;
 mod inspector_browser;
 mod inspector_curl;
+mod inspector_findings;
 mod inspector_guard;
 mod layout;
 mod metrics_format;

@@ -12,7 +12,7 @@ use crate::store::postgres::schema::prepare_schema;
 use crate::store::postgres::PostgresRequestPool;
 use crate::store::sqlite::{SqliteReader, SqliteStore};
 use crate::store::{
-    Cursor, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,
+    Cursor, EventStorage, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,
 };
 
 /// A kept request to insert.
@@ -194,12 +194,12 @@ fn duplicates_and_refusals_are_told_apart_in_the_list_and_the_detail(fixture: &m
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].key, RequestKey::Accepted(4));
     let detail = reader.request(RequestKey::Accepted(4)).unwrap().unwrap();
-    assert!(!detail.events[0].new);
+    assert_eq!(detail.events[0].storage, EventStorage::Duplicate);
     assert_eq!(detail.summary.verdict, RequestVerdict::Duplicate);
     assert_eq!(detail.record.headers[1], ("x-b".to_owned(), "2".to_owned()));
     assert_eq!(detail.record.body, body.as_bytes());
     let first = reader.request(RequestKey::Accepted(2)).unwrap().unwrap();
-    assert!(first.events[0].new);
+    assert_eq!(first.events[0].storage, EventStorage::New);
     assert_eq!(first.summary.verdict, RequestVerdict::Accepted);
     assert!(reader.request(RequestKey::Refused(9)).unwrap().is_none());
     assert!(reader.request(RequestKey::Accepted(99)).unwrap().is_none());
