@@ -16,6 +16,8 @@
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
 //!   were new), below the store and the metrics that count it;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
+//! - [`search`]: `--where PATH=VALUE`, `--contains TEXT` and the inspector's Data field, one
+//!   meaning for all;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
 //! Invariants: no 2xx before the request and its events are committed (SQLite with
@@ -84,6 +86,7 @@ pub mod inspector;
 pub mod metrics;
 mod output;
 mod response;
+pub mod search;
 mod server;
 mod service;
 pub mod store;

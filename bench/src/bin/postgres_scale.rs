@@ -203,6 +203,8 @@ async fn limit(
                         timestamp_ms: 1_764_288_000_000,
                         known: true,
                         raw: EVENT_START..body.len() - 2,
+                        user_id: Some("4279332".to_owned()),
+                        lo_id: Some("course:7374992".to_owned()),
                     }],
                     body,
                     auth: "signature",

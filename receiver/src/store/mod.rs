@@ -73,6 +73,12 @@ pub struct NewEvent {
     /// keeps this instead of a second copy of the text: the body is stored anyway, and the
     /// copy would double what every commit writes.
     pub raw: std::ops::Range<usize>,
+    /// `data.userId` as a search compares it ([`crate::search::scalar_at`]), taken by the
+    /// request's own task: the SQLite store keeps it beside the event, so a search for a
+    /// learner reads a narrow column instead of every body.
+    pub user_id: Option<String>,
+    /// `data.loId`, likewise.
+    pub lo_id: Option<String>,
 }
 
 impl NewEvent {
@@ -156,6 +162,8 @@ pub struct EventFilter {
     pub account_id: Option<i64>,
     /// Only this `eventId`.
     pub event_id: Option<String>,
+    /// Only events that match this search (`--where`, `--contains`).
+    pub search: crate::search::Search,
     /// At most this many, oldest arrival first.
     pub limit: Option<u64>,
 }

@@ -6,7 +6,7 @@
 //! here. Account and event-name filters of `export` run in Rust on the body, because a refused
 //! request has no other record of them.
 
-use super::{CaptureFilter, EventFilter, ForwardingState};
+use super::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
 
 /// How one store names its tables and an event's JSON text.
 pub(crate) struct Tables {
@@ -20,6 +20,14 @@ pub(crate) struct Tables {
     pub refused: &'static str,
     /// The event's JSON text, as an expression over `events e JOIN requests r`.
     pub raw_text: &'static str,
+    /// `data.userId` as a search compares it, an expression over `events e` that the store
+    /// finds fast (a column of its own, or an indexed expression).
+    pub user_id: &'static str,
+    /// `data.loId`, likewise.
+    pub lo_id: &'static str,
+    /// A condition over `events e JOIN requests r` that holds whenever the event's JSON holds
+    /// the text bound to `?` as received (it may hold for more: the search has the last word).
+    pub holds_text: &'static str,
     /// A numbered placeholder: `?1` (SQLite) or `$1` (PostgreSQL).
     pub placeholder: fn(usize) -> String,
 }
@@ -99,16 +107,49 @@ fn event_conditions<'t>(tables: &'t Tables, filter: &EventFilter) -> Conditions<
     if let Some(event_id) = &filter.event_id {
         conditions.push("e.event_id = ?", SqlValue::Text(event_id.clone()));
     }
+    search_conditions(&mut conditions, &filter.search);
     conditions
 }
 
-/// The events matching `filter`, oldest arrival first. Columns: account, event id, name,
-/// timestamp, received at, known, JSON text, request id, auth, forwarding state (0 none,
-/// 1 pending, 2 forwarded; see [`forwarding_state`]).
+/// Narrows the rows to those that may match `search`: the learner and learning object by the
+/// store's fast expressions, other conditions and texts by the text they need in the JSON.
+/// What passes still goes through [`crate::search::Search::matches`] (see [`events`]).
+fn search_conditions(conditions: &mut Conditions<'_>, search: &crate::search::Search) {
+    let tables = conditions.tables;
+    if let Some(user_id) = search.user_id() {
+        conditions.push(
+            &format!("{} = ?", tables.user_id),
+            SqlValue::Text(user_id.to_owned()),
+        );
+    }
+    if let Some(lo_id) = search.lo_id() {
+        conditions.push(
+            &format!("{} = ?", tables.lo_id),
+            SqlValue::Text(lo_id.to_owned()),
+        );
+    }
+    let texts = search
+        .conditions
+        .iter()
+        .filter(|condition| {
+            !condition.path.is(&["data", "userId"]) && !condition.path.is(&["data", "loId"])
+        })
+        .filter_map(crate::search::Condition::plain_text)
+        .chain(search.contains.iter().map(String::as_str));
+    for text in texts {
+        conditions.push(tables.holds_text, SqlValue::Text(text.to_owned()));
+    }
+}
+
+/// The events that may match `filter`, oldest arrival first. Columns: account, event id,
+/// name, timestamp, received at, known, JSON text, request id, auth, forwarding state (0 none,
+/// 1 pending, 2 forwarded; see [`forwarding_state`]). With a search, SQL only narrows the
+/// rows down: each store keeps the rows that [`crate::search::Search::matches`], and applies
+/// the limit itself (the SQL has none then).
 pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
     let mut conditions = event_conditions(tables, filter);
     let clause = conditions.clause();
-    let limit = match filter.limit {
+    let limit = match filter.limit.filter(|_| filter.search.is_empty()) {
         Some(limit) => format!(
             "LIMIT {}",
             conditions.bind(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)))
@@ -135,7 +176,8 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
     }
 }
 
-/// How many events match `filter` (its limit ignored). One column.
+/// How many events match `filter` (its limit ignored). One column. Only for a filter without
+/// a search: with one, count what [`events`] keeps.
 pub(crate) fn count(tables: &Tables, filter: &EventFilter) -> Query {
     let conditions = event_conditions(tables, filter);
     Query {
@@ -194,6 +236,21 @@ pub(crate) fn captures(tables: &Tables, filter: &CaptureFilter) -> Option<Query>
         sql: format!("{} ORDER BY 1, 8, 9", parts.join(" UNION ALL ")),
         values,
     })
+}
+
+/// Adds `event` (a row of [`events`]) to `found` when it matches the search of `filter`;
+/// `false` once `found` holds the filter's limit, when the caller stops reading.
+pub(crate) fn collect(
+    filter: &EventFilter,
+    found: &mut Vec<StoredEvent>,
+    event: StoredEvent,
+) -> bool {
+    if filter.search.matches(&event.raw) {
+        found.push(event);
+    }
+    filter
+        .limit
+        .is_none_or(|limit| (found.len() as u64) < limit)
 }
 
 /// The forwarding state from the number [`events`] selects.
@@ -260,6 +317,9 @@ mod tests {
         forward_jobs: "forward_jobs",
         refused: "refused_requests",
         raw_text: "e.raw",
+        user_id: "e.user_id",
+        lo_id: "e.lo_id",
+        holds_text: "strpos(e.raw, ?) > 0",
         placeholder: |n| format!("${n}"),
     };
 
@@ -299,6 +359,40 @@ mod tests {
             .contains("received_at_ms >= $3 AND received_at_ms < $4"));
         assert_eq!(query.values.len(), 4);
         assert!(captures(&TABLES, &CaptureFilter::default()).is_none());
+    }
+
+    #[test]
+    fn a_search_narrows_by_the_fast_columns_and_the_text_it_needs_and_drops_the_limit() {
+        let search = crate::search::Search {
+            conditions: [
+                "data.userId=42",
+                "data.loId=course:7",
+                "data.k=a/b",
+                "data.s=plain",
+            ]
+            .iter()
+            .map(|text| crate::search::Condition::parse(text).unwrap())
+            .collect(),
+            contains: vec!["COMPLETED".to_owned()],
+        };
+        let filter = EventFilter {
+            search,
+            limit: Some(3),
+            ..EventFilter::default()
+        };
+        let query = events(&TABLES, &filter);
+        assert!(
+            query.sql.contains(
+                "e.user_id = $1 AND e.lo_id = $2 AND strpos(e.raw, $3) > 0 AND strpos(e.raw, $4) > 0"
+            ),
+            "{}",
+            query.sql
+        );
+        assert!(!query.sql.contains("LIMIT"));
+        assert_eq!(
+            query.values,
+            ["42", "course:7", "plain", "COMPLETED"].map(|text| SqlValue::Text(text.to_owned()))
+        );
     }
 
     #[test]

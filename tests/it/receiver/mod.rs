@@ -29,5 +29,6 @@ mod process;
 mod samples;
 mod scale_out;
 mod schemes;
+mod search_cli;
 mod spoofing;
 mod tls;

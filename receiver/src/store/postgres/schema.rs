@@ -6,18 +6,42 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below; a change of layout is a step appended here.
+/// Version 1 is the whole layout below, version 2 adds what searches read; a change of layout
+/// is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
     version_table: "receiver_schema",
-    steps: &[Step {
-        version: 1,
-        sql: SCHEMA,
-        creates: TABLE_NAMES,
-    }],
+    steps: &[
+        Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLE_NAMES,
+        },
+        Step {
+            version: 2,
+            sql: SEARCH_AND_REPORTING,
+            creates: &[],
+        },
+    ],
     late_tables: None,
 };
+
+/// Searching and reporting (SPEC section 10):
+/// - the learner (`data.userId`) and learning object (`data.loId`) indexed as `->>` reads them
+///   (a string decoded, a number as written: `crate::search`'s meaning), so a search for one
+///   reads the index, not the table. Each commit pays for them: the expression computed from
+///   the JSON and a B-tree entry per index and event (measured in `bench/`, see the README);
+/// - the events of a request (the inspector's overview tells duplicates by it); request ids
+///   grow, so its entries go to its end.
+///
+/// `receiver_events` itself is the relation reports query (the SQLite store has a view of
+/// that name with the same columns).
+const SEARCH_AND_REPORTING: &str = "
+CREATE INDEX receiver_events_by_user ON receiver_events ((event -> 'data' ->> 'userId'));
+CREATE INDEX receiver_events_by_lo ON receiver_events ((event -> 'data' ->> 'loId'));
+CREATE INDEX receiver_events_by_request ON receiver_events (request_id);
+";
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in
 /// the SQLite store; `receiver_events.event` is the event's JSON exactly as received (type
@@ -125,6 +149,84 @@ pub(super) async fn warn_if_not_durable(client: &Object) {
                 "the database has synchronous_commit = off: a commit may be lost in a crash after \
                  the receiver answered 2xx; set it to on for the receiver's role or database"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by version 1 of the layout, with a few rows, is brought to the latest
+    /// in place: its rows stay, and searches and reports find them by the new indexes.
+    #[tokio::test]
+    async fn a_database_of_version_1_is_brought_up_keeping_its_rows() {
+        let Some(url) = common::test_postgres::test_database("receiver schema version 1") else {
+            return;
+        };
+        let url = common::postgres::DatabaseUrl::parse(&url).unwrap();
+        let pool = url.pool("schema-test", 1).unwrap();
+        let mut client = pool.get().await.unwrap();
+        let version_1 = Layout {
+            steps: &LAYOUT.steps[..1],
+            ..LAYOUT
+        };
+        postgres_schema::prepare(&mut client, &version_1)
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                r#"INSERT INTO receiver_requests VALUES
+                       (1, 5, 'POST', '/webhook', '[]', '\x7b7d', 'none', 1010);
+                   INSERT INTO receiver_events (account_id, event_id, request_id, event_name,
+                                                timestamp_ms, received_at_ms, known, event)
+                   VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 1, 5, true,
+                           '{"data":{"userId":4279332,"loId":"course:7374992"}}'),
+                          (1010, 'other', 1, 'COURSE_COMPLETED', 1, 5, true,
+                           '{"data":{"userId":"42"}}');"#,
+            )
+            .await
+            .unwrap();
+
+        let prepared = postgres_schema::prepare(&mut client, &LAYOUT)
+            .await
+            .unwrap();
+        assert_eq!((prepared.found, prepared.version), (1, LAYOUT.version()));
+        assert!(LAYOUT.version() >= 2);
+        for (sql, expected) in [
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '4279332'",
+                "kept",
+            ),
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '42'",
+                "other",
+            ),
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'loId' = 'course:7374992'",
+                "kept",
+            ),
+        ] {
+            let found: String = client.query_one(sql, &[]).await.unwrap().get(0);
+            assert_eq!(found, expected, "{sql}");
+        }
+        let indexes: Vec<String> = client
+            .query(
+                "SELECT indexname::text FROM pg_indexes WHERE tablename = 'receiver_events'
+                 ORDER BY indexname",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for index in [
+            "receiver_events_by_user",
+            "receiver_events_by_lo",
+            "receiver_events_by_request",
+        ] {
+            assert!(indexes.iter().any(|name| name == index), "{indexes:?}");
         }
     }
 }

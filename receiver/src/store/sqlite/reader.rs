@@ -58,6 +58,9 @@ const TABLES: query::Tables = query::Tables {
     forward_jobs: "forward_jobs",
     refused: "refused_requests",
     raw_text: RAW_TEXT,
+    user_id: "e.user_id",
+    lo_id: "e.lo_id",
+    holds_text: "instr(r.body, CAST(? AS BLOB)) > 0",
     placeholder: |n| format!("?{n}"),
 };
 
@@ -77,25 +80,39 @@ impl EventQuery for SqliteReader {
     fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
         let query = query::events(&TABLES, filter);
         let mut statement = self.connection.prepare(&query.sql)?;
-        let values = sqlite_values(query.values);
-        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
-            Ok(StoredEvent {
+        let mut rows = statement.query(rusqlite::params_from_iter(sqlite_values(query.values)))?;
+        let mut found = Vec::new();
+        if filter.limit == Some(0) {
+            return Ok(found);
+        }
+        while let Some(row) = rows.next()? {
+            let event = StoredEvent {
                 account_id: row.get(0)?,
                 event_id: row.get(1)?,
                 event_name: row.get(2)?,
                 timestamp_ms: row.get(3)?,
                 received_at_ms: row.get(4)?,
                 known: row.get(5)?,
-                raw: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
+                raw: String::from_utf8_lossy(row.get_ref(6)?.as_bytes()?).into_owned(),
                 request_id: row.get(7)?,
                 auth: row.get(8)?,
                 forwarding: query::forwarding_state(row.get(9)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            };
+            if !query::collect(filter, &mut found, event) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
+        if !filter.search.is_empty() {
+            let all = EventFilter {
+                limit: None,
+                ..filter.clone()
+            };
+            return Ok(self.events(&all)?.len() as u64);
+        }
         let query = query::count(&TABLES, filter);
         let count: i64 = self.connection.query_row(
             &query.sql,

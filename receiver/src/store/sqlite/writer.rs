@@ -428,8 +428,8 @@ impl<'c> Inserts<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             event: connection.prepare_cached(
-                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?,
             forward_job: if queue_forwarding {
@@ -471,6 +471,8 @@ impl<'c> Inserts<'c> {
                 event.known,
                 event.raw.start,
                 event.raw.len(),
+                event.user_id,
+                event.lo_id,
             ])?;
             new.push(inserted == 1);
         }
