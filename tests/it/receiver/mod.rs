@@ -26,6 +26,7 @@ mod outage;
 mod postgres_secrets;
 mod postgres_tls;
 mod process;
+mod reporting_sql;
 mod samples;
 mod scale_out;
 mod schemes;
