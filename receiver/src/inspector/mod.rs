@@ -12,11 +12,14 @@
 //! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves and routes; `pages` renders; `curl` writes Copy as curl;
-//! `actions` downloads and sends again.
+//! `actions` downloads and sends again, with the form of `send_form`; `reasons` puts reason
+//! codes in words.
 
 mod actions;
 mod curl;
 mod pages;
+mod reasons;
+mod send_form;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -302,10 +305,17 @@ async fn detail(state: &Arc<State>, key: RequestKey) -> Response<WebBody> {
                 source: key.to_text(),
                 item: verify::SourceItem::Capture(detail.record.clone()),
             };
-            let report = crate::check::check(&state.authentication, &item, verify::unix_now());
+            let now = verify::unix_now();
+            let report = crate::check::check(&state.authentication, &item, now);
+            let send = send_form::SendContext::new(
+                &state.authentication,
+                &detail.record.headers,
+                detail.record.reason.is_some(),
+                now,
+            );
             web::html(
                 StatusCode::OK,
-                pages::detail(&detail, &report, &state.webhook_url),
+                pages::detail(&detail, &report, &state.webhook_url, &send),
             )
         }
         Ok(None) => web::not_found(),

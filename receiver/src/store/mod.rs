@@ -487,7 +487,8 @@ impl RequestVerdict {
 /// Which requests the inspector lists. Every part given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFilter {
-    /// Only requests with an event of exactly this name.
+    /// Only requests with an event whose name contains this, in any case (`completed` finds
+    /// `COURSE_COMPLETED` and `COURSE_COMPLETED_BATCH`).
     pub event_name: Option<String>,
     /// Only requests of this account.
     pub account_id: Option<i64>,
@@ -500,6 +501,24 @@ pub struct RequestFilter {
     pub received_until_ms: Option<i64>,
     /// Only requests with an event whose id contains this text.
     pub event_id_text: Option<String>,
+    /// Only requests with an event that matches this search (the Data field). Accepted
+    /// requests are found by the events they stored when it asks for a learner or a learning
+    /// object (the stores find those fast); a retry that stored nothing new is then not
+    /// listed, its first arrival is.
+    pub data: crate::search::Search,
+}
+
+/// One event of a kept request, as the list and the detail show it (read from the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    /// `eventName`.
+    pub event_name: String,
+    /// `eventId` (empty when absent).
+    pub event_id: String,
+    /// `data.userId`, the learner, where the event has one.
+    pub user_id: Option<String>,
+    /// `data.loId`, the learning object, where the event has one.
+    pub lo_id: Option<String>,
 }
 
 /// One row of the inspector's list.
@@ -513,8 +532,8 @@ pub struct RequestSummary {
     pub verdict: RequestVerdict,
     /// `accountId`, when the body is an envelope.
     pub account_id: Option<i64>,
-    /// Each event's `eventName` and `eventId`, in the order sent (read from the body).
-    pub events: Vec<(String, String)>,
+    /// Each event, in the order sent (read from the body).
+    pub events: Vec<EventSummary>,
 }
 
 /// One page of the list, newest first.
@@ -554,10 +573,8 @@ impl EventStorage {
 /// An event of a request in the detail view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventState {
-    /// `eventName`.
-    pub event_name: String,
-    /// `eventId`.
-    pub event_id: String,
+    /// Its name, id, learner and learning object.
+    pub event: EventSummary,
     /// Whether this request stored it.
     pub storage: EventStorage,
     /// The forwarding state of the request that stored it.

@@ -272,7 +272,7 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, events) = super::requests::body_account_and_events(body);
+    let (body_account, events) = super::requests::body_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;
@@ -280,7 +280,7 @@ pub(crate) fn capture_matches(
     filter.event_names.is_empty()
         || events
             .iter()
-            .any(|(name, _)| filter.event_names.contains(name))
+            .any(|event| filter.event_names.contains(&event.summary.event_name))
 }
 
 /// A capture record from the columns of one [`captures`] row.

@@ -15,9 +15,10 @@ use std::collections::{HashMap, HashSet};
 use verify::CaptureRecord;
 
 use super::{
-    Cursor, EventState, EventStorage, ForwardingState, RequestDetail, RequestFilter, RequestKey,
-    RequestPage, RequestQuery, RequestSummary, RequestVerdict,
+    Cursor, EventState, EventStorage, EventSummary, ForwardingState, RequestDetail, RequestFilter,
+    RequestKey, RequestPage, RequestQuery, RequestSummary, RequestVerdict,
 };
+use crate::search::FieldPath;
 
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,26 @@ impl Side {
     }
 }
 
+/// A learner and learning object a Data filter asks for (either may be absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Learner<'s> {
+    /// `data.userId`.
+    pub user_id: Option<&'s str>,
+    /// `data.loId`.
+    pub lo_id: Option<&'s str>,
+}
+
+impl<'s> Learner<'s> {
+    /// What `filter`'s Data part asks of the learner and learning object, when it asks either.
+    fn of(filter: &'s RequestFilter) -> Option<Learner<'s>> {
+        let learner = Learner {
+            user_id: filter.data.user_id(),
+            lo_id: filter.data.lo_id(),
+        };
+        (learner.user_id.is_some() || learner.lo_id.is_some()).then_some(learner)
+    }
+}
+
 /// One row of either table, as a walk fetches it.
 pub(crate) struct KeptRow {
     pub side: Side,
@@ -83,6 +104,17 @@ pub(crate) trait RequestRows {
     fn chunk(
         &self,
         side: Side,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>>;
+
+    /// Up to `count` accepted requests past `bound` in `direction`, in walk order, that stored
+    /// an event of this learner (`data.userId`) and learning object (`data.loId`), each given
+    /// or not (one at least): the stores find these without reading every body.
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
         bound: i64,
         direction: Direction,
         count: usize,
@@ -133,13 +165,14 @@ impl<R: RequestRows> RequestQuery for R {
         let Some(kept) = self.kept(key)? else {
             return Ok(None);
         };
-        let (body_account, events) = body_account_and_events(&kept.record.body);
+        let (body_account, events) = body_events(&kept.record.body);
         let account_id = kept.account_column.or(body_account);
+        let events: Vec<EventSummary> = events.into_iter().map(|event| event.summary).collect();
         let stored_by = match (key, account_id) {
             (RequestKey::Accepted(_), Some(account)) => {
                 let pairs: Vec<(i64, &str)> = events
                     .iter()
-                    .map(|(_, event_id)| (account, event_id.as_str()))
+                    .map(|event| (account, event.event_id.as_str()))
                     .collect();
                 self.stored_by(&pairs)?
             }
@@ -149,8 +182,8 @@ impl<R: RequestRows> RequestQuery for R {
         // The same event twice in one request: the second one is a duplicate.
         let mut seen = HashSet::new();
         let mut states = Vec::with_capacity(events.len());
-        for ((event_name, event_id), by) in events.iter().zip(stored_by) {
-            let first_here = seen.insert(event_id.as_str());
+        for (event, by) in events.iter().zip(stored_by) {
+            let first_here = seen.insert(event.event_id.as_str());
             let (storage, state) = match (key, by) {
                 // A refused request stores nothing, whatever another request stored under the
                 // same key.
@@ -174,8 +207,7 @@ impl<R: RequestRows> RequestQuery for R {
                 }
             };
             states.push(EventState {
-                event_name: event_name.clone(),
-                event_id: event_id.clone(),
+                event: event.clone(),
                 storage,
                 forwarding: state,
             });
@@ -267,7 +299,12 @@ fn walk(
         } else {
             CHUNK
         };
-        let chunk = rows.chunk(side, walk.last_looked, direction, count)?;
+        let chunk = match (side, Learner::of(filter)) {
+            (Side::Accepted, Some(learner)) => {
+                rows.chunk_by_learner(learner, walk.last_looked, direction, count)?
+            }
+            _ => rows.chunk(side, walk.last_looked, direction, count)?,
+        };
         let fetched = chunk.len();
         looked += fetched;
         if let Some(last) = chunk.last() {
@@ -305,7 +342,7 @@ fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
 struct Candidate {
     row: KeptRow,
     account_id: Option<i64>,
-    events: Vec<(String, String)>,
+    events: Vec<EventSummary>,
 }
 
 /// The rows of a chunk that match `filter`, as the list shows them, in walk order. Cheap
@@ -326,7 +363,7 @@ fn summarise(
                 candidate
                     .events
                     .iter()
-                    .map(|(_, event_id)| (account, event_id.as_str())),
+                    .map(|event| (account, event.event_id.as_str())),
             );
         }
     }
@@ -378,8 +415,8 @@ fn summarise(
     Ok(found)
 }
 
-/// The row with its account and events, or `None` when the time, account, event name or event
-/// id part of `filter` rules it out.
+/// The row with its account and events, or `None` when the time, account, event name, event
+/// id or Data part of `filter` rules it out.
 fn candidate(row: KeptRow, filter: &RequestFilter) -> Option<Candidate> {
     let within = filter
         .received_since_ms
@@ -390,24 +427,32 @@ fn candidate(row: KeptRow, filter: &RequestFilter) -> Option<Candidate> {
     if !within {
         return None;
     }
-    let (body_account, events) = body_account_and_events(&row.body);
+    let (body_account, events) = body_events(&row.body);
     let account_id = row.account_column.or(body_account);
     if filter.account_id.is_some() && account_id != filter.account_id {
         return None;
     }
     if let Some(name) = &filter.event_name {
-        if !events.iter().any(|(event_name, _)| event_name == name) {
+        let name = name.to_lowercase();
+        if !events
+            .iter()
+            .any(|event| event.summary.event_name.to_lowercase().contains(&name))
+        {
             return None;
         }
     }
     if let Some(text) = &filter.event_id_text {
         if !events
             .iter()
-            .any(|(_, event_id)| event_id.contains(text.as_str()))
+            .any(|event| event.summary.event_id.contains(text.as_str()))
         {
             return None;
         }
     }
+    if !filter.data.is_empty() && !events.iter().any(|event| filter.data.matches(event.raw)) {
+        return None;
+    }
+    let events = events.into_iter().map(|event| event.summary).collect();
     Some(Candidate {
         row,
         account_id,
@@ -476,34 +521,60 @@ pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState
     }
 }
 
-/// `accountId` and each event's `eventName` and `eventId` (empty when absent), read
-/// leniently: a refused body may be anything.
-pub(crate) fn body_account_and_events(body: &[u8]) -> (Option<i64>, Vec<(String, String)>) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+/// One event of a body, as read for the list: what it shows, and the event's JSON as it
+/// stands in the body (for the Data filter).
+pub(crate) struct BodyEvent<'b> {
+    pub summary: EventSummary,
+    pub raw: &'b str,
+}
+
+/// `accountId` and each event whose `eventName` is a string, with its `eventId` (empty when
+/// absent), learner and learning object, read leniently: a refused body may be anything (not
+/// JSON, not UTF-8: no account and no events then). A key given twice counts as its last
+/// value, as PostgreSQL reads JSON.
+pub(crate) fn body_events(body: &[u8]) -> (Option<i64>, Vec<BodyEvent<'_>>) {
+    let Ok(text) = std::str::from_utf8(body) else {
         return (None, Vec::new());
     };
-    let account = value.get("accountId").and_then(serde_json::Value::as_i64);
-    let text = |event: &serde_json::Value, field: &str| {
-        event
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
+    let path = |text: &str| FieldPath::parse(text).ok();
+    let (Some(account_path), Some(events_path), Some(name_path), Some(id_path), Some(data_path)) = (
+        path("accountId"),
+        path("events"),
+        path("eventName"),
+        path("eventId"),
+        path("data"),
+    ) else {
+        return (None, Vec::new());
     };
-    let events = value
-        .get("events")
-        .and_then(serde_json::Value::as_array)
-        .map(|events| {
-            events
-                .iter()
-                .filter(|event| {
-                    event
-                        .get("eventName")
-                        .is_some_and(serde_json::Value::is_string)
-                })
-                .map(|event| (text(event, "eventName"), text(event, "eventId")))
-                .collect()
-        })
+    let account = account_path
+        .lookup(text)
+        .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok());
+    let raw_events: Vec<&serde_json::value::RawValue> = events_path
+        .lookup(text)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
+    let string = |raw: Option<&serde_json::value::RawValue>| {
+        raw.filter(|raw| raw.get().trim_start().starts_with('"'))
+            .and_then(crate::search::scalar_text)
+            .map(std::borrow::Cow::into_owned)
+    };
+    let events = raw_events
+        .into_iter()
+        .filter_map(|raw| {
+            let raw = raw.get();
+            let event_name = string(name_path.lookup(raw))?;
+            let data = data_path.lookup(raw);
+            let learner = |key: &str| data.and_then(|data| crate::search::scalar_at(data, key));
+            Some(BodyEvent {
+                summary: EventSummary {
+                    event_name,
+                    event_id: string(id_path.lookup(raw)).unwrap_or_default(),
+                    user_id: learner("userId"),
+                    lo_id: learner("loId"),
+                },
+                raw,
+            })
+        })
+        .collect();
     (account, events)
 }

@@ -140,14 +140,7 @@ fn run_report(store: &TestStore, sql: &str) -> Option<Vec<String>> {
             let path = store.store_arg();
             let path = path.strip_prefix("sqlite:").unwrap_or(&path).to_owned();
             let mut command = Command::new("sqlite3");
-            command.args([
-                "-batch",
-                "-bail",
-                "-readonly",
-                "-separator",
-                "|",
-                &path,
-            ]);
+            command.args(["-batch", "-bail", "-readonly", "-separator", "|", &path]);
             command
         }
         StoreKind::Postgres => {

@@ -30,7 +30,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::store::query;
-use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::requests::{
+    job_state, Direction, KeptRequest, KeptRow, Learner, RequestRows, Side,
+};
 use crate::store::{Cursor, ForwardingState, RequestKey};
 
 /// Connections the inspector's pages and streams share (each holds one only while reading).
@@ -256,6 +258,54 @@ impl RequestRows for PostgresRequestReader {
             }
         }
         Ok(rows)
+    }
+
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>> {
+        let (compare, order, upto) = match direction {
+            Direction::Older => ("<", "DESC", i64::MAX),
+            // Only what a stream may already show: ids commit out of order (module docs).
+            Direction::Newer => (">", "ASC", self.horizon(Side::Accepted)?),
+        };
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&bound, &upto, &limit];
+        let mut conditions = Vec::new();
+        // Written as the indexes are, so the planner uses them (search::Search's meaning).
+        for (expression, value) in [
+            ("(event -> 'data' ->> 'userId')", &learner.user_id),
+            ("(event -> 'data' ->> 'loId')", &learner.lo_id),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                conditions.push(format!("{expression} = ${}", values.len()));
+            }
+        }
+        let sql = format!(
+            "SELECT id, received_at_ms, body, account_id, 0, '' FROM receiver_requests WHERE id IN (
+                 SELECT request_id FROM receiver_events
+                 WHERE request_id {compare} $1 AND request_id <= $2 AND {}
+                 GROUP BY request_id ORDER BY request_id {order} LIMIT $3)
+             ORDER BY id {order}",
+            conditions.join(" AND ")
+        );
+        Ok(self
+            .query(&sql, &values)?
+            .into_iter()
+            .map(|row| KeptRow {
+                side: Side::Accepted,
+                id: row.get(0),
+                received_at_ms: row.get(1),
+                body: row.get(2),
+                account_column: row.get(3),
+                status: u16::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+                reason: row.get(5),
+            })
+            .collect())
     }
 
     fn stored_by(&self, events: &[(i64, &str)]) -> anyhow::Result<Vec<Option<i64>>> {

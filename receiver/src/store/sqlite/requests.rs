@@ -5,7 +5,9 @@
 //! rows may read up to the newest id: nothing can commit later below it.
 
 use super::reader::SqliteReader;
-use crate::store::requests::{job_state, Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::requests::{
+    job_state, Direction, KeptRequest, KeptRow, Learner, RequestRows, Side,
+};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
@@ -43,6 +45,51 @@ impl RequestRows for SqliteReader {
         let rows = statement.query_map(params![bound, count as i64], |row| {
             Ok(KeptRow {
                 side,
+                id: row.get(0)?,
+                received_at_ms: row.get(1)?,
+                body: row.get(2)?,
+                account_column: row.get(3)?,
+                status: row.get(4)?,
+                reason: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>> {
+        let (compare, order) = match direction {
+            Direction::Older => ("<", "DESC"),
+            Direction::Newer => (">", "ASC"),
+        };
+        let mut conditions = vec![format!("request_id {compare} ?1")];
+        let mut values: Vec<rusqlite::types::Value> = vec![bound.into()];
+        for (column, value) in [("user_id", learner.user_id), ("lo_id", learner.lo_id)] {
+            if let Some(value) = value {
+                values.push(value.to_owned().into());
+                conditions.push(format!("{column} = ?{}", values.len()));
+            }
+        }
+        values.push((count as i64).into());
+        // The events table read whole by its own order (NOT INDEXED): its rows are narrow, and
+        // the index by request would cost a lookup of each row it walks past.
+        let sql = format!(
+            "SELECT id, received_at_ms, body, account_id, 0, '' FROM requests WHERE id IN (
+                 SELECT request_id FROM events NOT INDEXED WHERE {}
+                 GROUP BY request_id ORDER BY request_id {order} LIMIT ?{})
+             ORDER BY id {order}",
+            conditions.join(" AND "),
+            values.len()
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(KeptRow {
+                side: Side::Accepted,
                 id: row.get(0)?,
                 received_at_ms: row.get(1)?,
                 body: row.get(2)?,
