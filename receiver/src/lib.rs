@@ -218,6 +218,11 @@ impl Receiver {
             tls: self.tls.clone(),
             wrong_token_limit: common::web::WrongTokenLimit::default(),
             targets,
+            forward_targets: self
+                .forwarding
+                .iter()
+                .map(|(_, forward)| forward.url.to_string())
+                .collect(),
         }
     }
 

@@ -11,12 +11,14 @@
 //! Bound beyond loopback, Send again refuses targets on internal addresses, when the URL is
 //! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
 //!
-//! Layout: this file serves and routes; `pages` renders; `curl` writes Copy as curl;
+//! Layout: this file serves and routes; `pages` renders; `overview` counts and draws the
+//! overview at the top of the first page, and updates it live; `curl` writes Copy as curl;
 //! `actions` downloads and sends again, with the form of `send_form`; `reasons` puts reason
 //! codes in words.
 
 mod actions;
 mod curl;
+mod overview;
 mod pages;
 mod reasons;
 mod send_form;
@@ -82,6 +84,9 @@ pub struct InspectorSettings {
     /// (`TargetGuard::for_listener`), so an inspector reachable from other hosts refuses
     /// internal addresses, when the URL is given and again when connecting.
     pub targets: TargetGuard,
+    /// The forward targets the receiver was started with (`--forward-to`), as the overview
+    /// names their queues.
+    pub forward_targets: Vec<String>,
 }
 
 /// What every handler shares.
@@ -95,6 +100,8 @@ struct State {
     client: common::client::HttpClient,
     /// Flips to `true` at shutdown: live streams end on it.
     stopping: watch::Receiver<bool>,
+    /// The overview's names of the forward targets.
+    forward_labels: Vec<String>,
 }
 
 /// Serves the inspector on `listener` until `shutdown` resolves; open streams end then.
@@ -127,6 +134,7 @@ pub async fn serve(
         ),
         targets: settings.targets,
         stopping,
+        forward_labels: settings.forward_targets,
     });
     let handler = move |request| {
         let state = Arc::clone(&state);
@@ -182,6 +190,7 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
             stream(state, &query, resume).await
         }
         (&Method::GET, "/download") => actions::download(state, &query).await,
+        (&Method::GET, "/overview/stream") => overview::stream(state, &query).await,
         (method, path) if path.starts_with("/requests/") => {
             let rest = &path["/requests/".len()..];
             let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
@@ -288,9 +297,25 @@ async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBod
     match read {
         Ok((mark, start, page)) => {
             let live = asked.before.is_none().then_some(mark);
+            let range = overview::OverviewRange::from_query(query);
+            // The overview heads the first page only: older pages are for reading back.
+            let summary = match asked.before {
+                None => overview::section(state, &range).await,
+                Some(_) => String::new(),
+            };
             web::html(
                 StatusCode::OK,
-                pages::list(&asked.fields, &page, start, live, asked.limit),
+                pages::list(
+                    &pages::ListParts {
+                        fields: &asked.fields,
+                        overview: &summary,
+                        range_fields: &range.hidden_fields(),
+                    },
+                    &page,
+                    start,
+                    live,
+                    asked.limit,
+                ),
             )
         }
         Err(error) => store_failed(&error),

@@ -180,7 +180,7 @@ fn heading(extra: &str) -> String {
 
 /// The filter form: a GET form, so the URL keeps the filter. Placeholders read as examples
 /// ("e.g. …"), never as a filter already applied; Event name offers the catalogue's names.
-fn filter_form(fields: &FilterFields) -> String {
+fn filter_form(fields: &FilterFields, hidden: &str) -> String {
     let verdicts = ["", "accepted", "duplicate", "refused"];
     let mut options = String::new();
     for verdict in verdicts {
@@ -214,7 +214,7 @@ fn filter_form(fields: &FilterFields) -> String {
     format!(
         "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filters\">\
          {}<datalist id=\"event-names\">{names}</datalist>{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
-         {}{}{}{}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
+         {}{}{}{}{hidden}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
         field(
             "event_name",
             "Event name",
@@ -291,15 +291,26 @@ pub(super) fn rows_newest_first(rows: &[RequestSummary]) -> String {
     rows.iter().rev().map(row).collect::<Vec<_>>().join("\n")
 }
 
+/// What the list page shows besides its rows.
+pub(super) struct ListParts<'a> {
+    /// The filter as typed.
+    pub(super) fields: &'a FilterFields,
+    /// The overview section (first page only; empty on older pages).
+    pub(super) overview: &'a str,
+    /// The overview's range as hidden fields of the filter form, so filtering keeps it.
+    pub(super) range_fields: &'a str,
+}
+
 /// The list page: `start` is where it was read from, `live` where the stream starts (first
 /// page only).
 pub(super) fn list(
-    fields: &FilterFields,
+    parts: &ListParts<'_>,
     page: &RequestPage,
     start: Cursor,
     live: Option<Cursor>,
     limit: usize,
 ) -> String {
+    let fields = parts.fields;
     let filter_query = fields.to_query();
     let limit_part = if limit == super::PAGE_ROWS {
         String::new()
@@ -355,12 +366,13 @@ pub(super) fn list(
         "<a href=\"/\">Back to the newest requests</a>"
     };
     let main = format!(
-        "{}<div class=\"bar\">{status} {download} {older}</div>\
+        "{}{}<div class=\"bar\">{status} {download} {older}</div>\
          <table aria-label=\"Requests\"><thead><tr><th scope=\"col\">Received</th>\
          <th scope=\"col\">Verdict</th><th scope=\"col\">Account</th><th scope=\"col\">Events</th></tr></thead>\
          <tbody{stream}>{rows}</tbody></table>\
          <p class=\"muted\">Keys: j / k move, Enter opens, Esc comes back.</p>",
-        filter_form(fields),
+        parts.overview,
+        filter_form(fields, parts.range_fields),
     );
     layout("Receiver inspector", &heading(""), &main)
 }
@@ -372,7 +384,7 @@ pub(super) fn bad_filter(
 ) -> http::Response<common::web::WebBody> {
     let main = format!(
         "{}<p role=\"alert\">{}</p>",
-        filter_form(fields),
+        filter_form(fields, ""),
         escape(message)
     );
     common::web::html(

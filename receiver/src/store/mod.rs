@@ -17,10 +17,13 @@
 //! reads, [`RequestQuery`], over each store's SQL); [`open`] and [`open_reader`] pick one by
 //! [`StoreLocation`].
 
+mod overview;
 pub mod postgres;
 mod query;
 mod requests;
 pub mod sqlite;
+
+pub use overview::{BucketCounts, ForwardTarget, Traffic, Window, COUNT_BUDGET};
 
 use std::fmt;
 use std::future::Future;
@@ -639,4 +642,25 @@ pub trait RequestQuery {
     /// # Errors
     /// The store cannot be read.
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>>;
+
+    /// What arrived in `window` (the overview): per bucket, by verdict, refusals by reason,
+    /// stored events by name; up to the newest row a live stream may read. A bounded amount
+    /// of work whatever the range ([`COUNT_BUDGET`]).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn traffic(&self, window: Window) -> anyhow::Result<Traffic>;
+
+    /// Adds to `traffic` what committed since it was counted (a live overview); whether that
+    /// changed anything.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn add_newer(&self, traffic: &mut Traffic) -> anyhow::Result<bool>;
+
+    /// Each forward target's queue: pending, parked, the oldest pending job.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn forward_targets(&self) -> anyhow::Result<Vec<ForwardTarget>>;
 }

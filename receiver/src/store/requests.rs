@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
+use super::overview::{AcceptedTally, ForwardTarget, NamedTally, Traffic, Window};
 use super::{
     Cursor, EventState, EventStorage, EventSummary, ForwardingState, RequestDetail, RequestFilter,
     RequestKey, RequestPage, RequestQuery, RequestSummary, RequestVerdict,
@@ -131,6 +132,45 @@ pub(crate) trait RequestRows {
 
     /// The cursor just above the newest request a live stream may start after.
     fn newest(&self) -> anyhow::Result<Cursor>;
+
+    /// The first row of `side` with an id at or above `id`: its id and receive time.
+    fn row_at_or_after(&self, side: Side, id: i64) -> anyhow::Result<Option<(i64, i64)>>;
+
+    /// Accepted requests with ids in `(after, upto]` received in `[since_ms, until_ms)`, per
+    /// bucket of `bucket_ms`: the bucket's start, the requests, how many were duplicates.
+    fn tally_accepted(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<AcceptedTally>>;
+
+    /// Refused requests as [`RequestRows::tally_accepted`] counts accepted ones, per bucket
+    /// and reason.
+    fn tally_refused(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>>;
+
+    /// The events stored by the accepted requests [`RequestRows::tally_accepted`] counts, per
+    /// bucket of their request's arrival and name.
+    fn tally_events(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>>;
+
+    /// Each forward target's queue. Today one: the receiver's single `--forward-to`.
+    fn forward_queues(&self) -> anyhow::Result<Vec<ForwardTarget>>;
 }
 
 impl<R: RequestRows> RequestQuery for R {
@@ -159,6 +199,18 @@ impl<R: RequestRows> RequestQuery for R {
 
     fn newest(&self) -> anyhow::Result<Cursor> {
         RequestRows::newest(self)
+    }
+
+    fn traffic(&self, window: Window) -> anyhow::Result<Traffic> {
+        super::overview::traffic(self, window)
+    }
+
+    fn add_newer(&self, traffic: &mut Traffic) -> anyhow::Result<bool> {
+        traffic.add_newer(self)
+    }
+
+    fn forward_targets(&self) -> anyhow::Result<Vec<ForwardTarget>> {
+        self.forward_queues()
     }
 
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>> {

@@ -73,7 +73,7 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     // Keyboard: j selects the first row, Enter opens it, Esc comes back.
     browser.press("j");
     browser.wait_for(
-        "(//tbody/tr)[1][@aria-selected='true']",
+        "(//table[@aria-label='Requests']/tbody/tr)[1][@aria-selected='true']",
         Duration::from_secs(2),
     );
     browser.press(ENTER);
