@@ -263,12 +263,25 @@ fn cases(total: i64, event_id_of_middle: &str) -> Vec<Case> {
     ]
 }
 
-/// One search's times: the first run and the median of the rest.
+/// One search's times: the first run and the median of the rest, and the CPU the median run
+/// took (this process's, and the database server's on PostgreSQL): what it would take on an
+/// idle machine, whatever else runs on this one.
 struct Timed {
     name: &'static str,
     found: usize,
     first_ms: f64,
     median_ms: f64,
+    cpu_ms: f64,
+}
+
+/// CPU seconds of this process and, on PostgreSQL, of the server's processes.
+fn cpu_now(postgres: bool) -> f64 {
+    let own = bench::cpu_seconds(std::process::id());
+    if postgres {
+        own + bench::postgres_cpu_seconds()
+    } else {
+        own
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -278,6 +291,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Runs every case against the store at `location` through the reader `events list` uses.
 fn time_searches(location: &StoreLocation, cases: Vec<Case>) -> anyhow::Result<Vec<Timed>> {
+    let postgres = matches!(location, StoreLocation::Postgres(_));
     let mut timed = Vec::new();
     for case in cases {
         let filter = EventFilter {
@@ -285,13 +299,15 @@ fn time_searches(location: &StoreLocation, cases: Vec<Case>) -> anyhow::Result<V
             ..EventFilter::default()
         };
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         let mut found = 0;
         for _ in 0..6 {
             // A new reader each time, as each command opens one.
-            let started = Instant::now();
+            let (started, cpu_before) = (Instant::now(), cpu_now(postgres));
             let reader = receiver::store::open_reader(location)?;
             found = reader.events(&filter)?.len();
             times.push(started.elapsed().as_secs_f64() * 1000.0);
+            cpu.push((cpu_now(postgres) - cpu_before) * 1000.0);
         }
         if let Some(expected) = case.expected {
             anyhow::ensure!(
@@ -305,6 +321,7 @@ fn time_searches(location: &StoreLocation, cases: Vec<Case>) -> anyhow::Result<V
             found,
             first_ms: times[0],
             median_ms: median(times[1..].to_vec()),
+            cpu_ms: median(cpu[1..].to_vec()),
         });
     }
     Ok(timed)
@@ -313,15 +330,16 @@ fn time_searches(location: &StoreLocation, cases: Vec<Case>) -> anyhow::Result<V
 fn search_table(store: &str, total: i64, timed: &[Timed]) -> String {
     let mut table = format!(
         "\n{store}, {total} events stored: `events list` (open, search, read the rows)\n\n\
-         | search | found | first run ms | median ms (5 runs) | goal < 1000 ms |\n|---|---|---|---|---|\n"
+         | search | found | first run ms | median ms (5 runs) | CPU ms (median run, 10 ms ticks) | goal < 1000 ms |\n|---|---|---|---|---|---|\n"
     );
     for one in timed {
         table.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} |\n",
             one.name,
             one.found,
             one.first_ms,
             one.median_ms,
+            one.cpu_ms,
             if one.median_ms < 1000.0 { "met" } else { "NOT met" }
         ));
     }
@@ -501,6 +519,14 @@ async fn sqlite_commits(
     Ok(figures)
 }
 
+/// Where the server's write-ahead log stands now.
+async fn current_wal(client: &tokio_postgres::Client) -> anyhow::Result<String> {
+    let row = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
 /// The PostgreSQL commit with and without the search's indexes.
 async fn postgres_commits(
     cluster: &common::test_postgres::TestCluster,
@@ -536,16 +562,7 @@ async fn postgres_commits(
                     .batch_execute("DROP INDEX receiver_events_by_user; DROP INDEX receiver_events_by_lo")
                     .await?;
             }
-            let lsn = |client: &tokio_postgres::Client| {
-                let client = client;
-                async move {
-                    let row = client
-                        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-                        .await?;
-                    anyhow::Ok(row.get::<_, String>(0))
-                }
-            };
-            let before = lsn(&client).await?;
+            let before = current_wal(&client).await?;
             let rate = drive(
                 store.clone(),
                 &format!("p{round}{slot}"),
@@ -553,7 +570,7 @@ async fn postgres_commits(
                 variant.learner_values(),
             )
             .await?;
-            let after = lsn(&client).await?;
+            let after = current_wal(&client).await?;
             let wal: f64 = client
                 .query_one(
                     "SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)::float8",
@@ -669,7 +686,7 @@ fn main() -> anyhow::Result<()> {
             )
             .await?
             .get(0);
-        let location = StoreLocation::Postgres(url.clone());
+        let location = StoreLocation::from(url.clone());
         let timed = tokio::task::spawn_blocking(move || {
             time_searches(&location, cases(options.events, &middle_id))
         })

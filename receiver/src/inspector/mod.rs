@@ -102,6 +102,8 @@ struct State {
     stopping: watch::Receiver<bool>,
     /// The overview's names of the forward targets.
     forward_labels: Vec<String>,
+    /// The live overviews' counts so far.
+    overviews: overview::Cache,
 }
 
 /// Serves the inspector on `listener` until `shutdown` resolves; open streams end then.
@@ -135,6 +137,7 @@ pub async fn serve(
         targets: settings.targets,
         stopping,
         forward_labels: settings.forward_targets,
+        overviews: overview::Cache::default(),
     });
     let handler = move |request| {
         let state = Arc::clone(&state);

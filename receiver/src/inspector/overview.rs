@@ -9,8 +9,8 @@
 //! sends the section again, ready HTML, when it changed. So an open overview costs the
 //! listener the reading of new rows once every two seconds, however busy the range.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,6 +45,52 @@ const PRESETS: &[(&str, &str, i64, i64)] = &[
 const BUCKET_MINUTES: &[i64] = &[1, 2, 5, 10, 15, 30, 60, 120, 360, 720, 1_440, 10_080];
 const MAX_BARS: i64 = 120;
 const MINUTE_MS: i64 = 60_000;
+/// Live ranges whose counts an inspector keeps.
+const CACHED_RANGES: usize = 8;
+
+/// The live overviews counted so far, by range: a page or a stream starts from these counts
+/// and reads only what committed since, so the first page costs a range's count once per
+/// inspector, not once per visit.
+#[derive(Default)]
+pub(super) struct Cache(Mutex<HashMap<String, Traffic>>);
+
+impl Cache {
+    /// The counts of `range` kept last, if any. A std Mutex, held only to copy.
+    fn get(&self, range: &str) -> Option<Traffic> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(range)
+            .cloned()
+    }
+
+    /// Keeps `traffic` as the counts of `range` (of a few ranges at most: a range typed once
+    /// and never again must not stay for ever).
+    fn keep(&self, range: &str, traffic: &Traffic) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= CACHED_RANGES && !kept.contains_key(range) {
+            kept.clear();
+        }
+        kept.insert(range.to_owned(), traffic.clone());
+    }
+}
+
+/// Counts `window`: from the counts `cached` of the same range when there are some (only
+/// what committed since is read), else the whole range.
+fn count_window(
+    reader: &dyn crate::store::RequestQuery,
+    window: Window,
+    cached: Option<Traffic>,
+) -> anyhow::Result<Traffic> {
+    match cached.filter(|cached| cached.window.bucket_ms == window.bucket_ms) {
+        Some(mut traffic) => {
+            traffic.forget_before(window.since_ms);
+            reader.add_newer(&mut traffic)?;
+            Ok(traffic)
+        }
+        None => reader.traffic(window),
+    }
+}
 
 /// The range the overview shows, as asked in the URL (`range=6h`, or `range_from` and
 /// `range_to` for a chosen one).
@@ -201,10 +247,16 @@ pub(super) async fn section(state: &Arc<State>, range: &OverviewRange) -> String
             )
         }
     };
+    // Only a range that runs until now goes on counting, and may start from its last counts.
+    let key = window.until_ms.is_none().then(|| range.to_query());
+    let cached = key.as_deref().and_then(|key| state.overviews.get(key));
     let read = read_store(state, move |reader| {
-        Ok((reader.traffic(window)?, reader.forward_targets()?))
+        Ok((count_window(reader, window, cached)?, reader.forward_targets()?))
     })
     .await;
+    if let (Ok((traffic, _)), Some(key)) = (&read, &key) {
+        state.overviews.keep(key, traffic);
+    }
     let inner = match read {
         Ok((traffic, targets)) => body(
             &traffic,
@@ -429,15 +481,15 @@ fn chart(traffic: &Traffic, now_ms: i64) -> String {
     )
 }
 
-/// A two-column table of `(text, count)`, most first; `None` when empty.
-fn counted(rows: &BTreeMap<String, u64>) -> Vec<(&String, u64)> {
+/// The rows of a two-column table of `(text, count)`, most first.
+fn most_first(rows: &BTreeMap<String, u64>) -> Vec<(&String, u64)> {
     let mut rows: Vec<(&String, u64)> = rows.iter().map(|(text, count)| (text, *count)).collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     rows
 }
 
 fn reasons_table(totals: &BucketCounts) -> String {
-    let rows = counted(&totals.reasons);
+    let rows = most_first(&totals.reasons);
     if rows.is_empty() {
         return "<section aria-labelledby=\"refusals\"><h3 id=\"refusals\">Refusals by reason</h3><p>No refusals.</p></section>".to_owned();
     }
@@ -461,7 +513,7 @@ fn reasons_table(totals: &BucketCounts) -> String {
 }
 
 fn names_table(totals: &BucketCounts) -> String {
-    let rows = counted(&totals.events);
+    let rows = most_first(&totals.events);
     if rows.is_empty() {
         return "<section aria-labelledby=\"names\"><h3 id=\"names\">Events by name</h3><p>No events stored.</p></section>".to_owned();
     }
@@ -541,7 +593,8 @@ pub(super) async fn stream(state: &Arc<State>, query: &[(String, String)]) -> Re
         }
         Err(message) => return web::text(StatusCode::BAD_REQUEST, format!("400 {message}\n")),
     };
-    let traffic = match read_store(state, move |reader| reader.traffic(window)).await {
+    let cached = state.overviews.get(&range.to_query());
+    let traffic = match read_store(state, move |reader| count_window(reader, window, cached)).await {
         Ok(traffic) => traffic,
         Err(error) => return store_failed(&error),
     };
@@ -587,6 +640,7 @@ async fn follow(
         match read {
             Ok((counted, targets)) => {
                 traffic = counted;
+                state.overviews.keep(&range.to_query(), &traffic);
                 let html = body(
                     &traffic,
                     &Shown {

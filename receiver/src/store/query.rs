@@ -18,16 +18,28 @@ pub(crate) struct Tables {
     pub forward_jobs: &'static str,
     /// Refused requests.
     pub refused: &'static str,
-    /// The event's JSON text, as an expression over `events e JOIN requests r`.
+    /// What the event queries read from: `events e`, joined to `requests r` where the
+    /// store keeps what they need there.
+    pub events_from: &'static str,
+    /// The request's receive time, an expression over [`Tables::events_from`].
+    pub received_at: &'static str,
+    /// The request's `auth`, likewise.
+    pub auth: &'static str,
+    /// The event's JSON text, likewise.
     pub raw_text: &'static str,
     /// `data.userId` as a search compares it, an expression over `events e` that the store
     /// finds fast (a column of its own, or an indexed expression).
     pub user_id: &'static str,
     /// `data.loId`, likewise.
     pub lo_id: &'static str,
-    /// A condition over `events e JOIN requests r` that holds whenever the event's JSON holds
-    /// the text bound to `?` as received (it may hold for more: the search has the last word).
+    /// A condition that holds whenever the event's JSON holds the text bound to `?` as
+    /// received (it may hold for more: the search has the last word), over the rows of
+    /// [`Tables::holds_scope`].
     pub holds_text: &'static str,
+    /// Where [`Tables::holds_text`] conditions are looked at: `{}` stands for them, ANDed; a
+    /// condition over [`Tables::events_from`] (SQLite reads the bodies in one pass over the
+    /// requests, in their order, rather than one request per event).
+    pub holds_scope: &'static str,
     /// A numbered placeholder: `?1` (SQLite) or `$1` (PostgreSQL).
     pub placeholder: fn(usize) -> String,
 }
@@ -136,8 +148,16 @@ fn search_conditions(conditions: &mut Conditions<'_>, search: &crate::search::Se
         })
         .filter_map(crate::search::Condition::plain_text)
         .chain(search.contains.iter().map(String::as_str));
-    for text in texts {
-        conditions.push(tables.holds_text, SqlValue::Text(text.to_owned()));
+    let holds: Vec<String> = texts
+        .map(|text| {
+            let mark = conditions.bind(SqlValue::Text(text.to_owned()));
+            tables.holds_text.replace('?', &mark)
+        })
+        .collect();
+    if !holds.is_empty() {
+        conditions
+            .conditions
+            .push(tables.holds_scope.replace("{}", &holds.join(" AND ")));
     }
 }
 
@@ -157,20 +177,22 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         None => String::new(),
     };
     let Tables {
-        requests,
-        events,
+        events_from,
+        received_at,
+        auth,
         forward_jobs,
         raw_text,
         ..
     } = tables;
+    // The forwarding state looked up per row returned (by the unique request_id), not joined:
+    // a join may read every job when a search returns few rows.
     Query {
         sql: format!(
-            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, r.received_at_ms,
-                    e.known, {raw_text}, e.request_id, r.auth,
-                    CASE WHEN f.id IS NULL THEN 0 WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
-             FROM {events} e JOIN {requests} r ON r.id = e.request_id
-             LEFT JOIN {forward_jobs} f ON f.request_id = e.request_id
-             {clause} ORDER BY e.id {limit}"
+            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, {received_at},
+                    e.known, {raw_text}, e.request_id, {auth},
+                    COALESCE((SELECT CASE WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
+                              FROM {forward_jobs} f WHERE f.request_id = e.request_id), 0)
+             FROM {events_from} {clause} ORDER BY e.id {limit}"
         ),
         values: conditions.values,
     }
@@ -316,10 +338,14 @@ mod tests {
         events: "events",
         forward_jobs: "forward_jobs",
         refused: "refused_requests",
+        events_from: "events e",
+        received_at: "e.received_at_ms",
+        auth: "'none'",
         raw_text: "e.raw",
         user_id: "e.user_id",
         lo_id: "e.lo_id",
         holds_text: "strpos(e.raw, ?) > 0",
+        holds_scope: "{}",
         placeholder: |n| format!("${n}"),
     };
 

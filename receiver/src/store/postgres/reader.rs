@@ -19,10 +19,16 @@ const TABLES: query::Tables = query::Tables {
     events: "receiver_events",
     forward_jobs: "receiver_forward_jobs",
     refused: "receiver_refused_requests",
+    // Every column the event queries read is in receiver_events but the request's auth,
+    // looked up per row returned: no join that would read every request.
+    events_from: "receiver_events e",
+    received_at: "e.received_at_ms",
+    auth: "(SELECT a.auth FROM receiver_requests a WHERE a.id = e.request_id)",
     raw_text: "e.event::text",
     user_id: "(e.event -> 'data' ->> 'userId')",
     lo_id: "(e.event -> 'data' ->> 'loId')",
     holds_text: "strpos(e.event::text, ?) > 0",
+    holds_scope: "{}",
     placeholder: |n| format!("${n}"),
 };
 

@@ -47,8 +47,35 @@ impl SqliteReader {
         }
         check_layout(&connection, false)
             .with_context(|| format!("reading the store {}", path.display()))?;
+        add_holds(&connection)?;
         Ok(SqliteReader { connection })
     }
+}
+
+/// `holds(blob, text)`: whether the bytes hold the text, found by `memchr`'s vectorised
+/// search. A search for a text reads every body (a million in under a second is the goal),
+/// and SQLite's own `instr` compares byte by byte: this is several times faster.
+fn add_holds(connection: &Connection) -> anyhow::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    connection
+        .create_scalar_function(
+            "holds",
+            2,
+            FunctionFlags::SQLITE_UTF8
+                | FunctionFlags::SQLITE_DETERMINISTIC
+                | FunctionFlags::SQLITE_INNOCUOUS,
+            |context| {
+                let bytes = |index: usize| -> rusqlite::Result<&[u8]> {
+                    Ok(match context.get_raw(index) {
+                        rusqlite::types::ValueRef::Blob(bytes)
+                        | rusqlite::types::ValueRef::Text(bytes) => bytes,
+                        _ => &[],
+                    })
+                };
+                Ok(memchr::memmem::find(bytes(0)?, bytes(1)?).is_some())
+            },
+        )
+        .context("adding the search function to the store's connection")
 }
 
 /// The table names of this layout, for the shared read queries.
@@ -57,10 +84,14 @@ const TABLES: query::Tables = query::Tables {
     events: "events",
     forward_jobs: "forward_jobs",
     refused: "refused_requests",
+    events_from: "events e JOIN requests r ON r.id = e.request_id",
+    received_at: "r.received_at_ms",
+    auth: "r.auth",
     raw_text: RAW_TEXT,
     user_id: "e.user_id",
     lo_id: "e.lo_id",
-    holds_text: "instr(r.body, CAST(? AS BLOB)) > 0",
+    holds_text: "holds(body, ?)",
+    holds_scope: "e.request_id IN (SELECT id FROM requests WHERE {})",
     placeholder: |n| format!("?{n}"),
 };
 
