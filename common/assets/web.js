@@ -7,7 +7,8 @@
 //   link marked data-back;
 // - a button with data-copy="ID" copies the text of the element with that id.
 // - an element with data-refresh="MS" reloads the page after that many milliseconds (a page
-//   that shows work in progress, such as pending deliveries);
+//   that shows work in progress, such as pending deliveries), unless the person started doing
+//   something there (a press, a key, an opened <details>): a reload must not swallow a click;
 // - an element with data-overview-stream="URL" takes each `overview` event of that stream as
 //   its new content (the inspector's overview, counted and drawn by the server).
 "use strict";
@@ -55,7 +56,14 @@ document.addEventListener("DOMContentLoaded", () => {
   const refresh = document.querySelector("[data-refresh]");
   if (refresh) {
     const delay = Number(refresh.getAttribute("data-refresh")) || 2000;
-    setTimeout(() => window.location.reload(), delay);
+    const timer = setTimeout(() => window.location.reload(), delay);
+    const stop = () => clearTimeout(timer);
+    for (const kind of ["pointerdown", "keydown", "submit"]) {
+      document.addEventListener(kind, stop, { capture: true, once: true });
+    }
+    for (const details of document.querySelectorAll("details")) {
+      details.addEventListener("toggle", stop, { once: true });
+    }
   }
 
   for (const button of document.querySelectorAll("button[data-copy]")) {

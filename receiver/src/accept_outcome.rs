@@ -10,9 +10,9 @@ pub struct AcceptOutcome {
     /// For each event in order: `true` when it was stored now, `false` when it was a
     /// duplicate (already stored, or earlier in the same request).
     pub new: Vec<bool>,
-    /// Whether a forward job was committed with the request (forwarding on, and at least one
-    /// event was new).
-    pub queued_for_forwarding: bool,
+    /// The targets that got a forward job with the request, bit `i` for the receiver's
+    /// target `i` (`routing::Routes`): those that take at least one of its new events.
+    pub forward_targets: i64,
 }
 
 impl AcceptOutcome {
@@ -24,5 +24,10 @@ impl AcceptOutcome {
     /// How many events were duplicates.
     pub fn duplicates(&self) -> usize {
         self.new.len() - self.stored()
+    }
+
+    /// How many forward jobs were committed with the request.
+    pub fn forward_jobs(&self) -> u64 {
+        u64::from(self.forward_targets.count_ones())
     }
 }

@@ -19,7 +19,7 @@ use common::outln;
 use common::store_location::StoreLocation;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
-use crate::forward::{parse_forward_url, ForwardConfig, RetryPolicy};
+use crate::forward::{parse_targets, signature_files_by_target, ForwardConfig, RetryPolicy};
 use crate::store::CaptureFilter;
 
 mod csv;
@@ -75,6 +75,12 @@ enum Command {
     /// A capture is checked at its receive time, a bare envelope at the current time. Uses
     /// the same authentication flags as `listen`; exits 1 when any is not accepted.
     Check(CheckArgs),
+    /// The forwarding queues of `listen --forward-to`: list jobs, show one with every
+    /// attempt, put parked ones back, move a held one out of the way.
+    Forward {
+        #[command(subcommand)]
+        command: crate::forward_commands::ForwardCommand,
+    },
     /// Print the shell completion script (e.g. `source <(receiver completions bash)`).
     Completions(CompletionsArgs),
     /// Print the manual page, or write one per subcommand with --out DIR.
@@ -165,14 +171,28 @@ struct ListenArgs {
     /// could make this machine call its own network).
     #[arg(long, env = "RECEIVER_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
     allow_private_targets: bool,
-    /// Forward every stored request, in order, to this http:// URL (your app); durable.
-    #[arg(long, env = "RECEIVER_FORWARD_TO")]
-    forward_to: Option<String>,
-    /// Re-sign forwarded requests with this signature file instead of passing the original
-    /// headers on.
-    #[arg(long, env = "RECEIVER_FORWARD_SIGNATURE_FILE", requires = "forward_to")]
-    forward_signature_file: Option<PathBuf>,
-    /// First retry delay when the app is down or answers non-2xx; doubles each time.
+    /// Forward stored requests, in order and durably, to this http:// URL (your app): every
+    /// request, or with EVENTS= those with a new event of these names or globs
+    /// (COURSE_ENROLLMENT,COURSE_*=http://crm/hooks). Repeat for several apps; in the
+    /// environment variable, separate them with spaces.
+    #[arg(
+        long,
+        env = "RECEIVER_FORWARD_TO",
+        value_name = "[EVENTS=]URL",
+        value_delimiter = ' '
+    )]
+    forward_to: Vec<String>,
+    /// Re-sign what is forwarded with this signature file instead of passing the original
+    /// headers on: FILE for every target, URL=FILE for the target of that URL (repeat).
+    #[arg(
+        long,
+        env = "RECEIVER_FORWARD_SIGNATURE_FILE",
+        value_name = "[URL=]FILE",
+        requires = "forward_to"
+    )]
+    forward_signature_file: Vec<String>,
+    /// First retry delay when an app is down, times out or answers 5xx, 408, 425 or 429;
+    /// doubles each time (other 4xx park the request at once).
     #[arg(long, env = "RECEIVER_FORWARD_RETRY_MIN", default_value = "1s", value_parser = common::parse::duration)]
     forward_retry_min: Duration,
     /// Longest retry delay.
@@ -271,6 +291,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Events { command }) => events::run(command, &store),
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
+        Some(Command::Forward { command }) => forward(command, &store),
         Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
         Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
@@ -364,55 +385,11 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
     };
     // clap's `requires` sees flags and environment variables, not a config file's values
     // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
+    let forward = forward_config(&args)?;
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
-    };
-    let forward = match &args.forward_to {
-        None if args.forward_signature_file.is_some() => {
-            anyhow::bail!("--forward-signature-file needs --forward-to")
-        }
-        None => None,
-        Some(url) => {
-            let mut forward = ForwardConfig::new(parse_forward_url(url).context("--forward-to")?);
-            forward.retry = RetryPolicy {
-                min: args.forward_retry_min,
-                max: args.forward_retry_max,
-            };
-            if forward.retry.min.is_zero() || forward.retry.max < forward.retry.min {
-                anyhow::bail!(
-                    "--forward-retry-min must be above 0 and at most --forward-retry-max"
-                );
-            }
-            forward.connect_timeout = args.forward_connect_timeout;
-            forward.response_timeout = args.forward_timeout;
-            forward.signing = args
-                .forward_signature_file
-                .as_deref()
-                .map(config::read_signature_file)
-                .transpose()
-                .context("--forward-signature-file")?;
-            // Every secret expired: each forwarded request would carry no signature, the app
-            // would refuse them all and the queue would stall behind the first.
-            if let Some(keyring) = &forward.signing {
-                let now = verify::unix_now();
-                if !keyring.entries().iter().any(|entry| entry.in_force_at(now)) {
-                    anyhow::bail!(
-                        "--forward-signature-file: every secret in it has expired; download the \
-                         app's current signature file"
-                    );
-                }
-                // A file of whpk_ public keys verifies but cannot sign: same stall.
-                if !keyring.can_sign_at(now) {
-                    anyhow::bail!(
-                        "--forward-signature-file: it holds only whpk_ public keys, which cannot \
-                         sign; give the file with the whsk_ secret key"
-                    );
-                }
-            }
-            Some(forward)
-        }
     };
     let config = Config {
         path: args.path,
@@ -425,6 +402,66 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         forward,
     };
     Ok((args.listen, config))
+}
+
+/// The forwarding settings the `--forward-*` flags ask for; `None` without `--forward-to`.
+///
+/// # Errors
+/// A target or a signature file that cannot be used, or bad backoff bounds.
+fn forward_config(args: &ListenArgs) -> anyhow::Result<Option<ForwardConfig>> {
+    if args.forward_to.is_empty() {
+        if !args.forward_signature_file.is_empty() {
+            anyhow::bail!("--forward-signature-file needs --forward-to");
+        }
+        return Ok(None);
+    }
+    let mut targets = parse_targets(&args.forward_to).context("--forward-to")?;
+    let files = signature_files_by_target(&args.forward_signature_file, &targets)?;
+    let now = verify::unix_now();
+    for (target, file) in targets.iter_mut().zip(files) {
+        let Some(file) = file else { continue };
+        let keyring = config::read_signature_file(&file).context("--forward-signature-file")?;
+        // Every secret expired: each forwarded request would carry no signature, the app
+        // would refuse them all and park every job.
+        if !keyring.entries().iter().any(|entry| entry.in_force_at(now)) {
+            anyhow::bail!(
+                "--forward-signature-file {}: every secret in it has expired; download the \
+                 app's current signature file",
+                file.display()
+            );
+        }
+        // A file of whpk_ public keys verifies but cannot sign: the same.
+        if !keyring.can_sign_at(now) {
+            anyhow::bail!(
+                "--forward-signature-file {}: it holds only whpk_ public keys, which cannot \
+                 sign; give the file with the whsk_ secret key",
+                file.display()
+            );
+        }
+        target.signing = Some(keyring);
+    }
+    for target in &targets {
+        let unknown = target.events.outside_catalogue();
+        if !unknown.is_empty() {
+            tracing::warn!(
+                target = %target.name(),
+                events = %unknown.join(","),
+                "no event of the catalogue has these names: check the spelling (a name \
+                 Learning Manager added later is still forwarded)"
+            );
+        }
+    }
+    let mut forward = ForwardConfig::to_targets(targets);
+    forward.retry = RetryPolicy {
+        min: args.forward_retry_min,
+        max: args.forward_retry_max,
+    };
+    if forward.retry.min.is_zero() || forward.retry.max < forward.retry.min {
+        anyhow::bail!("--forward-retry-min must be above 0 and at most --forward-retry-max");
+    }
+    forward.connect_timeout = args.forward_connect_timeout;
+    forward.response_timeout = args.forward_timeout;
+    Ok(Some(forward))
 }
 
 fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
@@ -564,6 +601,16 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
         format_args!("exported {written} requests to {}", path.display()),
     );
     Ok(())
+}
+
+/// `receiver forward …`: a store that cannot be opened is exit 2, a job that cannot be
+/// changed exit 1.
+fn forward(command: crate::forward_commands::ForwardCommand, store: &str) -> Result<(), Failure> {
+    let location = StoreLocation::parse(store)
+        .context("--store")
+        .map_err(Failure::Config)?;
+    let control = crate::store::open_forward_control(&location).map_err(Failure::Config)?;
+    crate::forward_commands::run(command, &control).map_err(Failure::Work)
 }
 
 fn check(args: CheckArgs) -> Result<(), Failure> {

@@ -100,7 +100,8 @@ pub struct Config {
     pub limits: Limits,
     /// How many refused requests the store keeps.
     pub keep_refused: u32,
-    /// Forward every stored request to the team's app (`--forward-to`); off when `None`.
+    /// Forward stored requests to the team's apps (`--forward-to`), each to the targets that
+    /// take its new events; off when `None`.
     pub forward: Option<crate::forward::ForwardConfig>,
 }
 

@@ -8,13 +8,16 @@
 //! - `cli` (private): the command line (`listen`, `events`, `export`, `check`), exit codes,
 //!   logging; `check` (private): re-checks captured requests offline and explains refusals;
 //! - [`forward`]: `--forward-to`, the durable inbox that forwards stored requests to the
-//!   team's app in order, with retries;
+//!   team's apps, each target in order, with retries, parking what an app refuses for good;
+//!   [`routing`]: which targets take a request (event names and globs), below the store and
+//!   the forwarder; `forward_commands` (private): `receiver forward list|show|retry|skip`;
 //! - `server` (private): accept loop, connection cap, TLS, graceful shutdown;
 //! - `service` (private): routing and the checks of `POST <path>`; `response`: every answer;
 //! - `guard` (private): detects `Content-Length` + `Transfer-Encoding` requests hyper hides;
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations,
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
-//!   were new), below the store and the metrics that count it;
+//!   were new), below the store and the metrics that count it; [`backlog`]: how far behind a
+//!   forwarding target is, below the store that counts it and the metrics that show it;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`search`]: `--where PATH=VALUE`, `--contains TEXT` and the inspector's Data field, one
 //!   meaning for all;
@@ -50,10 +53,12 @@
 //! - `check` of a Basic capture: the stored `authorization` is redacted, so it says the
 //!   credentials cannot be re-checked (verdict `unchecked`, exit 1) rather than
 //!   `basic_malformed`;
-//! - forwarding: a request is forwarded when it stored at least one new event (refused and
-//!   all-duplicate requests are not); at least once, strictly in order (see [`forward`]);
-//!   jobs left pending wait for the next start with `--forward-to` (to whatever URL it
-//!   names); events stored while forwarding was off show `forwarding: none` and stay so;
+//! - forwarding: a request goes to each target that takes one of its new events (refused and
+//!   all-duplicate requests go nowhere); at least once, in order per target (see
+//!   [`forward`]); jobs left pending wait for the next start with their target; jobs of the
+//!   layout before several targets are given to the targets at the next start, as if their
+//!   requests had just arrived; events stored while forwarding was off show
+//!   `forwarding: none` and stay so;
 //! - output lines go through a bounded queue to a printing thread: a reader that stops
 //!   reading our standard output makes us drop lines (counted), never stall requests.
 //!
@@ -77,15 +82,18 @@
 //! ```
 
 pub mod accept_outcome;
+pub mod backlog;
 mod check;
 mod cli;
 pub mod config;
 pub mod forward;
+mod forward_commands;
 mod guard;
 pub mod inspector;
 pub mod metrics;
 mod output;
 mod response;
+pub mod routing;
 pub mod search;
 mod server;
 mod service;
@@ -141,6 +149,8 @@ pub struct Receiver {
     store_location: StoreLocation,
     /// How many refused requests the store keeps (the inspector's PostgreSQL reader needs it).
     keep_refused: u32,
+    /// The forwarding targets' names, for the inspector's overview.
+    forward_targets: Vec<String>,
 }
 
 impl Receiver {
@@ -151,10 +161,20 @@ impl Receiver {
     pub fn start(config: Config) -> anyhow::Result<Receiver> {
         let metrics = Arc::new(Metrics::default());
         let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let routes = config
+            .forward
+            .as_ref()
+            .map(forward::ForwardConfig::routes)
+            .unwrap_or_default();
+        let forward_targets = routes
+            .routes()
+            .iter()
+            .map(|route| route.target.clone())
+            .collect();
         let opened = store::open(
             &config.store,
             config.keep_refused,
-            config.forward.is_some(),
+            routes,
             Arc::clone(&metrics),
         )?;
         let forwarding = opened.forward_queue.zip(config.forward);
@@ -172,6 +192,7 @@ impl Receiver {
             forwarding,
             store_location: config.store.clone(),
             keep_refused: config.keep_refused,
+            forward_targets,
         })
     }
 
@@ -218,11 +239,14 @@ impl Receiver {
             tls: self.tls.clone(),
             wrong_token_limit: common::web::WrongTokenLimit::default(),
             targets,
-            forward_targets: self
-                .forwarding
-                .iter()
-                .map(|(_, forward)| forward.url.to_string())
-                .collect(),
+            forward_targets: self.forward_targets.clone(),
+            forward_changed: match &self.forwarding {
+                Some((queue, _)) => {
+                    let queue = Arc::clone(queue);
+                    Arc::new(move || queue.wake_all())
+                }
+                None => Arc::new(|| {}),
+            },
         }
     }
 
@@ -247,23 +271,14 @@ impl Receiver {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
-        let forwarder = match self.forwarding {
-            Some((queue, config)) => {
-                // Counted before serving, so the gauge and the writer's increments agree.
-                let pending = queue.pending_count().await.unwrap_or_else(|error| {
-                    tracing::warn!(%error, "counting pending forward jobs");
-                    0
-                });
-                shared.metrics.forward_started(pending);
-                Some(Forwarder::spawn(
-                    queue,
-                    config,
-                    Arc::clone(&shared.metrics),
-                    shared.limits.shutdown_grace,
-                ))
-            }
-            None => None,
-        };
+        let forwarder = self.forwarding.map(|(queue, config)| {
+            Forwarder::spawn(
+                queue,
+                config,
+                Arc::clone(&shared.metrics),
+                shared.limits.shutdown_grace,
+            )
+        });
         server::serve(Arc::clone(&shared), listener, self.tls, shutdown).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;

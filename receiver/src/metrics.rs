@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use crate::accept_outcome::AcceptOutcome;
 
+mod forwarding;
+pub use forwarding::ForwardMetrics;
+
 /// Upper bounds, in seconds, of the commit latency buckets.
 const COMMIT_SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -104,10 +107,8 @@ pub struct Metrics {
     store_up: AtomicBool,
     commit_seconds: Histogram,
     batch_sizes: Histogram,
-    forward_enabled: AtomicBool,
-    forward_pending: AtomicI64,
-    forwarded: AtomicU64,
-    forward_failures: AtomicU64,
+    /// The forwarding families (`--forward-to`), per target.
+    pub forwarding: ForwardMetrics,
 }
 
 impl Default for Metrics {
@@ -124,10 +125,7 @@ impl Default for Metrics {
             store_up: AtomicBool::new(false),
             commit_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
             batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
-            forward_enabled: AtomicBool::new(false),
-            forward_pending: AtomicI64::new(0),
-            forwarded: AtomicU64::new(0),
-            forward_failures: AtomicU64::new(0),
+            forwarding: ForwardMetrics::default(),
         }
     }
 }
@@ -192,32 +190,6 @@ impl Metrics {
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection_delta(&self, delta: i64) {
         self.connections_open.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    /// Forwarding is on; `pending` jobs were already queued when it started.
-    pub fn forward_started(&self, pending: u64) {
-        self.forward_enabled.store(true, Ordering::Relaxed);
-        self.forward_pending.store(
-            i64::try_from(pending).unwrap_or(i64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// A commit queued `jobs` forward jobs.
-    pub fn forward_queued(&self, jobs: u64) {
-        self.forward_pending
-            .fetch_add(i64::try_from(jobs).unwrap_or(i64::MAX), Ordering::Relaxed);
-    }
-
-    /// The app acknowledged one request and the job was marked done.
-    pub fn forward_done(&self) {
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
-        self.forward_pending.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// One forwarding attempt failed (no answer, or not 2xx).
-    pub fn forward_failed(&self) {
-        self.forward_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Group-commit batch sizes seen so far: `(upper bound, commits)` per non-empty bucket.
@@ -292,23 +264,7 @@ impl Metrics {
             "# HELP receiver_store_up Whether the last store commit succeeded.\n# TYPE receiver_store_up gauge\nreceiver_store_up {}",
             u8::from(self.store_up.load(Ordering::Relaxed))
         );
-        if self.forward_enabled.load(Ordering::Relaxed) {
-            let _ = writeln!(
-                out,
-                "# HELP receiver_forward_pending Requests stored and waiting to be forwarded.\n# TYPE receiver_forward_pending gauge\nreceiver_forward_pending {}",
-                self.forward_pending.load(Ordering::Relaxed).max(0)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP receiver_forwarded_total Requests the app acknowledged with 2xx.\n# TYPE receiver_forwarded_total counter\nreceiver_forwarded_total {}",
-                self.forwarded.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP receiver_forward_failures_total Forwarding attempts that failed (no answer or not 2xx).\n# TYPE receiver_forward_failures_total counter\nreceiver_forward_failures_total {}",
-                self.forward_failures.load(Ordering::Relaxed)
-            );
-        }
+        self.forwarding.render(&mut out, verify::unix_now_ms());
         self.commit_seconds.render(
             &mut out,
             "receiver_commit_seconds",

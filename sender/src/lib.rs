@@ -18,6 +18,8 @@
 //! - [`sealing`]: the state's secrets sealed at rest under `--secret-key-file`;
 //! - [`retry`]: the retry schedule as pure functions;
 //! - [`lease`]: how a worker waits for a lease another worker holds, as pure functions;
+//! - [`monitoring`]: `/metrics` and `/healthz` (`--metrics ADDR`, and the admin's address);
+//! - [`notify`]: the operator's notifications (`--notify-url`), sent from their durable queue;
 //! - [`replay`]: `sender replay`, captured traffic sent again, verbatim or re-signed, at a rate.
 //!
 //! How `trigger` and `run` cooperate: both work through the same state database (a SQLite
@@ -82,11 +84,15 @@ pub mod delivery;
 pub mod generate;
 pub mod lease;
 pub mod manage;
+pub mod monitoring;
+pub mod notify;
 pub mod registry;
 pub mod replay;
 pub mod retry;
 pub mod sealing;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 use std::time::Duration;

@@ -603,3 +603,116 @@ async fn no_secret_appears_in_any_output_at_trace_level() {
         }
     }
 }
+
+/// Forwarding's log: each failed attempt with its backoff step, and each parked job, per
+/// target; a flood of refusals (an app answering 401 to everything) gives a trickle of lines
+/// that say how many were left out, not a line per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_logs_each_backoff_step_and_a_flood_of_refusals_stays_a_trickle() {
+    use crate::support::forwarding::named_envelope;
+    use crate::support::receiver::{free_addr, post, wait_until, FakeApp};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite:{}", dir.path().join("r.db").display());
+    let held = FakeApp::start_at(free_addr(), 503).await;
+    let refusing = FakeApp::start_at(free_addr(), 401).await;
+    let held_url = format!("http://{}/held", held.addr);
+    let refusing_url = format!("http://{}/refusing", refusing.addr);
+    let mut receiver = Logged::spawn(
+        Command::new(RECEIVER)
+            .args([
+                "listen",
+                "--log-format",
+                "json",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &store,
+                "--output",
+                "quiet",
+                "--ui",
+                "off",
+                "--forward-retry-min",
+                "50ms",
+                "--forward-retry-max",
+                "100ms",
+                "--forward-to",
+                &format!("LEARNER_PROGRESS={held_url}"),
+                "--forward-to",
+                &format!("COURSE_ENROLLMENT={refusing_url}"),
+            ])
+            .env("RUST_LOG", "info"),
+    );
+    let addr = receiver.wait_listening().await;
+    let reply = post(
+        addr,
+        "/webhook",
+        &[],
+        named_envelope(7, &[("held-1", "LEARNER_PROGRESS")]),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    const FLOOD: usize = 300;
+    for index in 0..FLOOD {
+        let body = named_envelope(7, &[(&format!("flood-{index}"), "COURSE_ENROLLMENT")]);
+        assert_eq!(post(addr, "/webhook", &[], body).await.status, 200);
+    }
+    let refused_all = wait_until(Duration::from_secs(30), || async {
+        refusing.requests().len() >= FLOOD && held.requests().len() >= 6
+    })
+    .await;
+    assert!(refused_all, "every request refused, the held one retried");
+    receiver.signal("TERM");
+    assert_eq!(
+        receiver.wait_exit(Duration::from_secs(15)).await.code(),
+        Some(0)
+    );
+    let records = json_lines(&receiver.stderr(), "forwarding");
+    let of = |message: &str, target: &str| -> Vec<Value> {
+        with_message(&records, message)
+            .into_iter()
+            .filter(|record| record["fields"]["target"] == target)
+            .cloned()
+            .collect()
+    };
+
+    // The held request: its steps in order, each with the wait before the next try.
+    let failed = of(
+        "forwarding failed; the job holds its queue and is tried again",
+        &held_url,
+    );
+    let steps: Vec<i64> = failed
+        .iter()
+        .map(|record| record["fields"]["step"].as_i64().expect("step"))
+        .collect();
+    assert!(steps.len() >= 5, "{failed:?}");
+    assert_eq!(steps[..5], [1, 2, 3, 4, 5], "each step, in order");
+    assert_eq!(failed[0]["level"], "WARN");
+    assert_eq!(
+        failed[0]["fields"]["error"],
+        "the app answered 503 Service Unavailable"
+    );
+    assert!(failed[0]["fields"]["retry_in"].is_string(), "{}", failed[0]);
+
+    // The flood: a burst, then a line a second, each saying how many were left out.
+    let parked = of(
+        "the app refused the request for good: job parked, the queue moves on \
+         (`receiver forward retry JOB` once the app takes it)",
+        &refusing_url,
+    );
+    assert!(!parked.is_empty(), "the parks are logged");
+    assert!(
+        parked.len() < FLOOD / 5,
+        "a trickle, not a line per refusal: {} lines for {FLOOD} refusals",
+        parked.len()
+    );
+    let left_out: i64 = parked
+        .iter()
+        .map(|record| record["fields"]["left_out"].as_i64().expect("left_out"))
+        .sum();
+    assert!(left_out > 0, "the lines say what was left out: {parked:?}");
+    assert_eq!(
+        parked[0]["fields"]["error"],
+        "the app answered 401 Unauthorized"
+    );
+}

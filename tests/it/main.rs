@@ -42,3 +42,6 @@ mod private_targets;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod store_location;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod operations;

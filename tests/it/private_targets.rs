@@ -279,12 +279,39 @@ async fn admin_pages_reachable_from_other_hosts_refuse_internal_targets() {
         )
         .await;
     refused_url(&reply, "127.0.0.1 is a loopback address");
+    // The page's Test webhook sends the form as it is on screen: here the stored values.
     let (status, html) = pages
-        .form(&format!("/webhooks/{}/test", local.id), "")
+        .form(
+            &format!("/webhooks/{}/test", local.id),
+            &format!(
+                "name=test&url=http%3A%2F%2F127.0.0.1%3A{port}%2Fhook&events=all&auth=none&active=on"
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(
         beside(&html, "url").contains("127.0.0.1 is a loopback address"),
+        "{html}"
+    );
+    // Before Save, the same rules: the API's test of an unsaved webhook, and the Add page's.
+    let reply = pages
+        .api(
+            Method::POST,
+            "/api/test",
+            json!({"webhook": {"name": "x", "url": format!("http://127.0.0.1:{port}/hook"),
+                "events": ["COURSE_ENROLLMENT"]}}),
+        )
+        .await;
+    refused_url(&reply, "127.0.0.1 is a loopback address");
+    let (status, html) = pages
+        .form(
+            "/webhooks/new/test",
+            "name=x&url=http%3A%2F%2F10.0.0.5%2F&events=COURSE_ENROLLMENT&auth=none",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        beside(&html, "url").contains("10.0.0.5 is a private address"),
         "{html}"
     );
     assert!(endpoint.received().is_empty(), "nothing was sent");

@@ -61,7 +61,10 @@ fn sqlite_double_slash_names_a_file_in_the_working_directory_for_both_programs()
     // A receiver store made at ./receiver.db is read through `sqlite://receiver.db`.
     let store = directory.path().join("receiver.db");
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    drop(receiver::store::sqlite::SqliteStore::open(&store, 10, false, metrics).unwrap());
+    drop(
+        receiver::store::sqlite::SqliteStore::open(&store, 10, Default::default(), metrics)
+            .unwrap(),
+    );
     let count = succeeded(&run_in(
         directory.path(),
         crate::support::receiver::binary(),

@@ -236,7 +236,12 @@ fn learner(i: i64) -> i64 {
 /// through SQL (the receiver made the schema).
 async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::sqlite::SqliteStore::open(db, 10_000, false, metrics)?;
+    let store = receiver::store::sqlite::SqliteStore::open(
+        db,
+        10_000,
+        receiver::routing::Routes::default(),
+        metrics,
+    )?;
     receiver::store::Store::close(&store).await?;
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;
@@ -313,7 +318,12 @@ fn prefilled(store: &str, total: i64, filling: Instant) {
 async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> anyhow::Result<()> {
     // The receiver makes its tables at its first write (here: a health check).
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, false, metrics)?;
+    let store = receiver::store::postgres::PostgresStore::open(
+        url,
+        10_000,
+        receiver::routing::Routes::default(),
+        metrics,
+    )?;
     receiver::store::Store::check_health(&store).await?;
     receiver::store::Store::close(&store).await?;
     let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;

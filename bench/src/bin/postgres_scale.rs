@@ -133,7 +133,7 @@ async fn limit(
             receiver::store::postgres::PostgresStore::open(
                 &database,
                 receiver::config::DEFAULT_KEEP_REFUSED,
-                false,
+                receiver::routing::Routes::default(),
                 Arc::clone(metrics),
             )
             .map(Arc::new)

@@ -20,7 +20,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let metrics = Arc::new(receiver::metrics::Metrics::default());
-        let store = receiver::store::sqlite::SqliteStore::open(&path, 100, false, metrics)?;
+        let store = receiver::store::sqlite::SqliteStore::open(
+            &path,
+            100,
+            receiver::routing::Routes::default(),
+            metrics,
+        )?;
         receiver::store::Store::close(&store).await?;
         anyhow::Ok(())
     })?;

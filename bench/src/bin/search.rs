@@ -14,8 +14,10 @@
 //!
 //! ```sh
 //! cd bench && cargo run --release --no-default-features --features receiver --bin search -- \
-//!     [--events 1000000] [--commit-events 40000] [--rounds 3] [--out .]
+//!     [--events 1000000] [--commit-events 40000] [--rounds 3] [--stores sqlite,postgres] [--out .]
 //! ```
+//!
+//! `--rounds 0` measures the searches only.
 //!
 //! Stores and the throwaway PostgreSQL cluster live on the disk of the working directory.
 
@@ -35,6 +37,9 @@ struct Options {
     events: i64,
     commit_events: u64,
     rounds: usize,
+    /// Measure the SQLite store, the PostgreSQL store.
+    sqlite: bool,
+    postgres: bool,
     out: Option<PathBuf>,
 }
 
@@ -43,6 +48,8 @@ fn options() -> anyhow::Result<Options> {
         events: 1_000_000,
         commit_events: 40_000,
         rounds: 3,
+        sqlite: true,
+        postgres: true,
         out: None,
     };
     let mut args = std::env::args().skip(1);
@@ -54,6 +61,10 @@ fn options() -> anyhow::Result<Options> {
             "--events" => options.events = value.parse().context("--events")?,
             "--commit-events" => options.commit_events = value.parse().context("--commit-events")?,
             "--rounds" => options.rounds = value.parse().context("--rounds")?,
+            "--stores" => {
+                options.sqlite = value.split(',').any(|store| store == "sqlite");
+                options.postgres = value.split(',').any(|store| store == "postgres");
+            }
             "--out" => options.out = Some(value.into()),
             other => anyhow::bail!("unknown flag {other}"),
         }
@@ -99,7 +110,7 @@ fn event_sql() -> String {
 /// request, through SQL.
 async fn prefill_sqlite(db: &Path, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::sqlite::SqliteStore::open(db, 10_000, false, metrics)?;
+    let store = receiver::store::sqlite::SqliteStore::open(db, 10_000, receiver::routing::Routes::default(), metrics)?;
     store.close().await?;
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;
@@ -139,7 +150,7 @@ async fn prefill_sqlite(db: &Path, total: i64) -> anyhow::Result<()> {
 /// Fills a new PostgreSQL database (its tables made by the receiver) as [`prefill_sqlite`].
 async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, false, metrics)?;
+    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, receiver::routing::Routes::default(), metrics)?;
     store.check_health().await?;
     store.close().await?;
     let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;
@@ -405,7 +416,7 @@ fn request(run: &str, n: u64, learner_values: bool) -> Arc<AcceptedRequest> {
     let data: &serde_json::value::RawValue = receiver::search::FieldPath::parse("data")
         .ok()
         .and_then(|path| path.lookup(&event))
-        .unwrap_or_else(|| serde_json::value::RawValue::NULL);
+        .unwrap_or(serde_json::value::RawValue::NULL);
     Arc::new(AcceptedRequest {
         received_at_ms: verify::unix_now_ms(),
         method: "POST",
@@ -491,7 +502,7 @@ async fn sqlite_commits(
             let db = dir.join(format!("commit-{round}-{slot}.db"));
             let metrics = Arc::new(receiver::metrics::Metrics::default());
             let store = Arc::new(receiver::store::sqlite::SqliteStore::open(
-                &db, 10_000, false, metrics,
+                &db, 10_000, receiver::routing::Routes::default(), metrics,
             )?);
             if !variant.request_index() {
                 rusqlite::Connection::open(&db)?
@@ -545,7 +556,7 @@ async fn postgres_commits(
             let database = common::postgres::DatabaseUrl::parse(&url)?;
             let metrics = Arc::new(receiver::metrics::Metrics::default());
             let store = Arc::new(receiver::store::postgres::PostgresStore::open(
-                &database, 10_000, false, metrics,
+                &database, 10_000, receiver::routing::Routes::default(), metrics,
             )?);
             store.check_health().await?;
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
@@ -614,6 +625,36 @@ fn commit_table(store: &str, total: u64, figures: &[(Variant, CommitFigures)], b
     table
 }
 
+/// The SQLite half of the report: searches, then commits (unless `--rounds 0`).
+async fn measure_sqlite(dir: &Path, options: &Options, report: &mut String) -> anyhow::Result<()> {
+    let db = dir.join("million.db");
+    let filling = Instant::now();
+    prefill_sqlite(&db, options.events).await?;
+    println!(
+        "SQLite: prefilled {} events in {:.1} s",
+        options.events,
+        filling.elapsed().as_secs_f64()
+    );
+    let middle_id: String = rusqlite::Connection::open(&db)?.query_row(
+        "SELECT event_id FROM events WHERE request_id = ?1",
+        [options.events / 2],
+        |row| row.get(0),
+    )?;
+    let location = StoreLocation::Sqlite(db.clone());
+    let timed = time_searches(&location, cases(options.events, &middle_id))?;
+    let table = search_table("SQLite", options.events, &timed);
+    println!("{table}");
+    report.push_str(&table);
+    let _ = std::fs::remove_file(&db);
+    if options.rounds > 0 {
+        let commits = sqlite_commits(dir, options.commit_events, options.rounds).await?;
+        let table = commit_table("SQLite", options.commit_events, &commits, "bytes written");
+        println!("{table}");
+        report.push_str(&table);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let options = options()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -630,31 +671,12 @@ fn main() -> anyhow::Result<()> {
             std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
         );
 
-        let db = dir.path().join("million.db");
-        let filling = Instant::now();
-        prefill_sqlite(&db, options.events).await?;
-        println!(
-            "SQLite: prefilled {} events in {:.1} s",
-            options.events,
-            filling.elapsed().as_secs_f64()
-        );
-        let middle_id: String = rusqlite::Connection::open(&db)?.query_row(
-            "SELECT event_id FROM events WHERE request_id = ?1",
-            [options.events / 2],
-            |row| row.get(0),
-        )?;
-        let location = StoreLocation::Sqlite(db.clone());
-        let timed = time_searches(&location, cases(options.events, &middle_id))?;
-        let table = search_table("SQLite", options.events, &timed);
-        println!("{table}");
-        report.push_str(&table);
-        let _ = std::fs::remove_file(&db);
-
-        let commits = sqlite_commits(dir.path(), options.commit_events, options.rounds).await?;
-        let table = commit_table("SQLite", options.commit_events, &commits, "bytes written");
-        println!("{table}");
-        report.push_str(&table);
-
+        if options.sqlite {
+            measure_sqlite(dir.path(), &options, &mut report).await?;
+        }
+        if !options.postgres {
+            return anyhow::Ok(report);
+        }
         // The cluster's data directory goes on the disk of the working directory.
         std::env::set_var("TMPDIR", dir.path());
         let cluster = match common::test_postgres::TestCluster::start_with_settings(&[(
@@ -695,10 +717,13 @@ fn main() -> anyhow::Result<()> {
         println!("{table}");
         report.push_str(&table);
 
-        let commits = postgres_commits(&cluster, options.commit_events, options.rounds).await?;
-        let table = commit_table("PostgreSQL", options.commit_events, &commits, "WAL bytes");
-        println!("{table}");
-        report.push_str(&table);
+        if options.rounds > 0 {
+            let commits =
+                postgres_commits(&cluster, options.commit_events, options.rounds).await?;
+            let table = commit_table("PostgreSQL", options.commit_events, &commits, "WAL bytes");
+            println!("{table}");
+            report.push_str(&table);
+        }
         anyhow::Ok(report)
     })?;
     if let Some(out) = &options.out {

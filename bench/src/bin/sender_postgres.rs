@@ -30,9 +30,9 @@ use common::store_location::StoreLocation;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
 use sender::manage::WebhookChanges;
-use sender::store::State;
 use sender::store::postgres::PostgresState;
 use sender::store::sqlite::SqliteState;
+use sender::store::State;
 
 /// Webhooks per run: one worker can serve them all at once, three can share them.
 const WEBHOOKS: usize = 3;

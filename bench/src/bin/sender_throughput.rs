@@ -42,11 +42,11 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sender::config::DeliveryConfig;
 use sender::delivery::{Engine, Mode};
-use sender::store::Queue;
 use sender::manage::WebhookChanges;
 use sender::registry::AuthMethod;
-use sender::store::Registry;
 use sender::store::sqlite::SqliteState;
+use sender::store::Queue;
+use sender::store::Registry;
 use tokio::net::TcpListener;
 
 fn main() -> anyhow::Result<()> {

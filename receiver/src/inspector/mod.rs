@@ -1,6 +1,6 @@
 //! The inspector (SPEC section 8): every kept request in the browser, live, with its verdict,
-//! the `check` diagnosis, dedup and forwarding state, and the actions Download, Copy as curl
-//! and Send again.
+//! the `check` diagnosis, dedup and forwarding state (each target's job with every attempt),
+//! and the actions Download, Copy as curl, Send again, and Retry and Skip of a forward job.
 //!
 //! It is a second HTTP server of the same process, on its own address, reading the store
 //! through [`RequestQuery`] on readers of its own, on either store (a SQLite connection per
@@ -12,12 +12,14 @@
 //! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves and routes; `pages` renders; `overview` counts and draws the
-//! overview at the top of the first page, and updates it live; `curl` writes Copy as curl;
-//! `actions` downloads and sends again, with the form of `send_form`; `reasons` puts reason
-//! codes in words.
+//! overview at the top of the first page (with the forwarding queues `forwarding` draws), and
+//! updates it live; `curl` writes Copy as curl; `actions` downloads and sends again, with the
+//! form of `send_form`; `reasons` puts reason codes in words; `forwarding` shows the
+//! forwarding queues and acts on their jobs.
 
 mod actions;
 mod curl;
+mod forwarding;
 mod overview;
 mod pages;
 mod reasons;
@@ -66,6 +68,9 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 /// Opens a reader of the store; called on a blocking thread, once per page or stream.
 pub type OpenReader = Arc<dyn Fn() -> anyhow::Result<Box<dyn RequestQuery + Send>> + Send + Sync>;
 
+/// Wakes the forwarders after a Retry or a Skip (nothing without forwarding).
+pub type ForwardChanged = Arc<dyn Fn() + Send + Sync>;
+
 /// What the inspector needs from its receiver.
 pub struct InspectorSettings {
     /// The token every request must carry.
@@ -84,9 +89,10 @@ pub struct InspectorSettings {
     /// (`TargetGuard::for_listener`), so an inspector reachable from other hosts refuses
     /// internal addresses, when the URL is given and again when connecting.
     pub targets: TargetGuard,
-    /// The forward targets the receiver was started with (`--forward-to`), as the overview
-    /// names their queues.
+    /// The receiver's forwarding targets (shown in the overview even when nothing waits).
     pub forward_targets: Vec<String>,
+    /// Wakes the forwarders after a Retry or a Skip.
+    pub forward_changed: ForwardChanged,
 }
 
 /// What every handler shares.
@@ -100,8 +106,8 @@ struct State {
     client: common::client::HttpClient,
     /// Flips to `true` at shutdown: live streams end on it.
     stopping: watch::Receiver<bool>,
-    /// The overview's names of the forward targets.
-    forward_labels: Vec<String>,
+    forward_targets: Vec<String>,
+    forward_changed: ForwardChanged,
     /// The live overviews' counts so far.
     overviews: overview::Cache,
 }
@@ -136,7 +142,8 @@ pub async fn serve(
         ),
         targets: settings.targets,
         stopping,
-        forward_labels: settings.forward_targets,
+        forward_targets: settings.forward_targets,
+        forward_changed: settings.forward_changed,
         overviews: overview::Cache::default(),
     });
     let handler = move |request| {
@@ -168,13 +175,13 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
     if let Some(refusal) = access.refusal() {
         return refusal;
     }
-    // Send again makes the receiver send requests: only the inspector's own form may ask,
-    // never a page of another site (the SameSite cookie already stays home; this holds even
-    // where it would not).
+    // Send again makes the receiver send requests, Retry and Skip change what it forwards:
+    // only the inspector's own forms may ask, never a page of another site (the SameSite
+    // cookie already stays home; this holds even where it would not).
     if parts.method == Method::POST && !web::same_origin(&parts) {
         return web::text(
             StatusCode::FORBIDDEN,
-            "403 Send again must come from the inspector's own page\n".to_owned(),
+            "403 Send again, Retry and Skip must come from the inspector's own page\n".to_owned(),
         );
     }
     let path = parts.uri.path().to_owned();
@@ -197,8 +204,23 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
         (method, path) if path.starts_with("/requests/") => {
             let rest = &path["/requests/".len()..];
             let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
+            if let (Some(key), &Method::POST, Some((job, action))) = (
+                RequestKey::parse(key),
+                method,
+                action
+                    .strip_prefix("forward/")
+                    .and_then(|rest| rest.split_once('/')),
+            ) {
+                let response = match job.parse::<i64>() {
+                    Ok(job) => forwarding::act(state, key, job, action).await,
+                    Err(_) => web::not_found(),
+                };
+                let mut response = response;
+                state.guard.remember(access, &mut response);
+                return response;
+            }
             match (RequestKey::parse(key), method, action) {
-                (Some(key), &Method::GET, "") => detail(state, key).await,
+                (Some(key), &Method::GET, "") => detail(state, key, &query).await,
                 (Some(key), &Method::GET, "body") => actions::body(state, key).await,
                 (Some(key), &Method::POST, "send") => {
                     match web::read_form(body, MAX_FORM_BYTES).await {
@@ -294,7 +316,8 @@ async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBod
             accepted: mark.accepted.saturating_add(1),
             refused: mark.refused.saturating_add(1),
         });
-        Ok((mark, start, reader.requests(&filter, start, limit)?))
+        let page = reader.requests(&filter, start, limit)?;
+        Ok((mark, start, page))
     })
     .await;
     match read {
@@ -325,10 +348,26 @@ async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBod
     }
 }
 
-/// `GET /requests/KEY`: one request in full, with the `check` diagnosis.
-async fn detail(state: &Arc<State>, key: RequestKey) -> Response<WebBody> {
-    match read_store(state, move |reader| reader.request(key)).await {
-        Ok(Some(detail)) => {
+/// `GET /requests/KEY`: one request in full, with the `check` diagnosis and its forward
+/// jobs (`?forwarding=…&job=N` after a Retry or Skip says what was done).
+async fn detail(
+    state: &Arc<State>,
+    key: RequestKey,
+    query: &[(String, String)],
+) -> Response<WebBody> {
+    let read = read_store(state, move |reader| {
+        let Some(detail) = reader.request(key)? else {
+            return Ok(None);
+        };
+        let jobs = match key {
+            RequestKey::Accepted(id) => reader.forward_jobs(id)?,
+            RequestKey::Refused(_) => Vec::new(),
+        };
+        Ok(Some((detail, jobs)))
+    })
+    .await;
+    match read {
+        Ok(Some((detail, jobs))) => {
             let item = crate::check::Item {
                 source: key.to_text(),
                 item: verify::SourceItem::Capture(detail.record.clone()),
@@ -341,9 +380,15 @@ async fn detail(state: &Arc<State>, key: RequestKey) -> Response<WebBody> {
                 detail.record.reason.is_some(),
                 now,
             );
+            let forwarding = match key {
+                RequestKey::Accepted(_) => {
+                    forwarding::section(key, &jobs, forwarding::notice_of(query).as_deref())
+                }
+                RequestKey::Refused(_) => String::new(),
+            };
             web::html(
                 StatusCode::OK,
-                pages::detail(&detail, &report, &state.webhook_url, &send),
+                pages::detail(&detail, &report, &state.webhook_url, &send, &forwarding),
             )
         }
         Ok(None) => web::not_found(),

@@ -20,7 +20,8 @@ use http_body_util::BodyExt as _;
 use verify::timestamp::{format_iso_millis, parse_instant_millis};
 
 use super::{read_store, store_failed, State};
-use crate::store::{BucketCounts, ForwardTarget, Traffic, Window, COUNT_BUDGET};
+use crate::store::forward::TargetOverview;
+use crate::store::{BucketCounts, Traffic, Window, COUNT_BUDGET};
 
 /// How often a live overview counts what is new.
 const POLL: Duration = Duration::from_secs(2);
@@ -227,9 +228,8 @@ fn sliding(now_ms: i64, minutes: i64, bucket: i64) -> Window {
 pub(super) struct Shown<'a> {
     /// The range's words (`Last hour`).
     pub(super) words: &'a str,
-    /// The forward targets the receiver was started with, in words (its `--forward-to`).
-    pub(super) forward_labels: &'a [String],
-    pub(super) targets: &'a [ForwardTarget],
+    /// Each forward target's queue (the receiver's own targets, and any other with jobs).
+    pub(super) targets: &'a [TargetOverview],
     pub(super) now_ms: i64,
 }
 
@@ -250,8 +250,12 @@ pub(super) async fn section(state: &Arc<State>, range: &OverviewRange) -> String
     // Only a range that runs until now goes on counting, and may start from its last counts.
     let key = window.until_ms.is_none().then(|| range.to_query());
     let cached = key.as_deref().and_then(|key| state.overviews.get(key));
+    let configured = state.forward_targets.clone();
     let read = read_store(state, move |reader| {
-        Ok((count_window(reader, window, cached)?, reader.forward_targets()?))
+        Ok((
+            count_window(reader, window, cached)?,
+            reader.forward_overview(&configured)?,
+        ))
     })
     .await;
     if let (Ok((traffic, _)), Some(key)) = (&read, &key) {
@@ -262,7 +266,6 @@ pub(super) async fn section(state: &Arc<State>, range: &OverviewRange) -> String
             &traffic,
             &Shown {
                 words: &words,
-                forward_labels: &state.forward_labels,
                 targets: &targets,
                 now_ms,
             },
@@ -331,7 +334,7 @@ pub(super) fn body(traffic: &Traffic, shown: &Shown<'_>) -> String {
     format!(
         "<p data-totals>{words}: {requests} requests: {accepted} accepted, {duplicate} duplicate, \
          {refused} refused.{capped}</p><div class=\"overview-grid\">{chart}\
-         <div class=\"overview-tables\">{reasons}{names}{targets}</div></div>",
+         <div class=\"overview-tables\">{reasons}{names}</div></div>{targets}",
         words = escape(shown.words),
         accepted = totals.accepted,
         duplicate = totals.duplicate,
@@ -339,7 +342,7 @@ pub(super) fn body(traffic: &Traffic, shown: &Shown<'_>) -> String {
         chart = chart(traffic, shown.now_ms),
         reasons = reasons_table(&totals),
         names = names_table(&totals),
-        targets = targets_table(shown),
+        targets = super::forwarding::overview(shown.targets, shown.now_ms),
     )
 }
 
@@ -541,43 +544,6 @@ fn names_table(totals: &BucketCounts) -> String {
     )
 }
 
-/// Each forward target's queue; nothing when the receiver does not forward and no job waits.
-fn targets_table(shown: &Shown<'_>) -> String {
-    let waiting = shown.targets.iter().any(|target| target.pending > 0);
-    if shown.forward_labels.is_empty() && !waiting {
-        return String::new();
-    }
-    let body: String = shown
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(index, target)| {
-            // The store names a target when it keeps one per job; today's single queue is
-            // the receiver's own --forward-to.
-            let label = target
-                .target
-                .clone()
-                .or_else(|| shown.forward_labels.get(index).cloned())
-                .unwrap_or_else(|| "the forwarding queue".to_owned());
-            let age = target
-                .oldest_pending_ms
-                .map(|queued| super::reasons::approximate_duration((shown.now_ms - queued) / 1000))
-                .unwrap_or_else(|| "–".to_owned());
-            format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{age}</td></tr>",
-                escape(&label),
-                target.pending,
-                target.parked
-            )
-        })
-        .collect();
-    format!(
-        "<section aria-labelledby=\"targets\"><h3 id=\"targets\">Forward targets</h3>\
-         <table aria-label=\"Forward targets\"><thead><tr><th scope=\"col\">Target</th><th scope=\"col\">Pending</th>\
-         <th scope=\"col\">Parked</th><th scope=\"col\">Oldest pending</th></tr></thead><tbody>{body}</tbody></table></section>"
-    )
-}
-
 /// `GET /overview/stream`: server-sent events `overview`, each the overview's body again,
 /// when it changed (new requests, or the window moved on a bucket).
 pub(super) async fn stream(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBody> {
@@ -594,7 +560,8 @@ pub(super) async fn stream(state: &Arc<State>, query: &[(String, String)]) -> Re
         Err(message) => return web::text(StatusCode::BAD_REQUEST, format!("400 {message}\n")),
     };
     let cached = state.overviews.get(&range.to_query());
-    let traffic = match read_store(state, move |reader| count_window(reader, window, cached)).await {
+    let traffic = match read_store(state, move |reader| count_window(reader, window, cached)).await
+    {
         Ok(traffic) => traffic,
         Err(error) => return store_failed(&error),
     };
@@ -631,9 +598,10 @@ async fn follow(
         if let Ok((window, _)) = range.window(now_ms) {
             traffic.forget_before(window.since_ms);
         }
+        let configured = state.forward_targets.clone();
         let read = read_store(&state, move |reader| {
             reader.add_newer(&mut traffic)?;
-            let targets = reader.forward_targets()?;
+            let targets = reader.forward_overview(&configured)?;
             Ok((traffic, targets))
         })
         .await;
@@ -645,7 +613,6 @@ async fn follow(
                     &traffic,
                     &Shown {
                         words: &words,
-                        forward_labels: &state.forward_labels,
                         targets: &targets,
                         now_ms,
                     },

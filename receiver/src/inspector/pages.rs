@@ -12,7 +12,8 @@ use verify::timestamp::{format_iso_millis, parse_instant_millis};
 use super::send_form::{self, Mode, SendContext, SendForm};
 use crate::check::Report;
 use crate::store::{
-    Cursor, EventSummary, RequestDetail, RequestFilter, RequestPage, RequestSummary, RequestVerdict,
+    Cursor, EventSummary, JobState, RequestDetail, RequestFilter, RequestPage, RequestSummary,
+    RequestVerdict,
 };
 
 /// Bodies longer than this are shown cut (the full bytes stay downloadable).
@@ -28,6 +29,8 @@ pub(super) struct FilterFields {
     until: String,
     event_id: String,
     data: String,
+    /// A forward job state: requests with a job in it.
+    forwarding: String,
 }
 
 impl FilterFields {
@@ -48,6 +51,7 @@ impl FilterFields {
             until: value("until"),
             event_id: value("event_id"),
             data: value("data"),
+            forwarding: value("forwarding"),
         }
     }
 
@@ -83,6 +87,12 @@ impl FilterFields {
                     .map_err(|_| format!("Account {text:?} is not a number"))?,
             ),
         };
+        let forward_state = match self.forwarding.as_str() {
+            "" => None,
+            text => Some(JobState::parse(text).ok_or(format!(
+                "Forwarding {text:?} is none of pending, parked, skipped, forwarded"
+            ))?),
+        };
         Ok(RequestFilter {
             event_name: text(&self.event_name),
             account_id: account,
@@ -91,6 +101,7 @@ impl FilterFields {
             received_until_ms: time("Until", &self.until)?,
             event_id_text: text(&self.event_id),
             data: crate::search::Search::from_data_field(&self.data)?,
+            forward_state,
         })
     }
 
@@ -105,6 +116,7 @@ impl FilterFields {
             ("until", &self.until),
             ("event_id", &self.event_id),
             ("data", &self.data),
+            ("forwarding", &self.forwarding),
         ]
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -123,6 +135,7 @@ impl FilterFields {
             ("until", &self.until),
             ("event_id", &self.event_id),
             ("data", &self.data),
+            ("forwarding", &self.forwarding),
         ]
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -201,6 +214,18 @@ fn filter_form(fields: &FilterFields, hidden: &str) -> String {
             "<option value=\"{verdict}\" selected>{verdict}</option>"
         ));
     }
+    let mut forward_options = String::new();
+    for state in std::iter::once("").chain(JobState::ALL.iter().map(|state| state.as_str())) {
+        let selected = if fields.forwarding == state {
+            " selected"
+        } else {
+            ""
+        };
+        let label = if state.is_empty() { "any" } else { state };
+        forward_options.push_str(&format!(
+            "<option value=\"{state}\"{selected}>{label}</option>"
+        ));
+    }
     let field = |id: &str, label: &str, value: &str, hint: &str, extra: &str| {
         format!(
             "<label for=\"{id}\">{label}<input id=\"{id}\" name=\"{id}\" type=\"text\" value=\"{}\" placeholder=\"{hint}\"{extra}></label>",
@@ -214,7 +239,8 @@ fn filter_form(fields: &FilterFields, hidden: &str) -> String {
     format!(
         "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filters\">\
          {}<datalist id=\"event-names\">{names}</datalist>{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
-         {}{}{}{}{hidden}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
+         {}{}{}{}<label for=\"forwarding\">Forwarding<select id=\"forwarding\" name=\"forwarding\">{forward_options}</select></label>\
+         {hidden}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
         field(
             "event_name",
             "Event name",
@@ -413,12 +439,14 @@ fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
     (pretty, as_received, cut)
 }
 
-/// The detail page; `send` is what the Send again form knows of this receiver and request.
+/// The detail page; `send` is what the Send again form knows of this receiver and request,
+/// `forwarding` the request's forwarding section.
 pub(super) fn detail(
     detail: &RequestDetail,
     report: &Report,
     webhook_url: &str,
     send: &SendContext,
+    forwarding: &str,
 ) -> String {
     let key = detail.summary.key.to_text();
     let record = &detail.record;
@@ -520,7 +548,7 @@ pub(super) fn detail(
          <dt>Account</dt><dd>{account}</dd>\
          <dt>Request</dt><dd><code>{method} {path}</code></dd></dl></section>\
          <section aria-labelledby=\"diagnosis\"><h2 id=\"diagnosis\">Diagnosis</h2>{diagnosis}</section>\
-         <section aria-labelledby=\"events\"><h2 id=\"events\">Events</h2>{events}</section>\
+         <section aria-labelledby=\"events\"><h2 id=\"events\">Events</h2>{events}</section>{forwarding}\
          <section aria-labelledby=\"actions\"><h2 id=\"actions\">Actions</h2>\
          <div class=\"bar\"><a href=\"/download?request={key}\" download>Download capture</a>\
          <button type=\"button\" data-copy=\"curl\">Copy as curl</button></div>\

@@ -7,9 +7,10 @@
 //! - `(account_id, event_id)` is unique; a second arrival is counted as a duplicate by one
 //!   insert-if-absent, never by a check followed by an insert.
 //!
-//! - with forwarding on, a request that stored at least one new event gets its forward job in
-//!   the SAME transaction, so "2xx" means "stored and queued for forwarding"; a job is marked
-//!   done only after the app answered 2xx ([`ForwardQueue`]).
+//! - with forwarding on, a request gets a forward job for each target that takes at least one
+//!   of its new events, in the SAME transaction, so "2xx" means "stored and queued for
+//!   forwarding"; a job is marked forwarded only after the app answered 2xx
+//!   ([`ForwardQueue`]).
 //!
 //! [`sqlite::SqliteStore`] is the embedded implementation; [`postgres::PostgresStore`] is the
 //! second (many receivers, one database; SPEC section 7). What they share is here, in
@@ -17,13 +18,15 @@
 //! reads, [`RequestQuery`], over each store's SQL); [`open`] and [`open_reader`] pick one by
 //! [`StoreLocation`].
 
+mod body;
+pub mod forward;
 mod overview;
 pub mod postgres;
 mod query;
 mod requests;
 pub mod sqlite;
 
-pub use overview::{BucketCounts, ForwardTarget, Traffic, Window, COUNT_BUDGET};
+pub use overview::{BucketCounts, Traffic, Window, COUNT_BUDGET};
 
 use std::fmt;
 use std::future::Future;
@@ -34,6 +37,8 @@ use common::store_location::StoreLocation;
 
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
+use crate::routing::Routes;
+pub use forward::{ForwardJob, ForwardQueue, JobState};
 
 /// A boxed future, so the traits stay object safe without a macro crate.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -171,25 +176,45 @@ pub struct EventFilter {
     pub limit: Option<u64>,
 }
 
-/// Where a stored event stands with `--forward-to`: the state of the forward job of the
-/// request that first stored it.
+/// Where a stored event stands with `--forward-to`: the states of the forward jobs of the
+/// request that first stored it, one job per target, summed up by the one that most needs
+/// a look (parked, then pending, then skipped, then forwarded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardingState {
-    /// No forward job: forwarding was off when the event arrived.
+    /// No forward job: forwarding was off when the event arrived, or no target takes it.
     None,
-    /// Queued, not yet acknowledged by the app.
-    Pending,
-    /// The app answered 2xx.
+    /// Every job was forwarded: every target's app answered 2xx.
     Forwarded,
+    /// A job was skipped by an operator; the others were forwarded.
+    Skipped,
+    /// A job is queued, not yet acknowledged by its app.
+    Pending,
+    /// An app refused the request for good; it waits for `receiver forward retry`.
+    Parked,
 }
 
 impl ForwardingState {
-    /// `none`, `pending` or `forwarded`, as `events list --json` prints it.
+    /// `none`, `forwarded`, `skipped`, `pending` or `parked`, as `events list --json` prints
+    /// it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
-            Self::Pending => "pending",
             Self::Forwarded => "forwarded",
+            Self::Skipped => "skipped",
+            Self::Pending => "pending",
+            Self::Parked => "parked",
+        }
+    }
+
+    /// The state from the number the stores' queries compute from a request's jobs
+    /// (`forward::sql::REQUEST_STATE_CODE`).
+    pub(crate) fn from_code(code: i64) -> ForwardingState {
+        match code {
+            0 => Self::None,
+            1 => Self::Forwarded,
+            2 => Self::Skipped,
+            3 => Self::Pending,
+            _ => Self::Parked,
         }
     }
 }
@@ -264,52 +289,6 @@ pub trait EventQuery {
     ) -> anyhow::Result<u64>;
 }
 
-/// A stored request waiting to be forwarded to the team's app.
-#[derive(Debug, Clone)]
-pub struct ForwardJob {
-    /// The job; jobs are forwarded in increasing id order (commit order).
-    pub job_id: i64,
-    /// The stored request.
-    pub request_id: i64,
-    /// When the request arrived, epoch milliseconds.
-    pub received_at_ms: i64,
-    /// Its headers as stored (`authorization` redacted).
-    pub headers: Vec<(String, String)>,
-    /// Its body, byte for byte.
-    pub body: bytes::Bytes,
-    /// Attempts made before, as far as they were recorded.
-    pub attempts: u32,
-}
-
-/// The durable forwarding queue the forwarder works from.
-pub trait ForwardQueue: Send + Sync {
-    /// The oldest job not yet forwarded.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be read.
-    fn next_pending(&self) -> StoreFuture<'_, Result<Option<ForwardJob>, StoreError>>;
-
-    /// Marks a job done, durably; called only after the app answered 2xx.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the mark could not be committed (the job stays pending).
-    fn mark_forwarded(&self, job_id: i64, attempts: u32)
-        -> StoreFuture<'_, Result<(), StoreError>>;
-
-    /// Records a failed attempt, best effort (for `events` and the operator).
-    fn note_failure(&self, job_id: i64, attempts: u32, error: String);
-
-    /// How many jobs are pending.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store cannot be read.
-    fn pending_count(&self) -> StoreFuture<'_, Result<u64, StoreError>>;
-
-    /// Resolves when jobs may have been added since the last call (it may also resolve
-    /// spuriously; the forwarder then finds nothing and waits again).
-    fn jobs_added(&self) -> StoreFuture<'_, ()>;
-}
-
 /// Most bytes of refused bodies kept per batch: a flood of large refused requests costs the
 /// writer (and so the accepted requests behind it) a bounded amount of work; the rest is
 /// counted as not kept.
@@ -336,15 +315,16 @@ pub(crate) fn within_refusal_budget<'r>(
     kept
 }
 
-/// An open store for the listener, and its forwarding queue when `queue_forwarding`.
+/// An open store for the listener, and its forwarding queues when forwarding is on.
 pub struct OpenStore {
     /// The write side.
     pub store: Arc<dyn Store>,
-    /// The forwarding queue, with forwarding on.
+    /// The forwarding queues, with forwarding on.
     pub forward_queue: Option<Arc<dyn ForwardQueue>>,
 }
 
-/// Opens the store at `location` for a listener: a SQLite file is opened (created) at once; a
+/// Opens the store at `location` for a listener, forwarding to the targets of `routes` (none:
+/// forwarding off): a SQLite file is opened (created) at once; a
 /// PostgreSQL database is reached at the first commit, so a database that is down at start
 /// gives 503 until it comes up, like any later outage. Must run inside a tokio runtime.
 ///
@@ -353,24 +333,25 @@ pub struct OpenStore {
 pub fn open(
     location: &StoreLocation,
     keep_refused: u32,
-    queue_forwarding: bool,
+    routes: Routes,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<OpenStore> {
+    let queue_forwarding = routes.is_on();
     match location {
         StoreLocation::Sqlite(path) => with_forward_queue(
-            sqlite::SqliteStore::open(path, keep_refused, queue_forwarding, metrics)?,
+            sqlite::SqliteStore::open(path, keep_refused, routes, metrics)?,
             queue_forwarding,
             sqlite::SqliteStore::forward_queue,
         ),
         StoreLocation::Postgres(url) => with_forward_queue(
-            postgres::PostgresStore::open(url, keep_refused, queue_forwarding, metrics)?,
+            postgres::PostgresStore::open(url, keep_refused, routes, metrics)?,
             queue_forwarding,
             |store| Ok(store.forward_queue()),
         ),
     }
 }
 
-/// `store` and, when `queue_forwarding`, the forwarding queue `forward_queue` makes over it.
+/// `store` and, when `queue_forwarding`, the forwarding queues `forward_queue` makes over it.
 fn with_forward_queue<S: Store + 'static, Q: ForwardQueue + 'static>(
     store: S,
     queue_forwarding: bool,
@@ -396,6 +377,19 @@ pub fn open_reader(location: &StoreLocation) -> anyhow::Result<Box<dyn EventQuer
         StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteReader::open(path)?),
         StoreLocation::Postgres(url) => Box::new(postgres::PostgresReader::open(url)?),
     })
+}
+
+/// Opens the store at `location` for `receiver forward …`: its forwarding jobs, read and
+/// changed on a connection of its own (any host, on PostgreSQL; beside a running listener,
+/// on SQLite). Blocking.
+///
+/// # Errors
+/// No store there, one of another layout, or the database cannot be reached.
+pub fn open_forward_control(location: &StoreLocation) -> anyhow::Result<forward::ForwardControl> {
+    Ok(forward::ForwardControl::new(match location {
+        StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteReader::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(postgres::PostgresReader::open(url)?),
+    }))
 }
 
 /// One kept request, as the inspector names it: accepted and refused requests are kept in two
@@ -509,6 +503,8 @@ pub struct RequestFilter {
     /// object (the stores find those fast); a retry that stored nothing new is then not
     /// listed, its first arrival is.
     pub data: crate::search::Search,
+    /// Only accepted requests with a forward job in this state (for one of the targets).
+    pub forward_state: Option<JobState>,
 }
 
 /// One event of a kept request, as the list and the detail show it (read from the body).
@@ -595,8 +591,9 @@ pub struct RequestDetail {
     pub events: Vec<EventState>,
 }
 
-/// What the inspector reads. Blocking, like [`EventQuery`]: the pages call it on a blocking
-/// thread, on a reader of its own, never through the listener's writer.
+/// What the inspector reads, and the forwarding actions of its pages (Retry, Skip). Blocking,
+/// like [`EventQuery`]: the pages call it on a blocking thread, on a reader of its own, never
+/// through the listener's writer.
 ///
 /// Invariants every implementation keeps:
 /// - the list is newest first by id within each numbering, merged by receive time; a page
@@ -658,9 +655,32 @@ pub trait RequestQuery {
     /// The store cannot be read.
     fn add_newer(&self, traffic: &mut Traffic) -> anyhow::Result<bool>;
 
-    /// Each forward target's queue: pending, parked, the oldest pending job.
+    /// The forward jobs of an accepted request (one per target it went to), with every
+    /// attempt.
     ///
     /// # Errors
     /// The store cannot be read.
-    fn forward_targets(&self) -> anyhow::Result<Vec<ForwardTarget>>;
+    fn forward_jobs(&self, request_id: i64) -> anyhow::Result<Vec<forward::JobDetail>>;
+
+    /// Every target with jobs, and each of `configured`, with how many wait and the job at
+    /// the head of its queue.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn forward_overview(
+        &self,
+        configured: &[String],
+    ) -> anyhow::Result<Vec<forward::TargetOverview>>;
+
+    /// The inspector's Retry: parked or skipped jobs back at the end of their queues.
+    ///
+    /// # Errors
+    /// A job cannot be retried (nothing is changed), or the store cannot be written.
+    fn retry_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport>;
+
+    /// The inspector's Skip: pending or parked jobs out of the way.
+    ///
+    /// # Errors
+    /// A job cannot be skipped (nothing is changed), or the store cannot be written.
+    fn skip_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport>;
 }

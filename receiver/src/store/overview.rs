@@ -70,20 +70,6 @@ pub(crate) type AcceptedTally = (i64, u64, u64);
 /// A row of a tally of refused requests or of events: bucket start, reason or name, count.
 pub(crate) type NamedTally = (i64, String, u64);
 
-/// One forward target's queue, as the overview shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardTarget {
-    /// The target's URL, when the store knows it (`None`: the single `--forward-to`
-    /// of the receiver, which the store does not record).
-    pub target: Option<String>,
-    /// Jobs not yet forwarded.
-    pub pending: u64,
-    /// Jobs set aside because the app refused them for good (none before per-target queues).
-    pub parked: u64,
-    /// When the oldest pending job was queued, epoch milliseconds.
-    pub oldest_pending_ms: Option<i64>,
-}
-
 /// Counts `window`, up to the newest row a live list may show.
 ///
 /// # Errors

@@ -162,8 +162,8 @@ fn search_conditions(conditions: &mut Conditions<'_>, search: &crate::search::Se
 }
 
 /// The events that may match `filter`, oldest arrival first. Columns: account, event id,
-/// name, timestamp, received at, known, JSON text, request id, auth, forwarding state (0 none,
-/// 1 pending, 2 forwarded; see [`forwarding_state`]). With a search, SQL only narrows the
+/// name, timestamp, received at, known, JSON text, request id, auth, forwarding state (a
+/// number summing up the request's jobs; see [`forwarding_state`]). With a search, SQL only narrows the
 /// rows down: each store keeps the rows that [`crate::search::Search::matches`], and applies
 /// the limit itself (the SQL has none then).
 pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
@@ -184,14 +184,14 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         raw_text,
         ..
     } = tables;
-    // The forwarding state looked up per row returned (by the unique request_id), not joined:
-    // a join may read every job when a search returns few rows.
+    // One job per target: the request's state is summed up in one number per event, looked
+    // up per row returned (by request_id), not joined: a join may read every job when a
+    // search returns few rows.
+    let forwarding = super::forward::sql::REQUEST_STATE_CODE.replace("{jobs}", forward_jobs);
     Query {
         sql: format!(
             "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, {received_at},
-                    e.known, {raw_text}, e.request_id, {auth},
-                    COALESCE((SELECT CASE WHEN f.forwarded_at_ms IS NULL THEN 1 ELSE 2 END
-                              FROM {forward_jobs} f WHERE f.request_id = e.request_id), 0)
+                    e.known, {raw_text}, e.request_id, {auth}, {forwarding}
              FROM {events_from} {clause} ORDER BY e.id {limit}"
         ),
         values: conditions.values,
@@ -277,11 +277,7 @@ pub(crate) fn collect(
 
 /// The forwarding state from the number [`events`] selects.
 pub(crate) fn forwarding_state(code: i64) -> ForwardingState {
-    match code {
-        0 => ForwardingState::None,
-        1 => ForwardingState::Pending,
-        _ => ForwardingState::Forwarded,
-    }
+    ForwardingState::from_code(code)
 }
 
 /// Whether a capture passes the account and event-name parts of `filter`, which SQL cannot
@@ -294,7 +290,7 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, events) = super::requests::body_events(body);
+    let (body_account, events) = super::body::body_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;

@@ -14,12 +14,13 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
-use super::overview::{AcceptedTally, ForwardTarget, NamedTally, Traffic, Window};
+use super::body::body_events;
+use super::forward::{self, sql::SqlSession};
+use super::overview::{AcceptedTally, NamedTally, Traffic, Window};
 use super::{
     Cursor, EventState, EventStorage, EventSummary, ForwardingState, RequestDetail, RequestFilter,
     RequestKey, RequestPage, RequestQuery, RequestSummary, RequestVerdict,
 };
-use crate::search::FieldPath;
 
 #[cfg(test)]
 mod tests;
@@ -169,8 +170,8 @@ pub(crate) trait RequestRows {
         bucket_ms: i64,
     ) -> anyhow::Result<Vec<NamedTally>>;
 
-    /// Each forward target's queue. Today one: the receiver's single `--forward-to`.
-    fn forward_queues(&self) -> anyhow::Result<Vec<ForwardTarget>>;
+    /// The reader as a session of the forwarding queues' shared SQL.
+    fn session(&self) -> &dyn SqlSession;
 }
 
 impl<R: RequestRows> RequestQuery for R {
@@ -209,8 +210,23 @@ impl<R: RequestRows> RequestQuery for R {
         traffic.add_newer(self)
     }
 
-    fn forward_targets(&self) -> anyhow::Result<Vec<ForwardTarget>> {
-        self.forward_queues()
+    fn forward_jobs(&self, request_id: i64) -> anyhow::Result<Vec<forward::JobDetail>> {
+        forward::control::jobs_of_request(self.session(), request_id)
+    }
+
+    fn forward_overview(
+        &self,
+        configured: &[String],
+    ) -> anyhow::Result<Vec<forward::TargetOverview>> {
+        forward::control::overview(self.session(), configured)
+    }
+
+    fn retry_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::retry(self.session(), ids)
+    }
+
+    fn skip_forward_jobs(&self, ids: &[i64]) -> anyhow::Result<forward::ChangeReport> {
+        forward::control::skip(self.session(), ids)
     }
 
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>> {
@@ -383,6 +399,10 @@ fn walk(
 
 /// Whether rows of `side` can match the verdict part of `filter` at all.
 fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
+    // Refused requests are never forwarded.
+    if side == Side::Refused && filter.forward_state.is_some() {
+        return false;
+    }
     match (side, filter.verdict.as_deref()) {
         (_, None) => true,
         (Side::Accepted, Some(verdict)) => verdict == "accepted" || verdict == "duplicate",
@@ -404,10 +424,19 @@ fn summarise(
     chunk: Vec<KeptRow>,
     filter: &RequestFilter,
 ) -> anyhow::Result<Vec<RequestSummary>> {
-    let candidates: Vec<Candidate> = chunk
+    let mut candidates: Vec<Candidate> = chunk
         .into_iter()
         .filter_map(|row| candidate(row, filter))
         .collect();
+    if let Some(state) = filter.forward_state {
+        // One look at the jobs of the whole chunk.
+        let ids: Vec<i64> = candidates
+            .iter()
+            .map(|candidate| candidate.row.id)
+            .collect();
+        let with_state = forward::control::requests_with_jobs_in(rows.session(), &ids, state)?;
+        candidates.retain(|candidate| with_state.contains(&candidate.row.id));
+    }
     let mut asked = Vec::new();
     for candidate in &candidates {
         if let (Side::Accepted, Some(account)) = (candidate.row.side, candidate.account_id) {
@@ -561,72 +590,4 @@ fn merge(
         refused: refused_next,
     };
     (rows, cursor, accepted_done && refused_done)
-}
-
-/// The forwarding state of a request from its job's `forwarded_at_ms`: no job, a job not
-/// yet forwarded, or one forwarded.
-pub(crate) fn job_state(forwarded_at_ms: Option<Option<i64>>) -> ForwardingState {
-    match forwarded_at_ms {
-        None => ForwardingState::None,
-        Some(None) => ForwardingState::Pending,
-        Some(Some(_)) => ForwardingState::Forwarded,
-    }
-}
-
-/// One event of a body, as read for the list: what it shows, and the event's JSON as it
-/// stands in the body (for the Data filter).
-pub(crate) struct BodyEvent<'b> {
-    pub summary: EventSummary,
-    pub raw: &'b str,
-}
-
-/// `accountId` and each event whose `eventName` is a string, with its `eventId` (empty when
-/// absent), learner and learning object, read leniently: a refused body may be anything (not
-/// JSON, not UTF-8: no account and no events then). A key given twice counts as its last
-/// value, as PostgreSQL reads JSON.
-pub(crate) fn body_events(body: &[u8]) -> (Option<i64>, Vec<BodyEvent<'_>>) {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return (None, Vec::new());
-    };
-    let path = |text: &str| FieldPath::parse(text).ok();
-    let (Some(account_path), Some(events_path), Some(name_path), Some(id_path), Some(data_path)) = (
-        path("accountId"),
-        path("events"),
-        path("eventName"),
-        path("eventId"),
-        path("data"),
-    ) else {
-        return (None, Vec::new());
-    };
-    let account = account_path
-        .lookup(text)
-        .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok());
-    let raw_events: Vec<&serde_json::value::RawValue> = events_path
-        .lookup(text)
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .unwrap_or_default();
-    let string = |raw: Option<&serde_json::value::RawValue>| {
-        raw.filter(|raw| raw.get().trim_start().starts_with('"'))
-            .and_then(crate::search::scalar_text)
-            .map(std::borrow::Cow::into_owned)
-    };
-    let events = raw_events
-        .into_iter()
-        .filter_map(|raw| {
-            let raw = raw.get();
-            let event_name = string(name_path.lookup(raw))?;
-            let data = data_path.lookup(raw);
-            let learner = |key: &str| data.and_then(|data| crate::search::scalar_at(data, key));
-            Some(BodyEvent {
-                summary: EventSummary {
-                    event_name,
-                    event_id: string(id_path.lookup(raw)).unwrap_or_default(),
-                    user_id: learner("userId"),
-                    lo_id: learner("loId"),
-                },
-                raw,
-            })
-        })
-        .collect();
-    (account, events)
 }

@@ -8,8 +8,14 @@
 //! | 403 | `cross_site` | a change without the `x-admin-token` header or a same-origin `Origin` |
 //! | 404 | `not_found` | no such webhook, delivery or path |
 //! | 409 | `limit` / `changed` | a sixth webhook; the webhook changed since `version` was read |
-//! | 422 | `invalid` | a field is wrong; `field` names it, `message` says what to give |
+//! | 422 | `invalid` | a field is wrong; `field` names it, `message` says what to give, in plain words; `errors` lists every field's problem at once |
 //! | 500 | `internal` | storage failed (the details are in the log) |
+//!
+//! Before Save, as on the pages: `POST /api/test` tests a webhook that is not registered
+//! (nothing is stored), `POST /api/webhooks/{id}/test` may carry unsaved `changes`, and
+//! `POST /api/pending-signatures` makes a secret for a webhook not saved yet (or for a stored
+//! one changing scheme), whose file `GET /api/pending-signatures/{id}` gives, which a test
+//! signs with and which the add or edit naming it (`pendingSignature`) keeps.
 
 use std::time::Duration;
 
@@ -18,10 +24,11 @@ use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::input::WebhookInput;
+use super::input::{scheme_name, WebhookInput};
+use super::pending::{expires_at_ms, Pending};
 use super::{blocking, Admin, Asked};
-use crate::manage::{self, Refusal, TriggerRequest};
-use crate::registry::{Status, WebhookId};
+use crate::manage::{self, one_a_field, Problem, Refusal, TriggerRequest, WebhookChanges};
+use crate::registry::{SchemeName, Status, Webhook, WebhookId};
 use crate::UsageError;
 
 /// Routes `/api/…`.
@@ -45,12 +52,26 @@ pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
             status(admin, id, Status::Active, asked).await
         }
         (&Method::POST, ["api", "webhooks", id, "test"]) => test(admin, id, asked).await,
+        (&Method::POST, ["api", "test"]) => test_unsaved(admin, asked).await,
+        (&Method::POST, ["api", "pending-signatures"]) => pending_signature(admin, asked).await,
+        (&Method::GET, ["api", "pending-signatures", id]) => {
+            pending_file(admin, id, asked.query("signing") == Some("true"))
+        }
         (&Method::POST, ["api", "webhooks", id, "rotate"]) => rotate(admin, id, asked).await,
         (&Method::GET, ["api", "webhooks", id, "signature"]) => {
             signature(admin, id, asked.query("signing") == Some("true")).await
         }
         (&Method::GET, ["api", "webhooks", id, "deliveries"]) => deliveries(admin, id).await,
         (&Method::GET, ["api", "deliveries", id]) => delivery(admin, id).await,
+        (&Method::POST, ["api", "deliveries", id, "resend"]) => {
+            super::api_recovery::resend(admin, id).await
+        }
+        (&Method::POST, ["api", "webhooks", id, "recover"]) => {
+            super::api_recovery::recover(admin, id, asked).await
+        }
+        (&Method::POST, ["api", "webhooks", id, "retry"]) => {
+            super::api_recovery::retry(admin, id).await
+        }
         (&Method::POST, ["api", "trigger"]) => trigger(admin, asked).await,
         _ => Ok(error(
             StatusCode::NOT_FOUND,
@@ -77,8 +98,24 @@ pub(super) fn error(
 }
 
 /// A JSON answer.
-fn answer(status: StatusCode, body: &Value) -> Response<WebBody> {
+pub(super) fn answer(status: StatusCode, body: &Value) -> Response<WebBody> {
     web::respond(status, "application/json", format!("{body}\n"))
+}
+
+/// The 422 of every problem at once: the first as `field` and `message`, all in `errors`.
+fn invalid(problems: &[Problem]) -> Response<WebBody> {
+    let Some(first) = problems.first() else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "invalid", None);
+    };
+    let errors: Vec<Value> = problems
+        .iter()
+        .map(|problem| json!({"field": problem.field, "message": problem.message}))
+        .collect();
+    answer(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({"error": "invalid", "message": first.message, "field": first.field,
+                "errors": errors}),
+    )
 }
 
 /// What went wrong, as its answer: the user's mistakes say what to fix, the rest is logged.
@@ -87,20 +124,20 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
         .chain()
         .find_map(|cause| cause.downcast_ref::<UsageError>())
     {
-        let (field, message) = manage::field_error(&usage.0);
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            &message,
-            Some(field),
-        );
+        return invalid(&[Problem::from(usage.clone())]);
     }
+    // The refusals' own words name commands for the command line; the API says them plainly.
+    let plain = |message: &str| manage::field_error(message).1;
     match Refusal::of(failure) {
         Some(Refusal::NotFound(message)) => {
-            error(StatusCode::NOT_FOUND, "not_found", &message, None)
+            error(StatusCode::NOT_FOUND, "not_found", &plain(&message), None)
         }
-        Some(Refusal::Limit(message)) => error(StatusCode::CONFLICT, "limit", &message, None),
-        Some(Refusal::Changed(message)) => error(StatusCode::CONFLICT, "changed", &message, None),
+        Some(Refusal::Limit(message)) => {
+            error(StatusCode::CONFLICT, "limit", &plain(&message), None)
+        }
+        Some(Refusal::Changed(message)) => {
+            error(StatusCode::CONFLICT, "changed", &plain(&message), None)
+        }
         None => {
             tracing::warn!(error = %format!("{failure:#}"), "admin API");
             error(
@@ -114,7 +151,7 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
 }
 
 /// Reads a JSON body; an empty body is `{}`.
-fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
+pub(super) fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
     if asked.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -147,7 +184,16 @@ async fn list(admin: &Admin) -> Answer {
         .map(|listed| {
             let mut record = manage::record_with_version(&listed.webhook);
             if let Value::Object(map) = &mut record {
-                map.insert("lastDelivery".into(), json!(listed.last));
+                let queue = &listed.queue;
+                map.insert("lastDelivery".into(), json!(queue.last));
+                map.insert("oldestFailing".into(), json!(queue.failing));
+                map.insert("stagedEvents".into(), json!(queue.counts.staged));
+                map.insert(
+                    "stagedDueAt".into(),
+                    json!(queue
+                        .staged_due_ms
+                        .map(verify::timestamp::format_iso_millis)),
+                );
             }
             record
         })
@@ -155,11 +201,51 @@ async fn list(admin: &Admin) -> Answer {
     Ok(answer(StatusCode::OK, &Value::Array(records)))
 }
 
+/// A webhook body turned into changes for `current` (`None`: a new webhook), with its
+/// pending signature, and every problem of it (the Target URL check included).
+async fn changes_of(
+    admin: &Admin,
+    mut input: WebhookInput,
+    current: Option<&Webhook>,
+) -> (WebhookChanges, Option<Pending>, Vec<Problem>) {
+    let pending_id = input.pending_signature.take();
+    let (mut changes, mut problems) = input.changes();
+    let pending = pending_id.as_deref().and_then(|id| match current {
+        Some(webhook) => admin.pending.get(id, &webhook.id),
+        None => admin.pending.get_new(id),
+    });
+    if let (Some(id), None) = (&pending_id, &pending) {
+        problems.push(Problem::new(
+            "pendingSignature",
+            "no such pending signature",
+            &format!(
+                "No pending signature {id} for this webhook: it was used by a save, expired (they \
+                 are kept an hour after their last use) or belongs to another webhook; make \
+                 another"
+            ),
+        ));
+    }
+    changes.pending_signature = pending.as_ref().and_then(|pending| pending.file.clone());
+    problems.extend(changes.problems(current));
+    let mut problems = one_a_field(problems);
+    if problems.is_empty() {
+        if let Err(usage) = super::check_target(admin, changes.url.as_ref()).await {
+            problems.push(usage.into());
+        }
+    }
+    (changes, pending, problems)
+}
+
 async fn add(admin: &Admin, asked: &Asked) -> Answer {
     let input: WebhookInput = read_body!(asked);
-    let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_ref()).await?;
+    let (changes, pending, problems) = changes_of(admin, input, None).await;
+    if !problems.is_empty() {
+        return Ok(invalid(&problems));
+    }
     let webhook = blocking(admin, move |state| manage::add(state, changes)).await?;
+    if let Some(pending) = pending {
+        admin.pending.remove(&pending.id);
+    }
     Ok(answer(
         StatusCode::CREATED,
         &manage::record_with_version(&webhook),
@@ -178,17 +264,28 @@ async fn show(admin: &Admin, id: &str) -> Answer {
 async fn edit(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     let mut input: WebhookInput = read_body!(asked);
     let version = input.version.take();
-    let changes = input.changes()?;
-    super::check_target(admin, changes.url.as_ref()).await?;
+    let current = find(admin, id).await?;
+    let (changes, pending, problems) = changes_of(admin, input, Some(&current)).await;
+    if !problems.is_empty() {
+        return Ok(invalid(&problems));
+    }
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| {
         manage::edit(state, &id, changes, version)
     })
     .await?;
+    if let Some(pending) = pending {
+        admin.pending.remove(&pending.id);
+    }
     Ok(answer(
         StatusCode::OK,
         &manage::record_with_version(&webhook),
     ))
+}
+
+async fn find(admin: &Admin, id: &str) -> anyhow::Result<Webhook> {
+    let id = id.to_owned();
+    blocking(admin, move |state| manage::find(state, &id)).await
 }
 
 async fn delete(admin: &Admin, id: &str) -> Answer {
@@ -241,17 +338,135 @@ async fn rotate(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     Ok(answer(StatusCode::OK, &record))
 }
 
-/// The body of test: the event to send (default: the webhook's first trigger event).
+/// The body of test: the event to send (default: the webhook's first trigger event), and
+/// changes not saved to test with (as `PATCH` takes them; `version` aside).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TestBody {
     event: Option<String>,
+    changes: Option<WebhookInput>,
 }
 
 async fn test(admin: &Admin, id: &str, asked: &Asked) -> Answer {
     let test: TestBody = read_body!(asked);
-    let outcome = super::test_webhook(admin, id, test.event).await?;
+    let Some(mut input) = test.changes else {
+        let outcome = super::test_webhook(admin, id, test.event).await?;
+        return Ok(answer(StatusCode::OK, &json!(outcome)));
+    };
+    input.version = None;
+    let current = find(admin, id).await?;
+    let (changes, _, problems) = changes_of(admin, input, Some(&current)).await;
+    if !problems.is_empty() {
+        return Ok(invalid(&problems));
+    }
+    let mut webhook = current;
+    changes.apply(&mut webhook, verify::unix_now_ms())?;
+    let outcome = super::test_unsaved(admin, &webhook, test.event).await?;
     Ok(answer(StatusCode::OK, &json!(outcome)))
+}
+
+/// The body of `POST /api/test`: a webhook as `POST /api/webhooks` takes it, not registered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TestUnsavedBody {
+    event: Option<String>,
+    webhook: Option<WebhookInput>,
+}
+
+/// **Test webhook** before Save: the webhook the body describes, checked as an add is, sent
+/// one test event; nothing is stored.
+async fn test_unsaved(admin: &Admin, asked: &Asked) -> Answer {
+    let test: TestUnsavedBody = read_body!(asked);
+    let mut input = test.webhook.unwrap_or_default();
+    input.version = None;
+    let (changes, _, problems) = changes_of(admin, input, None).await;
+    if !problems.is_empty() {
+        return Ok(invalid(&problems));
+    }
+    let webhook = changes.create(verify::unix_now_ms())?;
+    let outcome = super::test_unsaved(admin, &webhook, test.event).await?;
+    Ok(answer(StatusCode::OK, &json!(outcome)))
+}
+
+/// The body of `POST /api/pending-signatures`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PendingSignatureBody {
+    /// The scheme (default `standard-webhooks`).
+    scheme: Option<String>,
+    /// The webhook's name, written into the file.
+    name: Option<String>,
+    /// A stored webhook changing to this scheme; none for a new webhook.
+    webhook_id: Option<String>,
+}
+
+/// A pending signature: a secret made before Save, held by this process an hour after its
+/// last use, for the webhook it names (a new id unless a stored webhook is given).
+async fn pending_signature(admin: &Admin, asked: &Asked) -> Answer {
+    let body: PendingSignatureBody = read_body!(asked);
+    let scheme = match body.scheme.as_deref() {
+        Some(text) => scheme_name(text)?,
+        None => SchemeName::StandardWebhooks,
+    };
+    let stored = match &body.webhook_id {
+        Some(id) => Some(find(admin, id).await?),
+        None => None,
+    };
+    let (webhook_id, new_webhook) = match &stored {
+        Some(webhook) => (webhook.id.clone(), false),
+        None => (WebhookId::generate(), true),
+    };
+    let name = body
+        .name
+        .or_else(|| stored.as_ref().map(|webhook| webhook.name.clone()))
+        .unwrap_or_default();
+    let mut pending = admin.pending.create(webhook_id, new_webhook)?;
+    let file = manage::signature_file_of(
+        None,
+        None,
+        &pending.webhook_id,
+        &name,
+        scheme,
+        verify::unix_now_ms(),
+    )?;
+    let scheme_text = file.scheme.clone();
+    pending.file = Some(file);
+    admin.pending.put(pending.clone());
+    Ok(answer(
+        StatusCode::CREATED,
+        &json!({
+            "id": pending.id,
+            "webhookId": pending.webhook_id.as_str(),
+            "scheme": scheme_text,
+            "expiresAt": verify::timestamp::format_iso_millis(expires_at_ms()),
+        }),
+    ))
+}
+
+/// The signature file of a pending signature, as a download.
+fn pending_file(admin: &Admin, id: &str, signing: bool) -> Answer {
+    let Some((pending, file)) = admin
+        .pending
+        .get_any(id)
+        .and_then(|pending| pending.file.clone().map(|file| (pending, file)))
+    else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such pending signature: it was used by a save or expired (they are kept an hour after their last use)",
+            None,
+        ));
+    };
+    let file = if signing {
+        file
+    } else {
+        file.for_receiver()
+            .map_err(|error| UsageError(format!("the pending signature: {error}")))?
+    };
+    Ok(super::attachment(
+        &file.to_json_pretty(),
+        pending.webhook_id.as_str(),
+    ))
 }
 
 async fn signature(admin: &Admin, id: &str, signing: bool) -> Answer {

@@ -1,26 +1,27 @@
-//! The HTML of the Integration Admin pages, with SPEC section 8's visible labels. Every value
-//! that a person typed or the state holds goes through [`escape`]; controls carry `<label for>`
-//! and buttons their text, so people, screen readers and browser tests find them by name.
-//! Secrets are never shown whole: a signature secret shows its first characters, the file is
-//! a download.
+//! The HTML of the Integration Admin pages, with SPEC section 8's visible labels (the Add
+//! webhook / Edit form is `form_html`). Every value that a person typed or the state holds
+//! goes through [`escape`]; controls carry `<label for>` and buttons their text, so people,
+//! screen readers and browser tests find them by name. Secrets are never shown whole. States
+//! are words first (Active, Inactive, Disabled after failures; Failing, Delivered), coloured
+//! by `admin.css` through `data-state`.
 
 use std::fmt::Write as _;
 
-use clap::ValueEnum as _;
 use common::web::{escape, layout};
+use verify::timestamp::format_iso_seconds;
 use verify::EventClass;
 
-use super::input::scheme_label;
-use super::Listed;
-use crate::manage::TestOutcome;
-use crate::registry::{Auth, EventSelection, SchemeName, Status, Webhook, MAX_WEBHOOKS};
-use crate::store::DeliveryDetail;
+use super::{Listed, QueueState};
+use crate::registry::{Auth, EventSelection, Status, Webhook, MAX_WEBHOOKS};
+use crate::store::DeliverySummary;
 
-/// The page frame: title, the navigation, a notice (escaped here) and the content.
-fn page(title: &str, notice: Option<&Notice>, main: &str) -> String {
+/// The page frame: title, the navigation, a notice (escaped here) and the content. The
+/// admin pages' own stylesheet follows the shared one (a `<link>` may stand in the body).
+pub(super) fn page(title: &str, notice: Option<&Notice>, main: &str) -> String {
     let heading = format!(
-        "<h1>{}</h1><nav aria-label=\"Pages\"><a href=\"/\">Webhooks</a> · \
-         <a href=\"/trigger\">Trigger</a></nav>",
+        "<link rel=\"stylesheet\" href=\"{}\"><h1>{}</h1><nav aria-label=\"Pages\">\
+         <a href=\"/\">Webhooks</a> · <a href=\"/trigger\">Trigger</a></nav>",
+        super::STYLESHEET_PATH,
         escape(title)
     );
     let notice = notice.map(Notice::html).unwrap_or_default();
@@ -51,12 +52,42 @@ impl Notice {
 }
 
 /// The words of a webhook's Activation status.
-fn activation(status: &Status) -> String {
+pub(super) fn activation(status: &Status) -> String {
     match status {
         Status::Active => "Active".to_owned(),
         Status::Retired => "Inactive".to_owned(),
-        Status::Disabled(reason) => format!("Inactive (disabled by the sender: {reason})"),
+        Status::Disabled(reason) => format!("Disabled after failures ({reason})"),
     }
+}
+
+/// The word of a webhook's Activation status and its `data-state`.
+fn state_word(status: &Status) -> (&'static str, &'static str) {
+    match status {
+        Status::Active => ("Active", "active"),
+        Status::Retired => ("Inactive", "inactive"),
+        Status::Disabled(_) => ("Disabled after failures", "disabled"),
+    }
+}
+
+/// A webhook's Activation status as the pages show it: the word, coloured, with the reason
+/// of a disable as its title.
+pub(super) fn state_html(status: &Status) -> String {
+    let (word, state) = state_word(status);
+    let title = match status {
+        Status::Disabled(reason) => format!(" title=\"{}\"", escape(reason)),
+        _ => String::new(),
+    };
+    format!("<span class=\"state\" data-state=\"{state}\"{title}>{word}</span>")
+}
+
+/// An instant in epoch milliseconds as the pages write times (ISO-8601, UTC, seconds).
+fn time(epoch_ms: i64) -> String {
+    format_iso_seconds(epoch_ms.div_euclid(1000))
+}
+
+/// `n thing` or `n things`.
+fn count(n: u64, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `all` or the names, comma-separated.
@@ -94,37 +125,20 @@ pub(super) fn webhooks(all: &[Listed], notice: Option<&Notice>) -> String {
          <th>Authentication</th><th>Trigger events</th><th>Activation status</th>\
          <th>Last delivery</th><th>Actions</th></tr></thead><tbody>",
     );
-    for Listed { webhook, last } in all {
+    for Listed { webhook, queue } in all {
         let id = escape(webhook.id.as_str());
         let name = escape(&webhook.name);
         let active = webhook.status == Status::Active;
-        let last = match last {
-            None => "none yet".to_owned(),
-            Some(last) => {
-                let outcome = last
-                    .last_status
-                    .map(|status| status.to_string())
-                    .or_else(|| last.last_error.clone())
-                    .unwrap_or_else(|| "not tried yet".to_owned());
-                format!(
-                    "{} ({}, {} attempt{}) at {}",
-                    escape(&last.state),
-                    escape(&outcome),
-                    last.attempts,
-                    if last.attempts == 1 { "" } else { "s" },
-                    escape(&last.created_at)
-                )
-            }
-        };
+        let (word, state) = state_word(&webhook.status);
         let _ = write!(
             main,
             "<tr><td><a href=\"/webhooks/{id}\">{name}</a></td><td><code>{url}</code></td>\
              <td>{auth}</td><td>{events}</td>\
-             <td><form method=\"post\" action=\"/webhooks/{id}/status\">\
+             <td><form method=\"get\" action=\"/webhooks/{id}/status\">\
              <input type=\"hidden\" name=\"version\" value=\"{version}\">\
              <input type=\"hidden\" name=\"active\" value=\"{switch_to}\">\
-             <button type=\"submit\" role=\"switch\" aria-checked=\"{active}\" \
-             aria-label=\"Activation status of {name}\">{word}</button></form></td>\
+             <button type=\"submit\" role=\"switch\" aria-checked=\"{active}\" class=\"state\" \
+             data-state=\"{state}\" aria-label=\"Activation status of {name}\"{title}>{word}</button></form></td>\
              <td>{last}</td>\
              <td><a href=\"/webhooks/{id}/deliveries\">Deliveries</a> · \
              <a href=\"/webhooks/{id}/delete\">Delete</a></td></tr>",
@@ -133,11 +147,85 @@ pub(super) fn webhooks(all: &[Listed], notice: Option<&Notice>) -> String {
             events = escape(&events_text(&webhook.events)),
             version = webhook.updated_at_ms,
             switch_to = if active { "off" } else { "on" },
-            word = escape(&activation(&webhook.status)),
+            title = match &webhook.status {
+                Status::Disabled(reason) => format!(" title=\"{}\"", escape(reason)),
+                _ => String::new(),
+            },
+            last = last_delivery(queue, active),
         );
     }
     main.push_str("</tbody></table>");
     page("Webhooks", notice, &main)
+}
+
+/// The list's **Last delivery**: the oldest request still failing when there is one (in
+/// strict order it holds up the rest), else the newest request; then the staged batch
+/// events and when they go. A webhook not `active` sends nothing: its queue waits.
+fn last_delivery(queue: &QueueState, active: bool) -> String {
+    let mut html = match (&queue.failing, &queue.last) {
+        (Some(failing), _) => {
+            let mut text = format!(
+                "<span class=\"state\" data-state=\"failing\">Failing</span> since {}: {} after {}",
+                escape(&failing.created_at),
+                escape(&outcome_of(failing)),
+                count(u64::try_from(failing.attempts).unwrap_or(0), "attempt"),
+            );
+            match &failing.next_attempt_at {
+                Some(next) if active => {
+                    let _ = write!(text, "; next attempt at {}", escape(next));
+                }
+                _ => text.push_str("; no attempt while it is not Active"),
+            }
+            let behind = queue.counts.pending.saturating_sub(1);
+            if behind > 0 {
+                let _ = write!(text, "; {} behind it", count(behind, "request"));
+            }
+            text
+        }
+        (None, Some(last)) => {
+            let (word, state) = match last.state.as_str() {
+                "delivered" => ("Delivered", "delivered"),
+                "expired" => ("Expired", "expired"),
+                _ if last.attempts == 0 => ("Pending, not tried yet", "pending"),
+                _ => ("Pending", "pending"),
+            };
+            let mut text = format!("<span class=\"state\" data-state=\"{state}\">{word}</span>");
+            if last.attempts > 0 {
+                let _ = write!(
+                    text,
+                    " ({}, {})",
+                    escape(&outcome_of(last)),
+                    count(u64::try_from(last.attempts).unwrap_or(0), "attempt")
+                );
+            }
+            let _ = write!(text, ", made at {}", escape(&last.created_at));
+            text
+        }
+        (None, None) => "none yet".to_owned(),
+    };
+    if queue.counts.staged > 0 {
+        let _ = write!(
+            html,
+            "<br><span class=\"state\" data-state=\"staged\">{} staged</span>",
+            count(queue.counts.staged, "batch event")
+        );
+        match queue.staged_due_ms {
+            Some(due) if active => {
+                let _ = write!(html, ", sent as a batch by {}", time(due));
+            }
+            _ => html.push_str(", sent once it is Active again"),
+        }
+    }
+    html
+}
+
+/// The last attempt's outcome: its status, else its error.
+fn outcome_of(summary: &DeliverySummary) -> String {
+    summary
+        .last_status
+        .map(|status| status.to_string())
+        .or_else(|| summary.last_error.clone())
+        .unwrap_or_else(|| "not tried yet".to_owned())
 }
 
 fn auth_word(auth: &Auth) -> &'static str {
@@ -145,86 +233,6 @@ fn auth_word(auth: &Auth) -> &'static str {
         Auth::None => "None",
         Auth::Basic(_) => "Basic",
         Auth::Signature(_) => "Signature",
-    }
-}
-
-/// What the Add webhook / Edit form shows: the stored webhook, or what was typed.
-#[derive(Debug, Clone, Default)]
-pub(super) struct FormValues {
-    name: String,
-    description: String,
-    url: String,
-    /// `none`, `basic` or `signature`.
-    auth: String,
-    username: String,
-    scheme: String,
-    /// Chosen names; `all` for every event.
-    events: Vec<String>,
-    active: bool,
-}
-
-impl FormValues {
-    /// An empty Add webhook form: Signature, Active.
-    pub(super) fn new_webhook() -> FormValues {
-        FormValues {
-            auth: "signature".into(),
-            scheme: "standard-webhooks".into(),
-            active: true,
-            ..FormValues::default()
-        }
-    }
-
-    /// The stored webhook.
-    pub(super) fn of(webhook: &Webhook) -> FormValues {
-        let (username, scheme) = match &webhook.auth {
-            Auth::Basic(basic) => (basic.username.clone(), String::new()),
-            // The name `--scheme` gives it: v1a shares its file's scheme with v1, and a save
-            // must not turn one into the other.
-            Auth::Signature(file) => (
-                String::new(),
-                SchemeName::of_file(file)
-                    .map(scheme_label)
-                    .unwrap_or_else(|| file.scheme.clone()),
-            ),
-            Auth::None => (String::new(), String::new()),
-        };
-        FormValues {
-            name: webhook.name.clone(),
-            description: webhook.description.clone(),
-            url: webhook.url.to_string(),
-            auth: webhook.auth.method().to_owned(),
-            username,
-            scheme,
-            events: match &webhook.events {
-                EventSelection::All => vec!["all".to_owned()],
-                EventSelection::Names(names) => names.clone(),
-            },
-            active: webhook.status == Status::Active,
-        }
-    }
-
-    /// What a posted form holds (the password is never put back).
-    pub(super) fn posted(form: &[(String, String)]) -> FormValues {
-        let value = |name: &str| {
-            form.iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-                .unwrap_or_default()
-        };
-        FormValues {
-            name: value("name"),
-            description: value("description"),
-            url: value("url"),
-            auth: value("auth"),
-            username: value("username"),
-            scheme: value("scheme"),
-            events: form
-                .iter()
-                .filter(|(key, _)| key == "events")
-                .map(|(_, value)| value.clone())
-                .collect(),
-            active: form.iter().any(|(key, _)| key == "active"),
-        }
     }
 }
 
@@ -236,27 +244,27 @@ pub(super) struct FieldError {
     pub message: String,
 }
 
-/// The attributes and the message of a field that may be at fault.
-fn error_of(errors: Option<&FieldError>, field: &str) -> (String, String) {
-    match errors {
-        Some(error) if error.field == field => (
+/// The attributes and the message of a field that may be at fault (its first error).
+pub(super) fn error_of(errors: &[FieldError], field: &str) -> (String, String) {
+    match errors.iter().find(|error| error.field == field) {
+        Some(error) => (
             format!(" aria-invalid=\"true\" aria-describedby=\"{field}-error\""),
             format!(
                 "<p class=\"error\" id=\"{field}-error\" role=\"alert\">{}</p>",
                 escape(&error.message)
             ),
         ),
-        _ => (String::new(), String::new()),
+        None => (String::new(), String::new()),
     }
 }
 
 /// A labelled text field.
-fn text_field(
+pub(super) fn text_field(
     id: &str,
     label: &str,
     kind: &str,
     value: &str,
-    errors: Option<&FieldError>,
+    errors: &[FieldError],
     extra: &str,
 ) -> String {
     let (invalid, message) = error_of(errors, id);
@@ -267,276 +275,69 @@ fn text_field(
     )
 }
 
-/// The Test webhook answer.
-fn test_result(outcome: &TestOutcome) -> String {
-    let mut html = String::from("<section aria-label=\"Test result\"><h2>Test result</h2>");
-    let headline = match (outcome.status, &outcome.error) {
-        (Some(status), _) => format!(
-            "Answered {status} in {} ms{}",
-            outcome.latency_ms,
-            if outcome.ok { "" } else { ": the test failed" }
-        ),
-        (None, Some(error)) => format!("No answer after {} ms: {error}", outcome.latency_ms),
-        (None, None) => "No answer".to_owned(),
-    };
-    let _ = write!(
-        html,
-        "<p role=\"status\">{}</p><dl><dt>Event</dt><dd><code>{}</code></dd>\
-         <dt>webhook-id</dt><dd><code>{}</code></dd><dt>Answer</dt><dd><pre>{}</pre></dd></dl>",
-        escape(&headline),
-        escape(&outcome.event),
-        escape(&outcome.webhook_id),
-        escape(&outcome.response)
-    );
-    if let Some(hint) = &outcome.hint {
-        let _ = write!(html, "<p role=\"alert\">Hint: {}</p>", escape(hint));
-    }
-    html.push_str("</section>");
-    html
-}
-
-/// The generated secrets of a Signature webhook, inside the Signature choice: their start,
-/// dates, the download, and the rotation (its controls belong to the `rotate` form, which
-/// HTML cannot nest in the main one).
-fn secrets(webhook: &Webhook) -> String {
-    let Auth::Signature(file) = &webhook.auth else {
-        return secrets_to_come();
-    };
+/// **Activation status**: the confirmation of a retire (`to_active` false) or an activate,
+/// saying how many requests wait and what happens to them.
+pub(super) fn confirm_status(webhook: &Webhook, queue: &QueueState, to_active: bool) -> String {
     let id = escape(webhook.id.as_str());
-    let mut html = String::from(
-        "<table aria-label=\"Secrets\"><thead><tr><th>Generated secret</th><th>Created</th>\
-         <th>Expires</th></tr></thead><tbody>",
-    );
-    for secret in &file.secrets {
-        let _ = write!(
-            html,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            escape(&secret_shown(&secret.secret)),
-            escape(&secret.created_at),
-            escape(secret.expires_at.as_deref().unwrap_or("never"))
-        );
-    }
-    let _ = write!(
-        html,
-        "</tbody></table><p><a href=\"/webhooks/{id}/signature.json\" download>Download signature</a> \
-         <span class=\"muted\">the signature file for the receiving team (scheme <code>{}</code>)</span></p>\
-         <p class=\"bar\"><label for=\"overlap\">Overlap</label>\
-         <input type=\"text\" id=\"overlap\" name=\"overlap\" value=\"24h\" size=\"6\" form=\"rotate\">\
-         <button type=\"submit\" form=\"rotate\">Rotate secret</button>\
-         <span class=\"muted\">a new secret; old and new both sign until the overlap ends</span></p>",
-        escape(&file.scheme),
-    );
-    html
-}
-
-/// A secret as the page shows it: its kind (`whsec_`) and a fingerprint, the first 8 hex
-/// digits of its SHA-256. Enough to tell two secrets apart and to match the downloaded file,
-/// without a single bit of the secret on the page.
-fn secret_shown(secret: &str) -> String {
-    use sha2::Digest as _;
-    // Only the prefixes of the key formats: a plain-text secret's own text stays hidden.
-    let kind = ["whsec_", "whsk_", "whpk_"]
-        .into_iter()
-        .find(|prefix| secret.starts_with(prefix))
-        .unwrap_or("");
-    let digest = sha2::Sha256::digest(secret.as_bytes());
-    let fingerprint: String = digest[..4]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("{kind}… (fingerprint {fingerprint})")
-}
-
-/// What the Signature choice says before a webhook has a secret.
-fn secrets_to_come() -> String {
-    "<p class=\"muted\">A secret is generated when the webhook is saved with Signature; \
-     <strong>Download signature</strong> then gives the file for the receiving team.</p>"
-        .to_owned()
-}
-
-/// **Add webhook** (no `webhook`) or **Edit**.
-pub(super) fn webhook_form(
-    webhook: Option<&Webhook>,
-    values: &FormValues,
-    error: Option<&FieldError>,
-    notice: Option<&Notice>,
-    tested: Option<&TestOutcome>,
-) -> String {
-    let mut main = String::new();
-    let action = match webhook {
-        Some(webhook) => format!("/webhooks/{}", escape(webhook.id.as_str())),
-        None => "/webhooks".to_owned(),
+    let name = escape(&webhook.name);
+    let waiting = match (queue.counts.pending, queue.counts.staged) {
+        (pending, 0) => count(pending, "request"),
+        (pending, staged) => format!(
+            "{} and {}",
+            count(pending, "request"),
+            count(staged, "staged batch event")
+        ),
     };
-    if let Some(FieldError {
-        field: "form",
-        message,
-    }) = error
-    {
-        let _ = write!(
-            main,
-            "<p role=\"alert\" class=\"problem\">{}</p>",
-            escape(message)
-        );
-    }
-    if let Some(outcome) = tested {
-        main.push_str(&test_result(outcome));
-    }
-    let _ = write!(main, "<form method=\"post\" action=\"{action}\">");
-    if let Some(webhook) = webhook {
-        let _ = write!(
-            main,
-            "<input type=\"hidden\" name=\"version\" value=\"{}\">",
-            webhook.updated_at_ms
-        );
-    }
-    main.push_str(&text_field("name", "Name", "text", &values.name, error, ""));
-    let (invalid, message) = error_of(error, "description");
-    let _ = write!(
-        main,
-        "<div class=\"field\"><label for=\"description\">Description</label>\
-         <textarea id=\"description\" name=\"description\" rows=\"2\"{invalid}>{}</textarea>{message}</div>",
-        escape(&values.description)
-    );
-    main.push_str(&text_field(
-        "url",
-        "Target URL",
-        "text",
-        &values.url,
-        error,
-        " inputmode=\"url\" placeholder=\"https://crm.example.com/webhook\"",
-    ));
-
-    // Authentication: one choice, then the fields of Basic and of Signature.
-    let (invalid, message) = error_of(error, "auth");
-    main.push_str("<fieldset><legend>Authentication</legend>");
-    for (value, label) in [
-        ("none", "None"),
-        ("basic", "Basic"),
-        ("signature", "Signature"),
-    ] {
-        let _ = write!(
-            main,
-            "<input type=\"radio\" id=\"auth-{value}\" name=\"auth\" value=\"{value}\"{}{invalid}>\
-             <label for=\"auth-{value}\">{label}</label> ",
-            if values.auth == value { " checked" } else { "" }
-        );
-    }
-    main.push_str(&message);
-    main.push_str("<fieldset><legend>Basic</legend><div class=\"pair\">");
-    main.push_str(&text_field(
-        "username",
-        "Username",
-        "text",
-        &values.username,
-        error,
-        " autocomplete=\"off\"",
-    ));
-    let kept = webhook.is_some_and(|webhook| matches!(webhook.auth, Auth::Basic(_)));
-    main.push_str(&text_field(
-        "password",
-        "Password",
-        "password",
-        "",
-        error,
-        if kept {
-            " autocomplete=\"new-password\" placeholder=\"unchanged when left empty\""
-        } else {
-            " autocomplete=\"new-password\""
-        },
-    ));
-    main.push_str("</div></fieldset><fieldset><legend>Signature</legend>");
-    let (invalid, message) = error_of(error, "scheme");
-    let _ = write!(
-        main,
-        "<div class=\"field\"><label for=\"scheme\">Scheme</label><select id=\"scheme\" name=\"scheme\"{invalid}>"
-    );
-    for name in SchemeName::value_variants() {
-        let label = scheme_label(*name);
-        let chosen = values.scheme == label;
-        let _ = write!(
-            main,
-            "<option value=\"{label}\"{}>{label}</option>",
-            if chosen { " selected" } else { "" }
-        );
-    }
-    let _ = write!(main, "</select>{message}</div>");
-    main.push_str(&webhook.map(secrets).unwrap_or_else(secrets_to_come));
-    main.push_str("</fieldset></fieldset>");
-
-    // Trigger events: the whole catalogue, real-time and batch apart.
-    let (invalid, message) = error_of(error, "events");
-    let _ = write!(
-        main,
-        "<fieldset id=\"events\"{invalid}><legend>Trigger events</legend>{message}\
-         <p><input type=\"checkbox\" id=\"event-all\" name=\"events\" value=\"all\"{}>\
-         <label for=\"event-all\">All events, also ones added later</label></p>",
-        if values.events.iter().any(|e| e == "all") {
-            " checked"
-        } else {
-            ""
-        }
-    );
-    for (class, legend) in [
-        (EventClass::RealTime, "Real-time"),
-        (EventClass::Batch, "Batch"),
-    ] {
-        let _ = write!(main, "<fieldset class=\"events\"><legend>{legend}</legend>");
-        for kind in verify::CATALOG.iter().filter(|kind| kind.class == class) {
-            // `:` is not allowed in an id that CSS or XPath reads easily; `_` is.
-            let id = format!("event-{}", kind.name.replace(':', "_"));
-            let _ = write!(
-                main,
-                "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"events\" value=\"{name}\"{checked}>\
-                 <label for=\"{id}\">{name}</label></span> ",
-                name = kind.name,
-                checked = if values.events.iter().any(|e| e == kind.name) {
-                    " checked"
-                } else {
-                    ""
+    let (question, consequence, button) = if to_active {
+        (
+            format!("Activate <strong>{name}</strong>?"),
+            format!(
+                "{waiting} wait{} in its queue: once it is active they are delivered, oldest \
+                 first, and new events go to it again.{}",
+                if queue.waiting() == 1 { "s" } else { "" },
+                match &webhook.status {
+                    Status::Disabled(reason) => format!(
+                        " It was disabled after failures ({}); requests that expired then are \
+                         not sent again by activating it.",
+                        escape(reason)
+                    ),
+                    _ => String::new(),
                 }
-            );
-        }
-        main.push_str("</fieldset>");
-    }
-    main.push_str("</fieldset>");
-
-    let test_button = match webhook {
-        Some(_) => {
-            " <button type=\"submit\" form=\"test\">Test webhook</button> \
-             <span class=\"muted\">sends one realistic event of its first trigger event now</span>"
-        }
-        None => " <span class=\"muted\">Test webhook is here once the webhook is saved</span>",
+            ),
+            "Activate",
+        )
+    } else {
+        (
+            format!("Retire <strong>{name}</strong>, switching its Activation status off?"),
+            format!(
+                "Nothing is delivered to it while it is Inactive, and new events do not go to \
+                 it. {waiting} wait{} in its queue: they stay there and are delivered when it \
+                 is activated again.",
+                if queue.waiting() == 1 { "s" } else { "" },
+            ),
+            "Retire",
+        )
     };
-    let _ = write!(
-        main,
-        "<p><input type=\"checkbox\" role=\"switch\" id=\"active\" name=\"active\"{}>\
-         <label for=\"active\">Activation status</label> <span class=\"muted\">{}</span></p>\
-         <p class=\"bar\"><button type=\"submit\">Save</button>{test_button}</p></form>",
-        if values.active { " checked" } else { "" },
-        match webhook {
-            Some(webhook) => format!("now {}", escape(&activation(&webhook.status))),
-            None => "on: events are delivered as soon as it is saved".to_owned(),
-        }
+    let main = format!(
+        "<p>{question} It is now {state}.</p><p>{consequence}</p>\
+         <form method=\"post\" action=\"/webhooks/{id}/status\" class=\"bar\">\
+         <input type=\"hidden\" name=\"version\" value=\"{version}\">\
+         <input type=\"hidden\" name=\"active\" value=\"{value}\">\
+         <button type=\"submit\">{button}</button> <a href=\"/\">Cancel</a></form>",
+        state = state_html(&webhook.status),
+        version = webhook.updated_at_ms,
+        value = if to_active { "on" } else { "off" },
     );
+    page(&format!("{button} {}", webhook.name), None, &main)
+}
 
-    let title = match webhook {
-        Some(webhook) => {
-            let id = escape(webhook.id.as_str());
-            // The forms of Test webhook and Rotate secret, whose controls sit in the main form.
-            let _ = write!(
-                main,
-                "<form id=\"test\" method=\"post\" action=\"/webhooks/{id}/test\"></form>\
-                 <form id=\"rotate\" method=\"post\" action=\"/webhooks/{id}/rotate\">\
-                 <input type=\"hidden\" name=\"version\" value=\"{}\"></form>\
-                 <p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Deliveries</a> \
-                 <a href=\"/webhooks/{id}/delete\">Delete</a></p>",
-                webhook.updated_at_ms
-            );
-            format!("Edit {}", webhook.name)
-        }
-        None => "Add webhook".to_owned(),
-    };
-    page(&title, notice, &main)
+/// A page that only says something went wrong or could not be done, with the way back.
+pub(super) fn message_page(title: &str, text: &str) -> String {
+    page(
+        title,
+        Some(&Notice::Problem(text.to_owned())),
+        "<p><a href=\"/\">Back to the Webhooks list</a></p>",
+    )
 }
 
 /// **Delete**: the confirmation.
@@ -553,76 +354,6 @@ pub(super) fn confirm_delete(webhook: &Webhook, pending: u64) -> String {
         s = if pending == 1 { "" } else { "s" },
     );
     page(&format!("Delete {}", webhook.name), None, &main)
-}
-
-/// **Deliveries** of one webhook: each request in order with its attempts.
-pub(super) fn deliveries(webhook: &Webhook, details: &[DeliveryDetail]) -> String {
-    let id = escape(webhook.id.as_str());
-    let mut main = format!(
-        "<dl><dt>Target URL</dt><dd><code>{}</code></dd><dt>Activation status</dt><dd>{}</dd></dl>\
-         <p class=\"bar\"><a href=\"/webhooks/{id}/deliveries\">Refresh</a> \
-         <a href=\"/webhooks/{id}\">Edit</a></p>",
-        escape(webhook.url.as_str()),
-        escape(&activation(&webhook.status))
-    );
-    if details.is_empty() {
-        main.push_str("<p>No request yet: <a href=\"/trigger\">Trigger</a> fires an event.</p>");
-    }
-    if details
-        .iter()
-        .any(|detail| detail.summary.state == "pending")
-    {
-        main.push_str(
-            "<p role=\"status\" data-refresh=\"1000\">Requests are pending: this page \
-             refreshes every second.</p>",
-        );
-    }
-    for detail in details {
-        let summary = &detail.summary;
-        let _ = write!(
-            main,
-            "<section aria-label=\"Request {msg}\"><h2>Request <code>{msg}</code>: {state}</h2><dl>\
-             <dt>Events</dt><dd>{names} ×{count}: {ids}</dd><dt>Account</dt><dd>{account}</dd>\
-             <dt>Made</dt><dd>{created}</dd>",
-            msg = escape(&summary.id),
-            state = escape(&summary.state),
-            names = escape(&summary.event_names),
-            count = summary.event_count,
-            ids = detail
-                .event_ids
-                .iter()
-                .map(|id| format!("<code>{}</code>", escape(id)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            account = summary.account_id,
-            created = escape(&summary.created_at),
-        );
-        if let Some(next) = &summary.next_attempt_at {
-            let _ = write!(main, "<dt>Next attempt</dt><dd>{}</dd>", escape(next));
-        }
-        let _ = write!(
-            main,
-            "</dl><table aria-label=\"Attempts of {}\"><thead><tr><th>Attempt</th><th>Time</th>\
-             <th>Status or error</th><th>Latency</th><th>Answer (first bytes)</th></tr></thead><tbody>",
-            escape(&summary.id)
-        );
-        for attempt in &detail.attempt_log {
-            let _ = write!(
-                main,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td><code>{}</code></td></tr>",
-                attempt.attempt,
-                escape(&attempt.at),
-                escape(&attempt.outcome()),
-                attempt.latency_ms,
-                escape(attempt.response_head.as_deref().unwrap_or(""))
-            );
-        }
-        if detail.attempt_log.is_empty() {
-            main.push_str("<tr><td colspan=\"5\">not tried yet</td></tr>");
-        }
-        main.push_str("</tbody></table></section>");
-    }
-    page(&format!("Deliveries of {}", webhook.name), None, &main)
 }
 
 /// What the Trigger form holds.
@@ -646,13 +377,100 @@ impl Default for TriggerValues {
     }
 }
 
+/// What a trigger queued, as the Trigger page reports it.
+pub(super) struct TriggerReport {
+    /// The catalogue name.
+    pub event: &'static str,
+    /// How many events were made.
+    pub count: usize,
+    /// For a batch event: the batch interval (as the flags write it) and size.
+    pub batch: Option<(String, usize)>,
+    /// The webhooks they went to, by registration.
+    pub webhooks: Vec<TriggeredWebhook>,
+}
+
+/// One webhook a trigger queued for.
+pub(super) struct TriggeredWebhook {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Batch events staged for it now (this trigger's and earlier ones).
+    pub staged: u64,
+    /// When they go, at the latest (epoch ms).
+    pub staged_due_ms: Option<i64>,
+}
+
+/// The Trigger page's report: the webhooks by name, each a link to where its events are;
+/// for a batch event, where they wait and when they go.
+fn trigger_report(report: &TriggerReport) -> String {
+    let events = count(u64::try_from(report.count).unwrap_or(u64::MAX), "event");
+    let mut html = String::from("<section aria-label=\"Queued\">");
+    match &report.batch {
+        None => {
+            let links: Vec<String> = report
+                .webhooks
+                .iter()
+                .map(|webhook| {
+                    format!(
+                        "<a href=\"/webhooks/{}/deliveries\">{}</a>",
+                        escape(&webhook.id),
+                        escape(&webhook.name)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                html,
+                "<p role=\"status\">Queued {events} of {} for {}: {}. Each one's \
+                 <strong>Deliveries</strong> page shows them as they go.</p>",
+                report.event,
+                count(report.webhooks.len() as u64, "webhook"),
+                links.join(", ")
+            );
+        }
+        Some((interval, size)) => {
+            let _ = write!(
+                html,
+                "<p role=\"status\">Staged {events} of {}, a batch event, for {}. Batch events \
+                 wait, staged per webhook, and go as one request a batch interval ({interval}) \
+                 after the oldest was staged, or at once when {size} are staged; until then \
+                 the <a href=\"/\">Webhooks</a> page shows them in Last delivery, then each \
+                 one's Deliveries page.</p><ul>",
+                report.event,
+                count(report.webhooks.len() as u64, "webhook"),
+            );
+            for webhook in &report.webhooks {
+                let _ = write!(
+                    html,
+                    "<li><a href=\"/webhooks/{}/deliveries\">{}</a>: {} staged",
+                    escape(&webhook.id),
+                    escape(&webhook.name),
+                    count(webhook.staged, "batch event")
+                );
+                match webhook.staged_due_ms {
+                    Some(due) => {
+                        let _ = write!(html, ", sent as one request by {}", time(due));
+                    }
+                    None => html.push_str(", already made into a request"),
+                }
+                html.push_str("</li>");
+            }
+            html.push_str("</ul>");
+        }
+    }
+    html.push_str("</section>");
+    html
+}
+
 /// **Trigger**: fire any catalogue event to the subscribed webhooks.
 pub(super) fn trigger(
     values: &TriggerValues,
-    error: Option<&FieldError>,
+    error: &[FieldError],
     notice: Option<&Notice>,
+    report: Option<&TriggerReport>,
 ) -> String {
-    let mut main = String::from("<form method=\"post\" action=\"/trigger\">");
+    let mut main = report.map(trigger_report).unwrap_or_default();
+    main.push_str("<form method=\"post\" action=\"/trigger\">");
     let (invalid, message) = error_of(error, "events");
     let _ = write!(
         main,
@@ -704,56 +522,4 @@ pub(super) fn trigger(
         escape(&values.fields)
     );
     page("Trigger", notice, &main)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_shows_its_kind_and_fingerprint_only() {
-        let shown = secret_shown("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        assert!(shown.starts_with("whsec_… (fingerprint "), "{shown}");
-        assert!(!shown.contains("MfKQ"), "{shown}");
-        assert_ne!(shown, secret_shown("whsec_other"));
-        let plain = secret_shown("my_plain_text_secret");
-        assert!(
-            plain.starts_with("… (fingerprint") && !plain.contains("my_"),
-            "{plain}"
-        );
-    }
-
-    #[test]
-    fn the_form_keeps_a_v1a_webhook_v1a() {
-        let webhook = crate::manage::WebhookChanges {
-            name: Some("CRM".into()),
-            url: Some(crate::manage::target_url("http://127.0.0.1:9/hook").expect("valid")),
-            events: Some("all".into()),
-            auth: Some(crate::registry::AuthMethod::Signature),
-            scheme: Some(SchemeName::StandardWebhooksV1a),
-            ..Default::default()
-        }
-        .create(0)
-        .expect("valid");
-        let page = webhook_form(Some(&webhook), &FormValues::of(&webhook), None, None, None);
-        assert!(
-            page.contains("<option value=\"standard-webhooks-v1a\" selected>"),
-            "{page}"
-        );
-    }
-
-    #[test]
-    fn typed_values_are_escaped_in_the_form() {
-        let values = FormValues {
-            name: "<script>x</script>".into(),
-            url: "\"><img>".into(),
-            ..FormValues::new_webhook()
-        };
-        let page = webhook_form(None, &values, None, None, None);
-        assert!(
-            !page.contains("<script>x") && !page.contains("\"><img>"),
-            "{page}"
-        );
-        assert!(page.contains("&lt;script&gt;x"));
-    }
 }

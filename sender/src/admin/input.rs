@@ -1,16 +1,19 @@
 //! A webhook as the API's JSON and the pages' forms give it, turned into the
 //! [`WebhookChanges`] that `sender webhooks add/edit` build from their flags: from there on one
-//! validation ([`WebhookChanges::apply`]) judges all three.
+//! validation ([`WebhookChanges::problems`], [`WebhookChanges::apply`]) judges all three.
+//! What cannot even be read (a Target URL that is no URL, an unknown method or scheme) is a
+//! [`Problem`] of its field here, so that a form or a body gets every error at once.
 
 use clap::ValueEnum as _;
 use serde::Deserialize;
 
-use crate::manage::{target_url, WebhookChanges};
+use crate::manage::{target_url_checked, Problem, WebhookChanges};
 use crate::registry::{AuthMethod, SchemeName};
 use crate::UsageError;
 
-/// The JSON body of `POST /api/webhooks` and `PATCH /api/webhooks/{id}`; fields left out keep
-/// their value (on add: their default). `Debug` hides the password.
+/// The JSON body of `POST /api/webhooks` and `PATCH /api/webhooks/{id}` (and the webhook of
+/// `POST /api/test`); fields left out keep their value (on add: their default). `Debug` hides
+/// the password.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
@@ -30,31 +33,51 @@ pub struct WebhookInput {
     active: Option<bool>,
     /// The `version` the caller read; a change is refused when the webhook has another.
     pub version: Option<i64>,
+    /// A pending signature (`ps_…`, from `POST /api/pending-signatures`) whose secret the
+    /// webhook takes, and, when it is new, whose webhook id.
+    pub pending_signature: Option<String>,
 }
 
 impl WebhookInput {
-    /// The changes, with `url`, `auth` and `scheme` read as the command line reads them.
-    ///
-    /// # Errors
-    /// A [`UsageError`] for a `url` that is no Target URL, an unknown authentication method or
-    /// scheme.
-    pub fn changes(self) -> Result<WebhookChanges, UsageError> {
-        Ok(WebhookChanges {
+    /// The changes, with `url`, `auth` and `scheme` read as the command line reads them, and
+    /// the problems of the fields that could not be read (left out of the changes).
+    pub fn changes(self) -> (WebhookChanges, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let url = self
+            .url
+            .as_deref()
+            .and_then(|text| keep_problem(target_url_checked(text), &mut problems));
+        let auth = self
+            .auth
+            .as_deref()
+            .and_then(|text| keep_problem(auth_method(text), &mut problems));
+        let scheme = self
+            .scheme
+            .as_deref()
+            .and_then(|text| keep_problem(scheme_name(text), &mut problems));
+        let changes = WebhookChanges {
             name: self.name,
             description: self.description,
-            url: self.url.as_deref().map(target_url).transpose()?,
+            url,
             events: self.events.map(|names| names.join(",")),
-            auth: self.auth.as_deref().map(auth_method).transpose()?,
+            auth,
             username: self.username,
             password: self.password.map(|password| password.0),
-            scheme: self.scheme.as_deref().map(scheme_name).transpose()?,
+            scheme,
             signature_header: self.signature_header,
             signature_encoding: self.signature_encoding,
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance_seconds,
             active: self.active,
-        })
+            pending_signature: None,
+        };
+        (changes, problems)
     }
+}
+
+/// The value, or `None` with its problem kept.
+fn keep_problem<T, E: Into<Problem>>(read: Result<T, E>, problems: &mut Vec<Problem>) -> Option<T> {
+    read.map_err(|problem| problems.push(problem.into())).ok()
 }
 
 /// A password read from JSON; `Debug` hides it.
@@ -81,7 +104,7 @@ fn auth_method(text: &str) -> Result<AuthMethod, UsageError> {
 }
 
 /// A scheme name as `--scheme` takes it (`standard-webhooks`, `body-hmac-sha256`, …).
-fn scheme_name(text: &str) -> Result<SchemeName, UsageError> {
+pub fn scheme_name(text: &str) -> Result<SchemeName, UsageError> {
     SchemeName::from_str(text, true).map_err(|_| {
         let names: Vec<String> = SchemeName::value_variants()
             .iter()
@@ -102,50 +125,65 @@ pub fn scheme_label(name: SchemeName) -> String {
         .unwrap_or_default()
 }
 
-/// The form of the Add webhook / Edit page. A blank Password keeps the stored one on Edit;
-/// Activation status is a checkbox, so its absence means off.
-///
-/// # Errors
-/// A [`UsageError`] for a Target URL that is no URL, an unknown authentication method or
-/// scheme.
-pub fn form_changes(form: &[(String, String)], adding: bool) -> Result<WebhookChanges, UsageError> {
+/// The form of the Add webhook / Edit page, with the problems of the fields that could not be
+/// read. A blank Password keeps `kept_password` (one typed into this form before it came
+/// back), else, on Edit, the stored one; Activation status is a checkbox, so its absence
+/// means off. The fields of the methods not chosen stay in the form, hidden; only the chosen
+/// method's count.
+pub fn form_changes(
+    form: &[(String, String)],
+    adding: bool,
+    kept_password: Option<&verify::RedactedString>,
+) -> (WebhookChanges, Vec<Problem>) {
     let value = |name: &str| {
         form.iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
     };
     let non_blank = |name: &str| value(name).filter(|text| !text.trim().is_empty());
+    let mut problems = Vec::new();
     let events: Vec<&str> = form
         .iter()
         .filter(|(key, _)| key == "events")
         .map(|(_, value)| value.as_str())
         .collect();
-    let auth = value("auth").as_deref().map(auth_method).transpose()?;
+    let auth = value("auth")
+        .as_deref()
+        .and_then(|text| keep_problem(auth_method(text), &mut problems));
     let signature = auth == Some(AuthMethod::Signature);
     let basic = auth == Some(AuthMethod::Basic);
-    Ok(WebhookChanges {
+    let username = non_blank("username").filter(|_| basic);
+    if basic && username.is_none() && value("username").is_some() {
+        // A cleared Username is a mistake, not "keep the stored one".
+        problems.push(Problem::from(UsageError(
+            "--auth basic needs --username".into(),
+        )));
+    }
+    let changes = WebhookChanges {
         name: value("name"),
         description: value("description"),
-        url: value("url").as_deref().map(target_url).transpose()?,
+        url: value("url")
+            .as_deref()
+            .and_then(|text| keep_problem(target_url_checked(text), &mut problems)),
         events: Some(events.join(",")),
         auth,
-        // The fields of the other methods stay in the form, hidden or not; only the chosen
-        // method's count.
-        username: value("username").filter(|_| basic),
+        username,
         password: non_blank("password")
-            .filter(|_| basic)
-            .map(verify::RedactedString::from),
+            .map(verify::RedactedString::from)
+            .or_else(|| kept_password.cloned())
+            .filter(|_| basic),
         scheme: non_blank("scheme")
             .filter(|_| signature)
             .as_deref()
-            .map(scheme_name)
-            .transpose()?,
+            .and_then(|text| keep_problem(scheme_name(text), &mut problems)),
         signature_header: None,
         signature_encoding: None,
         signature_prefix: None,
         tolerance_secs: None,
         active: Some(value("active").is_some()).filter(|active| !adding || !active),
-    })
+        pending_signature: None,
+    };
+    (changes, problems)
 }
 
 #[cfg(test)]
@@ -161,7 +199,7 @@ mod tests {
 
     #[test]
     fn forms_become_the_flags_of_the_command_line() {
-        let changes = form_changes(
+        let (changes, problems) = form_changes(
             &form(&[
                 ("name", "CRM"),
                 ("url", "http://127.0.0.1:9/hook"),
@@ -173,8 +211,9 @@ mod tests {
                 ("scheme", "svix"),
             ]),
             true,
-        )
-        .expect("valid form");
+            None,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             changes.events.as_deref(),
             Some("COURSE_ENROLLMENT,COURSE_COMPLETED")
@@ -192,11 +231,19 @@ mod tests {
 
     #[test]
     fn unknown_methods_and_schemes_are_refused() {
-        let input: WebhookInput = serde_json::from_str(r#"{"auth":"digest"}"#).expect("parses");
-        assert!(input.changes().expect_err("digest").0.contains("--auth"));
+        let input: WebhookInput =
+            serde_json::from_str(r#"{"auth":"digest","url":"ftp://x/y"}"#).expect("parses");
+        let (_, problems) = input.changes();
+        let fields: Vec<&str> = problems.iter().map(|problem| problem.field).collect();
+        assert_eq!(fields, ["url", "auth"], "every one at once: {problems:?}");
+        assert!(problems[1].usage.0.contains("--auth"));
         let input: WebhookInput =
             serde_json::from_str(r#"{"auth":"signature","scheme":"md5"}"#).expect("parses");
-        assert!(input.changes().expect_err("md5").0.contains("--scheme"));
+        let (_, problems) = input.changes();
+        assert!(problems[0].usage.0.contains("--scheme"));
+        assert!(problems[0]
+            .message
+            .starts_with("Scheme \"md5\": use one of"));
         assert!(serde_json::from_str::<WebhookInput>(r#"{"colour":"red"}"#).is_err());
     }
 }

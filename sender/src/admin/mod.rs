@@ -17,13 +17,25 @@
 //! `common::target_guard`), unless `--allow-private-targets`.
 //!
 //! Layout: this file serves, guards and routes, with the reads and actions both views share;
-//! `api` answers JSON; `pages` handles the HTML pages and `html` renders them; `input` turns
-//! API bodies and forms into [`crate::manage::WebhookChanges`].
+//! `api` answers JSON (`api_recovery` its resend, recover and retry); `pages` handles the HTML
+//! pages and `html` renders them, but for the Add webhook / Edit form, whose flows (Test
+//! webhook and Download signature before Save, Save, every error at once) are `form_pages` and
+//! whose HTML is `form_html`, and the Deliveries page (the outage's page: Retry now, Resend,
+//! Recover), which is `deliveries` and `deliveries_html`; `pending` holds the unsaved forms'
+//! secrets (a signature made before Save, a typed password); `input` turns API bodies and
+//! forms into [`crate::manage::WebhookChanges`]; `admin.css` is the pages' own stylesheet,
+//! beside the shared one.
 
 mod api;
+mod api_recovery;
+mod deliveries;
+mod deliveries_html;
+mod form_html;
+mod form_pages;
 mod html;
 mod input;
 mod pages;
+mod pending;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,7 +48,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::config::DeliveryConfig;
-use crate::delivery::{Engine, HttpTransport, Mode};
+use crate::delivery::{Engine, HttpTransport, Mode, Reporting};
+use crate::monitoring::Monitoring;
 use crate::store::State;
 
 /// Where the pages listen unless told otherwise.
@@ -50,15 +63,28 @@ const COOKIE_PREFIX: &str = "sender_admin";
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// The OpenAPI 3 document of `/api/`, kept in the repository beside this file.
 pub const OPENAPI: &str = include_str!("openapi.json");
+/// The admin pages' own stylesheet (states in colour, the form's methods), after the shared
+/// one.
+const STYLESHEET: &str = include_str!("admin.css");
+/// Where the admin pages' stylesheet is served.
+const STYLESHEET_PATH: &str = "/assets/admin.css";
 
 /// What the admin pages share between requests.
 pub struct Admin {
     guard: Guard,
     state: Arc<dyn State>,
+    /// `/metrics` and `/healthz` on the pages' address.
+    monitoring: Arc<Monitoring>,
     /// Where Target URLs may point: from the listening address (see [`TargetGuard`]).
     targets: TargetGuard,
     /// For **Test webhook**: the engine's timeouts, CA file and target guard.
     transport: HttpTransport,
+    /// The unsaved forms' secrets.
+    pending: pending::PendingForms,
+    /// The worker's batch interval and size, to say when staged batch events go (the
+    /// Deliveries and Trigger pages).
+    batch_interval: Duration,
+    batch_size: usize,
 }
 
 impl Admin {
@@ -77,13 +103,26 @@ impl Admin {
     ) -> anyhow::Result<Admin> {
         Ok(Admin {
             guard: Guard::new(token, COOKIE_PREFIX, port)?.with_header(TOKEN_HEADER),
+            monitoring: Monitoring::new(state.clone()),
             state,
             transport: HttpTransport::new(config.connect_timeout, config.response_timeout)
                 .with_ca_file(config.ca_file.clone())
                 .with_targets(targets.clone()),
             targets,
+            pending: pending::PendingForms::new(),
+            batch_interval: config.batch_interval,
+            batch_size: config.batch_size,
         })
     }
+}
+
+/// What `sender admin` reports besides its pages: the worker's counters and notifications, and
+/// the `/metrics` and `/healthz` its address also answers (see [`crate::monitoring`]).
+pub struct Observed {
+    /// The engine's reporting.
+    pub reporting: Reporting,
+    /// The counters and state `/metrics` reads.
+    pub monitoring: Arc<Monitoring>,
 }
 
 /// Serves the pages on `listener` and runs the delivery worker (as `sender run`) until
@@ -98,17 +137,16 @@ pub async fn run(
     state: Arc<dyn State>,
     config: DeliveryConfig,
     targets: TargetGuard,
+    observed: Observed,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
-    let admin = Arc::new(Admin::new(
-        token,
-        port,
-        state.clone(),
-        &config,
-        targets.clone(),
-    )?);
-    let engine = Engine::http_guarded(state, config, targets).with_role("admin");
+    let mut admin = Admin::new(token, port, state.clone(), &config, targets.clone())?;
+    admin.monitoring = observed.monitoring;
+    let admin = Arc::new(admin);
+    let engine = Engine::http_guarded(state, config, targets)
+        .with_role("admin")
+        .with_reporting(observed.reporting);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.changed().await;
@@ -163,6 +201,14 @@ impl Asked {
 /// Guard, cross-site check, then route. Every answer carries the security headers.
 async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebBody> {
     let (parts, body) = request.into_parts();
+    // A load balancer's or an orchestrator's probe holds no token; `/healthz` says nothing
+    // but whether the state answers. `/metrics` is behind the token like every page (the
+    // `x-admin-token` header; `--metrics ADDR` serves it without one).
+    if parts.uri.path() == "/healthz" {
+        if let Some(answer) = admin.monitoring.answer(&parts.method, "/healthz").await {
+            return answer;
+        }
+    }
     let access = admin.guard.check(&parts);
     if let Some(refusal) = access.refusal() {
         return refusal;
@@ -196,6 +242,10 @@ async fn handle(admin: &Arc<Admin>, request: Request<Incoming>) -> Response<WebB
     let path = parts.uri.path();
     let mut response = if path == web::STYLESHEET_PATH || path == web::SCRIPT_PATH {
         web::asset(path).unwrap_or_else(web::not_found)
+    } else if path == STYLESHEET_PATH {
+        web::respond(StatusCode::OK, "text/css; charset=utf-8", STYLESHEET)
+    } else if let Some(answer) = admin.monitoring.answer(&parts.method, path).await {
+        answer
     } else if api {
         api::route(admin, &asked).await
     } else {
@@ -239,29 +289,80 @@ fn overlap(text: Option<&str>) -> Result<Duration, crate::UsageError> {
     }
 }
 
-/// A webhook with its newest request, as the **Webhooks** list shows it.
+/// A webhook with the state of its queue, as the **Webhooks** list shows it.
 pub(crate) struct Listed {
     webhook: crate::registry::Webhook,
-    last: Option<crate::store::DeliverySummary>,
+    queue: QueueState,
 }
 
-/// Every webhook with its newest request.
+/// The state of a webhook's queue, as the pages tell it.
+pub(crate) struct QueueState {
+    /// Its newest request.
+    last: Option<crate::store::DeliverySummary>,
+    /// Its oldest pending request, when that one has failed at least once: what holds the
+    /// queue up (strict order), shown before the newest.
+    failing: Option<crate::store::DeliverySummary>,
+    /// Requests waiting to be sent or retried, batch events staged, and the rest.
+    counts: crate::store::QueueCounts,
+    /// When its staged batch events go, at the latest (epoch ms).
+    staged_due_ms: Option<i64>,
+}
+
+impl QueueState {
+    /// Requests waiting to be sent or retried, with the batch events staged.
+    fn waiting(&self) -> u64 {
+        self.counts.pending + self.counts.staged
+    }
+}
+
+/// Every webhook with the state of its queue.
 async fn listed(admin: &Admin) -> anyhow::Result<Vec<Listed>> {
-    blocking(admin, |state| {
+    let interval_ms = batch_interval_ms(admin);
+    blocking(admin, move |state| {
         let mut all = Vec::new();
         for webhook in state.webhooks()? {
-            let last = state
-                .deliveries(&crate::store::DeliveryFilter {
-                    webhook_id: Some(webhook.id.clone()),
-                    state: None,
-                    limit: 1,
-                })?
-                .pop();
-            all.push(Listed { webhook, last });
+            let queue = queue_state(state, &webhook.id, interval_ms)?;
+            all.push(Listed { webhook, queue });
         }
         Ok(all)
     })
     .await
+}
+
+fn batch_interval_ms(admin: &Admin) -> i64 {
+    i64::try_from(admin.batch_interval.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A webhook's newest request, its oldest request still failing, its counts and when its
+/// staged batch events go (`interval_ms` after the oldest was staged).
+fn queue_state(
+    state: &dyn State,
+    id: &crate::registry::WebhookId,
+    interval_ms: i64,
+) -> anyhow::Result<QueueState> {
+    let last = state
+        .deliveries(&crate::store::DeliveryFilter {
+            webhook_id: Some(id.clone()),
+            state: None,
+            limit: 1,
+        })?
+        .pop();
+    // The head of the queue, due or not: in strict order it holds up every request behind it.
+    let head = state.pending(id, 1, true, verify::unix_now_ms(), 0)?.pop();
+    let failing = match head {
+        Some(head) if head.attempts > 0 => {
+            state.delivery(&head.msg_id)?.map(|detail| detail.summary)
+        }
+        _ => None,
+    };
+    Ok(QueueState {
+        last,
+        failing,
+        counts: state.counts(Some(id))?,
+        staged_due_ms: state
+            .oldest_staged_at_ms(id)?
+            .map(|oldest| oldest.saturating_add(interval_ms)),
+    })
 }
 
 /// Most requests the **Deliveries** page and its API show, the newest.
@@ -298,8 +399,19 @@ async fn test_webhook(
 ) -> anyhow::Result<crate::manage::TestOutcome> {
     let id = id.to_owned();
     let webhook = blocking(admin, move |state| crate::manage::find(state, &id)).await?;
+    test_unsaved(admin, &webhook, event).await
+}
+
+/// **Test webhook** with a webhook as it is on screen, saved or not (the values typed so far
+/// applied to it): its Target URL checked as Save checks it, one realistic event sent now,
+/// outside the queue; nothing is stored.
+async fn test_unsaved(
+    admin: &Admin,
+    webhook: &crate::registry::Webhook,
+    event: Option<String>,
+) -> anyhow::Result<crate::manage::TestOutcome> {
     check_target(admin, Some(&webhook.url)).await?;
-    let target = crate::manage::TestTarget::of(&webhook);
+    let target = crate::manage::TestTarget::of(webhook);
     let outcome = crate::manage::send_test(&target, event, &admin.transport).await?;
     // The host only: a URL may carry a token in its query.
     tracing::info!(
@@ -335,16 +447,26 @@ async fn signature_download(
         crate::manage::signature_file(state, &owned, signing)
     })
     .await?;
-    let mut response = web::respond(StatusCode::OK, "application/json", text);
-    // The id is `wh_` and alphanumerics (it was found), so it needs no quoting.
-    if let Ok(value) =
-        http::HeaderValue::from_str(&format!("attachment; filename=\"signature-{id}.json\""))
+    Ok(attachment(&text, id))
+}
+
+/// A signature file as a download, `signature-{id}.json`.
+fn attachment(text: &str, id: &str) -> Response<WebBody> {
+    let mut response = web::respond(StatusCode::OK, "application/json", text.to_owned());
+    // Ids are `wh_` and alphanumerics (checked by the caller: found, or made here).
+    if id
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
     {
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_DISPOSITION, value);
+        if let Ok(value) =
+            http::HeaderValue::from_str(&format!("attachment; filename=\"signature-{id}.json\""))
+        {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_DISPOSITION, value);
+        }
     }
-    Ok(response)
+    response
 }
 
 /// **Trigger**: makes the events and queues them; the worker of this process delivers them.

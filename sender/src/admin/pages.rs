@@ -1,14 +1,15 @@
 //! The page handlers: each reads like its request, parse the form, call [`crate::manage`]
 //! (the command line's code), render `html`. A change answers with a redirect to the page that
-//! shows its result (post/redirect/get), or the form again with the error beside its field.
+//! shows its result (post/redirect/get), or the form again with the errors beside their fields.
+//! The Add webhook / Edit form's flows are `form_pages`.
 
 use common::web::{self, WebBody};
 use http::{Method, Response, StatusCode};
 
-use super::html::{self, FieldError, FormValues, Notice, TriggerValues};
-use super::input::form_changes;
+use super::form_pages;
+use super::html::{self, FieldError, Notice, TriggerReport, TriggerValues, TriggeredWebhook};
 use super::{blocking, Admin, Asked};
-use crate::manage::{self, Refusal, TriggerRequest};
+use crate::manage::{self, Problem, Refusal, TriggerRequest};
 use crate::registry::{Status, Webhook};
 use crate::UsageError;
 
@@ -16,48 +17,72 @@ use crate::UsageError;
 pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
     let segments: Vec<&str> = asked.segments.iter().map(String::as_str).collect();
     let form = web::parse_query(&String::from_utf8_lossy(&asked.body));
+    let done = asked.query("done");
     let result = match (&asked.method, segments.as_slice()) {
         (&Method::GET, []) => list(admin, asked).await,
-        (&Method::GET, ["webhooks", "new"]) => Ok(page(html::webhook_form(
-            None,
-            &FormValues::new_webhook(),
-            None,
-            None,
-            None,
-        ))),
-        (&Method::POST, ["webhooks"]) => create(admin, &form).await,
-        (&Method::GET, ["webhooks", id]) => edit_page(admin, id, asked).await,
-        (&Method::POST, ["webhooks", id]) => save(admin, id, &form).await,
+        (&Method::GET, ["webhooks", "new"]) => form_pages::new_page(admin, done).await,
+        (&Method::POST, ["webhooks", "new", "test"]) => form_pages::test(admin, None, &form).await,
+        (&Method::POST, ["webhooks", "new", "signature"]) => {
+            form_pages::download(admin, None, &form).await
+        }
+        (&Method::GET, ["webhooks", "new", "test" | "signature"]) => {
+            Ok(form_pages::back_to_form(None))
+        }
+        (&Method::POST, ["webhooks"]) => form_pages::create(admin, &form).await,
+        (&Method::GET, ["webhooks", id]) => form_pages::edit_page(admin, id, done).await,
+        (&Method::POST, ["webhooks", id]) => form_pages::save(admin, id, &form).await,
+        (&Method::GET, ["webhooks", id, "status"]) => confirm_status(admin, id, asked).await,
         (&Method::POST, ["webhooks", id, "status"]) => switch(admin, id, &form).await,
-        (&Method::POST, ["webhooks", id, "test"]) => test(admin, id).await,
-        (&Method::POST, ["webhooks", id, "rotate"]) => rotate(admin, id, &form).await,
+        (&Method::POST, ["webhooks", id, "test"]) => form_pages::test(admin, Some(id), &form).await,
+        (&Method::POST, ["webhooks", id, "signature"]) => {
+            form_pages::download(admin, Some(id), &form).await
+        }
+        (&Method::GET, ["webhooks", id, "test" | "signature"]) => {
+            Ok(form_pages::back_to_form(Some(id)))
+        }
+        (&Method::POST, ["webhooks", id, "rotate"]) => form_pages::rotate(admin, id, &form).await,
         (&Method::GET, ["webhooks", id, "signature.json"]) => {
             super::signature_download(admin, id, false).await
         }
         (&Method::GET, ["webhooks", id, "delete"]) => confirm_delete(admin, id).await,
         (&Method::POST, ["webhooks", id, "delete"]) => delete(admin, id).await,
         (&Method::GET, ["webhooks", id, "deliveries"]) => {
-            super::deliveries_of(admin, (*id).to_owned())
-                .await
-                .map(|(webhook, details)| page(html::deliveries(&webhook, &details)))
+            super::deliveries::page(admin, id, asked).await
         }
-        (&Method::GET, ["trigger"]) => {
-            Ok(page(html::trigger(&TriggerValues::default(), None, None)))
+        (&Method::POST, ["webhooks", id, "deliveries", request, "resend"]) => {
+            super::deliveries::resend(admin, id, request).await
         }
+        (&Method::POST, ["webhooks", id, "retry"]) => super::deliveries::retry_now(admin, id).await,
+        (&Method::GET, ["webhooks", id, "recover"]) => {
+            super::deliveries::confirm_recover(admin, id, asked).await
+        }
+        (&Method::POST, ["webhooks", id, "recover"]) => {
+            super::deliveries::recover(admin, id, &form).await
+        }
+        (&Method::GET, ["trigger"]) => Ok(page(html::trigger(
+            &TriggerValues::default(),
+            &[],
+            None,
+            None,
+        ))),
         (&Method::POST, ["trigger"]) => trigger(admin, &form).await,
-        _ => Ok(web::not_found()),
+        _ => Ok(web::html(
+            StatusCode::NOT_FOUND,
+            html::message_page("Not found", "There is no page at this address."),
+        )),
     };
-    result.unwrap_or_else(|failure| failed(&failure))
+    result.unwrap_or_else(|failure| failed_page(&failure))
 }
 
-type Answer = anyhow::Result<Response<WebBody>>;
+/// What a page handler answers.
+pub(super) type Answer = anyhow::Result<Response<WebBody>>;
 
 fn page(html: String) -> Response<WebBody> {
     web::html(StatusCode::OK, html)
 }
 
 /// A 303 to `location` (one of our own paths).
-fn see_other(location: &str) -> Response<WebBody> {
+pub(super) fn see_other(location: &str) -> Response<WebBody> {
     let mut response = web::text(StatusCode::SEE_OTHER, format!("see {location}\n"));
     if let Ok(value) = http::HeaderValue::from_str(location) {
         response.headers_mut().insert(http::header::LOCATION, value);
@@ -65,54 +90,52 @@ fn see_other(location: &str) -> Response<WebBody> {
     response
 }
 
-/// What could not be done, as a page: a missing webhook is a 404, a refusal says what to do,
-/// a storage failure is logged and the page says to try again.
-fn failed(failure: &anyhow::Error) -> Response<WebBody> {
+/// What could not be done, as a page with the navigation: a missing webhook is a 404, a
+/// refusal says what to do, a storage failure is logged and the page says to try again.
+pub(super) fn failed_page(failure: &anyhow::Error) -> Response<WebBody> {
     let (status, text) = match Refusal::of(failure) {
-        Some(Refusal::NotFound(message)) => (StatusCode::NOT_FOUND, message),
-        Some(refusal) => (StatusCode::CONFLICT, refusal.to_string()),
-        None => match failure
-            .chain()
-            .find_map(|cause| cause.downcast_ref::<UsageError>())
-        {
+        Some(Refusal::NotFound(_)) => (
+            StatusCode::NOT_FOUND,
+            "There is no such webhook: it may have been deleted.".to_owned(),
+        ),
+        Some(refusal) => (
+            StatusCode::CONFLICT,
+            manage::field_error(&refusal.to_string()).1,
+        ),
+        None => match usage_of(failure) {
             Some(usage) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                manage::field_error(&usage.0).1,
+                Problem::from(usage).message,
             ),
             None => {
                 tracing::warn!(error = %format!("{failure:#}"), "admin pages");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the state could not be read or written; try again in a moment (the log says why)"
+                    "The state could not be read or written; try again in a moment (the log says why)."
                         .to_owned(),
                 )
             }
         },
     };
-    web::text(status, format!("{} {text}\n", status.as_u16()))
+    let title = if status == StatusCode::NOT_FOUND {
+        "Not found"
+    } else {
+        "Not done"
+    };
+    web::html(status, html::message_page(title, &text))
 }
 
-/// The error of a change, for the form: the field at fault and what to do, or `None` when it
-/// is not the user's to fix.
-fn field_error(failure: &anyhow::Error) -> Option<FieldError> {
-    if let Some(usage) = failure
+/// The user's mistake in an error chain, if it is one (owned: a handler keeps it across an
+/// `.await`, which a borrowed error cannot be).
+pub(super) fn usage_of(failure: &anyhow::Error) -> Option<UsageError> {
+    failure
         .chain()
         .find_map(|cause| cause.downcast_ref::<UsageError>())
-    {
-        let (field, message) = manage::field_error(&usage.0);
-        return Some(FieldError { field, message });
-    }
-    match Refusal::of(failure) {
-        Some(Refusal::Limit(message) | Refusal::Changed(message)) => Some(FieldError {
-            field: "form",
-            message,
-        }),
-        _ => None,
-    }
+        .cloned()
 }
 
 /// A form field's value.
-fn value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_str())
@@ -123,105 +146,82 @@ fn version(form: &[(String, String)]) -> Option<i64> {
     value(form, "version").and_then(|text| text.parse().ok())
 }
 
-async fn find(admin: &Admin, id: &str) -> anyhow::Result<Webhook> {
+/// The webhook with `id`.
+pub(super) async fn find(admin: &Admin, id: &str) -> anyhow::Result<Webhook> {
     let id = id.to_owned();
     blocking(admin, move |state| manage::find(state, &id)).await
 }
 
-/// **Webhooks**; `?done=` names what the previous change did (one of ours, below).
+/// **Webhooks**; `?done=` names what the previous change did (one of ours, below), `?id=`
+/// the webhook it did it to.
 async fn list(admin: &Admin, asked: &Asked) -> Answer {
     let all = super::listed(admin).await?;
-    let notice = match asked.query("done") {
-        Some("deleted") => Some(Notice::Done("The webhook was deleted.".into())),
-        Some("changed") => Some(Notice::Problem(
+    let named = asked
+        .query("id")
+        .and_then(|id| all.iter().find(|listed| listed.webhook.id.as_str() == id));
+    let notice = match (asked.query("done"), named) {
+        (Some("deleted"), _) => Some(Notice::Done("The webhook was deleted.".into())),
+        (Some("changed"), _) => Some(Notice::Problem(
             "That webhook was changed meanwhile (by the delivery worker, another page or a command), so nothing was switched: here is the list as it is now."
                 .into(),
         )),
+        (Some("retired"), Some(listed)) => Some(Notice::Done(format!(
+            "{} is now Inactive: nothing is delivered to it; {} waiting in its queue until it is activated again.",
+            listed.webhook.name,
+            waiting_words(listed.queue.waiting()),
+        ))),
+        (Some("activated"), Some(listed)) => Some(Notice::Done(format!(
+            "{} is now Active: {} waiting in its queue go now, oldest first.",
+            listed.webhook.name,
+            waiting_words(listed.queue.waiting()),
+        ))),
         _ => None,
     };
     Ok(page(html::webhooks(&all, notice.as_ref())))
 }
 
-async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
-    let changes = form_changes(form, true);
-    let added = match changes {
-        Ok(changes) => match super::check_target(admin, changes.url.as_ref()).await {
-            Ok(()) => blocking(admin, move |state| manage::add(state, changes)).await,
-            Err(usage) => Err(usage.into()),
-        },
-        Err(usage) => Err(usage.into()),
-    };
-    match added {
-        Ok(webhook) => Ok(see_other(&format!("/webhooks/{}?done=saved", webhook.id))),
-        Err(failure) => match field_error(&failure) {
-            Some(error) => Ok(web::html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html::webhook_form(None, &FormValues::posted(form), Some(&error), None, None),
-            )),
-            None => Err(failure),
-        },
-    }
+/// `1 request`, `3 requests` (staged batch events counted as requests to come).
+fn waiting_words(waiting: u64) -> String {
+    format!(
+        "{waiting} request{} {}",
+        if waiting == 1 { "" } else { "s" },
+        if waiting == 1 { "is" } else { "are" }
+    )
 }
 
-async fn edit_page(admin: &Admin, id: &str, asked: &Asked) -> Answer {
-    let webhook = find(admin, id).await?;
-    let notice = match asked.query("done") {
-        Some("saved") => Some(Notice::Done("Saved.".into())),
+/// `GET /webhooks/{id}/status?active=on|off`: the confirmation of a retire or an activate,
+/// with the webhook as it is now (the list may be older).
+async fn confirm_status(admin: &Admin, id: &str, asked: &Asked) -> Answer {
+    let to_active = asked.query("active") == Some("on");
+    let owned = id.to_owned();
+    let interval_ms = super::batch_interval_ms(admin);
+    let (webhook, queue) = blocking(admin, move |state| {
+        let webhook = manage::find(state, &owned)?;
+        let queue = super::queue_state(state, &webhook.id, interval_ms)?;
+        Ok((webhook, queue))
+    })
+    .await?;
+    let already = match (&webhook.status, to_active) {
+        (Status::Active, true) => Some("Active"),
+        (Status::Retired | Status::Disabled(_), false) => Some("Inactive"),
         _ => None,
     };
-    Ok(page(html::webhook_form(
-        Some(&webhook),
-        &FormValues::of(&webhook),
-        None,
-        notice.as_ref(),
-        None,
-    )))
-}
-
-async fn save(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
-    let changes = form_changes(form, false);
-    let version = version(form);
-    let owned = id.to_owned();
-    let saved = match changes {
-        Ok(changes) => match super::check_target(admin, changes.url.as_ref()).await {
-            Ok(()) => {
-                blocking(admin, move |state| {
-                    manage::edit(state, &owned, changes, version)
-                })
-                .await
-            }
-            Err(usage) => Err(usage.into()),
-        },
-        Err(usage) => Err(usage.into()),
-    };
-    match saved {
-        Ok(webhook) => Ok(see_other(&format!("/webhooks/{}?done=saved", webhook.id))),
-        Err(failure) => {
-            let Some(error) = field_error(&failure) else {
-                return Err(failure);
-            };
-            let webhook = find(admin, id).await?;
-            // Changed meanwhile: show the webhook as it is now, so the user sees the change
-            // before repeating theirs; otherwise keep what was typed.
-            let values = if error.field == "form" {
-                FormValues::of(&webhook)
-            } else {
-                FormValues::posted(form)
-            };
-            Ok(web::html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html::webhook_form(Some(&webhook), &values, Some(&error), None, None),
-            ))
-        }
+    if let Some(word) = already {
+        let message = format!(
+            "{} is already {word} (it was changed meanwhile): nothing to switch.",
+            webhook.name
+        );
+        return Ok(page(html::message_page("Nothing to switch", &message)));
     }
+    Ok(page(html::confirm_status(&webhook, &queue, to_active)))
 }
 
-/// The Activation status switch of the list.
+/// The confirmed Activation status switch.
 async fn switch(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
-    let status = if value(form, "active") == Some("on") {
-        Status::Active
+    let (status, done) = if value(form, "active") == Some("on") {
+        (Status::Active, "activated")
     } else {
-        Status::Retired
+        (Status::Retired, "retired")
     };
     let version = version(form);
     let owned = id.to_owned();
@@ -230,76 +230,16 @@ async fn switch(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
     })
     .await;
     match switched {
-        Ok(_) => Ok(see_other("/")),
-        // The list was out of date: show it as it is now, saying so.
+        Ok(webhook) => Ok(see_other(&format!(
+            "/?done={done}&id={}",
+            web::encode_query_value(webhook.id.as_str())
+        ))),
+        // The page was out of date: show the list as it is now, saying so.
         Err(failure) if matches!(Refusal::of(&failure), Some(Refusal::Changed(_))) => {
             Ok(see_other("/?done=changed"))
         }
         Err(failure) => Err(failure),
     }
-}
-
-async fn test(admin: &Admin, id: &str) -> Answer {
-    let tested = super::test_webhook(admin, id, None).await;
-    let webhook = find(admin, id).await?;
-    match tested {
-        Ok(outcome) => Ok(page(html::webhook_form(
-            Some(&webhook),
-            &FormValues::of(&webhook),
-            None,
-            None,
-            Some(&outcome),
-        ))),
-        // A Target URL these pages may not send to: said beside the field.
-        Err(failure) => match field_error(&failure) {
-            Some(error) => Ok(web::html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                html::webhook_form(
-                    Some(&webhook),
-                    &FormValues::of(&webhook),
-                    Some(&error),
-                    None,
-                    None,
-                ),
-            )),
-            None => Err(failure),
-        },
-    }
-}
-
-async fn rotate(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
-    let version = version(form);
-    let rotated = match super::overlap(value(form, "overlap")) {
-        Ok(overlap) => {
-            let owned = id.to_owned();
-            blocking(admin, move |state| {
-                manage::rotate_secret(state, &owned, overlap, version)
-            })
-            .await
-        }
-        Err(usage) => Err(usage.into()),
-    };
-    let (webhook, notice) = match rotated {
-        Ok((ends, webhook)) => (
-            webhook,
-            Notice::Done(format!(
-                "Rotated: both secrets sign until {ends}. Download signature again and give the file to the receiving team."
-            )),
-        ),
-        Err(failure) => {
-            let Some(error) = field_error(&failure) else {
-                return Err(failure);
-            };
-            (find(admin, id).await?, Notice::Problem(error.message))
-        }
-    };
-    Ok(page(html::webhook_form(
-        Some(&webhook),
-        &FormValues::of(&webhook),
-        None,
-        Some(&notice),
-        None,
-    )))
 }
 
 async fn confirm_delete(admin: &Admin, id: &str) -> Answer {
@@ -329,17 +269,29 @@ async fn trigger(admin: &Admin, form: &[(String, String)]) -> Answer {
         account: value(form, "account").unwrap_or_default().trim().to_owned(),
         fields: value(form, "set").unwrap_or_default().to_owned(),
     };
-    let problem = |field: &'static str, message: String| {
+    let problem = |errors: Vec<FieldError>| {
         Ok(web::html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            html::trigger(&values, Some(&FieldError { field, message }), None),
+            html::trigger(&values, &errors, None, None),
         ))
     };
-    let Ok(count) = values.count.parse::<usize>() else {
-        return problem("count", "Count must be a whole number such as 1".into());
-    };
-    let Ok(account_id) = values.account.parse::<i64>() else {
-        return problem("account", "Account must be a number such as 1010".into());
+    let count = values.count.parse::<usize>();
+    let account_id = values.account.parse::<i64>();
+    let mut errors = Vec::new();
+    if count.is_err() {
+        errors.push(FieldError {
+            field: "count",
+            message: "Count must be a whole number such as 1".into(),
+        });
+    }
+    if account_id.is_err() {
+        errors.push(FieldError {
+            field: "account",
+            message: "Account must be a number such as 1010".into(),
+        });
+    }
+    let (Ok(count), Ok(account_id)) = (count, account_id) else {
+        return problem(errors);
     };
     let request = TriggerRequest {
         event_name: values.event.clone(),
@@ -359,29 +311,66 @@ async fn trigger(admin: &Admin, form: &[(String, String)]) -> Answer {
     let triggered = match super::fire(admin, request).await {
         Ok(triggered) => triggered,
         Err(failure) => {
-            return match field_error(&failure) {
-                Some(error) => problem(error.field, error.message),
+            return match usage_of(&failure) {
+                Some(usage) => {
+                    let problem_of = Problem::from(usage);
+                    problem(vec![FieldError {
+                        field: problem_of.field,
+                        message: problem_of.message,
+                    }])
+                }
                 None => Err(failure),
             }
         }
     };
-    let notice = if triggered.targets.is_empty() {
-        Notice::Problem(format!(
+    if triggered.targets.is_empty() {
+        let notice = Notice::Problem(format!(
             "No active webhook subscribes to {}; nothing was queued.",
             triggered.kind.name
-        ))
-    } else {
-        Notice::Done(format!(
-            "Queued {} {} event(s) for {}: the Deliveries page of each shows them as they go.",
-            triggered.event_ids.len(),
-            triggered.kind.name,
-            triggered
-                .targets
-                .iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        ));
+        return Ok(page(html::trigger(&values, &[], Some(&notice), None)));
+    }
+    let batch = triggered.kind.class == verify::EventClass::Batch;
+    let targets = triggered.targets.clone();
+    let interval_ms = super::batch_interval_ms(admin);
+    let webhooks = blocking(admin, move |state| {
+        let mut named = Vec::new();
+        for id in &targets {
+            let Some(webhook) = state.webhook(id)? else {
+                continue;
+            };
+            let staged = if batch {
+                state.counts(Some(id))?.staged
+            } else {
+                0
+            };
+            let staged_due_ms = if batch {
+                state
+                    .oldest_staged_at_ms(id)?
+                    .map(|oldest| oldest.saturating_add(interval_ms))
+            } else {
+                None
+            };
+            named.push(TriggeredWebhook {
+                id: webhook.id.to_string(),
+                name: webhook.name,
+                staged,
+                staged_due_ms,
+            });
+        }
+        Ok(named)
+    })
+    .await?;
+    let report = TriggerReport {
+        event: triggered.kind.name,
+        count: triggered.event_ids.len(),
+        batch: batch.then(|| {
+            (
+                crate::format_duration(admin.batch_interval),
+                admin.batch_size,
+            )
+        }),
+        webhooks,
     };
-    Ok(page(html::trigger(&values, None, Some(&notice))))
+    Ok(page(html::trigger(&values, &[], None, Some(&report))))
 }

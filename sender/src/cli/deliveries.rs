@@ -1,4 +1,5 @@
-//! `sender deliveries list|show`: delivery requests and their attempts.
+//! `sender deliveries list|show`: delivery requests and their attempts (`resend` and
+//! `recover` are in `recover.rs`).
 
 use std::process::ExitCode;
 
@@ -29,6 +30,15 @@ pub(super) enum DeliveriesCommand {
         /// The `msg_…` id (the `webhook-id` header).
         id: String,
     },
+    /// Queue one request again, whatever its state: same webhook-id, body and eventIds, a
+    /// fresh timestamp and signature, behind what the webhook's queue holds.
+    Resend {
+        /// The `msg_…` id (or a row number from `deliveries list --json`).
+        id: String,
+    },
+    /// Queue a webhook's requests again (those an outage left expired, by default), in their
+    /// original order, one each; says how many.
+    Recover(super::recover::RecoverArgs),
 }
 
 /// `deliveries list` and `deliveries show`.
@@ -81,6 +91,8 @@ pub(super) fn deliveries(
                 }
             }
         }
+        DeliveriesCommand::Resend { id } => super::recover::resend(state, &id, json)?,
+        DeliveriesCommand::Recover(args) => super::recover::recover(state, &args, json)?,
         DeliveriesCommand::Show { id } => {
             let detail = state.delivery(&id)?.ok_or_else(|| {
                 UsageError(format!(

@@ -7,8 +7,10 @@
 //!   rotate-secret`; `webhook_test.rs`: `webhooks test`;
 //! - `trigger.rs`: `trigger`; `run.rs`: `run` and `admin` (the delivery worker, alone or
 //!   behind the admin pages); `args.rs`: the engine's flags both share, and the auth method a
-//!   one-off request's flags imply;
-//! - `deliveries.rs`: `deliveries list|show`; `sign.rs`: `sign`; `replay.rs`: `replay`;
+//!   one-off request's flags imply; `operations.rs`: `--metrics` and `--notify-url`, which
+//!   `run` and `admin` share;
+//! - `deliveries.rs`: `deliveries list|show`, `recover.rs`: `deliveries resend|recover`;
+//!   `sign.rs`: `sign`; `replay.rs`: `replay`;
 //!   `events.rs`: `events`; `secret_key.rs`: `secret-key generate|rotate`;
 //! - `signature_file.rs`: the signature files the commands read and write (mode 0600);
 //!   `output.rs`: `--json` records.
@@ -19,7 +21,9 @@
 mod args;
 mod deliveries;
 mod events;
+mod operations;
 mod output;
+mod recover;
 mod replay;
 mod run;
 mod secret_key;

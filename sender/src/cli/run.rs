@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::args::DeliveryArgs;
+use super::operations::OperationsArgs;
 use crate::delivery::{Engine, Mode};
 use crate::store::State;
 use crate::UsageError;
@@ -30,22 +31,27 @@ pub(super) struct AdminArgs {
     allow_private_targets: bool,
     #[command(flatten)]
     delivery: DeliveryArgs,
+    #[command(flatten)]
+    operations: OperationsArgs,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
     #[command(flatten)]
     delivery: DeliveryArgs,
+    #[command(flatten)]
+    operations: OperationsArgs,
 }
 
 /// `run`: works the queue until SIGINT or SIGTERM.
 pub(super) async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
     let parallel = config.parallel;
-    let engine = Engine::http(state, config).with_role("run");
+    let engine = Engine::http(state.clone(), config.clone()).with_role("run");
     engine
         .check_tls()
         .map_err(|error| UsageError(format!("{error:#}")))?;
+    let prepared = args.operations.prepare().await?;
     let shutdown = common::signal::shutdown_signal()?;
     // One line on standard output once the signal handlers are in place, so whoever started
     // the worker knows that SIGTERM now stops it cleanly.
@@ -56,7 +62,12 @@ pub(super) async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::
         "sender run: working the queue (parallel {parallel}); stop with SIGINT or SIGTERM"
     );
     let _ = stdout.flush();
-    let report = engine.run(Mode::Serve, shutdown).await?;
+    // `metrics on …` comes second, when asked for.
+    let operations = prepared.start(state, &config)?;
+    let engine = engine.with_reporting(operations.reporting.clone());
+    let report = engine.run(Mode::Serve, shutdown).await;
+    operations.stop().await;
+    let report = report?;
     for id in &report.disabled {
         tracing::warn!(webhook = %id, "disabled at the end of retention");
     }
@@ -87,14 +98,17 @@ pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow:
     let listener = common::web::bind("the admin pages", &address, args.listen.is_some())
         .await
         .map_err(|error| UsageError(format!("{error:#}")))?;
+    let prepared = args.operations.prepare().await?;
     let local = listener
         .local_addr()
         .context("reading the admin pages' address")?;
     let shutdown = common::signal::shutdown_signal()?;
-    // The first line of standard output: whoever started the pages opens this address.
+    // The first line of standard output: whoever started the pages opens this address
+    // (`metrics on …` comes second, when asked for).
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "admin on http://{local}/?token={}", token.expose());
     let _ = stdout.flush();
+    let operations = prepared.start(state.clone(), &config)?;
     tracing::info!(address = %local, "admin pages and delivery worker started");
     let targets =
         common::target_guard::TargetGuard::for_listener(local, args.allow_private_targets);
@@ -103,7 +117,13 @@ pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow:
             "the pages listen beyond loopback: Target URLs on loopback, private, link-local or unspecified addresses are refused (--allow-private-targets allows them)"
         );
     }
-    crate::admin::run(listener, token, state, config, targets, shutdown).await?;
+    let observed = crate::admin::Observed {
+        reporting: operations.reporting.clone(),
+        monitoring: operations.monitoring.clone(),
+    };
+    let ran = crate::admin::run(listener, token, state, config, targets, observed, shutdown).await;
+    operations.stop().await;
+    ran?;
     tracing::info!("sender admin: stopped");
     Ok(ExitCode::SUCCESS)
 }

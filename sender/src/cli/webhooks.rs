@@ -138,6 +138,7 @@ impl WebhookArgs {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance,
             active: self.inactive.then_some(false),
+            pending_signature: None,
         })
     }
 }
@@ -246,13 +247,29 @@ pub(super) fn webhooks(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `retire` and `activate`: activation also clears a retention-end disable.
+/// `retire` and `activate`: activation also clears a retention-end disable, and says what the
+/// disable left expired and how to recover it.
 fn set_status(state: &dyn State, id: &str, status: Status, json: bool) -> anyhow::Result<()> {
     let webhook = crate::manage::set_status(state, id, status, None)?;
+    let expired = match webhook.status {
+        Status::Active => Some(crate::manage::expired(state, &webhook)?),
+        _ => None,
+    };
     if json {
-        print_json(&webhook.to_json())?;
+        let mut record = webhook.to_json();
+        if let (Some(expired), serde_json::Value::Object(map)) = (&expired, &mut record) {
+            map.insert("expiredRequests".into(), json!(expired.requests));
+            map.insert("expiredEvents".into(), json!(expired.events));
+        }
+        print_json(&record)?;
     } else {
         outln!("{id} is now {}", webhook.status.as_str())?;
+        if let Some(note) = expired
+            .as_ref()
+            .and_then(|expired| crate::manage::activation_note(&webhook, expired))
+        {
+            outln!("{note}")?;
+        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use super::signers::SignerCache;
 use super::transport::{HttpTransport, Transport};
 use super::worker::{blocking, Worker, WorkerExit};
 use crate::config::DeliveryConfig;
+use crate::monitoring::AttemptCounters;
 use crate::registry::WebhookId;
 use crate::store::State;
 
@@ -52,6 +53,18 @@ pub struct Engine<T: Transport> {
     /// The webhooks' signers, shared by the workers and built again only when a
     /// registration changes.
     signers: SignerCache,
+    reporting: Reporting,
+}
+
+/// Where the workers report besides the state: the attempt counters of `/metrics`, and
+/// whether health changes queue operator notifications (then who to wake when they do).
+#[derive(Clone, Default)]
+pub struct Reporting {
+    /// Counts every judged attempt (`sender_attempts_total`).
+    pub counters: Option<Arc<AttemptCounters>>,
+    /// Set with `--notify-url`: notifications are queued with the outcomes that make them,
+    /// and this is raised after each such commit, so this process's notifier sends at once.
+    pub notifications: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<T: Transport> Clone for Engine<T> {
@@ -63,6 +76,7 @@ impl<T: Transport> Clone for Engine<T> {
             clock: self.clock,
             owner: self.owner.clone(),
             signers: self.signers.clone(),
+            reporting: self.reporting.clone(),
         }
     }
 }
@@ -133,7 +147,16 @@ impl<T: Transport> Engine<T> {
                 crate::registry::random_token(8)
             ),
             signers: SignerCache::default(),
+            reporting: Reporting::default(),
         }
+    }
+
+    /// Reports attempts to the metrics' counters and health changes as notifications, as
+    /// `reporting` says (`sender run` and `sender admin`).
+    #[must_use]
+    pub fn with_reporting(mut self, reporting: Reporting) -> Self {
+        self.reporting = reporting;
+        self
     }
 
     /// Names the program that runs this engine in its lease owner tag (`run/pid:…`,
@@ -266,6 +289,7 @@ impl<T: Transport> Engine<T> {
             clock: self.clock,
             owner: self.owner.clone(),
             signers: self.signers.clone(),
+            reporting: self.reporting.clone(),
             drain,
         }
     }

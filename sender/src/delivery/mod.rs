@@ -18,13 +18,15 @@
 //!
 //! Layout: `engine.rs` starts a worker per webhook with work and gathers how each ended;
 //! `worker.rs` one webhook's worker, its lease and its loop in named steps; `outcome.rs` an
-//! answer judged (record, next state, log line); `signers.rs` the webhooks' signers, built
+//! answer judged (record, next state, log line); `health.rs` the webhook's health followed
+//! through its outcomes and the notifications it makes; `signers.rs` the webhooks' signers, built
 //! once per version of their registration; `transport.rs` the [`Transport`] and
 //! [`HttpTransport`]; `tls.rs` its TLS client; `clock.rs` the [`Clock`]; `redaction.rs`
 //! headers as `Debug` shows them; `tests.rs` the loop under paused time, on both stores.
 
 mod clock;
 mod engine;
+mod health;
 mod outcome;
 mod redaction;
 mod signers;
@@ -33,7 +35,7 @@ mod transport;
 mod worker;
 
 pub use clock::Clock;
-pub use engine::{Engine, Mode, RunReport};
+pub use engine::{Engine, Mode, Reporting, RunReport};
 pub(crate) use redaction::redacted_headers;
 pub use transport::{send_once, Answer, HttpLane, HttpTransport, Outbound, Transport, USER_AGENT};
 

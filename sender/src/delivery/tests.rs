@@ -11,91 +11,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::path::PathBuf;
-
 use super::{Answer, Clock, Engine, Mode, Outbound, Transport};
 use crate::config::DeliveryConfig;
 use crate::lease::HeldLease;
 use crate::manage::WebhookChanges;
-use crate::registry::{Status, Webhook};
+use crate::registry::Status;
 use crate::retry::RetryPolicy;
-use crate::store::postgres::PostgresState;
 use crate::store::sqlite::SqliteState;
-use crate::store::State;
-use crate::store::{DeliveryFilter, Lease, LeaseToken, Queue, Recorded};
+use crate::store::{DeliveryFilter, Lease, Queue, Recorded};
+use crate::testing::{Harness, NOW_MS};
 
 use common::on_each_store;
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    state: Arc<dyn State>,
-}
-
-impl Harness {
-    /// A fresh SQLite state file.
-    fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path: PathBuf = dir.path().join("sender.db");
-        let state = Arc::new(SqliteState::open(&path).expect("open"));
-        Self { _dir: dir, state }
-    }
-
-    /// A fresh PostgreSQL database, or `None` (after a loud SKIPPED line) without PostgreSQL.
-    fn postgres(what: &str) -> Option<Self> {
-        let url = common::test_postgres::test_database(what)?;
-        let url = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
-        let state = Arc::new(PostgresState::open(&url).expect("open"));
-        Some(Self {
-            _dir: tempfile::tempdir().expect("temp dir"),
-            state,
-        })
-    }
-
-    /// Takes the lease of `webhook` for `owner` at `at_ms` for a minute.
-    fn lease(&self, webhook: &Webhook, owner: &str, at_ms: i64) -> Lease {
-        self.state
-            .try_lease(&webhook.id, owner, at_ms, 60_000)
-            .expect("lease")
-    }
-
-    /// The token of a lease `lease` says was taken.
-    fn token(webhook: &Webhook, lease: &Lease) -> LeaseToken {
-        lease
-            .clone()
-            .token(&webhook.id)
-            .unwrap_or_else(|held| panic!("not acquired: held by {held:?}"))
-    }
-
-    fn add(&self, url: &str, events: &str) -> Webhook {
-        let webhook = WebhookChanges {
-            name: Some("paused".into()),
-            url: Some(url.parse().expect("a Target URL")),
-            events: Some(events.into()),
-            ..WebhookChanges::default()
-        }
-        .create(NOW_MS)
-        .expect("valid");
-        self.state.insert_webhook(&webhook).expect("insert");
-        webhook
-    }
-
-    /// Queues `count` distinct events of `name` (generator `seed`, account 1010) for `webhook`
-    /// at `NOW_MS`, and gives them.
-    fn enqueue(
-        &self,
-        webhook: &Webhook,
-        name: &str,
-        count: usize,
-        seed: u64,
-    ) -> Vec<verify::OutgoingEvent> {
-        let kind = verify::lookup(name).expect("kind");
-        let mut generator = verify::EventGenerator::new(seed);
-        let events: Vec<_> = (0..count).map(|_| generator.event(kind, NOW_MS)).collect();
-        let deliveries = crate::generate::route(&events, 1010, kind, std::slice::from_ref(webhook));
-        self.state.enqueue(&deliveries, NOW_MS).expect("enqueue");
-        events
-    }
-}
 
 /// Answers from a function of the attempt number, and records when each request came.
 #[derive(Clone)]
@@ -133,8 +59,6 @@ fn real_config() -> DeliveryConfig {
         ..DeliveryConfig::default()
     }
 }
-
-const NOW_MS: i64 = 1_795_824_000_000;
 
 on_each_store! {
 #[tokio::test(start_paused = true)]
@@ -558,6 +482,26 @@ fn a_state_file_from_before_lease_hosts_is_brought_up_to_date() {
         "the expired old lease is taken: {lease:?}"
     );
 }
+
+on_each_store! {
+#[tokio::test]
+async fn the_oldest_staged_event_says_when_a_batch_goes(harness: Harness) {
+    let webhook = harness.add("http://127.0.0.1:9/hook", "COURSE_ENROLLMENT_BATCH");
+    let state = &harness.state;
+    assert_eq!(state.oldest_staged_at_ms(&webhook.id).expect("read"), None);
+    harness.enqueue(&webhook, "COURSE_ENROLLMENT_BATCH", 3, 4);
+    assert_eq!(
+        state.oldest_staged_at_ms(&webhook.id).expect("read"),
+        Some(NOW_MS)
+    );
+    let other = harness.add("http://127.0.0.1:9/other", "CI_STATS");
+    assert_eq!(state.oldest_staged_at_ms(&other.id).expect("read"), None);
+    // Made into a request: nothing is staged any more.
+    state
+        .flush_batches(&webhook.id, NOW_MS, 60_000, 100, true)
+        .expect("flush");
+    assert_eq!(state.oldest_staged_at_ms(&webhook.id).expect("read"), None);
+}}
 
 on_each_store! {
 #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -219,8 +220,15 @@ impl HttpTransport {
                 target
             }
         };
-        // A reused connection may have been closed by the server while idle; the request then
-        // fails before anything was answered, so it is sent once more on a new connection.
+        // A kept-alive connection is driven only during an exchange, so a close by the server
+        // while it was idle (its keep-alive or header timeout) is seen only now: one poll of
+        // the driver reads the end the server sent, and the connection is not reused.
+        if let Some(connection) = lane.connection.as_mut() {
+            connection.notice_close().await;
+        }
+        // A reused connection may still be closed by the server just as the request goes out;
+        // the request then fails before anything was answered, so it is sent once more on a
+        // new connection.
         let reused = matches!(&lane.connection, Some(c) if c.origin == target.origin && !c.ended && !c.sender.is_closed());
         if !reused {
             lane.connection = None;
@@ -289,14 +297,20 @@ impl HttpTransport {
         };
         let driven = async {
             tokio::pin!(exchange);
-            loop {
+            if !*ended {
                 tokio::select! {
                     biased;
                     result = &mut exchange => return result,
-                    // The server closed the connection; the exchange fails on its own next.
-                    _ = driver.as_mut(), if !*ended => *ended = true,
+                    _ = driver.as_mut() => {}
                 }
+                // The connection ended (the server closed it). Its dispatcher is dropped, not
+                // kept: a request it had not written yet then fails at once as canceled (and
+                // goes out again on a new connection) instead of waiting in the dispatcher's
+                // queue, which nobody reads any more, until the response timeout.
+                *ended = true;
+                *driver = Box::pin(std::future::ready(Ok(())));
             }
+            exchange.await
         };
         let deadline = Instant::now() + self.response_timeout;
         let timer = lane
@@ -380,6 +394,25 @@ impl HttpTransport {
             driver,
             ended: false,
         })
+    }
+}
+
+impl LaneConnection {
+    /// Polls the driver once, without waiting: when the server closed the connection while it
+    /// sat idle, the driver reads that end now and completes, and the connection is marked
+    /// ended (its dispatcher dropped) so that no request is put on it.
+    async fn notice_close(&mut self) {
+        if self.ended {
+            return;
+        }
+        let driver = &mut self.driver;
+        let finished =
+            std::future::poll_fn(|context| Poll::Ready(driver.as_mut().poll(context).is_ready()))
+                .await;
+        if finished {
+            self.ended = true;
+            self.driver = Box::pin(std::future::ready(Ok(())));
+        }
     }
 }
 

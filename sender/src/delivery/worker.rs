@@ -18,6 +18,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::engine::Reporting;
+use super::health::HealthTracker;
 use super::outcome::judge;
 use super::signers::SignerCache;
 use super::transport::{Answer, Outbound, Transport};
@@ -25,7 +27,9 @@ use crate::config::DeliveryConfig;
 use crate::lease::{next_look_ms, HolderWatch};
 use crate::registry::{Signer, Status, Webhook, WebhookId};
 use crate::retry::millis;
-use crate::store::{AttemptRecord, LeaseToken, PendingRequest, Recorded, RequestState, State};
+use crate::store::{
+    AttemptRecord, HealthChange, LeaseToken, PendingRequest, Recorded, RequestState, State,
+};
 
 /// Longest an outcome waits to share a commit with others (relaxed order only).
 const GROUP_COMMIT_MS: i64 = 5;
@@ -67,6 +71,8 @@ pub(super) struct Worker<T: Transport> {
     pub(super) owner: String,
     /// The engine's signers, by registration version.
     pub(super) signers: SignerCache,
+    /// The engine's counters and notifications.
+    pub(super) reporting: Reporting,
     /// `trigger`: leave a webhook whose lease is held to its holder, and send staged batch
     /// events at once (no more are coming).
     pub(super) drain: bool,
@@ -151,8 +157,12 @@ impl<T: Transport> Worker<T> {
 /// An attempt in flight gives back its lane, its request, when it started and its answer.
 type Attempt<L> = (L, PendingRequest, i64, Answer);
 
-/// A commit of outcomes under way: it gives back its records and what was written.
-type Recording = tokio::task::JoinHandle<anyhow::Result<(Vec<AttemptRecord>, Recorded)>>;
+/// What a commit gives back: its records, the health change it carried, and what was
+/// written.
+type Committed = (Vec<AttemptRecord>, Option<HealthChange>, Recorded);
+
+/// A commit of outcomes under way.
+type Recording = tokio::task::JoinHandle<anyhow::Result<Committed>>;
 
 /// What a step says about the loop: go on, or end the work under this lease.
 type Step = anyhow::Result<ControlFlow<WorkerExit>>;
@@ -180,7 +190,7 @@ enum Woken<L> {
     /// Attempts came back (all that had, at once).
     Answered(Vec<Attempt<L>>),
     /// The commit under way ended.
-    Committed(anyhow::Result<(Vec<AttemptRecord>, Recorded)>),
+    Committed(anyhow::Result<Committed>),
     /// A due time, or the stop signal (looked at at the top of the loop).
     Looked,
 }
@@ -216,6 +226,8 @@ struct LeasedWork<'w, T: Transport> {
     /// When staged batch events fall due; `i64::MIN` to look at once, `None` when none are
     /// staged.
     batch_due_ms: Option<i64>,
+    /// The webhook's health through the outcomes, read when the work starts.
+    health: Option<HealthTracker>,
 }
 
 impl<'w, T: Transport> LeasedWork<'w, T> {
@@ -244,6 +256,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
             lease_renewed_ms: worker.clock.now_ms().saturating_sub(renew_every_ms),
             registration: None,
             batch_due_ms: Some(i64::MIN),
+            health: None,
         }
     }
 
@@ -254,6 +267,10 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
     /// Works the queue until it is empty, the stop is raised, or the lease or the webhook is
     /// lost; then lets the attempts in flight finish and records them.
     async fn run(mut self, stop: &mut watch::Receiver<bool>) -> anyhow::Result<WorkerExit> {
+        let (state, webhook_id) = (self.worker.state.clone(), self.id().clone());
+        let stored = blocking(move || state.health(&webhook_id)).await?;
+        let notify = self.worker.reporting.notifications.is_some();
+        self.health = Some(HealthTracker::new(stored, notify));
         // One timer for the whole loop, moved with `reset`: a fresh `sleep_until` on every
         // turn would register and cancel a timer per completed attempt.
         let wake_timer = tokio::time::sleep_until(Instant::now());
@@ -386,6 +403,10 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
                 // are found again from the start at least this often, even while new requests
                 // keep the forward scan busy.
                 self.cursor = 0;
+                // A head waiting for its retry time is read again at least this often, so a
+                // **Retry now** (another process making it due) takes effect within a poll
+                // interval rather than at the old time.
+                self.ready.clear();
                 Ok(ControlFlow::Continue(()))
             }
             _ => Ok(ControlFlow::Break(WorkerExit::Inactive)),
@@ -496,6 +517,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
         for (lane, request, started, answer) in done {
             self.lanes.push(lane);
             let record = self.judge(&request, started, answer);
+            self.follow(&record, &request);
             if self.strict && record.next != RequestState::Delivered {
                 // Later requests must not overtake the one that failed.
                 self.ready.clear();
@@ -509,6 +531,20 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
     fn judge(&self, request: &PendingRequest, started_ms: i64, answer: Answer) -> AttemptRecord {
         let now = self.worker.clock.now_ms();
         judge(&self.worker.config.retry, request, started_ms, now, answer)
+    }
+
+    /// Counts a judged attempt for `/metrics` and follows the webhook's health through it.
+    fn follow(&mut self, record: &AttemptRecord, request: &PendingRequest) {
+        if let Some(counters) = &self.worker.reporting.counters {
+            counters.attempted(self.id(), record.status);
+        }
+        let name = self
+            .registration
+            .as_ref()
+            .map_or("", |registration| registration.webhook.name.as_str());
+        if let Some(health) = self.health.as_mut() {
+            health.judged(record, &request.msg_id, name);
+        }
     }
 
     /// Starts a commit of the outcomes waiting, unless one is under way. Relaxed order commits
@@ -532,23 +568,36 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
         }
     }
 
-    /// Records `records` under the lease, off the async threads.
-    fn commit(&self, records: Vec<AttemptRecord>) -> Recording {
+    /// Records `records` under the lease, off the async threads, with the change of health
+    /// they made (and its notifications), if any.
+    fn commit(&mut self, records: Vec<AttemptRecord>) -> Recording {
         let (state, lease) = (self.worker.state.clone(), self.lease.clone());
+        let health = self.health.as_mut().and_then(HealthTracker::take_change);
         tokio::task::spawn_blocking(move || {
             state
-                .record(&lease, &records)
-                .map(|recorded| (records, recorded))
+                .record_outcomes(&lease, &records, health.as_ref())
+                .map(|recorded| (records, health, recorded))
         })
     }
 
     /// What a commit ended: its requests are settled (they may be fetched again), and the
     /// work ends when the lease changed hands (nothing was written) or a request's retention
     /// ended and `record` disabled the webhook in the same transaction.
-    fn committed(&mut self, result: anyhow::Result<(Vec<AttemptRecord>, Recorded)>) -> Step {
-        let (records, recorded) = result?;
+    fn committed(&mut self, result: anyhow::Result<Committed>) -> Step {
+        let (records, health, recorded) = result?;
         for record in &records {
             self.unsettled.remove(&record.request_id);
+        }
+        if let (Some(change), Recorded::Written { .. }) = (&health, recorded) {
+            if let Some(tracker) = self.health.as_mut() {
+                tracker.committed(change);
+            }
+            if let (false, Some(wake)) = (
+                change.notices.is_empty(),
+                &self.worker.reporting.notifications,
+            ) {
+                wake.notify_one();
+            }
         }
         let id = self.id();
         Ok(match recorded {
@@ -609,6 +658,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
         while let Some(joined) = self.in_flight.join_next().await {
             let (_, request, started, answer) = joined.context("an attempt task panicked")?;
             let record = self.judge(&request, started, answer);
+            self.follow(&record, &request);
             self.to_record.push(record);
         }
         if !self.to_record.is_empty() && !matches!(exit, WorkerExit::Fenced) {

@@ -13,9 +13,13 @@
 //! webhook changed meanwhile).
 //!
 //! Layout: this module the operations on registrations; `validation.rs` the validation of
-//! their changes ([`WebhookChanges`]) and the field a message is about; `test_event.rs` the
-//! test event and the Target URL check of the pages; `trigger.rs` `trigger`.
+//! their changes ([`WebhookChanges`]); `problem.rs` what a mistake says and the field it is
+//! about, in the command line's words and in plain ones; `test_event.rs` the
+//! test event and the Target URL check of the pages; `trigger.rs` `trigger`; `recovery.rs`
+//! what an admin does after an outage (resend, recover, retry now, what activation says).
 
+mod problem;
+mod recovery;
 mod test_event;
 mod trigger;
 mod validation;
@@ -25,9 +29,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use problem::{field_error, one_a_field, Problem};
+pub use recovery::{
+    activation_note, expired, inactive_note, plural, recover, resend, retry_now, RecoverRequest,
+};
 pub use test_event::{check_target, send_test, TestOutcome, TestTarget};
 pub use trigger::{trigger, TriggerRequest, Triggered, MAX_TRIGGER_COUNT, TRIGGER_CHUNK_EVENTS};
-pub use validation::{field_error, target_url, WebhookChanges};
+pub use validation::{
+    signature_file_for, signature_file_of, target_url, target_url_checked, WebhookChanges,
+};
 
 use crate::registry::{Auth, Status, Webhook, WebhookId};
 use crate::store::Registry;

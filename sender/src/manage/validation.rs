@@ -1,17 +1,20 @@
 //! The validation of a webhook's changes, written once for the command line's flags, the
 //! API's JSON and the pages' forms: [`WebhookChanges`] applied to a registration, checked as a
-//! whole; and [`field_error`], which names the field a validation message is about.
+//! whole; [`WebhookChanges::problems`], every mistake at once, one a field, each in the
+//! command line's words and in plain words (a [`Problem`], `problem.rs`); the Target URL read
+//! by its one rule set; and the signature file a webhook gets, before Save too.
 
 use common::target_url::{TargetUrl, TargetUrlError};
 use verify::{BodyHmacFormat, Encoding, Scheme, SignatureFile};
 
+use super::problem::{one_a_field, Problem};
 use crate::registry::{
     Auth, AuthMethod, BasicAuth, EventSelection, SchemeName, Status, Webhook, WebhookId,
 };
 use crate::UsageError;
 
 /// The fields `webhooks add` and `webhooks edit` may set; `None` leaves a field as it is.
-/// `Debug` hides the password.
+/// `Debug` hides the password (and the pending signature's secrets).
 #[derive(Debug, Clone, Default)]
 pub struct WebhookChanges {
     /// `--name`.
@@ -40,32 +43,39 @@ pub struct WebhookChanges {
     pub tolerance_secs: Option<i64>,
     /// `--inactive` (add) or nothing.
     pub active: Option<bool>,
+    /// A signature file made before Save (the admin pages' Add webhook form, the API's
+    /// pending signatures) for the webhook it names: a new webhook takes its id, and where the
+    /// changes need a fresh key of its kind, its key is used instead, so the file handed out
+    /// before Save keeps verifying after it. The command line has none.
+    pub pending_signature: Option<SignatureFile>,
 }
 
 impl WebhookChanges {
-    /// A new registration from `add`'s flags.
+    /// A new registration from `add`'s flags, under a fresh id (or the id its
+    /// [`pending_signature`](Self::pending_signature) was made for).
     ///
     /// # Errors
-    /// A [`UsageError`] saying which flag is missing or wrong and what to give instead.
+    /// A [`UsageError`] saying which flag is missing or wrong and what to give instead: the
+    /// first of [`WebhookChanges::problems`].
     pub fn create(self, now_ms: i64) -> Result<Webhook, UsageError> {
-        let id = WebhookId::generate();
-        let name = self
-            .name
-            .clone()
-            .ok_or_else(|| UsageError("--name is required".into()))?;
-        let url = self
-            .url
-            .clone()
-            .ok_or_else(|| UsageError("--url is required (the Target URL)".into()))?;
-        let events = self.events.clone().ok_or_else(|| {
-            UsageError("--events is required: catalogue names separated by commas, or `all`".into())
-        })?;
+        if let Some(problem) = self.problems(None).into_iter().next() {
+            return Err(problem.usage);
+        }
+        let id = self
+            .pending_signature
+            .as_ref()
+            .map(|file| WebhookId(file.webhook_id.clone()))
+            .unwrap_or_else(WebhookId::generate);
+        let (Some(name), Some(url)) = (self.name.clone(), self.url.clone()) else {
+            // `problems` named both as required.
+            return Err(UsageError("--name and --url are required".into()));
+        };
         let mut webhook = Webhook {
             id,
             name,
             description: String::new(),
             url,
-            events: EventSelection::parse(&events)?,
+            events: EventSelection::All,
             auth: Auth::None,
             status: Status::Active,
             created_at_ms: now_ms,
@@ -79,26 +89,90 @@ impl WebhookChanges {
         Ok(webhook)
     }
 
+    /// Every mistake of these changes, applied to `current` (`None`: a new webhook, as `add`
+    /// makes it), at once: each field is checked on its own, and the first problem of each
+    /// field is kept ([`one_a_field`]), in the order [`WebhookChanges::apply`] meets them, so
+    /// the first is the command line's error. Nothing is changed.
+    pub fn problems(&self, current: Option<&Webhook>) -> Vec<Problem> {
+        let mut found = Vec::new();
+        if current.is_none() {
+            if self.name.is_none() {
+                found.push(Problem::new(
+                    "name",
+                    "--name is required",
+                    "Name is required",
+                ));
+            }
+            if self.url.is_none() {
+                found.push(Problem::new(
+                    "url",
+                    "--url is required (the Target URL)",
+                    "Target URL is required",
+                ));
+            }
+            if self.events.is_none() {
+                found.push(Problem::new(
+                    "events",
+                    "--events is required: catalogue names separated by commas, or `all`",
+                    "Choose at least one trigger event, or All events",
+                ));
+            }
+        }
+        if let Err(usage) = self.checked_name() {
+            found.push(usage.into());
+        }
+        if let Err(usage) = self.parsed_events() {
+            found.push(usage.into());
+        }
+        let (auth, id, name) = match current {
+            Some(webhook) => (&webhook.auth, webhook.id.clone(), webhook.name.as_str()),
+            None => (&Auth::None, WebhookId("wh_new".into()), ""),
+        };
+        let method = self.auth.or(current.is_none().then_some(AuthMethod::None));
+        if let Err(usage) = self.auth_for(method, auth, &id, name, 0) {
+            found.push(usage.into());
+        }
+        one_a_field(found)
+    }
+
+    /// The name, when given, not blank.
+    fn checked_name(&self) -> Result<(), UsageError> {
+        match &self.name {
+            Some(name) if name.trim().is_empty() => {
+                Err(UsageError("--name must not be empty".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The trigger events, when given.
+    fn parsed_events(&self) -> Result<Option<EventSelection>, UsageError> {
+        self.events
+            .as_deref()
+            .map(EventSelection::parse)
+            .transpose()
+    }
+
     /// Applies the changes to `webhook`, validating the result as a whole.
     ///
     /// # Errors
     /// A [`UsageError`] for a bad URL, an unknown event, Basic without a password, signature
     /// flags without `--auth signature`, and the like.
     pub fn apply(self, webhook: &mut Webhook, now_ms: i64) -> Result<(), UsageError> {
-        if let Some(name) = self.name {
-            if name.trim().is_empty() {
-                return Err(UsageError("--name must not be empty".into()));
-            }
-            webhook.name = name;
-        }
+        self.checked_name()?;
+        let events = self.parsed_events()?;
+        let name = self.name.clone().unwrap_or_else(|| webhook.name.clone());
+        let auth = self.auth_for(self.auth, &webhook.auth, &webhook.id, &name, now_ms)?;
+        // Everything is checked: write.
+        webhook.name = name;
         if let Some(description) = self.description {
             webhook.description = description;
         }
         if let Some(url) = self.url {
             webhook.url = url;
         }
-        if let Some(events) = self.events {
-            webhook.events = EventSelection::parse(&events)?;
+        if let Some(events) = events {
+            webhook.events = events;
         }
         if let Some(active) = self.active {
             webhook.status = if active {
@@ -107,7 +181,24 @@ impl WebhookChanges {
                 Status::Retired
             };
         }
-        let method = self.auth.unwrap_or(match webhook.auth {
+        webhook.auth = auth;
+        webhook.updated_at_ms = now_ms;
+        Ok(())
+    }
+
+    /// The authentication these changes give a webhook whose authentication is `current`
+    /// (`method` the one asked for, `None` keeps the current one): its checks, and its
+    /// material (a signature file is the current one when the scheme's kind stays, else the
+    /// pending one made for `id` of that kind, else a fresh key).
+    fn auth_for(
+        &self,
+        method: Option<AuthMethod>,
+        current: &Auth,
+        id: &WebhookId,
+        webhook_name: &str,
+        now_ms: i64,
+    ) -> Result<Auth, UsageError> {
+        let method = method.unwrap_or(match current {
             Auth::None => AuthMethod::None,
             Auth::Basic(_) => AuthMethod::Basic,
             Auth::Signature(_) => AuthMethod::Signature,
@@ -141,21 +232,23 @@ impl WebhookChanges {
                 "{flag} applies to Basic authentication; add --auth basic"
             )));
         }
-        webhook.auth = match method {
+        Ok(match method {
             AuthMethod::None => Auth::None,
             AuthMethod::Basic => {
-                let previous = match &webhook.auth {
-                    Auth::Basic(basic) => Some(basic.clone()),
+                let previous = match current {
+                    Auth::Basic(basic) => Some(basic),
                     _ => None,
                 };
                 let username = self
                     .username
-                    .or_else(|| previous.as_ref().map(|b| b.username.clone()))
+                    .clone()
+                    .or_else(|| previous.map(|b| b.username.clone()))
                     .ok_or_else(|| UsageError("--auth basic needs --username".into()))?;
                 let password = self
                     .password
+                    .as_ref()
                     .map(|password| password.expose().to_owned())
-                    .or_else(|| previous.as_ref().map(|b| b.password.clone()))
+                    .or_else(|| previous.map(|b| b.password.clone()))
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| {
                         UsageError("--auth basic needs a non-empty --password".into())
@@ -168,12 +261,12 @@ impl WebhookChanges {
                 Auth::Basic(BasicAuth { username, password })
             }
             AuthMethod::Signature => {
-                let current = match &webhook.auth {
-                    Auth::Signature(file) => Some(file.clone()),
+                let current = match current {
+                    Auth::Signature(file) => Some(file),
                     _ => None,
                 };
-                let current_scheme = current.as_ref().and_then(|file| file.scheme().ok());
-                let current_name = current.as_ref().and_then(SchemeName::of_file);
+                let current_scheme = current.and_then(|file| file.scheme().ok());
+                let current_name = current.and_then(SchemeName::of_file);
                 let name = self
                     .scheme
                     .or(current_name)
@@ -181,38 +274,76 @@ impl WebhookChanges {
                 let scheme = build_scheme(
                     name,
                     current_scheme,
-                    self.signature_header,
-                    self.signature_encoding,
-                    self.signature_prefix,
+                    self.signature_header.clone(),
+                    self.signature_encoding.clone(),
+                    self.signature_prefix.clone(),
                     self.tolerance_secs,
                 )?;
-                // Another scheme reads secrets another way (and v1a needs a key pair), so a
-                // change of scheme issues a fresh key of the new kind.
-                let mut file = match current {
-                    Some(file) if current_name == Some(name) => file,
-                    _ => {
-                        let key: verify::Key = if name == SchemeName::StandardWebhooksV1a {
-                            verify::ed25519::SecretKey::generate().into()
-                        } else {
-                            scheme.generate_secret().into()
-                        };
-                        SignatureFile::with_key(
-                            webhook.id.as_str(),
-                            &webhook.name,
-                            &scheme,
-                            key,
-                            now_ms.div_euclid(1000),
-                        )
-                    }
-                };
+                let mut file = signature_file_for(
+                    current,
+                    self.pending_signature.as_ref(),
+                    id,
+                    name,
+                    &scheme,
+                    now_ms,
+                );
                 file.set_scheme(&scheme);
-                file.webhook_name = webhook.name.clone();
+                file.webhook_name = webhook_name.to_owned();
                 Auth::Signature(file)
             }
-        };
-        webhook.updated_at_ms = now_ms;
-        Ok(())
+        })
     }
+}
+
+/// The signature file a webhook of scheme `name` signs with: `current` when it is of that
+/// kind (a change of settings keeps the keys), else `pending` when it was made for `id` and
+/// is of that kind, else a new file with a fresh key. Another scheme reads secrets another
+/// way (and v1a needs a key pair), so a change of scheme needs a key of the new kind.
+pub fn signature_file_for(
+    current: Option<&SignatureFile>,
+    pending: Option<&SignatureFile>,
+    id: &WebhookId,
+    name: SchemeName,
+    scheme: &Scheme,
+    now_ms: i64,
+) -> SignatureFile {
+    let of_kind = |file: &&SignatureFile| SchemeName::of_file(file) == Some(name);
+    if let Some(file) = current.filter(of_kind) {
+        return file.clone();
+    }
+    if let Some(file) = pending
+        .filter(of_kind)
+        .filter(|file| file.webhook_id == id.as_str())
+    {
+        return file.clone();
+    }
+    let key: verify::Key = if name == SchemeName::StandardWebhooksV1a {
+        verify::ed25519::SecretKey::generate().into()
+    } else {
+        scheme.generate_secret().into()
+    };
+    SignatureFile::with_key(id.as_str(), "", scheme, key, now_ms.div_euclid(1000))
+}
+
+/// The signature file a webhook `id` named `webhook_name` would sign with under scheme `name`
+/// (its default settings), before it is saved: [`signature_file_for`] the stored `current`
+/// file and a `pending` one, else a fresh key. What the admin pages' **Download signature**
+/// and the API's pending signatures hand out, and what Save then keeps.
+///
+/// # Errors
+/// A scheme the signature files do not know (never for a [`SchemeName`]).
+pub fn signature_file_of(
+    current: Option<&SignatureFile>,
+    pending: Option<&SignatureFile>,
+    id: &WebhookId,
+    webhook_name: &str,
+    name: SchemeName,
+    now_ms: i64,
+) -> Result<SignatureFile, UsageError> {
+    let scheme = build_scheme(name, None, None, None, None, None)?;
+    let mut file = signature_file_for(current, pending, id, name, &scheme, now_ms);
+    file.webhook_name = webhook_name.to_owned();
+    Ok(file)
 }
 
 /// The scheme after applying flags to the current one (or the default).
@@ -340,62 +471,42 @@ fn build_body_hmac(
 /// A [`UsageError`] saying what is wrong and showing the expected shape; with credentials
 /// in the URL, without quoting it (they would land in logs and listings).
 pub fn target_url(text: &str) -> Result<TargetUrl, UsageError> {
-    TargetUrl::parse(text).map_err(|error| {
-        let why = match error {
-            TargetUrlError::Credentials => {
-                return UsageError(
-                    "--url carries credentials (user:password@host); give them with --auth basic --username U --password P instead".into(),
-                )
-            }
-            TargetUrlError::Invalid(_) => "not a valid URL".to_owned(),
-            other => other.to_string(),
-        };
-        UsageError(format!(
-            "--url {text:?}: {why}; expected an absolute URL such as https://crm.example.com/webhook"
-        ))
-    })
+    target_url_checked(text).map_err(|problem| problem.usage)
 }
 
-/// The part of a validation message that names the field, as `(field, message)`: the field is
-/// the one whose flag the message names first (`--url` is `url`), for showing the error beside
-/// it; the message says the field's label instead of its flag.
-pub fn field_error(message: &str) -> (&'static str, String) {
-    // (flag, field of the API and form, label on the pages), longer flags first so that
-    // `--signature-header` is not read as `--signature`.
-    const FIELDS: &[(&str, &str, &str)] = &[
-        ("--signature-header", "scheme", "Signature header"),
-        ("--signature-encoding", "scheme", "Signature encoding"),
-        ("--signature-prefix", "scheme", "Signature prefix"),
-        ("--tolerance", "scheme", "Tolerance"),
-        ("--scheme", "scheme", "Scheme"),
-        ("--name", "name", "Name"),
-        ("--description", "description", "Description"),
-        ("--url", "url", "Target URL"),
-        ("--events", "events", "Trigger events"),
-        ("--username", "username", "Username"),
-        ("--password", "password", "Password"),
-        ("--auth basic", "password", "Basic authentication"),
-        ("--auth signature", "auth", "Signature authentication"),
-        ("--auth", "auth", "Authentication"),
-        ("--overlap", "overlap", "Overlap"),
-        ("--count", "count", "Count"),
-        ("--set", "set", "Field values"),
-        ("--data", "data", "Data"),
-    ];
-    let first = FIELDS
-        .iter()
-        .filter_map(|entry| message.find(entry.0).map(|at| (at, entry)))
-        .min_by_key(|(at, entry)| (*at, std::cmp::Reverse(entry.0.len())));
-    let field = match first {
-        Some((_, (_, field, _))) => field,
-        None if message.starts_with("unknown event") => "events",
-        None => "form",
-    };
-    let mut readable = message.to_owned();
-    for (flag, _, label) in FIELDS {
-        readable = readable.replace(flag, label);
-    }
-    (field, readable)
+/// [`target_url`] with the mistake in both words: the command line's, and the plain words
+/// the pages and the API say beside **Target URL** (which never quote it: the field shows
+/// what was typed).
+///
+/// # Errors
+/// The [`Problem`] of the `url` field.
+pub fn target_url_checked(text: &str) -> Result<TargetUrl, Problem> {
+    const EXAMPLE: &str = "https://crm.example.com/webhook";
+    TargetUrl::parse(text).map_err(|error| {
+        let plain = match &error {
+            _ if text.trim().is_empty() => "Target URL is required".to_owned(),
+            TargetUrlError::Credentials => "Target URL must not hold a user name or password \
+                 (user:password@host): choose Basic authentication and give them there"
+                .to_owned(),
+            TargetUrlError::NoScheme => {
+                format!("Target URL needs http:// or https:// in front, such as {EXAMPLE}")
+            }
+            TargetUrlError::Scheme(scheme) => format!(
+                "Target URL must start with http:// or https://, not {scheme}://; such as {EXAMPLE}"
+            ),
+            TargetUrlError::NoHost | TargetUrlError::Invalid(_) => {
+                format!("Target URL is not a web address; write it like {EXAMPLE}")
+            }
+        };
+        let usage = match error {
+            TargetUrlError::Credentials => "--url carries credentials (user:password@host); give them with --auth basic --username U --password P instead".to_owned(),
+            TargetUrlError::Invalid(_) => format!(
+                "--url {text:?}: not a valid URL; expected an absolute URL such as {EXAMPLE}"
+            ),
+            other => format!("--url {text:?}: {other}; expected an absolute URL such as {EXAMPLE}"),
+        };
+        Problem::new("url", &usage, &plain)
+    })
 }
 
 #[cfg(test)]
@@ -585,34 +696,207 @@ mod tests {
         assert_eq!(webhook.updated_at_ms, 5);
     }
 
-    #[test]
-    fn validation_messages_name_their_field() {
-        let check = |message: &str, field: &str, readable: &str| {
-            let (found, text) = field_error(message);
-            assert_eq!(found, field, "{message}");
-            assert!(text.contains(readable), "{text:?} lacks {readable:?}");
+    /// Bad changes of every kind the pages and the API can send, each alone and all at once.
+    fn bad_changes() -> Vec<WebhookChanges> {
+        let basic = |username: Option<&str>, password: Option<&str>| WebhookChanges {
+            auth: Some(AuthMethod::Basic),
+            username: username.map(str::to_owned),
+            password: password.map(verify::RedactedString::from),
+            ..base()
         };
-        check(
-            "--url \"ftp://x\": scheme \"ftp\" is not http or https",
-            "url",
-            "Target URL \"ftp://x\"",
+        vec![
+            WebhookChanges::default(),
+            WebhookChanges {
+                name: Some(" ".into()),
+                events: Some(String::new()),
+                ..base()
+            },
+            WebhookChanges {
+                events: Some("COURSE_ENROLMENT".into()),
+                ..base()
+            },
+            WebhookChanges {
+                events: Some("NOTHING_LIKE_IT".into()),
+                ..base()
+            },
+            basic(None, None),
+            basic(Some("crm"), None),
+            basic(Some("a:b"), Some("pw")),
+            WebhookChanges {
+                scheme: Some(SchemeName::Svix),
+                ..base()
+            },
+            WebhookChanges {
+                auth: Some(AuthMethod::Signature),
+                signature_prefix: Some("a b".into()),
+                scheme: Some(SchemeName::BodyHmacSha256),
+                ..base()
+            },
+        ]
+    }
+
+    #[test]
+    fn every_problem_is_found_at_once_one_a_field() {
+        let problems = WebhookChanges::default().problems(None);
+        let fields: Vec<&str> = problems.iter().map(|problem| problem.field).collect();
+        assert_eq!(fields, ["name", "url", "events"], "{problems:?}");
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "Name is required",
+                "Target URL is required",
+                "Choose at least one trigger event, or All events"
+            ]
         );
-        check(
-            "--auth basic needs a non-empty --password",
-            "password",
-            "Basic authentication needs a non-empty Password",
+        // The first is what the command line says.
+        assert_eq!(
+            WebhookChanges::default().create(0).expect_err("empty").0,
+            problems[0].usage.0
         );
-        check(
-            "unknown event \"X\"; did you mean Y?",
-            "events",
-            "unknown event",
+
+        let problems = WebhookChanges {
+            name: Some(String::new()),
+            events: Some(",".into()),
+            auth: Some(AuthMethod::Basic),
+            ..base()
+        }
+        .problems(None);
+        let fields: Vec<&str> = problems.iter().map(|problem| problem.field).collect();
+        assert_eq!(fields, ["name", "events", "username"], "{problems:?}");
+
+        // On an edit, what is stored counts: a Basic webhook keeps its password.
+        let stored = add(WebhookChanges {
+            auth: Some(AuthMethod::Basic),
+            username: Some("crm".into()),
+            password: Some("pw".into()),
+            ..base()
+        })
+        .expect("valid");
+        let rename = WebhookChanges {
+            username: Some("other".into()),
+            ..WebhookChanges::default()
+        };
+        assert!(rename.problems(Some(&stored)).is_empty());
+        assert!(!rename.problems(None).is_empty(), "a new one needs a name");
+    }
+
+    #[test]
+    fn problems_are_in_plain_words() {
+        for changes in bad_changes() {
+            let problems = changes.problems(None);
+            assert!(!problems.is_empty(), "{changes:?}");
+            assert_eq!(
+                changes.clone().create(0).expect_err("bad").0,
+                problems[0].usage.0,
+                "the command line names the first"
+            );
+            for problem in problems {
+                let message = &problem.message;
+                assert!(
+                    !message.contains('`')
+                        && !message.contains("--")
+                        && !message.contains("sender "),
+                    "{message:?} is not plain"
+                );
+                assert_ne!(problem.field, "form", "{message:?} names no field");
+            }
+        }
+        for url in [
+            "",
+            "crm.example.com/hook",
+            "ftp://x/y",
+            "http://",
+            "https://u:p@x/",
+        ] {
+            let problem = target_url_checked(url).expect_err(url);
+            assert_eq!(problem.field, "url");
+            assert!(
+                problem.message.starts_with("Target URL ")
+                    && !problem.message.contains('"')
+                    && !problem.message.contains("--"),
+                "{url}: {}",
+                problem.message
+            );
+            assert_eq!(problem.usage, target_url(url).expect_err(url));
+        }
+        assert_eq!(
+            target_url_checked("").expect_err("blank").message,
+            "Target URL is required"
         );
-        check(
-            "--signature-prefix applies to --scheme body-hmac-sha256 only",
-            "scheme",
-            "Signature prefix applies to Scheme",
-        );
-        check("--name must not be empty", "name", "Name must not be empty");
-        check("something else", "form", "something else");
+    }
+
+    #[test]
+    fn a_pending_signature_gives_its_id_and_its_key_to_the_webhook() {
+        let id = WebhookId::generate();
+        let pending = signature_file_of(
+            None,
+            None,
+            &id,
+            "draft",
+            SchemeName::StandardWebhooks,
+            1_000,
+        )
+        .expect("a file");
+        let webhook = add(WebhookChanges {
+            auth: Some(AuthMethod::Signature),
+            pending_signature: Some(pending.clone()),
+            ..base()
+        })
+        .expect("valid");
+        assert_eq!(webhook.id, id);
+        let Auth::Signature(file) = &webhook.auth else {
+            panic!("signature expected")
+        };
+        assert_eq!(file.secrets[0].secret, pending.secrets[0].secret);
+        assert_eq!(file.webhook_name, "CRM", "the name as saved");
+
+        // A pending file of another kind (v1a needs a key pair) is not used.
+        let other = add(WebhookChanges {
+            auth: Some(AuthMethod::Signature),
+            scheme: Some(SchemeName::StandardWebhooksV1a),
+            pending_signature: Some(pending.clone()),
+            ..base()
+        })
+        .expect("valid");
+        let Auth::Signature(file) = &other.auth else {
+            panic!("signature expected")
+        };
+        assert!(file.secrets[0].secret.starts_with("whsk_"));
+
+        // An edit switching a Basic webhook to Signature takes a pending file made for it,
+        // and ignores one made for another webhook.
+        let mut basic = add(WebhookChanges {
+            auth: Some(AuthMethod::Basic),
+            username: Some("crm".into()),
+            password: Some("pw".into()),
+            ..base()
+        })
+        .expect("valid");
+        let for_it =
+            signature_file_of(None, None, &basic.id, "", SchemeName::Stripe, 0).expect("file");
+        let mut copy = basic.clone();
+        WebhookChanges {
+            auth: Some(AuthMethod::Signature),
+            scheme: Some(SchemeName::Stripe),
+            pending_signature: Some(pending),
+            ..WebhookChanges::default()
+        }
+        .apply(&mut copy, 5)
+        .expect("edit");
+        WebhookChanges {
+            auth: Some(AuthMethod::Signature),
+            scheme: Some(SchemeName::Stripe),
+            pending_signature: Some(for_it.clone()),
+            ..WebhookChanges::default()
+        }
+        .apply(&mut basic, 5)
+        .expect("edit");
+        let (Auth::Signature(ignored), Auth::Signature(taken)) = (&copy.auth, &basic.auth) else {
+            panic!("signature expected")
+        };
+        assert_ne!(ignored.secrets[0].secret, for_it.secrets[0].secret);
+        assert_eq!(taken.secrets[0].secret, for_it.secrets[0].secret);
+        assert_eq!(taken.scheme, "stripe");
     }
 }

@@ -27,6 +27,10 @@
 //! - at most [`MAX_WEBHOOKS`](crate::registry::MAX_WEBHOOKS) webhooks, checked in the
 //!   transaction that inserts one.
 //!
+//! What running it for months asks besides ([`Recovery`]: requests queued again, the pages'
+//! and the metrics' reads; [`Outbox`]: the operator's notifications) is in `recovery.rs`, with
+//! the invariants that go with it.
+//!
 //! What the two stores share besides the traits: `rows.rs` (a webhook's columns and their
 //! sealing, a request's outcome and listing rows), `batching.rs` (requests made from events,
 //! the batch rule) and `lease_row.rs` (whether a lease's holder keeps another worker out,
@@ -35,8 +39,17 @@
 mod batching;
 mod lease_row;
 pub mod postgres;
+mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 mod rows;
 pub mod sqlite;
+
+pub use recovery::{
+    notification_body, Backlog, ClaimedNotification, HealthChange, HealthState, Notice,
+    NotificationKind, NotificationView, Outbox, RecoverFilter, RecoverStatus, Recovered, Recovery,
+    Requeued, StagedView, WebhookHealth, FAILING_AFTER, RECOVERED_IDS_SHOWN,
+};
 
 use std::sync::Arc;
 
@@ -187,8 +200,13 @@ pub enum Recorded {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySummary {
-    /// `msg_…`, also the `webhook-id` header.
+    /// `msg_…`, also the `webhook-id` header. A message queued again has several requests
+    /// with this id.
     pub id: String,
+    /// The request's row number: one per request, also for a message queued again.
+    pub row: i64,
+    /// The row this request copies, when it was queued again (`resend`, `recover`).
+    pub resend_of: Option<i64>,
     /// The webhook.
     pub webhook_id: String,
     /// `accountId`.
@@ -370,7 +388,22 @@ pub trait Queue: Send + Sync {
     ///
     /// # Errors
     /// Storage errors.
-    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded>;
+    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded> {
+        self.record_outcomes(lease, attempts, None)
+    }
+
+    /// [`Queue::record`], and with `health` the webhook's new health and the notifications
+    /// its change makes, in the same transaction under the same fence (a disable's notice
+    /// gets the counts of what the expiry expired).
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn record_outcomes(
+        &self,
+        lease: &LeaseToken,
+        attempts: &[AttemptRecord],
+        health: Option<&HealthChange>,
+    ) -> anyhow::Result<Recorded>;
 
     /// Retention ended: disables the webhook with `reason` and marks every pending request and
     /// staged event of it expired. Gives the number of events expired.
@@ -402,6 +435,13 @@ pub trait Queue: Send + Sync {
     /// # Errors
     /// Storage errors.
     fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>>;
+
+    /// When the webhook's oldest staged batch event was staged (epoch ms), if any waits: its
+    /// batch goes out a batch interval later (or sooner, when full). The admin pages say so.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn oldest_staged_at_ms(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>>;
 }
 
 /// Storage of registrations.
@@ -446,7 +486,7 @@ pub trait Registry: Send + Sync {
     fn reseal_secrets(&self, new: &crate::sealing::SecretKey) -> anyhow::Result<u64>;
 }
 
-/// Registrations and queue together: what the engine, the commands and the admin pages read
-/// and write.
-pub trait State: Registry + Queue {}
-impl<S: Registry + Queue> State for S {}
+/// Registrations, queue, recovery and notifications together: what the engine, the commands
+/// and the admin pages read and write.
+pub trait State: Registry + Queue + Recovery + Outbox {}
+impl<S: Registry + Queue + Recovery + Outbox> State for S {}

@@ -245,6 +245,8 @@ pub(crate) fn retention_reason(record: &AttemptRecord, created_at_ms: i64) -> St
 
 /// A request row as `deliveries list` reads it.
 pub(crate) struct RequestRow {
+    pub row: i64,
+    pub resend_of: Option<i64>,
     pub msg_id: String,
     pub webhook_id: String,
     pub account_id: i64,
@@ -263,6 +265,8 @@ impl RequestRow {
     pub fn into_summary(self) -> DeliverySummary {
         DeliverySummary {
             id: self.msg_id,
+            row: self.row,
+            resend_of: self.resend_of,
             webhook_id: self.webhook_id,
             account_id: self.account_id,
             event_names: self.event_names,

@@ -47,6 +47,19 @@ async fn deliveries_until(
     }
 }
 
+/// The body of the first request `received` with this `webhook-id`.
+fn received_body(
+    received: &[crate::support::endpoint::Received],
+    webhook_id: &str,
+) -> bytes::Bytes {
+    received
+        .iter()
+        .find(|request| request.header("webhook-id") == Some(webhook_id))
+        .expect("received before")
+        .body
+        .clone()
+}
+
 on_each_store! {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_its_openapi_document_says(harness: Harness) {
@@ -144,6 +157,56 @@ async fn every_operation(state: String) {
         received[0].header("webhook-id").expect("id")
     );
 
+    // Before Save: a pending signature and its file, and a test of a webhook not registered
+    // that signs with it (`before_save.rs` follows it through the save).
+    let pending = admin
+        .json(
+            Method::POST,
+            "/api/pending-signatures",
+            Some(json!({"name": "Reporting", "scheme": "standard-webhooks"})),
+            201,
+        )
+        .await;
+    let pending_id = pending["id"].as_str().expect("id");
+    let early = admin
+        .call(
+            Method::GET,
+            &format!("/api/pending-signatures/{pending_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(early.status, http::StatusCode::OK);
+    let early = verify::SignatureFile::from_json(&early.body).expect("a signature file");
+    assert_eq!(early.webhook_id, pending["webhookId"].as_str().expect("id"));
+    let unsaved = admin
+        .json(
+            Method::POST,
+            "/api/test",
+            Some(
+                json!({"webhook": {"name": "Reporting", "url": endpoint.url(),
+                "events": ["LEARNER_PROGRESS"], "auth": "signature",
+                "pendingSignature": pending_id}}),
+            ),
+            200,
+        )
+        .await;
+    assert_eq!(unsaved["ok"], true, "{unsaved}");
+    let received = endpoint.wait_for(2, Duration::from_secs(10)).await;
+    early
+        .keyring()
+        .expect("keyring")
+        .verify(&received[1].headers, &received[1].body)
+        .expect("the unsaved webhook's test verifies with the file got before Save");
+    assert_eq!(
+        admin
+            .json(Method::GET, "/api/webhooks", None, 200)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a test registers nothing"
+    );
+
     // A refusal of the credentials comes with the auth hint.
     endpoint.script([Reply::status(401)]);
     let refused = admin
@@ -211,6 +274,58 @@ async fn every_operation(state: String) {
     let listed = admin.json(Method::GET, "/api/webhooks", None, 200).await;
     assert_eq!(listed[0]["lastDelivery"]["state"], "delivered");
 
+    // Resend a delivered request: a new request with the same webhook-id goes behind the queue.
+    let first_id = first["id"].as_str().expect("id");
+    let resent = admin
+        .json(
+            Method::POST,
+            &format!("/api/deliveries/{first_id}/resend"),
+            None,
+            202,
+        )
+        .await;
+    assert_eq!(
+        (resent["id"].as_str(), resent["webhookId"].as_str()),
+        (Some(first_id), Some(id.as_str()))
+    );
+    deliveries_until(&admin, &id, |all| {
+        all.len() == 3 && all.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let again = endpoint.wait_for(4, Duration::from_secs(10)).await;
+    let last = again.last().expect("the resent request");
+    assert_eq!(last.header("webhook-id"), Some(first_id));
+    assert_eq!(last.body, received_body(&again, first_id));
+    // Recover counts first (two messages delivered, one of them twice), then queues.
+    let counted = admin
+        .json(
+            Method::POST,
+            &format!("{path}/recover"),
+            Some(json!({"status": "delivered", "dryRun": true})),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (counted["requests"].clone(), counted["dryRun"].clone()),
+        (json!(2), json!(true))
+    );
+    assert_eq!(
+        counted["ids"][0].as_str(),
+        Some(first_id),
+        "in their first order"
+    );
+    let expired = admin
+        .json(Method::POST, &format!("{path}/recover"), None, 202)
+        .await;
+    assert_eq!(
+        (expired["status"].clone(), expired["requests"].clone()),
+        (json!("expired"), json!(0))
+    );
+    let retried = admin
+        .json(Method::POST, &format!("{path}/retry"), None, 200)
+        .await;
+    assert_eq!(retried["request"], Value::Null, "nothing pending");
+
     // Rotate: two secrets sign until the overlap ends; the new file holds both.
     let rotated = admin
         .json(
@@ -265,7 +380,7 @@ async fn refusals(state: String) {
     };
     // A bad URL, an unknown event name, Basic without a password: 422, field named.
     let mut bad = webhook("x", "ftp://127.0.0.1/hook");
-    refused("url", "not http or https")(
+    refused("url", "must start with http:// or https://")(
         admin
             .json(Method::POST, "/api/webhooks", Some(bad.clone()), 422)
             .await,
@@ -287,11 +402,41 @@ async fn refusals(state: String) {
     );
     bad = webhook("x", url);
     bad["events"] = json!([]);
-    refused("events", "Trigger events")(
+    refused("events", "Choose at least one trigger event")(
         admin
             .json(Method::POST, "/api/webhooks", Some(bad), 422)
             .await,
     );
+    // Every problem at once, one a field, in plain words.
+    let all = admin
+        .json(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"name": " ", "url": "crm.example.com", "auth": "basic"})),
+            422,
+        )
+        .await;
+    let errors: Vec<(String, String)> = all["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|error| {
+            (
+                error["field"].as_str().expect("field").to_owned(),
+                error["message"].as_str().expect("message").to_owned(),
+            )
+        })
+        .collect();
+    let fields: Vec<&str> = errors.iter().map(|(field, _)| field.as_str()).collect();
+    assert_eq!(fields, ["url", "events", "name", "username"], "{all}");
+    assert_eq!(all["field"], "url");
+    for (_, message) in &errors {
+        assert!(
+            !message.contains('`') && !message.contains("--") && !message.contains("sender "),
+            "{message:?} is not plain"
+        );
+    }
+    assert_eq!(errors[2].1, "Name is required");
     let answer = admin
         .json(
             Method::POST,
@@ -325,6 +470,10 @@ async fn refusals(state: String) {
         .await;
     assert_eq!(sixth["error"], "limit");
     assert!(
+        !sixth["message"].as_str().expect("message").contains('`'),
+        "{sixth}"
+    );
+    assert!(
         sixth["message"].as_str().expect("message").contains('5'),
         "{sixth}"
     );
@@ -355,6 +504,11 @@ async fn refusals(state: String) {
     ] {
         let answer = admin.json(method, &target, Some(body), 409).await;
         assert_eq!(answer["error"], "changed", "{target}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("changed meanwhile (by the delivery worker") && !message.contains('`'),
+            "{message:?} is not in plain words"
+        );
     }
     let now = admin.json(Method::GET, &path, None, 200).await;
     assert_eq!(
@@ -370,6 +524,48 @@ async fn refusals(state: String) {
     admin
         .json(Method::GET, "/api/webhooks/wh_nothing", None, 404)
         .await;
+    // Resend and recover: what is not there is 404, a wrong choice says which field.
+    admin
+        .json(
+            Method::POST,
+            "/api/deliveries/msg_nothing/resend",
+            None,
+            404,
+        )
+        .await;
+    admin
+        .json(Method::POST, "/api/webhooks/wh_nothing/recover", None, 404)
+        .await;
+    refused("status", "use expired, failed, delivered or all")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"status": "lost"})),
+                422,
+            )
+            .await,
+    );
+    refused("since", "is not a time")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"since": "yesterday-ish"})),
+                422,
+            )
+            .await,
+    );
+    refused("since", "before")(
+        admin
+            .json(
+                Method::POST,
+                &format!("{path}/recover"),
+                Some(json!({"since": "2026-11-28", "until": "2026-11-27"})),
+                422,
+            )
+            .await,
+    );
     refused("events", "unknown event")(
         admin
             .json(

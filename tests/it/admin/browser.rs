@@ -14,7 +14,12 @@ use crate::support::browser::{self, Browser};
 use crate::support::receiver::{free_addr, run_cli, Process};
 
 /// A `receiver listen` on `addr` with its own store and the given auth flags.
-fn receiver(dir: &Path, name: &str, addr: SocketAddr, auth: &[&str]) -> (Process, PathBuf) {
+pub(super) fn receiver(
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    auth: &[&str],
+) -> (Process, PathBuf) {
     let store = dir.join(format!("{name}.db"));
     let store_arg = format!("sqlite:{}", store.display());
     let listen = addr.to_string();
@@ -42,14 +47,22 @@ fn other_secret_file(path: &Path) {
     std::fs::write(path, file.to_string()).expect("write the other file");
 }
 
-fn shot(browser: &Browser, name: &str) {
+pub(super) fn shot(browser: &Browser, name: &str) {
     browser.screenshot(&browser::screenshots("admin-screenshots").join(format!("{name}.png")));
 }
 
 /// Waits for a status line starting with `text`.
-fn status(browser: &Browser, text: &str) {
+pub(super) fn status(browser: &Browser, text: &str) {
     browser.wait_for(
         &format!("//*[@role='status' and starts-with(normalize-space(), '{text}')]"),
+        Duration::from_secs(15),
+    );
+}
+
+/// Waits for an alert starting with `text`.
+fn alert(browser: &Browser, text: &str) {
+    browser.wait_for(
+        &format!("//*[@role='alert' and starts-with(normalize-space(), '{text}')]"),
         Duration::from_secs(15),
     );
 }
@@ -108,7 +121,9 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "//label[normalize-space()='Target URL']/following-sibling::*[@role='alert']",
         Duration::from_secs(5),
     );
-    assert!(browser.text(&url_error).contains("not http or https"));
+    assert!(browser
+        .text(&url_error)
+        .contains("must start with http:// or https://"));
     let url_field = browser.field("Target URL");
     assert_eq!(browser.attribute(&url_field, "aria-invalid"), "true");
     assert_eq!(
@@ -145,7 +160,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     assert!(browser.is_selected(&browser.field("Activation status")));
 
     // Download signature, and start the CRM's receiver with that file.
-    browser.click(&browser.link("Download signature"));
+    browser.click(&browser.button("Download signature"));
     let file_name = format!("signature-{id}.json");
     let file = browser.downloaded(&file_name, Duration::from_secs(10));
     let parsed = verify::SignatureFile::from_json(&file).expect("a signature file");
@@ -160,7 +175,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
     // Test webhook: the receiver accepts it.
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     shot(&browser, "edit-tested");
 
     // Against a receiver with another secret: refused, with the auth hint.
@@ -169,7 +184,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     let (other_receiver, _) = signed_receiver(dir.path(), "other", free_addr(), &other);
     retarget(&browser, &format!("http://{}/webhook", other_receiver.addr));
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 401");
+    alert(&browser, "Test failed: answered 401");
     let hint = browser.wait_for(
         "//*[@role='alert' and starts-with(normalize-space(), 'Hint:')]",
         Duration::from_secs(5),
@@ -190,10 +205,11 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "second description"
     );
 
-    // Retire and activate from the list's Activation status switch.
+    // Retire and activate from the list's Activation status switch, each confirmed.
     browser.goto(&format!("http://{}/", admin.addr));
     let switch = "//button[@role='switch' and @aria-label='Activation status of CRM sync']";
     browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.button("Retire"));
     let off = browser.wait_for(
         &format!("{switch}[@aria-checked='false']"),
         Duration::from_secs(5),
@@ -206,6 +222,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         "retired"
     );
     browser.click_to_navigate(&browser.wait_for(switch, Duration::from_secs(5)));
+    browser.click_to_navigate(&browser.button("Activate"));
     let on = browser.wait_for(
         &format!("{switch}[@aria-checked='true']"),
         Duration::from_secs(5),
@@ -220,23 +237,19 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.type_into(&browser.field("Count"), "2");
     browser.type_into(&browser.field("Field values"), "userId=42");
     browser.click_to_navigate(&browser.button("Trigger"));
-    status(&browser, "Queued 2 COURSE_ENROLLMENT event(s)");
+    status(&browser, "Queued 2 events of COURSE_ENROLLMENT");
     shot(&browser, "trigger");
     browser.goto(&format!("http://{}/webhooks/{id}/deliveries", admin.addr));
-    let first = "(//section[starts-with(@aria-label, 'Request msg_')])[1]";
+    // The request holding the queue is the first row, says so, and shows the refusal.
+    let head = "//table[@aria-label='Requests']/tbody/tr[1][td[normalize-space()='pending: holding the queue']]";
     browser.wait_for(
-        &format!("{first}//dt[normalize-space()='Next attempt']"),
-        Duration::from_secs(10),
-    );
-    browser.wait_for(
-        &format!("{first}//table//td[contains(., 'refused')]"),
+        &format!("{head}/td[contains(., 'refused')]"),
         Duration::from_secs(10),
     );
     status(&browser, "Requests are pending");
     shot(&browser, "deliveries-pending");
     let (crm, _) = signed_receiver(dir.path(), "crm", crm_addr, &downloads.join(&file_name));
-    let delivered =
-        "//section[starts-with(@aria-label, 'Request msg_') and .//h2[contains(., 'delivered')]]";
+    let delivered = "//table[@aria-label='Requests']/tbody/tr[starts-with(@aria-label, 'Request msg_') and td[normalize-space()='delivered']]";
     browser.wait_for(&format!("({delivered})[2]"), Duration::from_secs(20));
     browser.wait_for(
         &format!("({delivered})[1]//table[starts-with(@aria-label, 'Attempts of')]//td[normalize-space()='200']"),
@@ -277,8 +290,8 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
         Duration::from_secs(1),
     );
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
-    browser.click(&browser.link("Download signature"));
+    status(&browser, "Test succeeded: answered 200");
+    browser.click(&browser.button("Download signature"));
     let rotated_name = format!("signature-{id} (1).json");
     let rotated = verify::SignatureFile::from_json(
         &browser.downloaded(&rotated_name, Duration::from_secs(10)),
@@ -293,7 +306,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     );
     retarget(&browser, &format!("http://{}/webhook", new_receiver.addr));
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     drop(crm);
 
     // A Basic webhook, tested against a receiver that checks Basic.
@@ -316,7 +329,7 @@ fn an_integration_admin_clicks_through_every_flow_in_chromium() {
     browser.click_to_navigate(&browser.button("Save"));
     status(&browser, "Saved.");
     browser.click_to_navigate(&browser.button("Test webhook"));
-    status(&browser, "Answered 200");
+    status(&browser, "Test succeeded: answered 200");
     assert!(!browser
         .text(&browser.wait_for("//main", Duration::from_secs(1)))
         .contains("s3cret-pw"));

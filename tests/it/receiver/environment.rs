@@ -120,12 +120,19 @@ async fn forwarding_settings_from_the_environment_take_effect() {
     let app = FakeApp::start_at(free_addr(), 200).await;
     app.set_delay(Duration::from_millis(800));
     let forward_to = format!("http://{}/inbox", app.addr);
+    // A second target, for progress only, in the same variable: targets are separated by
+    // spaces there.
+    let progress_app = FakeApp::start_at(free_addr(), 200).await;
+    let targets = format!(
+        "{forward_to} LEARNER_PROGRESS=http://{}/progress",
+        progress_app.addr
+    );
     let app_file_arg = app_file_path.display().to_string();
     let process = Process::spawn(
         &["listen", "--listen", "127.0.0.1:0", "--output", "quiet"],
         &[
             ("RECEIVER_STORE", &store),
-            ("RECEIVER_FORWARD_TO", &forward_to),
+            ("RECEIVER_FORWARD_TO", &targets),
             ("RECEIVER_FORWARD_SIGNATURE_FILE", &app_file_arg),
             ("RECEIVER_FORWARD_TIMEOUT", "150ms"),
             ("RECEIVER_FORWARD_RETRY_MIN", "20ms"),
@@ -187,5 +194,10 @@ async fn forwarding_settings_from_the_environment_take_effect() {
             .verify(&attempt.headers, &attempt.body)
             .expect("signed with the app's secret");
     }
+    // The enrolment was for the first target only.
+    let jobs = crate::support::forwarding::forward_list(&store, &[]);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["target"], forward_to.as_str());
+    assert!(progress_app.requests().is_empty());
     process.kill();
 }

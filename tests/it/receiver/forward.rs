@@ -110,7 +110,12 @@ async fn app_down_then_failing_then_up_gets_every_new_request_in_order_byte_exac
     })
     .await;
     assert!(failing, "the forwarder retries while the app is down");
-    assert_eq!(metric(addr, "receiver_forward_pending").await, Some(12.0));
+    // The backlog is counted in the store (every receiver's jobs), within a second.
+    let counted = crate::support::receiver::wait_until(Duration::from_secs(10), || async move {
+        metric(addr, "receiver_forward_pending").await == Some(12.0)
+    })
+    .await;
+    assert!(counted, "the 12 jobs wait");
     let states = forwarding_states(&store);
     assert_eq!(states[0], ("before".to_owned(), "none".to_owned()));
     assert!(
@@ -251,6 +256,93 @@ async fn two_receivers_on_one_database_forward_through_one_lease_in_commit_order
         sent,
         "every request once, in commit order"
     );
+    other.stop().await.unwrap();
+}
+
+/// Two receivers with two targets on one PostgreSQL database: per target one receiver
+/// forwards (its lease), so each app gets every request once, in commit order, whichever
+/// receiver stored it; when a holder stops, the other takes its targets over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_and_two_targets_each_target_forwarded_by_one_receiver_at_a_time() {
+    let Some(test_store) =
+        TestStore::postgres("two_receivers_and_two_targets_each_target_forwarded_by_one")
+    else {
+        return;
+    };
+    let crm = FakeApp::start_at(free_addr(), 200).await;
+    let archive = FakeApp::start_at(free_addr(), 200).await;
+    let targets = [
+        format!("http://{}/crm", crm.addr),
+        format!("http://{}/archive", archive.addr),
+    ];
+    let start = || {
+        let mut config = test_store.config();
+        let mut forward = fast(&targets[0]);
+        forward.targets.push(receiver::forward::ForwardTarget::new(
+            targets[1].parse().unwrap(),
+        ));
+        config.forward = Some(forward);
+        InProcess::start(config)
+    };
+    let receivers = [start().await, start().await];
+    let mut sent = Vec::new();
+    for index in 0..20 {
+        let body = body("leases", index);
+        let reply = receivers[index % 2].post(&[], body.clone()).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        sent.push(Bytes::from(body));
+    }
+    for app in [&crm, &archive] {
+        assert!(
+            app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+                .await
+        );
+        assert_eq!(
+            app.acknowledged_bodies(),
+            sent,
+            "every request once, in commit order"
+        );
+    }
+    // Per target, the attempts were one receiver's.
+    let mut holders = Vec::new();
+    for target in &targets {
+        let mut forwarding = Vec::new();
+        for (index, receiver) in receivers.iter().enumerate() {
+            let delivered = crate::support::receiver::labeled_metric(
+                receiver.addr,
+                "receiver_forward_attempts_total",
+                &[("target", target), ("outcome", "delivered")],
+            )
+            .await
+            .unwrap_or(0.0);
+            if delivered > 0.0 {
+                forwarding.push(index);
+            }
+        }
+        assert_eq!(forwarding.len(), 1, "{target}: one receiver forwards");
+        holders.push(forwarding[0]);
+    }
+    // The holder of the CRM's lease stops: the other receiver takes it over.
+    let [first, second] = receivers;
+    let (holder, other) = if holders[0] == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    holder.stop().await.unwrap();
+    for index in 20..24 {
+        let body = body("leases", index);
+        assert_eq!(other.post(&[], body.clone()).await.status, StatusCode::OK);
+        sent.push(Bytes::from(body));
+    }
+    for app in [&crm, &archive] {
+        assert!(
+            app.wait_acknowledged(sent.len(), Duration::from_secs(15))
+                .await,
+            "the other receiver takes over"
+        );
+        assert_eq!(app.acknowledged_bodies(), sent);
+    }
     other.stop().await.unwrap();
 }
 
@@ -397,7 +489,7 @@ async fn resigned_for_the_app_with_a_fresh_timestamp_and_the_original_id() {
         let mut config = receiver::Config::for_tests(dir.path().join(format!("{name}.db")));
         config.authentication = verify::Authentication::Signature(vec![inbound.clone()]);
         let mut forward = fast(&format!("http://{}/app", app.addr));
-        forward.signing = Some(signing.clone());
+        forward.targets[0].signing = Some(signing.clone());
         config.forward = Some(forward);
         let receiver = InProcess::start(config).await;
         let body = body(name, 0);
@@ -459,8 +551,30 @@ async fn resigned_for_the_app_with_a_fresh_timestamp_and_the_original_id() {
     let path = dir.path().join("app-sig.json");
     std::fs::write(&path, file.to_json_pretty()).unwrap();
     let store = format!("sqlite:{}", dir.path().join("cli.db").display());
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--forward-to", "https://app/x"], "only http:// targets"),
+        (
+            &[
+                "--forward-to",
+                "http://app/x",
+                "--forward-to",
+                "COURSE_*=http://app/x",
+            ],
+            "is given twice",
+        ),
+        (
+            &["--forward-to", "COURSE_COMPLETED!=http://app/x"],
+            "event names hold letters",
+        ),
+        (
+            &[
+                "--forward-to",
+                "http://app/x",
+                "--forward-signature-file",
+                "http://app/y=app-sig.json",
+            ],
+            "no --forward-to target has this URL",
+        ),
         (
             &[
                 "--forward-to",

@@ -194,7 +194,7 @@ async fn the_overview_counts_the_last_hour_by_minute_verdict_reason_and_name(sto
         ["COURSE_COMPLETED|2", "COURSE_ENROLLMENT_BATCH|2"]
     );
     assert!(
-        !section.contains("Forward targets"),
+        !section.contains("Forwarding targets"),
         "no forwarding, no targets"
     );
     // It is live: the first page has its stream.
@@ -294,13 +294,16 @@ async fn the_overview_shows_the_forward_targets_queue(store: TestStore) {
     let body = envelope(&[("f1", "COURSE_COMPLETED")]);
     assert_eq!(inspected.post(&[], body).await.status, StatusCode::OK);
     let page = inspected.page("/").await;
-    let rows = table_rows(overview(&page), "Forward targets");
+    // One table of the targets, in the overview (issue 21's, with the oldest job's age).
+    assert_eq!(page.matches("aria-label=\"Forwarding targets\"").count(), 1);
+    let rows = table_rows(overview(&page), "Forwarding targets");
     assert_eq!(rows.len(), 1, "{page}");
     let cells: Vec<&str> = rows[0].split('|').collect();
     assert_eq!(cells[..3], [app.as_str(), "1", "0"]);
     assert!(
-        cells[3].ends_with("second") || cells[3].ends_with("seconds"),
+        cells[3].ends_with("second ago)") || cells[3].ends_with("seconds ago)"),
         "{cells:?}"
     );
+    assert!(cells[4].contains("request a1"), "{cells:?}");
     inspected.stop().await;
 }

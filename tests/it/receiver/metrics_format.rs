@@ -8,15 +8,11 @@
 //! exposition, is what this test checks with an independent reader.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::receiver::{envelope, free_addr, get, metric, FakeApp, InProcess};
-
-const PARSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/py/prometheus_families.py");
 
 /// One family as the receiver should expose it: name (as the parser names it: a counter
 /// without `_total`), type, help text, and the label names of each sample name.
@@ -40,7 +36,7 @@ const fn counter(name: &'static str, help: &'static str) -> Family {
 const HISTOGRAM_LABELS: &[(&str, &[&str])] =
     &[("_bucket", &["le"]), ("_sum", &[]), ("_count", &[])];
 
-/// Every family, with forwarding on (its three families appear only then).
+/// Every family, with forwarding on (its six families appear only then).
 const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_requests",
@@ -85,17 +81,35 @@ const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_forward_pending",
         kind: "gauge",
-        help: "Requests stored and waiting to be forwarded.",
+        help: "Forward jobs waiting, all targets (a request waiting for two targets counts twice).",
         labels: &[("", &[])],
     },
     counter(
         "receiver_forwarded",
-        "Requests the app acknowledged with 2xx.",
+        "Requests an app acknowledged with 2xx, all targets.",
     ),
     counter(
         "receiver_forward_failures",
-        "Forwarding attempts that failed (no answer or not 2xx).",
+        "Forwarding attempts that failed (no answer or not 2xx), all targets.",
     ),
+    Family {
+        name: "receiver_forward_jobs",
+        kind: "gauge",
+        help: "Forward jobs by target and state: pending (waiting or being tried), parked (refused by the app, waiting for a retry).",
+        labels: &[("", &["state", "target"])],
+    },
+    Family {
+        name: "receiver_forward_oldest_pending_seconds",
+        kind: "gauge",
+        help: "Age of the oldest pending forward job, by target (0 when none waits).",
+        labels: &[("", &["target"])],
+    },
+    Family {
+        name: "receiver_forward_attempts",
+        kind: "counter",
+        help: "Forwarding attempts by target and outcome: delivered (2xx), failed (tried again, holding the queue), parked (refused for good).",
+        labels: &[("_total", &["outcome", "target"])],
+    },
     Family {
         name: "receiver_commit_seconds",
         kind: "histogram",
@@ -110,39 +124,9 @@ const EXPECTED: &[Family] = &[
     },
 ];
 
-/// The families the Python parser reads in `text`.
-fn parse_with_python(text: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(PARSER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the Prometheus parser refused the exposition: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice::<Value>(&output.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
-    if !crate::support::external::python_module(
-        "prometheus_client",
-        "prometheus_client",
+    if !crate::support::prometheus::parser_available(
         "the /metrics check with Python's Prometheus parser",
     ) {
         return;
@@ -169,7 +153,7 @@ async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
     );
 
     let text = String::from_utf8(get(receiver.addr, "/metrics").await.body.to_vec()).unwrap();
-    let families = parse_with_python(&text);
+    let families = crate::support::prometheus::families(&text);
     let found: Vec<&str> = families
         .iter()
         .map(|family| family["name"].as_str().unwrap())
@@ -249,6 +233,21 @@ async fn metrics_parse_with_the_prometheus_parser_family_by_family() {
         1.0
     );
     assert_eq!(value("receiver_store_up", serde_json::json!({})), 1.0);
+    let target = format!("http://{}/app", app.addr);
+    assert_eq!(
+        value(
+            "receiver_forward_attempts_total",
+            serde_json::json!({"target": target, "outcome": "delivered"})
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "receiver_forward_jobs",
+            serde_json::json!({"target": target, "state": "parked"})
+        ),
+        0.0
+    );
     assert_eq!(
         value(
             "receiver_commit_batch_requests_bucket",

@@ -38,6 +38,8 @@ pub struct AdminProcess {
     pub addr: SocketAddr,
     /// The first line it printed.
     pub first_line: String,
+    /// Where `--metrics` listens, when it was given.
+    pub metrics: Option<SocketAddr>,
     /// `--state` as given.
     pub state: String,
     /// The OpenAPI document it served.
@@ -50,11 +52,36 @@ impl AdminProcess {
     /// Starts `sender --state STATE admin --listen 127.0.0.1:0 --token TOKEN`, waits for its
     /// first line and reads `/api/openapi.json`.
     pub async fn start(state: &str) -> AdminProcess {
+        Self::start_with(state, &[]).await
+    }
+
+    /// [`AdminProcess::start`] with more flags (`--metrics ADDR`: its line is read too).
+    pub async fn start_with(state: &str, extra: &[&str]) -> AdminProcess {
+        Self::start_with_numbers(state, FAST, extra).await
+    }
+
+    /// [`AdminProcess::start`] with some of the worker's numbers changed (`("--batch-interval",
+    /// "1h")`): each replaces the fast value of the same flag.
+    pub async fn start_changed(state: &str, changed: &[(&str, &str)]) -> AdminProcess {
+        let mut numbers: Vec<&str> = FAST.to_vec();
+        for (flag, value) in changed {
+            match numbers.iter().position(|given| given == flag) {
+                Some(at) => numbers[at + 1] = value,
+                None => numbers.extend([*flag, *value]),
+            }
+        }
+        Self::start_with_numbers(state, &numbers, &[]).await
+    }
+
+    /// [`AdminProcess::start_with`] with the worker's numbers `numbers` instead of the tests'
+    /// usual ones.
+    pub async fn start_with_numbers(state: &str, numbers: &[&str], extra: &[&str]) -> AdminProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_it-sender"));
         command
             .args(["--state", state, "admin", "--listen", "127.0.0.1:0"])
             .args(["--token", TOKEN])
-            .args(FAST)
+            .args(numbers)
+            .args(extra)
             // The failed attempts the tests provoke are warnings; errors still show.
             .env("RUST_LOG", "error");
         let mut process = Spawned::spawn(&mut command);
@@ -64,10 +91,19 @@ impl AdminProcess {
             .and_then(|rest| rest.split('/').next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"));
+        let metrics = if extra.contains(&"--metrics") {
+            let line = process.next_line(Duration::from_secs(20)).await;
+            line.strip_prefix("metrics on http://")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|addr| addr.parse().ok())
+        } else {
+            None
+        };
         let mut admin = AdminProcess {
             process,
             addr,
             first_line,
+            metrics,
             state: state.to_owned(),
             document: Value::Null,
             seen: Mutex::new(BTreeSet::new()),
@@ -105,6 +141,42 @@ impl AdminProcess {
             .await;
         assert_eq!(first.status, http::StatusCode::OK, "{first:?}");
         first.cookie()
+    }
+
+    /// A page, as a browser signed in with `cookie` gets it: (status, HTML).
+    pub async fn page(&self, cookie: &str, path: &str) -> (http::StatusCode, String) {
+        let reply = self.raw(Method::GET, path, &[("cookie", cookie)], "").await;
+        (
+            reply.status,
+            String::from_utf8_lossy(&reply.body).into_owned(),
+        )
+    }
+
+    /// A form posted as the pages' own forms are (the cookie, this server's `Origin`).
+    pub async fn post_form(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> Reply {
+        let origin = format!("http://{}", self.addr);
+        let body = form
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{}={}",
+                    common::web::encode_query_value(name),
+                    common::web::encode_query_value(value)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        self.raw(
+            Method::POST,
+            path,
+            &[
+                ("cookie", cookie),
+                ("origin", &origin),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        )
+        .await
     }
 
     /// One request with any headers, unchecked.

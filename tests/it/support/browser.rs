@@ -371,6 +371,48 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `xpath` to submit a form or follow a link, as
+    /// [`Browser::click_to_navigate`] does, on a page that reloads itself (one showing work in
+    /// progress): when the page reloaded between finding the element and clicking it, the
+    /// element is found again on the new page and clicked there.
+    pub fn click_to_navigate_fresh(&self, xpath: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let element = self.wait_for(xpath, Duration::from_secs(5));
+            let old_page = self.wait_for("/html", Duration::from_secs(5));
+            let full = format!("/session/{}/element/{}/click", self.session, element.0);
+            let (status, answer) = exchange(self.addr, "POST", &full, Some(&json!({})));
+            if status == 200 {
+                while !self.is_stale(&old_page) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the page did not change after a click, at {}",
+                        self.url()
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return;
+            }
+            assert!(
+                answer["value"]["error"] == "stale element reference" && Instant::now() < deadline,
+                "clicking {xpath}: {answer}"
+            );
+        }
+    }
+
+    /// The computed value of a CSS property of `element` (`background-color`, …): what a
+    /// person sees, for a check that a row is coloured apart from the others.
+    pub fn css(&self, element: &Element, property: &str) -> String {
+        self.command(
+            "GET",
+            &format!("/element/{}/css/{property}", element.0),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
     /// Whether `element` belongs to a page that has since been replaced.
     fn is_stale(&self, element: &Element) -> bool {
         let full = format!("/session/{}/element/{}/name", self.session, element.0);
@@ -414,6 +456,20 @@ impl Browser {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+    }
+
+    /// Whether an element is shown (a person can see it), as the browser computes it.
+    pub fn is_displayed(&self, element: &Element) -> bool {
+        self.command("GET", &format!("/element/{}/displayed", element.0), None) == true
+    }
+
+    /// The HTML of the current page as the server sent it and the page left it (what "view
+    /// source" and a page's script could read).
+    pub fn source(&self) -> String {
+        self.command("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Whether a checkbox, radio button or option is checked / selected.

@@ -6,6 +6,7 @@ pub mod external;
 pub mod receiver;
 
 pub mod inspector;
+pub mod prometheus;
 pub mod rng;
 #[cfg(feature = "receiver-tests")]
 pub mod store;
@@ -24,3 +25,6 @@ pub mod admin;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 pub mod openapi;
+
+#[cfg(feature = "receiver-tests")]
+pub mod forwarding;

@@ -523,14 +523,19 @@ pub struct AppRequest {
     pub body: Bytes,
 }
 
+/// An answer a [`FakeApp`] gives to bodies that contain a text: `(text, status, body)`.
+type Rules = std::sync::Arc<std::sync::Mutex<Vec<(String, u16, String)>>>;
+
 /// The team's own app behind `--forward-to`, faked: it records every request in arrival
-/// order and answers a status (and after a delay) the test can change.
+/// order and answers a status (and after a delay) the test can change, or another status and
+/// body to requests whose body contains a given text (an app that cannot handle one payload).
 pub struct FakeApp {
     /// Where it listens.
     pub addr: SocketAddr,
     received: std::sync::Arc<std::sync::Mutex<Vec<AppRequest>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
     delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    rules: Rules,
     task: JoinHandle<()>,
 }
 
@@ -552,17 +557,25 @@ impl FakeApp {
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (log, answer, delay) = (received.clone(), status.clone(), delay_ms.clone());
+        let rules: Rules = std::sync::Arc::default();
+        let (log, answer, delay, ruled) = (
+            received.clone(),
+            status.clone(),
+            delay_ms.clone(),
+            rules.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
+                let (log, answer, delay, ruled) =
+                    (log.clone(), answer.clone(), delay.clone(), ruled.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: Request<hyper::body::Incoming>| {
-                            let (log, answer, delay) = (log.clone(), answer.clone(), delay.clone());
+                            let (log, answer, delay, ruled) =
+                                (log.clone(), answer.clone(), delay.clone(), ruled.clone());
                             async move {
                                 let (parts, body) = request.into_parts();
                                 let body = body
@@ -570,7 +583,17 @@ impl FakeApp {
                                     .await
                                     .map(|b| b.to_bytes())
                                     .unwrap_or_default();
-                                let status = answer.load(Ordering::SeqCst);
+                                let rule = ruled
+                                    .lock()
+                                    .expect("app rules")
+                                    .iter()
+                                    .find(|(text, _, _)| {
+                                        body.windows(text.len()).any(|w| w == text.as_bytes())
+                                    })
+                                    .map(|(_, status, answer)| (*status, answer.clone()));
+                                let (status, answer_body) = rule.unwrap_or_else(|| {
+                                    (answer.load(Ordering::SeqCst), "{}".to_owned())
+                                });
                                 log.lock().expect("app log").push(AppRequest {
                                     status,
                                     path: parts.uri.path().to_owned(),
@@ -583,7 +606,7 @@ impl FakeApp {
                                 }
                                 let response = hyper::Response::builder()
                                     .status(status)
-                                    .body(Full::new(Bytes::from_static(b"{}")))
+                                    .body(Full::new(Bytes::from(answer_body)))
                                     .expect("response");
                                 Ok::<_, std::convert::Infallible>(response)
                             }
@@ -600,8 +623,25 @@ impl FakeApp {
             received,
             status,
             delay_ms,
+            rules,
             task,
         }
+    }
+
+    /// Answers `status` with `body` to every request whose body contains `text`, from now on.
+    pub fn answer_containing(&self, text: &str, status: u16, body: &str) {
+        self.rules
+            .lock()
+            .expect("app rules")
+            .push((text.to_owned(), status, body.to_owned()));
+    }
+
+    /// Answers requests containing `text` like the others again.
+    pub fn forget(&self, text: &str) {
+        self.rules
+            .lock()
+            .expect("app rules")
+            .retain(|(ruled, _, _)| ruled != text);
     }
 
     /// Answers `status` from now on.
@@ -645,6 +685,21 @@ impl Drop for FakeApp {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The value of the sample `name{labels}` from `GET /metrics` (every label given must be
+/// there with that value; others may be), if present.
+pub async fn labeled_metric(addr: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let reply = get(addr, "/metrics").await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (inside, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(label, wanted)| inside.contains(&format!("{label}=\"{wanted}\"")))
+            .then(|| value.parse().ok())?
+    })
 }
 
 /// The value of one metric line (`name value`) from `GET /metrics`, if present.

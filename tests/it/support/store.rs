@@ -160,6 +160,23 @@ impl TestStore {
         }
     }
 
+    /// Runs `sql` (several statements; table placeholders replaced) on whichever store this
+    /// is, to build a store as an older layout made it.
+    pub async fn run(&self, sql: &str) {
+        let sql = self.sql(sql);
+        match &self.location {
+            StoreLocation::Sqlite(path) => crate::support::receiver::open_db(path)
+                .execute_batch(&sql)
+                .unwrap_or_else(|error| panic!("{sql}: {error}")),
+            StoreLocation::Postgres(_) => self
+                .client()
+                .await
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|error| panic!("{sql}: {error}")),
+        }
+    }
+
     /// The first column of the first row of `sql` as an integer (`COUNT(*)` and the like).
     pub async fn scalar(&self, sql: &str) -> i64 {
         self.first(sql)

@@ -3,14 +3,19 @@
 use tokio_postgres::types::ToSql;
 
 use super::error::CommitError;
+use crate::routing::Routes;
 use crate::store::AcceptedRequest;
 
-/// Held (per transaction) while a batch inserts forward jobs: job ids follow commit order.
-const FORWARD_ORDER_LOCK: i64 = 0x7265_6376_0000_0002;
+/// Held (per transaction) while a batch inserts forward jobs: job ids and queue places follow
+/// commit order (a retry takes it too, `store::forward::sql`).
+pub(super) const FORWARD_ORDER_LOCK: i64 = 0x7265_6376_0000_0002;
 
 /// The statement of one batch. `$1`–`$7` are the requests' columns, `$8`–`$13` the events'
 /// (with the 1-based position of their request); it returns `(request position, eventId)` of
-/// every event stored now. `{lock}` and `{jobs}` are filled in for forwarding.
+/// every event stored now. `{lock}` and `{jobs}` are filled in for forwarding: then `$14` is
+/// the time queued, `$15` each event's mask of the targets that take its name (bit `i` for
+/// target `i`, from `routing::Routes::mask_of`, so the names are matched in one place) and
+/// `$16` the targets; a request gets a job per target that one of its NEW events takes.
 const ACCEPT_TEMPLATE: &str = "
 WITH r AS MATERIALIZED (
     SELECT nextval('receiver_requests_id_seq') AS id, r.received_at_ms, r.method, r.path,
@@ -34,7 +39,7 @@ new_events AS (
     JOIN r ON r.ord = e.request_ord
     ORDER BY r.account_id, e.event_id, e.ord
     ON CONFLICT (account_id, event_id) DO NOTHING
-    RETURNING request_id, event_id
+    RETURNING request_id, event_id, event_name
 ){jobs}
 SELECT r.ord, n.event_id FROM new_events n JOIN r ON r.id = n.request_id";
 
@@ -49,9 +54,22 @@ pub(super) fn accept_statement(queue_forwarding: bool) -> String {
             .replace(
                 "{jobs}",
                 ",
+routed AS (
+    SELECT n.request_id, bit_or(m.mask) AS mask
+    FROM new_events n
+    JOIN r ON r.id = n.request_id
+    JOIN unnest($8::int8[], $9::text[], $10::text[], $15::int8[])
+         AS m (request_ord, event_id, event_name, mask)
+      ON m.request_ord = r.ord AND m.event_id = n.event_id AND m.event_name = n.event_name
+    GROUP BY n.request_id
+),
 jobs AS (
-    INSERT INTO receiver_forward_jobs (request_id, queued_at_ms)
-    SELECT DISTINCT request_id, $14::int8 FROM new_events ORDER BY request_id
+    INSERT INTO receiver_forward_jobs (request_id, target, queued_at_ms)
+    SELECT routed.request_id, t.target, $14::int8
+    FROM routed
+    JOIN unnest($16::text[]) WITH ORDINALITY AS t (target, bit)
+      ON routed.mask & (1::int8 << (t.bit - 1)::int4) <> 0
+    ORDER BY routed.request_id, t.bit
 )",
             )
     } else {
@@ -74,14 +92,19 @@ pub(super) struct BatchColumns<'a> {
     event_times: Vec<i64>,
     event_known: Vec<bool>,
     event_json: Vec<&'a str>,
+    /// Per event, the targets that take its name (empty without forwarding).
+    event_targets: Vec<i64>,
 }
 
 impl<'a> BatchColumns<'a> {
-    /// The columns of `requests`.
+    /// The columns of `requests`, with each event's targets among `routes`.
     ///
     /// # Errors
     /// An event's JSON is not UTF-8 (the envelope parser read it, so it never is).
-    pub(super) fn new(requests: &[&'a AcceptedRequest]) -> Result<Self, CommitError> {
+    pub(super) fn new(
+        requests: &[&'a AcceptedRequest],
+        routes: &Routes,
+    ) -> Result<Self, CommitError> {
         let events = requests.iter().map(|request| request.events.len()).sum();
         let mut columns = BatchColumns {
             received_at: Vec::with_capacity(requests.len()),
@@ -97,6 +120,7 @@ impl<'a> BatchColumns<'a> {
             event_times: Vec::with_capacity(events),
             event_known: Vec::with_capacity(events),
             event_json: Vec::with_capacity(events),
+            event_targets: Vec::with_capacity(if routes.is_on() { events } else { 0 }),
         };
         for (position, request) in (1_i64..).zip(requests) {
             columns.received_at.push(request.received_at_ms);
@@ -117,6 +141,11 @@ impl<'a> BatchColumns<'a> {
                 columns.event_times.push(event.timestamp_ms);
                 columns.event_known.push(event.known);
                 columns.event_json.push(json);
+                if routes.is_on() {
+                    columns
+                        .event_targets
+                        .push(routes.mask_of(&event.event_name));
+                }
             }
         }
         Ok(columns)
@@ -140,6 +169,11 @@ impl<'a> BatchColumns<'a> {
             &self.event_json,
         ]
     }
+
+    /// `$15`, the events' target masks, for the forwarding statement.
+    pub(super) fn event_targets(&self) -> &(dyn ToSql + Sync) {
+        &self.event_targets
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +190,6 @@ mod tests {
         assert!(forwarding.contains("pg_advisory_xact_lock"));
         assert!(forwarding.contains("INSERT INTO receiver_forward_jobs"));
         assert!(forwarding.contains("$14::int8"));
+        assert!(forwarding.contains("$15::int8[]") && forwarding.contains("$16::text[]"));
     }
 }

@@ -12,10 +12,11 @@
 //! time so that no request fails because of another; if the connection fails, every request
 //! of the batch gets 503.
 //!
-//! With `--forward-to`, a batch also inserts its forward jobs, under a transaction-level
-//! advisory lock, so job ids are handed out in commit order across receivers; one receiver at
-//! a time forwards: the one whose session holds the forwarding advisory lock (the lease),
-//! which the server frees the moment that receiver's connection ends (a crash included).
+//! With `--forward-to`, a batch also inserts its forward jobs (one per target that takes one
+//! of a request's new events), under a transaction-level advisory lock, so job ids and queue
+//! places are handed out in commit order across receivers; per target, one receiver at a
+//! time forwards: the one whose session holds that target's advisory lock (its lease), which
+//! the server frees the moment that receiver's connection ends (a crash included).
 //!
 //! Tables are prefixed `receiver_` so that the sender's tables and anyone else's can share the
 //! database; they are created on first use under an advisory lock, with their version in
@@ -37,10 +38,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AcceptedRequest, RefusedRequest, Store, StoreError, StoreFuture};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
+use crate::routing::Routes;
 use writer::{write_accepts, write_refusals, AcceptJob, Inner};
 
 mod batch;
 mod error;
+mod forward_control;
 mod forward_queue;
 mod reader;
 mod requests;
@@ -79,7 +82,7 @@ impl PostgresStore {
     pub fn open(
         url: &DatabaseUrl,
         keep_refused: u32,
-        queue_forwarding: bool,
+        routes: Routes,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<PostgresStore> {
         let runtime = tokio::runtime::Handle::try_current()
@@ -88,7 +91,7 @@ impl PostgresStore {
             url.pool("receiver", POOL_SIZE)?,
             url,
             keep_refused,
-            queue_forwarding,
+            routes,
             Arc::clone(&metrics),
         ));
         let (accepts, accept_queue) = mpsc::channel(QUEUE_CAPACITY);
@@ -115,8 +118,8 @@ impl PostgresStore {
         })
     }
 
-    /// The forwarding queue over this store: jobs are read and marked by the receiver that
-    /// holds the forwarding lease.
+    /// The forwarding queues over this store: a target's jobs are read by the receiver that
+    /// holds that target's lease, and recorded by any.
     pub fn forward_queue(&self) -> PostgresForwardQueue {
         PostgresForwardQueue::new(Arc::clone(&self.inner))
     }

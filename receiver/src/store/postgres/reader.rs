@@ -35,7 +35,7 @@ const TABLES: query::Tables = query::Tables {
 /// Read access for `receiver events` and `receiver export`: a connection and a small runtime
 /// of its own, since those commands are not async.
 pub struct PostgresReader {
-    runtime: tokio::runtime::Runtime,
+    pub(super) runtime: tokio::runtime::Runtime,
     // A std Mutex: locked only in these blocking methods, around `block_on`.
     client: Mutex<Object>,
 }
@@ -76,7 +76,7 @@ impl PostgresReader {
         })
     }
 
-    fn client(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Object>> {
+    pub(super) fn client(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Object>> {
         self.client
             .lock()
             .map_err(|_| anyhow::anyhow!("the store reader is poisoned"))

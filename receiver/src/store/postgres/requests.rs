@@ -29,11 +29,10 @@ use tokio::runtime::Handle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::store::overview::{AcceptedTally, ForwardTarget, NamedTally};
+use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
+use crate::store::overview::{AcceptedTally, NamedTally};
 use crate::store::query;
-use crate::store::requests::{
-    job_state, Direction, KeptRequest, KeptRow, Learner, RequestRows, Side,
-};
+use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
 use crate::store::{Cursor, ForwardingState, RequestKey};
 
 /// Connections the inspector's pages and streams share (each holds one only while reading).
@@ -101,8 +100,8 @@ impl PostgresRequestPool {
 
 /// One connection of a [`PostgresRequestPool`], for one page or one stream poll.
 pub struct PostgresRequestReader {
-    client: Object,
-    runtime: Handle,
+    pub(super) client: Object,
+    pub(super) runtime: Handle,
     held_back: Arc<HeldBack>,
 }
 
@@ -329,11 +328,13 @@ impl RequestRows for PostgresRequestReader {
     }
 
     fn forwarding_of(&self, request_id: i64) -> anyhow::Result<ForwardingState> {
-        let rows = self.query(
-            "SELECT forwarded_at_ms FROM receiver_forward_jobs WHERE request_id = $1",
-            &[&request_id],
-        )?;
-        Ok(job_state(rows.first().map(|row| row.get(0))))
+        let sql = format!(
+            "SELECT {} FROM (SELECT $1::int8 AS request_id) e",
+            REQUEST_STATE_CODE.replace("{jobs}", "receiver_forward_jobs")
+        );
+        let rows = self.query(&sql, &[&request_id])?;
+        let code = rows.first().map_or(0, |row| row.get::<_, i32>(0));
+        Ok(ForwardingState::from_code(i64::from(code)))
     }
 
     fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>> {
@@ -365,6 +366,10 @@ impl RequestRows for PostgresRequestReader {
                 status: u16::try_from(row.get::<_, i32>(6)).unwrap_or(0),
             }
         }))
+    }
+
+    fn session(&self) -> &dyn SqlSession {
+        self
     }
 
     fn newest(&self) -> anyhow::Result<Cursor> {
@@ -452,26 +457,6 @@ impl RequestRows for PostgresRequestReader {
             &[&after, &upto, &since_ms, &until_ms, &bucket_ms],
         )?;
         Ok(named_tally(&rows))
-    }
-
-    fn forward_queues(&self) -> anyhow::Result<Vec<ForwardTarget>> {
-        // Both from the index of pending jobs: the oldest is the first in commit order.
-        let rows = self.query(
-            "SELECT COUNT(*),
-                    (SELECT queued_at_ms FROM receiver_forward_jobs WHERE forwarded_at_ms IS NULL
-                     ORDER BY id LIMIT 1)
-             FROM receiver_forward_jobs WHERE forwarded_at_ms IS NULL",
-            &[],
-        )?;
-        let (pending, oldest_pending_ms) = rows
-            .first()
-            .map_or((0, None), |row| (row.get::<_, i64>(0), row.get(1)));
-        Ok(vec![ForwardTarget {
-            target: None,
-            pending: count(pending),
-            parked: 0,
-            oldest_pending_ms,
-        }])
     }
 }
 

@@ -6,8 +6,8 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below, version 2 adds what searches read; a change of layout
-/// is a step appended here.
+/// Version 1 is the whole layout below; version 2 forwards to several targets; version 3
+/// adds what searches read. A change of layout is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
@@ -20,6 +20,11 @@ pub(crate) const LAYOUT: Layout = Layout {
         },
         Step {
             version: 2,
+            sql: SEVERAL_TARGETS,
+            creates: &["receiver_forward_attempts"],
+        },
+        Step {
+            version: 3,
             sql: SEARCH_AND_REPORTING,
             creates: &[],
         },
@@ -27,7 +32,7 @@ pub(crate) const LAYOUT: Layout = Layout {
     late_tables: None,
 };
 
-/// Searching and reporting (SPEC section 10):
+/// From version 2 to 3: searching and reporting (SPEC section 10):
 /// - the learner (`data.userId`) and learning object (`data.loId`) indexed as `->>` reads them
 ///   (a string decoded, a number as written: `crate::search`'s meaning), so a search for one
 ///   reads the index, not the table. Each commit pays for them: the expression computed from
@@ -102,6 +107,53 @@ CREATE INDEX receiver_forward_jobs_pending ON receiver_forward_jobs (id)
     WHERE forwarded_at_ms IS NULL;
 ";
 
+/// From version 1 to 2: forwarding to several targets, as the SQLite layout's version 3. A
+/// job per request and target (the unique key becomes `(request_id, target)`), each job's
+/// state and place in its target's queue (`queue_order`, from a sequence of its own taken
+/// under the lock that orders job inserts), and every attempt in
+/// `receiver_forward_attempts`. A job of version 1 keeps its id, attempts and time, gets the
+/// target `''` (given to the targets at the next start with forwarding) and its id as its
+/// place. `target` keeps the default `''` so that a receiver of version 1 still running on
+/// the database keeps storing (its jobs are given to targets the same way).
+const SEVERAL_TARGETS: &str = "
+ALTER TABLE receiver_forward_jobs DROP CONSTRAINT receiver_forward_jobs_request_id_key;
+ALTER TABLE receiver_forward_jobs
+    ADD COLUMN target text NOT NULL DEFAULT '',
+    ADD COLUMN state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    ADD COLUMN queue_order bigint,
+    ADD COLUMN last_attempt_at_ms bigint,
+    ADD COLUMN next_attempt_at_ms bigint,
+    ALTER COLUMN attempts TYPE bigint;
+UPDATE receiver_forward_jobs
+SET queue_order = id,
+    state = CASE WHEN forwarded_at_ms IS NULL THEN 'pending' ELSE 'forwarded' END;
+CREATE SEQUENCE receiver_forward_order_seq OWNED BY receiver_forward_jobs.queue_order;
+SELECT setval('receiver_forward_order_seq',
+              COALESCE((SELECT MAX(id) FROM receiver_forward_jobs), 0) + 1, false);
+ALTER TABLE receiver_forward_jobs
+    ALTER COLUMN queue_order SET DEFAULT nextval('receiver_forward_order_seq'),
+    ALTER COLUMN queue_order SET NOT NULL,
+    ADD CONSTRAINT receiver_forward_jobs_request_target UNIQUE (request_id, target);
+DROP INDEX receiver_forward_jobs_pending;
+-- Each queue's head, and the counts and oldest times of the metrics, from these alone.
+CREATE INDEX receiver_forward_jobs_pending
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'pending';
+CREATE INDEX receiver_forward_jobs_parked
+    ON receiver_forward_jobs (target, queue_order, queued_at_ms) WHERE state = 'parked';
+CREATE TABLE receiver_forward_attempts (
+    id          bigserial PRIMARY KEY,
+    job_id      bigint  NOT NULL REFERENCES receiver_forward_jobs (id) ON DELETE CASCADE,
+    at_ms       bigint  NOT NULL,
+    status      bigint,                     -- the app's status; NULL without an answer
+    error       text,                       -- why there was no answer
+    latency_us  bigint  NOT NULL,
+    answer      bytea   NOT NULL,           -- the first KiB of the answer's body
+    outcome     text    NOT NULL            -- delivered | failed | parked
+);
+CREATE INDEX receiver_forward_attempts_by_job ON receiver_forward_attempts (job_id, id);
+";
+
 /// Every table of [`SCHEMA`]: tables of these names without a `receiver_schema` row are
 /// another program's, and are left alone.
 const TABLE_NAMES: &[&str] = &[
@@ -115,7 +167,8 @@ const TABLE_NAMES: &[&str] = &[
 
 /// The advisory lock held while the tables are prepared. Advisory lock keys are one 64-bit
 /// space per database, shared with other programs: the receiver's are fixed random-looking
-/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`).
+/// numbers, `0x7265_6376_0000_000N` (this one; 2 in `batch.rs`, 3 in `forward_queue.rs`); the
+/// per-target forwarding leases are two-key locks (`forward_queue.rs`), a space of their own.
 const SCHEMA_LOCK: i64 = 0x7265_6376_0000_0001;
 
 /// Creates the tables when the database has none of them, brings them to the latest
@@ -157,21 +210,30 @@ pub(super) async fn warn_if_not_durable(client: &Object) {
 mod tests {
     use super::*;
 
-    /// A database made by version 1 of the layout, with a few rows, is brought to the latest
-    /// in place: its rows stay, and searches and reports find them by the new indexes.
+    /// A database made by version 2 of the layout (several forward targets, the one before
+    /// the search's step) or by version 1, with a few rows, is brought to the latest in place:
+    /// its rows stay, and searches and reports find them by the new indexes.
     #[tokio::test]
-    async fn a_database_of_version_1_is_brought_up_keeping_its_rows() {
-        let Some(url) = common::test_postgres::test_database("receiver schema version 1") else {
+    async fn a_database_of_version_2_or_1_is_brought_up_keeping_its_rows() {
+        for from in [2, 1] {
+            brought_up_keeping_its_rows(from).await;
+        }
+    }
+
+    async fn brought_up_keeping_its_rows(from: usize) {
+        let Some(url) =
+            common::test_postgres::test_database(&format!("receiver schema version {from}"))
+        else {
             return;
         };
         let url = common::postgres::DatabaseUrl::parse(&url).unwrap();
         let pool = url.pool("schema-test", 1).unwrap();
         let mut client = pool.get().await.unwrap();
-        let version_1 = Layout {
-            steps: &LAYOUT.steps[..1],
+        let earlier = Layout {
+            steps: &LAYOUT.steps[..from],
             ..LAYOUT
         };
-        postgres_schema::prepare(&mut client, &version_1)
+        postgres_schema::prepare(&mut client, &earlier)
             .await
             .unwrap();
         client
@@ -191,8 +253,11 @@ mod tests {
         let prepared = postgres_schema::prepare(&mut client, &LAYOUT)
             .await
             .unwrap();
-        assert_eq!((prepared.found, prepared.version), (1, LAYOUT.version()));
-        assert!(LAYOUT.version() >= 2);
+        assert_eq!(
+            (prepared.found, prepared.version),
+            (i64::try_from(from).unwrap(), LAYOUT.version())
+        );
+        assert!(LAYOUT.version() >= 3);
         for (sql, expected) in [
             (
                 "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '4279332'",

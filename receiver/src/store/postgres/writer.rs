@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use common::postgres::DatabaseUrl;
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{mpsc, oneshot, Notify, OnceCell};
+use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use super::batch::{accept_statement, BatchColumns};
 use super::error::{describe_pool_error, store_error, CommitError};
 use super::schema::{prepare_schema, warn_if_not_durable};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
+use crate::routing::Routes;
+use crate::store::forward::JobSignals;
 use crate::store::{within_refusal_budget, AcceptedRequest, NewEvent, RefusedRequest, StoreError};
 
 /// Most requests in one statement.
@@ -37,12 +39,13 @@ pub(super) struct Inner {
     /// Set once the tables were created or checked; tried again after a failure.
     schema: OnceCell<()>,
     keep_refused: u32,
-    queue_forwarding: bool,
+    /// The forwarding targets (none: forwarding is off).
+    pub(super) routes: Routes,
     accept_sql: String,
     /// The receiver's counters.
     pub(super) metrics: Arc<Metrics>,
-    /// Woken after a commit that queued forward jobs.
-    pub(super) jobs_signal: Arc<Notify>,
+    /// Wakes the forwarders of the targets a commit queued jobs for.
+    pub(super) signals: JobSignals,
 }
 
 impl Inner {
@@ -51,7 +54,7 @@ impl Inner {
         pool: Pool,
         url: &DatabaseUrl,
         keep_refused: u32,
-        queue_forwarding: bool,
+        routes: Routes,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -59,10 +62,10 @@ impl Inner {
             url: url.clone(),
             schema: OnceCell::new(),
             keep_refused,
-            queue_forwarding,
-            accept_sql: accept_statement(queue_forwarding),
+            accept_sql: accept_statement(routes.is_on()),
+            signals: JobSignals::new(&routes),
+            routes,
             metrics,
-            jobs_signal: Arc::new(Notify::new()),
         }
     }
 
@@ -98,11 +101,19 @@ impl Inner {
             .prepare_cached(&self.accept_sql)
             .await
             .map_err(|error| CommitError::database(&error))?;
-        let columns = BatchColumns::new(requests)?;
+        let columns = BatchColumns::new(requests, &self.routes)?;
         let now_ms = verify::unix_now_ms();
+        let targets: Vec<&str> = self
+            .routes
+            .routes()
+            .iter()
+            .map(|route| route.target.as_str())
+            .collect();
         let mut parameters = columns.parameters();
-        if self.queue_forwarding {
+        if self.routes.is_on() {
             parameters.push(&now_ms);
+            parameters.push(columns.event_targets());
+            parameters.push(&targets);
         }
         let rows = tokio::time::timeout(COMMIT_TIMEOUT, client.query(&statement, &parameters))
             .await
@@ -123,10 +134,18 @@ impl Inner {
             .zip(stored)
             .map(|(request, stored_now)| {
                 let new = new_events(&request.events, stored_now);
-                let queued_for_forwarding = self.queue_forwarding && new.contains(&true);
+                // The statement queued a job per target one of the new events' masks names.
+                let forward_targets = request
+                    .events
+                    .iter()
+                    .zip(&new)
+                    .filter(|(_, new)| **new)
+                    .fold(0, |mask, (event, _)| {
+                        mask | self.routes.mask_of(&event.event_name)
+                    });
                 AcceptOutcome {
                     new,
-                    queued_for_forwarding,
+                    forward_targets,
                 }
             })
             .collect())
@@ -139,11 +158,9 @@ impl Inner {
         self.metrics.set_store_up(true);
         let queued = outcomes
             .iter()
-            .filter(|outcome| outcome.queued_for_forwarding)
-            .count();
-        if queued > 0 {
-            self.metrics.forward_queued(queued as u64);
-            self.jobs_signal.notify_one();
+            .fold(0, |mask, outcome| mask | outcome.forward_targets);
+        if queued != 0 {
+            self.signals.queued(self.routes.targets_of_mask(queued));
         }
         for outcome in outcomes {
             self.metrics.observe_events(outcome);

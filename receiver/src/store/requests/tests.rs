@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::body_events;
+use crate::store::body::body_events;
 use crate::store::postgres::schema::prepare_schema;
 use crate::store::postgres::PostgresRequestPool;
 use crate::store::sqlite::{SqliteReader, SqliteStore};
@@ -389,7 +389,9 @@ impl SqliteFixture {
             .unwrap();
         runtime.block_on(async {
             let metrics = Arc::new(crate::metrics::Metrics::default());
-            let store = SqliteStore::open(&path, 10_000, false, metrics).unwrap();
+            let store =
+                SqliteStore::open(&path, 10_000, crate::routing::Routes::default(), metrics)
+                    .unwrap();
             crate::store::Store::close(&store).await.unwrap();
         });
         SqliteFixture { _dir: dir, path }

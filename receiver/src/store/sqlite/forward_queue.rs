@@ -1,59 +1,69 @@
-//! The forwarder's side of the SQLite store: it reads the queue on a connection of its own
-//! and marks jobs done through the writer thread.
+//! The forwarders' side of the SQLite store: they read the queues on a connection of their
+//! own and record deliveries and parks through the writer thread (so they ride its group
+//! commit), failed attempts best effort through the same thread.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use rusqlite::{Connection, OptionalExtension as _};
-use tokio::sync::{mpsc, oneshot, Notify};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::jobs::{store_error, ForwardDone, ForwardNote, Job};
-use crate::store::{ForwardJob, ForwardQueue, StoreError, StoreFuture};
+use super::jobs::Job;
+use crate::routing::Routes;
+use crate::store::forward::sql::{self, Dialect, SqlSession, Value};
+use crate::store::forward::{
+    control, AdoptReport, AttemptResult, ForwardJob, ForwardQueue, JobOutcome, JobSignals,
+    TargetBacklog,
+};
+use crate::store::{StoreError, StoreFuture};
 
-/// The forwarding queue of a `SqliteStore`: reads on its own connection, writes through the
-/// store's writer thread (so marks ride the group commit).
+/// The forwarding queues of a `SqliteStore`: reads on its own connection, outcomes through
+/// the store's writer thread.
 pub struct SqliteForwardQueue {
     jobs: mpsc::Sender<Job>,
     // A std Mutex: locked only inside `spawn_blocking`, never across `.await`.
     reader: Arc<Mutex<Connection>>,
-    jobs_signal: Arc<Notify>,
+    signals: Arc<JobSignals>,
 }
 
 impl SqliteForwardQueue {
-    /// The queue of the store at `path`, with a read connection of its own; marks go through
-    /// `jobs` to the store's writer, which wakes `jobs_signal` after a commit that queued jobs.
+    /// The queues of the store at `path`, with a connection of their own; outcomes go
+    /// through `jobs` to the store's writer, which wakes `signals` after a commit that
+    /// queued jobs.
     ///
     /// # Errors
     /// The store file cannot be opened again.
     pub(super) fn open(
         path: &Path,
         jobs: mpsc::Sender<Job>,
-        jobs_signal: Arc<Notify>,
+        signals: Arc<JobSignals>,
     ) -> anyhow::Result<SqliteForwardQueue> {
         let connection = Connection::open(path)
             .and_then(|connection| {
                 connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                // The adoption of jobs queued before targets had names writes here.
+                connection.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
                 Ok(connection)
             })
             .with_context(|| format!("opening the store {} for forwarding", path.display()))?;
         Ok(SqliteForwardQueue {
             jobs,
             reader: Arc::new(Mutex::new(connection)),
-            jobs_signal,
+            signals,
         })
     }
 
     async fn read<T: Send + 'static>(
         &self,
-        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        query: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let reader = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
             let connection = reader
                 .lock()
                 .map_err(|_| StoreError("the forwarding reader is poisoned".to_owned()))?;
-            query(&connection).map_err(store_error)
+            query(&connection).map_err(|error| StoreError(format!("{error:#}")))
         })
         .await
         .map_err(|error| StoreError(error.to_string()))?
@@ -61,44 +71,32 @@ impl SqliteForwardQueue {
 }
 
 impl ForwardQueue for SqliteForwardQueue {
-    fn next_pending(&self) -> StoreFuture<'_, Result<Option<ForwardJob>, StoreError>> {
-        Box::pin(self.read(|connection| {
-            connection
-                .prepare_cached(
-                    "SELECT j.id, j.request_id, r.received_at_ms, r.headers, r.body, j.attempts
-                     FROM forward_jobs j JOIN requests r ON r.id = j.request_id
-                     WHERE j.forwarded_at_ms IS NULL ORDER BY j.id LIMIT 1",
-                )?
-                .query_row([], |row| {
-                    let headers: String = row.get(3)?;
-                    let body: Vec<u8> = row.get(4)?;
-                    Ok(ForwardJob {
-                        job_id: row.get(0)?,
-                        request_id: row.get(1)?,
-                        received_at_ms: row.get(2)?,
-                        headers: serde_json::from_str(&headers).unwrap_or_default(),
-                        body: body.into(),
-                        attempts: row.get(5)?,
-                    })
-                })
-                .optional()
+    fn head<'a>(
+        &'a self,
+        target: &'a str,
+    ) -> StoreFuture<'a, Result<Option<ForwardJob>, StoreError>> {
+        let target = target.to_owned();
+        Box::pin(self.read(move |connection| {
+            let rows = SqlSession::query(
+                connection,
+                &Dialect::Sqlite.render(sql::HEAD),
+                &[Value::text(&target)],
+            )?;
+            rows.first().map(sql::head_job).transpose()
         }))
     }
 
-    fn mark_forwarded(
-        &self,
-        job_id: i64,
-        attempts: u32,
-    ) -> StoreFuture<'_, Result<(), StoreError>> {
+    fn record(&self, outcome: JobOutcome) -> StoreFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            if let AttemptResult::Failed { .. } = outcome.result {
+                // Never wait: a failure is for people; the forwarder keeps its schedule in
+                // memory.
+                let _ = self.jobs.try_send(Job::ForwardNote(outcome));
+                return Ok(());
+            }
             let (reply, answer) = oneshot::channel();
-            let done = ForwardDone {
-                job_id,
-                attempts,
-                at_ms: verify::unix_now_ms(),
-            };
             self.jobs
-                .send(Job::ForwardDone(done, reply))
+                .send(Job::ForwardDone(outcome, reply))
                 .await
                 .map_err(|_| StoreError("the store is closed".to_owned()))?;
             answer
@@ -107,30 +105,29 @@ impl ForwardQueue for SqliteForwardQueue {
         })
     }
 
-    fn note_failure(&self, job_id: i64, attempts: u32, error: String) {
-        // Never wait: a note is for people, the attempt count in memory is what matters.
-        let _ = self.jobs.try_send(Job::ForwardNote(ForwardNote {
-            job_id,
-            attempts,
-            error,
-        }));
+    fn backlog(&self) -> StoreFuture<'_, Result<Vec<TargetBacklog>, StoreError>> {
+        Box::pin(self.read(|connection| control::backlog(connection)))
     }
 
-    fn pending_count(&self) -> StoreFuture<'_, Result<u64, StoreError>> {
-        Box::pin(self.read(|connection| {
-            connection.query_row(
-                "SELECT COUNT(*) FROM forward_jobs WHERE forwarded_at_ms IS NULL",
-                [],
-                |row| {
-                    row.get::<_, i64>(0)
-                        .map(|count| u64::try_from(count).unwrap_or(0))
-                },
-            )
-        }))
+    fn adopt_untargeted(&self, routes: Routes) -> StoreFuture<'_, Result<AdoptReport, StoreError>> {
+        Box::pin(async move {
+            let report = self
+                .read(move |connection| {
+                    control::adopt_untargeted(connection, &routes, verify::unix_now_ms())
+                })
+                .await?;
+            if report.queued > 0 {
+                self.signals.all();
+            }
+            Ok(report)
+        })
     }
 
-    fn jobs_added(&self) -> StoreFuture<'_, ()> {
-        // `notify_one` keeps a permit when nobody waits, so a wake-up is never lost.
-        Box::pin(self.jobs_signal.notified())
+    fn changes(&self, target: &str) -> watch::Receiver<u64> {
+        self.signals.subscribe(target)
+    }
+
+    fn wake_all(&self) {
+        self.signals.all();
     }
 }

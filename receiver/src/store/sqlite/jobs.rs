@@ -1,12 +1,13 @@
 //! What goes to the writer thread, and how its answers come back: every write of the store
-//! (accepted requests, refusals, health checks, forwarding marks, close) is a [`Job`] on one
-//! queue, so there is one writer.
+//! (accepted requests, refusals, health checks, forwarding outcomes, close) is a [`Job`] on
+//! one queue, so there is one writer.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use crate::accept_outcome::AcceptOutcome;
+use crate::store::forward::JobOutcome;
 use crate::store::{AcceptedRequest, RefusedRequest, StoreError};
 
 /// Where the writer answers an accepted request, once its transaction committed (or not).
@@ -18,22 +19,10 @@ pub(super) enum Job {
     Refuse(RefusedRequest),
     Health(oneshot::Sender<Result<(), StoreError>>),
     Close(oneshot::Sender<Result<(), StoreError>>),
-    ForwardDone(ForwardDone, oneshot::Sender<Result<(), StoreError>>),
-    ForwardNote(ForwardNote),
-}
-
-/// A job the app acknowledged.
-pub(super) struct ForwardDone {
-    pub(super) job_id: i64,
-    pub(super) attempts: u32,
-    pub(super) at_ms: i64,
-}
-
-/// A failed attempt, kept best effort.
-pub(super) struct ForwardNote {
-    pub(super) job_id: i64,
-    pub(super) attempts: u32,
-    pub(super) error: String,
+    /// A delivery or a park: committed durably with the next group commit, then answered.
+    ForwardDone(JobOutcome, oneshot::Sender<Result<(), StoreError>>),
+    /// A failed attempt: kept best effort, after the answers, unsynced.
+    ForwardNote(JobOutcome),
 }
 
 /// A SQLite error as the store's callers see it.

@@ -9,11 +9,13 @@
 //! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
 //! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
 //!
-//! Forwarding (`--forward-to`) adds the `forward_jobs` table: the job of a request is inserted
-//! by `insert_request`, inside the request's own transaction, and marks of jobs done ride the
-//! next group commit through the same writer, so there is still one writer. The forwarder
-//! reads the queue on a connection of its own ([`SqliteForwardQueue`]); WAL readers never
-//! block the writer.
+//! Forwarding (`--forward-to`) adds the `forward_jobs` table: a request's jobs (one per target
+//! that takes one of its new events) are inserted by `insert_request`, inside the request's
+//! own transaction, and deliveries and parks ride the next group commit through the same
+//! writer, so the listener has one writer. The forwarders read the queues on a connection of
+//! their own ([`SqliteForwardQueue`]); WAL readers never block the writer. An operator's
+//! retry or skip (`receiver forward`, the inspector) commits on a connection of its own,
+//! under SQLite's write lock like every commit.
 //!
 //! Its parts: `schema` (the layout and its version), `jobs` (what goes to the writer thread
 //! and comes back), `writer` (the thread and its group commit), `checkpointer` (the WAL copied
@@ -24,15 +26,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
+use super::forward::JobSignals;
 use super::{AcceptedRequest, RefusedRequest, Store, StoreError, StoreFuture};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
+use crate::routing::Routes;
 use jobs::Job;
 use writer::{Settings, Writer};
 
 mod checkpointer;
+mod forward_control;
 mod forward_queue;
 mod jobs;
 mod reader;
@@ -52,7 +57,7 @@ pub struct SqliteStore {
     metrics: Arc<Metrics>,
     path: PathBuf,
     /// Woken by the writer after a commit that queued forward jobs.
-    jobs_signal: Arc<Notify>,
+    signals: Arc<JobSignals>,
 }
 
 impl SqliteStore {
@@ -61,12 +66,13 @@ impl SqliteStore {
     /// # Errors
     /// The file cannot be opened or created, or is not a database of this schema.
     ///
-    /// With `queue_forwarding`, every request that stores a new event also gets a forward
-    /// job in its transaction (see [`SqliteStore::forward_queue`]).
+    /// With forwarding on (`routes` names targets), every request gets a forward job in its
+    /// transaction for each target that takes one of its new events (see
+    /// [`SqliteStore::forward_queue`]).
     pub fn open(
         path: &Path,
         keep_refused: u32,
-        queue_forwarding: bool,
+        routes: Routes,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<SqliteStore> {
         // The store holds whole bodies and credential headers: a new one is created readable
@@ -86,16 +92,16 @@ impl SqliteStore {
         let connection = writer::open_writer(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let jobs_signal = Arc::new(Notify::new());
+        let signals = Arc::new(JobSignals::new(&routes));
         Writer::start(
             path,
             connection,
             Settings {
                 keep_refused,
-                queue_forwarding,
+                routes: Arc::new(routes),
             },
             Arc::clone(&metrics),
-            Arc::clone(&jobs_signal),
+            Arc::clone(&signals),
             receiver,
         )?;
         metrics.set_store_up(true);
@@ -103,16 +109,16 @@ impl SqliteStore {
             jobs: sender,
             metrics,
             path: path.to_owned(),
-            jobs_signal,
+            signals,
         })
     }
 
-    /// The forwarding queue over this store, with a read connection of its own.
+    /// The forwarding queues over this store, with a connection of their own.
     ///
     /// # Errors
     /// The store file cannot be opened again.
     pub fn forward_queue(&self) -> anyhow::Result<SqliteForwardQueue> {
-        SqliteForwardQueue::open(&self.path, self.jobs.clone(), Arc::clone(&self.jobs_signal))
+        SqliteForwardQueue::open(&self.path, self.jobs.clone(), Arc::clone(&self.signals))
     }
 
     async fn submit<T>(

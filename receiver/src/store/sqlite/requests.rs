@@ -5,10 +5,9 @@
 //! rows may read up to the newest id: nothing can commit later below it.
 
 use super::reader::SqliteReader;
-use crate::store::overview::{AcceptedTally, ForwardTarget, NamedTally};
-use crate::store::requests::{
-    job_state, Direction, KeptRequest, KeptRow, Learner, RequestRows, Side,
-};
+use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
+use crate::store::overview::{AcceptedTally, NamedTally};
+use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
@@ -120,12 +119,15 @@ impl RequestRows for SqliteReader {
     }
 
     fn forwarding_of(&self, request_id: i64) -> anyhow::Result<ForwardingState> {
-        let forwarded: Option<Option<i64>> = self
+        let sql = format!(
+            "SELECT {} FROM (SELECT ?1 AS request_id) e",
+            REQUEST_STATE_CODE.replace("{jobs}", "forward_jobs")
+        );
+        let code: i64 = self
             .connection
-            .prepare_cached("SELECT forwarded_at_ms FROM forward_jobs WHERE request_id = ?1")?
-            .query_row([request_id], |row| row.get(0))
-            .optional()?;
-        Ok(job_state(forwarded))
+            .prepare_cached(&sql)?
+            .query_row([request_id], |row| row.get(0))?;
+        Ok(ForwardingState::from_code(code))
     }
 
     fn kept(&self, key: RequestKey) -> anyhow::Result<Option<KeptRequest>> {
@@ -160,6 +162,10 @@ impl RequestRows for SqliteReader {
                 })
             })
             .optional()?)
+    }
+
+    fn session(&self) -> &dyn SqlSession {
+        self
     }
 
     fn newest(&self) -> anyhow::Result<Cursor> {
@@ -249,23 +255,5 @@ impl RequestRows for SqliteReader {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn forward_queues(&self) -> anyhow::Result<Vec<ForwardTarget>> {
-        // Both from the index of pending jobs: the oldest is the first in commit order.
-        let (pending, oldest_pending_ms): (i64, Option<i64>) = self.connection.query_row(
-            "SELECT COUNT(*),
-                    (SELECT queued_at_ms FROM forward_jobs WHERE forwarded_at_ms IS NULL
-                     ORDER BY id LIMIT 1)
-             FROM forward_jobs WHERE forwarded_at_ms IS NULL",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        Ok(vec![ForwardTarget {
-            target: None,
-            pending: u64::try_from(pending).unwrap_or(0),
-            parked: 0,
-            oldest_pending_ms,
-        }])
     }
 }

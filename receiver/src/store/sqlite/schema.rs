@@ -17,8 +17,10 @@ struct Step {
 /// The steps, in order. A new store runs them all; a store at the version of one of them runs
 /// those after it; any other version is refused with what to do (version 1, the layout that
 /// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
-/// events' JSON as offsets into the body; [`SEARCH_AND_REPORTING`] adds what searches and
-/// reports read. A change of layout is a step appended here.
+/// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
+/// request and target, with its state, its place in its target's queue and every attempt);
+/// version 4 ([`SEARCH_AND_REPORTING`]) adds what searches and reports read. A change of
+/// layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
         version: 2,
@@ -26,6 +28,10 @@ const STEPS: &[Step] = &[
     },
     Step {
         version: 3,
+        sql: VERSION_3,
+    },
+    Step {
+        version: 4,
         sql: SEARCH_AND_REPORTING,
     },
 ];
@@ -87,7 +93,63 @@ CREATE TABLE IF NOT EXISTS forward_jobs (
 CREATE INDEX IF NOT EXISTS forward_jobs_pending ON forward_jobs (id) WHERE forwarded_at_ms IS NULL;
 ";
 
-/// Searching and reporting (SPEC section 10):
+/// From version 2 to 3: forwarding to several targets. `forward_jobs` is made again (SQLite
+/// cannot drop the `UNIQUE (request_id)` in place) with a job per request and target, each
+/// job's state and place in its target's queue; `forward_attempts` keeps every attempt;
+/// `forward_order` hands out the queue places. A job of version 2 keeps its id, attempts and
+/// time, gets the target `''` (the receiver gives it to its targets at its next start with
+/// forwarding, as if its request had just arrived) and its id as its place.
+const VERSION_3: &str = "
+CREATE TABLE forward_jobs_3 (
+    id                  INTEGER PRIMARY KEY,
+    request_id          INTEGER NOT NULL REFERENCES requests(id),
+    -- The --forward-to URL; '' for a job queued before targets had names.
+    target              TEXT    NOT NULL DEFAULT '',
+    state               TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    -- Its place in its target's queue: commit order, and the end of it after a retry.
+    queue_order         INTEGER NOT NULL,
+    queued_at_ms        INTEGER NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    last_attempt_at_ms  INTEGER,
+    next_attempt_at_ms  INTEGER,
+    forwarded_at_ms     INTEGER,            -- NULL until the app answered 2xx
+    UNIQUE (request_id, target)
+);
+INSERT INTO forward_jobs_3 (id, request_id, target, state, queue_order, queued_at_ms, attempts,
+                            last_error, forwarded_at_ms)
+SELECT id, request_id, '', CASE WHEN forwarded_at_ms IS NULL THEN 'pending' ELSE 'forwarded' END,
+       id, queued_at_ms, attempts, last_error, forwarded_at_ms
+FROM forward_jobs;
+DROP TABLE forward_jobs;
+ALTER TABLE forward_jobs_3 RENAME TO forward_jobs;
+-- Each queue's head, and the counts and oldest times of the metrics, from these alone.
+CREATE INDEX forward_jobs_pending ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'pending';
+CREATE INDEX forward_jobs_parked ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'parked';
+CREATE TABLE forward_attempts (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES forward_jobs(id) ON DELETE CASCADE,
+    at_ms       INTEGER NOT NULL,
+    status      INTEGER,                    -- the app's status; NULL without an answer
+    error       TEXT,                       -- why there was no answer
+    latency_us  INTEGER NOT NULL,
+    answer      BLOB    NOT NULL,           -- the first KiB of the answer's body
+    outcome     TEXT    NOT NULL            -- delivered | failed | parked
+);
+CREATE INDEX forward_attempts_by_job ON forward_attempts (job_id, id);
+-- The next queue place (one row): taken by the writer's commits and by retries, both under
+-- SQLite's write lock, so places follow commit order.
+CREATE TABLE forward_order (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    next  INTEGER NOT NULL
+);
+INSERT INTO forward_order (id, next) SELECT 1, COALESCE(MAX(id), 0) + 1 FROM forward_jobs;
+";
+
+/// From version 3 to 4: searching and reporting (SPEC section 10):
 /// - `user_id` and `lo_id`: `data.userId` and `data.loId` as a search compares them (a string
 ///   decoded, a number as written: `crate::search`), written with each event. No index: a
 ///   search reads this narrow table whole (0.1 s a million events), where an index would add
@@ -220,23 +282,30 @@ mod tests {
         names.collect::<Result<_, _>>().unwrap()
     }
 
+    /// The latest version of this build.
+    fn latest() -> i64 {
+        STEPS.last().unwrap().version
+    }
+
     #[test]
     fn a_new_store_gets_the_latest_layout_and_keeps_it() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 3);
+        assert_eq!(version(&connection), 4);
         assert_eq!(
             tables(&connection),
             [
                 "events",
+                "forward_attempts",
                 "forward_jobs",
+                "forward_order",
                 "health",
                 "refused_requests",
                 "requests"
             ]
         );
         bring_up(&connection).unwrap();
-        assert_eq!(check_layout(&connection, false).unwrap(), 3);
+        assert_eq!(check_layout(&connection, false).unwrap(), 4);
     }
 
     #[test]
@@ -259,18 +328,21 @@ mod tests {
         assert_eq!(tables(&connection), ["events"]);
     }
 
-    /// The latest layout with one more step appended, as the next change of layout will be.
-    fn next_layout(sql: &'static str) -> Vec<Step> {
-        let mut steps = STEPS.to_vec();
+    /// This build's steps and one more, the shape a next layout takes.
+    fn with_next_step(sql: &'static str) -> Vec<Step> {
+        let mut steps: Vec<Step> = STEPS
+            .iter()
+            .map(|step| Step {
+                version: step.version,
+                sql: step.sql,
+            })
+            .collect();
         steps.push(Step {
-            version: LATEST + 1,
+            version: latest() + 1,
             sql,
         });
         steps
     }
-
-    /// The version [`STEPS`] end at.
-    const LATEST: i64 = 3;
 
     #[test]
     fn a_store_of_an_earlier_step_is_brought_up_and_keeps_its_rows() {
@@ -284,7 +356,7 @@ mod tests {
                  VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);",
             )
             .unwrap();
-        let next = next_layout("ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';");
+        let next = with_next_step("ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';");
         // A reader of the newer build waits for a listener to bring the store up.
         let waiting = check_layout_of(&connection, false, &next).unwrap_err();
         assert!(
@@ -293,7 +365,7 @@ mod tests {
         );
 
         bring_up_with(&connection, &next).unwrap();
-        assert_eq!(version(&connection), LATEST + 1);
+        assert_eq!(version(&connection), latest() + 1);
         let (event, note): (String, String) = connection
             .query_row("SELECT event_id, note FROM events", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -305,10 +377,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_version_2_gets_the_search_columns_and_the_reporting_view_keeping_its_rows() {
+    fn a_store_of_version_3_or_2_gets_the_search_columns_and_the_reporting_view_keeping_its_rows() {
+        // From the layout before this step (3, several forward targets) and the one before
+        // that (2), which goes through both.
+        for (steps, from) in [(2, 3), (1, 2)] {
+            a_store_gets_the_search_columns_keeping_its_rows(steps, from);
+        }
+    }
+
+    fn a_store_gets_the_search_columns_keeping_its_rows(steps: usize, from: i64) {
         let connection = Connection::open_in_memory().unwrap();
-        bring_up_with(&connection, &STEPS[..1]).unwrap();
-        assert_eq!(version(&connection), 2);
+        bring_up_with(&connection, &STEPS[..steps]).unwrap();
+        assert_eq!(version(&connection), from);
         // Three events as version 2 keeps them: offsets into their request's body.
         let events = [
             r#"{"eventId":"n","eventName":"COURSE_COMPLETED","timestamp":1,"data":{"userId":4279332,"loId":"course:7374992"}}"#,
@@ -339,7 +419,7 @@ mod tests {
         }
 
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), LATEST);
+        assert_eq!(version(&connection), latest());
         let mut statement = connection
             .prepare("SELECT event_id, user_id, lo_id FROM events ORDER BY id")
             .unwrap();
@@ -393,10 +473,82 @@ mod tests {
     fn a_failing_step_leaves_the_store_at_its_version() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        let broken =
-            next_layout("CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);");
+        let broken = with_next_step(
+            "CREATE TABLE notes (id INTEGER); INSERT INTO no_such_table VALUES (1);",
+        );
         assert!(bring_up_with(&connection, &broken).is_err());
-        assert_eq!(version(&connection), LATEST);
+        assert_eq!(version(&connection), latest());
         assert!(!tables(&connection).contains(&"notes".to_owned()));
+    }
+
+    #[test]
+    fn a_version_2_store_gets_several_targets_and_keeps_its_jobs() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .unwrap();
+        bring_up_with(&connection, &STEPS[..1]).unwrap();
+        assert_eq!(version(&connection), 2);
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 10, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO requests VALUES (2, 20, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO forward_jobs (id, request_id, queued_at_ms, attempts, last_error,
+                                           forwarded_at_ms)
+                 VALUES (1, 1, 11, 2, NULL, 12), (2, 2, 21, 3, 'the app answered 503', NULL);",
+            )
+            .unwrap();
+
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), latest());
+        // Each job as `id target state place attempts last_error forwarded_at`.
+        let jobs: Vec<String> = connection
+            .prepare(
+                "SELECT id, target, state, queue_order, attempts, last_error, forwarded_at_ms
+                 FROM forward_jobs ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {:?} {} {} {} {:?} {:?}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            jobs,
+            [
+                r#"1 "" forwarded 1 2 None Some(12)"#,
+                r#"2 "" pending 2 3 Some("the app answered 503") None"#,
+            ]
+        );
+        let next: i64 = connection
+            .query_row("SELECT next FROM forward_order", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(next, 3, "new places come after the kept jobs");
+        // A request may now have a job per target, and an attempt goes with its job.
+        connection
+            .execute_batch(
+                "INSERT INTO forward_jobs (request_id, target, queue_order, queued_at_ms)
+                 VALUES (2, 'http://a/', 3, 30), (2, 'http://b/', 4, 30);
+                 INSERT INTO forward_attempts (job_id, at_ms, status, latency_us, answer, outcome)
+                 VALUES (2, 40, 503, 10, x'', 'failed');
+                 DELETE FROM forward_jobs WHERE id = 2;",
+            )
+            .unwrap();
+        let attempts: i64 = connection
+            .query_row("SELECT COUNT(*) FROM forward_attempts", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(attempts, 0, "a job's attempts go with it");
     }
 }

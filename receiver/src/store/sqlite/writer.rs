@@ -7,13 +7,16 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use super::checkpointer::Checkpointer;
-use super::jobs::{store_error, AcceptReply, ForwardDone, ForwardNote, Job};
+use super::jobs::{store_error, AcceptReply, Job};
 use super::schema::{bring_up, check_layout};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
+use crate::routing::Routes;
+use crate::store::forward::sql::{self as forward_sql, Dialect};
+use crate::store::forward::{JobOutcome, JobSignals};
 use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
 
 /// Most jobs in one transaction, so one huge batch cannot starve its first callers.
@@ -47,12 +50,13 @@ pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// What the writer was told at open.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) struct Settings {
     /// How many refused requests to keep.
     pub(super) keep_refused: u32,
-    /// Whether each request that stores a new event gets a forward job.
-    pub(super) queue_forwarding: bool,
+    /// The forwarding targets: a request that stores a new event a target takes gets a job
+    /// for it (none: forwarding is off).
+    pub(super) routes: Arc<Routes>,
 }
 
 /// The thread that owns the connection.
@@ -63,7 +67,7 @@ pub(super) struct Writer {
     connection: Option<Connection>,
     settings: Settings,
     metrics: Arc<Metrics>,
-    jobs_signal: Arc<Notify>,
+    signals: Arc<JobSignals>,
 }
 
 /// Jobs of one batch, sorted by kind.
@@ -73,8 +77,8 @@ struct Batch {
     refusals: Vec<RefusedRequest>,
     health: Vec<oneshot::Sender<Result<(), StoreError>>>,
     close: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
-    notes: Vec<ForwardNote>,
+    forwarded: Vec<(JobOutcome, oneshot::Sender<Result<(), StoreError>>)>,
+    notes: Vec<JobOutcome>,
 }
 
 impl Batch {
@@ -93,7 +97,7 @@ impl Batch {
 /// Everything one group transaction writes.
 struct Work<'a> {
     requests: &'a [&'a AcceptedRequest],
-    forwarded: &'a [&'a ForwardDone],
+    forwarded: &'a [&'a JobOutcome],
     health_check: bool,
 }
 
@@ -108,7 +112,7 @@ impl Writer {
         connection: Connection,
         settings: Settings,
         metrics: Arc<Metrics>,
-        jobs_signal: Arc<Notify>,
+        signals: Arc<JobSignals>,
         jobs: mpsc::Receiver<Job>,
     ) -> anyhow::Result<()> {
         let writer = Writer {
@@ -117,7 +121,7 @@ impl Writer {
             connection: Some(connection),
             settings,
             metrics,
-            jobs_signal,
+            signals,
         };
         std::thread::Builder::new()
             .name("store-writer".to_owned())
@@ -200,7 +204,7 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let settings = self.settings;
+        let keep_refused = self.settings.keep_refused;
         if !accepts.is_empty() || !forwarded.is_empty() || !health.is_empty() {
             self.commit_durably(accepts, health, forwarded, started);
         }
@@ -210,14 +214,8 @@ impl Writer {
                 .connection()
                 .map_err(|error| error.0)
                 .and_then(|connection| {
-                    keep_best_effort(
-                        connection,
-                        &refusals,
-                        &notes,
-                        settings.keep_refused,
-                        &metrics,
-                    )
-                    .map_err(|error| error.to_string())
+                    keep_best_effort(connection, &refusals, &notes, keep_refused, &metrics)
+                        .map_err(|error| error.to_string())
                 });
             if let Err(error) = kept {
                 tracing::debug!(%error, "keeping refused requests or forwarding notes failed");
@@ -233,16 +231,16 @@ impl Writer {
         &mut self,
         accepts: Vec<(Arc<AcceptedRequest>, AcceptReply)>,
         health: Vec<oneshot::Sender<Result<(), StoreError>>>,
-        forwarded: Vec<(ForwardDone, oneshot::Sender<Result<(), StoreError>>)>,
+        forwarded: Vec<(JobOutcome, oneshot::Sender<Result<(), StoreError>>)>,
         started: Instant,
     ) {
-        let settings = self.settings;
+        let routes = Arc::clone(&self.settings.routes);
         let now_ms = verify::unix_now_ms();
         let requests: Vec<&AcceptedRequest> = accepts
             .iter()
             .map(|(request, _)| request.as_ref())
             .collect();
-        let done: Vec<&ForwardDone> = forwarded.iter().map(|(done, _)| done).collect();
+        let done: Vec<&JobOutcome> = forwarded.iter().map(|(done, _)| done).collect();
         let work = Work {
             requests: &requests,
             forwarded: &done,
@@ -250,7 +248,7 @@ impl Writer {
         };
         let result = self
             .connection()
-            .and_then(|connection| group_transaction(connection, &work, settings, now_ms));
+            .and_then(|connection| group_transaction(connection, &work, &routes, now_ms));
         match result {
             Ok(outcomes) => {
                 self.committed(started, &outcomes);
@@ -284,7 +282,7 @@ impl Writer {
                         health_check: false,
                     };
                     let single = self.connection().and_then(|connection| {
-                        group_transaction(connection, &alone, settings, now_ms)
+                        group_transaction(connection, &alone, &routes, now_ms)
                     });
                     let answer = match single {
                         Ok(outcomes) => {
@@ -319,15 +317,14 @@ impl Writer {
         }
     }
 
-    /// After a commit: counts the forward jobs it queued and wakes the forwarder.
+    /// After a commit: wakes the forwarders of the targets it queued jobs for.
     fn forward_jobs_queued(&self, outcomes: &[AcceptOutcome]) {
         let queued = outcomes
             .iter()
-            .filter(|outcome| outcome.queued_for_forwarding)
-            .count();
-        if queued > 0 {
-            self.metrics.forward_queued(queued as u64);
-            self.jobs_signal.notify_one();
+            .fold(0, |mask, outcome| mask | outcome.forward_targets);
+        if queued != 0 {
+            self.signals
+                .queued(self.settings.routes.targets_of_mask(queued));
         }
     }
 }
@@ -338,29 +335,25 @@ impl Writer {
 fn group_transaction(
     connection: &mut Connection,
     work: &Work<'_>,
-    settings: Settings,
+    routes: &Routes,
     now_ms: i64,
 ) -> Result<Vec<AcceptOutcome>, StoreError> {
     let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(store_error)?;
     let outcomes = {
-        let mut inserts =
-            Inserts::prepare(&transaction, settings.queue_forwarding).map_err(store_error)?;
-        work.requests
+        let mut inserts = Inserts::prepare(&transaction, routes).map_err(store_error)?;
+        let outcomes = work
+            .requests
             .iter()
             .map(|request| inserts.insert_request(request, now_ms))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(store_error)?
-    };
-    for done in work.forwarded {
-        transaction
-            .prepare_cached(
-                "UPDATE forward_jobs SET forwarded_at_ms = ?1, attempts = ?2, last_error = NULL
-                 WHERE id = ?3",
-            )
-            .and_then(|mut update| update.execute(params![done.at_ms, done.attempts, done.job_id]))
             .map_err(store_error)?;
+        inserts.finish().map_err(store_error)?;
+        outcomes
+    };
+    for outcome in work.forwarded {
+        record_outcome(&transaction, outcome).map_err(store_error)?;
     }
     if work.health_check {
         transaction
@@ -380,7 +373,7 @@ fn group_transaction(
 fn keep_best_effort(
     connection: &mut Connection,
     refusals: &[RefusedRequest],
-    notes: &[ForwardNote],
+    notes: &[JobOutcome],
     keep_refused: u32,
     metrics: &Metrics,
 ) -> rusqlite::Result<()> {
@@ -398,13 +391,24 @@ fn keep_best_effort(
     written
 }
 
-fn insert_notes(connection: &Connection, notes: &[ForwardNote]) -> rusqlite::Result<()> {
-    let mut update = connection.prepare_cached(
-        "UPDATE forward_jobs SET attempts = ?1, last_error = ?2
-         WHERE id = ?3 AND forwarded_at_ms IS NULL",
-    )?;
+fn insert_notes(connection: &Connection, notes: &[JobOutcome]) -> rusqlite::Result<()> {
     for note in notes {
-        update.execute(params![note.attempts, note.error, note.job_id])?;
+        record_outcome(connection, note)?;
+    }
+    Ok(())
+}
+
+/// Records what an attempt did to its job, and the attempt (the statements both stores use).
+fn record_outcome(connection: &Connection, outcome: &JobOutcome) -> rusqlite::Result<()> {
+    let (update, values) = forward_sql::outcome_update(outcome);
+    let attempt =
+        forward_sql::attempt_values(outcome.job_id, &outcome.attempt, outcome.result.outcome());
+    for (statement, values) in [(update, values), (forward_sql::INSERT_ATTEMPT, attempt)] {
+        connection
+            .prepare_cached(&Dialect::Sqlite.render(statement))?
+            .execute(rusqlite::params_from_iter(
+                values.iter().map(super::forward_control::sqlite_value),
+            ))?;
     }
     Ok(())
 }
@@ -417,11 +421,17 @@ struct Inserts<'c> {
     event: rusqlite::CachedStatement<'c>,
     /// `Some` when forwarding is on.
     forward_job: Option<rusqlite::CachedStatement<'c>>,
+    routes: &'c Routes,
+    /// The next queue place, read from `forward_order` at the first job of the transaction
+    /// and written back by [`Inserts::finish`]: two statements per commit, not per job.
+    next_order: Option<i64>,
+    /// Whether a place was handed out.
+    orders_taken: bool,
     connection: &'c Connection,
 }
 
 impl<'c> Inserts<'c> {
-    fn prepare(connection: &'c Connection, queue_forwarding: bool) -> rusqlite::Result<Self> {
+    fn prepare(connection: &'c Connection, routes: &'c Routes) -> rusqlite::Result<Self> {
         Ok(Inserts {
             request: connection.prepare_cached(
                 "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
@@ -432,15 +442,41 @@ impl<'c> Inserts<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?,
-            forward_job: if queue_forwarding {
-                Some(connection.prepare_cached(
-                    "INSERT INTO forward_jobs (request_id, queued_at_ms) VALUES (?1, ?2)",
-                )?)
+            forward_job: if routes.is_on() {
+                Some(connection.prepare_cached(&Dialect::Sqlite.render(forward_sql::INSERT_JOB))?)
             } else {
                 None
             },
+            routes,
+            next_order: None,
+            orders_taken: false,
             connection,
         })
+    }
+
+    /// The next queue place (the write lock is held: the transaction began IMMEDIATE).
+    fn take_order(&mut self) -> rusqlite::Result<i64> {
+        let next = match self.next_order {
+            Some(next) => next,
+            None => self.connection.query_row(
+                "SELECT next FROM forward_order WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )?,
+        };
+        self.next_order = Some(next + 1);
+        self.orders_taken = true;
+        Ok(next)
+    }
+
+    /// Writes the next queue place back when places were handed out.
+    fn finish(self) -> rusqlite::Result<()> {
+        if let (true, Some(next)) = (self.orders_taken, self.next_order) {
+            self.connection
+                .prepare_cached("UPDATE forward_order SET next = ?1 WHERE id = 1")?
+                .execute([next])?;
+        }
+        Ok(())
     }
 
     fn insert_request(
@@ -476,19 +512,30 @@ impl<'c> Inserts<'c> {
             ])?;
             new.push(inserted == 1);
         }
-        // The job commits with the request or not at all: a 2xx means "stored AND queued". A
-        // request whose events were all duplicates brings the app nothing new, so it is not
-        // forwarded again (its events went with the request that first stored them).
-        let queued_for_forwarding = match &mut self.forward_job {
-            Some(insert) if new.iter().any(|new| *new) => {
-                insert.execute(params![request_id, now_ms])?;
-                true
+        // The jobs commit with the request or not at all: a 2xx means "stored AND queued". A
+        // target gets the request when one of its NEW events is one the target takes: the
+        // duplicates went with the request that first stored them.
+        let mut forward_targets = 0;
+        if self.forward_job.is_some() {
+            let routes = self.routes;
+            forward_targets = request
+                .events
+                .iter()
+                .zip(&new)
+                .filter(|(_, new)| **new)
+                .fold(0, |mask, (event, _)| {
+                    mask | routes.mask_of(&event.event_name)
+                });
+            for target in routes.targets_of_mask(forward_targets) {
+                let order = self.take_order()?;
+                if let Some(insert) = &mut self.forward_job {
+                    insert.execute(params![request_id, target, order, now_ms])?;
+                }
             }
-            _ => false,
-        };
+        }
         Ok(AcceptOutcome {
             new,
-            queued_for_forwarding,
+            forward_targets,
         })
     }
 }

@@ -8,12 +8,14 @@ use crate::registry::WebhookId;
 use crate::store::rows::RequestRow;
 use crate::store::{AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary, QueueCounts};
 
-pub(super) const SUMMARY_COLUMNS: &str = "r.msg_id, r.webhook_id, r.account_id, r.event_names,
-    r.event_count, r.state, r.attempts, r.last_status, r.last_error, r.created_at_ms,
-    r.next_attempt_at_ms";
+pub(super) const SUMMARY_COLUMNS: &str = "r.id, r.resend_of, r.msg_id, r.webhook_id,
+    r.account_id, r.event_names, r.event_count, r.state, r.attempts, r.last_status, r.last_error,
+    r.created_at_ms, r.next_attempt_at_ms";
 
 pub(super) fn read_summary(row: &Row) -> DeliverySummary {
     RequestRow {
+        row: row.get("id"),
+        resend_of: row.get("resend_of"),
         msg_id: row.get("msg_id"),
         webhook_id: row.get("webhook_id"),
         account_id: row.get("account_id"),
@@ -92,7 +94,8 @@ pub(super) fn deliveries(
     })
 }
 
-/// [`Queue::delivery`](crate::store::Queue::delivery) in this store.
+/// [`Queue::delivery`](crate::store::Queue::delivery) in this store: a message queued again
+/// has several requests; its id gives the newest, a row number the one it names.
 pub(super) fn delivery(store: &PostgresState, id: &str) -> anyhow::Result<Option<DeliveryDetail>> {
     let id = id.to_owned();
     let row_id: i64 = id.parse().unwrap_or(-1);
@@ -102,9 +105,9 @@ pub(super) fn delivery(store: &PostgresState, id: &str) -> anyhow::Result<Option
         let Some(row) = db
             .query_opt(
                 &format!(
-                    "SELECT r.id, {SUMMARY_COLUMNS}, b.body, b.event_ids FROM sender_requests r
+                    "SELECT {SUMMARY_COLUMNS}, b.body, b.event_ids FROM sender_requests r
                      JOIN sender_request_bodies b ON b.request_id = r.id
-                     WHERE r.msg_id = $1 OR r.id = $2"
+                     WHERE r.msg_id = $1 OR r.id = $2 ORDER BY r.id DESC LIMIT 1"
                 ),
                 &[&id, &row_id],
             )
@@ -138,5 +141,23 @@ pub(super) fn delivery(store: &PostgresState, id: &str) -> anyhow::Result<Option
             body: String::from_utf8_lossy(&body).into_owned(),
             attempt_log,
         }))
+    })
+}
+
+/// [`Queue::oldest_staged_at_ms`](crate::store::Queue::oldest_staged_at_ms) in this store.
+pub(super) fn oldest_staged_at_ms(
+    store: &PostgresState,
+    webhook_id: &WebhookId,
+) -> anyhow::Result<Option<i64>> {
+    let webhook_id = webhook_id.as_str().to_owned();
+    store.call(|pool, trips| async move {
+        let client = pool.get().await?;
+        Ok(Db::new(&client, &trips)
+            .query_one(
+                "SELECT MIN(enqueued_at_ms) FROM sender_staged_events WHERE webhook_id = $1",
+                &[&webhook_id],
+            )
+            .await?
+            .get(0))
     })
 }

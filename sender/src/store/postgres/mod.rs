@@ -38,14 +38,18 @@
 //! `schema.rs` (the tables and their layout version), `secrets.rs` (the sealing passes),
 //! `webhooks.rs` (registrations), `queue.rs` (enqueue, batches, pending requests, pruning),
 //! `notify.rs` (LISTEN/NOTIFY), `leases.rs`, `record.rs` (outcomes under the fence, the expiry
-//! at the end of retention) and `deliveries.rs` (what `deliveries` and the pages read).
+//! at the end of retention), `deliveries.rs` (what `deliveries` and the pages read),
+//! `recovery.rs` (requests queued again, the head retried now, the reads of the Deliveries page
+//! and the metrics) and `outbox.rs` (each webhook's health and the operator's notifications).
 
 mod connection;
 mod deliveries;
 mod leases;
 mod notify;
+mod outbox;
 mod queue;
 mod record;
+mod recovery;
 mod schema;
 mod secrets;
 mod webhooks;
@@ -62,8 +66,10 @@ use crate::registry::{Webhook, WebhookId};
 use crate::sealing::{self, SecretKey};
 use crate::store::rows::SealingPass;
 use crate::store::{
-    AttemptRecord, DeliveryDetail, DeliveryFilter, DeliverySummary, Lease, LeaseToken, NewDelivery,
-    PendingRequest, Queue, QueueCounts, Recorded, Registry,
+    AttemptRecord, Backlog, ClaimedNotification, DeliveryDetail, DeliveryFilter, DeliverySummary,
+    HealthChange, Lease, LeaseToken, NewDelivery, NotificationView, Outbox, PendingRequest, Queue,
+    QueueCounts, Recorded, RecoverFilter, Recovered, Recovery, Registry, Requeued, StagedView,
+    WebhookHealth,
 };
 
 impl PostgresState {
@@ -190,8 +196,13 @@ impl Queue for PostgresState {
         queue::next_due(self, webhook_id)
     }
 
-    fn record(&self, lease: &LeaseToken, attempts: &[AttemptRecord]) -> anyhow::Result<Recorded> {
-        record::record(self, lease, attempts)
+    fn record_outcomes(
+        &self,
+        lease: &LeaseToken,
+        attempts: &[AttemptRecord],
+        health: Option<&HealthChange>,
+    ) -> anyhow::Result<Recorded> {
+        record::record(self, lease, attempts, health)
     }
 
     fn give_up(&self, webhook_id: &WebhookId, reason: &str, now_ms: i64) -> anyhow::Result<u64> {
@@ -212,5 +223,74 @@ impl Queue for PostgresState {
 
     fn delivery(&self, id: &str) -> anyhow::Result<Option<DeliveryDetail>> {
         deliveries::delivery(self, id)
+    }
+
+    fn oldest_staged_at_ms(&self, webhook_id: &WebhookId) -> anyhow::Result<Option<i64>> {
+        deliveries::oldest_staged_at_ms(self, webhook_id)
+    }
+}
+
+impl Recovery for PostgresState {
+    fn resend(&self, id: &str, now_ms: i64) -> anyhow::Result<Option<Requeued>> {
+        recovery::resend(self, id, now_ms)
+    }
+
+    fn recover(
+        &self,
+        filter: &RecoverFilter,
+        dry_run: bool,
+        now_ms: i64,
+    ) -> anyhow::Result<Recovered> {
+        recovery::recover(self, filter, dry_run, now_ms)
+    }
+
+    fn retry_head(
+        &self,
+        webhook_id: &WebhookId,
+        now_ms: i64,
+    ) -> anyhow::Result<Option<DeliverySummary>> {
+        recovery::retry_head(self, webhook_id, now_ms)
+    }
+
+    fn staged(&self, webhook_id: &WebhookId, limit: usize) -> anyhow::Result<Vec<StagedView>> {
+        recovery::staged(self, webhook_id, limit)
+    }
+
+    fn backlogs(&self) -> anyhow::Result<Vec<Backlog>> {
+        recovery::backlogs(self)
+    }
+
+    fn health(&self, webhook_id: &WebhookId) -> anyhow::Result<WebhookHealth> {
+        recovery::health(self, webhook_id)
+    }
+
+    fn ping(&self) -> anyhow::Result<()> {
+        recovery::ping(self)
+    }
+}
+
+impl Outbox for PostgresState {
+    fn claim_notification(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        claim_ms: i64,
+    ) -> anyhow::Result<Option<ClaimedNotification>> {
+        outbox::claim_notification(self, owner, now_ms, claim_ms)
+    }
+
+    fn notification_attempted(
+        &self,
+        id: i64,
+        owner: &str,
+        now_ms: i64,
+        error: Option<&str>,
+        next_attempt_at_ms: Option<i64>,
+    ) -> anyhow::Result<bool> {
+        outbox::notification_attempted(self, id, owner, now_ms, error, next_attempt_at_ms)
+    }
+
+    fn notifications(&self, limit: usize) -> anyhow::Result<Vec<NotificationView>> {
+        outbox::notifications(self, limit)
     }
 }

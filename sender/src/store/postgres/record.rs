@@ -11,7 +11,7 @@ use super::connection::{Db, PostgresState};
 use super::queue::{requests_from_staged, staged_events};
 use crate::registry::WebhookId;
 use crate::store::rows::{outcome_columns, retention_reason};
-use crate::store::{AttemptRecord, LeaseToken, Recorded, RequestState};
+use crate::store::{AttemptRecord, HealthChange, LeaseToken, Recorded, RequestState};
 
 /// The record of outcomes, as one statement: it locks the lease row if it still has the
 /// worker's fence, and writes the attempts and the requests' new states only then.
@@ -145,11 +145,12 @@ impl OutcomeColumns {
     }
 }
 
-/// [`Queue::record`](crate::store::Queue::record) in this store.
+/// [`Queue::record_outcomes`](crate::store::Queue::record_outcomes) in this store.
 pub(super) fn record(
     store: &PostgresState,
     lease: &LeaseToken,
     attempts: &[AttemptRecord],
+    health: Option<&HealthChange>,
 ) -> anyhow::Result<Recorded> {
     let columns = OutcomeColumns::of(attempts);
     let lease = lease.clone();
@@ -158,9 +159,10 @@ pub(super) fn record(
         .filter(|record| record.next == RequestState::Expired)
         .cloned()
         .collect();
+    let health = health.cloned();
     store.call(|pool, trips| async move {
         let mut client = pool.get().await?;
-        if expired.is_empty() {
+        if expired.is_empty() && health.is_none() {
             // The common case: one statement in a transaction that does not wait for the
             // WAL flush, sent with its BEGIN and COMMIT in one round trip (pipelined).
             return Ok(if columns.write_unsynced(&client, &trips, &lease).await? {
@@ -174,7 +176,7 @@ pub(super) fn record(
         if !columns.write(&db, &lease).await? {
             return Ok(Recorded::Fenced);
         }
-        let mut expired_events = 0;
+        let (mut expired_requests, mut expired_events) = (0, 0);
         for record in &expired {
             let row = db
                 .query_one(
@@ -185,9 +187,22 @@ pub(super) fn record(
             let (events, created_ms): (i64, i64) = (row.get(0), row.get(1));
             let reason = retention_reason(record, created_ms);
             let now_ms = record.started_at_ms.saturating_add(record.latency_ms);
-            expired_events += u64::try_from(events).unwrap_or(0)
-                + expire_webhook(&db, lease.webhook_id.as_str(), &reason, now_ms).await?;
+            let (requests, more_events) =
+                expire_webhook(&db, lease.webhook_id.as_str(), &reason, now_ms).await?;
+            expired_requests += 1 + requests;
+            expired_events += u64::try_from(events).unwrap_or(0) + more_events;
         }
+        if let Some(change) = &health {
+            super::outbox::write_health(
+                &db,
+                &lease.webhook_id,
+                change,
+                (expired_requests, expired_events),
+            )
+            .await?;
+        }
+        // Synced (the session default): a change of health is rare, and the notifications it
+        // queued must not be lost once the outcome that made them is acted on.
         transaction.commit().await.context("committing attempts")?;
         Ok(Recorded::Written { expired_events })
     })
@@ -204,24 +219,24 @@ pub(super) fn give_up(
     store.call(move |pool, trips| async move {
         let mut client = pool.get().await?;
         let transaction = client.transaction().await?;
-        let expired =
+        let (_, expired_events) =
             expire_webhook(&Db::new(&transaction, &trips), &webhook_id, &reason, now_ms).await?;
         transaction
             .commit()
             .await
             .context("committing the expiry")?;
-        Ok(expired)
+        Ok(expired_events)
     })
 }
 
 /// Disables a webhook whose retention ended and expires its pending requests and staged
-/// events, inside the caller's transaction. Gives the number of events expired.
+/// events, inside the caller's transaction. Gives the numbers of requests and events expired.
 pub(super) async fn expire_webhook<C: GenericClient>(
     db: &Db<'_, C>,
     webhook_id: &str,
     reason: &str,
     now_ms: i64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     db.execute(
         "UPDATE sender_webhooks SET status = 'disabled', disabled_reason = $2, updated_at_ms = $3
          WHERE id = $1",
@@ -230,17 +245,20 @@ pub(super) async fn expire_webhook<C: GenericClient>(
     .await?;
     let staged = staged_events(db, webhook_id).await?;
     requests_from_staged(db, webhook_id, staged, usize::MAX, now_ms, "expired").await?;
-    let expired: i64 = db
+    let row = db
         .query_one(
             "WITH gone AS (
                  UPDATE sender_requests SET state = 'expired', finished_at_ms = $2
                  WHERE webhook_id = $1
                    AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))
                  RETURNING event_count)
-             SELECT COALESCE(SUM(event_count), 0)::BIGINT FROM gone",
+             SELECT count(*), COALESCE(SUM(event_count), 0)::BIGINT FROM gone",
             &[&webhook_id, &now_ms],
         )
-        .await?
-        .get(0);
-    Ok(u64::try_from(expired).unwrap_or(0))
+        .await?;
+    let (requests, events): (i64, i64) = (row.get(0), row.get(1));
+    Ok((
+        u64::try_from(requests).unwrap_or(0),
+        u64::try_from(events).unwrap_or(0),
+    ))
 }

@@ -8,16 +8,23 @@ use common::postgres_schema::{self, LateTables, Layout, Step};
 /// The sender's tables and how a database gets them (`common::postgres_schema`): the steps in
 /// order, each bringing the tables to its version (recorded in `sender_schema`), and the key
 /// record, made also in databases whose tables predate it. Version 1 is the whole layout of
-/// [`SCHEMA`]; a change of layout is a step appended here.
+/// [`SCHEMA`], version 2 [`VERSION_2`]; a change of layout is a step appended here.
 const LAYOUT: Layout = Layout {
     program: "sender",
     lock: SCHEMA_LOCK,
     version_table: "sender_schema",
-    steps: &[Step {
-        version: 1,
-        sql: SCHEMA,
-        creates: TABLES,
-    }],
+    steps: &[
+        Step {
+            version: 1,
+            sql: SCHEMA,
+            creates: TABLES,
+        },
+        Step {
+            version: 2,
+            sql: VERSION_2,
+            creates: &["sender_webhook_health", "sender_notifications"],
+        },
+    ],
     late_tables: Some(LateTables {
         sql: SECRET_KEY_TABLE,
         creates: &["sender_secret_key"],
@@ -121,6 +128,38 @@ CREATE TABLE sender_leases (
 );
 ";
 
+/// Version 2: a message may be queued again (`deliveries resend`, `recover`), so a request's
+/// `msg_id` (its `webhook-id`) is no longer unique, and `resend_of` names the row a request
+/// copies; each webhook's health and the operator's notifications get their tables.
+pub(super) const VERSION_2: &str = "
+ALTER TABLE sender_requests DROP CONSTRAINT sender_requests_msg_id_key;
+ALTER TABLE sender_requests ADD COLUMN resend_of BIGINT;
+CREATE INDEX sender_requests_by_msg ON sender_requests (msg_id);
+CREATE INDEX sender_requests_by_webhook ON sender_requests (webhook_id, id);
+CREATE TABLE sender_webhook_health (
+    webhook_id TEXT PRIMARY KEY,
+    consecutive_failures BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    since_ms BIGINT NOT NULL
+);
+CREATE TABLE sender_notifications (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    msg_id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    finished_at_ms BIGINT
+);
+CREATE INDEX sender_notifications_pending ON sender_notifications (id) WHERE state = 'pending';
+";
+
 /// Creates the tables unless they exist, or brings them to the latest version, under an
 /// advisory lock (see [`LAYOUT`]); refuses tables of our names that carry no layout version,
 /// or one this build did not write.
@@ -131,4 +170,89 @@ pub(super) async fn create_schema(
     let prepared = postgres_schema::prepare(client, &LAYOUT).await?;
     trips.fetch_add(prepared.round_trips, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::PostgresState;
+    use crate::store::{DeliveryFilter, Queue as _, Recovery as _};
+
+    #[test]
+    fn a_database_of_version_1_is_brought_up_in_place_and_keeps_its_rows() {
+        let Some(url) = common::test_postgres::test_database("sender_version_1_brought_up") else {
+            return;
+        };
+        let parsed = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            // The database as today's sender leaves it: version 1 and some rows.
+            let pool = parsed.pool("sender-schema-test", 2).expect("pool");
+            let mut client = pool.get().await.expect("connect");
+            let version_1 = Layout {
+                steps: &LAYOUT.steps[..1],
+                ..LAYOUT
+            };
+            postgres_schema::prepare(&mut client, &version_1)
+                .await
+                .expect("version 1");
+            client
+                .batch_execute(
+                    "INSERT INTO sender_webhooks (id, name, description, url, events, auth, status,
+                         created_at_ms, updated_at_ms)
+                     VALUES ('wh_old', 'Old', '', 'http://127.0.0.1:9/hook', 'all', 'none', 'active', 1, 1);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, attempts, next_attempt_at_ms,
+                         last_status, finished_at_ms)
+                     VALUES ('msg_delivered', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11),
+                            ('msg_pending', 'wh_old', 1010, 'COURSE_ENROLLMENT', 1, 20, 'pending', 0, 20, NULL, NULL);
+                     INSERT INTO sender_request_bodies (request_id, body, event_ids)
+                     SELECT id, convert_to('{\"accountId\":1010,\"events\":[]}', 'UTF8'), '[\"e1\"]'
+                     FROM sender_requests;
+                     INSERT INTO sender_attempts (request_id, attempt, started_at_ms, status, latency_ms, response_head)
+                     SELECT id, 1, 10, 200, 1, 'ok' FROM sender_requests WHERE msg_id = 'msg_delivered';",
+                )
+                .await
+                .expect("rows");
+        });
+        let state = PostgresState::open(&parsed).expect("opened and brought up");
+        let listed = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .expect("list");
+        let rows: Vec<(&str, &str)> = listed
+            .iter()
+            .map(|r| (r.id.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("msg_pending", "pending"), ("msg_delivered", "delivered")]
+        );
+        let detail = state
+            .delivery("msg_delivered")
+            .expect("read")
+            .expect("kept");
+        assert_eq!(detail.attempt_log.len(), 1);
+        // The message may be queued again now: its id is no longer unique.
+        let resent = state
+            .resend("msg_delivered", 50)
+            .expect("resend")
+            .expect("found");
+        assert!(resent.row > listed[0].row, "{resent:?}");
+        assert_eq!(state.counts(None).expect("counts").pending, 2);
+        runtime.block_on(async {
+            let pool = parsed.pool("sender-schema-test", 1).expect("pool");
+            let client = pool.get().await.expect("connect");
+            let versions: Vec<i64> = client
+                .query("SELECT version FROM sender_schema ORDER BY version", &[])
+                .await
+                .expect("versions")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(versions, [1, 2]);
+        });
+    }
 }

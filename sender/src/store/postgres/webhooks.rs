@@ -198,6 +198,7 @@ pub(super) fn delete_webhook(store: &PostgresState, id: &WebhookId) -> anyhow::R
             "DELETE FROM sender_requests WHERE webhook_id = $1",
             "DELETE FROM sender_staged_events WHERE webhook_id = $1",
             "DELETE FROM sender_leases WHERE webhook_id = $1",
+            "DELETE FROM sender_webhook_health WHERE webhook_id = $1",
         ] {
             db.execute(statement, &[&id]).await?;
         }

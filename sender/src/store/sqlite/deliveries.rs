@@ -11,6 +11,8 @@ use crate::store::{AttemptView, DeliveryDetail, DeliveryFilter, DeliverySummary,
 
 pub(super) fn read_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
     Ok(RequestRow {
+        row: row.get("id")?,
+        resend_of: row.get("resend_of")?,
         msg_id: row.get("msg_id")?,
         webhook_id: row.get("webhook_id")?,
         account_id: row.get("account_id")?,
@@ -82,14 +84,16 @@ pub(super) fn deliveries(
     Ok(rows)
 }
 
-/// [`Queue::delivery`](crate::store::Queue::delivery) in this store.
+/// [`Queue::delivery`](crate::store::Queue::delivery) in this store: a message queued again
+/// has several requests; its id gives the newest, a row number the one it names.
 pub(super) fn delivery(store: &SqliteState, id: &str) -> anyhow::Result<Option<DeliveryDetail>> {
     let connection = store.lock();
     let row_id: i64 = id.parse().unwrap_or(-1);
     let found = connection
         .query_row(
             "SELECT r.*, b.body, b.event_ids FROM requests r
-             JOIN request_bodies b ON b.request_id = r.id WHERE r.msg_id = ?1 OR r.id = ?2",
+             JOIN request_bodies b ON b.request_id = r.id WHERE r.msg_id = ?1 OR r.id = ?2
+             ORDER BY r.id DESC LIMIT 1",
             params![id, row_id],
             |row| {
                 let body: Vec<u8> = row.get("body")?;
@@ -123,4 +127,17 @@ pub(super) fn delivery(store: &SqliteState, id: &str) -> anyhow::Result<Option<D
         body: String::from_utf8_lossy(&body).into_owned(),
         attempt_log,
     }))
+}
+
+/// [`Queue::oldest_staged_at_ms`](crate::store::Queue::oldest_staged_at_ms) in this store.
+pub(super) fn oldest_staged_at_ms(
+    store: &SqliteState,
+    webhook_id: &WebhookId,
+) -> anyhow::Result<Option<i64>> {
+    let connection = store.lock();
+    Ok(connection.query_row(
+        "SELECT MIN(enqueued_at_ms) FROM staged_events WHERE webhook_id = ?1",
+        [webhook_id.as_str()],
+        |row| row.get(0),
+    )?)
 }

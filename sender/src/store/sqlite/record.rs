@@ -9,7 +9,7 @@ use super::connection::SqliteState;
 use super::queue::{requests_from_staged, staged_events};
 use crate::registry::WebhookId;
 use crate::store::rows::{outcome_columns, retention_reason};
-use crate::store::{AttemptRecord, LeaseToken, Recorded, RequestState};
+use crate::store::{AttemptRecord, HealthChange, LeaseToken, Recorded, RequestState};
 
 /// Attempt rows written by one multi-row INSERT when outcomes are recorded in a group.
 pub(super) const ATTEMPT_ROWS: usize = 16;
@@ -24,17 +24,21 @@ pub(super) static INSERT_MANY_ATTEMPTS: std::sync::LazyLock<String> =
         )
     });
 
-/// [`Queue::record`](crate::store::Queue::record) in this store.
+/// [`Queue::record_outcomes`](crate::store::Queue::record_outcomes) in this store.
 pub(super) fn record(
     store: &SqliteState,
     lease: &LeaseToken,
     attempts: &[AttemptRecord],
+    health: Option<&HealthChange>,
 ) -> anyhow::Result<Recorded> {
     let mut connection = store.lock();
     // Outcomes need not survive a power cut (see the module docs): not synced, and the
-    // connection goes back to FULL before the lock is released, whatever happens.
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
-    let result = record_attempts(&mut connection, lease, attempts);
+    // connection goes back to FULL before the lock is released, whatever happens. A change of
+    // health (notifications among it) is synced: it is rare, and what it queues must not be
+    // lost once the outcome that made it is acted on.
+    let synchronous = if health.is_some() { "FULL" } else { "NORMAL" };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    let result = record_attempts(&mut connection, lease, attempts, health);
     connection.pragma_update(None, "synchronous", "FULL")?;
     result
 }
@@ -48,19 +52,19 @@ pub(super) fn give_up(
 ) -> anyhow::Result<u64> {
     let mut connection = store.lock();
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let expired = expire_webhook(&transaction, webhook_id.as_str(), reason, now_ms)?;
+    let (_, expired_events) = expire_webhook(&transaction, webhook_id.as_str(), reason, now_ms)?;
     transaction.commit().context("committing the expiry")?;
-    Ok(expired)
+    Ok(expired_events)
 }
 
 /// Disables a webhook whose retention ended and expires its pending requests and staged
-/// events, inside the caller's transaction. Gives the number of events expired.
+/// events, inside the caller's transaction. Gives the numbers of requests and events expired.
 pub(super) fn expire_webhook(
     transaction: &Transaction<'_>,
     webhook_id: &str,
     reason: &str,
     now_ms: i64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     transaction.execute(
         "UPDATE webhooks SET status = 'disabled', disabled_reason = ?2, updated_at_ms = ?3
          WHERE id = ?1",
@@ -75,18 +79,21 @@ pub(super) fn expire_webhook(
         now_ms,
         "expired",
     )?;
-    let expired: i64 = transaction.query_row(
-        "SELECT COALESCE(SUM(event_count), 0) FROM requests
+    let (requests, events): (i64, i64) = transaction.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(event_count), 0) FROM requests
          WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
         [webhook_id],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     transaction.execute(
         "UPDATE requests SET state = 'expired', finished_at_ms = ?2
          WHERE webhook_id = ?1 AND (state = 'pending' OR (state = 'expired' AND finished_at_ms IS NULL))",
         params![webhook_id, now_ms],
     )?;
-    Ok(u64::try_from(expired).unwrap_or(0))
+    Ok((
+        u64::try_from(requests).unwrap_or(0),
+        u64::try_from(events).unwrap_or(0),
+    ))
 }
 
 /// The body of [`Queue::record`](crate::store::Queue::record): attempts and new states in one transaction, and the expiry
@@ -95,6 +102,7 @@ pub(super) fn record_attempts(
     connection: &mut Connection,
     lease: &LeaseToken,
     attempts: &[AttemptRecord],
+    health: Option<&HealthChange>,
 ) -> anyhow::Result<Recorded> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let fence: Option<i64> = transaction
@@ -162,7 +170,7 @@ pub(super) fn record_attempts(
             }
         }
     }
-    let mut expired_events = 0;
+    let (mut expired_requests, mut expired_events) = (0, 0);
     for record in attempts
         .iter()
         .filter(|record| record.next == RequestState::Expired)
@@ -174,8 +182,17 @@ pub(super) fn record_attempts(
         )?;
         let reason = retention_reason(record, created_ms);
         let now_ms = record.started_at_ms.saturating_add(record.latency_ms);
-        expired_events += u64::try_from(events).unwrap_or(0)
-            + expire_webhook(&transaction, &webhook_id, &reason, now_ms)?;
+        let (requests, more_events) = expire_webhook(&transaction, &webhook_id, &reason, now_ms)?;
+        expired_requests += 1 + requests;
+        expired_events += u64::try_from(events).unwrap_or(0) + more_events;
+    }
+    if let Some(change) = health {
+        super::outbox::write_health(
+            &transaction,
+            &lease.webhook_id,
+            change,
+            (expired_requests, expired_events),
+        )?;
     }
     transaction.commit().context("committing attempts")?;
     Ok(Recorded::Written { expired_events })

@@ -166,6 +166,10 @@ pub(super) fn delete_webhook(store: &SqliteState, id: &WebhookId) -> anyhow::Res
         [id.as_str()],
     )?;
     transaction.execute("DELETE FROM leases WHERE webhook_id = ?1", [id.as_str()])?;
+    transaction.execute(
+        "DELETE FROM webhook_health WHERE webhook_id = ?1",
+        [id.as_str()],
+    )?;
     transaction.commit().context("committing the deletion")?;
     Ok(Some(u64::try_from(pending + staged).unwrap_or(0)))
 }
