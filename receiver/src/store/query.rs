@@ -40,6 +40,12 @@ pub(crate) struct Tables {
     /// condition over [`Tables::events_from`] (SQLite reads the bodies in one pass over the
     /// requests, in their order, rather than one request per event).
     pub holds_scope: &'static str,
+    /// What a search's rows are ordered by: `e.id`, or an expression of it the store cannot
+    /// read in order from the primary key. A search has no SQL limit and finds few rows, and
+    /// PostgreSQL, asked for `ORDER BY e.id`, walks the whole key in order checking every
+    /// event's JSON (one process, and twice the work); given `e.id + 0` it scans the table, in
+    /// parallel, and sorts what it found.
+    pub search_order: &'static str,
     /// A numbered placeholder: `?1` (SQLite) or `$1` (PostgreSQL).
     pub placeholder: fn(usize) -> String,
 }
@@ -163,9 +169,9 @@ fn search_conditions(conditions: &mut Conditions<'_>, search: &crate::search::Se
 
 /// The events that may match `filter`, oldest arrival first. Columns: account, event id,
 /// name, timestamp, received at, known, JSON text, request id, auth, forwarding state (a
-/// number summing up the request's jobs; see [`forwarding_state`]). With a search, SQL only narrows the
-/// rows down: each store keeps the rows that [`crate::search::Search::matches`], and applies
-/// the limit itself (the SQL has none then).
+/// number summing up the request's jobs; see [`forwarding_state`]). With a search, SQL only
+/// narrows the rows down: each store keeps the rows that
+/// [`crate::search::Search::matches`], and applies the limit itself (the SQL has none then).
 pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
     let mut conditions = event_conditions(tables, filter);
     let clause = conditions.clause();
@@ -184,6 +190,11 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         raw_text,
         ..
     } = tables;
+    let order = if filter.search.is_empty() {
+        "e.id"
+    } else {
+        tables.search_order
+    };
     // One job per target: the request's state is summed up in one number per event, looked
     // up per row returned (by request_id), not joined: a join may read every job when a
     // search returns few rows.
@@ -192,7 +203,7 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         sql: format!(
             "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, {received_at},
                     e.known, {raw_text}, e.request_id, {auth}, {forwarding}
-             FROM {events_from} {clause} ORDER BY e.id {limit}"
+             FROM {events_from} {clause} ORDER BY {order} {limit}"
         ),
         values: conditions.values,
     }
@@ -342,6 +353,7 @@ mod tests {
         lo_id: "e.lo_id",
         holds_text: "strpos(e.raw, ?) > 0",
         holds_scope: "{}",
+        search_order: "e.id",
         placeholder: |n| format!("${n}"),
     };
 

@@ -29,6 +29,7 @@ const TABLES: query::Tables = query::Tables {
     lo_id: "(e.event -> 'data' ->> 'loId')",
     holds_text: "strpos(e.event::text, ?) > 0",
     holds_scope: "{}",
+    search_order: "e.id + 0",
     placeholder: |n| format!("${n}"),
 };
 

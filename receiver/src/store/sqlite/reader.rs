@@ -92,6 +92,7 @@ const TABLES: query::Tables = query::Tables {
     lo_id: "e.lo_id",
     holds_text: "holds(body, ?)",
     holds_scope: "e.request_id IN (SELECT id FROM requests WHERE {})",
+    search_order: "e.id",
     placeholder: |n| format!("?{n}"),
 };
 
