@@ -5,10 +5,14 @@
 //! (or [`write_new`] for a file that must not replace another): the bytes go to a temporary
 //! file of mode 0600 beside the target, are synced, and only then renamed over it, so a
 //! write that fails half-way (a store that cannot be read to the end, a full disk, a killed
-//! process) leaves the previous file as it was. SQLite databases are created by
+//! process) leaves the previous file as it was. What is not a regular file is written as it
+//! is, never replaced: a FIFO, a terminal, `/dev/null`, the process's own descriptors
+//! (`/dev/stdout`, `/dev/fd/N`, the `>(gzip)` of a shell); a symbolic link to a regular file
+//! stays a link, the file it leads to being replaced. SQLite databases are created by
 //! [`create_private`] before SQLite opens them, since SQLite gives its `-wal` and `-shm`
 //! files the mode of the main file. [`refuse_database_files`] keeps an output from landing on
-//! a database the same command reads.
+//! a database the same command reads, or on any other SQLite database (a file that starts
+//! with SQLite's header: another receiver's store, a sender's state).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -49,24 +53,190 @@ pub fn readable_by_others(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o077 != 0)
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
 /// Writes `path` through `write`, whole or not at all: into a temporary file of mode
 /// [`PRIVATE_MODE`] in the same directory, flushed and synced, then renamed over `path` (the
 /// directory synced too). When `write` or any step fails, the temporary file is removed and
 /// `path` is left as it was; the result is what `write` returned.
 ///
+/// What is there decides where the bytes go (see [`Destination`]): a regular file, or
+/// nothing yet, is replaced as said; through a symbolic link, the file the link leads to
+/// is (the link stays); a FIFO, a device or one of the process's descriptors is written as
+/// it is (it cannot be replaced, and the reader on its other side is the point). A SQLite
+/// database is never written over.
+///
 /// # Errors
-/// `write`'s error, or the file cannot be created, written, synced or renamed (each said with
-/// the path).
+/// `write`'s error; `path` is a directory or a SQLite database; or the file cannot be
+/// created, written, synced or renamed (each said with the path).
 pub fn write_atomically<T>(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let temporary = Temporary::create(path)?;
+    let target = match Destination::of(path)? {
+        Destination::Stream(append) => return write_stream(path, append, write),
+        Destination::File(target) => target,
+    };
+    refuse_sqlite_database("the output", &target)?;
+    let temporary = Temporary::create(&target)?;
     let value = temporary.fill(write)?;
-    std::fs::rename(&temporary.path, path)
-        .with_context(|| format!("replacing {}", path.display()))?;
+    std::fs::rename(&temporary.path, &target)
+        .with_context(|| format!("replacing {}", target.display()))?;
     temporary.keep();
-    sync_directory_of(path)?;
+    sync_directory_of(&target)?;
+    Ok(value)
+}
+
+/// Where [`write_atomically`] puts the bytes for a path.
+#[derive(Debug, PartialEq, Eq)]
+enum Destination {
+    /// A regular file to replace through a temporary file, at this path: the path given,
+    /// or the file its symbolic links lead to (which need not exist yet).
+    File(PathBuf),
+    /// Something that is not a regular file (a FIFO, a terminal, `/dev/null`, a pipe), or a
+    /// descriptor of this process (`/dev/stdout`, `/dev/fd/N`): written as it is, appending
+    /// when `true` (a descriptor: the shell's `>` or `>>` already placed it).
+    Stream(bool),
+}
+
+impl Destination {
+    fn of(path: &Path) -> anyhow::Result<Destination> {
+        let followed = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            // Nothing there (or a link to nothing): a new file where the links lead.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(Destination::File(links_followed(path)?));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("looking at {}", path.display()))
+            }
+        };
+        if followed.is_dir() {
+            anyhow::bail!("{} is a directory: name a file", path.display());
+        }
+        if !followed.is_file() {
+            return Ok(Destination::Stream(false));
+        }
+        if is_descriptor_alias(path) {
+            return Ok(Destination::Stream(true));
+        }
+        let linked = std::fs::symlink_metadata(path)
+            .with_context(|| format!("looking at {}", path.display()))?
+            .file_type()
+            .is_symlink();
+        Ok(Destination::File(if linked {
+            path.canonicalize()
+                .with_context(|| format!("following the link {}", path.display()))?
+        } else {
+            path.to_owned()
+        }))
+    }
+}
+
+/// Whether `path` names one of this process's file descriptors (`/dev/stdout`, `/dev/stderr`,
+/// `/dev/fd/N`, `/proc/self/fd/N`, `/proc/PID/fd/N`): the file behind it was opened by whoever
+/// started us, and is written through the descriptor, never replaced.
+fn is_descriptor_alias(path: &Path) -> bool {
+    let text = path.to_string_lossy();
+    matches!(text.as_ref(), "/dev/stdout" | "/dev/stderr")
+        || text.starts_with("/dev/fd/")
+        || (text.starts_with("/proc/") && text.contains("/fd/"))
+}
+
+/// `path` with its symbolic links followed as far as they lead, the last one possibly to
+/// nothing yet (so a link to a file not created yet is replaced by nothing: the file is
+/// created where it leads).
+fn links_followed(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut current = path.to_owned();
+    // As many links as the kernel follows before it gives up (ELOOP).
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let next = std::fs::read_link(&current)
+                    .with_context(|| format!("following the link {}", current.display()))?;
+                current = match current.parent() {
+                    Some(parent) if next.is_relative() => parent.join(next),
+                    _ => next,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    anyhow::bail!("{}: too many levels of symbolic links", path.display())
+}
+
+/// Writes to what is at `path` as it is (see [`Destination::Stream`]).
+fn write_stream<T>(
+    path: &Path,
+    append: bool,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let file = OpenOptions::new()
+        .write(true)
+        .append(append)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    let value = write(&mut out)?;
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(value)
+}
+
+/// Refuses `output` (named by `flag`) when it is a SQLite database: another receiver's store,
+/// a sender's state. Writing an export or a report there would destroy it.
+///
+/// # Errors
+/// Names the flag and the file.
+pub fn refuse_sqlite_database(flag: &str, output: &Path) -> anyhow::Result<()> {
+    // A regular file only: opening a FIFO to read its first bytes would wait for a writer.
+    let mut header = [0u8; SQLITE_HEADER.len()];
+    let starts_like_a_database = std::fs::metadata(output).is_ok_and(|metadata| metadata.is_file())
+        && File::open(output)
+            .and_then(|mut file| io::Read::read_exact(&mut file, &mut header))
+            .is_ok()
+        && header == *SQLITE_HEADER;
+    if starts_like_a_database {
+        anyhow::bail!(
+            "{flag} {} is a SQLite database (a store or a state); writing there would destroy \
+             it: choose another file",
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `path` whole or not at all, as [`write_atomically`] does, for a writer that takes a
+/// file name rather than a stream (SQLite's `VACUUM INTO`): `write` fills the temporary file
+/// named by its argument, which exists, empty, with mode [`PRIVATE_MODE`]; the file is then
+/// synced and renamed over `path`, the directory synced too. When `write` or any step fails,
+/// the temporary file is removed and `path` is left as it was.
+///
+/// # Errors
+/// `write`'s error, or the file cannot be created, synced or renamed (each said with the path).
+pub fn write_atomically_at<T>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    // A link is followed (the file it leads to is replaced, as by write_atomically); a FIFO or
+    // a descriptor cannot take a file written by name.
+    let target = match Destination::of(path)? {
+        Destination::File(target) => target,
+        Destination::Stream(_) => anyhow::bail!(
+            "{} is not a regular file: name a file (this output is written whole, by name)",
+            path.display()
+        ),
+    };
+    let temporary = Temporary::create(&target)?;
+    let value = write(&temporary.path)?;
+    File::open(&temporary.path)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("writing {}", temporary.path.display()))?;
+    std::fs::rename(&temporary.path, &target)
+        .with_context(|| format!("replacing {}", target.display()))?;
+    temporary.keep();
+    sync_directory_of(&target)?;
     Ok(value)
 }
 
@@ -104,32 +274,39 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Refuses `output` (named by `flag`) when it is the SQLite database at `database` or one of
-/// the files SQLite keeps beside it: writing there would destroy what the command reads.
+/// Refuses `output` (named by `flag`) when it is a SQLite database ([`refuse_sqlite_database`]),
+/// or when it is the database at `database` (the one the command reads, if a SQLite one) or
+/// one of the files SQLite keeps beside it, existing or not yet: writing there would destroy
+/// what the command reads.
 ///
 /// # Errors
 /// Names the flag, the file and what it is.
-pub fn refuse_database_files(flag: &str, output: &Path, database: &Path) -> anyhow::Result<()> {
-    let companion = |suffix: &str| {
+pub fn refuse_database_files(
+    flag: &str,
+    output: &Path,
+    database: Option<&Path>,
+) -> anyhow::Result<()> {
+    let companion = |database: &Path, suffix: &str| {
         let mut path = database.as_os_str().to_owned();
         path.push(suffix);
         PathBuf::from(path)
     };
-    let what = if same_file(output, database) {
-        Some("the database itself")
-    } else {
+    let what = database.and_then(|database| {
+        if same_file(output, database) {
+            return Some((database, "the database itself"));
+        }
         DATABASE_COMPANIONS
             .iter()
-            .find(|(suffix, _)| same_file(output, &companion(suffix)))
-            .map(|(_, what)| *what)
-    };
+            .find(|(suffix, _)| same_file(output, &companion(database, suffix)))
+            .map(|(_, what)| (database, *what))
+    });
     match what {
-        Some(what) => anyhow::bail!(
+        Some((database, what)) => anyhow::bail!(
             "{flag} {} is {what} of {}; writing there would destroy it: choose another file",
             output.display(),
             database.display()
         ),
-        None => Ok(()),
+        None => refuse_sqlite_database(flag, output),
     }
 }
 
@@ -279,6 +456,30 @@ mod tests {
     }
 
     #[test]
+    fn a_write_by_file_name_is_whole_0600_or_leaves_the_previous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backup.db");
+        std::fs::write(&path, "old").unwrap();
+        let failed = write_atomically_at(&path, |temporary| -> anyhow::Result<()> {
+            std::fs::write(temporary, "half")?;
+            anyhow::bail!("the copy failed")
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "the copy failed");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(names_in(dir.path()), vec!["backup.db"]);
+        write_atomically_at(&path, |temporary| {
+            // The writer gets an empty file that is already private.
+            assert_eq!(std::fs::read(temporary)?, b"");
+            assert_eq!(mode(temporary), 0o600);
+            Ok(std::fs::write(temporary, "new")?)
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(names_in(dir.path()), vec!["backup.db"]);
+    }
+
+    #[test]
     fn write_new_never_replaces_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
@@ -310,7 +511,7 @@ mod tests {
         let database = dir.path().join("store.db");
         std::fs::write(&database, "db").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let refused = |output: &Path| refuse_database_files("--out", output, &database);
+        let refused = |output: &Path| refuse_database_files("--out", output, Some(&database));
         // The same file by another spelling, a hard link and a symbolic link.
         let spelled = dir.path().join("sub/../store.db");
         let link = dir.path().join("link.db");
@@ -333,5 +534,87 @@ mod tests {
         // Anything else is fine.
         refused(&dir.path().join("export.jsonl")).unwrap();
         refused(&dir.path().join("store.db.jsonl")).unwrap();
+    }
+
+    #[test]
+    fn no_sqlite_database_is_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another program's database: refused by its header, whatever its name.
+        let other = dir.path().join("other-receiver.jsonl");
+        let mut bytes = SQLITE_HEADER.to_vec();
+        bytes.extend_from_slice(&[0; 84]);
+        std::fs::write(&other, &bytes).unwrap();
+        let error = refuse_database_files("--out", &other, None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is a SQLite database"), "{error}");
+        let error = write_atomically(&other, |out| Ok(out.write_all(b"{}\n")?))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is a SQLite database"), "{error}");
+        assert_eq!(std::fs::read(&other).unwrap(), bytes, "untouched");
+        // A file that only mentions SQLite is no database.
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "SQLite format 3 is a file format").unwrap();
+        refuse_database_files("--out", &text, None).unwrap();
+    }
+
+    #[test]
+    fn a_link_stays_a_link_and_the_file_it_leads_to_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let real = dir.path().join("real/export.jsonl");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("latest.jsonl");
+        std::os::unix::fs::symlink("real/export.jsonl", &link).unwrap();
+        write_atomically(&link, |out| Ok(out.write_all(b"new")?)).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        assert_eq!(mode(&real), 0o600);
+        assert_eq!(names_in(dir.path()), vec!["latest.jsonl", "real"]);
+        assert_eq!(names_in(&dir.path().join("real")), vec!["export.jsonl"]);
+        // A link to a file not made yet: the file is made where the link leads.
+        let dangling = dir.path().join("next.jsonl");
+        std::os::unix::fs::symlink("real/next.jsonl", &dangling).unwrap();
+        write_atomically(&dangling, |out| Ok(out.write_all(b"first")?)).unwrap();
+        assert!(std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("real/next.jsonl")).unwrap(),
+            "first"
+        );
+        // A directory is no output.
+        let error = write_atomically(&dir.path().join("real"), |out| Ok(out.write_all(b"x")?))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is a directory"), "{error}");
+    }
+
+    #[test]
+    fn a_fifo_is_written_as_it_is_and_stays_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("export.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_atomically(&fifo, |out| Ok(out.write_all(b"through the pipe\n")?)).unwrap();
+        // Looked at before the reader is joined: a FIFO replaced by a file would leave the
+        // reader waiting for a writer for ever.
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+        ));
+        assert_eq!(names_in(dir.path()), vec!["export.fifo"]);
+        assert_eq!(reader.join().unwrap(), b"through the pipe\n");
     }
 }

@@ -28,8 +28,9 @@
 //! - `client` (feature `client`): sending one HTTP request and reading its answer, for replay
 //!   and the inspector's Send again;
 //! - `target_guard` (feature `client`): which addresses a page reachable from other hosts may
-//!   send to (no loopback, private, link-local or unspecified ones), checked when a target is
-//!   given and again at connect time;
+//!   send to (no loopback, private, link-local, unspecified or reserved ones), checked when a
+//!   target is given and again at connect time; its `TableResolver`, which answers names from
+//!   a table, only with the feature `test-resolver` (tests);
 //! - `target_url` (feature `client`): a Target URL, parsed and checked once by one rule set
 //!   (absolute `http` or `https`, a host, no credentials) and carried typed to the client.
 //!

@@ -14,11 +14,13 @@
 //!    untouched; a version that no step of this build has written (a newer program, or one
 //!    from before the steps began): refused, naming both versions;
 //! 3. else the steps after the recorded version, in order, each recording its version as a
-//!    new row of the version table (so the table is also the history of upgrades);
-//! 4. the layout's late tables, created if missing (see [`LateTables`]).
+//!    new row of the version table (so the table is also the history of upgrades).
 //!
-//! A step that fails rolls the whole transaction back: the database stays at the version it
-//! had, and the next start tries again.
+//! A database at the latest version gets no statement that changes its layout (a look at the
+//! tables and at the version only), so a role without CREATE on the schema, which may only
+//! read and write rows, runs a program whose tables an owner prepared. A step that fails
+//! rolls the whole transaction back: the database stays at the version it had, and the next
+//! start tries again.
 
 use anyhow::Context as _;
 
@@ -35,18 +37,6 @@ pub struct Step {
     pub creates: &'static [&'static str],
 }
 
-/// Tables added to a version after databases of it were made, created when missing at every
-/// preparation instead of by a step: an older build of the same version still opens the
-/// database, so nothing but the table's presence may depend on it. The sender's key record
-/// (`sender_secret_key`) is one. A new table should come as a [`Step`] instead.
-#[derive(Debug, Clone, Copy)]
-pub struct LateTables {
-    /// `CREATE TABLE IF NOT EXISTS …` statements.
-    pub sql: &'static str,
-    /// The tables they create.
-    pub creates: &'static [&'static str],
-}
-
 /// A program's tables and how to bring a database to their latest version.
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
@@ -59,8 +49,6 @@ pub struct Layout {
     pub version_table: &'static str,
     /// The steps, in order of version.
     pub steps: &'static [Step],
-    /// Tables created when missing, outside the versions.
-    pub late_tables: Option<LateTables>,
 }
 
 impl Layout {
@@ -93,15 +81,16 @@ impl Layout {
         Ok(())
     }
 
-    /// Every table of the layout, late ones included: a database holding any of them is not
-    /// new.
+    /// Every table of the layout: a database holding any of them is not new.
     fn all_tables(&self) -> Vec<&'static str> {
-        let steps = self.steps.iter().flat_map(|step| step.creates.iter());
-        let late = self.late_tables.iter().flat_map(|late| late.creates.iter());
-        steps.chain(late).copied().collect()
+        self.steps
+            .iter()
+            .flat_map(|step| step.creates.iter())
+            .copied()
+            .collect()
     }
 
-    /// The tables a database at `version` has (late tables aside).
+    /// The tables a database at `version` has.
     fn tables_at(&self, version: i64) -> impl Iterator<Item = &'static str> + '_ {
         self.steps
             .iter()
@@ -201,10 +190,6 @@ pub async fn prepare(
             .await?;
         round_trips += 2;
     }
-    if let Some(late) = &layout.late_tables {
-        transaction.batch_execute(late.sql).await?;
-        round_trips += 1;
-    }
     transaction.commit().await?;
     Ok(Prepared {
         found,
@@ -267,7 +252,6 @@ mod tests {
             lock: 0x6465_6d6f_0000_0001,
             version_table: "demo_schema",
             steps,
-            late_tables: None,
         }
     }
 
@@ -515,32 +499,5 @@ mod tests {
             stored_version(&client, &layout(STEPS)).await.expect("read"),
             Some(1)
         );
-    }
-
-    #[tokio::test]
-    async fn late_tables_are_made_in_databases_that_lack_them() {
-        let Some(pool) = database("late_tables_are_made_in_databases_that_lack_them") else {
-            return;
-        };
-        const STEPS: &[Step] = &[VERSION_1];
-        assert_eq!(
-            stored_version(&pool.get().await.expect("connect"), &layout(STEPS))
-                .await
-                .expect("read"),
-            None
-        );
-        prepare_on(&pool, &layout(STEPS)).await.expect("v1");
-        let with_late = Layout {
-            late_tables: Some(LateTables {
-                sql: "CREATE TABLE IF NOT EXISTS demo_key (id bigint PRIMARY KEY)",
-                creates: &["demo_key"],
-            }),
-            ..layout(STEPS)
-        };
-        let prepared = prepare_on(&pool, &with_late).await.expect("late");
-        assert_eq!((prepared.found, prepared.version), (1, 1));
-        assert!(exists(&pool, "demo_key").await);
-        assert_eq!(versions(&pool).await, [1], "no version for a late table");
-        prepare_on(&pool, &with_late).await.expect("again");
     }
 }

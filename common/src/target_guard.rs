@@ -5,23 +5,29 @@
 //! on `169.254.169.254`, the office network on `10.…`).
 //!
 //! Written once for both programs: the classification ([`AddressClass::of`]), the rule a
-//! listening address implies ([`TargetPolicy::for_listener`]), and the guard that resolves a
-//! host once, checks every address and gives exactly the addresses to connect to
-//! ([`TargetGuard::addresses`]). The HTTP clients connect only through it (`common::client`
+//! listening address implies ([`TargetPolicy::for_listener`], and [`TargetGuard::for_pages`],
+//! which also says it in the log), and the guard that resolves a host once, checks every
+//! address and gives exactly the addresses to connect to ([`TargetGuard::addresses`]). The HTTP clients connect only through it (`common::client`
 //! for Send again, the sender's delivery transport for deliveries and Test webhook), so a name
 //! whose DNS answer changes after a page checked it (DNS rebinding) is refused at connect
 //! time, before any packet leaves. Resolution is a [`Resolve`] the guard takes, so tests answer
-//! names themselves instead of asking a DNS server.
+//! names themselves instead of asking a DNS server (`TableResolver`, feature
+//! `test-resolver`).
 //!
 //! What counts as internal, and why:
 //! - IPv4: `0.0.0.0/8` (this network; Linux connects `0.0.0.0` to the machine itself),
 //!   `127.0.0.0/8` (loopback), `10/8`, `172.16/12`, `192.168/16` (RFC 1918), `169.254/16`
 //!   (link-local, the cloud metadata address), `100.64/10` (shared address space, RFC 6598:
-//!   carrier-grade NAT, and what Tailscale and some clouds use inside their networks), and
-//!   `255.255.255.255`.
+//!   carrier-grade NAT, and what Tailscale and some clouds use inside their networks),
+//!   `255.255.255.255`, and the ranges reserved for use inside a network: `192.0.0/24` (IETF
+//!   protocol assignments, where some translators and DS-Lite answer), `198.18/15`
+//!   (benchmarking, used on lab networks) and `240/4` (reserved; some clouds route it inside).
 //! - IPv6: `::` and `::1`, `fc00::/7` (unique local), `fec0::/10` (the old site-local),
-//!   `fe80::/10` (link-local), and every form that carries an IPv4 address inside
-//!   (`::ffff:a.b.c.d`, `::a.b.c.d`, NAT64's `64:ff9b::a.b.c.d`), judged by that address.
+//!   `fe80::/10` (link-local), and every form that carries an IPv4 address inside, judged by
+//!   that address: mapped `::ffff:a.b.c.d`, translated `::ffff:0:a.b.c.d` (RFC 2765),
+//!   compatible `::a.b.c.d`, NAT64's well-known prefix `64:ff9b::a.b.c.d` (RFC 6052).
+//!   NAT64's local-use prefix `64:ff9b:1::/48` (RFC 8215) is refused whatever it carries:
+//!   its translator is inside the network and its IPv4 side may be too.
 //!   6to4 (`2002::/16`) is left alone: it reaches the internet through a relay, not the
 //!   embedded address on this machine's network.
 
@@ -48,6 +54,10 @@ pub enum AddressClass {
     SharedAddressSpace,
     /// `255.255.255.255`.
     Broadcast,
+    /// Reserved for use inside a network: `192.0.0/24`, `198.18/15`, `240/4`.
+    Reserved,
+    /// NAT64's local-use prefix `64:ff9b:1::/48` (RFC 8215): a translator of this network.
+    LocalTranslation,
 }
 
 impl fmt::Display for AddressClass {
@@ -59,6 +69,8 @@ impl fmt::Display for AddressClass {
             Self::Unspecified => "unspecified",
             Self::SharedAddressSpace => "shared (carrier-grade NAT, 100.64.0.0/10)",
             Self::Broadcast => "broadcast",
+            Self::Reserved => "reserved (192.0.0.0/24, 198.18.0.0/15 or 240.0.0.0/4)",
+            Self::LocalTranslation => "local NAT64 (64:ff9b:1::/48)",
         })
     }
 }
@@ -82,14 +94,15 @@ impl AddressClass {
     }
 
     fn of_v4(address: Ipv4Addr) -> Option<AddressClass> {
-        let [a, b, ..] = address.octets();
-        Some(match (a, b) {
-            (0, _) => Self::Unspecified,
-            (127, _) => Self::Loopback,
-            (10, _) | (172, 16..=31) | (192, 168) => Self::Private,
-            (169, 254) => Self::LinkLocal,
-            (100, 64..=127) => Self::SharedAddressSpace,
+        let [a, b, c, _] = address.octets();
+        Some(match (a, b, c) {
+            (0, ..) => Self::Unspecified,
+            (127, ..) => Self::Loopback,
+            (10, ..) | (172, 16..=31, _) | (192, 168, _) => Self::Private,
+            (169, 254, _) => Self::LinkLocal,
+            (100, 64..=127, _) => Self::SharedAddressSpace,
             _ if address.is_broadcast() => Self::Broadcast,
+            (192, 0, 0) | (198, 18..=19, _) | (240..=255, ..) => Self::Reserved,
             _ => return None,
         })
     }
@@ -102,18 +115,24 @@ impl AddressClass {
             return Some(Self::Loopback);
         }
         let segments = address.segments();
-        // An IPv4 address inside: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d) or NAT64
-        // (64:ff9b::a.b.c.d). Each reaches that IPv4 address, so it is judged as one.
-        let embedded = match segments {
-            [0, 0, 0, 0, 0, 0xffff, high, low]
-            | [0, 0, 0, 0, 0, 0, high, low]
-            | [0x64, 0xff9b, 0, 0, 0, 0, high, low] => {
-                Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
-            }
-            _ => None,
-        };
-        if let Some(v4) = embedded {
-            return Self::of_v4(v4);
+        let [.., high, low] = segments;
+        let embedded = Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+        // An IPv4 address inside: mapped (::ffff:a.b.c.d), translated (::ffff:0:a.b.c.d),
+        // compatible (::a.b.c.d) or NAT64 (64:ff9b::a.b.c.d). Each reaches that IPv4
+        // address, so it is judged as one.
+        if matches!(
+            segments,
+            [0, 0, 0, 0, 0, 0xffff, ..]
+                | [0, 0, 0, 0, 0xffff, 0, ..]
+                | [0, 0, 0, 0, 0, 0, ..]
+                | [0x64, 0xff9b, 0, 0, 0, 0, ..]
+        ) {
+            return Self::of_v4(embedded);
+        }
+        // The local-use NAT64 prefix: judged by the address its /96 form would carry when
+        // that is internal (a clearer message), refused in any case.
+        if segments[..3] == [0x64, 0xff9b, 1] {
+            return Some(Self::of_v4(embedded).unwrap_or(Self::LocalTranslation));
         }
         match segments[0] {
             0xfc00..=0xfdff | 0xfec0..=0xfeff => Some(Self::Private),
@@ -124,10 +143,11 @@ impl AddressClass {
 }
 
 /// Which targets a page or API may send to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetPolicy {
     /// Any address: the pages listen on loopback (only this machine's user reaches them), or
-    /// `--allow-private-targets` was given.
+    /// `--allow-private-targets` was given; the command line's rule.
+    #[default]
     AnyAddress,
     /// Addresses on the internet only: the pages are reachable from other hosts.
     PublicOnly,
@@ -158,6 +178,25 @@ impl TargetPolicy {
     }
 }
 
+/// Which rule pages bound to `listening` follow, and why, in words for the start-up log (see
+/// [`TargetGuard::for_pages`]).
+pub fn pages_rule(listening: SocketAddr, allow_private_targets: bool) -> &'static str {
+    let beyond_loopback = TargetPolicy::for_listener(listening, false) == TargetPolicy::PublicOnly;
+    match (beyond_loopback, allow_private_targets) {
+        (_, true) => {
+            "--allow-private-targets: targets may be internal addresses (loopback, private, \
+             link-local) too"
+        }
+        (true, false) => {
+            "reachable from other hosts: targets on loopback, private, link-local or other \
+             internal addresses are refused (--allow-private-targets allows them)"
+        }
+        (false, false) => {
+            "on loopback, reachable from this machine only: targets may be any address"
+        }
+    }
+}
+
 /// Why a target was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetError {
@@ -179,8 +218,10 @@ pub enum TargetError {
     },
 }
 
-impl fmt::Display for TargetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TargetError {
+    /// What was refused, without why the rule holds: `10.0.0.5 is a private address`,
+    /// `name resolves to 127.0.0.1, a loopback address`, or that the name does not resolve.
+    pub fn refused(&self) -> String {
         match self {
             Self::Internal {
                 host,
@@ -189,13 +230,25 @@ impl fmt::Display for TargetError {
             } => {
                 let article = class.article();
                 if host.parse::<IpAddr>().ok() == Some(*address) {
-                    write!(f, "{address} is {article} {class} address")?;
+                    format!("{address} is {article} {class} address")
                 } else {
-                    write!(f, "{host} resolves to {address}, {article} {class} address")?;
+                    format!("{host} resolves to {address}, {article} {class} address")
                 }
-                f.write_str(
-                    ": these pages are reachable from other hosts, so they send nothing to \
+            }
+            Self::Unresolved { .. } => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Internal { .. } => {
+                write!(
+                    f,
+                    "{}: these pages are reachable from other hosts, so they send nothing to \
                      internal addresses (start them with --allow-private-targets to allow it)",
+                    self.refused()
                 )
             }
             Self::Unresolved { host, cause } => {
@@ -267,6 +320,19 @@ impl TargetGuard {
         TargetGuard::new(TargetPolicy::for_listener(listening, allow_private_targets))
     }
 
+    /// The guard of `what` (the admin pages, the inspector) bound to `listening`, as
+    /// [`TargetGuard::for_listener`] gives it, with one line in the log saying which rule
+    /// holds and why ([`pages_rule`]): what both programs do once they are bound.
+    pub fn for_pages(
+        what: &str,
+        listening: SocketAddr,
+        allow_private_targets: bool,
+    ) -> TargetGuard {
+        let rule = pages_rule(listening, allow_private_targets);
+        tracing::info!(address = %listening, "{what} on {listening}: {rule}");
+        TargetGuard::for_listener(listening, allow_private_targets)
+    }
+
     /// The same policy, resolving names with `resolver`.
     #[must_use]
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> TargetGuard {
@@ -277,6 +343,18 @@ impl TargetGuard {
     /// The policy.
     pub fn policy(&self) -> TargetPolicy {
         self.policy
+    }
+
+    /// The same guard (its resolver), under `policy` where that is the stricter: what the
+    /// connect for a target that carries a rule of its own goes through (a sender webhook
+    /// whose Target URL was given through pages reachable from other hosts).
+    #[must_use]
+    pub fn at_least(&self, policy: TargetPolicy) -> TargetGuard {
+        let mut guard = self.clone();
+        if policy == TargetPolicy::PublicOnly {
+            guard.policy = policy;
+        }
+        guard
     }
 
     /// The addresses to connect to for `host` and `port`: an address literal (`10.0.0.5`,
@@ -318,6 +396,18 @@ impl TargetGuard {
         Ok(addresses)
     }
 
+    /// Checks the host and port of `uri` (`http` or `https`; the port its scheme implies when
+    /// none is written) as [`TargetGuard::check`] does: the one step from a URL to its check,
+    /// for the sender's Target URLs and the inspector's Send again alike.
+    ///
+    /// # Errors
+    /// As [`TargetGuard::addresses`].
+    pub async fn check_uri(&self, uri: &http::Uri) -> Result<(), TargetError> {
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        self.check(uri.host().unwrap_or_default(), port).await
+    }
+
     /// Checks a target before it is saved or sent to (the pages' and API's field check):
     /// under [`TargetPolicy::PublicOnly`] its host is resolved and checked as
     /// [`TargetGuard::addresses`] does; under [`TargetPolicy::AnyAddress`] nothing is looked up.
@@ -333,15 +423,17 @@ impl TargetGuard {
     }
 }
 
-/// A [`Resolve`] that answers from a table, for tests: each name has a list of answers, given
-/// in turn (the last one again once they run out), so a test can make a name change its
-/// address between a check and the connect that follows. A name not in the table does not
-/// resolve. It never asks a DNS server.
+/// A [`Resolve`] that answers from a table, for tests (feature `test-resolver`, never part of
+/// a program): each name has a list of answers, given in turn (the last one again once they
+/// run out), so a test can make a name change its address between a check and the connect
+/// that follows. A name not in the table does not resolve. It never asks a DNS server.
+#[cfg(any(test, feature = "test-resolver"))]
 #[derive(Debug, Default)]
 pub struct TableResolver {
     answers: std::sync::Mutex<std::collections::HashMap<String, Vec<Vec<IpAddr>>>>,
 }
 
+#[cfg(any(test, feature = "test-resolver"))]
 impl TableResolver {
     /// Answers `name` with `answers`, one per lookup.
     #[must_use]
@@ -358,6 +450,7 @@ impl TableResolver {
     }
 }
 
+#[cfg(any(test, feature = "test-resolver"))]
 impl Resolve for TableResolver {
     fn resolve<'a>(&'a self, host: &'a str, port: u16) -> Resolving<'a> {
         let answer = {
@@ -412,6 +505,16 @@ mod tests {
         check("100.63.255.255", None);
         check("100.128.0.0", None);
         check("255.255.255.255", Some(Broadcast));
+        check("192.0.0.1", Some(Reserved));
+        check("192.0.0.255", Some(Reserved));
+        check("192.0.1.1", None);
+        check("198.18.0.1", Some(Reserved));
+        check("198.19.255.255", Some(Reserved));
+        check("198.17.255.255", None);
+        check("198.20.0.0", None);
+        check("240.0.0.1", Some(Reserved));
+        check("255.255.255.254", Some(Reserved));
+        check("239.255.255.255", None);
         check("8.8.8.8", None);
         check("93.184.216.34", None);
         check("203.0.113.7", None);
@@ -434,7 +537,18 @@ mod tests {
         check("::ffff:8.8.8.8", None);
         check("::127.0.0.1", Some(Loopback));
         check("64:ff9b::a00:5", Some(Private));
+        check("64:ff9b::a9fe:a9fe", Some(LinkLocal));
+        check("64:ff9b::c612:1", Some(Reserved));
         check("64:ff9b::808:808", None);
+        check("::ffff:0:7f00:1", Some(Loopback));
+        check("::ffff:0:a9fe:a9fe", Some(LinkLocal));
+        check("::ffff:0:808:808", None);
+        // The local-use NAT64 prefix: by what it carries when internal, else refused anyway.
+        check("64:ff9b:1::7f00:1", Some(Loopback));
+        check("64:ff9b:1::a00:5", Some(Private));
+        check("64:ff9b:1::808:808", Some(LocalTranslation));
+        check("64:ff9b:1:ffff:1:2:808:808", Some(LocalTranslation));
+        check("64:ff9b:2::808:808", None);
         check("2002:7f00:1::", None);
     }
 
@@ -457,6 +571,18 @@ mod tests {
         check("203.0.113.7:8082", false, TargetPolicy::PublicOnly);
         check("0.0.0.0:8082", true, TargetPolicy::AnyAddress);
         check("192.168.1.20:8082", true, TargetPolicy::AnyAddress);
+    }
+
+    #[test]
+    fn the_start_up_log_says_which_rule_holds_and_why() {
+        let rule =
+            |listening: &str, allow: bool| pages_rule(listening.parse().expect(listening), allow);
+        assert!(rule("0.0.0.0:8081", false).starts_with("reachable from other hosts"));
+        assert!(rule("[::]:8081", false).contains("are refused"));
+        assert!(rule("0.0.0.0:8081", true).starts_with("--allow-private-targets"));
+        assert!(rule("127.0.0.1:8081", true).starts_with("--allow-private-targets"));
+        assert!(rule("127.0.0.1:8081", false).starts_with("on loopback"));
+        assert!(rule("[::1]:8081", false).ends_with("any address"));
     }
 
     #[tokio::test]
@@ -517,6 +643,28 @@ mod tests {
         assert!(matches!(
             guard.addresses("nowhere.test", 80).await,
             Err(TargetError::Unresolved { .. })
+        ));
+        // A URL's host and port (the scheme's when none is written), as the pages check them.
+        let uri = |text: &str| text.parse::<http::Uri>().expect(text);
+        assert!(guard
+            .check_uri(&uri("https://public.test/hook"))
+            .await
+            .is_ok());
+        assert!(matches!(
+            guard
+                .check_uri(&uri("http://[::ffff:0:a9fe:a9fe]:8080/x"))
+                .await,
+            Err(TargetError::Internal {
+                class: AddressClass::LinkLocal,
+                ..
+            })
+        ));
+        assert!(matches!(
+            guard.check_uri(&uri("http://[64:ff9b:1::7f00:1]/")).await,
+            Err(TargetError::Internal {
+                class: AddressClass::Loopback,
+                ..
+            })
         ));
         // Any address: the literal and the name pass, a check looks nothing up.
         let open = TargetGuard::new(TargetPolicy::AnyAddress)

@@ -10,12 +10,16 @@
 //! Protection is Jupyter's: a random token per start (or one given, of at least 16
 //! characters), required on every request, accepted from `?token=`, after which a cookie of
 //! this server carries a session key (HttpOnly, SameSite=Strict, so other sites can neither
-//! read it nor send it; `Secure` over TLS), compared in constant time; wrong tokens are
-//! slowed down per client (`throttle`). See [`Guard`].
+//! read it nor send it; `Secure` over TLS), compared in constant time, ending after
+//! [`SESSION_IDLE`] without use and [`SESSION_MAX_AGE`] at most; wrong tokens are slowed down
+//! per client and for all clients together (`throttle`). See [`Guard`] for what the cookie
+//! does not protect against.
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -182,25 +186,65 @@ impl Access {
     }
 }
 
+/// How long a session lasts without a request: then the cookie opens nothing and the address
+/// with `?token=` is needed again (a new session key).
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// How long a session lasts at most, however much it is used.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// The token guard of one page server.
 ///
 /// The token is taken from the URL (`?token=`) or a header; the cookie set after the first
-/// visit carries a random session key made at start, never the token. Browsers send a host's
-/// cookies to every port of it, so the cookie's name holds the server's port (two inspectors
-/// side by side keep theirs apart) and its value is good for this server only and only until
-/// it stops: another local server that receives it learns nothing about the token.
+/// visit carries a random session key, never the token. The cookie's name holds the server's
+/// port, so two inspectors side by side keep theirs apart, and its key opens this server
+/// only, and only while the session lasts: until it stops, [`SESSION_IDLE`] without a
+/// request, or [`SESSION_MAX_AGE`] after the `?token=` visit that began it.
 ///
-/// Wrong tokens (URL or header) are counted per client ([`WrongTokenLimit`]); a wrong cookie
-/// is not, as nobody guesses a 192-bit session key.
+/// What the cookie does not protect against (the README says it too): browsers send a
+/// host's cookies to every port of that host, so another server on the same host name (the
+/// `--forward-to` app, a dev server on `localhost:3000`) receives this cookie with every
+/// request the browser makes to it. It learns the session key, not the token, but the key
+/// is a bearer credential: replayed to this server while the session lasts, it opens the
+/// pages (for the sender's admin pages: signature files, that is signing secrets). Pages
+/// opened by a host name of their own (`127.0.0.2`, `admin.localhost`) share cookies with
+/// nothing else.
+///
+/// Wrong tokens (URL or header) are counted per client and for all clients
+/// ([`WrongTokenLimit`]); a wrong cookie is not, as nobody guesses a 192-bit session key.
 #[derive(Debug, Clone)]
 pub struct Guard {
     token: Token,
-    /// What the cookie carries: random, made at start.
-    session: Token,
+    /// What the cookie carries, shared by the server's clones of the guard.
+    session: Arc<Mutex<Session>>,
     cookie: String,
     secure: bool,
     header: Option<&'static str>,
-    throttle: std::sync::Arc<throttle::Throttle>,
+    throttle: Arc<throttle::Throttle>,
+}
+
+/// The session a `?token=` visit began: its random key and when it began and was last used.
+#[derive(Debug)]
+struct Session {
+    key: Token,
+    began: Instant,
+    used: Instant,
+}
+
+impl Session {
+    fn new(now: Instant) -> anyhow::Result<Session> {
+        Ok(Session {
+            key: Token::random()?,
+            began: now,
+            used: now,
+        })
+    }
+
+    /// Whether the session still lasts at `now` (see [`SESSION_IDLE`], [`SESSION_MAX_AGE`]).
+    fn lasts(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.used) < SESSION_IDLE
+            && now.saturating_duration_since(self.began) < SESSION_MAX_AGE
+    }
 }
 
 impl Guard {
@@ -212,11 +256,11 @@ impl Guard {
     pub fn new(token: Token, cookie_prefix: &str, port: u16) -> anyhow::Result<Guard> {
         Ok(Guard {
             token,
-            session: Token::random()?,
+            session: Arc::new(Mutex::new(Session::new(Instant::now())?)),
             cookie: format!("{cookie_prefix}_{port}"),
             secure: false,
             header: None,
-            throttle: std::sync::Arc::new(throttle::Throttle::new(WrongTokenLimit::default())),
+            throttle: Arc::new(throttle::Throttle::new(WrongTokenLimit::default())),
         })
     }
 
@@ -242,7 +286,7 @@ impl Guard {
     /// Slows down wrong tokens by `limit` instead of [`WrongTokenLimit::default`].
     #[must_use]
     pub fn with_wrong_token_limit(mut self, limit: WrongTokenLimit) -> Guard {
-        self.throttle = std::sync::Arc::new(throttle::Throttle::new(limit));
+        self.throttle = Arc::new(throttle::Throttle::new(limit));
         self
     }
 
@@ -250,6 +294,12 @@ impl Guard {
     /// the cookie. A client that presented too many wrong tokens lately gets no token looked
     /// at until its window ends (a valid cookie still lets it in: it is no guess).
     pub fn check(&self, parts: &http::request::Parts) -> Access {
+        self.check_at(parts, Instant::now())
+    }
+
+    /// [`Guard::check`] at `now`: a right token in the URL begins a new session when the
+    /// last one ended, a cookie opens the pages while its session lasts and keeps it alive.
+    fn check_at(&self, parts: &http::request::Parts, now: Instant) -> Access {
         let client = throttle::Client::at(
             parts
                 .extensions
@@ -279,12 +329,12 @@ impl Guard {
             wrong = true;
         }
         let access = match from_url {
-            Some(candidate) if self.token.matches(&candidate) => Access::ByUrl,
+            Some(candidate) if self.token.matches(&candidate) => self.begin_session(now),
             Some(_) => {
                 wrong = true;
                 Access::Refused
             }
-            None if self.cookie_matches(parts) => Access::ByCookie,
+            None if self.cookie_matches(parts, now) => Access::ByCookie,
             None => Access::Refused,
         };
         if wrong {
@@ -293,24 +343,60 @@ impl Guard {
         access
     }
 
-    /// Whether the request carries this server's cookie with its session key.
-    fn cookie_matches(&self, parts: &http::request::Parts) -> bool {
-        parts
+    /// A right token came in the URL: the session goes on, or a new one begins when the last
+    /// one ended (with a new key: the old cookie opens nothing any more).
+    fn begin_session(&self, now: Instant) -> Access {
+        let mut session = self.session();
+        if !session.lasts(now) {
+            match Session::new(now) {
+                Ok(fresh) => *session = fresh,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    return Access::Refused;
+                }
+            }
+        }
+        session.used = now;
+        Access::ByUrl
+    }
+
+    /// Whether the request carries this server's cookie with the key of a session that
+    /// still lasts at `now`; if so, the session was used now.
+    fn cookie_matches(&self, parts: &http::request::Parts, now: Instant) -> bool {
+        let mut session = self.session();
+        let carried = parts
             .headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| name == self.cookie && self.session.matches(value))
+            .any(|(name, value)| name == self.cookie && session.key.matches(value));
+        let opens = carried && session.lasts(now);
+        if opens {
+            session.used = now;
+        }
+        opens
     }
 
-    /// The `Set-Cookie` value that keeps the session for later requests.
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        // Held for a comparison and two instants, never across an `.await`; a panic while
+        // holding it leaves a whole session behind, so a poisoned lock is kept using.
+        self.session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The `Set-Cookie` value that keeps the session for later requests; the browser drops
+    /// it when the session reaches [`SESSION_MAX_AGE`].
     pub fn cookie_header(&self) -> String {
+        let session = self.session();
+        let left = SESSION_MAX_AGE.saturating_sub(session.began.elapsed());
         format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Strict{}",
+            "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
             self.cookie,
-            self.session.expose(),
+            session.key.expose(),
+            left.as_secs(),
             if self.secure { "; Secure" } else { "" }
         )
     }
@@ -622,6 +708,63 @@ mod tests {
     }
 
     #[test]
+    fn a_session_ends_after_its_idle_time_or_its_age_and_the_token_begins_another() {
+        let guard = Guard::new(Token::given(SECRET).expect("token"), "t", 8081).expect("guard");
+        let start = Instant::now();
+        let at =
+            |hours: u64, minutes: u64| start + Duration::from_secs(hours * 3600 + minutes * 60);
+        let parts = |uri: &str, cookie: Option<&str>| request_from([127, 0, 0, 1], uri, cookie);
+        let signed_in = |now: Instant| {
+            assert_eq!(
+                guard.check_at(&parts(&format!("/?token={SECRET}"), None), now),
+                Access::ByUrl
+            );
+            let header = guard.cookie_header();
+            assert!(header.contains("; Max-Age="), "{header}");
+            header.split(';').next().expect("pair").to_owned()
+        };
+        let cookie = signed_in(at(0, 0));
+        // Used within 12 hours each time, it lasts.
+        for hour in [6, 17] {
+            assert_eq!(
+                guard.check_at(&parts("/", Some(&cookie)), at(hour, 0)),
+                Access::ByCookie
+            );
+        }
+        // Left alone for 12 hours, it ends: a cookie replayed later opens nothing.
+        assert_eq!(
+            guard.check_at(&parts("/", Some(&cookie)), at(29, 1)),
+            Access::Refused
+        );
+        // The token begins a new session, with a new key.
+        let renewed = signed_in(at(29, 2));
+        assert_ne!(renewed, cookie);
+        assert_eq!(
+            guard.check_at(&parts("/", Some(&cookie)), at(29, 3)),
+            Access::Refused
+        );
+        assert_eq!(
+            guard.check_at(&parts("/", Some(&renewed)), at(29, 3)),
+            Access::ByCookie
+        );
+        // Used all the time, it still ends 24 hours after it began.
+        for hour in 30..53 {
+            assert_eq!(
+                guard.check_at(&parts("/", Some(&renewed)), at(hour, 0)),
+                Access::ByCookie,
+                "hour {hour}"
+            );
+        }
+        assert_eq!(
+            guard.check_at(&parts("/", Some(&renewed)), at(53, 3)),
+            Access::Refused
+        );
+        // A visit with the token within a session keeps its key (other tabs keep working).
+        let third = signed_in(at(54, 0));
+        assert_eq!(signed_in(at(55, 0)), third);
+    }
+
+    #[test]
     fn wrong_tokens_are_slowed_down_for_their_client_only() {
         let guard = Guard::new(Token::given(SECRET).expect("token"), "t", 1)
             .expect("guard")
@@ -629,6 +772,7 @@ mod tests {
             .with_wrong_token_limit(WrongTokenLimit {
                 attempts: 2,
                 window: std::time::Duration::from_secs(60),
+                ..WrongTokenLimit::default()
             });
         let right = format!("/?token={SECRET}");
         let pair = guard

@@ -1,6 +1,7 @@
 //! The command line: `receiver [listen]`, `receiver events list|show|count` (in `events`, its
-//! CSV in `csv`), `receiver export`, `receiver check`, `receiver completions SHELL`,
-//! `receiver man`.
+//! CSV in `csv`), `receiver export`, `receiver check`, `receiver prune`, `receiver erase`,
+//! `receiver backup` (those three in `maintenance`), `receiver completions SHELL`,
+//! `receiver man`; `reload` is what `listen` does on SIGHUP.
 //!
 //! Errors are printed once, as `error: ` and the cause chain; the exit status says whose
 //! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
@@ -17,6 +18,7 @@ use common::cli::{CompletionsArgs, ManArgs, Selection};
 use common::logging::{tell, LogFormat};
 use common::outln;
 use common::store_location::StoreLocation;
+use common::target_guard::TargetGuard;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_targets, signature_files_by_target, ForwardConfig, RetryPolicy};
@@ -24,6 +26,9 @@ use crate::store::CaptureFilter;
 
 mod csv;
 mod events;
+
+mod maintenance;
+mod reload;
 
 /// The store when `--store` and `RECEIVER_STORE` are both absent.
 const DEFAULT_STORE: &str = "sqlite:./receiver.db";
@@ -81,6 +86,23 @@ enum Command {
         #[command(subcommand)]
         command: crate::forward_commands::ForwardCommand,
     },
+    /// Remove requests received before a time, once, as `listen --retain` does while serving.
+    ///
+    /// Accepted requests go with their events and forward jobs, refused ones too; a request
+    /// with a forward job pending or parked on any target stays. The (accountId, eventId) keys
+    /// of removed events received within --dedupe-window stay, so a late retry is still a
+    /// duplicate.
+    Prune(maintenance::PruneArgs),
+    /// Remove every stored request that carries a learner's (or an account's, or an event's)
+    /// data, with all of its events, capture and forward jobs.
+    ///
+    /// A request goes whole (its bytes are the record): the output says how many events of
+    /// others went with it. The dedupe keys of erased events stay for --dedupe-window, so a
+    /// retry of one is a duplicate and does not store it again.
+    Erase(maintenance::EraseArgs),
+    /// Copy a SQLite store, consistently, while a listener writes it (a PostgreSQL store is
+    /// copied with pg_dump).
+    Backup(maintenance::BackupArgs),
     /// Print the shell completion script (e.g. `source <(receiver completions bash)`).
     Completions(CompletionsArgs),
     /// Print the manual page, or write one per subcommand with --out DIR.
@@ -204,6 +226,14 @@ struct ListenArgs {
     /// Deadline for the app's answer.
     #[arg(long, env = "RECEIVER_FORWARD_TIMEOUT", default_value = "30s", value_parser = common::parse::duration)]
     forward_timeout: Duration,
+    /// Prune accepted and refused requests received longer ago than this (e.g. 90d), while
+    /// serving; a request whose forward job is not yet forwarded stays. Default: keep all.
+    #[arg(long, env = "RECEIVER_RETAIN", value_parser = common::parse::duration)]
+    retain: Option<Duration>,
+    /// How long after its receipt the (accountId, eventId) of a pruned or erased event still
+    /// makes a retry a duplicate (Learning Manager retries for 7 days).
+    #[arg(long, env = "RECEIVER_DEDUPE_WINDOW", default_value = "7d", value_parser = common::parse::duration)]
+    dedupe_window: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +322,9 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
         Some(Command::Forward { command }) => forward(command, &store),
+        Some(Command::Prune(args)) => maintenance::prune(&args, &store),
+        Some(Command::Erase(args)) => maintenance::erase(&args, &store),
+        Some(Command::Backup(args)) => maintenance::backup(&args, &store),
         Some(Command::Completions(args)) => args.print(command()).map_err(Failure::Work),
         Some(Command::Man(args)) => args.write(command()).map_err(Failure::Work),
     };
@@ -370,6 +403,20 @@ fn ui_choice(ui: Option<&str>, token: Option<&str>) -> anyhow::Result<Option<UiC
     }))
 }
 
+/// The TLS files of `--tls-cert` and `--tls-key`, both or neither.
+///
+/// # Errors
+/// Only one of the two is given.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    // clap's `requires` sees flags and environment variables, not a config file's values
+    // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    }
+}
+
 fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Config)> {
     if !args.path.starts_with('/') {
         anyhow::bail!("--path {:?} must start with '/'", args.path);
@@ -383,14 +430,11 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         write_stall_timeout: config::DEFAULT_WRITE_STALL_TIMEOUT,
         shutdown_grace: args.shutdown_timeout,
     };
-    // clap's `requires` sees flags and environment variables, not a config file's values
-    // (common::config_file): a half-given pair is refused here, not served as plain HTTP.
     let forward = forward_config(&args)?;
-    let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        (None, None) => None,
-        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
-    };
+    let tls = tls_files(args.tls_cert, args.tls_key)?;
+    if args.retain.is_some_and(|retain| retain.is_zero()) {
+        anyhow::bail!("--retain must be above 0 (leave it out to keep everything)");
+    }
     let config = Config {
         path: args.path,
         authentication,
@@ -400,8 +444,19 @@ fn listen_config(args: ListenArgs, store: &str) -> anyhow::Result<(String, Confi
         limits,
         keep_refused: args.keep_refused,
         forward,
+        retention: crate::retention::Retention {
+            retain: args.retain,
+            dedupe_window: args.dedupe_window,
+        },
     };
     Ok((args.listen, config))
+}
+
+/// Where Send again may send for an inspector bound to `ui_local`: anywhere on loopback, only
+/// to public addresses beyond it unless `--allow-private-targets` (`common::target_guard`);
+/// the log says which and why.
+fn targets_for(allow_private_targets: bool, ui_local: std::net::SocketAddr) -> TargetGuard {
+    TargetGuard::for_pages("the inspector", ui_local, allow_private_targets)
 }
 
 /// The forwarding settings the `--forward-*` flags ask for; `None` without `--forward-to`.
@@ -493,6 +548,8 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
             None => None,
         };
         let shutdown = common::signal::shutdown_signal().map_err(Failure::Work)?;
+        // From here SIGHUP reloads instead of ending the process.
+        reload::on_hangup(receiver.reloader()).map_err(Failure::Work)?;
         let scheme = if receiver.is_tls() { "https" } else { "http" };
         let webhook_url = format!("{scheme}://{local}{path}");
         // The first line of stdout in every output mode: tests and scripts wait for it; the
@@ -510,15 +567,7 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
                     "inspector on {scheme}://{ui_local}/?token={}",
                     ui.token.expose()
                 );
-                let targets = common::target_guard::TargetGuard::for_listener(
-                    ui_local,
-                    allow_private_targets,
-                );
-                if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
-                    tracing::info!(
-                        "the inspector listens beyond loopback: Send again refuses loopback, private, link-local and unspecified addresses (--allow-private-targets allows them)"
-                    );
-                }
+                let targets = targets_for(allow_private_targets, ui_local);
                 Some((
                     ui_listener,
                     receiver.inspector_settings(ui.token, webhook_url, targets),
@@ -574,7 +623,11 @@ fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {
     let location = StoreLocation::parse(store)
         .context("--store")
         .map_err(Failure::Config)?;
-    if let (Some(out), StoreLocation::Sqlite(database)) = (&args.out, &location) {
+    if let Some(out) = &args.out {
+        let database = match &location {
+            StoreLocation::Sqlite(database) => Some(database.as_path()),
+            StoreLocation::Postgres(_) => None,
+        };
         common::files::refuse_database_files("--out", out, database).map_err(Failure::Config)?;
     }
     let reader = crate::store::open_reader(&location).map_err(Failure::Config)?;
@@ -631,7 +684,9 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
     let unchecked = count(crate::check::Verdict::Unchecked);
     if args.json {
         let array: Vec<_> = reports.iter().map(crate::check::Report::to_json).collect();
-        print(&serde_json::Value::Array(array).to_string())?;
+        print(&common::text::printable_json(
+            &serde_json::Value::Array(array).to_string(),
+        ))?;
     } else {
         let mut lines: Vec<String> = reports.iter().map(crate::check::Report::to_text).collect();
         let mut summary = format!(
@@ -658,4 +713,47 @@ fn check(args: CheckArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `listen` arguments of a command line (from `argv` alone: no configuration file).
+    fn listen_args(argv: &[&str]) -> ListenArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Listen(args)) => *args,
+            None => cli.listen,
+            Some(other) => panic!("not listen: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_inspector_s_rule_comes_from_its_address_and_the_flag() {
+        use common::target_guard::TargetPolicy::{AnyAddress, PublicOnly};
+        let everywhere: std::net::SocketAddr = "0.0.0.0:8081".parse().expect("address");
+        let loopback: std::net::SocketAddr = "127.0.0.1:8081".parse().expect("address");
+        for (argv, at, expected) in [
+            (&["receiver", "listen"][..], everywhere, PublicOnly),
+            (
+                &["receiver", "listen", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (
+                &["receiver", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (&["receiver", "listen"][..], loopback, AnyAddress),
+        ] {
+            let args = listen_args(argv);
+            assert_eq!(
+                targets_for(args.allow_private_targets, at).policy(),
+                expected,
+                "{argv:?} on {at}"
+            );
+        }
+    }
 }

@@ -103,6 +103,8 @@ pub struct Config {
     /// Forward stored requests to the team's apps (`--forward-to`), each to the targets that
     /// take its new events; off when `None`.
     pub forward: Option<crate::forward::ForwardConfig>,
+    /// What the listener prunes while it serves (`--retain`, `--dedupe-window`).
+    pub retention: crate::retention::Retention,
 }
 
 impl Config {
@@ -118,6 +120,7 @@ impl Config {
             limits: Limits::default(),
             keep_refused: DEFAULT_KEEP_REFUSED,
             forward: None,
+            retention: crate::retention::Retention::default(),
         }
     }
 

@@ -18,6 +18,9 @@
 //!   both with group commit; [`accept_outcome`]: what storing one request did (which events
 //!   were new), below the store and the metrics that count it; [`backlog`]: how far behind a
 //!   forwarding target is, below the store that counts it and the metrics that show it;
+//! - [`reload`]: what SIGHUP replaces while serving (authentication, TLS certificate);
+//! - [`retention`]: `--retain` and `--dedupe-window`, and the pruner that applies them while
+//!   serving; [`erasure`]: which stored requests `receiver erase` removes;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
 //! - [`search`]: `--where PATH=VALUE`, `--contains TEXT` and the inspector's Data field, one
 //!   meaning for all;
@@ -60,7 +63,17 @@
 //!   requests had just arrived; events stored while forwarding was off show
 //!   `forwarding: none` and stay so;
 //! - output lines go through a bounded queue to a printing thread: a reader that stops
-//!   reading our standard output makes us drop lines (counted), never stall requests.
+//!   reading our standard output makes us drop lines (counted), never stall requests;
+//! - retention removes refused requests past it too (they hold bodies as well); `erase`
+//!   removes the refused requests whose body carries a matching event, counted apart
+//!   (`refusedRequests`); the events counted are the stored rows that went;
+//! - what holds a request for its forwarding is one predicate (`NOT_YET_FORWARDED` in
+//!   [`store::maintenance`]): a pending or parked job on any target (a parked one awaits an
+//!   operator's retry, which sends the body); a skipped or forwarded job holds nothing;
+//! - the dedupe keys of erased events last as long as those of pruned ones: the dedupe window
+//!   from their request's receipt (Learning Manager's retry horizon);
+//! - on SIGHUP the whole command line is read again with the config file, and only the
+//!   authentication and the TLS certificate are applied; the rest is read at start.
 //!
 //! # Example
 //!
@@ -86,13 +99,16 @@ pub mod backlog;
 mod check;
 mod cli;
 pub mod config;
+pub mod erasure;
 pub mod forward;
 mod forward_commands;
 mod guard;
 pub mod inspector;
 pub mod metrics;
 mod output;
+pub mod reload;
 mod response;
+pub mod retention;
 pub mod routing;
 pub mod search;
 mod server;
@@ -144,6 +160,8 @@ pub async fn run(
 pub struct Receiver {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The certificate a reload replaces, with TLS.
+    certificate: Option<Arc<reload::LiveCertificate>>,
     forwarding: Option<(Arc<dyn ForwardQueue>, ForwardConfig)>,
     /// Where the store is, for the inspector's readers.
     store_location: StoreLocation,
@@ -151,6 +169,8 @@ pub struct Receiver {
     keep_refused: u32,
     /// The forwarding targets' names, for the inspector's overview.
     forward_targets: Vec<String>,
+    /// What the pruner removes while serving.
+    retention: retention::Retention,
 }
 
 impl Receiver {
@@ -160,7 +180,12 @@ impl Receiver {
     /// The store cannot be opened or created, or the TLS files cannot be used.
     pub fn start(config: Config) -> anyhow::Result<Receiver> {
         let metrics = Arc::new(Metrics::default());
-        let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let (tls, certificate) = config
+            .tls
+            .as_ref()
+            .map(server::tls_acceptor)
+            .transpose()?
+            .unzip();
         let routes = config
             .forward
             .as_ref()
@@ -182,17 +207,19 @@ impl Receiver {
         Ok(Receiver {
             shared: Arc::new(Shared {
                 path: config.path,
-                authentication: config.authentication,
+                authentication: Arc::new(reload::LiveAuthentication::new(config.authentication)),
                 limits: config.limits,
                 store: opened.store,
                 metrics,
                 output,
             }),
             tls,
+            certificate,
             forwarding,
             store_location: config.store.clone(),
             keep_refused: config.keep_refused,
             forward_targets,
+            retention: config.retention,
         })
     }
 
@@ -232,7 +259,7 @@ impl Receiver {
         inspector::InspectorSettings {
             token,
             webhook_url,
-            authentication: self.shared.authentication.clone(),
+            authentication: Arc::clone(&self.shared.authentication),
             open_reader,
             // The inspector speaks TLS whenever the webhook port does, with its certificate:
             // its pages show full bodies and its cookie opens them.
@@ -250,6 +277,15 @@ impl Receiver {
         }
     }
 
+    /// The handle a reload (SIGHUP) goes through: it replaces the authentication and the TLS
+    /// certificate of this receiver while it serves.
+    pub fn reloader(&self) -> reload::Reloader {
+        reload::Reloader::new(
+            Arc::clone(&self.shared.authentication),
+            self.certificate.clone(),
+        )
+    }
+
     /// Whether this receiver serves HTTPS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -260,8 +296,8 @@ impl Receiver {
         Arc::clone(&self.shared.metrics)
     }
 
-    /// Serves until `shutdown` resolves; then drains, stops the forwarder and closes the
-    /// store, in that order (the forwarder marks its jobs through the store).
+    /// Serves until `shutdown` resolves, pruning meanwhile; then drains, stops the forwarder
+    /// and the pruner and closes the store, in that order (both work through the store).
     ///
     /// # Errors
     /// The store failed to close cleanly (what was acknowledged is committed all the same).
@@ -279,10 +315,16 @@ impl Receiver {
                 shared.limits.shutdown_grace,
             )
         });
+        let pruner = retention::Pruner::spawn(
+            Arc::clone(&shared.store),
+            self.retention,
+            Arc::clone(&shared.metrics),
+        );
         server::serve(Arc::clone(&shared), listener, self.tls, shutdown).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;
         }
+        pruner.stop().await;
         let closed = shared.store.close().await;
         let printer = Arc::clone(&shared);
         // Waiting for the printer blocks (bounded), so keep it off the async workers.

@@ -109,6 +109,61 @@ pub struct Metrics {
     batch_sizes: Histogram,
     /// The forwarding families (`--forward-to`), per target.
     pub forwarding: ForwardMetrics,
+    pruning: Pruning,
+}
+
+/// What the listener's pruner removed, and how long its batches held the store.
+struct Pruning {
+    requests: AtomicU64,
+    events: AtomicU64,
+    refused: AtomicU64,
+    keys_expired: AtomicU64,
+    batch_seconds: Histogram,
+    longest_batch_micros: AtomicU64,
+}
+
+impl Pruning {
+    fn render(&self, out: &mut String) {
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "receiver_pruned_requests_total",
+                "Accepted requests removed by the retention.",
+                &self.requests,
+            ),
+            (
+                "receiver_pruned_events_total",
+                "Events removed with them.",
+                &self.events,
+            ),
+            (
+                "receiver_pruned_refused_total",
+                "Refused requests removed by the retention.",
+                &self.refused,
+            ),
+            (
+                "receiver_dedupe_keys_expired_total",
+                "Dedupe keys of removed events dropped at the end of their window.",
+                &self.keys_expired,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        self.batch_seconds.render(
+            out,
+            "receiver_prune_batch_seconds",
+            "How long one prune batch held the store (commits wait as long).",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP receiver_prune_longest_batch_seconds The longest a prune batch held the store since start.\n# TYPE receiver_prune_longest_batch_seconds gauge\nreceiver_prune_longest_batch_seconds {}",
+            self.longest_batch_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -126,6 +181,14 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
             batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
             forwarding: ForwardMetrics::default(),
+            pruning: Pruning {
+                requests: AtomicU64::new(0),
+                events: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                keys_expired: AtomicU64::new(0),
+                batch_seconds: Histogram::new(COMMIT_SECONDS_BUCKETS),
+                longest_batch_micros: AtomicU64::new(0),
+            },
         }
     }
 }
@@ -190,6 +253,29 @@ impl Metrics {
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection_delta(&self, delta: i64) {
         self.connections_open.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One batch of the listener's prune: how long it held the store, and what it removed.
+    pub fn observe_prune(
+        &self,
+        held: Duration,
+        requests: u64,
+        events: u64,
+        refused: u64,
+        keys_expired: u64,
+    ) {
+        let pruning = &self.pruning;
+        pruning.requests.fetch_add(requests, Ordering::Relaxed);
+        pruning.events.fetch_add(events, Ordering::Relaxed);
+        pruning.refused.fetch_add(refused, Ordering::Relaxed);
+        pruning
+            .keys_expired
+            .fetch_add(keys_expired, Ordering::Relaxed);
+        pruning.batch_seconds.observe(held.as_secs_f64());
+        let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX);
+        pruning
+            .longest_batch_micros
+            .fetch_max(micros, Ordering::Relaxed);
     }
 
     /// Group-commit batch sizes seen so far: `(upper bound, commits)` per non-empty bucket.
@@ -275,6 +361,7 @@ impl Metrics {
             "receiver_commit_batch_requests",
             "Accepted requests per group commit.",
         );
+        self.pruning.render(&mut out);
         out
     }
 }

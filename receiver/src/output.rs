@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::text::printable;
+use common::text::{printable, printable_json};
 use serde_json::json;
 use verify::timestamp::format_iso_millis;
 
@@ -93,7 +93,9 @@ impl Output {
         let at = format_iso_millis(request.received_at_ms);
         for (event, new) in request.events.iter().zip(&outcome.new) {
             let line = match self.mode {
-                OutputMode::Json => json!({
+                // JSON escapes only C0 controls: a C1 control or a bidi override in an id
+                // would reach the terminal as it is.
+                OutputMode::Json => printable_json(&json!({
                     "type": "event",
                     "receivedAt": at,
                     "accountId": request.account_id,
@@ -104,7 +106,8 @@ impl Output {
                     "auth": request.auth,
                     "duplicate": !new,
                 })
-                .to_string(),
+                .to_string())
+                .into_owned(),
                 _ => format!(
                     "{at}  {name}{unknown}  account={account} event={id}  event-time={time}  auth={auth}:ok  {state}",
                     name = printable(&event.event_name),
@@ -138,15 +141,18 @@ impl Output {
         let at = format_iso_millis(received_at_ms);
         let line = match self.mode {
             OutputMode::Quiet => return,
-            OutputMode::Json => json!({
-                "type": "refusal",
-                "receivedAt": at,
-                "method": method,
-                "path": path,
-                "status": status,
-                "reason": reason,
-            })
-            .to_string(),
+            OutputMode::Json => printable_json(
+                &json!({
+                    "type": "refusal",
+                    "receivedAt": at,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "reason": reason,
+                })
+                .to_string(),
+            )
+            .into_owned(),
             OutputMode::Pretty => format!(
                 "{at}  REFUSED {status} {reason}  {} {}",
                 printable(method),

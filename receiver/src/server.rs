@@ -3,9 +3,7 @@
 //! store).
 
 use std::future::Future;
-use std::io::BufReader;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
 use crate::guard::{ConnectionWatch, StallBound, WatchedIo};
+use crate::reload::LiveCertificate;
 use crate::service::Shared;
 
 /// Largest request head hyper buffers; anything bigger is refused by hyper with 431.
@@ -31,38 +30,27 @@ const MAX_HEADERS: usize = 100;
 /// Pause after a failed `accept` (such as too many open files) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Builds the TLS acceptor from PEM files, with the ring provider and HTTP/1.1 only.
+/// Builds the TLS acceptor from PEM files, with the ring provider and HTTP/1.1 only. Its
+/// certificate is asked at every handshake from the [`LiveCertificate`] returned with it, which
+/// a reload replaces.
 ///
 /// # Errors
 /// The files cannot be read, hold no certificate or key, or do not match.
-pub(crate) fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
-    let certs = read_pem(&files.cert, |reader| {
-        rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>()
-    })
-    .with_context(|| format!("reading TLS certificate {}", files.cert.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("no certificate in {}", files.cert.display());
-    }
-    let key = read_pem(&files.key, rustls_pemfile::private_key)
-        .with_context(|| format!("reading TLS key {}", files.key.display()))?
-        .with_context(|| format!("no private key in {}", files.key.display()))?;
+pub(crate) fn tls_acceptor(
+    files: &TlsFiles,
+) -> anyhow::Result<(TlsAcceptor, Arc<LiveCertificate>)> {
+    let certificate = Arc::new(LiveCertificate::load(files)?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not go together")?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(
+                Arc::clone(&certificate) as Arc<dyn rustls::server::ResolvesServerCert>
+            );
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn read_pem<T>(
-    path: &Path,
-    parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
-) -> anyhow::Result<T> {
-    let file = std::fs::File::open(path)?;
-    Ok(parse(&mut BufReader::new(file))?)
+    Ok((TlsAcceptor::from(Arc::new(config)), certificate))
 }
 
 /// Serves until `shutdown` resolves, then drains. Does not close the store.

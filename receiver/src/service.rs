@@ -19,13 +19,15 @@ use crate::config::Limits;
 use crate::guard::ConnectionWatch;
 use crate::metrics::Metrics;
 use crate::output::Output;
+use crate::reload::LiveAuthentication;
 use crate::response::{self, HttpResponse, Refusal};
 use crate::store::{AcceptedRequest, NewEvent, RefusedRequest, Store};
 
 /// What every connection's service shares.
 pub(crate) struct Shared {
     pub(crate) path: String,
-    pub(crate) authentication: Authentication,
+    /// Replaced whole by a reload; a request takes the one in force when its body is read.
+    pub(crate) authentication: Arc<LiveAuthentication>,
     pub(crate) limits: Limits,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Arc<Metrics>,
@@ -140,18 +142,16 @@ impl Shared {
         // Judged at the moment the head arrived, the time the capture record keeps, so
         // `receiver check` re-verifying the capture later reaches the same verdict.
         let received_at_secs = received_at_ms.div_euclid(1000);
-        if let Err(error) = self
-            .authentication
-            .verify_at(&parts.headers, &body, received_at_secs)
-        {
+        let authentication = self.authentication.current();
+        if let Err(error) = authentication.verify_at(&parts.headers, &body, received_at_secs) {
             let mut refusal = Refusal::new(StatusCode::UNAUTHORIZED, error.reason_code());
-            refusal.challenge_basic = matches!(self.authentication, Authentication::Basic(_));
+            refusal.challenge_basic = matches!(*authentication, Authentication::Basic(_));
             // The detail may say which secret expired: for the operator's log, at debug
             // level; the 401 body carries just the reason code.
             tracing::debug!(%error, "authentication failed");
             return Err((refusal, body));
         }
-        let request = match build_request(kept, &body, received_at_ms, &self.authentication) {
+        let request = match build_request(kept, &body, received_at_ms, &authentication) {
             Ok(request) => request,
             Err(error) => {
                 let refusal = Refusal::new(StatusCode::BAD_REQUEST, error.reason_code())

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use common::target_guard::TargetPolicy;
 use common::target_url::TargetUrl;
 use serde_json::{json, Value};
 use verify::{BasicCredentials, Scheme, SignatureFile};
@@ -307,6 +308,14 @@ pub struct Webhook {
     pub created_at_ms: i64,
     /// Epoch milliseconds of the last change.
     pub updated_at_ms: i64,
+    /// Where its deliveries and tests may connect: [`TargetPolicy::PublicOnly`] when its
+    /// Target URL was last given through pages reachable from other hosts (`sender admin`
+    /// beyond loopback without `--allow-private-targets`), so that every transport (`sender
+    /// run`, `trigger`, `webhooks test` as well as the admin's own worker) refuses internal
+    /// addresses for it at connect time, whatever its DNS says by then;
+    /// [`TargetPolicy::AnyAddress`] when the operator gave it (the command line, pages on
+    /// loopback).
+    pub target_policy: TargetPolicy,
 }
 
 impl Webhook {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use common::target_url::TargetUrl;
+use common::text::printable;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use verify::{parse_envelope, parse_source, single_event_envelope, SourceItem, Verdict};
@@ -400,12 +401,18 @@ impl ReplaySummary {
             ));
         }
         for failure in self.failures.iter().take(20) {
+            // The answer's first bytes are the target's, the origin names a capture: shown
+            // escaped, so neither can write terminal controls or fake a line of the summary.
             let what = match (failure.status, &failure.error) {
                 (Some(status), _) => format!("{status} {}", failure.response_excerpt),
                 (None, Some(error)) => error.clone(),
                 (None, None) => "no answer".to_owned(),
             };
-            text.push_str(&format!("not acknowledged: {}: {what}\n", failure.origin));
+            text.push_str(&format!(
+                "not acknowledged: {}: {}\n",
+                printable(&failure.origin),
+                printable(&what)
+            ));
         }
         if self.skipped_refused > 0 {
             text.push_str(&format!(

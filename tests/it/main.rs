@@ -41,6 +41,9 @@ mod admin;
 mod private_targets;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
+mod private_targets_cli;
+
+#[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]
 mod store_location;
 
 #[cfg(all(feature = "receiver-tests", feature = "sender-tests"))]

@@ -1,7 +1,9 @@
 //! Requests to internal addresses (issue 20, item 10; SPEC section 6): pages reachable from
 //! other hosts refuse Target URLs and Send again targets that resolve to loopback, private,
 //! link-local or unspecified addresses, and the clients check the resolved address again when
-//! they connect.
+//! they connect. A webhook whose Target URL came through such pages keeps their rule in the
+//! state: every worker (`sender run`, `trigger`, `webhooks test`, not only the admin's own)
+//! refuses internal addresses for it at connect time.
 //!
 //! Nothing here binds or sends beyond 127.0.0.1. The rule is the one a non-loopback bind
 //! computes (`TargetGuard::for_listener`, unit-tested in `common::target_guard`), set on
@@ -459,3 +461,124 @@ async fn an_inspector_reachable_from_other_hosts_refuses_internal_send_again_tar
     assert_eq!(endpoint.received().len(), 1);
     local.stop().await;
 }
+
+/// The last attempt's error of `webhook`'s newest request, once there is one.
+async fn last_error(harness: &Harness, webhook: &sender::registry::WebhookId) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = harness
+            .state
+            .deliveries(&sender::store::DeliveryFilter {
+                webhook_id: Some(webhook.clone()),
+                state: None,
+                limit: 1,
+            })
+            .expect("deliveries");
+        if let Some(error) = rows.first().and_then(|row| row.last_error.clone()) {
+            return error;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+common::on_each_store! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_saved_through_pages_beyond_loopback_keeps_their_rule_in_every_worker(harness: Harness) {
+    let endpoint = FakeEndpoint::start().await;
+    let port = endpoint
+        .url()
+        .parse::<http::Uri>()
+        .expect("uri")
+        .port_u16()
+        .expect("port");
+    // The pages (bound beyond loopback, as far as their rule goes) save a name that is
+    // public at its check; from then on it answers 127.0.0.1, where the endpoint listens.
+    let pages = AdminPages::start(&harness, public_only()).await;
+    let url = format!("http://rebinding.test:{port}/from-the-pages");
+    let body = json!({"name": "pages", "url": url, "events": ["COURSE_ENROLLMENT"]});
+    let added = pages.api(Method::POST, "/api/webhooks", body).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.json());
+    let from_pages =
+        sender::registry::WebhookId(added.json()["id"].as_str().expect("id").to_owned());
+    pages.stop().await;
+    // The operator registers the same kind of name on the command line: their own choice.
+    let operator = harness.add(
+        &format!("http://operator.test:{port}/from-the-command-line"),
+        "COURSE_ENROLLMENT",
+        |_| {},
+    );
+    harness.enqueue("COURSE_ENROLLMENT", 1, 11);
+
+    // What `sender run` and `sender trigger` build (`Engine::http`: any address, the
+    // command line's rule), with the test's resolver instead of the system's.
+    let names = TableResolver::default()
+        .with("rebinding.test", vec![vec![ip("127.0.0.1")]])
+        .with("operator.test", vec![vec![ip("127.0.0.1")]]);
+    let command_line =
+        TargetGuard::new(TargetPolicy::AnyAddress).with_resolver(Arc::new(TestNames(names)));
+    assert_eq!(
+        command_line.policy(),
+        TargetGuard::default().policy(),
+        "the rule of sender run and trigger"
+    );
+    let engine = Engine::http_guarded(harness.state.clone(), fast_config(), command_line.clone());
+    let (stop, mut stopped) = watch::channel(false);
+    let run = tokio::spawn(async move {
+        engine
+            .run(Mode::Serve, async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+    });
+    let error = last_error(&harness, &from_pages).await;
+    let delivered = endpoint.wait_for(1, Duration::from_secs(10)).await;
+    let _ = stop.send(true);
+    run.await.expect("joined").expect("engine ran");
+    assert!(
+        error.contains("rebinding.test resolves to 127.0.0.1, a loopback address")
+            && error.contains("given through pages reachable from other hosts"),
+        "{error}"
+    );
+    // The operator's webhook was delivered; the pages' one reached nothing.
+    assert_eq!(delivered.len(), 1);
+    assert!(
+        endpoint
+            .received()
+            .iter()
+            .all(|request| request.path == "/from-the-command-line"),
+        "{:?}",
+        endpoint.received()
+    );
+    let stored = harness
+        .state
+        .webhook(&operator.id)
+        .expect("read")
+        .expect("there");
+    assert_eq!(stored.target_policy, TargetPolicy::AnyAddress);
+
+    // `webhooks test` of it, through the command line's transport: refused too.
+    let webhook = harness
+        .state
+        .webhook(&from_pages)
+        .expect("read")
+        .expect("there");
+    assert_eq!(webhook.target_policy, TargetPolicy::PublicOnly);
+    let transport = sender::delivery::HttpTransport::new(Duration::from_secs(1), Duration::from_secs(1))
+        .with_targets(command_line);
+    let outcome = sender::manage::send_test(&sender::manage::TestTarget::of(&webhook), None, &transport)
+        .await
+        .expect("tested");
+    assert!(!outcome.ok, "{outcome:?}");
+    assert!(
+        outcome
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("public addresses only")),
+        "{outcome:?}"
+    );
+    assert!(endpoint
+        .received()
+        .iter()
+        .all(|request| request.path == "/from-the-command-line"));
+}}

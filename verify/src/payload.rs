@@ -76,6 +76,8 @@ impl EventTime<'_> {
 
 /// The envelope's fields this reader reads, in the order of [`ObjectFields::values`].
 const ENVELOPE_FIELDS: [&str; 2] = ["accountId", "events"];
+/// The position of `events` among [`ENVELOPE_FIELDS`]: read as its elements.
+const EVENTS: usize = 1;
 /// An event's fields this reader reads, in the order of [`ObjectFields::values`].
 const EVENT_FIELDS: [&str; 5] = ["eventId", "eventName", "timestamp", "eventInfo", "data"];
 
@@ -92,7 +94,9 @@ const EVENT_FIELDS: [&str; 5] = ["eventId", "eventName", "timestamp", "eventInfo
 /// `events[2].eventId must be a non-empty string` or `duplicate key accountId`.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, PayloadError> {
     let mut reader = serde_json::Deserializer::from_slice(body);
-    let envelope = FieldsOf(ENVELOPE_FIELDS)
+    // `events` is read as its elements while the body is read (one pass over the body, on
+    // every POST), not kept whole and read a second time.
+    let envelope = FieldsOf::with_array(ENVELOPE_FIELDS, EVENTS)
         .deserialize(&mut reader)
         .and_then(|fields| reader.end().map(|()| fields))
         .map_err(|error| {
@@ -105,14 +109,14 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, PayloadError> {
     if let Some(key) = envelope.duplicate {
         return Err(invalid(&format!("duplicate key {key}")));
     }
-    let [account_id, events] = envelope.values;
+    let [account_id, _] = envelope.values;
     let account_id = account_id
         .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
         .ok_or_else(|| invalid("accountId must be an integer"))?;
-    // The array was checked as JSON with the rest of the body; this reads its elements.
-    let raw_events = events
-        .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
-        .ok_or_else(|| invalid("events must be an array"))?;
+    let raw_events = match envelope.array {
+        Some(ArrayField::Elements(elements)) => elements,
+        Some(ArrayField::NotAnArray) | None => return Err(invalid("events must be an array")),
+    };
     let events = raw_events
         .into_iter()
         .enumerate()
@@ -129,7 +133,7 @@ fn invalid(detail: &str) -> PayloadError {
 
 /// Parses one event; the error names the field and the rule, without the `events[i]` prefix.
 fn parse_event(raw: &RawValue) -> Result<Event<'_>, Cow<'static, str>> {
-    let fields = FieldsOf(EVENT_FIELDS)
+    let fields = FieldsOf::new(EVENT_FIELDS)
         .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
         .map_err(|_| " must be an object")?;
     if let Some(key) = fields.duplicate {
@@ -168,15 +172,43 @@ fn parse_event(raw: &RawValue) -> Result<Event<'_>, Cow<'static, str>> {
 /// The fields of one JSON object that a reader reads, as raw JSON borrowed from the body, and
 /// the first of them given twice. Other fields are skipped (they stay in the bytes).
 struct ObjectFields<'a, const N: usize> {
-    /// One value per name, in the order of the names.
+    /// One value per name, in the order of the names (`None` for the array field).
     values: [Option<&'a RawValue>; N],
+    /// The field read as an array's elements ([`FieldsOf::with_array`]), if present.
+    array: Option<ArrayField<'a>>,
     /// The first name given twice, if any.
     duplicate: Option<&'static str>,
 }
 
+/// A field read as an array's elements: each as raw JSON borrowed from the body, or the fact
+/// that it is no array.
+enum ArrayField<'a> {
+    Elements(Vec<&'a RawValue>),
+    NotAnArray,
+}
+
 /// Reads an [`ObjectFields`] for these names. serde's derived readers refuse a repeated field
 /// with an error that cannot be told from a wrong type; this one keeps reading and says which.
-struct FieldsOf<const N: usize>([&'static str; N]);
+struct FieldsOf<const N: usize> {
+    names: [&'static str; N],
+    /// The position of the field read as an array's elements, if any.
+    array: Option<usize>,
+}
+
+impl<const N: usize> FieldsOf<N> {
+    /// Every field as raw JSON.
+    fn new(names: [&'static str; N]) -> Self {
+        Self { names, array: None }
+    }
+
+    /// The field at `array` read as its elements, the others as raw JSON.
+    fn with_array(names: [&'static str; N], array: usize) -> Self {
+        Self {
+            names,
+            array: Some(array),
+        }
+    }
+}
 
 impl<'de, const N: usize> DeserializeSeed<'de> for FieldsOf<N> {
     type Value = ObjectFields<'de, N>;
@@ -196,19 +228,83 @@ impl<'de, const N: usize> Visitor<'de> for FieldsOf<N> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = ObjectFields {
             values: [None; N],
+            array: None,
             duplicate: None,
         };
-        while let Some(index) = map.next_key_seed(NameIndex(&self.0))? {
+        while let Some(index) = map.next_key_seed(NameIndex(&self.names))? {
             let Some(index) = index else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            let value: &'de RawValue = map.next_value()?;
-            if fields.values[index].replace(value).is_some() {
-                fields.duplicate.get_or_insert(self.0[index]);
+            let repeated = if self.array == Some(index) {
+                let elements = map.next_value_seed(ArraySeed)?;
+                fields.array.replace(elements).is_some()
+            } else {
+                let value: &'de RawValue = map.next_value()?;
+                fields.values[index].replace(value).is_some()
+            };
+            if repeated {
+                fields.duplicate.get_or_insert(self.names[index]);
             }
         }
         Ok(fields)
+    }
+}
+
+/// Reads a value as an array's elements (each raw JSON borrowed from the body), or notes that
+/// it is no array (after reading past it, so the object's reading goes on).
+struct ArraySeed;
+
+impl<'de> DeserializeSeed<'de> for ArraySeed {
+    type Value = ArrayField<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ArraySeed {
+    type Value = ArrayField<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            elements.push(element);
+        }
+        Ok(ArrayField::Elements(elements))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(ArrayField::NotAnArray)
     }
 }
 
@@ -468,6 +564,19 @@ mod tests {
             r#"{"accountId":1,"events":null}"#,
             "invalid_envelope: events must be an array",
         );
+        // Read as its elements while the body is read: any other value is passed over whole.
+        for events in [
+            r#""[]""#,
+            "7",
+            "-1.5e3",
+            "true",
+            r#"{"a":[1,{"b":[]}],"c":"]"}"#,
+        ] {
+            check(
+                &format!(r#"{{"events":{events},"accountId":1}}"#),
+                "invalid_envelope: events must be an array",
+            );
+        }
         let event = |fields: &str| format!(r#"{{"accountId":1,"events":[{{{fields}}}]}}"#);
         check(
             &event(r#""eventId":"","eventName":"X","timestamp":1,"data":{}"#),
@@ -504,6 +613,24 @@ mod tests {
     }
 
     #[test]
+    fn each_event_is_read_in_place_in_the_body() {
+        let body = br#"{"events":[{"eventId":"a","eventName":"X","timestamp":1,"data":{}} , {"eventId":"b","eventName":"Y","timestamp":2,"data":{"k":[1]}}],"accountId":3}"#;
+        let envelope = parse_envelope(body).expect("parses");
+        assert_eq!(envelope.account_id, 3);
+        let range = body.as_ptr_range();
+        for (event, id) in envelope.events.iter().zip(["a", "b"]) {
+            assert_eq!(event.event_id, id);
+            // Borrowed from the body, byte for byte: no copy of the events was made.
+            assert!(range.contains(&event.raw.get().as_ptr()));
+            let start = event.raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            assert_eq!(
+                &body[start..start + event.raw.get().len()],
+                event.raw.get().as_bytes()
+            );
+        }
+    }
+
+    #[test]
     fn a_field_given_twice_is_named() {
         let check = |body: &str, expected: &str| assert_eq!(refusal(body), expected, "{body}");
         check(
@@ -517,6 +644,10 @@ mod tests {
         );
         check(
             r#"{"accountId":1,"events":[],"events":[]}"#,
+            "invalid_envelope: duplicate key events",
+        );
+        check(
+            r#"{"accountId":1,"events":{},"events":[]}"#,
             "invalid_envelope: duplicate key events",
         );
         let event = |fields: &str| format!(r#"{{"accountId":1,"events":[{{{fields}}}]}}"#);

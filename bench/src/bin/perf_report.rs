@@ -283,36 +283,7 @@ impl Server {
     /// from `/proc/PID/task/*/stat`: what the process itself cost, whatever else runs on the
     /// machine.
     fn cpu_seconds_by_thread(&self) -> std::collections::BTreeMap<String, f64> {
-        let ticks_per_second = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| {
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(100.0);
-        let mut by_thread = std::collections::BTreeMap::new();
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
-        for task in tasks.into_iter().flatten().flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-                continue;
-            };
-            // `tid (comm) state ppid … utime stime …`: the name may hold spaces, so split
-            // at the last `)`.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let name = stat[open + 1..close].to_owned();
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok());
-            if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
-                *by_thread.entry(name).or_insert(0.0) += (user + system) / ticks_per_second;
-            }
-        }
-        by_thread
+        bench::cpu_seconds_by_thread(self.child.id())
     }
 
     /// `GET /metrics` over a plain socket.

@@ -171,7 +171,9 @@ pub(super) fn run(command: EventsCommand, store: &str) -> Result<(), Failure> {
             match format {
                 Format::Json => {
                     let array: Vec<_> = events.iter().map(event_json).collect();
-                    print(&serde_json::Value::Array(array).to_string())
+                    print(&common::text::printable_json(
+                        &serde_json::Value::Array(array).to_string(),
+                    ))
                 }
                 Format::Csv => {
                     let fields = fields.unwrap_or_default();
@@ -206,7 +208,7 @@ pub(super) fn run(command: EventsCommand, store: &str) -> Result<(), Failure> {
                 } else {
                     serde_json::Value::Array(array)
                 };
-                print(&value.to_string())
+                print(&common::text::printable_json(&value.to_string()))
             } else {
                 for event in &events {
                     let raw: serde_json::Value =

@@ -126,8 +126,10 @@ pub(super) async fn body(state: &Arc<State>, key: RequestKey) -> Response<WebBod
 }
 
 /// `POST /requests/KEY/send`: fields `to`, `mode` (`resign-own`: this receiver's keys;
-/// `resign`: the signature file in `signature_file`, its JSON; `verbatim`). A form that
-/// cannot be used comes back as typed with the error beside its field (400).
+/// `resign`: the signature file in `signature_file`, its JSON; `verbatim`), and for a request
+/// the receiver refused, to re-sign it, `include_refused=on`: re-signing it makes it pass as
+/// signed, which must be asked for. A form that cannot be used comes back as typed with the
+/// error beside its field (400).
 pub(super) async fn send_again(
     state: &Arc<State>,
     key: RequestKey,
@@ -145,10 +147,12 @@ pub(super) async fn send_again(
         Ok(None) => return web::text(StatusCode::NOT_FOUND, "404 not found\n".to_owned()),
         Err(error) => return store_failed(&error),
     };
+    let verdict = detail.summary.verdict.label().to_owned();
     let record = detail.record;
     let now = verify::unix_now();
+    let authentication = state.authentication.current();
     let context = SendContext::new(
-        &state.authentication,
+        &authentication,
         &record.headers,
         record.reason.is_some(),
         now,
@@ -178,14 +182,23 @@ pub(super) async fn send_again(
             return refuse(typed, Field::To, message);
         }
     };
-    let Some(host) = to.host().filter(|_| to.scheme_str() == Some("http")) else {
+    if to.host().is_none() || to.scheme_str() != Some("http") {
         let message = "Target URL must be an http:// URL with a host".to_owned();
         return refuse(typed, Field::To, message);
-    };
+    }
     // An inspector reachable from other hosts sends nothing internal (the client's connect
     // checks again).
-    if let Err(refused) = state.targets.check(host, to.port_u16().unwrap_or(80)).await {
+    if let Err(refused) = state.targets.check_uri(&to).await {
         return refuse(typed, Field::To, format!("Target URL: {refused}"));
+    }
+    // Re-signing launders a refused request (another account's, a forged signature) into
+    // one the next receiver stores as signed: only when asked for by name.
+    if record.reason.is_some() && mode != Mode::Verbatim && field("include_refused") != "on" {
+        let message = format!(
+            "This request was refused ({verdict}): tick \"Re-sign although it was refused\" to \
+             re-sign it anyway, or send it verbatim"
+        );
+        return refuse(typed, Field::IncludeRefused, message);
     }
     let resign = |auth: &verify::resend::ResendAuth| {
         let message_id = verify::resend::captured_message_id(&record.headers)
@@ -196,7 +209,7 @@ pub(super) async fn send_again(
     };
     let headers = match mode {
         Mode::Verbatim => verify::resend::verbatim_headers(record.headers.clone()),
-        Mode::OwnKeys => match send_form::own_auth(&state.authentication, now) {
+        Mode::OwnKeys => match send_form::own_auth(&authentication, now) {
             Some(auth) => resign(&auth),
             None => {
                 let message = "This receiver has no keys of its own to sign with: choose \

@@ -38,7 +38,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use verify::Authentication;
 
 use crate::store::{Cursor, RequestFilter, RequestKey, RequestQuery};
 
@@ -77,8 +76,9 @@ pub struct InspectorSettings {
     pub token: Token,
     /// The receiver's webhook URL, for Copy as curl.
     pub webhook_url: String,
-    /// The receiver's authentication, for the `check` diagnosis of each request.
-    pub authentication: Authentication,
+    /// The receiver's authentication in force (a reload replaces it), for the `check`
+    /// diagnosis of each request.
+    pub authentication: Arc<crate::reload::LiveAuthentication>,
     /// How to read the store.
     pub open_reader: OpenReader,
     /// Serves the pages over TLS (the receiver's certificate) when set.
@@ -99,7 +99,7 @@ pub struct InspectorSettings {
 struct State {
     guard: Guard,
     webhook_url: String,
-    authentication: Authentication,
+    authentication: Arc<crate::reload::LiveAuthentication>,
     open_reader: OpenReader,
     /// Send again's check of the Target URL; the client connects through the same guard.
     targets: TargetGuard,
@@ -373,9 +373,10 @@ async fn detail(
                 item: verify::SourceItem::Capture(detail.record.clone()),
             };
             let now = verify::unix_now();
-            let report = crate::check::check(&state.authentication, &item, now);
+            let authentication = state.authentication.current();
+            let report = crate::check::check(&authentication, &item, now);
             let send = send_form::SendContext::new(
-                &state.authentication,
+                &authentication,
                 &detail.record.headers,
                 detail.record.reason.is_some(),
                 now,

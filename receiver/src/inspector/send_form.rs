@@ -52,6 +52,8 @@ pub(super) enum Field {
     Mode,
     /// Signature file.
     SignatureFile,
+    /// The box a refused request must have ticked to be re-signed.
+    IncludeRefused,
 }
 
 impl Field {
@@ -60,6 +62,7 @@ impl Field {
             Self::To => "to",
             Self::Mode => "mode",
             Self::SignatureFile => "signature_file",
+            Self::IncludeRefused => "include_refused",
         }
     }
 }
@@ -205,18 +208,26 @@ pub(super) fn render(key: &str, form: &SendForm, context: &SendContext) -> Strin
         .as_deref()
         .map(|keys| option(Mode::OwnKeys, &format!("Re-signed with {keys}")))
         .unwrap_or_default();
-    let refused_note = if context.refused {
-        "This request was refused: re-signed, whatever it holds would pass as signed by the \
-         keys chosen. Re-sign only a request you trust."
-    } else {
-        ""
-    };
     let notes: String = context
         .verbatim_warning()
         .into_iter()
-        .chain((!refused_note.is_empty()).then(|| refused_note.to_owned()))
         .map(|note| format!("<p class=\"muted\">{}</p>", escape(&note)))
         .collect();
+    // A refused request is re-signed only when asked for by name, as `sender replay` re-signs
+    // one only with `--include-refused`.
+    let include_refused = if context.refused {
+        format!(
+            "<p><label for=\"include_refused\"><input id=\"include_refused\" name=\"include_refused\" \
+             type=\"checkbox\" value=\"on\"{}> Re-sign although it was refused</label></p>{}\
+             <p class=\"muted\">This request was refused: re-signed, whatever it holds (a forgery, \
+             another account's events) passes as signed at the next receiver. Re-sign only a \
+             request you trust.</p>",
+            invalid(Field::IncludeRefused),
+            message(Field::IncludeRefused),
+        )
+    } else {
+        String::new()
+    };
     let signature_hint = if error_of(Field::SignatureFile).is_some() {
         " (paste it again: a page never shows a secret back)"
     } else {
@@ -227,7 +238,7 @@ pub(super) fn render(key: &str, form: &SendForm, context: &SendContext) -> Strin
          <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"e.g. http://127.0.0.1:3000/webhook\" size=\"50\" value=\"{to}\"{to_invalid}></label></p>{to_message}\
          <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"{mode_invalid}>{own}{file}{verbatim}</select></label></p>{mode_message}{notes}\
          <p><label for=\"signature_file\">Signature file (its JSON, to re-sign with another file){signature_hint}<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"{file_invalid}></textarea></label></p>{file_message}\
-         <p><button type=\"submit\">Send again</button></p></form>",
+         {include_refused}<p><button type=\"submit\">Send again</button></p></form>",
         key = escape(key),
         to = escape(&form.to),
         to_invalid = invalid(Field::To),

@@ -20,6 +20,7 @@
 
 mod body;
 pub mod forward;
+pub mod maintenance;
 mod overview;
 pub mod postgres;
 mod query;
@@ -39,6 +40,7 @@ use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 use crate::routing::Routes;
 pub use forward::{ForwardJob, ForwardQueue, JobState};
+use maintenance::{Maintenance, PruneBatch, PruneCursor, PruneRule};
 
 /// A boxed future, so the traits stay object safe without a macro crate.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -155,6 +157,20 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the last commit or the close failed.
     fn close(&self) -> StoreFuture<'_, Result<(), StoreError>>;
+
+    /// One batch of the listener's prune (`--retain`), in a short transaction of its own:
+    /// expired dedupe keys, then refused and accepted requests received before the rule's
+    /// instant, oldest first from `cursor`, passing over those held by their forwarding (see
+    /// [`maintenance`] for what every store keeps). A pass is batches from
+    /// [`PruneCursor::START`] until one says no more.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the batch could not be committed; nothing of it is removed then.
+    fn prune_batch(
+        &self,
+        rule: PruneRule,
+        cursor: PruneCursor,
+    ) -> StoreFuture<'_, Result<PruneBatch, StoreError>>;
 }
 
 /// Which stored events to read.
@@ -376,6 +392,18 @@ pub fn open_reader(location: &StoreLocation) -> anyhow::Result<Box<dyn EventQuer
     Ok(match location {
         StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteReader::open(path)?),
         StoreLocation::Postgres(url) => Box::new(postgres::PostgresReader::open(url)?),
+    })
+}
+
+/// Opens the store at `location` for `receiver prune` and `receiver erase`, bringing it to this
+/// build's layout. Blocking.
+///
+/// # Errors
+/// No store there, or one of another layout, or the database cannot be reached.
+pub fn open_maintenance(location: &StoreLocation) -> anyhow::Result<Box<dyn Maintenance>> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(sqlite::SqliteMaintenance::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(postgres::PostgresMaintenance::open(url)?),
     })
 }
 

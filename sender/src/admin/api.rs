@@ -210,6 +210,8 @@ async fn changes_of(
 ) -> (WebhookChanges, Option<Pending>, Vec<Problem>) {
     let pending_id = input.pending_signature.take();
     let (mut changes, mut problems) = input.changes();
+    // A Target URL given here is delivered to under these pages' rule by every worker.
+    changes.target_policy = admin.targets.policy();
     let pending = pending_id.as_deref().and_then(|id| match current {
         Some(webhook) => admin.pending.get(id, &webhook.id),
         None => admin.pending.get_new(id),

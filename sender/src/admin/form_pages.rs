@@ -97,6 +97,8 @@ async fn read_screen(
     let kept_password = pending.as_ref().and_then(|p| p.password.as_ref());
     let (mut changes, mut problems) = form_changes(form, stored.is_none(), kept_password);
     changes.pending_signature = pending.as_ref().and_then(|p| p.file.clone());
+    // A Target URL given here is delivered to under these pages' rule by every worker.
+    changes.target_policy = admin.targets.policy();
     problems.extend(changes.problems(stored.as_ref()));
     Ok(Screen {
         base: FormBase::posted(form),

@@ -5,6 +5,7 @@
 //! [`Problem`] of its field here, so that a form or a body gets every error at once.
 
 use clap::ValueEnum as _;
+use common::target_guard::TargetPolicy;
 use serde::Deserialize;
 
 use crate::manage::{target_url_checked, Problem, WebhookChanges};
@@ -69,6 +70,8 @@ impl WebhookInput {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance_seconds,
             active: self.active,
+            // The pages' rule, given where the pages read a change (`changes_of`, `read_screen`).
+            target_policy: TargetPolicy::default(),
             pending_signature: None,
         };
         (changes, problems)
@@ -181,6 +184,8 @@ pub fn form_changes(
         signature_prefix: None,
         tolerance_secs: None,
         active: Some(value("active").is_some()).filter(|active| !adding || !active),
+        // The pages' rule, given where the pages read a change (`changes_of`, `read_screen`).
+        target_policy: TargetPolicy::default(),
         pending_signature: None,
     };
     (changes, problems)

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use common::outln;
+use common::text::{printable, printable_lines};
 
 use super::output::print_json;
 use crate::registry::WebhookId;
@@ -85,7 +86,7 @@ pub(super) fn deliveries(
                         row.attempts,
                         last,
                         row.created_at,
-                        row.event_names,
+                        printable(&row.event_names),
                         row.event_count
                     )?;
                 }
@@ -102,17 +103,24 @@ pub(super) fn deliveries(
             if json {
                 print_json(&serde_json::to_value(&detail)?)?;
             } else {
+                // The target's answer, its errors and the events' fields came from elsewhere:
+                // their controls and invisible characters are shown escaped, so an answer
+                // cannot move the cursor, retitle the terminal or reorder the line.
                 let s = &detail.summary;
                 outln!("id          {}", s.id)?;
                 outln!("webhook     {}", s.webhook_id)?;
                 outln!("state       {}", s.state)?;
                 outln!("account     {}", s.account_id)?;
-                outln!("events      {} x{}", s.event_names, s.event_count)?;
+                outln!(
+                    "events      {} x{}",
+                    printable(&s.event_names),
+                    s.event_count
+                )?;
                 outln!("created     {}", s.created_at)?;
                 if let Some(next) = &s.next_attempt_at {
                     outln!("next try    {next}")?;
                 }
-                outln!("event ids   {}", detail.event_ids.join(", "))?;
+                outln!("event ids   {}", printable(&detail.event_ids.join(", ")))?;
                 outln!("attempts:")?;
                 for attempt in &detail.attempt_log {
                     let outcome = attempt.outcome();
@@ -120,13 +128,13 @@ pub(super) fn deliveries(
                         "  #{:<3} {}  {:<40} {:>6} ms  {}",
                         attempt.attempt,
                         attempt.at,
-                        outcome,
+                        printable(&outcome),
                         attempt.latency_ms,
-                        attempt.response_head.as_deref().unwrap_or("")
+                        printable(attempt.response_head.as_deref().unwrap_or(""))
                     )?;
                 }
                 outln!("body:")?;
-                outln!("{}", detail.body)?;
+                outln!("{}", printable_lines(&detail.body))?;
             }
         }
     }

@@ -192,9 +192,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let location = StoreLocation::parse(&cli.state)
         .map_err(|error| UsageError(format!("--state: {error:#}")))?;
-    if let (StoreLocation::Sqlite(database), Some(output)) = (&location, cli.command.output_file())
-    {
-        common::files::refuse_database_files(output.0, output.1, database)
+    if let Some((flag, output)) = cli.command.output_file() {
+        let database = match &location {
+            StoreLocation::Sqlite(database) => Some(database.as_path()),
+            StoreLocation::Postgres(_) => None,
+        };
+        common::files::refuse_database_files(flag, output, database)
             .map_err(|error| UsageError(format!("{error:#}")))?;
     }
     let secret_key_file = cli.secret_key_file.clone();

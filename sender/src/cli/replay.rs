@@ -11,11 +11,13 @@ use common::cli::Selection;
 use common::logging::tell;
 use common::parse::duration as parse_duration;
 use common::target_url::{TargetUrl, TargetUrlError};
+use common::text::printable;
 use common::{out, outln};
 use serde_json::json;
 use verify::SignatureFile;
 
 use super::args::auth_method_from_flags;
+use super::output::print_json;
 use super::signature_file::check_can_sign;
 use crate::registry::AuthMethod;
 use crate::UsageError;
@@ -267,19 +269,19 @@ pub(super) async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitC
                 })
                 .collect();
             if json {
-                outln!(
-                    "{}",
-                    json!({"origin": request.origin, "to": args.to, "headers": headers, "bodyBytes": request.body.len()})
+                print_json(
+                    &json!({"origin": request.origin, "to": args.to, "headers": headers, "bodyBytes": request.body.len()}),
                 )?;
             } else {
+                // Captured headers are whatever the capture's sender wrote: shown escaped.
                 outln!(
                     "POST {} ({} bytes) from {}",
                     args.to,
                     request.body.len(),
-                    request.origin
+                    printable(&request.origin)
                 )?;
                 for (name, value) in headers {
-                    outln!("  {name}: {value}")?;
+                    outln!("  {}: {}", printable(&name), printable(&value))?;
                 }
             }
         }
@@ -306,10 +308,7 @@ pub(super) async fn replay(args: ReplayArgs, json: bool) -> anyhow::Result<ExitC
             .with_context(|| format!("writing report {}", path.display()))?;
     }
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string(&summary).context("encoding the summary")?
-        )?;
+        print_json(&serde_json::to_value(&summary).context("encoding the summary")?)?;
     } else {
         out!("{}", summary.render())?;
     }

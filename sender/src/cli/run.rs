@@ -2,11 +2,13 @@
 //! Admin pages and their API).
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use common::target_guard::TargetGuard;
 
 use super::args::DeliveryArgs;
 use super::operations::OperationsArgs;
@@ -75,6 +77,13 @@ pub(super) async fn run_worker(state: Arc<dyn State>, args: RunArgs) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the Target URLs of pages bound to `local` may lead: anywhere on loopback, only to
+/// public addresses beyond it unless `--allow-private-targets` (see
+/// `common::target_guard`); the log says which and why.
+fn targets_for(args: &AdminArgs, local: SocketAddr) -> TargetGuard {
+    TargetGuard::for_pages("the admin pages", local, args.allow_private_targets)
+}
+
 /// `admin`: the pages and their API, with the delivery worker in the same process.
 pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow::Result<ExitCode> {
     let config = args.delivery.config()?;
@@ -110,13 +119,7 @@ pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow:
     let _ = stdout.flush();
     let operations = prepared.start(state.clone(), &config)?;
     tracing::info!(address = %local, "admin pages and delivery worker started");
-    let targets =
-        common::target_guard::TargetGuard::for_listener(local, args.allow_private_targets);
-    if targets.policy() == common::target_guard::TargetPolicy::PublicOnly {
-        tracing::info!(
-            "the pages listen beyond loopback: Target URLs on loopback, private, link-local or unspecified addresses are refused (--allow-private-targets allows them)"
-        );
-    }
+    let targets = targets_for(&args, local);
     let observed = crate::admin::Observed {
         reporting: operations.reporting.clone(),
         monitoring: operations.monitoring.clone(),
@@ -126,4 +129,42 @@ pub(super) async fn run_admin(state: Arc<dyn State>, args: AdminArgs) -> anyhow:
     ran?;
     tracing::info!("sender admin: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn admin_args(argv: &[&str]) -> AdminArgs {
+        match super::super::Cli::try_parse_from(argv)
+            .expect("parses")
+            .command
+        {
+            super::super::Command::Admin(args) => args,
+            other => panic!("not admin: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_pages_rule_comes_from_their_address_and_the_flag() {
+        use common::target_guard::TargetPolicy::{AnyAddress, PublicOnly};
+        let everywhere: SocketAddr = "0.0.0.0:8082".parse().expect("address");
+        let loopback: SocketAddr = "[::1]:8082".parse().expect("address");
+        for (argv, at, expected) in [
+            (&["sender", "admin"][..], everywhere, PublicOnly),
+            (
+                &["sender", "admin", "--allow-private-targets"][..],
+                everywhere,
+                AnyAddress,
+            ),
+            (&["sender", "admin"][..], loopback, AnyAddress),
+        ] {
+            assert_eq!(
+                targets_for(&admin_args(argv), at).policy(),
+                expected,
+                "{argv:?} on {at}"
+            );
+        }
+    }
 }

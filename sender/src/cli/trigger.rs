@@ -43,7 +43,8 @@ pub(super) struct TriggerArgs {
     /// lists them all).
     #[arg(value_parser = event_names(&[]), hide_possible_values = true)]
     event_name: String,
-    /// How many events.
+    // The help names the bound, so it is built here rather than written as a doc comment
+    // (clap would show `help` over a doc comment anyway).
     #[arg(long, default_value_t = 1,
           help = format!("How many events: 1 to {} per trigger", crate::manage::MAX_TRIGGER_COUNT))]
     count: usize,

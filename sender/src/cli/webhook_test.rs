@@ -105,6 +105,8 @@ pub(super) async fn webhook_test(
                 url: url.clone(),
                 auth,
                 default_event: None,
+                // The operator's own URL: any address.
+                target_policy: common::target_guard::TargetPolicy::AnyAddress,
             };
             (target, url.to_string())
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use common::cli::event_names;
 use common::parse::duration as parse_duration;
+use common::text::printable;
 use common::{out, outln};
 use serde_json::{json, Value};
 
@@ -138,6 +139,8 @@ impl WebhookArgs {
             signature_prefix: self.signature_prefix,
             tolerance_secs: self.tolerance,
             active: self.inactive.then_some(false),
+            // The operator's own: a URL given here may lead anywhere.
+            target_policy: common::target_guard::TargetPolicy::AnyAddress,
             pending_signature: None,
         })
     }
@@ -172,13 +175,14 @@ pub(super) fn webhooks(
                     "URL"
                 )?;
                 for webhook in &all {
+                    // A name or URL may have been typed on the pages by someone else.
                     outln!(
                         "{:<20} {:<9} {:<10} {:<24} {:<40} {}",
                         webhook.id,
                         webhook.status.as_str(),
                         webhook.auth.method(),
-                        webhook.name,
-                        webhook.url,
+                        printable(&webhook.name),
+                        printable(webhook.url.as_str()),
                         webhook.events.to_text()
                     )?;
                 }
@@ -195,7 +199,7 @@ pub(super) fn webhooks(
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    outln!("{key:<15} {text}")?;
+                    outln!("{key:<15} {}", printable(&text))?;
                 }
             }
         }

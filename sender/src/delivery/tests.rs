@@ -174,6 +174,7 @@ async fn retry_after_seconds_and_dates_move_the_next_attempt(harness: Harness) {
 fn debug_output_hides_credentials_and_signatures() {
     let outbound = Outbound {
         url: "https://crm.example/hook".parse().expect("a Target URL"),
+        target_policy: common::target_guard::TargetPolicy::AnyAddress,
         headers: vec![
             (
                 "authorization".to_owned(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use common::target_guard::{TargetGuard, TargetPolicy};
 use common::target_url::TargetUrl;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
@@ -28,6 +29,9 @@ pub const USER_AGENT: &str = concat!("alm-webhooks-sender/", env!("CARGO_PKG_VER
 pub struct Outbound {
     /// The Target URL.
     pub url: TargetUrl,
+    /// The webhook's own rule of where it may connect (`registry::Webhook::target_policy`):
+    /// the connect follows the stricter of it and the transport's.
+    pub target_policy: TargetPolicy,
     /// Headers besides `host`, `content-type`, `content-length` and `user-agent`.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound")
             .field("url", &self.url)
+            .field("target_policy", &self.target_policy)
             .field("headers", &redacted_headers(&self.headers))
             .field("body_bytes", &self.body.len())
             .finish()
@@ -89,8 +94,9 @@ pub struct HttpTransport {
     response_timeout: Duration,
     ca_file: Option<std::path::PathBuf>,
     /// Resolves each Target URL's host and checks every address before connecting to exactly
-    /// those (`sender admin` beyond loopback refuses internal ones).
-    targets: common::target_guard::TargetGuard,
+    /// those (`sender admin` beyond loopback refuses internal ones, and so does every
+    /// transport for a webhook whose own rule says so).
+    targets: TargetGuard,
     // Built on the first `https` request, so plain-HTTP runs never read certificates.
     tls: Arc<std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>>>,
 }
@@ -113,14 +119,14 @@ impl HttpTransport {
             connect_timeout,
             response_timeout,
             ca_file: None,
-            targets: common::target_guard::TargetGuard::default(),
+            targets: TargetGuard::default(),
             tls: Arc::default(),
         }
     }
 
     /// Connects only where `targets` allows (its policy, with its resolver).
     #[must_use]
-    pub fn with_targets(mut self, targets: common::target_guard::TargetGuard) -> Self {
+    pub fn with_targets(mut self, targets: TargetGuard) -> Self {
         self.targets = targets;
         self
     }
@@ -155,6 +161,8 @@ pub struct HttpLane {
 /// A Target URL prepared for sending: the parts every request to it reuses.
 struct Target {
     url: TargetUrl,
+    /// The webhook's rule, which the connect follows too.
+    policy: TargetPolicy,
     /// `scheme://authority`: what a kept-alive connection may be reused for.
     origin: String,
     host: hyper::header::HeaderValue,
@@ -162,11 +170,12 @@ struct Target {
 }
 
 impl Target {
-    fn of(url: &TargetUrl) -> anyhow::Result<Self> {
+    fn of(url: &TargetUrl, policy: TargetPolicy) -> anyhow::Result<Self> {
         let host = hyper::header::HeaderValue::from_str(url.authority().as_str())
             .context("the Target URL's host is not a header value")?;
         Ok(Self {
             url: url.clone(),
+            policy,
             origin: url.origin(),
             host,
             path: url.path_and_query(),
@@ -186,6 +195,8 @@ impl std::fmt::Debug for HttpLane {
 /// engine's own cost at high rates.
 struct LaneConnection {
     origin: String,
+    /// The rule its addresses were checked under: reused only for targets under the same.
+    policy: TargetPolicy,
     sender: http1::SendRequest<Full<Bytes>>,
     driver: Driver,
     /// The driver has completed: the connection is gone and must not be polled again.
@@ -213,9 +224,11 @@ impl Transport for HttpTransport {
 impl HttpTransport {
     async fn send_inner(&self, lane: &mut HttpLane, request: &Outbound) -> anyhow::Result<Answer> {
         let target = match &lane.target {
-            Some(target) if target.url == request.url => target.clone(),
+            Some(target) if target.url == request.url && target.policy == request.target_policy => {
+                target.clone()
+            }
             _ => {
-                let target = Arc::new(Target::of(&request.url)?);
+                let target = Arc::new(Target::of(&request.url, request.target_policy)?);
                 lane.target = Some(target.clone());
                 target
             }
@@ -229,7 +242,7 @@ impl HttpTransport {
         // A reused connection may still be closed by the server just as the request goes out;
         // the request then fails before anything was answered, so it is sent once more on a
         // new connection.
-        let reused = matches!(&lane.connection, Some(c) if c.origin == target.origin && !c.ended && !c.sender.is_closed());
+        let reused = matches!(&lane.connection, Some(c) if c.origin == target.origin && c.policy == target.policy && !c.ended && !c.sender.is_closed());
         if !reused {
             lane.connection = None;
         }
@@ -355,9 +368,24 @@ impl HttpTransport {
             .trim_start_matches('[')
             .trim_end_matches(']');
         // Resolved once and checked; the connect goes to exactly the addresses checked, so a
-        // DNS answer that changed since the Target URL was saved cannot lead elsewhere.
+        // DNS answer that changed since the Target URL was saved cannot lead elsewhere. A
+        // webhook whose URL came through pages reachable from other hosts is held to public
+        // addresses here, whichever process delivers it.
+        let guard = self.targets.at_least(target.policy);
+        let by_webhook = guard.policy() != self.targets.policy();
         let connecting = async {
-            let addresses = self.targets.addresses(host, port).await?;
+            let addresses = guard.addresses(host, port).await.map_err(|refused| {
+                if by_webhook {
+                    anyhow::anyhow!(
+                        "{}: this webhook's Target URL was given through pages reachable from \
+                         other hosts, so it is delivered to public addresses only (give the URL \
+                         again with `sender webhooks edit --url` to allow it)",
+                        refused.refused()
+                    )
+                } else {
+                    anyhow::Error::new(refused)
+                }
+            })?;
             tokio::net::TcpStream::connect(addresses.as_slice())
                 .await
                 .map_err(anyhow::Error::from)
@@ -390,6 +418,7 @@ impl HttpTransport {
         };
         Ok(LaneConnection {
             origin: target.origin.clone(),
+            policy: target.policy,
             sender,
             driver,
             ended: false,

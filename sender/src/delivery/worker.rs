@@ -500,6 +500,7 @@ impl<'w, T: Transport> LeasedWork<'w, T> {
             );
             let outbound = Outbound {
                 url: registration.webhook.url.clone(),
+                target_policy: registration.webhook.target_policy,
                 headers,
                 body: request.body.clone(),
             };

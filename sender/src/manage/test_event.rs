@@ -2,7 +2,7 @@
 //! now, outside the queue, to a registered webhook or to a URL, and what came back; and the
 //! check of a Target URL against the addresses the pages may send to.
 
-use common::target_guard::TargetGuard;
+use common::target_guard::{TargetGuard, TargetPolicy};
 use common::target_url::TargetUrl;
 
 use crate::delivery::{send_once, Answer, HttpTransport, Outbound};
@@ -20,7 +20,7 @@ use crate::UsageError;
 pub async fn check_target(targets: &TargetGuard, url: &TargetUrl) -> Result<(), UsageError> {
     // The host alone is named, never the whole URL.
     targets
-        .check(url.host(), url.port())
+        .check_uri(url.uri())
         .await
         .map_err(|refused| UsageError(format!("--url: {refused}")))
 }
@@ -34,6 +34,9 @@ pub struct TestTarget {
     pub auth: Auth,
     /// The event to send when none is named: the webhook's first trigger event.
     pub default_event: Option<String>,
+    /// Where it may connect: the webhook's rule ([`Webhook::target_policy`]), or any address
+    /// for a URL the command line gives.
+    pub target_policy: TargetPolicy,
 }
 
 impl TestTarget {
@@ -47,6 +50,7 @@ impl TestTarget {
             url: webhook.url.clone(),
             auth: webhook.auth.clone(),
             default_event,
+            target_policy: webhook.target_policy,
         }
     }
 }
@@ -103,6 +107,7 @@ pub async fn send_test(
         transport,
         &Outbound {
             url: target.url.clone(),
+            target_policy: target.target_policy,
             headers,
             body,
         },

@@ -4,6 +4,7 @@
 //! command line's words and in plain words (a [`Problem`], `problem.rs`); the Target URL read
 //! by its one rule set; and the signature file a webhook gets, before Save too.
 
+use common::target_guard::TargetPolicy;
 use common::target_url::{TargetUrl, TargetUrlError};
 use verify::{BodyHmacFormat, Encoding, Scheme, SignatureFile};
 
@@ -43,6 +44,10 @@ pub struct WebhookChanges {
     pub tolerance_secs: Option<i64>,
     /// `--inactive` (add) or nothing.
     pub active: Option<bool>,
+    /// The rule of whoever gives the URL: a webhook whose Target URL is given here (an add, or
+    /// an edit naming a URL) keeps it for its deliveries ([`Webhook::target_policy`]). The
+    /// command line leaves the default (any address); the admin pages set their own rule.
+    pub target_policy: TargetPolicy,
     /// A signature file made before Save (the admin pages' Add webhook form, the API's
     /// pending signatures) for the webhook it names: a new webhook takes its id, and where the
     /// changes need a fresh key of its kind, its key is used instead, so the file handed out
@@ -80,6 +85,7 @@ impl WebhookChanges {
             status: Status::Active,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            target_policy: self.target_policy,
         };
         let changes = WebhookChanges {
             auth: Some(self.auth.unwrap_or(AuthMethod::None)),
@@ -170,6 +176,7 @@ impl WebhookChanges {
         }
         if let Some(url) = self.url {
             webhook.url = url;
+            webhook.target_policy = self.target_policy;
         }
         if let Some(events) = events {
             webhook.events = events;
@@ -244,10 +251,21 @@ impl WebhookChanges {
                     .clone()
                     .or_else(|| previous.map(|b| b.username.clone()))
                     .ok_or_else(|| UsageError("--auth basic needs --username".into()))?;
-                let password = self
+                let given = self
                     .password
                     .as_ref()
-                    .map(|password| password.expose().to_owned())
+                    .map(|password| password.expose().to_owned());
+                // The state tells sealed values by its key record, not by their look; still,
+                // a new password that reads as a sealed value would confuse whoever looks at
+                // the state, and older senders judged by the look.
+                if given.as_ref().is_some_and(|p| p.starts_with("sealed:")) {
+                    return Err(UsageError(
+                        "--password must not start with `sealed:` (how the state marks a \
+                         sealed secret); choose another password"
+                            .into(),
+                    ));
+                }
+                let password = given
                     .or_else(|| previous.map(|b| b.password.clone()))
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| {
@@ -548,6 +566,53 @@ mod tests {
             !shown.contains("hunter22") && shown.contains("[redacted]"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_new_password_that_looks_sealed_is_refused() {
+        let basic = |password: &str| WebhookChanges {
+            auth: Some(AuthMethod::Basic),
+            username: Some("crm".into()),
+            password: Some(password.into()),
+            ..base()
+        };
+        let error = add(basic("sealed:v2:AAAA")).expect_err("looks sealed");
+        assert!(
+            error.starts_with("--password must not start with `sealed:`"),
+            "{error}"
+        );
+        assert_eq!(crate::manage::field_error(&error).0, "password");
+        assert!(add(basic("not-sealed:v2")).is_ok());
+    }
+
+    #[test]
+    fn the_url_keeps_the_rule_of_whoever_gave_it() {
+        let mut webhook = add(base()).expect("valid");
+        assert_eq!(webhook.target_policy, TargetPolicy::AnyAddress);
+        let pages = |url: Option<&str>| WebhookChanges {
+            url: url.map(|url| target_url(url).expect("valid")),
+            target_policy: TargetPolicy::PublicOnly,
+            ..WebhookChanges::default()
+        };
+        // Pages that keep the URL change nothing of its rule; pages that give one set theirs.
+        pages(None).apply(&mut webhook, 1).expect("applies");
+        assert_eq!(webhook.target_policy, TargetPolicy::AnyAddress);
+        pages(Some("http://public.example/hook"))
+            .apply(&mut webhook, 2)
+            .expect("applies");
+        assert_eq!(webhook.target_policy, TargetPolicy::PublicOnly);
+        // The command line's edit without a URL keeps it; with one, the operator's rule.
+        let command_line = |url: Option<&str>| WebhookChanges {
+            url: url.map(|url| target_url(url).expect("valid")),
+            description: Some("x".into()),
+            ..WebhookChanges::default()
+        };
+        command_line(None).apply(&mut webhook, 3).expect("applies");
+        assert_eq!(webhook.target_policy, TargetPolicy::PublicOnly);
+        command_line(Some("http://127.0.0.1:9/hook"))
+            .apply(&mut webhook, 4)
+            .expect("applies");
+        assert_eq!(webhook.target_policy, TargetPolicy::AnyAddress);
     }
 
     #[test]

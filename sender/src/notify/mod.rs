@@ -140,6 +140,8 @@ impl Notifier {
         let now = verify::unix_now_ms();
         let outbound = Outbound {
             url: self.config.url.clone(),
+            // The operator's own --notify-url: the transport's rule alone.
+            target_policy: common::target_guard::TargetPolicy::AnyAddress,
             headers: self
                 .config
                 .headers(&claimed.msg_id, now.div_euclid(1000), &claimed.body),

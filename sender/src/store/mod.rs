@@ -24,6 +24,9 @@
 //!   that stalled past its lease records nothing over the newer holder's progress;
 //! - an update of a webhook applies only if nobody changed it since it was read ("changed
 //!   meanwhile"), whichever process changed it;
+//! - a webhook is written only while the state's key record is the one of the key the
+//!   process holds (checked in the write's transaction: see `crate::sealing::confirm`), so a
+//!   process that outlived a key rotation writes nothing instead of secrets nobody can open;
 //! - at most [`MAX_WEBHOOKS`](crate::registry::MAX_WEBHOOKS) webhooks, checked in the
 //!   transaction that inserts one.
 //!
@@ -32,9 +35,10 @@
 //! the invariants that go with it.
 //!
 //! What the two stores share besides the traits: `rows.rs` (a webhook's columns and their
-//! sealing, a request's outcome and listing rows), `batching.rs` (requests made from events,
-//! the batch rule) and `lease_row.rs` (whether a lease's holder keeps another worker out,
-//! which fence a taker gets).
+//! sealing, a request's outcome and listing rows), `secrets.rs` (the passes over the secret
+//! columns at opening and at a rotation), `batching.rs` (requests made from events, the
+//! batch rule) and `lease_row.rs` (whether a lease's holder keeps another worker out, which
+//! fence a taker gets).
 
 mod batching;
 mod lease_row;
@@ -43,6 +47,7 @@ mod recovery;
 #[cfg(test)]
 mod recovery_tests;
 mod rows;
+mod secrets;
 pub mod sqlite;
 
 pub use recovery::{

@@ -1,13 +1,14 @@
 //! The rows both stores keep alike: a webhook's columns (its secrets sealed or opened on the
-//! way), the pass that seals them, the refusals of a registration, and a request's outcome
-//! columns and listing row.
+//! way), the passes over its secret columns, the refusals of a registration, and a request's
+//! outcome columns and listing row.
 
+use common::target_guard::TargetPolicy;
 use common::target_url::TargetUrl;
 use verify::timestamp::format_iso_millis;
 
 use super::{AttemptRecord, DeliverySummary, RequestState};
 use crate::registry::{Auth, BasicAuth, EventSelection, Status, Webhook, WebhookId, MAX_WEBHOOKS};
-use crate::sealing::{self, Field, SecretColumns, SecretKey};
+use crate::sealing::{self, Binding, Field, SecretColumns, SecretKey};
 use crate::UsageError;
 
 /// What a store's pass over its secret columns (see [`crate::sealing`]) writes: the columns
@@ -17,55 +18,67 @@ pub(crate) struct SealingPass {
     pub changed: Vec<SecretColumns>,
     /// Webhooks with a secret, changed or not.
     pub with_secrets: u64,
+    /// Whether the changed rows get a new version (`updated_at_ms` moves on): a rotation
+    /// does, so that a change read before it is refused as made meanwhile rather than
+    /// written under the old key; sealing at an opening does not (it changes how a secret is
+    /// kept, not the webhook, and an edit read before it must still apply).
+    pub new_version: bool,
 }
 
 impl SealingPass {
-    /// At opening: the plain secrets of `rows` sealed under `key` (nothing without a key).
+    /// At an opening with `key`, in a state whose key record was `recorded`: the secrets of
+    /// `rows` brought up to this layout under `key` (see [`SecretColumns::bring_up`]).
     ///
     /// # Errors
-    /// Sealing fails (the system's random source).
-    pub fn seal_plain(rows: &[SecretColumns], key: Option<&SecretKey>) -> anyhow::Result<Self> {
+    /// A value of the first layout does not open; sealing fails (the random source).
+    pub fn bring_up(
+        rows: &[SecretColumns],
+        key: &SecretKey,
+        recorded: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut changed = Vec::new();
-        if let Some(key) = key {
-            for row in rows {
-                changed.extend(row.seal_plain(key)?);
-            }
+        for row in rows {
+            changed.extend(row.bring_up(key, recorded)?);
         }
-        Ok(Self::of(rows, changed))
+        Ok(Self::of(rows, changed, false))
     }
 
-    /// At a rotation: every secret of `rows` sealed again, from `from` to `to`.
+    /// At a rotation: every secret of `rows` sealed again, from `from` to `to`; `keyed`:
+    /// whether the state had a key record (else every value is plain text).
     ///
     /// # Errors
     /// A secret does not open with `from`; sealing fails.
     pub fn reseal(
         rows: &[SecretColumns],
         from: Option<&SecretKey>,
+        keyed: bool,
         to: &SecretKey,
     ) -> anyhow::Result<Self> {
         let changed = rows
             .iter()
             .filter(|row| row.holds_secrets())
-            .map(|row| row.reseal(from, to))
+            .map(|row| row.reseal(from, keyed, to))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self::of(rows, changed))
+        Ok(Self::of(rows, changed, true))
     }
 
-    fn of(rows: &[SecretColumns], changed: Vec<SecretColumns>) -> Self {
+    fn of(rows: &[SecretColumns], changed: Vec<SecretColumns>, new_version: bool) -> Self {
         let with_secrets = rows.iter().filter(|row| row.holds_secrets()).count();
         Self {
             changed,
             with_secrets: u64::try_from(with_secrets).unwrap_or(u64::MAX),
+            new_version,
         }
     }
 
-    /// Says in the log how many plain secrets were sealed at opening, if any.
-    pub fn log_sealed(&self, key: Option<&SecretKey>) {
-        if let (Some(key), false) = (key, self.changed.is_empty()) {
+    /// Says in the log how many webhooks' secrets were sealed at opening, if any.
+    pub fn log_sealed(&self, key: &SecretKey) {
+        if !self.changed.is_empty() {
             tracing::info!(
                 webhooks = self.changed.len(),
                 key = %key.source().display(),
-                "sealed the secrets stored in plain text under --secret-key-file"
+                "sealed the secrets stored in plain text (or in the first sealed layout) under \
+                 --secret-key-file"
             );
         }
     }
@@ -87,6 +100,9 @@ pub(crate) struct WebhookRow {
     pub disabled_reason: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Deliveries and tests connect to public addresses only: the Target URL was given
+    /// through pages reachable from other hosts (see `registry::Webhook::target_policy`).
+    pub public_targets_only: bool,
 }
 
 impl WebhookRow {
@@ -96,6 +112,8 @@ impl WebhookRow {
     /// Sealing fails (the system's random source).
     pub fn of(webhook: &Webhook, key: Option<&SecretKey>) -> anyhow::Result<Self> {
         let id = webhook.id.as_str();
+        let url = webhook.url.as_str();
+        // Sealed again at every write, bound to the URL and username written with it.
         let (basic_username, basic_password, signature_file) = match &webhook.auth {
             Auth::None => (None, None, None),
             Auth::Basic(basic) => (
@@ -103,8 +121,7 @@ impl WebhookRow {
                 Some(sealing::write(
                     basic.password.clone(),
                     key,
-                    id,
-                    Field::BasicPassword,
+                    &binding(id, Field::BasicPassword, url, Some(&basic.username)),
                 )?),
                 None,
             ),
@@ -114,8 +131,7 @@ impl WebhookRow {
                 Some(sealing::write(
                     file.to_json_pretty(),
                     key,
-                    id,
-                    Field::SignatureFile,
+                    &binding(id, Field::SignatureFile, url, None),
                 )?),
             ),
         };
@@ -136,15 +152,18 @@ impl WebhookRow {
             },
             created_at_ms: webhook.created_at_ms,
             updated_at_ms: webhook.updated_at_ms,
+            public_targets_only: webhook.target_policy == TargetPolicy::PublicOnly,
         })
     }
 
-    /// The webhook these columns describe, its secrets opened with `key` when sealed.
+    /// The webhook these columns describe, its secrets opened with `key` when sealed; `keyed`:
+    /// whether the state has a key record (see [`crate::sealing`]: without one, nothing is
+    /// sealed, whatever it looks like).
     ///
     /// # Errors
     /// A stored value this build cannot read (an unknown auth method, a broken signature
     /// file), or sealed secrets without the key or under another key (a [`UsageError`]).
-    pub fn into_webhook(self, key: Option<&SecretKey>) -> anyhow::Result<Webhook> {
+    pub fn into_webhook(self, key: Option<&SecretKey>, keyed: bool) -> anyhow::Result<Webhook> {
         let id = self.id;
         let events = if self.events == "all" {
             EventSelection::All
@@ -153,21 +172,22 @@ impl WebhookRow {
         };
         let auth = match self.auth.as_str() {
             "none" => Auth::None,
-            "basic" => Auth::Basic(BasicAuth {
-                username: self.basic_username.unwrap_or_default(),
-                password: sealing::read(
+            "basic" => {
+                let username = self.basic_username.unwrap_or_default();
+                let password = sealing::read(
                     self.basic_password.unwrap_or_default(),
                     key,
-                    &id,
-                    Field::BasicPassword,
-                )?,
-            }),
+                    keyed,
+                    &binding(&id, Field::BasicPassword, &self.url, Some(&username)),
+                )?;
+                Auth::Basic(BasicAuth { username, password })
+            }
             "signature" => {
                 let text = sealing::read(
                     self.signature_file.unwrap_or_default(),
                     key,
-                    &id,
-                    Field::SignatureFile,
+                    keyed,
+                    &binding(&id, Field::SignatureFile, &self.url, None),
                 )?;
                 Auth::Signature(
                     verify::SignatureFile::from_json(text.as_bytes())
@@ -193,7 +213,27 @@ impl WebhookRow {
             status,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
+            target_policy: if self.public_targets_only {
+                TargetPolicy::PublicOnly
+            } else {
+                TargetPolicy::AnyAddress
+            },
         })
+    }
+}
+
+/// Where a webhook's secret in `field` belongs (see [`sealing::Binding`]).
+fn binding<'a>(
+    webhook_id: &'a str,
+    field: Field,
+    url: &'a str,
+    username: Option<&'a str>,
+) -> Binding<'a> {
+    Binding {
+        webhook_id,
+        field,
+        url,
+        username: username.unwrap_or_default(),
     }
 }
 

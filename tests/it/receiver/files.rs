@@ -1,7 +1,9 @@
 //! The files the receiver writes, as an operator meets them: the store and its `-wal` and
 //! `-shm`, and exports, are readable by their owner only (mode 0600 under the usual umask
-//! 022); an export never lands on the store it reads, under any name; and an export that
-//! fails half-way leaves the previous file where it was.
+//! 022); an export never lands on the store it reads, under any name, nor on any other SQLite
+//! database; it goes through a FIFO, a symbolic link or a descriptor of the process as they
+//! are (never replacing them); and an export that fails half-way leaves the previous file
+//! where it was.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -9,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use http::StatusCode;
 
-use crate::support::receiver::{binary, envelope, open_db, post, run_cli, InProcess};
+use crate::support::receiver::{
+    binary, envelope, open_db, output_within, post, run_cli, InProcess,
+};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -74,6 +78,77 @@ async fn an_export_onto_the_store_or_its_companions_is_refused_and_the_store_kep
     let (code, stdout, stderr) = run_cli(&["export", "--store", &store], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_goes_through_pipes_and_links_and_never_onto_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_three(dir.path()).await;
+    let (_, expected, _) = run_cli(&["export", "--store", &store], &[]);
+    assert_eq!(expected.lines().count(), 3, "{expected}");
+
+    // Another receiver's store (a SQLite database under any name): refused, untouched.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = store_three(&other_dir).await;
+    let other_db = other_dir.join("receiver.db");
+    let renamed = dir.path().join("backup.jsonl");
+    std::fs::copy(&other_db, &renamed).unwrap();
+    for target in [&other_db, &renamed] {
+        let before = std::fs::read(target).unwrap();
+        let out = target.display().to_string();
+        let (code, _, stderr) = run_cli(&["export", "--store", &store, "--out", &out], &[]);
+        assert_eq!(code, Some(2), "--out {out}: {stderr}");
+        assert!(stderr.contains("is a SQLite database"), "{stderr}");
+        assert_eq!(std::fs::read(target).unwrap(), before, "{out} untouched");
+    }
+    assert_eq!(event_count(&other), "3");
+
+    // A symbolic link stays a link; the file it leads to gets the export.
+    let real = dir.path().join("exports-2026.jsonl");
+    let link = dir.path().join("latest.jsonl");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for _ in 0..2 {
+        let out = link.display().to_string();
+        let (code, _, stderr) = run_cli(&["export", "--store", &store, "--out", &out], &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), expected);
+    }
+
+    // A FIFO stays a FIFO, and its reader gets every line.
+    let fifo = dir.path().join("export.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    // Bounded: a program that waited on the FIFO for something else would never end.
+    let exported = output_within(
+        Command::new(binary())
+            .args(["export", "--store", &store, "--out"])
+            .arg(&fifo)
+            .env("RUST_LOG", "warn"),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(exported.status.success(), "{exported:?}");
+    // Before joining: a FIFO replaced by a file would leave the reader waiting for ever.
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(&fifo).unwrap().file_type()
+    ));
+    assert_eq!(reader.join().unwrap(), expected);
+
+    // One of the process's own descriptors (what `--out >(gzip)` names): written through it.
+    let (code, stdout, stderr) = run_cli(&["export", "--store", &store, "--out", "/dev/fd/1"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

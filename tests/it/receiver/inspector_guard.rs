@@ -58,6 +58,7 @@ async fn wrong_tokens_are_slowed_down_per_client_and_the_right_one_still_works()
         settings.wrong_token_limit = common::web::WrongTokenLimit {
             attempts: 5,
             window,
+            ..common::web::WrongTokenLimit::default()
         };
     })
     .await;

@@ -36,7 +36,8 @@ const fn counter(name: &'static str, help: &'static str) -> Family {
 const HISTOGRAM_LABELS: &[(&str, &[&str])] =
     &[("_bucket", &["le"]), ("_sum", &[]), ("_count", &[])];
 
-/// Every family, with forwarding on (its six families appear only then).
+/// Every family, with forwarding on (its six families appear only then), the pruner's
+/// included (there whether or not a retention is set: it also drops expired dedupe keys).
 const EXPECTED: &[Family] = &[
     Family {
         name: "receiver_requests",
@@ -121,6 +122,31 @@ const EXPECTED: &[Family] = &[
         kind: "histogram",
         help: "Accepted requests per group commit.",
         labels: HISTOGRAM_LABELS,
+    },
+    counter(
+        "receiver_pruned_requests",
+        "Accepted requests removed by the retention.",
+    ),
+    counter("receiver_pruned_events", "Events removed with them."),
+    counter(
+        "receiver_pruned_refused",
+        "Refused requests removed by the retention.",
+    ),
+    counter(
+        "receiver_dedupe_keys_expired",
+        "Dedupe keys of removed events dropped at the end of their window.",
+    ),
+    Family {
+        name: "receiver_prune_batch_seconds",
+        kind: "histogram",
+        help: "How long one prune batch held the store (commits wait as long).",
+        labels: HISTOGRAM_LABELS,
+    },
+    Family {
+        name: "receiver_prune_longest_batch_seconds",
+        kind: "gauge",
+        help: "The longest a prune batch held the store since start.",
+        labels: &[("", &[])],
     },
 ];
 

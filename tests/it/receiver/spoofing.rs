@@ -2,14 +2,14 @@
 //! line break in an `eventId` cannot add fields or events to the inspector's live stream, and
 //! bidirectional controls and invisible characters in names, ids, headers and bodies show
 //! escaped (`\u{202e}`) in the pages and in `receiver events list` / `show`, as control
-//! characters do.
+//! characters do; JSON output (`--json`, `listen --output json`) writes them as JSON escapes.
 
 use std::time::Duration;
 
 use http::StatusCode;
 
 use crate::support::inspector::Inspected;
-use crate::support::receiver::run_cli;
+use crate::support::receiver::{post, run_cli, Process};
 use crate::support::store::{for_each_store, TestStore};
 
 for_each_store!(
@@ -92,6 +92,18 @@ const SPOOFING: &[(char, &str, &str)] = &[
     ('\u{200d}', r"\u200d", r"\u{200d}"),
     ('\u{2060}', r"\u2060", r"\u{2060}"),
     ('\u{feff}', r"\ufeff", r"\u{feff}"),
+    // Invisible too: soft hyphen, Mongolian vowel separator, invisible times, a deprecated
+    // format character, an interlinear annotation anchor, a variation selector, a tag (beyond
+    // the Basic Multilingual Plane: a surrogate pair in JSON), and a C1 control (CSI), which
+    // JSON writers leave as it is.
+    ('\u{ad}', r"\u00ad", r"\u{ad}"),
+    ('\u{180e}', r"\u180e", r"\u{180e}"),
+    ('\u{2062}', r"\u2062", r"\u{2062}"),
+    ('\u{206a}', r"\u206a", r"\u{206a}"),
+    ('\u{fff9}', r"\ufff9", r"\u{fff9}"),
+    ('\u{fe0f}', r"\ufe0f", r"\u{fe0f}"),
+    ('\u{e0041}', r"\udb40\udc41", r"\u{e0041}"),
+    ('\u{9b}', r"\u009b", r"\u{9b}"),
 ];
 
 /// Whether `text` holds any of the spoofing characters themselves.
@@ -173,4 +185,56 @@ async fn bidi_controls_and_invisible_characters_show_escaped_in_pages_and_the_cl
     let event: serde_json::Value = serde_json::from_str(&shown_event[json_start..]).unwrap();
     assert_eq!(event["eventId"], id);
     assert_eq!(event["data"]["note"], name);
+    // With --json too: JSON escapes, and the same values once parsed.
+    for args in [
+        vec!["events", "list", "--store", &store, "--json"],
+        vec!["events", "show", "--store", &store, &id, "--json"],
+    ] {
+        let (code, output, stderr) = run_cli(&args, &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!holds_raw_spoofing_character(&output), "{args:?}: {output}");
+        assert!(output.contains(&name_json_escaped), "{args:?}: {output}");
+        let parsed: serde_json::Value = serde_json::from_str(&output).unwrap();
+        let event = if parsed.is_array() {
+            &parsed[0]
+        } else {
+            &parsed
+        };
+        assert_eq!(event["eventName"], name, "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_json_lines_of_listen_escape_what_json_leaves_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("receiver.db").display());
+    let receiver = Process::spawn(
+        &[
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--ui",
+            "off",
+            "--output",
+            "json",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    let raw: String = SPOOFING.iter().map(|(c, _, _)| *c).collect();
+    let json_escaped: String = SPOOFING.iter().map(|(_, json, _)| *json).collect();
+    let body = serde_json::json!({"accountId": 4, "events": [{
+        "eventId": format!("id-{raw}"), "eventName": "COURSE_COMPLETED", "timestamp": 1,
+        "data": {}}]})
+    .to_string();
+    let reply = post(receiver.addr, "/webhook", &[], body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let line = receiver.next_line().expect("a JSON line");
+    assert!(!holds_raw_spoofing_character(&line), "{line}");
+    assert!(line.contains(&format!("id-{json_escaped}")), "{line}");
+    let parsed: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(parsed["type"], "event", "{line}");
+    assert_eq!(parsed["eventId"], format!("id-{raw}"), "{line}");
+    receiver.kill();
 }

@@ -26,7 +26,7 @@ pub(super) fn make_certificate(dir: &Path) -> rustls::pki_types::CertificateDer<
 }
 
 /// A TLS client trusting only `certificate`.
-fn connector(certificate: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
+pub(super) fn connector(certificate: &rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certificate.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -5,7 +5,9 @@
 mod cli;
 mod connect_timeout;
 mod delivery;
+mod least_privilege;
 mod python;
+mod remote_text;
 mod replay;
 mod run_worker;
 mod scale_out;

@@ -60,9 +60,7 @@ fn exchange(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) ->
                 String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase(),
             );
         }
-        let read = stream
-            .read(&mut buffer)
-            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        let read = read_some(&mut stream, &mut buffer, method, path);
         assert!(read > 0, "{method} {path}: chromedriver closed early");
         raw.extend_from_slice(&buffer[..read]);
     };
@@ -86,9 +84,7 @@ fn exchange(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) ->
         if complete {
             break;
         }
-        let read = stream
-            .read(&mut buffer)
-            .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        let read = read_some(&mut stream, &mut buffer, method, path);
         if read == 0 {
             break;
         }
@@ -99,6 +95,19 @@ fn exchange(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) ->
         body = dechunk(&body);
     }
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// One read from chromedriver's answer, read again when interrupted: a socket read with a
+/// read timeout is not restarted by the kernel after a signal, nor after the process was
+/// stopped and continued (signal(7)), and fails with EINTR instead; that says nothing about
+/// the page under test (seen in the whole suite on a loaded machine).
+fn read_some(stream: &mut TcpStream, buffer: &mut [u8], method: &str, path: &str) -> usize {
+    loop {
+        match stream.read(buffer) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => return read.unwrap_or_else(|error| panic!("{method} {path}: {error}")),
+        }
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

@@ -351,13 +351,23 @@ pub fn binary() -> &'static str {
 impl Process {
     /// Runs `receiver ARGS` with `envs` and waits (bounded) for its `listening on` line.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        Process::start(args, envs, Stdio::null(), "warn")
+    }
+
+    /// [`Process::spawn`] with its log (`RUST_LOG=info`, standard error) written to `log`.
+    pub fn spawn_logging(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Process {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Process::start(args, envs, Stdio::from(file), "info")
+    }
+
+    fn start(args: &[&str], envs: &[(&str, &str)], stderr: Stdio, log_level: &str) -> Process {
         let mut command = Command::new(binary());
         command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env("RUST_LOG", "warn");
+            .stderr(stderr)
+            .env("RUST_LOG", log_level);
         for (name, value) in envs {
             command.env(name, value);
         }

@@ -3,8 +3,8 @@
 //! PostgreSQL database, so each promise is written once and checked on both stores. Without
 //! PostgreSQL the second call says SKIPPED loudly (and fails under `CI=true`).
 //!
-//! Assertions read the tables with SQL in which `{events}`, `{requests}`, `{refused}`
-//! and `{forward_jobs}` stand for the store's table names.
+//! Assertions read the tables with SQL in which `{events}`, `{requests}`, `{refused}`,
+//! `{forward_jobs}` and `{dedupe_keys}` stand for the store's table names.
 
 use std::path::Path;
 use std::time::Duration;
@@ -104,23 +104,44 @@ impl TestStore {
 
     /// `sql` with the table placeholders replaced by this store's names.
     fn sql(&self, sql: &str) -> String {
-        let names: [(&str, &str); 4] = match self.kind {
+        let names: [(&str, &str); 5] = match self.kind {
             StoreKind::Sqlite => [
                 ("{events}", "events"),
                 ("{requests}", "requests"),
                 ("{refused}", "refused_requests"),
                 ("{forward_jobs}", "forward_jobs"),
+                ("{dedupe_keys}", "dedupe_keys"),
             ],
             StoreKind::Postgres => [
                 ("{events}", "receiver_events"),
                 ("{requests}", "receiver_requests"),
                 ("{refused}", "receiver_refused_requests"),
                 ("{forward_jobs}", "receiver_forward_jobs"),
+                ("{dedupe_keys}", "receiver_dedupe_keys"),
             ],
         };
         names
             .iter()
             .fold(sql.to_owned(), |sql, (from, to)| sql.replace(from, to))
+    }
+
+    /// Runs `sql` (a statement that changes rows, such as backdating them) on this store.
+    pub async fn execute(&self, sql: &str) {
+        let sql = self.sql(sql);
+        match &self.location {
+            StoreLocation::Sqlite(path) => {
+                crate::support::receiver::open_db(path)
+                    .execute_batch(&sql)
+                    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+            }
+            StoreLocation::Postgres(_) => {
+                self.client()
+                    .await
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+            }
+        }
     }
 
     /// A connection to the PostgreSQL database (over TLS when its URL says so).

@@ -37,6 +37,9 @@ new_events AS (
     FROM unnest($8::int8[], $9::text[], $10::text[], $11::int8[], $12::bool[], $13::text[])
          WITH ORDINALITY AS e (request_ord, event_id, event_name, timestamp_ms, known, event, ord)
     JOIN r ON r.ord = e.request_ord
+    -- A key pruned or erased within the dedupe window is a duplicate too.
+    WHERE NOT EXISTS (SELECT 1 FROM receiver_dedupe_keys d
+                      WHERE d.account_id = r.account_id AND d.event_id = e.event_id)
     ORDER BY r.account_id, e.event_id, e.ord
     ON CONFLICT (account_id, event_id) DO NOTHING
     RETURNING request_id, event_id, event_name

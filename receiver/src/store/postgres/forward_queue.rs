@@ -153,7 +153,8 @@ impl PostgresForwardQueue {
         }
     }
 
-    /// Records an outcome and its attempt in one transaction.
+    /// Records an outcome and its attempt in one transaction (nothing for a job erased
+    /// meanwhile).
     async fn record_outcome(&self, outcome: &JobOutcome) -> Result<(), StoreError> {
         let failed = |error: tokio_postgres::Error| store_error(&error);
         let recorded = async {
@@ -164,10 +165,16 @@ impl PostgresForwardQueue {
                 sql::attempt_values(outcome.job_id, &outcome.attempt, outcome.result.outcome());
             for (statement, values) in [(update, values), (sql::INSERT_ATTEMPT, attempt)] {
                 let parameters = postgres_parameters(&values);
-                transaction
+                let changed = transaction
                     .execute(&Dialect::Postgres.render(statement), &parameters)
                     .await
                     .map_err(failed)?;
+                // The job was erased while it was being sent (`receiver erase`; the update
+                // waited for that removal's commit, or holds the row against it): nothing
+                // to record, and an attempt would break the foreign key.
+                if changed == 0 {
+                    break;
+                }
             }
             transaction.commit().await.map_err(failed)
         };

@@ -26,7 +26,8 @@
 //! Its parts: `schema` (the tables, their version and the checks at first use), `writer`
 //! (what the store's tasks share, and the group commit), `batch` (one batch's statement and
 //! its columns), `error` (the database's errors in words), `forward_queue` (the forwarding
-//! lease and queue), `reader` (`events` and `export`), `requests` (the inspector's reads).
+//! lease and queue), `reader` (`events` and `export`), `requests` (the inspector's reads),
+//! `maintenance` (pruning and erasure, by any receiver or command, one at a time).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,7 @@ use anyhow::Context as _;
 use common::postgres::DatabaseUrl;
 use tokio::sync::{mpsc, oneshot};
 
+use super::maintenance::{PruneBatch, PruneCursor, PruneRule};
 use super::{AcceptedRequest, RefusedRequest, Store, StoreError, StoreFuture};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
@@ -45,12 +47,14 @@ mod batch;
 mod error;
 mod forward_control;
 mod forward_queue;
+mod maintenance;
 mod reader;
 mod requests;
 pub(super) mod schema;
 mod writer;
 
 pub use forward_queue::PostgresForwardQueue;
+pub use maintenance::PostgresMaintenance;
 pub use reader::PostgresReader;
 pub use requests::{PostgresRequestPool, PostgresRequestReader, GAP_WAIT, LATE_WINDOW};
 
@@ -181,6 +185,23 @@ impl Store for PostgresStore {
             }
             self.inner.pool.close();
             Ok(())
+        })
+    }
+
+    fn prune_batch(
+        &self,
+        rule: PruneRule,
+        cursor: PruneCursor,
+    ) -> StoreFuture<'_, Result<PruneBatch, StoreError>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(StoreError("the store is closed".to_owned()));
+            }
+            let mut client = self.inner.client().await.map_err(|failed| failed.error)?;
+            let client: &mut tokio_postgres::Client = &mut client;
+            maintenance::prune_batch(client, rule, cursor, false)
+                .await
+                .map_err(|error| error::store_error(&error))
         })
     }
 }

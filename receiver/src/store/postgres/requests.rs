@@ -15,7 +15,9 @@
 //! or was cut by an outage burns its ids, and a server crash makes the sequence jump): a row
 //! held back behind the same gap for [`GAP_WAIT`] (longer than a batch may take to commit
 //! before its requests get 503) is let through, and gaps [`LATE_WINDOW`] ids below the
-//! newest count as settled, so a resumed stream crosses old holes (trimmed refusals) at once.
+//! newest count as settled, so a resumed stream crosses old holes (trimmed refusals) at once;
+//! so do gaps below a row received more than [`SETTLED_AGE`] ago (requests removed by the
+//! retention, or erased, long after their batch committed).
 //! We chose this over re-reading a window below the cursor: the cursor stays one number per
 //! table, exact for a browser that reconnects with it, and a row is never sent twice.
 
@@ -45,6 +47,15 @@ pub const GAP_WAIT: Duration = Duration::from_secs(super::writer::COMMIT_TIMEOUT
 /// requests below their table's newest `--keep-refused` are trimmed, so that window is
 /// narrower when fewer are kept.
 pub const LATE_WINDOW: i64 = 10_000;
+
+/// A gap below a row received longer ago than this is settled at once. A batch takes its ids
+/// when its statement runs: within the body timeout (30 s by default), the writers' queue and
+/// the commit timeout of its requests' receipt. So the ids missing below a row received ten
+/// minutes ago were taken earlier still, by a batch that has long committed or failed: they
+/// were removed (by the retention, an erasure) or burnt, and nothing will fill them. Without
+/// this, every pass of the retention on a store of fewer than [`LATE_WINDOW`] requests would
+/// hold the live list back again behind the new lowest row.
+pub const SETTLED_AGE: Duration = Duration::from_secs(600);
 
 /// The inspector's connections to a PostgreSQL store, and what its streams learnt about gaps.
 pub struct PostgresRequestPool {
@@ -116,19 +127,22 @@ struct HeldBack {
 }
 
 impl HeldBack {
-    /// The first of `gaps` (`(lowest missing id, id of the row above it)`, in id order) that
-    /// a commit in flight may still fill, or `None` when all are settled.
+    /// The first of `gaps` (`(lowest missing id, id of the row above it, when that row was
+    /// received)`, in id order) that a commit in flight may still fill, or `None` when all are
+    /// settled.
     fn first_open(
         &self,
         side: Side,
-        gaps: impl IntoIterator<Item = (i64, i64)>,
+        gaps: impl IntoIterator<Item = (i64, i64, i64)>,
         newest: i64,
     ) -> Option<(i64, i64)> {
         let settled_below = newest.saturating_sub(self.window(side));
+        let old_before_ms = verify::unix_now_ms()
+            .saturating_sub(i64::try_from(SETTLED_AGE.as_millis()).unwrap_or(i64::MAX));
         let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
         since.retain(|(of, row), _| *of != side || *row > settled_below);
-        for (start, row) in gaps {
-            if row - 1 <= settled_below {
+        for (start, row, received_at_ms) in gaps {
+            if row - 1 <= settled_below || received_at_ms < old_before_ms {
                 continue;
             }
             let first = *since.entry((side, row)).or_insert_with(Instant::now);
@@ -181,8 +195,8 @@ impl PostgresRequestReader {
         let table = table(side);
         // The rows right above each gap in the top window, and the newest row.
         let sql = format!(
-            "SELECT id, prev FROM (
-                 SELECT id, lag(id) OVER (ORDER BY id) AS prev FROM {table}
+            "SELECT id, prev, received_at_ms FROM (
+                 SELECT id, lag(id) OVER (ORDER BY id) AS prev, received_at_ms FROM {table}
                  WHERE id > (SELECT COALESCE(MAX(id), 0) FROM {table}) - $1
              ) w
              WHERE prev IS NULL OR id > prev + 1 OR id = (SELECT MAX(id) FROM {table})
@@ -197,7 +211,7 @@ impl PostgresRequestReader {
         let gaps = rows.iter().filter_map(|row| {
             let id: i64 = row.get(0);
             let start = row.get::<_, Option<i64>>(1).map_or(lowest, |prev| prev + 1);
-            (id > start).then_some((start, id))
+            (id > start).then_some((start, id, row.get::<_, i64>(2)))
         });
         Ok(match self.held_back.first_open(side, gaps, newest) {
             Some((start, _)) => start - 1,
@@ -245,10 +259,10 @@ impl RequestRows for PostgresRequestReader {
         if direction == Direction::Newer {
             // Stop before the first gap a commit in flight may still fill (module docs).
             let mut expected = bound.saturating_add(1).max(1);
-            let gaps: Vec<(i64, i64)> = rows
+            let gaps: Vec<(i64, i64, i64)> = rows
                 .iter()
                 .filter_map(|row| {
-                    let gap = (row.id > expected).then_some((expected, row.id));
+                    let gap = (row.id > expected).then_some((expected, row.id, row.received_at_ms));
                     expected = row.id + 1;
                     gap
                 })

@@ -6,8 +6,9 @@ use deadpool_postgres::Object;
 
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
-/// Version 1 is the whole layout below; version 2 forwards to several targets; version 3
-/// adds what searches read. A change of layout is a step appended here.
+/// Version 1 is the whole layout below; version 2 forwards to several targets; version 3 adds
+/// the dedupe keys that outlive their pruned or erased events; version 4 adds what searches
+/// read. A change of layout is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
@@ -25,27 +26,30 @@ pub(crate) const LAYOUT: Layout = Layout {
         },
         Step {
             version: 3,
+            sql: DEDUPE_KEYS,
+            creates: &["receiver_dedupe_keys"],
+        },
+        Step {
+            version: 4,
             sql: SEARCH_AND_REPORTING,
             creates: &[],
         },
     ],
-    late_tables: None,
 };
 
-/// From version 2 to 3: searching and reporting (SPEC section 10):
-/// - the learner (`data.userId`) and learning object (`data.loId`) indexed as `->>` reads them
-///   (a string decoded, a number as written: `crate::search`'s meaning), so a search for one
-///   reads the index, not the table. Each commit pays for them: the expression computed from
-///   the JSON and a B-tree entry per index and event (measured in `bench/`, see the README);
-/// - the events of a request (the inspector's overview tells duplicates by it); request ids
-///   grow, so its entries go to its end.
+/// From version 3 to 4: searching and reporting (SPEC section 10). The learner
+/// (`data.userId`) and learning object (`data.loId`) indexed as `->>` reads them (a string
+/// decoded, a number as written: `crate::search`'s meaning), so a search for one reads the
+/// index, not the table. Each commit pays for them: the expression computed from the JSON and a
+/// B-tree entry per index and event (measured in `bench/`, see the README). The events of a
+/// request, which the inspector's overview tells duplicates by, have their index since
+/// version 3 (`receiver_events_by_request`).
 ///
 /// `receiver_events` itself is the relation reports query (the SQLite store has a view of
 /// that name with the same columns).
 const SEARCH_AND_REPORTING: &str = "
 CREATE INDEX receiver_events_by_user ON receiver_events ((event -> 'data' ->> 'userId'));
 CREATE INDEX receiver_events_by_lo ON receiver_events ((event -> 'data' ->> 'loId'));
-CREATE INDEX receiver_events_by_request ON receiver_events (request_id);
 ";
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in
@@ -154,6 +158,24 @@ CREATE TABLE receiver_forward_attempts (
 CREATE INDEX receiver_forward_attempts_by_job ON receiver_forward_attempts (job_id, id);
 ";
 
+/// Version 3: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// kept until `--dedupe-window` after their request was received, so a late retry of such an
+/// event is still a duplicate (the batch statement looks them up; pruning and erasure write
+/// them, in append order). And events by request: pruning and erasure delete a request's
+/// events by it, and the foreign key's check on each deleted request needs it too (without it,
+/// a scan of every event per request).
+const DEDUPE_KEYS: &str = "
+CREATE TABLE receiver_dedupe_keys (
+    id               bigserial PRIMARY KEY,
+    account_id       bigint  NOT NULL,
+    event_id         text    NOT NULL,
+    received_at_ms   bigint  NOT NULL,  -- when the request that stored the event arrived
+    UNIQUE (account_id, event_id)
+);
+CREATE INDEX receiver_dedupe_keys_by_time ON receiver_dedupe_keys (received_at_ms);
+CREATE INDEX receiver_events_by_request ON receiver_events (request_id);
+";
+
 /// Every table of [`SCHEMA`]: tables of these names without a `receiver_schema` row are
 /// another program's, and are left alone.
 const TABLE_NAMES: &[&str] = &[
@@ -210,20 +232,114 @@ pub(super) async fn warn_if_not_durable(client: &Object) {
 mod tests {
     use super::*;
 
-    /// A database made by version 2 of the layout (several forward targets, the one before
-    /// the search's step) or by version 1, with a few rows, is brought to the latest in place:
-    /// its rows stay, and searches and reports find them by the new indexes.
+    /// A database whose receiver tables a receiver of version 1 made (one target), with rows,
+    /// is brought up in place by the next start and keeps them; the dedupe keys start empty.
     #[tokio::test]
-    async fn a_database_of_version_2_or_1_is_brought_up_keeping_its_rows() {
-        for from in [2, 1] {
-            brought_up_keeping_its_rows(from).await;
+    async fn tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows() {
+        brought_up_from(
+            1,
+            "tables_of_version_1_gain_the_dedupe_keys_and_keep_their_rows",
+        )
+        .await;
+    }
+
+    /// The same from version 2 (several targets, before the dedupe keys).
+    #[tokio::test]
+    async fn tables_of_version_2_gain_the_dedupe_keys_and_keep_their_rows() {
+        brought_up_from(
+            2,
+            "tables_of_version_2_gain_the_dedupe_keys_and_keep_their_rows",
+        )
+        .await;
+    }
+
+    /// Tables made by the steps up to `version`, with a request, its event and its forward
+    /// job (the columns every version has), brought up to the latest by `prepare_schema`.
+    async fn brought_up_from(version: i64, what: &str) {
+        let Some(url) = common::test_postgres::test_database(what) else {
+            return;
+        };
+        let url = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let pool = url.pool("schema-test", 1).expect("pool");
+        let mut client = pool.get().await.expect("connect");
+        let steps = usize::try_from(version).expect("a version");
+        let earlier = Layout {
+            steps: &LAYOUT.steps[..steps],
+            ..LAYOUT
+        };
+        postgres_schema::prepare(&mut client, &earlier)
+            .await
+            .expect("the earlier version");
+        client
+            .batch_execute(
+                "INSERT INTO receiver_requests (received_at_ms, method, path, headers, body, auth, account_id)
+                 VALUES (5, 'POST', '/webhook', '[]', '\\x7b7d', 'none', 1010);
+                 INSERT INTO receiver_events (account_id, event_id, request_id, event_name,
+                     timestamp_ms, received_at_ms, known, event)
+                 SELECT 1010, 'kept', id, 'COURSE_COMPLETED', 0, 5, true, '{}' FROM receiver_requests;
+                 INSERT INTO receiver_forward_jobs (request_id, queued_at_ms)
+                 SELECT id, 6 FROM receiver_requests;",
+            )
+            .await
+            .expect("rows of the earlier version");
+
+        prepare_schema(&mut client).await.expect("brought up");
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version::int8 FROM receiver_schema ORDER BY version",
+                &[],
+            )
+            .await
+            .expect("versions")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(versions, (1..=LAYOUT.version()).collect::<Vec<_>>());
+        let kept = client
+            .query_one(
+                "SELECT e.event_id, r.received_at_ms, j.queued_at_ms,
+                        (SELECT COUNT(*) FROM receiver_dedupe_keys)
+                 FROM receiver_events e JOIN receiver_requests r ON r.id = e.request_id
+                 JOIN receiver_forward_jobs j ON j.request_id = r.id",
+                &[],
+            )
+            .await
+            .expect("the rows");
+        assert_eq!(kept.get::<_, String>(0), "kept");
+        assert_eq!(
+            (
+                kept.get::<_, i64>(1),
+                kept.get::<_, i64>(2),
+                kept.get::<_, i64>(3)
+            ),
+            (5, 6, 0)
+        );
+        let indexed: bool = client
+            .query_one(
+                "SELECT to_regclass('receiver_events_by_request') IS NOT NULL",
+                &[],
+            )
+            .await
+            .expect("index")
+            .get(0);
+        assert!(indexed);
+    }
+
+    /// A database made by version 3 of the layout (the dedupe keys, the one before the
+    /// search's step) or by version 2 (several forward targets), with a few rows, is brought to
+    /// the latest in place: its rows stay, and searches and reports find them by the new
+    /// indexes.
+    #[tokio::test]
+    async fn a_database_of_version_3_or_2_gets_the_search_indexes_keeping_its_rows() {
+        for from in [3, 2] {
+            search_indexes_from(from).await;
         }
     }
 
-    async fn brought_up_keeping_its_rows(from: usize) {
-        let Some(url) =
-            common::test_postgres::test_database(&format!("receiver schema version {from}"))
-        else {
+    async fn search_indexes_from(from: usize) {
+        let Some(url) = common::test_postgres::test_database(&format!(
+            "receiver search indexes from version {from}"
+        )) else {
             return;
         };
         let url = common::postgres::DatabaseUrl::parse(&url).unwrap();
@@ -257,7 +373,7 @@ mod tests {
             (prepared.found, prepared.version),
             (i64::try_from(from).unwrap(), LAYOUT.version())
         );
-        assert!(LAYOUT.version() >= 3);
+        assert!(LAYOUT.version() >= 4);
         for (sql, expected) in [
             (
                 "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '4279332'",
@@ -286,11 +402,7 @@ mod tests {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        for index in [
-            "receiver_events_by_user",
-            "receiver_events_by_lo",
-            "receiver_events_by_request",
-        ] {
+        for index in ["receiver_events_by_user", "receiver_events_by_lo"] {
             assert!(indexes.iter().any(|name| name == index), "{indexes:?}");
         }
     }

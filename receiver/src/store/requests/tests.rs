@@ -594,10 +594,11 @@ impl Fixture for PostgresFixture {
     }
 }
 
-/// An accepted request taking its id from the sequence, as the writer's do.
+/// An accepted request received now, taking its id from the sequence, as the writer's do.
 const INSERT_NEXT: &str =
     "INSERT INTO receiver_requests (received_at_ms, method, path, headers, body, auth, account_id)
-     VALUES (99, 'POST', '/webhook', '[]', '{\"accountId\":1,\"events\":[]}', 'none', 1)";
+     VALUES ((extract(epoch FROM clock_timestamp()) * 1000)::int8, 'POST', '/webhook', '[]',
+             '{\"accountId\":1,\"events\":[]}', 'none', 1)";
 
 #[test]
 fn a_request_committed_late_with_a_lower_id_still_reaches_the_stream() {
@@ -674,4 +675,33 @@ fn an_id_that_never_commits_holds_the_stream_back_only_for_a_while() {
     assert_eq!(keys, [RequestKey::Accepted(4)]);
     let reader = fixture.reader();
     assert_eq!(reader.newest().unwrap().accepted, 4);
+}
+
+#[test]
+fn ids_removed_long_after_their_commit_hold_nothing_back() {
+    let what = "ids_removed_long_after_their_commit_hold_nothing_back";
+    let Some(mut fixture) = PostgresFixture::new(what) else {
+        return;
+    };
+    // Requests received long ago (as `fill` makes them); the retention removed the oldest and
+    // an erasure one in the middle, leaving holes below them and between them.
+    fill(&mut fixture, 6);
+    fixture.execute(
+        "DELETE FROM receiver_events WHERE request_id IN (1, 2, 3, 5);
+         DELETE FROM receiver_requests WHERE id IN (1, 2, 3, 5);",
+    );
+    let reader = fixture.reader();
+    assert_eq!(
+        reader.newest().unwrap().accepted,
+        6,
+        "a page hands over above the holes at once"
+    );
+    let start = Cursor {
+        accepted: 0,
+        refused: 0,
+    };
+    let (rows, cursor) = follow(reader.as_ref(), start);
+    let keys: Vec<RequestKey> = rows.iter().map(|row| row.key).collect();
+    assert_eq!(keys, [4, 6].map(RequestKey::Accepted));
+    assert_eq!(cursor.accepted, 6);
 }

@@ -20,7 +20,9 @@
 //! Its parts: `schema` (the layout and its version), `jobs` (what goes to the writer thread
 //! and comes back), `writer` (the thread and its group commit), `checkpointer` (the WAL copied
 //! into the file off the commit path), `forward_queue` (the forwarder's side), `reader`
-//! (`events` and `export`), `requests` (the inspector's reads).
+//! (`events` and `export`), `requests` (the inspector's reads), `maintenance` (pruning and
+//! erasure: the listener's prunes run in the writer thread, between group commits), `backup`
+//! (`receiver backup`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,23 +31,28 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::forward::JobSignals;
+use super::maintenance::{PruneBatch, PruneCursor, PruneRule};
 use super::{AcceptedRequest, RefusedRequest, Store, StoreError, StoreFuture};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 use crate::routing::Routes;
-use jobs::Job;
+use jobs::{Job, PruneOrder};
 use writer::{Settings, Writer};
 
+mod backup;
 mod checkpointer;
 mod forward_control;
 mod forward_queue;
 mod jobs;
+mod maintenance;
 mod reader;
 mod requests;
 mod schema;
 mod writer;
 
+pub use backup::backup;
 pub use forward_queue::SqliteForwardQueue;
+pub use maintenance::SqliteMaintenance;
 pub use reader::SqliteReader;
 
 /// Jobs waiting for the writer; senders wait (back-pressure) when it is full.
@@ -159,5 +166,13 @@ impl Store for SqliteStore {
 
     fn close(&self) -> StoreFuture<'_, Result<(), StoreError>> {
         Box::pin(self.submit(Job::Close))
+    }
+
+    fn prune_batch(
+        &self,
+        rule: PruneRule,
+        cursor: PruneCursor,
+    ) -> StoreFuture<'_, Result<PruneBatch, StoreError>> {
+        Box::pin(self.submit(move |reply| Job::Prune(PruneOrder { rule, cursor }, reply)))
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 /// One step of the layout: the statements that bring a store from the previous step's version
 /// to `version`, recorded in `PRAGMA user_version` in the same transaction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Step {
     /// The version after this step; steps go up.
     version: i64,
@@ -19,7 +19,8 @@ struct Step {
 /// kept a second copy of each event's JSON, is one: no step leads from it). Version 2 keeps
 /// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
 /// request and target, with its state, its place in its target's queue and every attempt);
-/// version 4 ([`SEARCH_AND_REPORTING`]) adds what searches and reports read. A change of
+/// version 4 adds the dedupe keys that outlive their pruned or erased events; version 5
+/// ([`SEARCH_AND_REPORTING`]) adds what searches and reports read. A change of
 /// layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
@@ -32,6 +33,10 @@ const STEPS: &[Step] = &[
     },
     Step {
         version: 4,
+        sql: VERSION_4,
+    },
+    Step {
+        version: 5,
         sql: SEARCH_AND_REPORTING,
     },
 ];
@@ -149,7 +154,71 @@ CREATE TABLE forward_order (
 INSERT INTO forward_order (id, next) SELECT 1, COALESCE(MAX(id), 0) + 1 FROM forward_jobs;
 ";
 
-/// From version 3 to 4: searching and reporting (SPEC section 10):
+/// Version 4: the `(account_id, event_id)` keys of events that retention or erasure deleted,
+/// kept until `--dedupe-window` after their request was received, so a late retry of such an
+/// event is still a duplicate. Rows go in append order (the rowid), written by pruning and
+/// erasure only, never on the commit path, which only looks keys up.
+///
+/// And forward job ids that are never used twice (`AUTOINCREMENT`): once erasure or retention
+/// can remove the newest job, SQLite would give its id to the next one, and the answer to an
+/// erased job still being sent would be recorded on that new job (marked forwarded, never
+/// sent). `forward_jobs` and `forward_attempts` are made again, rows and ids kept; the
+/// attempts first, so no cascade runs.
+const VERSION_4: &str = "
+CREATE TABLE forward_jobs_4 (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id          INTEGER NOT NULL REFERENCES requests(id),
+    target              TEXT    NOT NULL DEFAULT '',
+    state               TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'parked', 'skipped', 'forwarded')),
+    queue_order         INTEGER NOT NULL,
+    queued_at_ms        INTEGER NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    last_attempt_at_ms  INTEGER,
+    next_attempt_at_ms  INTEGER,
+    forwarded_at_ms     INTEGER,
+    UNIQUE (request_id, target)
+);
+INSERT INTO forward_jobs_4 (id, request_id, target, state, queue_order, queued_at_ms, attempts,
+                            last_error, last_attempt_at_ms, next_attempt_at_ms, forwarded_at_ms)
+SELECT id, request_id, target, state, queue_order, queued_at_ms, attempts, last_error,
+       last_attempt_at_ms, next_attempt_at_ms, forwarded_at_ms
+FROM forward_jobs;
+CREATE TABLE forward_attempts_4 (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES forward_jobs_4(id) ON DELETE CASCADE,
+    at_ms       INTEGER NOT NULL,
+    status      INTEGER,
+    error       TEXT,
+    latency_us  INTEGER NOT NULL,
+    answer      BLOB    NOT NULL,
+    outcome     TEXT    NOT NULL
+);
+INSERT INTO forward_attempts_4 SELECT id, job_id, at_ms, status, error, latency_us, answer, outcome
+FROM forward_attempts;
+DROP TABLE forward_attempts;
+DROP TABLE forward_jobs;
+-- Renaming rewrites forward_attempts_4's reference to the new name.
+ALTER TABLE forward_jobs_4 RENAME TO forward_jobs;
+ALTER TABLE forward_attempts_4 RENAME TO forward_attempts;
+CREATE INDEX forward_jobs_pending ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'pending';
+CREATE INDEX forward_jobs_parked ON forward_jobs (target, queue_order, queued_at_ms)
+    WHERE state = 'parked';
+CREATE INDEX forward_attempts_by_job ON forward_attempts (job_id, id);
+CREATE TABLE dedupe_keys (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    received_at_ms  INTEGER NOT NULL,  -- when the request that stored the event arrived
+    UNIQUE (account_id, event_id)
+);
+-- Expiry walks the oldest keys first.
+CREATE INDEX dedupe_keys_by_time ON dedupe_keys (received_at_ms);
+";
+
+/// From version 4 to 5: searching and reporting (SPEC section 10):
 /// - `user_id` and `lo_id`: `data.userId` and `data.loId` as a search compares them (a string
 ///   decoded, a number as written: `crate::search`), written with each event. No index: a
 ///   search reads this narrow table whole (0.1 s a million events), where an index would add
@@ -291,21 +360,80 @@ mod tests {
     fn a_new_store_gets_the_latest_layout_and_keeps_it() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 4);
+        assert_eq!(version(&connection), latest());
         assert_eq!(
             tables(&connection),
             [
+                "dedupe_keys",
                 "events",
                 "forward_attempts",
                 "forward_jobs",
                 "forward_order",
                 "health",
                 "refused_requests",
-                "requests"
+                "requests",
+                "sqlite_sequence"
             ]
         );
         bring_up(&connection).unwrap();
-        assert_eq!(check_layout(&connection, false).unwrap(), 4);
+        assert_eq!(check_layout(&connection, false).unwrap(), latest());
+    }
+
+    /// A store as version 3 made it (several targets, before the dedupe keys), with rows, is
+    /// brought up in place by the listener and keeps them; the new table starts empty.
+    #[test]
+    fn a_store_of_version_3_gains_the_dedupe_keys_and_keeps_its_rows() {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up_with(&connection, &STEPS[..2]).unwrap();
+        assert_eq!(version(&connection), 3);
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 0, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO events (account_id, event_id, request_id, event_name,
+                                     timestamp_ms, known, raw_start, raw_length)
+                 VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 0, 1, 0, 2);
+                 INSERT INTO forward_jobs (request_id, target, state, queue_order, queued_at_ms)
+                 VALUES (1, 'http://a/', 'parked', 1, 5);
+                 INSERT INTO forward_attempts (job_id, at_ms, status, latency_us, answer, outcome)
+                 VALUES (1, 6, 400, 10, x'', 'parked');",
+            )
+            .unwrap();
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), latest());
+        let kept: (String, i64, String, i64) = connection
+            .query_row(
+                "SELECT e.event_id, r.account_id, j.state, j.queued_at_ms
+                 FROM events e JOIN requests r ON r.id = e.request_id
+                 JOIN forward_jobs j ON j.request_id = r.id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("kept".to_owned(), 1010, "parked".to_owned(), 5));
+        let attempts: i64 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM forward_attempts WHERE job_id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 1, "the attempts are kept with their job");
+        // The newest job removed (as erasure does), the next one gets a new id.
+        connection
+            .execute_batch(
+                "DELETE FROM forward_attempts; DELETE FROM forward_jobs;
+                 INSERT INTO forward_jobs (request_id, target, queue_order, queued_at_ms)
+                 VALUES (1, 'http://b/', 2, 7);",
+            )
+            .unwrap();
+        let id: i64 = connection
+            .query_row("SELECT id FROM forward_jobs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, 2, "a removed job's id is not given again");
+        let keys: i64 = connection
+            .query_row("SELECT COUNT(*) FROM dedupe_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(keys, 0);
     }
 
     #[test]
@@ -330,13 +458,7 @@ mod tests {
 
     /// This build's steps and one more, the shape a next layout takes.
     fn with_next_step(sql: &'static str) -> Vec<Step> {
-        let mut steps: Vec<Step> = STEPS
-            .iter()
-            .map(|step| Step {
-                version: step.version,
-                sql: step.sql,
-            })
-            .collect();
+        let mut steps: Vec<Step> = STEPS.to_vec();
         steps.push(Step {
             version: latest() + 1,
             sql,
@@ -377,10 +499,10 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_version_3_or_2_gets_the_search_columns_and_the_reporting_view_keeping_its_rows() {
-        // From the layout before this step (3, several forward targets) and the one before
-        // that (2), which goes through both.
-        for (steps, from) in [(2, 3), (1, 2)] {
+    fn an_earlier_store_gets_the_search_columns_and_the_reporting_view_keeping_its_rows() {
+        // From the layout before this step (4, the dedupe keys), the one before that (3,
+        // several forward targets) and version 2, which go through the steps between.
+        for (steps, from) in [(3, 4), (2, 3), (1, 2)] {
             a_store_gets_the_search_columns_keeping_its_rows(steps, from);
         }
     }
@@ -534,6 +656,10 @@ mod tests {
             .query_row("SELECT next FROM forward_order", [], |row| row.get(0))
             .unwrap();
         assert_eq!(next, 3, "new places come after the kept jobs");
+        let keys: i64 = connection
+            .query_row("SELECT COUNT(*) FROM dedupe_keys", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(keys, 0, "the dedupe keys' table comes with the steps after");
         // A request may now have a job per target, and an attempt goes with its job.
         connection
             .execute_batch(

@@ -10,13 +10,15 @@ use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpointer::Checkpointer;
-use super::jobs::{store_error, AcceptReply, Job};
+use super::jobs::{store_error, AcceptReply, Job, PruneOrder};
+use super::maintenance::{prune_batch, Durability};
 use super::schema::{bring_up, check_layout};
 use crate::accept_outcome::AcceptOutcome;
 use crate::metrics::Metrics;
 use crate::routing::Routes;
 use crate::store::forward::sql::{self as forward_sql, Dialect};
 use crate::store::forward::{JobOutcome, JobSignals};
+use crate::store::maintenance::PruneBatch;
 use crate::store::{within_refusal_budget, AcceptedRequest, RefusedRequest, StoreError};
 
 /// Most jobs in one transaction, so one huge batch cannot starve its first callers.
@@ -79,6 +81,7 @@ struct Batch {
     close: Vec<oneshot::Sender<Result<(), StoreError>>>,
     forwarded: Vec<(JobOutcome, oneshot::Sender<Result<(), StoreError>>)>,
     notes: Vec<JobOutcome>,
+    prunes: Vec<(PruneOrder, oneshot::Sender<Result<PruneBatch, StoreError>>)>,
 }
 
 impl Batch {
@@ -90,6 +93,7 @@ impl Batch {
             Job::Close(reply) => self.close.push(reply),
             Job::ForwardDone(done, reply) => self.forwarded.push((done, reply)),
             Job::ForwardNote(note) => self.notes.push(note),
+            Job::Prune(order, reply) => self.prunes.push((order, reply)),
         }
     }
 }
@@ -143,7 +147,13 @@ impl Writer {
                 taken += 1;
             }
             let closing = std::mem::take(&mut batch.close);
+            let prunes = std::mem::take(&mut batch.prunes);
             self.write_batch(batch);
+            // After the batch's answers: a prune's transaction never delays requests that
+            // were already waiting, and the next batch waits for one short transaction.
+            for (order, reply) in prunes {
+                let _ = reply.send(self.prune(&order));
+            }
             if !closing.is_empty() {
                 // Stop taking jobs; what is still queued gets "the store is closed".
                 jobs.close();
@@ -155,6 +165,34 @@ impl Writer {
             }
         }
         let _ = self.finish();
+    }
+
+    /// One batch of the listener's prune, in a transaction of its own.
+    fn prune(&mut self, order: &PruneOrder) -> Result<PruneBatch, StoreError> {
+        let result = self.connection().and_then(|connection| {
+            prune_batch(
+                connection,
+                order.rule,
+                order.cursor,
+                Durability::Deferred,
+                false,
+            )
+            .map_err(store_error)
+        });
+        match &result {
+            Ok(batch) => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    if batch.pruned != crate::store::maintenance::Pruned::default() {
+                        checkpointer.wal_grew();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "pruning failed");
+                self.connection = None;
+            }
+        }
+        result
     }
 
     /// Checkpoints the WAL into the database file and closes the connection.
@@ -399,16 +437,21 @@ fn insert_notes(connection: &Connection, notes: &[JobOutcome]) -> rusqlite::Resu
 }
 
 /// Records what an attempt did to its job, and the attempt (the statements both stores use).
+/// A job `receiver erase` removed while it was being sent is gone: nothing to record (its
+/// attempt would break the foreign key and fail the whole group commit).
 fn record_outcome(connection: &Connection, outcome: &JobOutcome) -> rusqlite::Result<()> {
     let (update, values) = forward_sql::outcome_update(outcome);
     let attempt =
         forward_sql::attempt_values(outcome.job_id, &outcome.attempt, outcome.result.outcome());
     for (statement, values) in [(update, values), (forward_sql::INSERT_ATTEMPT, attempt)] {
-        connection
+        let changed = connection
             .prepare_cached(&Dialect::Sqlite.render(statement))?
             .execute(rusqlite::params_from_iter(
                 values.iter().map(super::forward_control::sqlite_value),
             ))?;
+        if changed == 0 {
+            break;
+        }
     }
     Ok(())
 }
@@ -437,9 +480,12 @@ impl<'c> Inserts<'c> {
                 "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
+            // A key pruned or erased within the dedupe window is a duplicate too: one look
+            // in `dedupe_keys`, a read, in the same statement as the insert-if-absent.
             event: connection.prepare_cached(
                 "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+                 WHERE NOT EXISTS (SELECT 1 FROM dedupe_keys WHERE account_id = ?1 AND event_id = ?2)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?,
             forward_job: if routes.is_on() {

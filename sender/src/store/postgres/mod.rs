@@ -35,7 +35,8 @@
 //!
 //! Layout, one file per job, the trait implementations below handing each method to its file:
 //! `connection.rs` (the state, its runtime and pool, statements that count round trips),
-//! `schema.rs` (the tables and their layout version), `secrets.rs` (the sealing passes),
+//! `schema.rs` (the tables and the steps of their layout), `secrets.rs` (the key record and
+//! the transaction of a pass over the secrets),
 //! `webhooks.rs` (registrations), `queue.rs` (enqueue, batches, pending requests, pruning),
 //! `notify.rs` (LISTEN/NOTIFY), `leases.rs`, `record.rs` (outcomes under the fence, the expiry
 //! at the end of retention), `deliveries.rs` (what `deliveries` and the pages read),
@@ -63,8 +64,7 @@ pub use connection::PostgresState;
 pub use queue::FINISHED_KEPT_FOR_MS;
 
 use crate::registry::{Webhook, WebhookId};
-use crate::sealing::{self, SecretKey};
-use crate::store::rows::SealingPass;
+use crate::sealing::SecretKey;
 use crate::store::{
     AttemptRecord, Backlog, ClaimedNotification, DeliveryDetail, DeliveryFilter, DeliverySummary,
     HealthChange, Lease, LeaseToken, NewDelivery, NotificationView, Outbox, PendingRequest, Queue,
@@ -98,21 +98,8 @@ impl PostgresState {
                 schema::create_schema(&mut client, &trips).await
             })
             .with_context(|| format!("preparing the sender's tables in {url}"))?;
-        let Some(key) = state.secret_key.clone() else {
-            // Nothing to write without a key: a read, no lock, refuses a sealed state.
-            let recorded =
-                secrets::recorded_key(&state).with_context(|| format!("PostgreSQL state {url}"))?;
-            sealing::admit(recorded.as_deref(), None)?;
-            return Ok(state);
-        };
-        let key = Some(key);
-        secrets::sealing_pass(&state, move |rows, recorded| {
-            let written = sealing::admit(recorded, key.as_ref())?;
-            let pass = SealingPass::seal_plain(rows, key.as_ref())?;
-            pass.log_sealed(key.as_ref());
-            Ok((written, pass))
-        })
-        .with_context(|| format!("PostgreSQL state {url}"))?;
+        crate::store::secrets::admit_at_opening(&state)
+            .with_context(|| format!("PostgreSQL state {url}"))?;
         Ok(state)
     }
 }
@@ -139,7 +126,7 @@ impl Registry for PostgresState {
     }
 
     fn reseal_secrets(&self, new: &SecretKey) -> anyhow::Result<u64> {
-        secrets::reseal_secrets(self, new)
+        crate::store::secrets::reseal_secrets(self, new)
     }
 }
 

@@ -3,12 +3,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::postgres_schema::{self, LateTables, Layout, Step};
+use common::postgres_schema::{self, Layout, Step};
 
 /// The sender's tables and how a database gets them (`common::postgres_schema`): the steps in
-/// order, each bringing the tables to its version (recorded in `sender_schema`), and the key
-/// record, made also in databases whose tables predate it. Version 1 is the whole layout of
-/// [`SCHEMA`], version 2 [`VERSION_2`]; a change of layout is a step appended here.
+/// order, each bringing the tables to its version (recorded in `sender_schema`). Version 1 is
+/// the whole layout of [`SCHEMA`], version 2 [`VERSION_2`] (requests queued again, health,
+/// notifications), version 3 [`VERSION_3`] (the key record and the rule a webhook's Target
+/// URL was given under). A database at the latest version is opened without a statement that
+/// changes its layout, so a role that may only read and write rows (no CREATE on the schema)
+/// runs the sender. A change of layout is a step appended here.
 const LAYOUT: Layout = Layout {
     program: "sender",
     lock: SCHEMA_LOCK,
@@ -24,11 +27,12 @@ const LAYOUT: Layout = Layout {
             sql: VERSION_2,
             creates: &["sender_webhook_health", "sender_notifications"],
         },
+        Step {
+            version: 3,
+            sql: VERSION_3,
+            creates: &["sender_secret_key"],
+        },
     ],
-    late_tables: Some(LateTables {
-        sql: SECRET_KEY_TABLE,
-        creates: &["sender_secret_key"],
-    }),
 };
 
 /// The advisory lock that serialises schema creation across processes ("sndr" in ASCII).
@@ -46,13 +50,18 @@ const TABLES: &[&str] = &[
     "sender_leases",
 ];
 
-/// The key record (see `crate::sealing`), made also in databases whose tables predate it: a
-/// table the layout may lack, as nothing but a key's presence depends on it.
-pub(super) const SECRET_KEY_TABLE: &str = "
+/// Version 3: the key record (see `crate::sealing`), which the builds of versions 1 and 2
+/// made at every opening (hence `IF NOT EXISTS`: a database of those versions may have it),
+/// and whether a webhook's deliveries may reach internal addresses (see
+/// `registry::Webhook::target_policy`).
+const VERSION_3: &str = "
 CREATE TABLE IF NOT EXISTS sender_secret_key (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     key_check TEXT NOT NULL
 );
+-- true: the Target URL was given through pages reachable from other hosts; deliveries and
+-- tests then connect to public addresses only.
+ALTER TABLE sender_webhooks ADD COLUMN public_targets_only BOOLEAN NOT NULL DEFAULT FALSE;
 ";
 
 pub(super) const SCHEMA: &str = "
@@ -176,7 +185,11 @@ pub(super) async fn create_schema(
 mod tests {
     use super::*;
     use crate::store::postgres::PostgresState;
-    use crate::store::{DeliveryFilter, Queue as _, Recovery as _};
+    use crate::store::{DeliveryFilter, Queue as _, Recovery as _, Registry as _};
+
+    /// The key record the builds of versions 1 and 2 made at every opening, outside the steps.
+    const KEY_RECORD_OF_VERSIONS_1_AND_2: &str = "CREATE TABLE IF NOT EXISTS sender_secret_key (
+        id BIGINT PRIMARY KEY CHECK (id = 1), key_check TEXT NOT NULL);";
 
     #[test]
     fn a_database_of_version_1_is_brought_up_in_place_and_keeps_its_rows() {
@@ -196,6 +209,10 @@ mod tests {
             postgres_schema::prepare(&mut client, &version_1)
                 .await
                 .expect("version 1");
+            client
+                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
+                .await
+                .expect("key record");
             client
                 .batch_execute(
                     "INSERT INTO sender_webhooks (id, name, description, url, events, auth, status,
@@ -252,7 +269,114 @@ mod tests {
                 .iter()
                 .map(|row| row.get(0))
                 .collect();
-            assert_eq!(versions, [1, 2]);
+            assert_eq!(versions, [1, 2, 3]);
+        });
+        let webhook = state.webhooks().expect("webhooks").remove(0);
+        assert_eq!(
+            webhook.target_policy,
+            common::target_guard::TargetPolicy::AnyAddress
+        );
+    }
+
+    #[test]
+    fn a_database_of_version_2_is_brought_up_in_place_and_keeps_its_rows() {
+        let Some(url) = common::test_postgres::test_database("sender_version_2_brought_up") else {
+            return;
+        };
+        let parsed = common::postgres::DatabaseUrl::parse(&url).expect("test URL");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            // The database as the build of version 2 leaves it: its steps, its key record
+            // (made outside the steps) and rows of every kind, a request queued again among
+            // them.
+            let pool = parsed.pool("sender-schema-test", 2).expect("pool");
+            let mut client = pool.get().await.expect("connect");
+            let version_2 = Layout {
+                steps: &LAYOUT.steps[..2],
+                ..LAYOUT
+            };
+            postgres_schema::prepare(&mut client, &version_2)
+                .await
+                .expect("version 2");
+            client
+                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
+                .await
+                .expect("key record");
+            client
+                .batch_execute(
+                    "INSERT INTO sender_webhooks (id, name, description, url, events, auth,
+                         basic_username, basic_password, status, created_at_ms, updated_at_ms)
+                     VALUES ('wh_v2', 'CRM', '', 'http://127.0.0.1:9/hook', 'all', 'basic', 'crm',
+                         'plain password', 'active', 1, 2);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, attempts, next_attempt_at_ms,
+                         last_status, finished_at_ms)
+                     VALUES ('msg_a', 'wh_v2', 1010, 'COURSE_ENROLLMENT', 1, 10, 'delivered', 1, 10, 200, 11);
+                     INSERT INTO sender_requests (msg_id, webhook_id, account_id, event_names,
+                         event_count, created_at_ms, state, next_attempt_at_ms, resend_of)
+                     SELECT msg_id, webhook_id, account_id, event_names, event_count, 20,
+                         'pending', 20, id FROM sender_requests WHERE msg_id = 'msg_a';
+                     INSERT INTO sender_request_bodies (request_id, body, event_ids)
+                     SELECT id, convert_to('{}', 'UTF8'), '[\"e1\"]' FROM sender_requests;
+                     INSERT INTO sender_webhook_health (webhook_id, consecutive_failures, state, since_ms)
+                     VALUES ('wh_v2', 5, 'failing', 15);
+                     INSERT INTO sender_notifications (msg_id, webhook_id, kind, body,
+                         created_at_ms, state, next_attempt_at_ms)
+                     VALUES ('msg_note', 'wh_v2', 'webhook.failing', convert_to('{}', 'UTF8'),
+                         15, 'pending', 15);",
+                )
+                .await
+                .expect("rows of version 2");
+        });
+        let state = PostgresState::open(&parsed).expect("opened and brought up");
+        let webhook = state.webhooks().expect("webhooks").remove(0);
+        assert_eq!(
+            (
+                webhook.id.as_str(),
+                webhook.url.as_str(),
+                webhook.target_policy
+            ),
+            (
+                "wh_v2",
+                "http://127.0.0.1:9/hook",
+                common::target_guard::TargetPolicy::AnyAddress
+            )
+        );
+        let rows: Vec<(String, bool)> = state
+            .deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .expect("list")
+            .into_iter()
+            .map(|row| (row.id, row.resend_of.is_some()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("msg_a".to_owned(), true), ("msg_a".to_owned(), false)]
+        );
+        runtime.block_on(async {
+            let pool = parsed.pool("sender-schema-test", 1).expect("pool");
+            let client = pool.get().await.expect("connect");
+            let versions: Vec<i64> = client
+                .query("SELECT version FROM sender_schema ORDER BY version", &[])
+                .await
+                .expect("versions")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert_eq!(versions, [1, 2, 3]);
+            let kept: (i64, String, i64) = client
+                .query_one(
+                    "SELECT consecutive_failures, state,
+                         (SELECT count(*) FROM sender_notifications)
+                     FROM sender_webhook_health WHERE webhook_id = 'wh_v2'",
+                    &[],
+                )
+                .await
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .expect("health and notifications");
+            assert_eq!(kept, (5, "failing".to_owned(), 1));
         });
     }
 }

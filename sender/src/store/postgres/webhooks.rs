@@ -1,21 +1,33 @@
 //! Registrations: a webhook's row written and read (secrets sealed and opened on the way), at
-//! most five, every update only if nobody changed the webhook since it was read.
+//! most five, every update only if nobody changed the webhook since it was read, and every
+//! write only while the state's key record is this process's key.
 
 use anyhow::Context as _;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::connection::{Db, PostgresState};
+use super::secrets::{key_record, SEALING_LOCK};
 use crate::registry::{Webhook, WebhookId};
+use crate::sealing::{self, SecretKey};
 use crate::store::rows::{changed_meanwhile, room_for_another, too_many_webhooks, WebhookRow};
 
 pub(super) const WEBHOOK_COLUMNS: &str = "id, name, description, url, events, auth, basic_username,
-    basic_password, signature_file, status, disabled_reason, created_at_ms, updated_at_ms";
+    basic_password, signature_file, status, disabled_reason, public_targets_only, created_at_ms,
+    updated_at_ms";
 
-/// A webhook's stored fields, secrets included, bound as `$1` … `$11` in this order (id,
+/// [`WEBHOOK_COLUMNS`] and whether the state has a key record (`keyed`: see
+/// [`crate::sealing`], the record decides what is sealed), as one query reads them.
+const SELECT_WEBHOOKS: &str = "SELECT id, name, description, url, events, auth, basic_username,
+    basic_password, signature_file, status, disabled_reason, public_targets_only, created_at_ms,
+    updated_at_ms, EXISTS (SELECT 1 FROM sender_secret_key) AS keyed FROM sender_webhooks";
+
+/// A webhook's stored fields, secrets included, bound as `$1` … `$12` in this order (id,
 /// name, description, url, events, auth, basic_username, basic_password, signature_file,
-/// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
-pub(super) fn column_params(row: &WebhookRow) -> [&(dyn ToSql + Sync); 11] {
+/// status, disabled_reason, public_targets_only); INSERT and UPDATE add their own parameters
+/// after them.
+pub(super) fn column_params(row: &WebhookRow) -> [&(dyn ToSql + Sync); 12] {
     [
         &row.id,
         &row.name,
@@ -28,34 +40,56 @@ pub(super) fn column_params(row: &WebhookRow) -> [&(dyn ToSql + Sync); 11] {
         &row.signature_file,
         &row.status,
         &row.disabled_reason,
+        &row.public_targets_only,
     ]
 }
 
-pub(super) fn read_webhook(row: &Row) -> WebhookRow {
-    WebhookRow {
-        id: row.get("id"),
-        name: row.get("name"),
-        description: row.get("description"),
-        url: row.get("url"),
-        events: row.get("events"),
-        auth: row.get("auth"),
-        basic_username: row.get("basic_username"),
-        basic_password: row.get("basic_password"),
-        signature_file: row.get("signature_file"),
-        status: row.get("status"),
-        disabled_reason: row.get("disabled_reason"),
-        created_at_ms: row.get("created_at_ms"),
-        updated_at_ms: row.get("updated_at_ms"),
-    }
+/// Refuses a write when the state's key record, as it is now, is not the key `key` of the
+/// writing process (see [`sealing::confirm`]). Called first in the write's transaction: it
+/// takes the passes' lock shared, so no rotation runs until the write commits, and a write
+/// that comes after one sees its record.
+async fn confirm_key<C: GenericClient>(
+    db: &Db<'_, C>,
+    key: Option<&SecretKey>,
+) -> anyhow::Result<()> {
+    db.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&SEALING_LOCK])
+        .await?;
+    let recorded = key_record(db).await?;
+    sealing::confirm(recorded.as_deref(), key)?;
+    Ok(())
+}
+
+pub(super) fn read_webhook(row: &Row) -> (WebhookRow, bool) {
+    (
+        WebhookRow {
+            id: row.get("id"),
+            name: row.get("name"),
+            description: row.get("description"),
+            url: row.get("url"),
+            events: row.get("events"),
+            auth: row.get("auth"),
+            basic_username: row.get("basic_username"),
+            basic_password: row.get("basic_password"),
+            signature_file: row.get("signature_file"),
+            status: row.get("status"),
+            disabled_reason: row.get("disabled_reason"),
+            created_at_ms: row.get("created_at_ms"),
+            updated_at_ms: row.get("updated_at_ms"),
+            public_targets_only: row.get("public_targets_only"),
+        },
+        row.get("keyed"),
+    )
 }
 
 /// [`Registry::insert_webhook`](crate::store::Registry::insert_webhook) in this store.
 pub(super) fn insert_webhook(store: &PostgresState, webhook: &Webhook) -> anyhow::Result<()> {
-    let row = WebhookRow::of(webhook, store.secret_key.as_ref())?;
+    let key = store.secret_key.clone();
+    let row = WebhookRow::of(webhook, key.as_ref())?;
     store.call(|pool, trips| async move {
         let mut client = pool.get().await?;
         let transaction = client.transaction().await?;
         let db = Db::new(&transaction, &trips);
+        confirm_key(&db, key.as_ref()).await?;
         // Two processes registering at once must not both see room for a fifth.
         db.execute(
             "LOCK TABLE sender_webhooks IN SHARE ROW EXCLUSIVE MODE",
@@ -72,7 +106,7 @@ pub(super) fn insert_webhook(store: &PostgresState, webhook: &Webhook) -> anyhow
         db.execute(
             &format!(
                 "INSERT INTO sender_webhooks ({WEBHOOK_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ),
             &[
                 &column_params(&row)[..],
@@ -96,20 +130,23 @@ pub(super) fn update_webhook(
     webhook: &Webhook,
     read_at_ms: i64,
 ) -> anyhow::Result<()> {
-    let row = WebhookRow::of(webhook, store.secret_key.as_ref())?;
+    let key = store.secret_key.clone();
+    let row = WebhookRow::of(webhook, key.as_ref())?;
     let id = webhook.id.clone();
     store.call(|pool, trips| async move {
-        let client = pool.get().await?;
-        let db = Db::new(&client, &trips);
+        let mut client = pool.get().await?;
+        let transaction = client.transaction().await?;
+        let db = Db::new(&transaction, &trips);
+        confirm_key(&db, key.as_ref()).await?;
         // One statement: it applies only if nobody changed the webhook since it was read,
-        // whichever process that was.
+        // whichever process that was (a rotation moves `updated_at_ms` on too).
         let changed = db
             .execute(
                 "UPDATE sender_webhooks SET name = $2, description = $3, url = $4,
                      events = $5, auth = $6, basic_username = $7, basic_password = $8,
                      signature_file = $9, status = $10, disabled_reason = $11,
-                     updated_at_ms = $12
-                 WHERE id = $1 AND updated_at_ms = $13",
+                     public_targets_only = $12, updated_at_ms = $13
+                 WHERE id = $1 AND updated_at_ms = $14",
                 &[&column_params(&row)[..], &[&row.updated_at_ms, &read_at_ms]].concat(),
             )
             .await
@@ -121,6 +158,10 @@ pub(super) fn update_webhook(
                 .is_some();
             return Err(changed_meanwhile(&id, exists));
         }
+        transaction
+            .commit()
+            .await
+            .context("committing the webhook")?;
         Ok(())
     })
 }
@@ -132,16 +173,13 @@ pub(super) fn webhook(store: &PostgresState, id: &WebhookId) -> anyhow::Result<O
         let client = pool.get().await?;
         let db = Db::new(&client, &trips);
         let row = db
-            .query_opt(
-                &format!("SELECT {WEBHOOK_COLUMNS} FROM sender_webhooks WHERE id = $1"),
-                &[&id],
-            )
+            .query_opt(&format!("{SELECT_WEBHOOKS} WHERE id = $1"), &[&id])
             .await
             .context("reading the webhook")?;
         Ok(row.as_ref().map(read_webhook))
     })?;
     found
-        .map(|row| row.into_webhook(store.secret_key.as_ref()))
+        .map(|(row, keyed)| row.into_webhook(store.secret_key.as_ref(), keyed))
         .transpose()
 }
 
@@ -152,9 +190,7 @@ pub(super) fn webhooks(store: &PostgresState) -> anyhow::Result<Vec<Webhook>> {
         let db = Db::new(&client, &trips);
         let rows = db
             .query(
-                &format!(
-                    "SELECT {WEBHOOK_COLUMNS} FROM sender_webhooks ORDER BY created_at_ms, id"
-                ),
+                &format!("{SELECT_WEBHOOKS} ORDER BY created_at_ms, id"),
                 &[],
             )
             .await
@@ -162,7 +198,7 @@ pub(super) fn webhooks(store: &PostgresState) -> anyhow::Result<Vec<Webhook>> {
         Ok(rows.iter().map(read_webhook).collect::<Vec<_>>())
     })?;
     rows.into_iter()
-        .map(|row| row.into_webhook(store.secret_key.as_ref()))
+        .map(|(row, keyed)| row.into_webhook(store.secret_key.as_ref(), keyed))
         .collect()
 }
 

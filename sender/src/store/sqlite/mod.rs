@@ -13,7 +13,8 @@
 //!
 //! Layout, one file per job, the trait implementations below handing each method to its file:
 //! `connection.rs` (the state: one connection behind a lock), `schema.rs` (the file, its
-//! pragmas and tables), `secrets.rs` (the sealing passes, the scrub after them),
+//! pragmas, its tables and the steps of their layout), `secrets.rs` (the key record and the
+//! transaction of a pass over the secrets, the scrub after it),
 //! `webhooks.rs` (registrations), `queue.rs` (enqueue, batches, pending requests),
 //! `leases.rs`, `record.rs` (outcomes under the fence, the expiry at the end of retention),
 //! `deliveries.rs` (what `deliveries` and the pages read), `recovery.rs` (requests queued
@@ -37,13 +38,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use rusqlite::OptionalExtension;
 
 pub use connection::SqliteState;
 
 use crate::registry::{Webhook, WebhookId};
-use crate::sealing::{self, SecretKey};
-use crate::store::rows::SealingPass;
+use crate::sealing::SecretKey;
 use crate::store::{
     AttemptRecord, Backlog, ClaimedNotification, DeliveryDetail, DeliveryFilter, DeliverySummary,
     HealthChange, Lease, LeaseToken, NewDelivery, NotificationView, Outbox, PendingRequest, Queue,
@@ -76,25 +75,8 @@ impl SqliteState {
             connection: Mutex::new(connection),
             secret_key,
         };
-        if state.secret_key.is_none() {
-            // Nothing to write without a key: a read, no write lock, refuses a sealed state.
-            let recorded: Option<String> = state
-                .lock()
-                .query_row("SELECT key_check FROM secret_key WHERE id = 1", [], |row| {
-                    row.get(0)
-                })
-                .optional()
-                .context("reading the secret key record")?;
-            sealing::admit(recorded.as_deref(), None)?;
-            return Ok(state);
-        }
-        secrets::sealing_pass(&state, |rows, recorded| {
-            let written = sealing::admit(recorded, state.secret_key.as_ref())?;
-            let pass = SealingPass::seal_plain(rows, state.secret_key.as_ref())?;
-            pass.log_sealed(state.secret_key.as_ref());
-            Ok((written, pass))
-        })
-        .with_context(|| format!("state database {}", path.display()))?;
+        crate::store::secrets::admit_at_opening(&state)
+            .with_context(|| format!("state database {}", path.display()))?;
         Ok(state)
     }
 }
@@ -121,7 +103,7 @@ impl Registry for SqliteState {
     }
 
     fn reseal_secrets(&self, new: &SecretKey) -> anyhow::Result<u64> {
-        secrets::reseal_secrets(self, new)
+        crate::store::secrets::reseal_secrets(self, new)
     }
 }
 

@@ -1,64 +1,90 @@
-//! The passes over the secret columns (see [`crate::sealing`]): sealing the plain secrets
-//! under a key given at opening, and moving them to a new key; the file scrubbed after.
+//! The passes over the secret columns in this store (see [`crate::sealing`] and
+//! `store/secrets.rs`, which decides what they write): the key record, one transaction per
+//! pass, and the file scrubbed after it.
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::SqliteState;
-use crate::sealing::{self, SecretColumns, SecretKey};
-use crate::store::rows::SealingPass;
+use crate::sealing::{SecretColumns, SecretKey};
+use crate::store::secrets::{Plan, SecretStorage};
 
-/// Runs one pass over the secret columns in one transaction: `plan` reads the rows and
-/// the key record and says what to write (a new key record, changed rows).
-pub(super) fn sealing_pass(
-    store: &SqliteState,
-    plan: impl FnOnce(&[SecretColumns], Option<&str>) -> anyhow::Result<(Option<String>, SealingPass)>,
-) -> anyhow::Result<u64> {
-    let mut connection = store.lock();
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let recorded: Option<String> = transaction
+/// The key record, as the statements of this store read it.
+pub(super) fn key_record(connection: &Connection) -> anyhow::Result<Option<String>> {
+    connection
         .query_row("SELECT key_check FROM secret_key WHERE id = 1", [], |row| {
             row.get(0)
         })
         .optional()
-        .context("reading the secret key record")?;
-    let rows = transaction
-        .prepare("SELECT id, basic_password, signature_file FROM webhooks ORDER BY id")?
-        .query_map([], |row| {
-            Ok(SecretColumns {
-                webhook_id: row.get(0)?,
-                basic_password: row.get(1)?,
-                signature_file: row.get(2)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading the secrets")?;
-    let (record, pass) = plan(&rows, recorded.as_deref())?;
-    if record.is_none() && pass.changed.is_empty() {
-        return Ok(pass.with_secrets);
+        .context("reading the secret key record")
+}
+
+impl SecretStorage for SqliteState {
+    fn secret_key(&self) -> Option<&SecretKey> {
+        self.secret_key.as_ref()
     }
-    if let Some(record) = record {
-        transaction.execute(
-            "INSERT INTO secret_key (id, key_check) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET key_check = excluded.key_check",
-            [record],
-        )?;
+
+    fn recorded_key(&self) -> anyhow::Result<Option<String>> {
+        key_record(&self.lock())
     }
-    // `updated_at_ms` stays: sealing changes how a secret is kept, not the webhook, and
-    // an edit read before it must still apply.
-    for row in &pass.changed {
-        transaction.execute(
-            "UPDATE webhooks SET basic_password = ?2, signature_file = ?3 WHERE id = ?1",
-            params![row.webhook_id, row.basic_password, row.signature_file],
-        )?;
+
+    /// One IMMEDIATE transaction: SQLite's write lock keeps every other writer (a webhook's
+    /// write, another pass) out until it commits.
+    fn sealing_pass(&self, plan: Plan) -> anyhow::Result<u64> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let recorded = key_record(&transaction)?;
+        let rows = transaction
+            .prepare(
+                "SELECT id, url, basic_username, basic_password, signature_file FROM webhooks
+                 ORDER BY id",
+            )?
+            .query_map([], |row| {
+                Ok(SecretColumns {
+                    webhook_id: row.get(0)?,
+                    url: row.get(1)?,
+                    basic_username: row.get(2)?,
+                    basic_password: row.get(3)?,
+                    signature_file: row.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the secrets")?;
+        let (record, pass) = plan(&rows, recorded.as_deref())?;
+        if record.is_none() && pass.changed.is_empty() {
+            return Ok(pass.with_secrets);
+        }
+        if let Some(record) = record {
+            transaction.execute(
+                "INSERT INTO secret_key (id, key_check) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET key_check = excluded.key_check",
+                [record],
+            )?;
+        }
+        let now_ms = verify::unix_now_ms();
+        for row in &pass.changed {
+            transaction.execute(
+                "UPDATE webhooks SET basic_password = ?2, signature_file = ?3,
+                     updated_at_ms = CASE WHEN ?4 THEN MAX(updated_at_ms + 1, ?5)
+                                          ELSE updated_at_ms END
+                 WHERE id = ?1",
+                params![
+                    row.webhook_id,
+                    row.basic_password,
+                    row.signature_file,
+                    pass.new_version,
+                    now_ms
+                ],
+            )?;
+        }
+        transaction
+            .commit()
+            .context("committing the sealed secrets")?;
+        if !pass.changed.is_empty() {
+            scrub(&connection);
+        }
+        Ok(pass.with_secrets)
     }
-    transaction
-        .commit()
-        .context("committing the sealed secrets")?;
-    if !pass.changed.is_empty() {
-        scrub(&connection);
-    }
-    Ok(pass.with_secrets)
 }
 
 /// After secrets were sealed or moved to a new key: their old values (plain text, or sealed
@@ -84,14 +110,4 @@ pub(super) fn scrub(connection: &Connection) {
              old values"
         ),
     }
-}
-
-/// [`Registry::reseal_secrets`](crate::store::Registry::reseal_secrets) in this store.
-pub(super) fn reseal_secrets(store: &SqliteState, new: &SecretKey) -> anyhow::Result<u64> {
-    let current = store.secret_key.as_ref();
-    sealing_pass(store, |rows, recorded| {
-        sealing::admit(recorded, current)?;
-        let pass = SealingPass::reseal(rows, current, new)?;
-        Ok((Some(new.key_check()?), pass))
-    })
 }

@@ -1,35 +1,46 @@
 //! Registrations: a webhook's row written and read (secrets sealed and opened on the way), at
-//! most five, every update only if nobody changed the webhook since it was read.
+//! most five, every update only if nobody changed the webhook since it was read, and every
+//! write only while the state's key record is this process's key.
 
 use anyhow::Context as _;
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use super::connection::SqliteState;
+use super::secrets::key_record;
 use crate::registry::{Webhook, WebhookId};
-use crate::sealing::SecretKey;
+use crate::sealing::{self, SecretKey};
 use crate::store::rows::{changed_meanwhile, room_for_another, too_many_webhooks, WebhookRow};
 
-pub(super) fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
-    Ok(WebhookRow {
-        id: row.get("id")?,
-        name: row.get("name")?,
-        description: row.get("description")?,
-        url: row.get("url")?,
-        events: row.get("events")?,
-        auth: row.get("auth")?,
-        basic_username: row.get("basic_username")?,
-        basic_password: row.get("basic_password")?,
-        signature_file: row.get("signature_file")?,
-        status: row.get("status")?,
-        disabled_reason: row.get("disabled_reason")?,
-        created_at_ms: row.get("created_at_ms")?,
-        updated_at_ms: row.get("updated_at_ms")?,
-    })
+/// A webhook's columns, and whether the state has a key record (`keyed`: see
+/// [`crate::sealing`], the record decides what is sealed), as one query reads them.
+const SELECT_WEBHOOKS: &str = "SELECT *, EXISTS (SELECT 1 FROM secret_key) AS keyed FROM webhooks";
+
+pub(super) fn read_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<(WebhookRow, bool)> {
+    Ok((
+        WebhookRow {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+            url: row.get("url")?,
+            events: row.get("events")?,
+            auth: row.get("auth")?,
+            basic_username: row.get("basic_username")?,
+            basic_password: row.get("basic_password")?,
+            signature_file: row.get("signature_file")?,
+            status: row.get("status")?,
+            disabled_reason: row.get("disabled_reason")?,
+            created_at_ms: row.get("created_at_ms")?,
+            updated_at_ms: row.get("updated_at_ms")?,
+            public_targets_only: row.get("public_targets_only")?,
+        },
+        row.get("keyed")?,
+    ))
 }
 
-/// A webhook's stored fields, secrets included, bound as `?1` … `?11` in this order (id,
+/// A webhook's stored fields, secrets included, bound as `?1` … `?12` in this order (id,
 /// name, description, url, events, auth, basic_username, basic_password, signature_file,
-/// status, disabled_reason); INSERT and UPDATE add their own parameters after them.
+/// status, disabled_reason, public_targets_only); INSERT and UPDATE add their own parameters
+/// after them.
 pub(super) fn column_values(
     webhook: &Webhook,
     key: Option<&SecretKey>,
@@ -48,7 +59,16 @@ pub(super) fn column_values(
         Value::from(row.signature_file),
         Value::Text(row.status),
         Value::from(row.disabled_reason),
+        Value::from(row.public_targets_only),
     ])
+}
+
+/// Refuses a write when the state's key record, as it is now, is not this process's key
+/// (see [`sealing::confirm`]); called inside the write's transaction.
+fn confirm_key(store: &SqliteState, connection: &rusqlite::Connection) -> anyhow::Result<()> {
+    let recorded = key_record(connection)?;
+    sealing::confirm(recorded.as_deref(), store.secret_key.as_ref())?;
+    Ok(())
 }
 
 /// [`Registry::insert_webhook`](crate::store::Registry::insert_webhook) in this store.
@@ -59,13 +79,15 @@ pub(super) fn insert_webhook(store: &SqliteState, webhook: &Webhook) -> anyhow::
     if !room_for_another(count) {
         return Err(too_many_webhooks(count));
     }
+    confirm_key(store, &transaction)?;
     let mut values = column_values(webhook, store.secret_key.as_ref())?;
     values.extend([webhook.created_at_ms.into(), webhook.updated_at_ms.into()]);
     transaction
         .execute(
             "INSERT INTO webhooks (id, name, description, url, events, auth, basic_username,
-             basic_password, signature_file, status, disabled_reason, created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             basic_password, signature_file, status, disabled_reason, public_targets_only,
+             created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             rusqlite::params_from_iter(values),
         )
         .context("storing the webhook")?;
@@ -81,17 +103,20 @@ pub(super) fn update_webhook(
 ) -> anyhow::Result<()> {
     let mut values = column_values(webhook, store.secret_key.as_ref())?;
     values.extend([webhook.updated_at_ms.into(), read_at_ms.into()]);
-    let connection = store.lock();
-    let changed = connection
+    let mut connection = store.lock();
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    confirm_key(store, &transaction)?;
+    let changed = transaction
         .execute(
             "UPDATE webhooks SET name = ?2, description = ?3, url = ?4, events = ?5, auth = ?6,
              basic_username = ?7, basic_password = ?8, signature_file = ?9, status = ?10,
-             disabled_reason = ?11, updated_at_ms = ?12 WHERE id = ?1 AND updated_at_ms = ?13",
+             disabled_reason = ?11, public_targets_only = ?12, updated_at_ms = ?13
+             WHERE id = ?1 AND updated_at_ms = ?14",
             rusqlite::params_from_iter(values),
         )
         .context("updating the webhook")?;
     if changed == 0 {
-        let exists = connection
+        let exists = transaction
             .query_row(
                 "SELECT 1 FROM webhooks WHERE id = ?1",
                 [webhook.id.as_str()],
@@ -101,6 +126,7 @@ pub(super) fn update_webhook(
             .is_some();
         return Err(changed_meanwhile(&webhook.id, exists));
     }
+    transaction.commit().context("committing the webhook")?;
     Ok(())
 }
 
@@ -109,27 +135,28 @@ pub(super) fn webhook(store: &SqliteState, id: &WebhookId) -> anyhow::Result<Opt
     let connection = store.lock();
     let found = connection
         .query_row(
-            "SELECT * FROM webhooks WHERE id = ?1",
+            &format!("{SELECT_WEBHOOKS} WHERE id = ?1"),
             [id.as_str()],
             read_webhook,
         )
         .optional()
         .context("reading the webhook")?;
     found
-        .map(|row| row.into_webhook(store.secret_key.as_ref()))
+        .map(|(row, keyed)| row.into_webhook(store.secret_key.as_ref(), keyed))
         .transpose()
 }
 
 /// [`Registry::webhooks`](crate::store::Registry::webhooks) in this store.
 pub(super) fn webhooks(store: &SqliteState) -> anyhow::Result<Vec<Webhook>> {
     let connection = store.lock();
-    let mut statement = connection.prepare("SELECT * FROM webhooks ORDER BY created_at_ms, id")?;
+    let mut statement =
+        connection.prepare(&format!("{SELECT_WEBHOOKS} ORDER BY created_at_ms, id"))?;
     let rows = statement
         .query_map([], read_webhook)?
         .collect::<Result<Vec<_>, _>>()
         .context("reading the webhooks")?;
     rows.into_iter()
-        .map(|row| row.into_webhook(store.secret_key.as_ref()))
+        .map(|(row, keyed)| row.into_webhook(store.secret_key.as_ref(), keyed))
         .collect()
 }
 
