@@ -78,14 +78,14 @@ async fn a_requests_page_shows_each_targets_job_and_its_attempts_and_acts_from_i
         );
     }
     assert!(archive.wait_acknowledged(2, Duration::from_secs(15)).await);
+    // The archive's 200 reaches the app before its attempt is recorded: wait for both records.
     let parked = wait_until(Duration::from_secs(15), || async {
-        inspected
-            .page("/requests/a2")
-            .await
-            .contains("data-forward-state=\"parked\"")
+        let page = inspected.page("/requests/a2").await;
+        page.contains("data-forward-state=\"parked\"")
+            && page.contains("data-forward-state=\"forwarded\"")
     })
     .await;
-    assert!(parked, "the refused request is parked");
+    assert!(parked, "the refused request is parked, and forwarded to the archive");
 
     let page = inspected.page("/requests/a2").await;
     assert!(
