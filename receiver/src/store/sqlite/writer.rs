@@ -483,8 +483,8 @@ impl<'c> Inserts<'c> {
             // A key pruned or erased within the dedupe window is a duplicate too: one look
             // in `dedupe_keys`, a read, in the same statement as the insert-if-absent.
             event: connection.prepare_cached(
-                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
                  WHERE NOT EXISTS (SELECT 1 FROM dedupe_keys WHERE account_id = ?1 AND event_id = ?2)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?,
@@ -553,6 +553,8 @@ impl<'c> Inserts<'c> {
                 event.known,
                 event.raw.start,
                 event.raw.len(),
+                event.user_id,
+                event.lo_id,
             ])?;
             new.push(inserted == 1);
         }
