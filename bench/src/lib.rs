@@ -399,6 +399,47 @@ impl Spread {
     }
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat_seconds(pid, &[11, 12])
+}
+
+/// The sum of the clock-tick fields `fields` of `/proc/PID/stat` (counted after the command
+/// name), in seconds; 0 when the process is gone.
+fn stat_seconds(pid: u32, fields: &[usize]) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .iter()
+        .filter_map(|index| values.get(*index)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// CPU seconds of every `postgres` process (the server and its backends), with what its
+/// ended children used (the postmaster's `cutime` + `cstime`): a parallel worker or a backend
+/// that exits between two looks is still counted, by the postmaster that reaped it.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(|pid| stat_seconds(pid, &[11, 12, 13, 14]))
+        .sum()
+}
+
 /// CPU seconds (user and system) each thread of process `pid` has used, summed by thread
 /// name, from `/proc/PID/task/*/stat` (Linux; empty elsewhere).
 pub fn cpu_seconds_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {

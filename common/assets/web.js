@@ -1,5 +1,5 @@
 // The one script of the pages the binaries serve (loaded from the binary itself: the
-// Content-Security-Policy allows no other). Three jobs, each keyed on data- attributes:
+// Content-Security-Policy allows no other). Its jobs, each keyed on data- attributes:
 // - a table body with data-stream="URL" follows that server-sent event stream and puts each
 //   ready-rendered row on top (the browser's EventSource resends Last-Event-ID on reconnect,
 //   so the server replays what was missed);
@@ -8,7 +8,9 @@
 // - a button with data-copy="ID" copies the text of the element with that id.
 // - an element with data-refresh="MS" reloads the page after that many milliseconds (a page
 //   that shows work in progress, such as pending deliveries), unless the person started doing
-//   something there (a press, a key, an opened <details>): a reload must not swallow a click.
+//   something there (a press, a key, an opened <details>): a reload must not swallow a click;
+// - an element with data-overview-stream="URL" takes each `overview` event of that stream as
+//   its new content (the inspector's overview, counted and drawn by the server).
 "use strict";
 
 function rows() {
@@ -42,8 +44,14 @@ function followStream(body) {
   source.addEventListener("skipped", (event) => say(event.data));
 }
 
+function followOverview(element) {
+  const source = new EventSource(element.getAttribute("data-overview-stream"));
+  source.addEventListener("overview", (event) => { element.innerHTML = event.data; });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const body of document.querySelectorAll("[data-stream]")) followStream(body);
+  for (const element of document.querySelectorAll("[data-overview-stream]")) followOverview(element);
 
   const refresh = document.querySelector("[data-refresh]");
   if (refresh) {

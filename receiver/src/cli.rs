@@ -1,7 +1,7 @@
-//! The command line: `receiver [listen]`, `receiver events list|show|count`, `receiver export`,
-//! `receiver check`, `receiver prune`, `receiver erase`, `receiver backup` (those three in
-//! `maintenance`), `receiver completions SHELL`, `receiver man`; `reload` is what `listen`
-//! does on SIGHUP.
+//! The command line: `receiver [listen]`, `receiver events list|show|count` (in `events`, its
+//! CSV in `csv`), `receiver export`, `receiver check`, `receiver prune`, `receiver erase`,
+//! `receiver backup` (those three in `maintenance`), `receiver completions SHELL`,
+//! `receiver man`; `reload` is what `listen` does on SIGHUP.
 //!
 //! Errors are printed once, as `error: ` and the cause chain; the exit status says whose
 //! fault it was (SPEC section 6): 2 for usage and configuration (bad flags, unreadable files,
@@ -19,12 +19,13 @@ use common::logging::{tell, LogFormat};
 use common::outln;
 use common::store_location::StoreLocation;
 use common::target_guard::TargetGuard;
-use serde_json::json;
-use verify::timestamp::format_iso_millis;
 
 use crate::config::{self, Config, Limits, OutputMode, TlsFiles};
 use crate::forward::{parse_targets, signature_files_by_target, ForwardConfig, RetryPolicy};
-use crate::store::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
+use crate::store::CaptureFilter;
+
+mod csv;
+mod events;
 
 mod maintenance;
 mod reload;
@@ -68,7 +69,7 @@ enum Command {
     /// Read the stored events.
     Events {
         #[command(subcommand)]
-        command: EventsCommand,
+        command: events::EventsCommand,
     },
     /// Write the kept requests as capture records (JSON Lines): accepted ones by default.
     ///
@@ -235,54 +236,6 @@ struct ListenArgs {
     dedupe_window: Duration,
 }
 
-/// `--since` / `--until` compare with the event's own timestamp.
-#[derive(Args, Debug)]
-struct FilterArgs {
-    #[command(flatten)]
-    selection: Selection,
-    /// Only this account.
-    #[arg(long)]
-    account: Option<i64>,
-}
-
-#[derive(Subcommand, Debug)]
-enum EventsCommand {
-    /// List stored events, oldest arrival first.
-    ///
-    /// --since and --until compare with each event's own timestamp.
-    List {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// At most this many.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// A JSON array instead of lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show the event(s) with this eventId (one per account that sent it).
-    Show {
-        /// The eventId.
-        id: String,
-        /// Only this account.
-        #[arg(long)]
-        account: Option<i64>,
-        /// JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Count stored events.
-    ///
-    /// --since and --until compare with each event's own timestamp.
-    Count {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// `{"count":N}` instead of the number alone.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 #[derive(Args, Debug)]
 struct ExportArgs {
     /// Write here instead of standard output.
@@ -365,7 +318,7 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         None => listen(cli.listen, &store),
         Some(Command::Listen(args)) => listen(*args, &store),
-        Some(Command::Events { command }) => events(command, &store),
+        Some(Command::Events { command }) => events::run(command, &store),
         Some(Command::Export(args)) => export(args, &store),
         Some(Command::Check(args)) => check(args),
         Some(Command::Forward { command }) => forward(command, &store),
@@ -648,133 +601,9 @@ fn listen(args: ListenArgs, store: &str) -> Result<(), Failure> {
     })
 }
 
-fn filter_from(args: &FilterArgs) -> EventFilter {
-    EventFilter {
-        event_names: args.selection.event_names.clone(),
-        since_ms: args.selection.since,
-        until_ms: args.selection.until,
-        account_id: args.account,
-        event_id: None,
-        limit: None,
-    }
-}
-
-fn open_reader(store: &str) -> Result<Box<dyn crate::store::EventQuery>, Failure> {
-    let location = StoreLocation::parse(store)
-        .context("--store")
-        .map_err(Failure::Config)?;
-    crate::store::open_reader(&location).map_err(Failure::Config)
-}
-
-fn event_json(event: &StoredEvent) -> serde_json::Value {
-    json!({
-        "accountId": event.account_id,
-        "eventId": event.event_id,
-        "eventName": event.event_name,
-        "timestamp": event.timestamp_ms,
-        "receivedAt": format_iso_millis(event.received_at_ms),
-        "known": event.known,
-        "auth": event.auth,
-        "requestId": event.request_id,
-        "raw": event.raw,
-        "forwarding": event.forwarding.as_str(),
-    })
-}
-
-fn event_line(event: &StoredEvent) -> String {
-    format!(
-        "{received}  {name}{unknown}  account={account} event={id}  event-time={time}{forwarding}",
-        received = format_iso_millis(event.received_at_ms),
-        name = common::text::printable(&event.event_name),
-        unknown = if event.known { "" } else { " (unknown name)" },
-        account = event.account_id,
-        id = common::text::printable(&event.event_id),
-        time = format_iso_millis(event.timestamp_ms),
-        forwarding = match event.forwarding {
-            ForwardingState::None => String::new(),
-            state => format!("  forwarding={}", state.as_str()),
-        },
-    )
-}
-
+/// Prints `text` and a line break on standard output.
 fn print(text: &str) -> Result<(), Failure> {
     outln!("{text}").map_err(Failure::Work)
-}
-
-fn events(command: EventsCommand, store: &str) -> Result<(), Failure> {
-    match command {
-        EventsCommand::List {
-            filter,
-            limit,
-            json,
-        } => {
-            let mut filter = filter_from(&filter);
-            filter.limit = limit;
-            let reader = open_reader(store)?;
-            let events = reader.events(&filter).map_err(Failure::Work)?;
-            if json {
-                let array: Vec<_> = events.iter().map(event_json).collect();
-                print(&common::text::printable_json(
-                    &serde_json::Value::Array(array).to_string(),
-                ))
-            } else {
-                let lines: Vec<String> = events.iter().map(event_line).collect();
-                if lines.is_empty() {
-                    return Ok(());
-                }
-                print(&lines.join("\n"))
-            }
-        }
-        EventsCommand::Show { id, account, json } => {
-            let reader = open_reader(store)?;
-            let filter = EventFilter {
-                event_id: Some(id.clone()),
-                account_id: account,
-                ..EventFilter::default()
-            };
-            let events = reader.events(&filter).map_err(Failure::Work)?;
-            if events.is_empty() {
-                return Err(Failure::Work(anyhow::anyhow!(
-                    "no stored event has eventId {id:?}"
-                )));
-            }
-            if json {
-                let array: Vec<_> = events.iter().map(event_json).collect();
-                let value = if array.len() == 1 {
-                    array.into_iter().next().unwrap_or_default()
-                } else {
-                    serde_json::Value::Array(array)
-                };
-                print(&common::text::printable_json(&value.to_string()))
-            } else {
-                for event in &events {
-                    let raw: serde_json::Value =
-                        serde_json::from_str(&event.raw).unwrap_or(serde_json::Value::Null);
-                    let pretty = serde_json::to_string_pretty(&raw).unwrap_or_default();
-                    // Escaped as JSON, so a bidi override in a value cannot reorder the text.
-                    let pretty = common::text::printable_json(&pretty);
-                    print(&format!(
-                        "{}\n  known name: {}  auth: {}  request: {}\n{pretty}",
-                        event_line(event),
-                        event.known,
-                        event.auth,
-                        event.request_id
-                    ))?;
-                }
-                Ok(())
-            }
-        }
-        EventsCommand::Count { filter, json } => {
-            let filter = filter_from(&filter);
-            let reader = open_reader(store)?;
-            let count = reader.count(&filter).map_err(Failure::Work)?;
-            if json {
-                print(&json!({ "count": count }).to_string())
-            } else {
-                print(&count.to_string())
-            }
-        }
-    }
 }
 
 fn export(args: ExportArgs, store: &str) -> Result<(), Failure> {

@@ -22,6 +22,8 @@
 //! - [`retention`]: `--retain` and `--dedupe-window`, and the pruner that applies them while
 //!   serving; [`erasure`]: which stored requests `receiver erase` removes;
 //! - [`metrics`]: the Prometheus counters; `output` (private): the lines printed per event;
+//! - [`search`]: `--where PATH=VALUE`, `--contains TEXT` and the inspector's Data field, one
+//!   meaning for all;
 //! - [`inspector`]: the pages that show every kept request (SPEC section 8), on either store.
 //!
 //! Invariants: no 2xx before the request and its events are committed (SQLite with
@@ -108,6 +110,7 @@ pub mod reload;
 mod response;
 pub mod retention;
 pub mod routing;
+pub mod search;
 mod server;
 mod service;
 pub mod store;

@@ -374,6 +374,8 @@ fn build_request(
             timestamp_ms: event.timestamp.epoch_millis(),
             known: event.kind().is_some(),
             raw: range_within(body, event.raw.get().as_bytes()),
+            user_id: crate::search::scalar_at(event.data, "userId"),
+            lo_id: crate::search::scalar_at(event.data, "loId"),
         })
         .collect();
     Ok(AcceptedRequest {

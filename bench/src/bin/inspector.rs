@@ -1,11 +1,12 @@
 //! The inspector's cost and speed (SPEC section 8), two measurements in one run:
 //!
-//! 1. the listener's durable events/s with the inspector open and streaming (a live stream
-//!    reading every new request, as an open browser tab does) against the same receiver with
-//!    `--ui off`, ROUNDS times each, in alternating order so drift hits both alike; the
-//!    ratio of the medians (goal: ≥ 0.95);
+//! 1. the listener's durable events/s with the inspector open and streaming (as an open
+//!    browser tab does: the list page with its overview, the list's live stream and the
+//!    overview's) against the same receiver with `--ui off`, ROUNDS times each, in
+//!    alternating order so drift hits both alike; the ratio of the medians (goal: ≥ 0.95);
 //! 2. the list page's time to first byte with TOTAL events stored (one event per request, a
-//!    few refusals among them): the first page, a deep page, and a filter that matches little,
+//!    few refusals among them): the first page, a deep page, a filter that matches little,
+//!    the Data filter (a learner, none), and an overview of a range holding every request,
 //!    against the stylesheet served by the same server as the baseline (goal: < 100 ms); on a
 //!    SQLite store, then on a PostgreSQL store (a throwaway cluster; skipped, loudly, without
 //!    PostgreSQL's binaries).
@@ -111,11 +112,12 @@ async fn fetch(ui: SocketAddr, path: &str) -> anyhow::Result<(Duration, Vec<u8>)
     Ok((ttfb, all))
 }
 
-/// Reads a live stream until told to stop, counting the bytes, as an open tab would.
-async fn follow_stream(ui: SocketAddr, bytes: Arc<AtomicU64>) -> anyhow::Result<()> {
+/// Reads the live stream at `path` until told to stop, counting the bytes, as an open tab
+/// would.
+async fn follow_stream(ui: SocketAddr, path: &str, bytes: Arc<AtomicU64>) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(ui).await?;
     let request = format!(
-        "GET /stream?token={TOKEN} HTTP/1.1\r\nHost: {ui}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET {path}?token={TOKEN} HTTP/1.1\r\nHost: {ui}\r\nAccept: text/event-stream\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -157,12 +159,13 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
             let db = dir.path().join(format!("r{round}-{ui}.db"));
             let running = start(db.as_path(), &keyring, ui).await?;
             let bytes = Arc::new(AtomicU64::new(0));
-            let follower = running
-                .ui
-                .map(|ui| tokio::spawn(follow_stream(ui, Arc::clone(&bytes))));
+            let mut followers = Vec::new();
             if let Some(ui) = running.ui {
-                // The tab opened the list page too.
+                // The tab opened the list page (with its overview) and follows both streams.
                 fetch(ui, "/").await?;
+                for path in ["/stream", "/overview/stream"] {
+                    followers.push(tokio::spawn(follow_stream(ui, path, Arc::clone(&bytes))));
+                }
             }
             let measured = closed_loop(
                 running.addr,
@@ -194,7 +197,7 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
                 off.push(rate);
             }
             running.stop().await?;
-            if let Some(follower) = follower {
+            for follower in followers {
                 follower.abort();
             }
         }
@@ -214,10 +217,20 @@ async fn throughput(seconds: u64, connections: usize, rounds: usize) -> anyhow::
     Ok(())
 }
 
-/// The body of every prefilled request: this, the event id (32 hex digits), then [`BODY_REST`].
+/// The body of every prefilled request: this, the event id (32 hex digits), [`BODY_MIDDLE`],
+/// the learner ([`learner`]), then [`BODY_REST`].
 const BODY_PREFIX: &str = r#"{"accountId":1010,"events":[{"eventId":""#;
-/// The rest of a prefilled body, after its event id.
-const BODY_REST: &str = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
+/// Between a prefilled body's event id and its learner.
+const BODY_MIDDLE: &str = r#"","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{"userId":"#;
+/// The rest of a prefilled body, after its learner.
+const BODY_REST: &str = r#","loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z"}}]}"#;
+/// Distinct learners among the prefilled requests: each has TOTAL / LEARNERS of them.
+const LEARNERS: i64 = 200_000;
+
+/// The learner of prefilled request `i` (SQL computes the same: `4000000 + i % 200000`).
+fn learner(i: i64) -> i64 {
+    4_000_000 + i % LEARNERS
+}
 
 /// Fills a store with `total` events, one per request, and a refusal every 1000 requests,
 /// through SQL (the receiver made the schema).
@@ -238,15 +251,16 @@ async fn prefill(db: &std::path::Path, total: i64) -> anyhow::Result<()> {
          INSERT INTO requests (id, received_at_ms, method, path, headers, body, auth, account_id)
          SELECT i, 1764288000000 + i, 'POST', '/webhook',
                 '[[\"content-type\",\"application/json\"]]',
-                CAST(?2 || printf('%032x', i) || ?3 AS BLOB), 'none', 1010
+                CAST(?2 || printf('%032x', i) || ?3 || (4000000 + i % ?5) || ?4 AS BLOB), 'none', 1010
          FROM n",
-        rusqlite::params![total, BODY_PREFIX, BODY_REST],
+        rusqlite::params![total, BODY_PREFIX, BODY_MIDDLE, BODY_REST, LEARNERS],
     )?;
     transaction.execute(
-        "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
-         SELECT 1010, printf('%032x', id), id, 'COURSE_ENROLLMENT', 1764288000000, 1, ?1, length(body) - ?1 - 2
+        "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+         SELECT 1010, printf('%032x', id), id, 'COURSE_ENROLLMENT', 1764288000000, 1, ?1, length(body) - ?1 - 2,
+                CAST(4000000 + id % ?2 AS TEXT), 'course:7374992'
          FROM requests",
-        rusqlite::params![BODY_PREFIX.len() - r#"{"eventId":""#.len()],
+        rusqlite::params![BODY_PREFIX.len() - r#"{"eventId":""#.len(), LEARNERS],
     )?;
     transaction.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
@@ -318,19 +332,23 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
         .execute(
             "INSERT INTO receiver_requests (id, received_at_ms, method, path, headers, body, auth, account_id)
              SELECT i, 1764288000000 + i, 'POST', '/webhook', '[[\"content-type\",\"application/json\"]]',
-                    convert_to($1 || lpad(to_hex(i), 32, '0') || $2, 'UTF8'), 'none', 1010
-             FROM generate_series(1, $3::int8) AS i",
-            &[&BODY_PREFIX, &BODY_REST, &total],
+                    convert_to($1 || lpad(to_hex(i), 32, '0') || $2 || (4000000 + i % $5) || $3, 'UTF8'),
+                    'none', 1010
+             FROM generate_series(1, $4::int8) AS i",
+            &[&BODY_PREFIX, &BODY_MIDDLE, &BODY_REST, &total, &LEARNERS],
         )
         .await?;
+    // Each event's JSON is its slice of the body, as the receiver stores it.
+    let start = i32::try_from(BODY_PREFIX.len() - r#"{"eventId":""#.len())?;
     client
         .execute(
             "INSERT INTO receiver_events
                  (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, event)
-             SELECT 1010, lpad(to_hex(i), 32, '0'), i, 'COURSE_ENROLLMENT', 1764288000000,
-                    1764288000000 + i, true, '{}'
-             FROM generate_series(1, $1::int8) AS i",
-            &[&total],
+             SELECT 1010, lpad(to_hex(id), 32, '0'), id, 'COURSE_ENROLLMENT', 1764288000000,
+                    received_at_ms, true,
+                    substr(convert_from(body, 'UTF8'), $1 + 1, length(body) - $1 - 2)::json
+             FROM receiver_requests",
+            &[&start],
         )
         .await?;
     client
@@ -343,7 +361,8 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
         .await?;
     client
         .batch_execute(
-            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests))",
+            "SELECT setval('receiver_requests_id_seq', (SELECT MAX(id) FROM receiver_requests));
+             SELECT setval('receiver_events_id_seq', (SELECT MAX(id) FROM receiver_events));",
         )
         .await?;
     // One statement each: VACUUM cannot run in the transaction a multi-statement query is.
@@ -384,6 +403,22 @@ async fn pages_on(
             "/?event_name=COURSE_COMPLETED".to_owned(),
         ),
         ("list, account filter", "/?account=1010".to_owned()),
+        (
+            "list, Data userId= a learner (TOTAL/200 000 requests)",
+            format!("/?data=userId%3D{}", learner(middle)),
+        ),
+        (
+            "list, Data userId= nobody (the whole table read)",
+            "/?data=userId%3D1".to_owned(),
+        ),
+        (
+            "list, Data another path, nothing (bounded walk)",
+            "/?data=enrollmentSource%3DNONE".to_owned(),
+        ),
+        (
+            "overview of a chosen hour holding every request",
+            "/?range_from=2025-11-28T00:00:00Z&range_to=2025-11-28T01:00:00Z&limit=1".to_owned(),
+        ),
         ("detail of one request", format!("/requests/a{middle}")),
     ];
     println!("time to first byte, {total} events stored (20 requests each):");

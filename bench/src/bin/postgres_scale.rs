@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bench::{closed_loop, event_body, Measured};
+use bench::{closed_loop, cpu_seconds, event_body, postgres_cpu_seconds, Measured};
 use bytes::Bytes;
 use receiver::store::{AcceptedRequest, NewEvent, Store as _};
 use verify::{Keyring, SignatureFile, SigningSecret};
@@ -68,39 +68,6 @@ fn options() -> anyhow::Result<Options> {
         }
     }
     Ok(options)
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|index| fields.get(*index)?.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
-}
-
-/// CPU seconds of every `postgres` process (the server and its backends).
-fn postgres_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "postgres")
-        })
-        .map(cpu_seconds)
-        .sum()
 }
 
 /// The value of an unlabelled sample in Prometheus text.
@@ -203,6 +170,8 @@ async fn limit(
                         timestamp_ms: 1_764_288_000_000,
                         known: true,
                         raw: EVENT_START..body.len() - 2,
+                        user_id: Some("4279332".to_owned()),
+                        lo_id: Some("course:7374992".to_owned()),
                     }],
                     body,
                     auth: "signature",

@@ -1,5 +1,5 @@
-//! The inspector's forwarding: the overview of the targets on the list page (how many wait,
-//! which request holds each queue, its last error and next try), the jobs of a request with
+//! The inspector's forwarding: the targets' part of the overview (how many wait, which
+//! request holds each queue, its last error and next try), the jobs of a request with
 //! every attempt on its page, and the Retry and Skip buttons (POSTs, accepted from the
 //! inspector's own page only, as Send again).
 
@@ -32,8 +32,11 @@ fn target_text(target: &str) -> String {
     }
 }
 
-/// The overview on the list page; empty when forwarding is off and no job was ever queued.
-pub(super) fn overview(targets: &[TargetOverview]) -> String {
+/// Each target's queue, as the overview at the top of the first page shows it (below its
+/// counts, and live with them): how many wait, how many are parked, since when and how long
+/// the oldest waits, and which request holds the queue. Empty when forwarding is off and no
+/// job was ever queued.
+pub(super) fn overview(targets: &[TargetOverview], now_ms: i64) -> String {
     if targets.is_empty() {
         return String::new();
     }
@@ -48,7 +51,13 @@ pub(super) fn overview(targets: &[TargetOverview]) -> String {
             };
             let oldest = backlog
                 .oldest_pending_queued_at_ms
-                .map(time)
+                .map(|queued| {
+                    format!(
+                        "{} ({} ago)",
+                        time(queued),
+                        super::reasons::approximate_duration((now_ms - queued) / 1000)
+                    )
+                })
                 .unwrap_or_else(|| "-".to_owned());
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{parked}</td><td>{oldest}</td><td>{}</td></tr>",
@@ -59,7 +68,7 @@ pub(super) fn overview(targets: &[TargetOverview]) -> String {
         })
         .collect();
     format!(
-        "<section aria-labelledby=\"forwarding-overview\"><h2 id=\"forwarding-overview\">Forwarding</h2>\
+        "<section aria-labelledby=\"forwarding-overview\"><h3 id=\"forwarding-overview\">Forwarding</h3>\
          <table aria-label=\"Forwarding targets\"><thead><tr><th scope=\"col\">Target</th>\
          <th scope=\"col\">Waiting</th><th scope=\"col\">Parked</th><th scope=\"col\">Oldest waiting since</th>\
          <th scope=\"col\">Head of the queue</th></tr></thead><tbody>{rows}</tbody></table></section>"

@@ -11,14 +11,19 @@
 //! Bound beyond loopback, Send again refuses targets on internal addresses, when the URL is
 //! given and again at connect time (`common::target_guard`), unless `--allow-private-targets`.
 //!
-//! Layout: this file serves and routes; `pages` renders; `curl` writes Copy as curl;
-//! `actions` downloads and sends again; `forwarding` shows the forwarding queues and acts on
-//! their jobs.
+//! Layout: this file serves and routes; `pages` renders; `overview` counts and draws the
+//! overview at the top of the first page (with the forwarding queues `forwarding` draws), and
+//! updates it live; `curl` writes Copy as curl; `actions` downloads and sends again, with the
+//! form of `send_form`; `reasons` puts reason codes in words; `forwarding` shows the
+//! forwarding queues and acts on their jobs.
 
 mod actions;
 mod curl;
 mod forwarding;
+mod overview;
 mod pages;
+mod reasons;
+mod send_form;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -103,6 +108,8 @@ struct State {
     stopping: watch::Receiver<bool>,
     forward_targets: Vec<String>,
     forward_changed: ForwardChanged,
+    /// The live overviews' counts so far.
+    overviews: overview::Cache,
 }
 
 /// Serves the inspector on `listener` until `shutdown` resolves; open streams end then.
@@ -137,6 +144,7 @@ pub async fn serve(
         stopping,
         forward_targets: settings.forward_targets,
         forward_changed: settings.forward_changed,
+        overviews: overview::Cache::default(),
     });
     let handler = move |request| {
         let state = Arc::clone(&state);
@@ -192,6 +200,7 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<WebB
             stream(state, &query, resume).await
         }
         (&Method::GET, "/download") => actions::download(state, &query).await,
+        (&Method::GET, "/overview/stream") => overview::stream(state, &query).await,
         (method, path) if path.starts_with("/requests/") => {
             let rest = &path["/requests/".len()..];
             let (key, action) = rest.split_once('/').unwrap_or((rest, ""));
@@ -301,7 +310,6 @@ async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBod
     let filter = asked.filter.clone();
     let before = asked.before;
     let limit = asked.limit;
-    let configured = state.forward_targets.clone();
     let read = read_store(state, move |reader| {
         let mark = reader.newest()?;
         let start = before.unwrap_or(Cursor {
@@ -309,16 +317,31 @@ async fn list(state: &Arc<State>, query: &[(String, String)]) -> Response<WebBod
             refused: mark.refused.saturating_add(1),
         });
         let page = reader.requests(&filter, start, limit)?;
-        Ok((mark, start, page, reader.forward_overview(&configured)?))
+        Ok((mark, start, page))
     })
     .await;
     match read {
-        Ok((mark, start, page, overview)) => {
+        Ok((mark, start, page)) => {
             let live = asked.before.is_none().then_some(mark);
-            let forwarding = forwarding::overview(&overview);
+            let range = overview::OverviewRange::from_query(query);
+            // The overview heads the first page only: older pages are for reading back.
+            let summary = match asked.before {
+                None => overview::section(state, &range).await,
+                Some(_) => String::new(),
+            };
             web::html(
                 StatusCode::OK,
-                pages::list(&asked.fields, &page, start, live, asked.limit, &forwarding),
+                pages::list(
+                    &pages::ListParts {
+                        fields: &asked.fields,
+                        overview: &summary,
+                        range_fields: &range.hidden_fields(),
+                    },
+                    &page,
+                    start,
+                    live,
+                    asked.limit,
+                ),
             )
         }
         Err(error) => store_failed(&error),
@@ -349,8 +372,15 @@ async fn detail(
                 source: key.to_text(),
                 item: verify::SourceItem::Capture(detail.record.clone()),
             };
-            let report =
-                crate::check::check(&state.authentication.current(), &item, verify::unix_now());
+            let now = verify::unix_now();
+            let authentication = state.authentication.current();
+            let report = crate::check::check(&authentication, &item, now);
+            let send = send_form::SendContext::new(
+                &authentication,
+                &detail.record.headers,
+                detail.record.reason.is_some(),
+                now,
+            );
             let forwarding = match key {
                 RequestKey::Accepted(_) => {
                     forwarding::section(key, &jobs, forwarding::notice_of(query).as_deref())
@@ -359,7 +389,7 @@ async fn detail(
             };
             web::html(
                 StatusCode::OK,
-                pages::detail(&detail, &report, &state.webhook_url, &forwarding),
+                pages::detail(&detail, &report, &state.webhook_url, &send, &forwarding),
             )
         }
         Ok(None) => web::not_found(),

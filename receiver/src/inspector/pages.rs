@@ -9,9 +9,11 @@ use common::web::{encode_query_value, escape, layout};
 use http::StatusCode;
 use verify::timestamp::{format_iso_millis, parse_instant_millis};
 
+use super::send_form::{self, Mode, SendContext, SendForm};
 use crate::check::Report;
 use crate::store::{
-    Cursor, JobState, RequestDetail, RequestFilter, RequestPage, RequestSummary, RequestVerdict,
+    Cursor, EventSummary, JobState, RequestDetail, RequestFilter, RequestPage, RequestSummary,
+    RequestVerdict,
 };
 
 /// Bodies longer than this are shown cut (the full bytes stay downloadable).
@@ -26,6 +28,7 @@ pub(super) struct FilterFields {
     since: String,
     until: String,
     event_id: String,
+    data: String,
     /// A forward job state: requests with a job in it.
     forwarding: String,
 }
@@ -47,8 +50,14 @@ impl FilterFields {
             since: value("since"),
             until: value("until"),
             event_id: value("event_id"),
+            data: value("data"),
             forwarding: value("forwarding"),
         }
+    }
+
+    /// Whether any field is filled in.
+    fn any(&self) -> bool {
+        !self.to_query().is_empty()
     }
 
     /// The store filter, or what is wrong with a field, in words for the page.
@@ -91,8 +100,29 @@ impl FilterFields {
             received_since_ms: time("Since", &self.since)?,
             received_until_ms: time("Until", &self.until)?,
             event_id_text: text(&self.event_id),
+            data: crate::search::Search::from_data_field(&self.data)?,
             forward_state,
         })
+    }
+
+    /// The filled fields as part of a file name: `event_name-completed_account-1010`, each
+    /// value cut to 40 characters and anything but letters, digits, `.` and `-` made `_`.
+    pub(super) fn file_name_part(&self) -> String {
+        [
+            ("event_name", &self.event_name),
+            ("account", &self.account),
+            ("verdict", &self.verdict),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("event_id", &self.event_id),
+            ("data", &self.data),
+            ("forwarding", &self.forwarding),
+        ]
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}-{}", file_name_safe(value)))
+        .collect::<Vec<_>>()
+        .join("_")
     }
 
     /// The fields as a query string (empty ones left out), without a leading `?`.
@@ -104,6 +134,7 @@ impl FilterFields {
             ("since", &self.since),
             ("until", &self.until),
             ("event_id", &self.event_id),
+            ("data", &self.data),
             ("forwarding", &self.forwarding),
         ]
         .iter()
@@ -112,6 +143,28 @@ impl FilterFields {
         .collect::<Vec<_>>()
         .join("&")
     }
+}
+
+/// `text` fit for a file name: at most 40 characters, each a letter, a digit, `.` or `-`, any
+/// other `_`.
+pub(super) fn file_name_safe(text: &str) -> String {
+    text.chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A receive time for a file name: `20261127T100000Z`.
+pub(super) fn file_name_time(at_ms: i64) -> String {
+    let iso = format_iso_millis(at_ms);
+    let whole = iso.split('.').next().unwrap_or(&iso);
+    format!("{}Z", whole.replace(['-', ':'], ""))
 }
 
 /// `?a=b&c=d` from parts, skipping empty ones.
@@ -138,8 +191,9 @@ fn heading(extra: &str) -> String {
     format!("<h1><a href=\"/\">Receiver inspector</a></h1>{extra}")
 }
 
-/// The filter form: a GET form, so the URL keeps the filter.
-fn filter_form(fields: &FilterFields) -> String {
+/// The filter form: a GET form, so the URL keeps the filter. Placeholders read as examples
+/// ("e.g. …"), never as a filter already applied; Event name offers the catalogue's names.
+fn filter_form(fields: &FilterFields, hidden: &str) -> String {
     let verdicts = ["", "accepted", "duplicate", "refused"];
     let mut options = String::new();
     for verdict in verdicts {
@@ -172,22 +226,33 @@ fn filter_form(fields: &FilterFields) -> String {
             "<option value=\"{state}\"{selected}>{label}</option>"
         ));
     }
-    let field = |id: &str, label: &str, value: &str, kind: &str, hint: &str| {
+    let field = |id: &str, label: &str, value: &str, hint: &str, extra: &str| {
         format!(
-            "<label for=\"{id}\">{label}<input id=\"{id}\" name=\"{id}\" type=\"{kind}\" value=\"{}\" placeholder=\"{hint}\"></label>",
+            "<label for=\"{id}\">{label}<input id=\"{id}\" name=\"{id}\" type=\"text\" value=\"{}\" placeholder=\"{hint}\"{extra}></label>",
             escape(value)
         )
     };
+    let names: String = verify::CATALOG
+        .iter()
+        .map(|kind| format!("<option value=\"{}\">", kind.name))
+        .collect();
     format!(
         "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filters\">\
-         {}{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
-         {}{}{}<label for=\"forwarding\">Forwarding<select id=\"forwarding\" name=\"forwarding\">{forward_options}</select></label>\
-         <button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
-        field("event_name", "Event name", &fields.event_name, "text", "COURSE_ENROLLMENT"),
-        field("account", "Account", &fields.account, "text", "1010"),
-        field("since", "Since", &fields.since, "text", "2026-11-27T10:00:00Z"),
-        field("until", "Until", &fields.until, "text", "2026-11-27T11:00:00Z"),
-        field("event_id", "Event id", &fields.event_id, "text", "part of an id"),
+         {}<datalist id=\"event-names\">{names}</datalist>{}<label for=\"verdict\">Verdict<select id=\"verdict\" name=\"verdict\">{options}</select></label>\
+         {}{}{}{}<label for=\"forwarding\">Forwarding<select id=\"forwarding\" name=\"forwarding\">{forward_options}</select></label>\
+         {hidden}<button type=\"submit\">Filter</button> <a href=\"/\">Clear filters</a></form>",
+        field(
+            "event_name",
+            "Event name",
+            &fields.event_name,
+            "e.g. completed",
+            " list=\"event-names\" autocomplete=\"off\""
+        ),
+        field("account", "Account", &fields.account, "e.g. 1010", ""),
+        field("since", "Since", &fields.since, "e.g. 2026-11-27T10:00:00Z", ""),
+        field("until", "Until", &fields.until, "e.g. 2026-11-27T11:00:00Z", ""),
+        field("event_id", "Event id", &fields.event_id, "e.g. part of an id", ""),
+        field("data", "Data", &fields.data, "e.g. userId=4279332", ""),
     )
 }
 
@@ -200,6 +265,35 @@ fn verdict_group(verdict: &RequestVerdict) -> &'static str {
     }
 }
 
+/// The verdict as the list and the detail show it: the word, or the reason code with its
+/// words beside it.
+fn verdict_text(verdict: &RequestVerdict) -> String {
+    let code = escape(verdict.label());
+    match verdict {
+        RequestVerdict::Refused { reason, .. } => match super::reasons::words(reason) {
+            Some(words) => format!("{code} <span class=\"muted\">({})</span>", escape(&words)),
+            None => code,
+        },
+        _ => code,
+    }
+}
+
+/// An event's name and id, and its learner and learning object where it has them.
+fn event_text(event: &EventSummary) -> String {
+    let mut text = format!(
+        "{} <code>{}</code>",
+        shown(&event.event_name),
+        shown(&event.event_id)
+    );
+    if let Some(user_id) = &event.user_id {
+        text.push_str(&format!(" · userId <code>{}</code>", shown(user_id)));
+    }
+    if let Some(lo_id) = &event.lo_id {
+        text.push_str(&format!(" · loId <code>{}</code>", shown(lo_id)));
+    }
+    text
+}
+
 /// One row of the list.
 fn row(summary: &RequestSummary) -> String {
     let href = format!("/requests/{}", summary.key.to_text());
@@ -207,17 +301,13 @@ fn row(summary: &RequestSummary) -> String {
         .account_id
         .map(|account| account.to_string())
         .unwrap_or_default();
-    let events: Vec<String> = summary
-        .events
-        .iter()
-        .map(|(name, id)| format!("{} <code>{}</code>", shown(name), shown(id)))
-        .collect();
+    let events: Vec<String> = summary.events.iter().map(event_text).collect();
     format!(
         "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a></td><td data-verdict=\"{}\">{}</td>\
          <td>{account}</td><td>{}</td></tr>",
         format_iso_millis(summary.received_at_ms),
         verdict_group(&summary.verdict),
-        escape(summary.verdict.label()),
+        verdict_text(&summary.verdict),
         events.join("<br>"),
     )
 }
@@ -227,16 +317,26 @@ pub(super) fn rows_newest_first(rows: &[RequestSummary]) -> String {
     rows.iter().rev().map(row).collect::<Vec<_>>().join("\n")
 }
 
+/// What the list page shows besides its rows.
+pub(super) struct ListParts<'a> {
+    /// The filter as typed.
+    pub(super) fields: &'a FilterFields,
+    /// The overview section (first page only; empty on older pages).
+    pub(super) overview: &'a str,
+    /// The overview's range as hidden fields of the filter form, so filtering keeps it.
+    pub(super) range_fields: &'a str,
+}
+
 /// The list page: `start` is where it was read from, `live` where the stream starts (first
 /// page only).
 pub(super) fn list(
-    fields: &FilterFields,
+    parts: &ListParts<'_>,
     page: &RequestPage,
     start: Cursor,
     live: Option<Cursor>,
     limit: usize,
-    forwarding: &str,
 ) -> String {
+    let fields = parts.fields;
     let filter_query = fields.to_query();
     let limit_part = if limit == super::PAGE_ROWS {
         String::new()
@@ -255,7 +355,15 @@ pub(super) fn list(
     };
     let mut rows: String = page.rows.iter().map(row).collect::<Vec<_>>().join("\n");
     if page.rows.is_empty() {
-        rows = "<tr data-empty><td colspan=\"4\">No requests here yet.</td></tr>".to_owned();
+        let empty = match (fields.any(), page.older.is_some()) {
+            (false, _) => "No requests here yet.",
+            (true, false) => "No request matches these filters.",
+            (true, true) => {
+                "No request matches these filters among the requests looked at; \
+                 Older requests looks further."
+            }
+        };
+        rows = format!("<tr data-empty><td colspan=\"4\">{empty}</td></tr>");
     }
     let older = match page.older {
         Some(cursor) => format!(
@@ -284,12 +392,13 @@ pub(super) fn list(
         "<a href=\"/\">Back to the newest requests</a>"
     };
     let main = format!(
-        "{forwarding}{}<div class=\"bar\">{status} {download} {older}</div>\
+        "{}{}<div class=\"bar\">{status} {download} {older}</div>\
          <table aria-label=\"Requests\"><thead><tr><th scope=\"col\">Received</th>\
          <th scope=\"col\">Verdict</th><th scope=\"col\">Account</th><th scope=\"col\">Events</th></tr></thead>\
          <tbody{stream}>{rows}</tbody></table>\
          <p class=\"muted\">Keys: j / k move, Enter opens, Esc comes back.</p>",
-        filter_form(fields),
+        parts.overview,
+        filter_form(fields, parts.range_fields),
     );
     layout("Receiver inspector", &heading(""), &main)
 }
@@ -301,7 +410,7 @@ pub(super) fn bad_filter(
 ) -> http::Response<common::web::WebBody> {
     let main = format!(
         "{}<p role=\"alert\">{}</p>",
-        filter_form(fields),
+        filter_form(fields, ""),
         escape(message)
     );
     common::web::html(
@@ -330,11 +439,13 @@ fn shown_body(body: &[u8]) -> (Option<String>, String, bool) {
     (pretty, as_received, cut)
 }
 
-/// The detail page.
+/// The detail page; `send` is what the Send again form knows of this receiver and request,
+/// `forwarding` the request's forwarding section.
 pub(super) fn detail(
     detail: &RequestDetail,
     report: &Report,
     webhook_url: &str,
+    send: &SendContext,
     forwarding: &str,
 ) -> String {
     let key = detail.summary.key.to_text();
@@ -345,7 +456,12 @@ pub(super) fn detail(
         .map(|account| account.to_string())
         .unwrap_or_else(|| "none".to_owned());
     let status_line = match &detail.summary.verdict {
-        RequestVerdict::Refused { status, .. } => format!(" (answered {status})"),
+        RequestVerdict::Refused { status, reason } => format!(
+            " (answered {status}){}",
+            super::reasons::words(reason)
+                .map(|words| format!(" <span class=\"muted\">— {}</span>", escape(&words)))
+                .unwrap_or_default()
+        ),
         _ => String::new(),
     };
     let findings: String = report
@@ -366,11 +482,19 @@ pub(super) fn detail(
         .events
         .iter()
         .map(|event| {
+            let optional = |value: &Option<String>| {
+                value
+                    .as_deref()
+                    .map(|value| format!("<code>{}</code>", shown(value)))
+                    .unwrap_or_default()
+            };
             format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                shown(&event.event_name),
-                shown(&event.event_id),
-                if event.new { "new" } else { "duplicate" },
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                shown(&event.event.event_name),
+                shown(&event.event.event_id),
+                optional(&event.event.user_id),
+                optional(&event.event.lo_id),
+                event.storage.label(),
                 event.forwarding.as_str()
             )
         })
@@ -380,6 +504,7 @@ pub(super) fn detail(
     } else {
         format!(
             "<table aria-label=\"Events\"><thead><tr><th scope=\"col\">Event name</th><th scope=\"col\">Event id</th>\
+             <th scope=\"col\">Learner (userId)</th><th scope=\"col\">Learning object (loId)</th>\
              <th scope=\"col\">Stored</th><th scope=\"col\">Forwarding</th></tr></thead><tbody>{events}</tbody></table>"
         )
     };
@@ -440,135 +565,70 @@ pub(super) fn detail(
         path = shown(&record.path),
         curl = escape(&super::curl::curl_command(detail, webhook_url)),
         as_received = escape(&as_received),
-        send_form = send_again_form(
+        send_form = send_form::render(
             &key,
-            "",
-            "verbatim",
-            is_refusal(&detail.summary.verdict),
-            None
+            &SendForm {
+                to: String::new(),
+                mode: send.default_mode(),
+                error: None,
+            },
+            send
         ),
     );
     layout(&format!("Request {key}"), &heading(""), &main)
 }
 
-/// Whether a request's verdict was a refusal (the receiver did not accept it).
-pub(super) fn is_refusal(verdict: &RequestVerdict) -> bool {
-    matches!(verdict, RequestVerdict::Refused { .. })
-}
-
-/// The form field a Send again error is shown beside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SendField {
-    /// **Target URL**.
-    Target,
-    /// **Re-sign although it was refused**.
-    IncludeRefused,
-}
-
-impl SendField {
-    fn id(self) -> &'static str {
-        match self {
-            Self::Target => "to",
-            Self::IncludeRefused => "include_refused",
-        }
-    }
-}
-
-/// The Send again form of request `key`, with the Target URL and mode given, and `error`
-/// beside its field. A request that was refused gets a box to tick before it may be
-/// re-signed: signed anew, a forged or broken request would pass as signed at the next
-/// receiver (as `sender replay` re-signs one only with `--include-refused`). The signature
-/// file is never put back: it holds a secret, which a page does not echo.
-fn send_again_form(
-    key: &str,
-    to: &str,
-    mode: &str,
-    refused: bool,
-    error: Option<(SendField, &str)>,
-) -> String {
-    let beside = |field: SendField| match error {
-        Some((at, message)) if at == field => (
-            format!(
-                " aria-invalid=\"true\" aria-describedby=\"{}-error\"",
-                field.id()
-            ),
-            format!(
-                "<p class=\"error\" id=\"{}-error\" role=\"alert\">{}</p>",
-                field.id(),
-                escape(message)
-            ),
-        ),
-        _ => (String::new(), String::new()),
-    };
-    let (to_invalid, to_message) = beside(SendField::Target);
-    let include_refused = if refused {
-        let (invalid, message) = beside(SendField::IncludeRefused);
-        format!(
-            "<p><label for=\"include_refused\"><input id=\"include_refused\" name=\"include_refused\" \
-             type=\"checkbox\" value=\"on\"{invalid}> Re-sign although it was refused</label></p>{message}\
-             <p class=\"note\">This request was refused: re-signed, a forged or broken request passes as \
-             signed at the next receiver.</p>"
-        )
-    } else {
-        String::new()
-    };
-    let selected = |value: &str| if mode == value { " selected" } else { "" };
-    format!(
-        "<form method=\"post\" action=\"/requests/{key}/send\" aria-label=\"Send again\">\
-         <p><label for=\"to\">Target URL<input id=\"to\" name=\"to\" type=\"url\" required placeholder=\"http://127.0.0.1:3000/webhook\" size=\"50\" value=\"{to}\"{to_invalid}></label></p>{to_message}\
-         <p><label for=\"mode\">Mode<select id=\"mode\" name=\"mode\"><option value=\"verbatim\"{verbatim}>Verbatim: the captured headers and bytes</option>\
-         <option value=\"resign\"{resign}>Re-signed with the signature file below</option></select></label></p>\
-         <p><label for=\"signature_file\">Signature file (its JSON, for re-signing)<textarea id=\"signature_file\" name=\"signature_file\" rows=\"4\" cols=\"60\"></textarea></label></p>\
-         {include_refused}<p><button type=\"submit\">Send again</button></p></form>",
-        key = escape(key),
-        to = escape(to),
-        verbatim = selected("verbatim"),
-        resign = selected("resign"),
-    )
-}
-
-/// Send again not done for what the form said: the form again, what was typed kept, the
-/// error beside its field.
-pub(super) fn send_refused(
-    key: &str,
-    to: &str,
-    mode: &str,
-    refused: bool,
-    error: (SendField, &str),
-) -> String {
+/// Send again that cannot go as asked: the form again, as typed, the error beside its field.
+pub(super) fn send_refused(key: &str, form: &SendForm, send: &SendContext) -> String {
     let main = format!(
         "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p>\
          <section aria-labelledby=\"send\"><h2 id=\"send\">Send again</h2>{form}</section>",
         key = escape(key),
-        form = send_again_form(key, to, mode, refused, Some(error)),
+        form = send_form::render(key, form, send),
     );
     layout("Cannot send", &heading(""), &main)
 }
 
-/// The page after Send again: what came back.
-pub(super) fn sent(key: &str, to: &str, answer: &common::client::Answer) -> String {
+/// The page after Send again: what came back, and the form again (as sent) to try once more.
+pub(super) fn sent(
+    key: &str,
+    form: &SendForm,
+    send: &SendContext,
+    answer: &common::client::Answer,
+) -> String {
     let outcome = match (answer.status, &answer.error) {
         (Some(status), _) => format!("Answered {status}"),
         (None, Some(error)) => format!("No answer: {}", escape(error)),
         (None, None) => "No answer".to_owned(),
     };
+    // A verbatim copy refused for its age: say what to do instead.
+    let hint = match (form.mode, answer.status) {
+        (Mode::Verbatim, Some(401)) => send
+            .verbatim_warning()
+            .map(|warning| format!("<p role=\"note\">{}</p>", escape(&warning)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let acknowledged = answer
+        .status
+        .is_some_and(|status| (200..300).contains(&status));
+    let again = if acknowledged {
+        String::new()
+    } else {
+        format!(
+            "<section aria-labelledby=\"send\"><h2 id=\"send\">Send again</h2>{}</section>",
+            send_form::render(key, form, send)
+        )
+    };
     let main = format!(
         "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p>\
          <section aria-labelledby=\"result\"><h2 id=\"result\">Sent again to {to}</h2>\
-         <p role=\"status\">{outcome}</p><dl><dt>Latency</dt><dd>{latency:.1} ms</dd>\
-         <dt>Answer</dt><dd><pre>{excerpt}</pre></dd></dl></section>",
-        to = escape(to),
+         <p role=\"status\">{outcome}</p>{hint}<dl><dt>Latency</dt><dd>{latency:.1} ms</dd>\
+         <dt>Answer</dt><dd><pre>{excerpt}</pre></dd></dl></section>{again}",
+        key = escape(key),
+        to = escape(&form.to),
         latency = answer.latency_ms,
         excerpt = escape(&printable_lines(&answer.excerpt)),
     );
     layout("Sent again", &heading(""), &main)
-}
-
-/// A page that says what is wrong with a form, with a way back.
-pub(super) fn form_error(key: &str, message: &str) -> String {
-    let main = format!(
-        "<p><a href=\"/requests/{key}\" data-back>Back to request {key}</a></p><p role=\"alert\">{}</p>",
-        escape(message)
-    );
-    layout("Cannot send", &heading(""), &main)
 }

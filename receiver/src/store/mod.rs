@@ -21,10 +21,13 @@
 mod body;
 pub mod forward;
 pub mod maintenance;
+mod overview;
 pub mod postgres;
 mod query;
 mod requests;
 pub mod sqlite;
+
+pub use overview::{BucketCounts, Traffic, Window, COUNT_BUDGET};
 
 use std::fmt;
 use std::future::Future;
@@ -80,6 +83,12 @@ pub struct NewEvent {
     /// keeps this instead of a second copy of the text: the body is stored anyway, and the
     /// copy would double what every commit writes.
     pub raw: std::ops::Range<usize>,
+    /// `data.userId` as a search compares it ([`crate::search::scalar_at`]), taken by the
+    /// request's own task: the SQLite store keeps it beside the event, so a search for a
+    /// learner reads a narrow column instead of every body.
+    pub user_id: Option<String>,
+    /// `data.loId`, likewise.
+    pub lo_id: Option<String>,
 }
 
 impl NewEvent {
@@ -177,6 +186,8 @@ pub struct EventFilter {
     pub account_id: Option<i64>,
     /// Only this `eventId`.
     pub event_id: Option<String>,
+    /// Only events that match this search (`--where`, `--contains`).
+    pub search: crate::search::Search,
     /// At most this many, oldest arrival first.
     pub limit: Option<u64>,
 }
@@ -501,7 +512,8 @@ impl RequestVerdict {
 /// Which requests the inspector lists. Every part given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFilter {
-    /// Only requests with an event of exactly this name.
+    /// Only requests with an event whose name contains this, in any case (`completed` finds
+    /// `COURSE_COMPLETED` and `COURSE_COMPLETED_BATCH`).
     pub event_name: Option<String>,
     /// Only requests of this account.
     pub account_id: Option<i64>,
@@ -514,8 +526,26 @@ pub struct RequestFilter {
     pub received_until_ms: Option<i64>,
     /// Only requests with an event whose id contains this text.
     pub event_id_text: Option<String>,
+    /// Only requests with an event that matches this search (the Data field). Accepted
+    /// requests are found by the events they stored when it asks for a learner or a learning
+    /// object (the stores find those fast); a retry that stored nothing new is then not
+    /// listed, its first arrival is.
+    pub data: crate::search::Search,
     /// Only accepted requests with a forward job in this state (for one of the targets).
     pub forward_state: Option<JobState>,
+}
+
+/// One event of a kept request, as the list and the detail show it (read from the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    /// `eventName`.
+    pub event_name: String,
+    /// `eventId` (empty when absent).
+    pub event_id: String,
+    /// `data.userId`, the learner, where the event has one.
+    pub user_id: Option<String>,
+    /// `data.loId`, the learning object, where the event has one.
+    pub lo_id: Option<String>,
 }
 
 /// One row of the inspector's list.
@@ -529,8 +559,8 @@ pub struct RequestSummary {
     pub verdict: RequestVerdict,
     /// `accountId`, when the body is an envelope.
     pub account_id: Option<i64>,
-    /// Each event's `eventName` and `eventId`, in the order sent (read from the body).
-    pub events: Vec<(String, String)>,
+    /// Each event, in the order sent (read from the body).
+    pub events: Vec<EventSummary>,
 }
 
 /// One page of the list, newest first.
@@ -542,15 +572,38 @@ pub struct RequestPage {
     pub older: Option<Cursor>,
 }
 
+/// What became of one event of a kept request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStorage {
+    /// Stored by this request.
+    New,
+    /// Stored before: by another request, or earlier in this one.
+    Duplicate,
+    /// Never stored: the request was refused (a refused request stores nothing).
+    Refused,
+    /// Stored once but no longer found (deleted since).
+    Gone,
+}
+
+impl EventStorage {
+    /// `new`, `duplicate`, `not stored (refused)` or `no longer stored`, as the detail shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Duplicate => "duplicate",
+            Self::Refused => "not stored (refused)",
+            Self::Gone => "no longer stored",
+        }
+    }
+}
+
 /// An event of a request in the detail view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventState {
-    /// `eventName`.
-    pub event_name: String,
-    /// `eventId`.
-    pub event_id: String,
-    /// Stored by this request (`false`: stored before, by another one or earlier in this one).
-    pub new: bool,
+    /// Its name, id, learner and learning object.
+    pub event: EventSummary,
+    /// Whether this request stored it.
+    pub storage: EventStorage,
     /// The forwarding state of the request that stored it.
     pub forwarding: ForwardingState,
 }
@@ -614,6 +667,21 @@ pub trait RequestQuery {
     /// # Errors
     /// The store cannot be read.
     fn request(&self, key: RequestKey) -> anyhow::Result<Option<RequestDetail>>;
+
+    /// What arrived in `window` (the overview): per bucket, by verdict, refusals by reason,
+    /// stored events by name; up to the newest row a live stream may read. A bounded amount
+    /// of work whatever the range ([`COUNT_BUDGET`]).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn traffic(&self, window: Window) -> anyhow::Result<Traffic>;
+
+    /// Adds to `traffic` what committed since it was counted (a live overview); whether that
+    /// changed anything.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn add_newer(&self, traffic: &mut Traffic) -> anyhow::Result<bool>;
 
     /// The forward jobs of an accepted request (one per target it went to), with every
     /// attempt.

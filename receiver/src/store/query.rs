@@ -6,7 +6,7 @@
 //! here. Account and event-name filters of `export` run in Rust on the body, because a refused
 //! request has no other record of them.
 
-use super::{CaptureFilter, EventFilter, ForwardingState};
+use super::{CaptureFilter, EventFilter, ForwardingState, StoredEvent};
 
 /// How one store names its tables and an event's JSON text.
 pub(crate) struct Tables {
@@ -18,8 +18,34 @@ pub(crate) struct Tables {
     pub forward_jobs: &'static str,
     /// Refused requests.
     pub refused: &'static str,
-    /// The event's JSON text, as an expression over `events e JOIN requests r`.
+    /// What the event queries read from: `events e`, joined to `requests r` where the
+    /// store keeps what they need there.
+    pub events_from: &'static str,
+    /// The request's receive time, an expression over [`Tables::events_from`].
+    pub received_at: &'static str,
+    /// The request's `auth`, likewise.
+    pub auth: &'static str,
+    /// The event's JSON text, likewise.
     pub raw_text: &'static str,
+    /// `data.userId` as a search compares it, an expression over `events e` that the store
+    /// finds fast (a column of its own, or an indexed expression).
+    pub user_id: &'static str,
+    /// `data.loId`, likewise.
+    pub lo_id: &'static str,
+    /// A condition that holds whenever the event's JSON holds the text bound to `?` as
+    /// received (it may hold for more: the search has the last word), over the rows of
+    /// [`Tables::holds_scope`].
+    pub holds_text: &'static str,
+    /// Where [`Tables::holds_text`] conditions are looked at: `{}` stands for them, ANDed; a
+    /// condition over [`Tables::events_from`] (SQLite reads the bodies in one pass over the
+    /// requests, in their order, rather than one request per event).
+    pub holds_scope: &'static str,
+    /// What a search's rows are ordered by: `e.id`, or an expression of it the store cannot
+    /// read in order from the primary key. A search has no SQL limit and finds few rows, and
+    /// PostgreSQL, asked for `ORDER BY e.id`, walks the whole key in order checking every
+    /// event's JSON (one process, and twice the work); given `e.id + 0` it scans the table, in
+    /// parallel, and sorts what it found.
+    pub search_order: &'static str,
     /// A numbered placeholder: `?1` (SQLite) or `$1` (PostgreSQL).
     pub placeholder: fn(usize) -> String,
 }
@@ -99,16 +125,57 @@ fn event_conditions<'t>(tables: &'t Tables, filter: &EventFilter) -> Conditions<
     if let Some(event_id) = &filter.event_id {
         conditions.push("e.event_id = ?", SqlValue::Text(event_id.clone()));
     }
+    search_conditions(&mut conditions, &filter.search);
     conditions
 }
 
-/// The events matching `filter`, oldest arrival first. Columns: account, event id, name,
-/// timestamp, received at, known, JSON text, request id, auth, forwarding state (a number
-/// summing up the request's jobs; see [`forwarding_state`]).
+/// Narrows the rows to those that may match `search`: the learner and learning object by the
+/// store's fast expressions, other conditions and texts by the text they need in the JSON.
+/// What passes still goes through [`crate::search::Search::matches`] (see [`events`]).
+fn search_conditions(conditions: &mut Conditions<'_>, search: &crate::search::Search) {
+    let tables = conditions.tables;
+    if let Some(user_id) = search.user_id() {
+        conditions.push(
+            &format!("{} = ?", tables.user_id),
+            SqlValue::Text(user_id.to_owned()),
+        );
+    }
+    if let Some(lo_id) = search.lo_id() {
+        conditions.push(
+            &format!("{} = ?", tables.lo_id),
+            SqlValue::Text(lo_id.to_owned()),
+        );
+    }
+    let texts = search
+        .conditions
+        .iter()
+        .filter(|condition| {
+            !condition.path.is(&["data", "userId"]) && !condition.path.is(&["data", "loId"])
+        })
+        .filter_map(crate::search::Condition::plain_text)
+        .chain(search.contains.iter().map(String::as_str));
+    let holds: Vec<String> = texts
+        .map(|text| {
+            let mark = conditions.bind(SqlValue::Text(text.to_owned()));
+            tables.holds_text.replace('?', &mark)
+        })
+        .collect();
+    if !holds.is_empty() {
+        conditions
+            .conditions
+            .push(tables.holds_scope.replace("{}", &holds.join(" AND ")));
+    }
+}
+
+/// The events that may match `filter`, oldest arrival first. Columns: account, event id,
+/// name, timestamp, received at, known, JSON text, request id, auth, forwarding state (a
+/// number summing up the request's jobs; see [`forwarding_state`]). With a search, SQL only
+/// narrows the rows down: each store keeps the rows that
+/// [`crate::search::Search::matches`], and applies the limit itself (the SQL has none then).
 pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
     let mut conditions = event_conditions(tables, filter);
     let clause = conditions.clause();
-    let limit = match filter.limit {
+    let limit = match filter.limit.filter(|_| filter.search.is_empty()) {
         Some(limit) => format!(
             "LIMIT {}",
             conditions.bind(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)))
@@ -116,26 +183,34 @@ pub(crate) fn events(tables: &Tables, filter: &EventFilter) -> Query {
         None => String::new(),
     };
     let Tables {
-        requests,
-        events,
+        events_from,
+        received_at,
+        auth,
         forward_jobs,
         raw_text,
         ..
     } = tables;
-    // One job per target: the request's state is summed up in one number per event.
+    let order = if filter.search.is_empty() {
+        "e.id"
+    } else {
+        tables.search_order
+    };
+    // One job per target: the request's state is summed up in one number per event, looked
+    // up per row returned (by request_id), not joined: a join may read every job when a
+    // search returns few rows.
     let forwarding = super::forward::sql::REQUEST_STATE_CODE.replace("{jobs}", forward_jobs);
     Query {
         sql: format!(
-            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, r.received_at_ms,
-                    e.known, {raw_text}, e.request_id, r.auth, {forwarding}
-             FROM {events} e JOIN {requests} r ON r.id = e.request_id
-             {clause} ORDER BY e.id {limit}"
+            "SELECT e.account_id, e.event_id, e.event_name, e.timestamp_ms, {received_at},
+                    e.known, {raw_text}, e.request_id, {auth}, {forwarding}
+             FROM {events_from} {clause} ORDER BY {order} {limit}"
         ),
         values: conditions.values,
     }
 }
 
-/// How many events match `filter` (its limit ignored). One column.
+/// How many events match `filter` (its limit ignored). One column. Only for a filter without
+/// a search: with one, count what [`events`] keeps.
 pub(crate) fn count(tables: &Tables, filter: &EventFilter) -> Query {
     let conditions = event_conditions(tables, filter);
     Query {
@@ -196,6 +271,21 @@ pub(crate) fn captures(tables: &Tables, filter: &CaptureFilter) -> Option<Query>
     })
 }
 
+/// Adds `event` (a row of [`events`]) to `found` when it matches the search of `filter`;
+/// `false` once `found` holds the filter's limit, when the caller stops reading.
+pub(crate) fn collect(
+    filter: &EventFilter,
+    found: &mut Vec<StoredEvent>,
+    event: StoredEvent,
+) -> bool {
+    if filter.search.matches(&event.raw) {
+        found.push(event);
+    }
+    filter
+        .limit
+        .is_none_or(|limit| (found.len() as u64) < limit)
+}
+
 /// The forwarding state from the number [`events`] selects.
 pub(crate) fn forwarding_state(code: i64) -> ForwardingState {
     ForwardingState::from_code(code)
@@ -211,7 +301,7 @@ pub(crate) fn capture_matches(
     if filter.account_id.is_none() && filter.event_names.is_empty() {
         return true;
     }
-    let (body_account, events) = super::body::body_account_and_events(body);
+    let (body_account, events) = super::body::body_events(body);
     let account = account_column.or(body_account);
     if filter.account_id.is_some() && account != filter.account_id {
         return false;
@@ -219,7 +309,7 @@ pub(crate) fn capture_matches(
     filter.event_names.is_empty()
         || events
             .iter()
-            .any(|(name, _)| filter.event_names.contains(name))
+            .any(|event| filter.event_names.contains(&event.summary.event_name))
 }
 
 /// A capture record from the columns of one [`captures`] row.
@@ -255,7 +345,15 @@ mod tests {
         events: "events",
         forward_jobs: "forward_jobs",
         refused: "refused_requests",
+        events_from: "events e",
+        received_at: "e.received_at_ms",
+        auth: "'none'",
         raw_text: "e.raw",
+        user_id: "e.user_id",
+        lo_id: "e.lo_id",
+        holds_text: "strpos(e.raw, ?) > 0",
+        holds_scope: "{}",
+        search_order: "e.id",
         placeholder: |n| format!("${n}"),
     };
 
@@ -295,6 +393,40 @@ mod tests {
             .contains("received_at_ms >= $3 AND received_at_ms < $4"));
         assert_eq!(query.values.len(), 4);
         assert!(captures(&TABLES, &CaptureFilter::default()).is_none());
+    }
+
+    #[test]
+    fn a_search_narrows_by_the_fast_columns_and_the_text_it_needs_and_drops_the_limit() {
+        let search = crate::search::Search {
+            conditions: [
+                "data.userId=42",
+                "data.loId=course:7",
+                "data.k=a/b",
+                "data.s=plain",
+            ]
+            .iter()
+            .map(|text| crate::search::Condition::parse(text).unwrap())
+            .collect(),
+            contains: vec!["COMPLETED".to_owned()],
+        };
+        let filter = EventFilter {
+            search,
+            limit: Some(3),
+            ..EventFilter::default()
+        };
+        let query = events(&TABLES, &filter);
+        assert!(
+            query.sql.contains(
+                "e.user_id = $1 AND e.lo_id = $2 AND strpos(e.raw, $3) > 0 AND strpos(e.raw, $4) > 0"
+            ),
+            "{}",
+            query.sql
+        );
+        assert!(!query.sql.contains("LIMIT"));
+        assert_eq!(
+            query.values,
+            ["42", "course:7", "plain", "COMPLETED"].map(|text| SqlValue::Text(text.to_owned()))
+        );
     }
 
     #[test]

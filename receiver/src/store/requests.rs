@@ -14,11 +14,12 @@ use std::collections::{HashMap, HashSet};
 
 use verify::CaptureRecord;
 
-use super::body::body_account_and_events;
+use super::body::body_events;
 use super::forward::{self, sql::SqlSession};
+use super::overview::{AcceptedTally, NamedTally, Traffic, Window};
 use super::{
-    Cursor, EventState, ForwardingState, RequestDetail, RequestFilter, RequestKey, RequestPage,
-    RequestQuery, RequestSummary, RequestVerdict,
+    Cursor, EventState, EventStorage, EventSummary, ForwardingState, RequestDetail, RequestFilter,
+    RequestKey, RequestPage, RequestQuery, RequestSummary, RequestVerdict,
 };
 
 #[cfg(test)]
@@ -51,6 +52,26 @@ impl Side {
             Self::Accepted => RequestKey::Accepted(id),
             Self::Refused => RequestKey::Refused(id),
         }
+    }
+}
+
+/// A learner and learning object a Data filter asks for (either may be absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Learner<'s> {
+    /// `data.userId`.
+    pub user_id: Option<&'s str>,
+    /// `data.loId`.
+    pub lo_id: Option<&'s str>,
+}
+
+impl<'s> Learner<'s> {
+    /// What `filter`'s Data part asks of the learner and learning object, when it asks either.
+    fn of(filter: &'s RequestFilter) -> Option<Learner<'s>> {
+        let learner = Learner {
+            user_id: filter.data.user_id(),
+            lo_id: filter.data.lo_id(),
+        };
+        (learner.user_id.is_some() || learner.lo_id.is_some()).then_some(learner)
     }
 }
 
@@ -90,6 +111,17 @@ pub(crate) trait RequestRows {
         count: usize,
     ) -> anyhow::Result<Vec<KeptRow>>;
 
+    /// Up to `count` accepted requests past `bound` in `direction`, in walk order, that stored
+    /// an event of this learner (`data.userId`) and learning object (`data.loId`), each given
+    /// or not (one at least): the stores find these without reading every body.
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>>;
+
     /// For each `(account, eventId)`, the accepted request that stored it, in order.
     fn stored_by(&self, events: &[(i64, &str)]) -> anyhow::Result<Vec<Option<i64>>>;
 
@@ -117,6 +149,42 @@ pub(crate) trait RequestRows {
 
     /// The cursor just above the newest request a live stream may start after.
     fn newest(&self) -> anyhow::Result<Cursor>;
+
+    /// The first row of `side` with an id at or above `id`: its id and receive time.
+    fn row_at_or_after(&self, side: Side, id: i64) -> anyhow::Result<Option<(i64, i64)>>;
+
+    /// Accepted requests with ids in `(after, upto]` received in `[since_ms, until_ms)`, per
+    /// bucket of `bucket_ms`: the bucket's start, the requests, how many were duplicates.
+    fn tally_accepted(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<AcceptedTally>>;
+
+    /// Refused requests as [`RequestRows::tally_accepted`] counts accepted ones, per bucket
+    /// and reason.
+    fn tally_refused(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>>;
+
+    /// The events stored by the accepted requests [`RequestRows::tally_accepted`] counts, per
+    /// bucket of their request's arrival and name.
+    fn tally_events(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>>;
 
     /// The reader as a session of the forwarding queues' shared SQL.
     fn session(&self) -> &dyn SqlSession;
@@ -150,6 +218,14 @@ impl<R: RequestRows> RequestQuery for R {
         RequestRows::newest(self)
     }
 
+    fn traffic(&self, window: Window) -> anyhow::Result<Traffic> {
+        super::overview::traffic(self, window)
+    }
+
+    fn add_newer(&self, traffic: &mut Traffic) -> anyhow::Result<bool> {
+        traffic.add_newer(self)
+    }
+
     fn forward_jobs(&self, request_id: i64) -> anyhow::Result<Vec<forward::JobDetail>> {
         forward::control::jobs_of_request(self.session(), request_id)
     }
@@ -173,13 +249,14 @@ impl<R: RequestRows> RequestQuery for R {
         let Some(kept) = self.kept(key)? else {
             return Ok(None);
         };
-        let (body_account, events) = body_account_and_events(&kept.record.body);
+        let (body_account, events) = body_events(&kept.record.body);
         let account_id = kept.account_column.or(body_account);
+        let events: Vec<EventSummary> = events.into_iter().map(|event| event.summary).collect();
         let stored_by = match (key, account_id) {
             (RequestKey::Accepted(id), Some(account)) => {
                 let asked: Vec<(i64, i64, &str)> = events
                     .iter()
-                    .map(|(_, event_id)| (id, account, event_id.as_str()))
+                    .map(|event| (id, account, event.event_id.as_str()))
                     .collect();
                 // Its own events first (the cheap question), then who stored the others.
                 let here = self.stored_here(&asked)?;
@@ -211,10 +288,14 @@ impl<R: RequestRows> RequestQuery for R {
         // The same event twice in one request: the second one is a duplicate.
         let mut seen = HashSet::new();
         let mut states = Vec::with_capacity(events.len());
-        for ((event_name, event_id), by) in events.iter().zip(stored_by) {
-            let first_here = seen.insert(event_id.as_str());
-            let (new, state) = match by {
-                Some(by) => {
+        for (event, by) in events.iter().zip(stored_by) {
+            let first_here = seen.insert(event.event_id.as_str());
+            let (storage, state) = match (key, by) {
+                // A refused request stores nothing, whatever another request stored under the
+                // same key.
+                (RequestKey::Refused(_), _) => (EventStorage::Refused, ForwardingState::None),
+                (RequestKey::Accepted(_), None) => (EventStorage::Gone, ForwardingState::None),
+                (RequestKey::Accepted(id), Some(by)) => {
                     let state = match forwarding.get(&by) {
                         Some(state) => *state,
                         None => {
@@ -223,14 +304,17 @@ impl<R: RequestRows> RequestQuery for R {
                             state
                         }
                     };
-                    (key == RequestKey::Accepted(by) && first_here, state)
+                    let storage = if by == id && first_here {
+                        EventStorage::New
+                    } else {
+                        EventStorage::Duplicate
+                    };
+                    (storage, state)
                 }
-                None => (false, ForwardingState::None),
             };
             states.push(EventState {
-                event_name: event_name.clone(),
-                event_id: event_id.clone(),
-                new,
+                event: event.clone(),
+                storage,
                 forwarding: state,
             });
         }
@@ -239,7 +323,11 @@ impl<R: RequestRows> RequestQuery for R {
                 status: kept.status,
                 reason: reason.clone(),
             },
-            None if states.is_empty() || states.iter().any(|state| state.new) => {
+            None if states.is_empty()
+                || states
+                    .iter()
+                    .any(|state| state.storage == EventStorage::New) =>
+            {
                 RequestVerdict::Accepted
             }
             None => RequestVerdict::Duplicate,
@@ -317,7 +405,12 @@ fn walk(
         } else {
             CHUNK
         };
-        let chunk = rows.chunk(side, walk.last_looked, direction, count)?;
+        let chunk = match (side, Learner::of(filter)) {
+            (Side::Accepted, Some(learner)) => {
+                rows.chunk_by_learner(learner, walk.last_looked, direction, count)?
+            }
+            _ => rows.chunk(side, walk.last_looked, direction, count)?,
+        };
         let fetched = chunk.len();
         looked += fetched;
         if let Some(last) = chunk.last() {
@@ -359,7 +452,7 @@ fn side_may_match(side: Side, filter: &RequestFilter) -> bool {
 struct Candidate {
     row: KeptRow,
     account_id: Option<i64>,
-    events: Vec<(String, String)>,
+    events: Vec<EventSummary>,
 }
 
 /// The rows of a chunk that match `filter`, as the list shows them, in walk order. Cheap
@@ -389,7 +482,7 @@ fn summarise(
                 candidate
                     .events
                     .iter()
-                    .map(|(_, event_id)| (candidate.row.id, account, event_id.as_str())),
+                    .map(|event| (candidate.row.id, account, event.event_id.as_str())),
             );
         }
     }
@@ -441,8 +534,8 @@ fn summarise(
     Ok(found)
 }
 
-/// The row with its account and events, or `None` when the time, account, event name or event
-/// id part of `filter` rules it out.
+/// The row with its account and events, or `None` when the time, account, event name, event
+/// id or Data part of `filter` rules it out.
 fn candidate(row: KeptRow, filter: &RequestFilter) -> Option<Candidate> {
     let within = filter
         .received_since_ms
@@ -453,24 +546,32 @@ fn candidate(row: KeptRow, filter: &RequestFilter) -> Option<Candidate> {
     if !within {
         return None;
     }
-    let (body_account, events) = body_account_and_events(&row.body);
+    let (body_account, events) = body_events(&row.body);
     let account_id = row.account_column.or(body_account);
     if filter.account_id.is_some() && account_id != filter.account_id {
         return None;
     }
     if let Some(name) = &filter.event_name {
-        if !events.iter().any(|(event_name, _)| event_name == name) {
+        let name = name.to_lowercase();
+        if !events
+            .iter()
+            .any(|event| event.summary.event_name.to_lowercase().contains(&name))
+        {
             return None;
         }
     }
     if let Some(text) = &filter.event_id_text {
         if !events
             .iter()
-            .any(|(_, event_id)| event_id.contains(text.as_str()))
+            .any(|event| event.summary.event_id.contains(text.as_str()))
         {
             return None;
         }
     }
+    if !filter.data.is_empty() && !events.iter().any(|event| filter.data.matches(event.raw)) {
+        return None;
+    }
+    let events = events.into_iter().map(|event| event.summary).collect();
     Some(Candidate {
         row,
         account_id,

@@ -244,14 +244,17 @@ async fn an_old_store_is_upgraded_in_place_and_its_pending_jobs_go_to_the_target
     );
     // PostgreSQL tables are brought up as the receiver starts, in the background.
     let (sql, latest) = match test_store.kind {
-        StoreKind::Sqlite => ("SELECT user_version FROM pragma_user_version", 5),
-        StoreKind::Postgres => ("SELECT MAX(version)::int8 FROM receiver_schema", 3),
+        StoreKind::Sqlite => ("SELECT user_version FROM pragma_user_version", 6),
+        StoreKind::Postgres => ("SELECT MAX(version)::int8 FROM receiver_schema", 4),
     };
     let brought_up = wait_until(Duration::from_secs(15), || async {
         test_store.scalar(sql).await == latest
     })
     .await;
-    assert!(brought_up, "brought up in place to version {latest}");
+    assert!(
+        brought_up,
+        "brought up in place to version {latest} (the latest)"
+    );
 
     let body = |index: usize| Bytes::from(named_envelope(7, OLD_REQUESTS[index].0));
     assert!(crm.wait_acknowledged(2, Duration::from_secs(15)).await);

@@ -218,7 +218,7 @@ async fn filters_narrow_the_list_and_the_url_keeps_them(store: TestStore) {
     let all = inspected.page("/").await;
     assert_eq!(row_keys(&all), ["r1", "a3", "a2", "a1"], "newest first");
     assert!(all.contains("data-verdict=\"duplicate\">duplicate<"));
-    assert!(all.contains("data-verdict=\"refused\">invalid_envelope<"));
+    assert!(all.contains("data-verdict=\"refused\">invalid_envelope <span"));
     let check = |query: &'static str, expected: &'static [&'static str]| {
         let inspected = &inspected;
         async move {
@@ -324,8 +324,8 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
         &page,
         &[
             "data-verdict=\"accepted\">accepted<",
-            "<td><code>d-2</code></td><td>duplicate</td><td>none</td>",
-            "<td><code>d-3</code></td><td>new</td><td>none</td>",
+            "<td><code>d-2</code></td><td></td><td></td><td>duplicate</td><td>none</td>",
+            "<td><code>d-3</code></td><td></td><td></td><td>new</td><td>none</td>",
             "receiver check: <strong>accepted</strong>",
         ],
     );
@@ -370,7 +370,7 @@ async fn the_detail_shows_headers_in_order_the_body_the_diagnosis_and_each_event
     assert_shows(
         &refused,
         &[
-            "data-verdict=\"refused\">invalid_envelope (answered 400)<",
+            "data-verdict=\"refused\">invalid_envelope (answered 400) <span class=\"muted\">— the body is not a webhook envelope</span><",
             "receiver check: <strong>refused</strong> <code>invalid_envelope</code>",
             "<p>No events.</p>",
         ],
@@ -394,9 +394,11 @@ async fn the_capture_download_is_byte_for_byte_what_receiver_export_writes(store
     assert_eq!(row_keys(&page).len(), 4);
     let download = inspected.get(&link(&page, "Download capture")).await;
     assert_eq!(download.status, StatusCode::OK);
-    assert_eq!(
-        download.headers["content-disposition"],
-        "attachment; filename=\"capture.jsonl\""
+    let disposition = download.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=\"capture-all-")
+            && disposition.ends_with(".jsonl\""),
+        "{disposition}"
     );
     let store = store.store_arg();
     let (code, exported, stderr) = run_cli(&["export", "--store", &store, "--verdict", "all"], &[]);

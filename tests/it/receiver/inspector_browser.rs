@@ -73,7 +73,7 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     // Keyboard: j selects the first row, Enter opens it, Esc comes back.
     browser.press("j");
     browser.wait_for(
-        "(//tbody/tr)[1][@aria-selected='true']",
+        "(//table[@aria-label='Requests']/tbody/tr)[1][@aria-selected='true']",
         Duration::from_secs(2),
     );
     browser.press(ENTER);
@@ -110,9 +110,9 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     );
     browser.screenshot(&browser::screenshot_dir().join("detail.png"));
 
-    // Download its capture: what `receiver export` writes for it.
+    // Download its capture: what `receiver export` writes for it, named after the request
+    // and its receive time.
     browser.click(&browser.link("Download capture"));
-    let downloaded = browser.downloaded("capture.jsonl", Duration::from_secs(10));
     let store = format!("sqlite:{}", dir.path().join("a.db").display());
     let (code, exported, _) = run_cli(
         &[
@@ -128,6 +128,13 @@ fn a_person_watches_filters_opens_downloads_and_sends_again_in_chromium() {
     );
     assert_eq!(code, Some(0));
     let first_line = exported.lines().next().unwrap();
+    let received: serde_json::Value = serde_json::from_str(first_line).unwrap();
+    let received = received["receivedAt"].as_str().unwrap();
+    let name = format!(
+        "capture-a1-{}Z.jsonl",
+        received[..19].replace(['-', ':'], "")
+    );
+    let downloaded = browser.downloaded(&name, Duration::from_secs(10));
     assert_eq!(
         String::from_utf8_lossy(&downloaded),
         format!("{first_line}\n")

@@ -85,7 +85,10 @@ async fn a_requests_page_shows_each_targets_job_and_its_attempts_and_acts_from_i
             && page.contains("data-forward-state=\"forwarded\"")
     })
     .await;
-    assert!(parked, "the refused request is parked, and forwarded to the archive");
+    assert!(
+        parked,
+        "the refused request is parked, and forwarded to the archive"
+    );
 
     let page = inspected.page("/requests/a2").await;
     assert!(

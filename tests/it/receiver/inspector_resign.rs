@@ -93,6 +93,17 @@ async fn a_refused_request_is_re_signed_only_when_asked_to(store: TestStore) {
         "nothing arrived"
     );
 
+    // Nor with this receiver's own credentials, which the form offers.
+    let own = [("to", to.as_str()), ("mode", "resign-own")];
+    let reply = inspected.post_form("/requests/r1/send", &own).await;
+    let html = String::from_utf8_lossy(&reply.body).into_owned();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(beside(&html, "include_refused").is_some(), "{html}");
+    assert!(
+        second.page("/").await.contains("No requests here yet."),
+        "nothing arrived"
+    );
+
     // Verbatim it goes as it came (its missing credentials still missing: no laundering).
     let reply = inspected
         .post_form("/requests/r1/send", &[("to", &to), ("mode", "verbatim")])

@@ -284,6 +284,29 @@ impl Browser {
         })
     }
 
+    /// Every element matching `xpath` now, in document order.
+    pub fn find_all(&self, xpath: &str) -> Vec<Element> {
+        let full = format!("/session/{}/elements", self.session);
+        let (status, answer) = exchange(
+            self.addr,
+            "POST",
+            &full,
+            Some(&json!({"using": "xpath", "value": xpath})),
+        );
+        assert_eq!(status, 200, "{xpath}: {answer}");
+        answer["value"]
+            .as_array()
+            .map(|found| {
+                found
+                    .iter()
+                    .map(|element| {
+                        Element(element[ELEMENT].as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits (bounded) for an element matching `xpath`.
     pub fn wait_for(&self, xpath: &str, limit: Duration) -> Element {
         let deadline = Instant::now() + limit;

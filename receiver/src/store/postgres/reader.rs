@@ -19,7 +19,17 @@ const TABLES: query::Tables = query::Tables {
     events: "receiver_events",
     forward_jobs: "receiver_forward_jobs",
     refused: "receiver_refused_requests",
+    // Every column the event queries read is in receiver_events but the request's auth,
+    // looked up per row returned: no join that would read every request.
+    events_from: "receiver_events e",
+    received_at: "e.received_at_ms",
+    auth: "(SELECT a.auth FROM receiver_requests a WHERE a.id = e.request_id)",
     raw_text: "e.event::text",
+    user_id: "(e.event -> 'data' ->> 'userId')",
+    lo_id: "(e.event -> 'data' ->> 'loId')",
+    holds_text: "strpos(e.event::text, ?) > 0",
+    holds_scope: "{}",
+    search_order: "e.id + 0",
     placeholder: |n| format!("${n}"),
 };
 
@@ -87,32 +97,58 @@ fn postgres_values(values: &[query::SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 
 /// Rows fetched per round trip when an export streams captures.
 const CAPTURE_PAGE: i32 = 256;
+/// Rows fetched per round trip when events are listed.
+const EVENT_PAGE: i32 = 1024;
 
 impl EventQuery for PostgresReader {
     fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
         let query = query::events(&TABLES, filter);
-        let client = self.client()?;
-        let rows = self
-            .runtime
-            .block_on(client.query(&query.sql, &postgres_values(&query.values)))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredEvent {
-                account_id: row.get(0),
-                event_id: row.get(1),
-                event_name: row.get(2),
-                timestamp_ms: row.get(3),
-                received_at_ms: row.get(4),
-                known: row.get(5),
-                raw: row.get(6),
-                request_id: row.get(7),
-                auth: row.get(8),
-                forwarding: query::forwarding_state(i64::from(row.get::<_, i32>(9))),
-            })
-            .collect())
+        let mut client = self.client()?;
+        let runtime = &self.runtime;
+        let mut found = Vec::new();
+        if filter.limit == Some(0) {
+            return Ok(found);
+        }
+        // A portal in a read-only transaction: a search keeps what matches as it reads,
+        // page by page, and stops at the limit.
+        let transaction = runtime.block_on(client.transaction())?;
+        let portal =
+            runtime.block_on(transaction.bind(&query.sql, &postgres_values(&query.values)))?;
+        'pages: loop {
+            let rows = runtime.block_on(transaction.query_portal(&portal, EVENT_PAGE))?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let event = StoredEvent {
+                    account_id: row.get(0),
+                    event_id: row.get(1),
+                    event_name: row.get(2),
+                    timestamp_ms: row.get(3),
+                    received_at_ms: row.get(4),
+                    known: row.get(5),
+                    raw: row.get(6),
+                    request_id: row.get(7),
+                    auth: row.get(8),
+                    forwarding: query::forwarding_state(i64::from(row.get::<_, i32>(9))),
+                };
+                if !query::collect(filter, &mut found, event) {
+                    break 'pages;
+                }
+            }
+        }
+        runtime.block_on(transaction.commit())?;
+        Ok(found)
     }
 
     fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
+        if !filter.search.is_empty() {
+            let all = EventFilter {
+                limit: None,
+                ..filter.clone()
+            };
+            return Ok(self.events(&all)?.len() as u64);
+        }
         let query = query::count(&TABLES, filter);
         let client = self.client()?;
         let count: i64 = self

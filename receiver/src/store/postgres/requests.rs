@@ -32,8 +32,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
+use crate::store::overview::{AcceptedTally, NamedTally};
 use crate::store::query;
-use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
 use crate::store::{Cursor, ForwardingState, RequestKey};
 
 /// Connections the inspector's pages and streams share (each holds one only while reading).
@@ -273,6 +274,54 @@ impl RequestRows for PostgresRequestReader {
         Ok(rows)
     }
 
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>> {
+        let (compare, order, upto) = match direction {
+            Direction::Older => ("<", "DESC", i64::MAX),
+            // Only what a stream may already show: ids commit out of order (module docs).
+            Direction::Newer => (">", "ASC", self.horizon(Side::Accepted)?),
+        };
+        let limit = i64::try_from(count).unwrap_or(i64::MAX);
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&bound, &upto, &limit];
+        let mut conditions = Vec::new();
+        // Written as the indexes are, so the planner uses them (search::Search's meaning).
+        for (expression, value) in [
+            ("(event -> 'data' ->> 'userId')", &learner.user_id),
+            ("(event -> 'data' ->> 'loId')", &learner.lo_id),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                conditions.push(format!("{expression} = ${}", values.len()));
+            }
+        }
+        let sql = format!(
+            "SELECT id, received_at_ms, body, account_id, 0, '' FROM receiver_requests WHERE id IN (
+                 SELECT request_id FROM receiver_events
+                 WHERE request_id {compare} $1 AND request_id <= $2 AND {}
+                 GROUP BY request_id ORDER BY request_id {order} LIMIT $3)
+             ORDER BY id {order}",
+            conditions.join(" AND ")
+        );
+        Ok(self
+            .query(&sql, &values)?
+            .into_iter()
+            .map(|row| KeptRow {
+                side: Side::Accepted,
+                id: row.get(0),
+                received_at_ms: row.get(1),
+                body: row.get(2),
+                account_column: row.get(3),
+                status: u16::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+                reason: row.get(5),
+            })
+            .collect())
+    }
+
     fn stored_by(&self, events: &[(i64, &str)]) -> anyhow::Result<Vec<Option<i64>>> {
         // One round trip for the whole chunk, by the unique (account_id, event_id) index.
         let accounts: Vec<i64> = events.iter().map(|(account, _)| *account).collect();
@@ -343,4 +392,96 @@ impl RequestRows for PostgresRequestReader {
             refused: self.horizon(Side::Refused)?,
         })
     }
+
+    fn row_at_or_after(&self, side: Side, id: i64) -> anyhow::Result<Option<(i64, i64)>> {
+        let sql = format!(
+            "SELECT id, received_at_ms FROM {} WHERE id >= $1 ORDER BY id LIMIT 1",
+            table(side)
+        );
+        Ok(self
+            .query(&sql, &[&id])?
+            .first()
+            .map(|row| (row.get(0), row.get(1))))
+    }
+
+    fn tally_accepted(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<AcceptedTally>> {
+        // A duplicate stored no event (the index by request says so in one look) though it
+        // carried some (the body says so, read only for those: CASE keeps the order).
+        let rows = self.query(
+            "SELECT r.received_at_ms / $5 * $5, COUNT(*),
+                    SUM(CASE WHEN EXISTS (SELECT 1 FROM receiver_events e WHERE e.request_id = r.id)
+                             THEN 0
+                             WHEN json_array_length(convert_from(r.body, 'UTF8')::json -> 'events') > 0
+                             THEN 1 ELSE 0 END)
+             FROM receiver_requests r
+             WHERE r.id > $1 AND r.id <= $2 AND r.received_at_ms >= $3 AND r.received_at_ms < $4
+             GROUP BY 1",
+            &[&after, &upto, &since_ms, &until_ms, &bucket_ms],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    count(row.get::<_, i64>(1)),
+                    count(row.get::<_, i64>(2)),
+                )
+            })
+            .collect())
+    }
+
+    fn tally_refused(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>> {
+        let rows = self.query(
+            "SELECT received_at_ms / $5 * $5, reason, COUNT(*) FROM receiver_refused_requests
+             WHERE id > $1 AND id <= $2 AND received_at_ms >= $3 AND received_at_ms < $4
+             GROUP BY 1, 2",
+            &[&after, &upto, &since_ms, &until_ms, &bucket_ms],
+        )?;
+        Ok(named_tally(&rows))
+    }
+
+    fn tally_events(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>> {
+        let rows = self.query(
+            "SELECT r.received_at_ms / $5 * $5, e.event_name, COUNT(*)
+             FROM receiver_events e JOIN receiver_requests r ON r.id = e.request_id
+             WHERE e.request_id > $1 AND e.request_id <= $2
+               AND r.received_at_ms >= $3 AND r.received_at_ms < $4
+             GROUP BY 1, 2",
+            &[&after, &upto, &since_ms, &until_ms, &bucket_ms],
+        )?;
+        Ok(named_tally(&rows))
+    }
+}
+
+/// A count from the database (never negative).
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Rows of `(bucket, name, count)`.
+fn named_tally(rows: &[tokio_postgres::Row]) -> Vec<NamedTally> {
+    rows.iter()
+        .map(|row| (row.get(0), row.get(1), count(row.get::<_, i64>(2))))
+        .collect()
 }

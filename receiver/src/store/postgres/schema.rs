@@ -7,8 +7,8 @@ use deadpool_postgres::Object;
 /// The receiver's tables and how a database gets them (`common::postgres_schema`): the
 /// steps in order, each bringing the tables to its version (recorded in `receiver_schema`).
 /// Version 1 is the whole layout below; version 2 forwards to several targets; version 3 adds
-/// the dedupe keys that outlive their pruned or erased events. A change of layout is a step
-/// appended here.
+/// the dedupe keys that outlive their pruned or erased events; version 4 adds what searches
+/// read. A change of layout is a step appended here.
 pub(crate) const LAYOUT: Layout = Layout {
     program: "receiver",
     lock: SCHEMA_LOCK,
@@ -29,8 +29,28 @@ pub(crate) const LAYOUT: Layout = Layout {
             sql: DEDUPE_KEYS,
             creates: &["receiver_dedupe_keys"],
         },
+        Step {
+            version: 4,
+            sql: SEARCH_AND_REPORTING,
+            creates: &[],
+        },
     ],
 };
+
+/// From version 3 to 4: searching and reporting (SPEC section 10). The learner
+/// (`data.userId`) and learning object (`data.loId`) indexed as `->>` reads them (a string
+/// decoded, a number as written: `crate::search`'s meaning), so a search for one reads the
+/// index, not the table. Each commit pays for them: the expression computed from the JSON and a
+/// B-tree entry per index and event (measured in `bench/`, see the README). The events of a
+/// request, which the inspector's overview tells duplicates by, have their index since
+/// version 3 (`receiver_events_by_request`).
+///
+/// `receiver_events` itself is the relation reports query (the SQLite store has a view of
+/// that name with the same columns).
+const SEARCH_AND_REPORTING: &str = "
+CREATE INDEX receiver_events_by_user ON receiver_events ((event -> 'data' ->> 'userId'));
+CREATE INDEX receiver_events_by_lo ON receiver_events ((event -> 'data' ->> 'loId'));
+";
 
 /// The tables of version 1, created together on first use. Times are epoch milliseconds, as in
 /// the SQLite store; `receiver_events.event` is the event's JSON exactly as received (type
@@ -303,5 +323,87 @@ mod tests {
             .expect("index")
             .get(0);
         assert!(indexed);
+    }
+
+    /// A database made by version 3 of the layout (the dedupe keys, the one before the
+    /// search's step) or by version 2 (several forward targets), with a few rows, is brought to
+    /// the latest in place: its rows stay, and searches and reports find them by the new
+    /// indexes.
+    #[tokio::test]
+    async fn a_database_of_version_3_or_2_gets_the_search_indexes_keeping_its_rows() {
+        for from in [3, 2] {
+            search_indexes_from(from).await;
+        }
+    }
+
+    async fn search_indexes_from(from: usize) {
+        let Some(url) = common::test_postgres::test_database(&format!(
+            "receiver search indexes from version {from}"
+        )) else {
+            return;
+        };
+        let url = common::postgres::DatabaseUrl::parse(&url).unwrap();
+        let pool = url.pool("schema-test", 1).unwrap();
+        let mut client = pool.get().await.unwrap();
+        let earlier = Layout {
+            steps: &LAYOUT.steps[..from],
+            ..LAYOUT
+        };
+        postgres_schema::prepare(&mut client, &earlier)
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                r#"INSERT INTO receiver_requests VALUES
+                       (1, 5, 'POST', '/webhook', '[]', '\x7b7d', 'none', 1010);
+                   INSERT INTO receiver_events (account_id, event_id, request_id, event_name,
+                                                timestamp_ms, received_at_ms, known, event)
+                   VALUES (1010, 'kept', 1, 'COURSE_COMPLETED', 1, 5, true,
+                           '{"data":{"userId":4279332,"loId":"course:7374992"}}'),
+                          (1010, 'other', 1, 'COURSE_COMPLETED', 1, 5, true,
+                           '{"data":{"userId":"42"}}');"#,
+            )
+            .await
+            .unwrap();
+
+        let prepared = postgres_schema::prepare(&mut client, &LAYOUT)
+            .await
+            .unwrap();
+        assert_eq!(
+            (prepared.found, prepared.version),
+            (i64::try_from(from).unwrap(), LAYOUT.version())
+        );
+        assert!(LAYOUT.version() >= 4);
+        for (sql, expected) in [
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '4279332'",
+                "kept",
+            ),
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'userId' = '42'",
+                "other",
+            ),
+            (
+                "SELECT event_id FROM receiver_events WHERE event -> 'data' ->> 'loId' = 'course:7374992'",
+                "kept",
+            ),
+        ] {
+            let found: String = client.query_one(sql, &[]).await.unwrap().get(0);
+            assert_eq!(found, expected, "{sql}");
+        }
+        let indexes: Vec<String> = client
+            .query(
+                "SELECT indexname::text FROM pg_indexes WHERE tablename = 'receiver_events'
+                 ORDER BY indexname",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for index in ["receiver_events_by_user", "receiver_events_by_lo"] {
+            assert!(indexes.iter().any(|name| name == index), "{indexes:?}");
+        }
     }
 }

@@ -346,6 +346,8 @@ mod tests {
                 timestamp_ms: 0,
                 known: true,
                 raw: 0..0,
+                user_id: None,
+                lo_id: None,
             })
             .collect()
     }

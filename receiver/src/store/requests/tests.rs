@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::store::body::body_events;
 use crate::store::postgres::schema::prepare_schema;
 use crate::store::postgres::PostgresRequestPool;
 use crate::store::sqlite::{SqliteReader, SqliteStore};
 use crate::store::{
-    Cursor, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,
+    Cursor, EventStorage, RequestFilter, RequestKey, RequestQuery, RequestSummary, RequestVerdict,
 };
 
 /// A kept request to insert.
@@ -194,12 +195,12 @@ fn duplicates_and_refusals_are_told_apart_in_the_list_and_the_detail(fixture: &m
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].key, RequestKey::Accepted(4));
     let detail = reader.request(RequestKey::Accepted(4)).unwrap().unwrap();
-    assert!(!detail.events[0].new);
+    assert_eq!(detail.events[0].storage, EventStorage::Duplicate);
     assert_eq!(detail.summary.verdict, RequestVerdict::Duplicate);
     assert_eq!(detail.record.headers[1], ("x-b".to_owned(), "2".to_owned()));
     assert_eq!(detail.record.body, body.as_bytes());
     let first = reader.request(RequestKey::Accepted(2)).unwrap().unwrap();
-    assert!(first.events[0].new);
+    assert_eq!(first.events[0].storage, EventStorage::New);
     assert_eq!(first.summary.verdict, RequestVerdict::Accepted);
     assert!(reader.request(RequestKey::Refused(9)).unwrap().is_none());
     assert!(reader.request(RequestKey::Accepted(99)).unwrap().is_none());
@@ -212,6 +213,67 @@ fn duplicates_and_refusals_are_told_apart_in_the_list_and_the_detail(fixture: &m
             refused: 4
         })
     );
+}
+
+fn a_learner_is_found_by_the_events_stored_whatever_lies_between(fixture: &mut dyn Fixture) {
+    let learner = |received_at_ms: i64, event_id: &str, user: &str| {
+        let event = format!(
+            r#"{{"eventId":"{event_id}","eventName":"COURSE_COMPLETED","timestamp":1,"data":{{"userId":{user},"loId":"course:7"}}}}"#
+        );
+        Kept::Accepted {
+            received_at_ms,
+            headers: "[]".to_owned(),
+            body: format!(r#"{{"accountId":1,"events":[{event}]}}"#),
+            account: 1,
+            stored: vec![(event_id.to_owned(), "COURSE_COMPLETED".to_owned())],
+        }
+    };
+    fixture.keep(&[learner(1, "first", "4279332")]);
+    // More than a page's scan budget of other requests, then the learner again (the id
+    // written as a string), then another learner.
+    fill(fixture, 12_000);
+    fixture.keep(&[
+        learner(20_000, "second", r#""4279332""#),
+        learner(20_001, "other", "42793320"),
+    ]);
+    let reader = fixture.reader();
+    let search = |text: &str| RequestFilter {
+        data: crate::search::Search::from_data_field(text).unwrap(),
+        ..RequestFilter::default()
+    };
+    let page = reader
+        .requests(&search("userId=4279332"), Cursor::NEWEST, 50)
+        .unwrap();
+    let keys: Vec<RequestKey> = page.rows.iter().map(|row| row.key).collect();
+    assert_eq!(
+        keys,
+        [12_002, 1].map(RequestKey::Accepted),
+        "one page, both"
+    );
+    assert!(page.older.is_none(), "and nothing left to look at");
+    assert_eq!(page.rows[0].events[0].user_id.as_deref(), Some("4279332"));
+    assert_eq!(page.rows[0].events[0].lo_id.as_deref(), Some("course:7"));
+    // Both conditions; and the live side, after the first of them.
+    let both = search("userId=4279332 loId=course:7");
+    let (rows, _) = all_pages(reader.as_ref(), &both, 1);
+    assert_eq!(rows.len(), 2);
+    let (after, _) = reader
+        .requests_after(
+            &both,
+            Cursor {
+                accepted: 1,
+                refused: 0,
+            },
+            10,
+        )
+        .unwrap();
+    let keys: Vec<RequestKey> = after.iter().map(|row| row.key).collect();
+    assert_eq!(keys, [RequestKey::Accepted(12_002)]);
+    assert!(reader
+        .requests(&search("userId=427933"), Cursor::NEWEST, 50)
+        .unwrap()
+        .rows
+        .is_empty());
 }
 
 /// Runs each named suite function once per store, as the tests `NAME::sqlite` and
@@ -240,12 +302,25 @@ on_both_stores!(
     pages_cover_every_request_once_newest_first_and_filters_cross_the_scan_budget,
     the_stream_reads_everything_after_a_cursor_oldest_first,
     duplicates_and_refusals_are_told_apart_in_the_list_and_the_detail,
+    a_learner_is_found_by_the_events_stored_whatever_lies_between,
 );
+
+/// One stored event's columns: account, eventId, request, name, its JSON, and its learner
+/// and learning object as the listener takes them.
+struct EventColumns {
+    account: i64,
+    event_id: String,
+    request_id: i64,
+    name: String,
+    json: String,
+    user_id: Option<String>,
+    lo_id: Option<String>,
+}
 
 /// The columns of `kept` per table, with the ids they get after `accepted` and `refused`.
 struct Columns {
     requests: Vec<(i64, i64, String, String, i64)>,
-    events: Vec<(i64, String, i64, String, String)>,
+    events: Vec<EventColumns>,
     refused: Vec<(i64, i64)>,
 }
 
@@ -272,17 +347,21 @@ fn columns(kept: &[Kept], mut accepted: i64, mut refused: i64) -> Columns {
                     body.clone(),
                     *account,
                 ));
+                let (_, in_body) = body_events(body.as_bytes());
                 for (event_id, name) in stored {
-                    let raw = body
-                        .find(&format!(r#"{{"eventId":"{event_id}""#))
-                        .unwrap_or(0);
-                    columns.events.push((
-                        *account,
-                        event_id.clone(),
-                        accepted,
-                        name.clone(),
-                        body[raw..].to_owned(),
-                    ));
+                    let event = in_body
+                        .iter()
+                        .find(|event| &event.summary.event_id == event_id)
+                        .expect("a stored event is in its body");
+                    columns.events.push(EventColumns {
+                        account: *account,
+                        event_id: event_id.clone(),
+                        request_id: accepted,
+                        name: name.clone(),
+                        json: event.raw.to_owned(),
+                        user_id: event.summary.user_id.clone(),
+                        lo_id: event.summary.lo_id.clone(),
+                    });
                 }
             }
             Kept::Refused { received_at_ms } => {
@@ -343,12 +422,20 @@ impl Fixture for SqliteFixture {
                 )
                 .unwrap();
         }
-        for (account, event_id, request_id, name, raw) in &columns.events {
+        for event in &columns.events {
             transaction
                 .execute(
-                    "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
-                     VALUES (?1, ?2, ?3, ?4, 1, 1, 0, ?5)",
-                    params![account, event_id, request_id, name, raw.len()],
+                    "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                     VALUES (?1, ?2, ?3, ?4, 1, 1, 0, ?5, ?6, ?7)",
+                    params![
+                        event.account,
+                        event.event_id,
+                        event.request_id,
+                        event.name,
+                        event.json.len(),
+                        event.user_id,
+                        event.lo_id
+                    ],
                 )
                 .unwrap();
         }
@@ -462,18 +549,20 @@ impl Fixture for PostgresFixture {
                 )
                 .await
                 .unwrap();
-            let accounts: Vec<i64> = columns.events.iter().map(|row| row.0).collect();
-            let event_ids: Vec<&str> = columns.events.iter().map(|row| row.1.as_str()).collect();
-            let request_ids: Vec<i64> = columns.events.iter().map(|row| row.2).collect();
-            let names: Vec<&str> = columns.events.iter().map(|row| row.3.as_str()).collect();
+            let accounts: Vec<i64> = columns.events.iter().map(|row| row.account).collect();
+            let event_ids: Vec<&str> =
+                columns.events.iter().map(|row| row.event_id.as_str()).collect();
+            let request_ids: Vec<i64> = columns.events.iter().map(|row| row.request_id).collect();
+            let names: Vec<&str> = columns.events.iter().map(|row| row.name.as_str()).collect();
+            let json: Vec<&str> = columns.events.iter().map(|row| row.json.as_str()).collect();
             transaction
                 .execute(
                     "INSERT INTO receiver_events
                          (account_id, event_id, request_id, event_name, timestamp_ms, received_at_ms, known, event)
-                     SELECT account, event_id, request_id, name, 1, 1, true, '{}'
-                     FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[])
-                          AS e (account, event_id, request_id, name)",
-                    &[&accounts, &event_ids, &request_ids, &names],
+                     SELECT account, event_id, request_id, name, 1, 1, true, json::json
+                     FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[])
+                          AS e (account, event_id, request_id, name, json)",
+                    &[&accounts, &event_ids, &request_ids, &names, &json],
                 )
                 .await
                 .unwrap();

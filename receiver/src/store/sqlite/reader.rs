@@ -47,8 +47,35 @@ impl SqliteReader {
         }
         check_layout(&connection, false)
             .with_context(|| format!("reading the store {}", path.display()))?;
+        add_holds(&connection)?;
         Ok(SqliteReader { connection })
     }
+}
+
+/// `holds(blob, text)`: whether the bytes hold the text, found by `memchr`'s vectorised
+/// search. A search for a text reads every body (a million in under a second is the goal),
+/// and SQLite's own `instr` compares byte by byte: this is several times faster.
+fn add_holds(connection: &Connection) -> anyhow::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    connection
+        .create_scalar_function(
+            "holds",
+            2,
+            FunctionFlags::SQLITE_UTF8
+                | FunctionFlags::SQLITE_DETERMINISTIC
+                | FunctionFlags::SQLITE_INNOCUOUS,
+            |context| {
+                let bytes = |index: usize| -> rusqlite::Result<&[u8]> {
+                    Ok(match context.get_raw(index) {
+                        rusqlite::types::ValueRef::Blob(bytes)
+                        | rusqlite::types::ValueRef::Text(bytes) => bytes,
+                        _ => &[],
+                    })
+                };
+                Ok(memchr::memmem::find(bytes(0)?, bytes(1)?).is_some())
+            },
+        )
+        .context("adding the search function to the store's connection")
 }
 
 /// The table names of this layout, for the shared read queries.
@@ -57,7 +84,15 @@ const TABLES: query::Tables = query::Tables {
     events: "events",
     forward_jobs: "forward_jobs",
     refused: "refused_requests",
+    events_from: "events e JOIN requests r ON r.id = e.request_id",
+    received_at: "r.received_at_ms",
+    auth: "r.auth",
     raw_text: RAW_TEXT,
+    user_id: "e.user_id",
+    lo_id: "e.lo_id",
+    holds_text: "holds(body, ?)",
+    holds_scope: "e.request_id IN (SELECT id FROM requests WHERE {})",
+    search_order: "e.id",
     placeholder: |n| format!("?{n}"),
 };
 
@@ -77,25 +112,39 @@ impl EventQuery for SqliteReader {
     fn events(&self, filter: &EventFilter) -> anyhow::Result<Vec<StoredEvent>> {
         let query = query::events(&TABLES, filter);
         let mut statement = self.connection.prepare(&query.sql)?;
-        let values = sqlite_values(query.values);
-        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
-            Ok(StoredEvent {
+        let mut rows = statement.query(rusqlite::params_from_iter(sqlite_values(query.values)))?;
+        let mut found = Vec::new();
+        if filter.limit == Some(0) {
+            return Ok(found);
+        }
+        while let Some(row) = rows.next()? {
+            let event = StoredEvent {
                 account_id: row.get(0)?,
                 event_id: row.get(1)?,
                 event_name: row.get(2)?,
                 timestamp_ms: row.get(3)?,
                 received_at_ms: row.get(4)?,
                 known: row.get(5)?,
-                raw: String::from_utf8_lossy(&row.get::<_, Vec<u8>>(6)?).into_owned(),
+                raw: String::from_utf8_lossy(row.get_ref(6)?.as_bytes()?).into_owned(),
                 request_id: row.get(7)?,
                 auth: row.get(8)?,
                 forwarding: query::forwarding_state(row.get(9)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            };
+            if !query::collect(filter, &mut found, event) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     fn count(&self, filter: &EventFilter) -> anyhow::Result<u64> {
+        if !filter.search.is_empty() {
+            let all = EventFilter {
+                limit: None,
+                ..filter.clone()
+            };
+            return Ok(self.events(&all)?.len() as u64);
+        }
         let query = query::count(&TABLES, filter);
         let count: i64 = self.connection.query_row(
             &query.sql,

@@ -6,7 +6,8 @@
 
 use super::reader::SqliteReader;
 use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
-use crate::store::requests::{Direction, KeptRequest, KeptRow, RequestRows, Side};
+use crate::store::overview::{AcceptedTally, NamedTally};
+use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
@@ -44,6 +45,51 @@ impl RequestRows for SqliteReader {
         let rows = statement.query_map(params![bound, count as i64], |row| {
             Ok(KeptRow {
                 side,
+                id: row.get(0)?,
+                received_at_ms: row.get(1)?,
+                body: row.get(2)?,
+                account_column: row.get(3)?,
+                status: row.get(4)?,
+                reason: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn chunk_by_learner(
+        &self,
+        learner: Learner<'_>,
+        bound: i64,
+        direction: Direction,
+        count: usize,
+    ) -> anyhow::Result<Vec<KeptRow>> {
+        let (compare, order) = match direction {
+            Direction::Older => ("<", "DESC"),
+            Direction::Newer => (">", "ASC"),
+        };
+        let mut conditions = vec![format!("request_id {compare} ?1")];
+        let mut values: Vec<rusqlite::types::Value> = vec![bound.into()];
+        for (column, value) in [("user_id", learner.user_id), ("lo_id", learner.lo_id)] {
+            if let Some(value) = value {
+                values.push(value.to_owned().into());
+                conditions.push(format!("{column} = ?{}", values.len()));
+            }
+        }
+        values.push((count as i64).into());
+        // The events table read whole by its own order (NOT INDEXED): its rows are narrow, and
+        // the index by request would cost a lookup of each row it walks past.
+        let sql = format!(
+            "SELECT id, received_at_ms, body, account_id, 0, '' FROM requests WHERE id IN (
+                 SELECT request_id FROM events NOT INDEXED WHERE {}
+                 GROUP BY request_id ORDER BY request_id {order} LIMIT ?{})
+             ORDER BY id {order}",
+            conditions.join(" AND "),
+            values.len()
+        );
+        let mut statement = self.connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(KeptRow {
+                side: Side::Accepted,
                 id: row.get(0)?,
                 received_at_ms: row.get(1)?,
                 body: row.get(2)?,
@@ -171,5 +217,87 @@ impl RequestRows for SqliteReader {
             accepted: self.max_id("requests")?,
             refused: self.max_id("refused_requests")?,
         })
+    }
+
+    fn row_at_or_after(&self, side: Side, id: i64) -> anyhow::Result<Option<(i64, i64)>> {
+        let table = match side {
+            Side::Accepted => "requests",
+            Side::Refused => "refused_requests",
+        };
+        let sql =
+            format!("SELECT id, received_at_ms FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1");
+        Ok(self
+            .connection
+            .prepare_cached(&sql)?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
+    }
+
+    fn tally_accepted(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<AcceptedTally>> {
+        // A duplicate stored no event (`events_by_request` says so in one look) though it
+        // carried some (the body says so, read only for those).
+        let mut statement = self.connection.prepare_cached(
+            "SELECT r.received_at_ms / ?5 * ?5, COUNT(*),
+                    SUM(CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.request_id = r.id) THEN 0
+                             WHEN json_array_length(CAST(r.body AS TEXT), '$.events') > 0 THEN 1
+                             ELSE 0 END)
+             FROM requests r
+             WHERE r.id > ?1 AND r.id <= ?2 AND r.received_at_ms >= ?3 AND r.received_at_ms < ?4
+             GROUP BY 1",
+        )?;
+        let rows = statement
+            .query_map(params![after, upto, since_ms, until_ms, bucket_ms], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn tally_refused(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT received_at_ms / ?5 * ?5, reason, COUNT(*) FROM refused_requests
+             WHERE id > ?1 AND id <= ?2 AND received_at_ms >= ?3 AND received_at_ms < ?4
+             GROUP BY 1, 2",
+        )?;
+        let rows = statement
+            .query_map(params![after, upto, since_ms, until_ms, bucket_ms], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn tally_events(
+        &self,
+        after: i64,
+        upto: i64,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> anyhow::Result<Vec<NamedTally>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT r.received_at_ms / ?5 * ?5, e.event_name, COUNT(*)
+             FROM events e JOIN requests r ON r.id = e.request_id
+             WHERE e.request_id > ?1 AND e.request_id <= ?2
+               AND r.received_at_ms >= ?3 AND r.received_at_ms < ?4
+             GROUP BY 1, 2",
+        )?;
+        let rows = statement
+            .query_map(params![after, upto, since_ms, until_ms, bucket_ms], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

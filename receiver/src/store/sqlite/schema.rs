@@ -20,7 +20,8 @@ struct Step {
 /// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
 /// request and target, with its state, its place in its target's queue and every attempt);
 /// version 4 adds the dedupe keys that outlive their pruned or erased events; version 5
-/// leaves dedupe to the listener's keys in memory ([`APPEND_ONLY_EVENTS`]). A change of
+/// ([`SEARCH_AND_REPORTING`]) adds what searches and reports read; version 6 leaves dedupe to
+/// the listener's keys in memory ([`APPEND_ONLY_EVENTS`]). A change of
 /// layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
@@ -37,6 +38,10 @@ const STEPS: &[Step] = &[
     },
     Step {
         version: 5,
+        sql: SEARCH_AND_REPORTING,
+    },
+    Step {
+        version: 6,
         sql: APPEND_ONLY_EVENTS,
     },
 ];
@@ -218,7 +223,42 @@ CREATE TABLE dedupe_keys (
 CREATE INDEX dedupe_keys_by_time ON dedupe_keys (received_at_ms);
 ";
 
-/// Version 5: the events table without its `UNIQUE (account_id, event_id)` index, so a
+/// From version 4 to 5: searching and reporting (SPEC section 10):
+/// - `user_id` and `lo_id`: `data.userId` and `data.loId` as a search compares them (a string
+///   decoded, a number as written: `crate::search`), written with each event. No index: a
+///   search reads this narrow table whole (0.1 s a million events), where an index would add
+///   a page at a random place of its B-tree to every commit (the writes issue 26 counts).
+///   Existing rows get them here from their JSON (`->` gives a number's text as written).
+/// - `events_by_request`: the events of a request (the inspector's overview tells duplicates
+///   by it). Request ids only grow, so it is appended to at its end, one page per commit.
+/// - `receiver_events`: the relation reports query, with the columns and names of the
+///   PostgreSQL table, `event` as JSON text, so one SQL runs on either store. The `sqlite3` of
+///   Debian stable (3.40) reads it: `->` / `->>` are 3.38's, and the event's slice of the body
+///   is cast to text (a BLOB would be JSONB to SQLite 3.45 and later).
+const SEARCH_AND_REPORTING: &str = "
+ALTER TABLE events ADD COLUMN user_id TEXT;
+ALTER TABLE events ADD COLUMN lo_id TEXT;
+UPDATE events
+SET user_id = CASE json_type(s.event, '$.data.userId')
+                  WHEN 'text' THEN s.event ->> '$.data.userId'
+                  WHEN 'integer' THEN s.event -> '$.data.userId'
+                  WHEN 'real' THEN s.event -> '$.data.userId' END,
+    lo_id = CASE json_type(s.event, '$.data.loId')
+                  WHEN 'text' THEN s.event ->> '$.data.loId'
+                  WHEN 'integer' THEN s.event -> '$.data.loId'
+                  WHEN 'real' THEN s.event -> '$.data.loId' END
+FROM (SELECT e.id, CAST(substr(r.body, e.raw_start + 1, e.raw_length) AS TEXT) AS event
+      FROM events e JOIN requests r ON r.id = e.request_id) AS s
+WHERE s.id = events.id;
+CREATE INDEX events_by_request ON events (request_id);
+CREATE VIEW receiver_events AS
+SELECT e.id, e.account_id, e.event_id, e.request_id, e.event_name, e.timestamp_ms,
+       r.received_at_ms, e.known,
+       CAST(substr(r.body, e.raw_start + 1, e.raw_length) AS TEXT) AS event
+FROM events e JOIN requests r ON r.id = e.request_id;
+";
+
+/// Version 6: the events table without its `UNIQUE (account_id, event_id)` index, so a
 /// commit only appends (issue 26). With random event ids that index put each new event on a
 /// page of its own, at a random place: the largest part of what every commit wrote, twice
 /// (the WAL, then the checkpoint). The listener decides duplicates from its keys in memory
@@ -229,9 +269,12 @@ CREATE INDEX dedupe_keys_by_time ON dedupe_keys (received_at_ms);
 /// a split balances with, their parent), a quarter of what a commit wrote; `events` and the
 /// reports read the narrow table whole instead (a million events in a fraction of a second,
 /// measured in the README). SQLite drops a table constraint only by making the table again:
-/// same columns, same ids.
+/// same columns, same ids; `legacy_alter_table` lets the rename leave the `receiver_events`
+/// view as it is (it names `events`, there again once renamed) instead of refusing it while
+/// `events` is gone.
 const APPEND_ONLY_EVENTS: &str = "
-CREATE TABLE events_4 (
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE events_6 (
     id              INTEGER PRIMARY KEY,
     account_id      INTEGER NOT NULL,
     event_id        TEXT    NOT NULL,
@@ -240,15 +283,18 @@ CREATE TABLE events_4 (
     timestamp_ms    INTEGER NOT NULL,
     known           INTEGER NOT NULL,
     raw_start       INTEGER NOT NULL,
-    raw_length      INTEGER NOT NULL
+    raw_length      INTEGER NOT NULL,
+    user_id         TEXT,
+    lo_id           TEXT
 );
-INSERT INTO events_4 (id, account_id, event_id, request_id, event_name, timestamp_ms, known,
-                      raw_start, raw_length)
+INSERT INTO events_6 (id, account_id, event_id, request_id, event_name, timestamp_ms, known,
+                      raw_start, raw_length, user_id, lo_id)
 SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start,
-       raw_length
+       raw_length, user_id, lo_id
 FROM events ORDER BY id;
 DROP TABLE events;
-ALTER TABLE events_4 RENAME TO events;
+ALTER TABLE events_6 RENAME TO events;
+PRAGMA legacy_alter_table = OFF;
 CREATE INDEX events_by_request ON events (request_id);
 ";
 
@@ -498,6 +544,99 @@ mod tests {
     }
 
     #[test]
+    fn an_earlier_store_gets_the_search_columns_and_the_reporting_view_keeping_its_rows() {
+        // From the layout before this step (4, the dedupe keys), the one before that (3,
+        // several forward targets) and version 2, which go through the steps between.
+        for (steps, from) in [(3, 4), (2, 3), (1, 2)] {
+            a_store_gets_the_search_columns_keeping_its_rows(steps, from);
+        }
+    }
+
+    fn a_store_gets_the_search_columns_keeping_its_rows(steps: usize, from: i64) {
+        let connection = Connection::open_in_memory().unwrap();
+        bring_up_with(&connection, &STEPS[..steps]).unwrap();
+        assert_eq!(version(&connection), from);
+        // Three events as version 2 keeps them: offsets into their request's body.
+        let events = [
+            r#"{"eventId":"n","eventName":"COURSE_COMPLETED","timestamp":1,"data":{"userId":4279332,"loId":"course:7374992"}}"#,
+            r#"{"eventId":"s","eventName":"COURSE_ENROLLMENT","timestamp":2,"data":{"userId":"42","loId":"lp:\u0031","score":1.50}}"#,
+            r#"{"eventId":"o","eventName":"CI_STATS","timestamp":3,"data":{"loInstanceId":"course:1_2","userId":{"a":1}}}"#,
+        ];
+        for (index, event) in (1_i64..).zip(events) {
+            let body = format!(r#"{{"accountId":1010,"events":[{event}]}}"#);
+            connection
+                .execute(
+                    "INSERT INTO requests VALUES (?1, ?1, 'POST', '/webhook', '[]', ?2, 'none', 1010)",
+                    rusqlite::params![index, body.as_bytes()],
+                )
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO events (account_id, event_id, request_id, event_name,
+                                         timestamp_ms, known, raw_start, raw_length)
+                     VALUES (1010, ?1, ?2, 'X', ?2, 1, ?3, ?4)",
+                    rusqlite::params![
+                        &event[12..13],
+                        index,
+                        body.find(event).unwrap(),
+                        event.len()
+                    ],
+                )
+                .unwrap();
+        }
+
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), latest());
+        let mut statement = connection
+            .prepare("SELECT event_id, user_id, lo_id FROM events ORDER BY id")
+            .unwrap();
+        let found: Vec<(String, Option<String>, Option<String>)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [
+            ("n", Some("4279332"), Some("course:7374992")),
+            ("s", Some("42"), Some("lp:1")),
+            ("o", None, None),
+        ];
+        assert_eq!(found.len(), expected.len());
+        for ((event_id, user_id, lo_id), (want_id, want_user, want_lo)) in
+            found.iter().zip(expected)
+        {
+            assert_eq!(event_id, want_id);
+            assert_eq!(user_id.as_deref(), want_user, "{event_id}");
+            assert_eq!(lo_id.as_deref(), want_lo, "{event_id}");
+        }
+        // The same as the listener takes them from new events (`crate::search`).
+        for ((_, stored, _), event) in found.iter().zip(events) {
+            let data = crate::search::FieldPath::parse("data")
+                .unwrap()
+                .lookup(event)
+                .unwrap();
+            assert_eq!(*stored, crate::search::scalar_at(data, "userId"), "{event}");
+        }
+        // The reporting relation: every event, with its JSON exactly as received.
+        let (count, json): (i64, String) = connection
+            .query_row(
+                "SELECT COUNT(*), MIN(event) FROM receiver_events WHERE request_id = 2",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((count, json.as_str()), (1, events[1]));
+        let learner: String = connection
+            .query_row(
+                "SELECT CAST(event -> 'data' ->> 'userId' AS TEXT) FROM receiver_events
+                 WHERE event_id = 'n'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(learner, "4279332");
+    }
+
+    #[test]
     fn a_failing_step_leaves_the_store_at_its_version() {
         let connection = Connection::open_in_memory().unwrap();
         bring_up(&connection).unwrap();
@@ -594,27 +733,27 @@ mod tests {
     }
 
     #[test]
-    fn a_version_4_store_loses_the_unique_index_and_keeps_its_events_and_ids() {
+    fn a_version_5_store_loses_the_unique_index_and_keeps_its_events_ids_and_view() {
         let connection = Connection::open_in_memory().unwrap();
         connection
             .execute_batch("PRAGMA foreign_keys = ON;")
             .unwrap();
-        bring_up_with(&connection, &STEPS[..3]).unwrap();
-        assert_eq!(version(&connection), 4);
+        bring_up_with(&connection, &STEPS[..4]).unwrap();
+        assert_eq!(version(&connection), 5);
         assert!(indexes(&connection, "events").contains(&"sqlite_autoindex_events_1".to_owned()));
         connection
             .execute_batch(
                 "INSERT INTO requests VALUES (1, 10, 'POST', '/', '[]', x'7b7d', 'none', 1010);
                  INSERT INTO requests VALUES (2, 20, 'POST', '/', '[]', x'7b7d', 'none', 1010);
                  INSERT INTO events (id, account_id, event_id, request_id, event_name,
-                                     timestamp_ms, known, raw_start, raw_length)
-                 VALUES (5, 1010, 'a', 1, 'COURSE_COMPLETED', 100, 1, 0, 2),
-                        (9, 1010, 'b', 2, 'COURSE_ENROLLMENT', 200, 0, 0, 2);",
+                                     timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                 VALUES (5, 1010, 'a', 1, 'COURSE_COMPLETED', 100, 1, 0, 2, '42', 'course:1'),
+                        (9, 1010, 'b', 2, 'COURSE_ENROLLMENT', 200, 0, 0, 2, NULL, NULL);",
             )
             .unwrap();
 
         bring_up(&connection).unwrap();
-        assert_eq!(version(&connection), 5);
+        assert_eq!(version(&connection), 6);
         assert_eq!(
             indexes(&connection, "events"),
             ["events_by_request"],
@@ -623,13 +762,13 @@ mod tests {
         let rows: Vec<String> = connection
             .prepare(
                 "SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known,
-                        raw_start, raw_length
+                        raw_start, raw_length, user_id, lo_id
                  FROM events ORDER BY id",
             )
             .unwrap()
             .query_map([], |row| {
                 Ok(format!(
-                    "{} {} {} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {} {} {:?} {:?}",
                     row.get::<_, i64>(0)?,
                     row.get::<_, i64>(1)?,
                     row.get::<_, String>(2)?,
@@ -639,6 +778,8 @@ mod tests {
                     row.get::<_, bool>(6)?,
                     row.get::<_, i64>(7)?,
                     row.get::<_, i64>(8)?,
+                    row.get::<_, Option<String>>(9)?,
+                    row.get::<_, Option<String>>(10)?,
                 ))
             })
             .unwrap()
@@ -647,8 +788,8 @@ mod tests {
         assert_eq!(
             rows,
             [
-                "5 1010 a 1 COURSE_COMPLETED 100 true 0 2",
-                "9 1010 b 2 COURSE_ENROLLMENT 200 false 0 2"
+                r#"5 1010 a 1 COURSE_COMPLETED 100 true 0 2 Some("42") Some("course:1")"#,
+                "9 1010 b 2 COURSE_ENROLLMENT 200 false 0 2 None None"
             ]
         );
         // Still a request's events, found by the request.
@@ -660,6 +801,19 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("events_by_request"), "{plan}");
+        // The reports' relation reads the new table.
+        let reported: (i64, String) = connection
+            .query_row(
+                "SELECT COUNT(*), group_concat(event, '|') FROM receiver_events",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(reported, (2, "{}|{}".to_owned()));
+        let renames_left_alone: i64 = connection
+            .pragma_query_value(None, "legacy_alter_table", |row| row.get(0))
+            .unwrap();
+        assert_eq!(renames_left_alone, 0);
         // And an event without its request is refused, as before.
         let orphan = connection.execute_batch(
             "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms,

@@ -543,8 +543,8 @@ impl<'c> Inserts<'c> {
             )?,
             // No unique index: the dedupe keys decided the event is new (see `stored`).
             event: connection.prepare_cached(
-                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?,
             holds_key: connection.prepare_cached(
                 "SELECT 1 FROM events WHERE id = ?1 AND account_id = ?2 AND event_id = ?3",
@@ -656,6 +656,8 @@ impl<'c> Inserts<'c> {
                 event.known,
                 event.raw.start,
                 event.raw.len(),
+                event.user_id,
+                event.lo_id,
             ])?;
             self.added
                 .entry(fingerprint)
