@@ -9,6 +9,10 @@
 //! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
 //! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
 //!
+//! Why commits only append: the thread also decides duplicates, from the store's keys it holds
+//! in memory (`keys`), so the events table needs no index on its random keys; one listener per
+//! store (`lock`) keeps those keys the only way a key enters the store.
+//!
 //! Forwarding (`--forward-to`) adds the `forward_jobs` table: a request's jobs (one per target
 //! that takes one of its new events) are inserted by `insert_request`, inside the request's
 //! own transaction, and deliveries and parks ride the next group commit through the same
@@ -22,7 +26,7 @@
 //! into the file off the commit path), `forward_queue` (the forwarder's side), `reader`
 //! (`events` and `export`), `requests` (the inspector's reads), `maintenance` (pruning and
 //! erasure: the listener's prunes run in the writer thread, between group commits), `backup`
-//! (`receiver backup`).
+//! (`receiver backup`), `keys` (the dedupe keys in memory), `lock` (one listener per store).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
