@@ -64,11 +64,38 @@ pub const PADDING: usize = 760;
 /// The body of one request: one event of about 1 KiB with an id unique to `(run, connection,
 /// sequence)`, so runs against the same store never collide as duplicates.
 pub fn event_body(run: &str, connection: usize, sequence: u64) -> Vec<u8> {
+    let event_id = event_id(run, connection, sequence);
     format!(
-        r#"{{"accountId":1010,"events":[{{"eventId":"bench-{run}-{connection}-{sequence}","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z","note":"{}"}}}}]}}"#,
+        r#"{{"accountId":1010,"events":[{{"eventId":"{event_id}","eventName":"COURSE_ENROLLMENT","timestamp":"2026-11-28T00:00:00.000Z","eventInfo":"1764288000000-1-2-0","data":{{"userId":4279332,"loId":"course:7374992","loInstanceId":"course:7374992_10250977","loType":"course","enrollmentSource":"ADMIN_ENROLL","dateEnrolled":"2026-11-28T00:00:00.000Z","note":"{}"}}}}]}}"#,
         "x".repeat(PADDING)
     )
     .into_bytes()
+}
+
+/// A random-looking UUID (version 4 form) for `(run, connection, sequence)`: Learning Manager's
+/// event ids are random UUIDs, so the stores see keys spread over the whole key space, as in
+/// production, not a few sequential runs.
+pub fn event_id(run: &str, connection: usize, sequence: u64) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let half = |salt: u8| {
+        // `new()` has fixed keys: the same ids in every process of a build.
+        let mut hasher = std::hash::DefaultHasher::new();
+        (salt, run, connection, sequence).hash(&mut hasher);
+        hasher.finish()
+    };
+    let (high, low) = (half(0), half(1));
+    let bits = (u128::from(high) << 64 | u128::from(low)) & !(0xf000 << 64) & !(0xc << 60)
+        | (0x4000 << 64)
+        | (0x8 << 60);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// What one load run measured.

@@ -26,11 +26,13 @@ use anyhow::Context as _;
 /// anyone else. Stores hold whole request bodies and credential headers, states hold secrets.
 pub const PRIVATE_MODE: u32 = 0o600;
 
-/// The files SQLite keeps beside a database, as suffixes of its path, with what they are.
-const DATABASE_COMPANIONS: [(&str, &str); 3] = [
+/// The files SQLite keeps beside a database, and the receiver's lock file (replacing it would
+/// let a second listener in), as suffixes of its path, with what they are.
+const DATABASE_COMPANIONS: [(&str, &str); 4] = [
     ("-wal", "write-ahead log"),
     ("-shm", "shared-memory index"),
     ("-journal", "rollback journal"),
+    ("-lock", "listener's lock file"),
 ];
 
 /// Creates `path` empty with mode [`PRIVATE_MODE`] when it does not exist, for a file another

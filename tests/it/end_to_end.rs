@@ -168,8 +168,10 @@ async fn every_catalogue_event_reaches_the_receiver_once_for_every_auth_method()
         .state
         .update_webhook(&stored, stored.updated_at_ms)
         .expect("rotate");
-    let [none_rx, basic_rx, standard_rx, hmac_rx] = receivers;
+    let [none_rx, basic_rx, mut standard_rx, hmac_rx] = receivers;
+    // Stopped first, as systemd restarts a service: one `listen` per SQLite store.
     standard_rx.process.signal("TERM");
+    assert_eq!(standard_rx.process.wait_exit(), Some(0));
     let rotated_file = signature_file(&harness, &standard, dir.path());
     let standard_rx = Receiver {
         process: Process::spawn(

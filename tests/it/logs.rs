@@ -653,6 +653,7 @@ async fn forwarding_logs_each_backoff_step_and_a_flood_of_refusals_stays_a_trick
     .await;
     assert_eq!(reply.status, 200);
     const FLOOD: usize = 300;
+    let flood_started = std::time::Instant::now();
     for index in 0..FLOOD {
         let body = named_envelope(7, &[(&format!("flood-{index}"), "COURSE_ENROLLMENT")]);
         assert_eq!(post(addr, "/webhook", &[], body).await.status, 200);
@@ -662,6 +663,20 @@ async fn forwarding_logs_each_backoff_step_and_a_flood_of_refusals_stays_a_trick
     })
     .await;
     assert!(refused_all, "every request refused, the held one retried");
+    // A fast store refuses the whole flood within the burst's second; the limit allows the
+    // next line a second after the flood began, and that line says how many were left out.
+    let a_second_on = wait_until(Duration::from_secs(5), || async {
+        flood_started.elapsed() >= Duration::from_millis(1100)
+    })
+    .await;
+    assert!(a_second_on);
+    let body = named_envelope(7, &[("flood-last", "COURSE_ENROLLMENT")]);
+    assert_eq!(post(addr, "/webhook", &[], body).await.status, 200);
+    let refused_last = wait_until(Duration::from_secs(30), || async {
+        refusing.requests().len() > FLOOD
+    })
+    .await;
+    assert!(refused_last, "the request after the flood refused too");
     receiver.signal("TERM");
     assert_eq!(
         receiver.wait_exit(Duration::from_secs(15)).await.code(),

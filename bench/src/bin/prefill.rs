@@ -3,8 +3,9 @@
 //!
 //! The schema comes from the receiver itself (its store is opened once), then the rows are
 //! written in one SQL transaction, far faster than through HTTP. Event ids are random, like
-//! the senders' UUIDs, so the unique `(account_id, event_id)` index grows the way it does in
-//! production (inserts land anywhere in the B-tree, not only at its end).
+//! the senders' UUIDs: the listener reads every one into its dedupe keys at its start (the
+//! start-up and memory figures with 1 M events stored), and on a layout with a unique key
+//! index they grow it the way production does (anywhere in the B-tree, not only at its end).
 
 use std::sync::Arc;
 

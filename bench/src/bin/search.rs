@@ -59,7 +59,9 @@ fn options() -> anyhow::Result<Options> {
             .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--events" => options.events = value.parse().context("--events")?,
-            "--commit-events" => options.commit_events = value.parse().context("--commit-events")?,
+            "--commit-events" => {
+                options.commit_events = value.parse().context("--commit-events")?
+            }
             "--rounds" => options.rounds = value.parse().context("--rounds")?,
             "--stores" => {
                 options.sqlite = value.split(',').any(|store| store == "sqlite");
@@ -110,7 +112,12 @@ fn event_sql() -> String {
 /// request, through SQL.
 async fn prefill_sqlite(db: &Path, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::sqlite::SqliteStore::open(db, 10_000, receiver::routing::Routes::default(), metrics)?;
+    let store = receiver::store::sqlite::SqliteStore::open(
+        db,
+        10_000,
+        receiver::routing::Routes::default(),
+        metrics,
+    )?;
     store.close().await?;
     let mut connection = rusqlite::Connection::open(db)?;
     connection.execute_batch("PRAGMA journal_mode=WAL; PRAGMA cache_size=-262144;")?;
@@ -150,7 +157,12 @@ async fn prefill_sqlite(db: &Path, total: i64) -> anyhow::Result<()> {
 /// Fills a new PostgreSQL database (its tables made by the receiver) as [`prefill_sqlite`].
 async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> anyhow::Result<()> {
     let metrics = Arc::new(receiver::metrics::Metrics::default());
-    let store = receiver::store::postgres::PostgresStore::open(url, 10_000, receiver::routing::Routes::default(), metrics)?;
+    let store = receiver::store::postgres::PostgresStore::open(
+        url,
+        10_000,
+        receiver::routing::Routes::default(),
+        metrics,
+    )?;
     store.check_health().await?;
     store.close().await?;
     let (client, connection) = url.config().connect(tokio_postgres::NoTls).await?;
@@ -187,10 +199,7 @@ async fn prefill_postgres(url: &common::postgres::DatabaseUrl, total: i64) -> an
         .await?;
     for sequence in ["receiver_requests_id_seq", "receiver_events_id_seq"] {
         client
-            .batch_execute(&format!(
-                "SELECT setval('{sequence}', {})",
-                total.max(1)
-            ))
+            .batch_execute(&format!("SELECT setval('{sequence}', {})", total.max(1)))
             .await?;
     }
     // One statement each: VACUUM cannot run in the transaction a multi-statement query is.
@@ -351,7 +360,11 @@ fn search_table(store: &str, total: i64, timed: &[Timed]) -> String {
             one.first_ms,
             one.median_ms,
             one.cpu_ms,
-            if one.median_ms < 1000.0 { "met" } else { "NOT met" }
+            if one.median_ms < 1000.0 {
+                "met"
+            } else {
+                "NOT met"
+            }
         ));
     }
     table
@@ -502,11 +515,13 @@ async fn sqlite_commits(
             let db = dir.join(format!("commit-{round}-{slot}.db"));
             let metrics = Arc::new(receiver::metrics::Metrics::default());
             let store = Arc::new(receiver::store::sqlite::SqliteStore::open(
-                &db, 10_000, receiver::routing::Routes::default(), metrics,
+                &db,
+                10_000,
+                receiver::routing::Routes::default(),
+                metrics,
             )?);
             if !variant.request_index() {
-                rusqlite::Connection::open(&db)?
-                    .execute_batch("DROP INDEX events_by_request;")?;
+                rusqlite::Connection::open(&db)?.execute_batch("DROP INDEX events_by_request;")?;
             }
             let before = written_bytes();
             let rate = drive(
@@ -558,7 +573,10 @@ async fn postgres_commits(
             let database = common::postgres::DatabaseUrl::parse(&url)?;
             let metrics = Arc::new(receiver::metrics::Metrics::default());
             let store = Arc::new(receiver::store::postgres::PostgresStore::open(
-                &database, 10_000, receiver::routing::Routes::default(), metrics,
+                &database,
+                10_000,
+                receiver::routing::Routes::default(),
+                metrics,
             )?);
             store.check_health().await?;
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
@@ -567,7 +585,9 @@ async fn postgres_commits(
                 // Events without the keys would still have the expressions computed: drop
                 // the indexes too, as the commit before search had neither.
                 client
-                    .batch_execute("DROP INDEX receiver_events_by_user; DROP INDEX receiver_events_by_lo")
+                    .batch_execute(
+                        "DROP INDEX receiver_events_by_user; DROP INDEX receiver_events_by_lo",
+                    )
                     .await?;
             }
             let before = current_wal(&client).await?;
@@ -599,11 +619,21 @@ async fn postgres_commits(
     Ok(figures)
 }
 
-fn commit_table(store: &str, total: u64, figures: &[(Variant, CommitFigures)], bytes: &str) -> String {
+fn commit_table(
+    store: &str,
+    total: u64,
+    figures: &[(Variant, CommitFigures)],
+    bytes: &str,
+) -> String {
     let baseline = figures
         .iter()
         .find(|(variant, _)| *variant == Variant::Neither)
-        .map(|(_, figures)| (median(figures.rates.clone()), median(figures.bytes_per_event.clone())))
+        .map(|(_, figures)| {
+            (
+                median(figures.rates.clone()),
+                median(figures.bytes_per_event.clone()),
+            )
+        })
         .unwrap_or((1.0, 1.0));
     let mut table = format!(
         "\n{store}: {total} realistic events per run, 32 tasks, the store driven directly (medians of the rounds)\n\n\

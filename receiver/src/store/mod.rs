@@ -4,8 +4,10 @@
 //! - [`Store::accept`] resolves `Ok` only once the request and its events are durable (on disk,
 //!   or committed in the database), so the listener can answer 2xx right after it;
 //! - one request is all-or-nothing: its request row and all its new events, or nothing;
-//! - `(account_id, event_id)` is unique; a second arrival is counted as a duplicate by one
-//!   insert-if-absent, never by a check followed by an insert.
+//! - `(account_id, event_id)` is unique; a second arrival is counted as a duplicate, never
+//!   stored: on PostgreSQL by one insert-if-absent (many writers), never by a check followed
+//!   by an insert; on SQLite by the one writer thread of the one listener (its lock file),
+//!   whose look at its dedupe keys and insert nothing else can come between.
 //!
 //! - with forwarding on, a request gets a forward job for each target that takes at least one
 //!   of its new events, in the SAME transaction, so "2xx" means "stored and queued for

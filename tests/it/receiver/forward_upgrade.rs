@@ -244,7 +244,7 @@ async fn an_old_store_is_upgraded_in_place_and_its_pending_jobs_go_to_the_target
     );
     // PostgreSQL tables are brought up as the receiver starts, in the background.
     let (sql, latest) = match test_store.kind {
-        StoreKind::Sqlite => ("SELECT user_version FROM pragma_user_version", 5),
+        StoreKind::Sqlite => ("SELECT user_version FROM pragma_user_version", 6),
         StoreKind::Postgres => ("SELECT MAX(version)::int8 FROM receiver_schema", 4),
     };
     let brought_up = wait_until(Duration::from_secs(15), || async {

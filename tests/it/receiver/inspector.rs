@@ -709,7 +709,9 @@ async fn send_again_reaches_a_second_receiver_verbatim_or_re_signed(store: TestS
 #[test]
 fn listen_prints_the_inspector_url_and_the_ui_flags_behave() {
     let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite:{}", dir.path().join("r.db").display());
+    // A store for each listener: one `listen` per SQLite store.
+    let store_named = |name: &str| format!("sqlite:{}", dir.path().join(name).display());
+    let store = store_named("r.db");
     let process = Process::spawn(
         &[
             "listen",
@@ -737,7 +739,7 @@ fn listen_prints_the_inspector_url_and_the_ui_flags_behave() {
             "--listen",
             "127.0.0.1:0",
             "--store",
-            &store,
+            &store_named("other.db"),
             "--output",
             "quiet",
         ],
@@ -758,7 +760,7 @@ fn listen_prints_the_inspector_url_and_the_ui_flags_behave() {
             "--listen",
             "127.0.0.1:0",
             "--store",
-            &store,
+            &store_named("taken.db"),
             "--ui",
             &taken,
         ],
@@ -794,7 +796,7 @@ fn listen_prints_the_inspector_url_and_the_ui_flags_behave() {
             "--listen",
             "127.0.0.1:0",
             "--store",
-            &store,
+            &store_named("off.db"),
             "--ui",
             "off",
         ],

@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod check;
 mod crash;
+mod dedupe_keys;
 mod environment;
 mod erase;
 mod events_cli;

@@ -2,18 +2,24 @@
 //! group commits, and [`SqliteMaintenance`], the same work on a connection of its own for
 //! `receiver prune` and `receiver erase`.
 //!
-//! A request's events are found through its body: each event's `(account_id, event_id)` key in
-//! the unique index, with the request's id to tell the events it stored from duplicates. The
-//! events table has no index by request, and adding one would cost every commit a write; the
-//! body is read with the listener's parser, so it gives the same keys the listener stored. For
-//! the same reason foreign keys are not enforced inside these transactions (SQLite would look
-//! for a deleted request's events by scanning them all): the events go first, by key.
+//! A request's events are found through its body: each event's `(account_id, event_id)` key,
+//! with the request's id (`events_by_request`) to tell the events it stored from duplicates;
+//! the body is read with the listener's parser, so it gives the same keys the listener stored.
+//! Foreign keys are not enforced inside these transactions (SQLite would look for a deleted
+//! request's events once more): the events go first.
+//!
+//! What a batch did to the stored keys ([`KeyChanges`]) goes back to the listener's writer,
+//! which keeps its dedupe keys in memory (`super::keys`) in step: a removed event's key stays
+//! there as a tombstone's while its window lasts, and leaves with it. The commands' batches
+//! (another process) need not tell: the listener confirms every key it finds by reading the
+//! store, so a row they removed is simply not confirmed.
 
 use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension as _};
 
+use super::keys::{KeyChanges, RemovedKey};
 use crate::erasure::{BodyEvents, ErasureSelector};
 use crate::store::maintenance::{
     held_by_forwarding, Erased, ErasureTargets, Maintenance, PruneBatch, PruneCursor, PruneRule,
@@ -61,23 +67,25 @@ fn in_write_transaction<T>(
 }
 
 /// One batch of a prune (see `Store::prune_batch`), in one transaction on `connection`; a dry
-/// run only reads.
+/// run only reads. What it did to the stored keys is added to `changes` (valid once it
+/// returned `Ok`).
 pub(super) fn prune_batch(
     connection: &mut Connection,
     rule: PruneRule,
     cursor: PruneCursor,
     durability: Durability,
     dry_run: bool,
+    changes: &mut KeyChanges,
 ) -> rusqlite::Result<PruneBatch> {
     let started = Instant::now();
     let mut batch = if dry_run {
         let transaction = connection.transaction()?;
-        let batch = prune_within(&transaction, rule, cursor, true)?;
+        let batch = prune_within(&transaction, rule, cursor, true, changes)?;
         transaction.rollback()?;
         batch
     } else {
         in_write_transaction(connection, durability, |transaction| {
-            prune_within(transaction, rule, cursor, false)
+            prune_within(transaction, rule, cursor, false, changes)
         })?
     };
     batch.held = started.elapsed();
@@ -90,18 +98,25 @@ fn prune_within(
     rule: PruneRule,
     cursor: PruneCursor,
     dry_run: bool,
+    changes: &mut KeyChanges,
 ) -> rusqlite::Result<PruneBatch> {
     let limit = PRUNE_BATCH as i64;
     let mut pruned = Pruned::default();
     let mut more = false;
     if !dry_run {
-        pruned.keys_expired = connection
+        let expired: Vec<(i64, String)> = connection
             .prepare_cached(
                 "DELETE FROM dedupe_keys WHERE id IN (
                      SELECT id FROM dedupe_keys WHERE received_at_ms < ?1
-                     ORDER BY received_at_ms LIMIT ?2)",
+                     ORDER BY received_at_ms LIMIT ?2)
+                 RETURNING account_id, event_id",
             )?
-            .execute(params![rule.keys_before_ms, limit])? as u64;
+            .query_map(params![rule.keys_before_ms, limit], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        pruned.keys_expired = expired.len() as u64;
+        changes.expired.extend(expired);
         more |= pruned.keys_expired == PRUNE_BATCH as u64;
     }
     let mut next = cursor;
@@ -174,7 +189,14 @@ fn prune_within(
             received_at_ms,
             body: &body,
         };
-        let removed = remove_request(connection, &request, None, rule.keys_before_ms, dry_run)?;
+        let removed = remove_request(
+            connection,
+            &request,
+            None,
+            rule.keys_before_ms,
+            dry_run,
+            changes,
+        )?;
         pruned.requests += 1;
         pruned.events += removed.events;
     }
@@ -203,6 +225,7 @@ fn remove_request(
     selector: Option<&ErasureSelector>,
     keys_before_ms: i64,
     dry_run: bool,
+    changes: &mut KeyChanges,
 ) -> rusqlite::Result<Erased> {
     let mut removed = Erased {
         requests: 1,
@@ -211,34 +234,43 @@ fn remove_request(
     let keep_keys = request.received_at_ms >= keys_before_ms;
     match BodyEvents::read(request.body, selector) {
         Some(body) => {
-            // By the unique key, with the request's id: an event of the body that was a
-            // duplicate belongs to another request (or, repeated in the body, went with its
-            // first copy) and is not this request's.
+            // By the key and the request's id: an event of the body that was a duplicate
+            // belongs to another request (or, repeated in the body, went with its first copy)
+            // and is not this request's.
             let mut remove = connection.prepare_cached(if dry_run {
-                "SELECT 1 FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3"
+                "SELECT id FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3"
             } else {
                 "DELETE FROM events WHERE account_id = ?1 AND event_id = ?2 AND request_id = ?3
-                 RETURNING 1"
+                 RETURNING id"
             })?;
             let mut keep = connection.prepare_cached(
                 "INSERT INTO dedupe_keys (account_id, event_id, received_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account_id, event_id) DO NOTHING",
             )?;
             for event in &body.events {
-                let found = remove
-                    .query_row(params![body.account_id, event.event_id, request.id], |_| {
-                        Ok(())
-                    })
+                let found: Option<i64> = remove
+                    .query_row(
+                        params![body.account_id, event.event_id, request.id],
+                        |row| row.get(0),
+                    )
                     .optional()?;
-                if found.is_none() {
+                let Some(row) = found else {
                     continue;
-                }
-                if keep_keys && !dry_run {
-                    keep.execute(params![
-                        body.account_id,
-                        event.event_id,
-                        request.received_at_ms
-                    ])?;
+                };
+                if !dry_run {
+                    if keep_keys {
+                        keep.execute(params![
+                            body.account_id,
+                            event.event_id,
+                            request.received_at_ms
+                        ])?;
+                    }
+                    changes.removed.push(RemovedKey {
+                        account_id: body.account_id,
+                        event_id: event.event_id.to_string(),
+                        row,
+                        tombstone: keep_keys,
+                    });
                 }
                 removed.events += 1;
                 if !event.named {
@@ -253,9 +285,13 @@ fn remove_request(
                 request = request.id,
                 "a stored body did not read as an envelope; its events are looked for one by one"
             );
-            let keys: Vec<(i64, String)> = connection
-                .prepare_cached("SELECT account_id, event_id FROM events WHERE request_id = ?1")?
-                .query_map([request.id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            let keys: Vec<(i64, String, i64)> = connection
+                .prepare_cached(
+                    "SELECT account_id, event_id, id FROM events WHERE request_id = ?1",
+                )?
+                .query_map([request.id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
             removed.events = keys.len() as u64;
             removed.other_events = if selector.is_some() {
@@ -272,10 +308,21 @@ fn remove_request(
                         "INSERT INTO dedupe_keys (account_id, event_id, received_at_ms)
                          VALUES (?1, ?2, ?3) ON CONFLICT (account_id, event_id) DO NOTHING",
                     )?;
-                    for (account_id, event_id) in &keys {
+                    for (account_id, event_id, _) in &keys {
                         keep.execute(params![account_id, event_id, request.received_at_ms])?;
                     }
                 }
+                changes
+                    .removed
+                    .extend(
+                        keys.into_iter()
+                            .map(|(account_id, event_id, row)| RemovedKey {
+                                account_id,
+                                event_id,
+                                row,
+                                tombstone: keep_keys,
+                            }),
+                    );
             }
         }
     }
@@ -369,12 +416,14 @@ impl Maintenance for SqliteMaintenance {
         cursor: PruneCursor,
         dry_run: bool,
     ) -> anyhow::Result<PruneBatch> {
+        // Another process than the listener's: its key changes are not told (see above).
         Ok(prune_batch(
             &mut self.connection,
             rule,
             cursor,
             Durability::Synced,
             dry_run,
+            &mut KeyChanges::default(),
         )?)
     }
 
@@ -414,6 +463,7 @@ impl Maintenance for SqliteMaintenance {
                     Some(selector),
                     keys_before_ms,
                     dry_run,
+                    &mut KeyChanges::default(),
                 )?;
             }
             for id in &targets.refused {

@@ -9,6 +9,10 @@
 //! pays for no savepoints. Answers go back through oneshot channels only after `COMMIT`
 //! returned, and `synchronous=FULL` makes `COMMIT` wait for the disk.
 //!
+//! Why commits only append: the thread also decides duplicates, from the store's keys it holds
+//! in memory (`keys`), so the events table needs no index on its random keys; one listener per
+//! store (`lock`) keeps those keys the only way a key enters the store.
+//!
 //! Forwarding (`--forward-to`) adds the `forward_jobs` table: a request's jobs (one per target
 //! that takes one of its new events) are inserted by `insert_request`, inside the request's
 //! own transaction, and deliveries and parks ride the next group commit through the same
@@ -22,7 +26,7 @@
 //! into the file off the commit path), `forward_queue` (the forwarder's side), `reader`
 //! (`events` and `export`), `requests` (the inspector's reads), `maintenance` (pruning and
 //! erasure: the listener's prunes run in the writer thread, between group commits), `backup`
-//! (`receiver backup`).
+//! (`receiver backup`), `keys` (the dedupe keys in memory), `lock` (one listener per store).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +48,8 @@ mod checkpointer;
 mod forward_control;
 mod forward_queue;
 mod jobs;
+mod keys;
+mod lock;
 mod maintenance;
 mod reader;
 mod requests;
@@ -95,14 +101,24 @@ impl SqliteStore {
                  requests; `chmod 600` it and its -wal and -shm files"
             );
         }
+        // One listener per store, before anything is written: its dedupe keys are in memory.
+        let lock = lock::ListenLock::take(path)?;
         // Open once here so that a wrong path fails at startup, not at the first request.
         let connection = writer::open_writer(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
+        let loading = std::time::Instant::now();
+        let keys = keys::KeySet::load(&connection)
+            .with_context(|| format!("reading the dedupe keys of {}", path.display()))?;
+        tracing::info!(
+            keys = keys.len(),
+            seconds = loading.elapsed().as_secs_f64(),
+            "dedupe keys read from the store"
+        );
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let signals = Arc::new(JobSignals::new(&routes));
         Writer::start(
             path,
-            connection,
+            (connection, keys, lock),
             Settings {
                 keep_refused,
                 routes: Arc::new(routes),

@@ -20,7 +20,8 @@ struct Step {
 /// events' JSON as offsets into the body; version 3 forwards to several targets (a job per
 /// request and target, with its state, its place in its target's queue and every attempt);
 /// version 4 adds the dedupe keys that outlive their pruned or erased events; version 5
-/// ([`SEARCH_AND_REPORTING`]) adds what searches and reports read. A change of
+/// ([`SEARCH_AND_REPORTING`]) adds what searches and reports read; version 6 leaves dedupe to
+/// the listener's keys in memory ([`APPEND_ONLY_EVENTS`]). A change of
 /// layout is a step appended here.
 const STEPS: &[Step] = &[
     Step {
@@ -38,6 +39,10 @@ const STEPS: &[Step] = &[
     Step {
         version: 5,
         sql: SEARCH_AND_REPORTING,
+    },
+    Step {
+        version: 6,
+        sql: APPEND_ONLY_EVENTS,
     },
 ];
 
@@ -251,6 +256,46 @@ SELECT e.id, e.account_id, e.event_id, e.request_id, e.event_name, e.timestamp_m
        r.received_at_ms, e.known,
        CAST(substr(r.body, e.raw_start + 1, e.raw_length) AS TEXT) AS event
 FROM events e JOIN requests r ON r.id = e.request_id;
+";
+
+/// Version 6: the events table without its `UNIQUE (account_id, event_id)` index, so a
+/// commit only appends (issue 26). With random event ids that index put each new event on a
+/// page of its own, at a random place: the largest part of what every commit wrote, twice
+/// (the WAL, then the checkpoint). The listener decides duplicates from its keys in memory
+/// (`keys.rs`), read from this table at its start; one listener per store (`lock.rs`).
+/// `events_by_request` finds a request's events (the inspector's verdicts, pruning); request
+/// ids only grow, so it is appended to at its end. The indexes by time and by name go too:
+/// even appended to, each cost every commit two or three pages (its last leaf, the sibling
+/// a split balances with, their parent), a quarter of what a commit wrote; `events` and the
+/// reports read the narrow table whole instead (a million events in a fraction of a second,
+/// measured in the README). SQLite drops a table constraint only by making the table again:
+/// same columns, same ids; `legacy_alter_table` lets the rename leave the `receiver_events`
+/// view as it is (it names `events`, there again once renamed) instead of refusing it while
+/// `events` is gone.
+const APPEND_ONLY_EVENTS: &str = "
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE events_6 (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    request_id      INTEGER NOT NULL REFERENCES requests(id),
+    event_name      TEXT    NOT NULL,
+    timestamp_ms    INTEGER NOT NULL,
+    known           INTEGER NOT NULL,
+    raw_start       INTEGER NOT NULL,
+    raw_length      INTEGER NOT NULL,
+    user_id         TEXT,
+    lo_id           TEXT
+);
+INSERT INTO events_6 (id, account_id, event_id, request_id, event_name, timestamp_ms, known,
+                      raw_start, raw_length, user_id, lo_id)
+SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start,
+       raw_length, user_id, lo_id
+FROM events ORDER BY id;
+DROP TABLE events;
+ALTER TABLE events_6 RENAME TO events;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX events_by_request ON events (request_id);
 ";
 
 /// An event's JSON text, as a SQL expression over `events e JOIN requests r`.
@@ -676,5 +721,105 @@ mod tests {
             })
             .unwrap();
         assert_eq!(attempts, 0, "a job's attempts go with it");
+    }
+
+    /// The names of the indexes on `table`.
+    fn indexes(connection: &Connection, table: &str) -> Vec<String> {
+        let mut statement = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+            .unwrap();
+        let names = statement.query_map([table], |row| row.get(0)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_version_5_store_loses_the_unique_index_and_keeps_its_events_ids_and_view() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .unwrap();
+        bring_up_with(&connection, &STEPS[..4]).unwrap();
+        assert_eq!(version(&connection), 5);
+        assert!(indexes(&connection, "events").contains(&"sqlite_autoindex_events_1".to_owned()));
+        connection
+            .execute_batch(
+                "INSERT INTO requests VALUES (1, 10, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO requests VALUES (2, 20, 'POST', '/', '[]', x'7b7d', 'none', 1010);
+                 INSERT INTO events (id, account_id, event_id, request_id, event_name,
+                                     timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
+                 VALUES (5, 1010, 'a', 1, 'COURSE_COMPLETED', 100, 1, 0, 2, '42', 'course:1'),
+                        (9, 1010, 'b', 2, 'COURSE_ENROLLMENT', 200, 0, 0, 2, NULL, NULL);",
+            )
+            .unwrap();
+
+        bring_up(&connection).unwrap();
+        assert_eq!(version(&connection), 6);
+        assert_eq!(
+            indexes(&connection, "events"),
+            ["events_by_request"],
+            "no index on the keys, the times or the names: commits only append"
+        );
+        let rows: Vec<String> = connection
+            .prepare(
+                "SELECT id, account_id, event_id, request_id, event_name, timestamp_ms, known,
+                        raw_start, raw_length, user_id, lo_id
+                 FROM events ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok(format!(
+                    "{} {} {} {} {} {} {} {} {} {:?} {:?}",
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, bool>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, i64>(8)?,
+                    row.get::<_, Option<String>>(9)?,
+                    row.get::<_, Option<String>>(10)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                r#"5 1010 a 1 COURSE_COMPLETED 100 true 0 2 Some("42") Some("course:1")"#,
+                "9 1010 b 2 COURSE_ENROLLMENT 200 false 0 2 None None"
+            ]
+        );
+        // Still a request's events, found by the request.
+        let plan: String = connection
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT event_id FROM events WHERE request_id = 2",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("events_by_request"), "{plan}");
+        // The reports' relation reads the new table.
+        let reported: (i64, String) = connection
+            .query_row(
+                "SELECT COUNT(*), group_concat(event, '|') FROM receiver_events",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(reported, (2, "{}|{}".to_owned()));
+        let renames_left_alone: i64 = connection
+            .pragma_query_value(None, "legacy_alter_table", |row| row.get(0))
+            .unwrap();
+        assert_eq!(renames_left_alone, 0);
+        // And an event without its request is refused, as before.
+        let orphan = connection.execute_batch(
+            "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms,
+                                 known, raw_start, raw_length)
+             VALUES (1010, 'c', 77, 'X', 0, 1, 0, 2);",
+        );
+        assert!(orphan.is_err());
     }
 }

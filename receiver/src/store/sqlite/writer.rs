@@ -1,5 +1,6 @@
 //! The writer thread: it owns the connection, takes every job waiting in its queue, runs them
 //! in ONE transaction and commits once (group commit; see the module above), then answers.
+//! It also owns the store's dedupe keys in memory (`super::keys`), which decide duplicates.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpointer::Checkpointer;
 use super::jobs::{store_error, AcceptReply, Job, PruneOrder};
+use super::keys::{Fingerprint, KeyChanges, KeySet, TOMBSTONE_ROW};
+use super::lock::ListenLock;
 use super::maintenance::{prune_batch, Durability};
 use super::schema::{bring_up, check_layout};
 use crate::accept_outcome::AcceptOutcome;
@@ -67,6 +70,15 @@ pub(super) struct Writer {
     checkpointer: Option<Checkpointer>,
     /// `None` after a failure: the next batch reopens, which clears any broken state.
     connection: Option<Connection>,
+    /// Every stored key's fingerprint and row (see `super::keys`).
+    keys: KeySet,
+    /// Whether `keys` must be read again from the store before the next transaction: after a
+    /// failed commit, which may have reached the disk all the same (an error while syncing),
+    /// so only the store can say which keys it holds.
+    keys_stale: bool,
+    /// This process is the store's one listener while this is held; let go once the
+    /// connection is closed.
+    lock: Option<ListenLock>,
     settings: Settings,
     metrics: Arc<Metrics>,
     signals: Arc<JobSignals>,
@@ -106,14 +118,15 @@ struct Work<'a> {
 }
 
 impl Writer {
-    /// Starts the writer thread over `connection` (from [`open_writer`]), taking jobs from
-    /// `jobs` until a close job or until every sender is gone.
+    /// Starts the writer thread over `connection` (from [`open_writer`]), with the store's
+    /// `keys` (read from it under `lock`), taking jobs from `jobs` until a close job or until
+    /// every sender is gone.
     ///
     /// # Errors
     /// The thread cannot be started.
     pub(super) fn start(
         path: &Path,
-        connection: Connection,
+        (connection, keys, lock): (Connection, KeySet, ListenLock),
         settings: Settings,
         metrics: Arc<Metrics>,
         signals: Arc<JobSignals>,
@@ -123,6 +136,9 @@ impl Writer {
             path: path.to_owned(),
             checkpointer: Checkpointer::start(path),
             connection: Some(connection),
+            keys,
+            keys_stale: false,
+            lock: Some(lock),
             settings,
             metrics,
             signals,
@@ -158,6 +174,9 @@ impl Writer {
                 // Stop taking jobs; what is still queued gets "the store is closed".
                 jobs.close();
                 let result = self.finish();
+                // Let go before answering: whoever waited for the close may open the store
+                // again at once.
+                self.lock = None;
                 for reply in closing {
                     let _ = reply.send(result.clone());
                 }
@@ -169,18 +188,22 @@ impl Writer {
 
     /// One batch of the listener's prune, in a transaction of its own.
     fn prune(&mut self, order: &PruneOrder) -> Result<PruneBatch, StoreError> {
-        let result = self.connection().and_then(|connection| {
+        let mut changes = KeyChanges::default();
+        let result = self.connection_and_keys().and_then(|(connection, _)| {
             prune_batch(
                 connection,
                 order.rule,
                 order.cursor,
                 Durability::Deferred,
                 false,
+                &mut changes,
             )
             .map_err(store_error)
         });
         match &result {
             Ok(batch) => {
+                // Committed: the keys it removed leave the set, or stay as tombstones'.
+                self.keys.apply(changes);
                 if let Some(checkpointer) = &self.checkpointer {
                     if batch.pruned != crate::store::maintenance::Pruned::default() {
                         checkpointer.wal_grew();
@@ -189,7 +212,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::warn!(%error, "pruning failed");
-                self.connection = None;
+                self.failed();
             }
         }
         result
@@ -222,6 +245,26 @@ impl Writer {
         self.connection
             .as_mut()
             .ok_or_else(|| StoreError("no connection".to_owned()))
+    }
+
+    /// The connection and the dedupe keys, read again from the store first if a failure
+    /// left them in doubt.
+    fn connection_and_keys(&mut self) -> Result<(&mut Connection, &mut KeySet), StoreError> {
+        self.connection()?;
+        let (Some(connection), keys) = (self.connection.as_mut(), &mut self.keys) else {
+            return Err(StoreError("no connection".to_owned()));
+        };
+        if self.keys_stale {
+            *keys = KeySet::load(connection).map_err(store_error)?;
+            self.keys_stale = false;
+        }
+        Ok((connection, keys))
+    }
+
+    /// After a failed transaction: the connection is reopened and the keys read again.
+    fn failed(&mut self) {
+        self.connection = None;
+        self.keys_stale = true;
     }
 
     fn write_batch(&mut self, batch: Batch) {
@@ -284,9 +327,9 @@ impl Writer {
             forwarded: &done,
             health_check: !health.is_empty(),
         };
-        let result = self
-            .connection()
-            .and_then(|connection| group_transaction(connection, &work, &routes, now_ms));
+        let result = self.connection_and_keys().and_then(|(connection, keys)| {
+            group_transaction(connection, keys, &work, &routes, now_ms)
+        });
         match result {
             Ok(outcomes) => {
                 self.committed(started, &outcomes);
@@ -302,7 +345,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::warn!(%error, jobs = accepts.len(), "group commit failed; retrying each request alone");
-                self.connection = None;
+                self.failed();
                 self.metrics.set_store_up(false);
                 for reply in health {
                     let _ = reply.send(Err(error.clone()));
@@ -319,8 +362,8 @@ impl Writer {
                         forwarded: &[],
                         health_check: false,
                     };
-                    let single = self.connection().and_then(|connection| {
-                        group_transaction(connection, &alone, &routes, now_ms)
+                    let single = self.connection_and_keys().and_then(|(connection, keys)| {
+                        group_transaction(connection, keys, &alone, &routes, now_ms)
                     });
                     let answer = match single {
                         Ok(outcomes) => {
@@ -329,7 +372,7 @@ impl Writer {
                             outcomes.into_iter().next().ok_or_else(|| error.clone())
                         }
                         Err(error) => {
-                            self.connection = None;
+                            self.failed();
                             Err(error)
                         }
                     };
@@ -369,9 +412,11 @@ impl Writer {
 
 /// Runs one transaction over every job and commits once. `Err` when anything in it failed:
 /// then nothing of it is stored, and the caller retries each request alone, so one request's
-/// failure never fails (or acknowledges) another.
+/// failure never fails (or acknowledges) another. The keys of the events it stored join
+/// `keys` once it committed, and only then.
 fn group_transaction(
     connection: &mut Connection,
+    keys: &mut KeySet,
     work: &Work<'_>,
     routes: &Routes,
     now_ms: i64,
@@ -379,16 +424,15 @@ fn group_transaction(
     let transaction = connection
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(store_error)?;
-    let outcomes = {
-        let mut inserts = Inserts::prepare(&transaction, routes).map_err(store_error)?;
+    let (outcomes, added) = {
+        let mut inserts = Inserts::prepare(&transaction, keys, routes).map_err(store_error)?;
         let outcomes = work
             .requests
             .iter()
             .map(|request| inserts.insert_request(request, now_ms))
             .collect::<Result<Vec<_>, _>>()
             .map_err(store_error)?;
-        inserts.finish().map_err(store_error)?;
-        outcomes
+        (outcomes, inserts.finish().map_err(store_error)?)
     };
     for outcome in work.forwarded {
         record_outcome(&transaction, outcome).map_err(store_error)?;
@@ -402,6 +446,9 @@ fn group_transaction(
             .map_err(store_error)?;
     }
     transaction.commit().map_err(store_error)?;
+    for (fingerprint, row) in added {
+        keys.insert(fingerprint, row);
+    }
     Ok(outcomes)
 }
 
@@ -462,6 +509,16 @@ fn record_outcome(connection: &Connection, outcome: &JobOutcome) -> rusqlite::Re
 struct Inserts<'c> {
     request: rusqlite::CachedStatement<'c>,
     event: rusqlite::CachedStatement<'c>,
+    /// Whether a row holds a key: how a candidate of the dedupe keys is confirmed.
+    holds_key: rusqlite::CachedStatement<'c>,
+    /// Whether a tombstone holds a key (`dedupe_keys`, by its unique index): the key of an
+    /// event pruned or erased within the dedupe window.
+    tombstone: rusqlite::CachedStatement<'c>,
+    /// The keys stored before this transaction.
+    keys: &'c KeySet,
+    /// The keys this transaction stored, by fingerprint, with their rows: they join `keys`
+    /// only if it commits.
+    added: std::collections::HashMap<Fingerprint, Vec<i64>>,
     /// `Some` when forwarding is on.
     forward_job: Option<rusqlite::CachedStatement<'c>>,
     routes: &'c Routes,
@@ -474,20 +531,29 @@ struct Inserts<'c> {
 }
 
 impl<'c> Inserts<'c> {
-    fn prepare(connection: &'c Connection, routes: &'c Routes) -> rusqlite::Result<Self> {
+    fn prepare(
+        connection: &'c Connection,
+        keys: &'c KeySet,
+        routes: &'c Routes,
+    ) -> rusqlite::Result<Self> {
         Ok(Inserts {
             request: connection.prepare_cached(
                 "INSERT INTO requests (received_at_ms, method, path, headers, body, auth, account_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
-            // A key pruned or erased within the dedupe window is a duplicate too: one look
-            // in `dedupe_keys`, a read, in the same statement as the insert-if-absent.
+            // No unique index: the dedupe keys decided the event is new (see `stored`).
             event: connection.prepare_cached(
                 "INSERT INTO events (account_id, event_id, request_id, event_name, timestamp_ms, known, raw_start, raw_length, user_id, lo_id)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-                 WHERE NOT EXISTS (SELECT 1 FROM dedupe_keys WHERE account_id = ?1 AND event_id = ?2)
-                 ON CONFLICT (account_id, event_id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?,
+            holds_key: connection.prepare_cached(
+                "SELECT 1 FROM events WHERE id = ?1 AND account_id = ?2 AND event_id = ?3",
+            )?,
+            tombstone: connection.prepare_cached(
+                "SELECT 1 FROM dedupe_keys WHERE account_id = ?1 AND event_id = ?2",
+            )?,
+            keys,
+            added: std::collections::HashMap::new(),
             forward_job: if routes.is_on() {
                 Some(connection.prepare_cached(&Dialect::Sqlite.render(forward_sql::INSERT_JOB))?)
             } else {
@@ -515,14 +581,44 @@ impl<'c> Inserts<'c> {
         Ok(next)
     }
 
-    /// Writes the next queue place back when places were handed out.
-    fn finish(self) -> rusqlite::Result<()> {
+    /// Writes the next queue place back when places were handed out, and gives the keys the
+    /// transaction stored, to add to the set once it committed.
+    fn finish(self) -> rusqlite::Result<Vec<(Fingerprint, i64)>> {
         if let (true, Some(next)) = (self.orders_taken, self.next_order) {
             self.connection
                 .prepare_cached("UPDATE forward_order SET next = ?1 WHERE id = 1")?
                 .execute([next])?;
         }
-        Ok(())
+        Ok(self
+            .added
+            .into_iter()
+            .flat_map(|(fingerprint, rows)| rows.into_iter().map(move |row| (fingerprint, row)))
+            .collect())
+    }
+
+    /// Whether the store holds `(account_id, event_id)`: stored before this transaction or
+    /// earlier in it, or left by a pruned or erased event as a tombstone. The set names the
+    /// rows that may hold it; each is read to confirm, so a row removed meanwhile by another
+    /// program, or another key with the same fingerprint, never makes a false duplicate. A
+    /// key the set does not know is in no row and no tombstone (every key enters through
+    /// this writer, and a tombstone only replaces an event's row).
+    fn stored(
+        &mut self,
+        fingerprint: Fingerprint,
+        account_id: i64,
+        event_id: &str,
+    ) -> rusqlite::Result<bool> {
+        let earlier = self.added.get(&fingerprint).into_iter().flatten().copied();
+        let mut candidates = 0;
+        for row in self.keys.candidates(fingerprint).chain(earlier) {
+            candidates += 1;
+            if row != TOMBSTONE_ROW && self.holds_key.exists(params![row, account_id, event_id])? {
+                return Ok(true);
+            }
+        }
+        // Its event's row is gone: pruned or erased, perhaps by another process, which
+        // leaves a tombstone within the dedupe window.
+        Ok(candidates > 0 && self.tombstone.exists(params![account_id, event_id])?)
     }
 
     fn insert_request(
@@ -542,9 +638,16 @@ impl<'c> Inserts<'c> {
         let request_id = self.connection.last_insert_rowid();
         let mut new = Vec::with_capacity(request.events.len());
         for event in &request.events {
-            // One insert-if-absent: the unique key decides, so two racing requests (or the
-            // same event twice in one request) cannot both store it.
-            let inserted = self.event.execute(params![
+            // A look at the keys, then the insert: not a race, since this thread is the
+            // store's only writer of events (the lock file keeps other listeners out) and
+            // runs one transaction at a time, so nothing can store the key in between. Two
+            // racing requests, or the same event twice in one request, meet here in turn.
+            let fingerprint = self.keys.fingerprint(request.account_id, &event.event_id);
+            if self.stored(fingerprint, request.account_id, &event.event_id)? {
+                new.push(false);
+                continue;
+            }
+            self.event.execute(params![
                 request.account_id,
                 event.event_id,
                 request_id,
@@ -556,7 +659,11 @@ impl<'c> Inserts<'c> {
                 event.user_id,
                 event.lo_id,
             ])?;
-            new.push(inserted == 1);
+            self.added
+                .entry(fingerprint)
+                .or_default()
+                .push(self.connection.last_insert_rowid());
+            new.push(true);
         }
         // The jobs commit with the request or not at all: a 2xx means "stored AND queued". A
         // target gets the request when one of its NEW events is one the target takes: the
