@@ -383,8 +383,10 @@ async fn sigkill_loses_nothing_queued_and_keeps_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("kill.db");
     let store = format!("sqlite:{}", db.display());
-    let app_addr = free_addr();
-    let url = format!("http://{app_addr}/inbox");
+    // The app answers 503 until it is "up": a port left free for it to bind later could be
+    // taken meanwhile by another test's listener (it was, once, under a full suite).
+    let app = FakeApp::start_at(free_addr(), 503).await;
+    let url = format!("http://{}/inbox", app.addr);
 
     // 1. The app is down; 30 requests are acknowledged; the receiver is killed.
     let process = Process::spawn(&process_args(&store, &url), &[]);
@@ -407,7 +409,7 @@ async fn sigkill_loses_nothing_queued_and_keeps_the_order() {
 
     // 2. Restart, bring the app up: all 30 arrive in order, none lost, none twice.
     let process = Process::spawn(&process_args(&store, &url), &[]);
-    let app = FakeApp::start_at(app_addr, 200).await;
+    app.set_status(200);
     assert!(
         app.wait_acknowledged(30, Duration::from_secs(15)).await,
         "all arrive after the restart, got {}",
