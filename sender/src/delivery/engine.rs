@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::reporting::Reporting;
 use super::signers::SignerCache;
 use super::transport::{HttpTransport, Transport};
 use super::worker::{blocking, Worker, WorkerExit};
 use crate::config::DeliveryConfig;
-use crate::monitoring::AttemptCounters;
 use crate::registry::WebhookId;
 use crate::store::State;
 
@@ -54,17 +54,6 @@ pub struct Engine<T: Transport> {
     /// registration changes.
     signers: SignerCache,
     reporting: Reporting,
-}
-
-/// Where the workers report besides the state: the attempt counters of `/metrics`, and
-/// whether health changes queue operator notifications (then who to wake when they do).
-#[derive(Clone, Default)]
-pub struct Reporting {
-    /// Counts every judged attempt (`sender_attempts_total`).
-    pub counters: Option<Arc<AttemptCounters>>,
-    /// Set with `--notify-url`: notifications are queued with the outcomes that make them,
-    /// and this is raised after each such commit, so this process's notifier sends at once.
-    pub notifications: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<T: Transport> Clone for Engine<T> {

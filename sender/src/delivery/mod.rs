@@ -29,14 +29,16 @@ mod engine;
 mod health;
 mod outcome;
 mod redaction;
+mod reporting;
 mod signers;
 mod tls;
 mod transport;
 mod worker;
 
 pub use clock::Clock;
-pub use engine::{Engine, Mode, Reporting, RunReport};
+pub use engine::{Engine, Mode, RunReport};
 pub(crate) use redaction::redacted_headers;
+pub use reporting::Reporting;
 pub use transport::{send_once, Answer, HttpLane, HttpTransport, Outbound, Transport, USER_AGENT};
 
 #[cfg(test)]

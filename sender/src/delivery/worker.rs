@@ -18,9 +18,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::clock::Clock;
-use super::engine::Reporting;
 use super::health::HealthTracker;
 use super::outcome::judge;
+use super::reporting::Reporting;
 use super::signers::SignerCache;
 use super::transport::{Answer, Outbound, Transport};
 use crate::config::DeliveryConfig;

@@ -403,7 +403,7 @@ impl SqliteMaintenance {
         if !path.exists() {
             anyhow::bail!("no store at {} (give --store sqlite:PATH)", path.display());
         }
-        let connection = super::writer::open_writer(path)
+        let connection = super::connection::open_writer(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
         Ok(SqliteMaintenance { connection })
     }

@@ -45,6 +45,7 @@ use writer::{Settings, Writer};
 
 mod backup;
 mod checkpointer;
+mod connection;
 mod forward_control;
 mod forward_queue;
 mod jobs;
@@ -104,7 +105,7 @@ impl SqliteStore {
         // One listener per store, before anything is written: its dedupe keys are in memory.
         let lock = lock::ListenLock::take(path)?;
         // Open once here so that a wrong path fails at startup, not at the first request.
-        let connection = writer::open_writer(path)
+        let connection = connection::open_writer(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
         let loading = std::time::Instant::now();
         let keys = keys::KeySet::load(&connection)
