@@ -24,6 +24,7 @@ use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::api_answer::{answer, body, error};
 use super::input::{scheme_name, WebhookInput};
 use super::pending::{expires_at_ms, Pending};
 use super::{blocking, Admin, Asked};
@@ -83,25 +84,6 @@ pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
     result.unwrap_or_else(|failure| refused(&failure))
 }
 
-/// An error answer of the API.
-pub(super) fn error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    field: Option<&str>,
-) -> Response<WebBody> {
-    let mut body = json!({"error": code, "message": message});
-    if let (Some(field), Value::Object(map)) = (field, &mut body) {
-        map.insert("field".into(), json!(field));
-    }
-    answer(status, &body)
-}
-
-/// A JSON answer.
-pub(super) fn answer(status: StatusCode, body: &Value) -> Response<WebBody> {
-    web::respond(status, "application/json", format!("{body}\n"))
-}
-
 /// The 422 of every problem at once: the first as `field` and `message`, all in `errors`.
 fn invalid(problems: &[Problem]) -> Response<WebBody> {
     let Some(first) = problems.first() else {
@@ -148,14 +130,6 @@ pub(super) fn refused(failure: &anyhow::Error) -> Response<WebBody> {
             )
         }
     }
-}
-
-/// Reads a JSON body; an empty body is `{}`.
-pub(super) fn body<T: for<'de> Deserialize<'de> + Default>(asked: &Asked) -> serde_json::Result<T> {
-    if asked.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&asked.body)
 }
 
 /// The body read as JSON, or the handler returns the 400 that says why it is not.

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{answer, body, error};
+use super::api_answer::{answer, body, error};
 use super::{blocking, Admin, Asked};
 use crate::manage::{self, RecoverRequest};
 use crate::UsageError;

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 
 use super::deliveries_html::{self, Outage, RecoverForm};
 use super::html::Notice;
-use super::pages::see_other;
+use super::page_answer::see_other;
 use super::{blocking, Admin, Asked};
 use crate::manage::{self, plural, RecoverRequest, Refusal};
 use crate::store::{DeliveryFilter, RecoverStatus};

@@ -20,7 +20,7 @@ use super::form_html::{
 };
 use super::html::{FieldError, Notice};
 use super::input::{form_changes, scheme_name};
-use super::pages::{failed_page, find, see_other, usage_of, value, Answer};
+use super::page_answer::{failed_page, find, see_other, usage_of, value, Answer};
 use super::pending::Pending;
 use super::{blocking, Admin};
 use crate::manage::{self, one_a_field, Problem, Refusal, TestOutcome, WebhookChanges};

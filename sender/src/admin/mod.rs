@@ -27,6 +27,7 @@
 //! beside the shared one.
 
 mod api;
+mod api_answer;
 mod api_recovery;
 mod deliveries;
 mod deliveries_html;
@@ -34,6 +35,7 @@ mod form_html;
 mod form_pages;
 mod html;
 mod input;
+mod page_answer;
 mod pages;
 mod pending;
 
@@ -260,7 +262,7 @@ fn forged(api: bool) -> Response<WebBody> {
     let message =
         "a change needs the token in the x-admin-token header, or a form posted from these pages";
     if api {
-        api::error(StatusCode::FORBIDDEN, "cross_site", message, None)
+        api_answer::error(StatusCode::FORBIDDEN, "cross_site", message, None)
     } else {
         web::text(StatusCode::FORBIDDEN, format!("403 {message}\n"))
     }

@@ -8,10 +8,10 @@ use http::{Method, Response, StatusCode};
 
 use super::form_pages;
 use super::html::{self, FieldError, Notice, TriggerReport, TriggerValues, TriggeredWebhook};
+use super::page_answer::{failed_page, page, see_other, usage_of, value, Answer};
 use super::{blocking, Admin, Asked};
 use crate::manage::{self, Problem, Refusal, TriggerRequest};
-use crate::registry::{Status, Webhook};
-use crate::UsageError;
+use crate::registry::Status;
 
 /// Routes every path outside `/api/`.
 pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
@@ -74,82 +74,9 @@ pub(super) async fn route(admin: &Admin, asked: &Asked) -> Response<WebBody> {
     result.unwrap_or_else(|failure| failed_page(&failure))
 }
 
-/// What a page handler answers.
-pub(super) type Answer = anyhow::Result<Response<WebBody>>;
-
-fn page(html: String) -> Response<WebBody> {
-    web::html(StatusCode::OK, html)
-}
-
-/// A 303 to `location` (one of our own paths).
-pub(super) fn see_other(location: &str) -> Response<WebBody> {
-    let mut response = web::text(StatusCode::SEE_OTHER, format!("see {location}\n"));
-    if let Ok(value) = http::HeaderValue::from_str(location) {
-        response.headers_mut().insert(http::header::LOCATION, value);
-    }
-    response
-}
-
-/// What could not be done, as a page with the navigation: a missing webhook is a 404, a
-/// refusal says what to do, a storage failure is logged and the page says to try again.
-pub(super) fn failed_page(failure: &anyhow::Error) -> Response<WebBody> {
-    let (status, text) = match Refusal::of(failure) {
-        Some(Refusal::NotFound(_)) => (
-            StatusCode::NOT_FOUND,
-            "There is no such webhook: it may have been deleted.".to_owned(),
-        ),
-        Some(refusal) => (
-            StatusCode::CONFLICT,
-            manage::field_error(&refusal.to_string()).1,
-        ),
-        None => match usage_of(failure) {
-            Some(usage) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Problem::from(usage).message,
-            ),
-            None => {
-                tracing::warn!(error = %format!("{failure:#}"), "admin pages");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The state could not be read or written; try again in a moment (the log says why)."
-                        .to_owned(),
-                )
-            }
-        },
-    };
-    let title = if status == StatusCode::NOT_FOUND {
-        "Not found"
-    } else {
-        "Not done"
-    };
-    web::html(status, html::message_page(title, &text))
-}
-
-/// The user's mistake in an error chain, if it is one (owned: a handler keeps it across an
-/// `.await`, which a borrowed error cannot be).
-pub(super) fn usage_of(failure: &anyhow::Error) -> Option<UsageError> {
-    failure
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<UsageError>())
-        .cloned()
-}
-
-/// A form field's value.
-pub(super) fn value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
 /// The `version` a form was rendered with.
 fn version(form: &[(String, String)]) -> Option<i64> {
     value(form, "version").and_then(|text| text.parse().ok())
-}
-
-/// The webhook with `id`.
-pub(super) async fn find(admin: &Admin, id: &str) -> anyhow::Result<Webhook> {
-    let id = id.to_owned();
-    blocking(admin, move |state| manage::find(state, &id)).await
 }
 
 /// **Webhooks**; `?done=` names what the previous change did (one of ours, below), `?id=`
