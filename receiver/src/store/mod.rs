@@ -26,6 +26,7 @@ pub mod maintenance;
 mod overview;
 pub mod postgres;
 mod query;
+mod request_rows;
 mod requests;
 pub mod sqlite;
 

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::requests::{RequestRows, Side};
+use super::request_rows::{RequestRows, Side};
 use super::Cursor;
 
 /// Most requests (accepted, and refused apart) counted for one range.
@@ -64,11 +64,6 @@ pub struct Traffic {
     /// Rows up to here are counted (the next live count starts after it).
     pub counted_to: Cursor,
 }
-
-/// A row of a tally of accepted requests: bucket start, requests, duplicates among them.
-pub(crate) type AcceptedTally = (i64, u64, u64);
-/// A row of a tally of refused requests or of events: bucket start, reason or name, count.
-pub(crate) type NamedTally = (i64, String, u64);
 
 /// Counts `window`, up to the newest row a live list may show.
 ///

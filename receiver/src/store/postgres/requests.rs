@@ -32,9 +32,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
-use crate::store::overview::{AcceptedTally, NamedTally};
 use crate::store::query;
-use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
+use crate::store::request_rows::{
+    AcceptedTally, Direction, KeptRequest, KeptRow, Learner, NamedTally, RequestRows, Side,
+};
 use crate::store::{Cursor, ForwardingState, RequestKey};
 
 /// Connections the inspector's pages and streams share (each holds one only while reading).

@@ -6,8 +6,9 @@
 
 use super::reader::SqliteReader;
 use crate::store::forward::sql::{SqlSession, REQUEST_STATE_CODE};
-use crate::store::overview::{AcceptedTally, NamedTally};
-use crate::store::requests::{Direction, KeptRequest, KeptRow, Learner, RequestRows, Side};
+use crate::store::request_rows::{
+    AcceptedTally, Direction, KeptRequest, KeptRow, Learner, NamedTally, RequestRows, Side,
+};
 use crate::store::{query, Cursor, ForwardingState, RequestKey};
 use rusqlite::{params, OptionalExtension as _};
 
