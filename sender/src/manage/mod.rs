@@ -20,6 +20,7 @@
 
 mod problem;
 mod recovery;
+mod signature_file;
 mod test_event;
 mod trigger;
 mod validation;
@@ -33,11 +34,10 @@ pub use problem::{field_error, one_a_field, Problem};
 pub use recovery::{
     activation_note, expired, inactive_note, plural, recover, resend, retry_now, RecoverRequest,
 };
+pub use signature_file::{signature_file_for, signature_file_of};
 pub use test_event::{check_target, send_test, TestOutcome, TestTarget};
 pub use trigger::{trigger, TriggerRequest, Triggered, MAX_TRIGGER_COUNT, TRIGGER_CHUNK_EVENTS};
-pub use validation::{
-    signature_file_for, signature_file_of, target_url, target_url_checked, WebhookChanges,
-};
+pub use validation::{target_url, target_url_checked, WebhookChanges};
 
 use crate::registry::{Auth, Status, Webhook, WebhookId};
 use crate::store::Registry;
