@@ -293,27 +293,46 @@ async fn stored_form(
     ))
 }
 
-/// `POST /webhooks`: Save on Add webhook.
-pub(super) async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
-    let mut screen = read_screen(admin, None, form).await?;
-    if screen.problems.is_empty() {
+/// The form again, 422 with every problem, when `screen` cannot be saved; `None` when it can.
+/// The Target URL's reach is judged too when `check_target` (a new webhook, or a new URL):
+/// only once the rest is right, as the reach needs a whole webhook.
+///
+/// # Errors
+/// The typed values cannot be kept for the form.
+async fn unsaveable(
+    admin: &Admin,
+    screen: &mut Screen,
+    form: &[(String, String)],
+    check_target: bool,
+) -> anyhow::Result<Option<Response<WebBody>>> {
+    if check_target && screen.problems.is_empty() {
         if let Ok(webhook) = screen.preview() {
             screen
                 .problems
                 .extend(target_problem(admin, &webhook).await);
         }
     }
-    if !screen.problems.is_empty() {
-        keep_typed(admin, &mut screen, form, None)?;
-        return form_again(
-            admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &screen,
-            None,
-            None,
-            &[],
-        )
-        .await;
+    if screen.problems.is_empty() {
+        return Ok(None);
+    }
+    keep_typed(admin, screen, form, None)?;
+    form_again(
+        admin,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        screen,
+        None,
+        None,
+        &[],
+    )
+    .await
+    .map(Some)
+}
+
+/// `POST /webhooks`: Save on Add webhook.
+pub(super) async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
+    let mut screen = read_screen(admin, None, form).await?;
+    if let Some(again) = unsaveable(admin, &mut screen, form, true).await? {
+        return Ok(again);
     }
     let changes = screen.changes.clone();
     let signature = changes.auth == Some(AuthMethod::Signature);
@@ -336,24 +355,9 @@ pub(super) async fn create(admin: &Admin, form: &[(String, String)]) -> Answer {
 /// `POST /webhooks/{id}`: Save on Edit.
 pub(super) async fn save(admin: &Admin, id: &str, form: &[(String, String)]) -> Answer {
     let mut screen = read_screen(admin, Some(id), form).await?;
-    if screen.problems.is_empty() && screen.changes.url.is_some() {
-        if let Ok(webhook) = screen.preview() {
-            screen
-                .problems
-                .extend(target_problem(admin, &webhook).await);
-        }
-    }
-    if !screen.problems.is_empty() {
-        keep_typed(admin, &mut screen, form, None)?;
-        return form_again(
-            admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &screen,
-            None,
-            None,
-            &[],
-        )
-        .await;
+    let new_url = screen.changes.url.is_some();
+    if let Some(again) = unsaveable(admin, &mut screen, form, new_url).await? {
+        return Ok(again);
     }
     let changes = screen.changes.clone();
     let version = screen.base.as_ref().map(|base| base.version);
