@@ -80,6 +80,17 @@ pub fn encode_query_value(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// A query string of the `fields` that have a value (`name=value`, the value percent-encoded,
+/// joined by `&`), without a leading `?`; the reverse of [`parse_query`] for filled fields.
+pub fn query_string(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The `name=value` pairs of a query string or form body, decoded (`+` is a space).
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     let decode = |text: &str| {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::web::{self, encode_query_value, escape, WebBody};
+use common::web::{self, escape, query_string, WebBody};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
 use verify::timestamp::{format_iso_millis, parse_instant_millis};
@@ -121,36 +121,32 @@ impl OverviewRange {
         }
     }
 
-    /// The range's part of a query string, without a leading `?` (empty for the default).
-    pub(super) fn to_query(&self) -> String {
+    /// Every field's query name and value.
+    fn fields(&self) -> [(&'static str, &str); 3] {
         [
             ("range", &self.preset),
             ("range_from", &self.from),
             ("range_to", &self.to),
         ]
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
-        .collect::<Vec<_>>()
-        .join("&")
+    }
+
+    /// The range's part of a query string, without a leading `?` (empty for the default).
+    pub(super) fn to_query(&self) -> String {
+        query_string(&self.fields())
     }
 
     /// The range as hidden fields, for the list's filter form (its URL keeps both).
     pub(super) fn hidden_fields(&self) -> String {
-        [
-            ("range", &self.preset),
-            ("range_from", &self.from),
-            ("range_to", &self.to),
-        ]
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-                escape(value)
-            )
-        })
-        .collect()
+        self.fields()
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| {
+                format!(
+                    "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+                    escape(value)
+                )
+            })
+            .collect()
     }
 
     /// The window to count at `now_ms`, and its words, or what is wrong with the range.

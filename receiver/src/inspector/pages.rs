@@ -5,7 +5,7 @@
 //! find them by name.
 
 use common::text::{printable, printable_json, printable_lines};
-use common::web::{encode_query_value, escape, layout};
+use common::web::{escape, layout};
 use http::StatusCode;
 use verify::timestamp::{format_iso_millis, parse_instant_millis};
 
@@ -105,9 +105,8 @@ impl FilterFields {
         })
     }
 
-    /// The filled fields as part of a file name: `event_name-completed_account-1010`, each
-    /// value cut to 40 characters and anything but letters, digits, `.` and `-` made `_`.
-    pub(super) fn file_name_part(&self) -> String {
+    /// Every field's query name and value, in the form's order.
+    fn fields(&self) -> [(&'static str, &str); 8] {
         [
             ("event_name", &self.event_name),
             ("account", &self.account),
@@ -118,30 +117,22 @@ impl FilterFields {
             ("data", &self.data),
             ("forwarding", &self.forwarding),
         ]
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{name}-{}", file_name_safe(value)))
-        .collect::<Vec<_>>()
-        .join("_")
+    }
+
+    /// The filled fields as part of a file name: `event_name-completed_account-1010`, each
+    /// value cut to 40 characters and anything but letters, digits, `.` and `-` made `_`.
+    pub(super) fn file_name_part(&self) -> String {
+        self.fields()
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| format!("{name}-{}", file_name_safe(value)))
+            .collect::<Vec<_>>()
+            .join("_")
     }
 
     /// The fields as a query string (empty ones left out), without a leading `?`.
     pub(super) fn to_query(&self) -> String {
-        [
-            ("event_name", &self.event_name),
-            ("account", &self.account),
-            ("verdict", &self.verdict),
-            ("since", &self.since),
-            ("until", &self.until),
-            ("event_id", &self.event_id),
-            ("data", &self.data),
-            ("forwarding", &self.forwarding),
-        ]
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| format!("{name}={}", encode_query_value(value)))
-        .collect::<Vec<_>>()
-        .join("&")
+        common::web::query_string(&self.fields())
     }
 }
 
