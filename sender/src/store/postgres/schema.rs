@@ -191,6 +191,22 @@ mod tests {
     const KEY_RECORD_OF_VERSIONS_1_AND_2: &str = "CREATE TABLE IF NOT EXISTS sender_secret_key (
         id BIGINT PRIMARY KEY CHECK (id = 1), key_check TEXT NOT NULL);";
 
+    /// Brings `client`'s database to `version` as that build left it: its steps, and the key
+    /// record the builds of versions 1 and 2 made outside them.
+    async fn prepare_version(client: &mut tokio_postgres::Client, version: usize) {
+        let layout = Layout {
+            steps: &LAYOUT.steps[..version],
+            ..LAYOUT
+        };
+        postgres_schema::prepare(client, &layout)
+            .await
+            .unwrap_or_else(|error| panic!("version {version}: {error:#}"));
+        client
+            .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
+            .await
+            .expect("key record");
+    }
+
     #[test]
     fn a_database_of_version_1_is_brought_up_in_place_and_keeps_its_rows() {
         let Some(url) = common::test_postgres::test_database("sender_version_1_brought_up") else {
@@ -202,17 +218,7 @@ mod tests {
             // The database as today's sender leaves it: version 1 and some rows.
             let pool = parsed.pool("sender-schema-test", 2).expect("pool");
             let mut client = pool.get().await.expect("connect");
-            let version_1 = Layout {
-                steps: &LAYOUT.steps[..1],
-                ..LAYOUT
-            };
-            postgres_schema::prepare(&mut client, &version_1)
-                .await
-                .expect("version 1");
-            client
-                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
-                .await
-                .expect("key record");
+            prepare_version(&mut client, 1).await;
             client
                 .batch_execute(
                     "INSERT INTO sender_webhooks (id, name, description, url, events, auth, status,
@@ -291,17 +297,7 @@ mod tests {
             // them.
             let pool = parsed.pool("sender-schema-test", 2).expect("pool");
             let mut client = pool.get().await.expect("connect");
-            let version_2 = Layout {
-                steps: &LAYOUT.steps[..2],
-                ..LAYOUT
-            };
-            postgres_schema::prepare(&mut client, &version_2)
-                .await
-                .expect("version 2");
-            client
-                .batch_execute(KEY_RECORD_OF_VERSIONS_1_AND_2)
-                .await
-                .expect("key record");
+            prepare_version(&mut client, 2).await;
             client
                 .batch_execute(
                     "INSERT INTO sender_webhooks (id, name, description, url, events, auth,
